@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh Debian machine (root): `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BASE_IMAGE ?= local/debian:bookworm
+SAMPLE_DIR ?= .cache/sample_data
+SAMPLE_IMAGES ?= 48
+CLUSTER ?= host_configs/local.yaml
+
+.PHONY: setup venv sample run test lint bench
+
+setup: venv
+	bash scripts/setup_system.sh
+	bash scripts/ensure_dockerd.sh
+	bash scripts/ensure_base_image.sh $(BASE_IMAGE)
+
+venv:
+	bash scripts/setup_venv.sh
+
+# Generated ImageNet-layout sample set for the embedded default (idempotent).
+sample: venv
+	@[ -d $(SAMPLE_DIR)/val ] || $(PY) -m runner_in_container.data.generate \
+		--out $(SAMPLE_DIR) --images $(SAMPLE_IMAGES) --layout imagefolder
+
+run: setup sample
+	$(PY) -m orchestrator run --cluster $(CLUSTER)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/vermin --target=3.8- --no-tips --violations --eval-annotations runner_in_container
+
+test: setup lint
+	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) bench/h200_pipeline.py

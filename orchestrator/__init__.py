@@ -1,0 +1,1 @@
+"""Control side: plans, fans out, collects and reports benchmark jobs. Never imports torch."""

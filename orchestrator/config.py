@@ -1,0 +1,303 @@
+"""The cluster file (``host_configs/*.yaml``): pydantic models and the only YAML reader.
+
+Every string that later reaches a command line is validated here: names are
+restricted to a safe alphabet, paths may not carry newlines or NUL bytes, and
+remote paths must be absolute and free of ``..``. Values are then passed as argv
+elements, never through a shell.
+"""
+import posixpath
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
+
+
+class ConfigError(ValueError):
+    """The cluster file is invalid; the message is one line naming file and field."""
+
+
+def _safe_name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError("must match %s (letters, digits, '.', '_', '-')" % NAME_RE.pattern)
+    return value
+
+
+def _safe_text(value: str) -> str:
+    if any(ch in value for ch in ("\n", "\r", "\x00")):
+        raise ValueError("must not contain newlines or NUL bytes")
+    return value
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(Model):
+    """Seconds each stage of a job may take before it is stopped."""
+
+    connect: float = Field(20, gt=0)
+    build: float = Field(3600, gt=0)
+    start: float = Field(300, gt=0)
+    run: float = Field(7200, gt=0)
+    collect: float = Field(300, gt=0)
+
+
+class DataSpec(Model):
+    """Where the ImageNet val set lies on the host."""
+
+    path: str
+    layout: Literal["auto", "imagefolder", "flat", "tar"] = "auto"
+    labels: Optional[str] = None
+    md5: Optional[str] = Field(None, pattern=r"^[0-9a-fA-F]{32}$")
+    max_images: Optional[int] = Field(None, gt=0)
+
+    _text = field_validator("path", "labels")(_safe_text)
+
+
+class ImageSpecConfig(Model):
+    """Inputs of the vendor image build on this host."""
+
+    base_image: Optional[str] = Field(None, pattern=r"^[a-z0-9][a-z0-9._/:@-]{0,200}$")
+    pip_index_url: Optional[str] = Field(None, pattern=r"^https?://[^\s'\"`$;\\]+$")
+    sdk_dir: Optional[str] = None
+    sdk_checksums: Dict[str, str] = Field(default_factory=dict)
+
+    _text = field_validator("sdk_dir")(_safe_text)
+
+    @field_validator("sdk_checksums")
+    @classmethod
+    def _checksums(cls, value: Dict[str, str]) -> Dict[str, str]:
+        for name, digest in value.items():
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", name):
+                raise ValueError("SDK file name %r: letters, digits, '.', '_', '+', '-' only" % name)
+            if not re.match(r"^[0-9a-f]{64}$", digest):
+                raise ValueError("sha256 of %s must be 64 lowercase hex digits" % name)
+        return value
+
+
+class DockerOptions(Model):
+    """How the job container is started."""
+
+    shm_size: str = Field("8g", pattern=r"^[0-9]+[bkmg]?$")
+    privileged: bool = False
+    user: Optional[str] = Field(None, pattern=r"^[0-9]+(:[0-9]+)?$")  # default: the SSH/local user's uid:gid
+
+
+class Host(Model):
+    """One machine: how to reach it and what runs there."""
+
+    name: str
+    address: str = "local"
+    port: int = Field(22, ge=1, le=65535)
+    user: Optional[str] = Field(None, pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")
+    key_file: Optional[str] = None
+    known_hosts: Optional[str] = None
+    strict_host_keys: bool = True
+    vendor: str
+    devices: List[int] = Field(default_factory=lambda: [0], min_length=1)
+    runtime: Literal["docker", "bare"] = "docker"
+    python: str = Field("python3", pattern=r"^[A-Za-z0-9_./-]+$")
+    workdir: Optional[str] = None
+    data: DataSpec
+    weights: str
+    workers: int = Field(8, ge=1, le=256)
+    image: ImageSpecConfig = Field(default_factory=ImageSpecConfig)
+    docker: DockerOptions = Field(default_factory=DockerOptions)
+
+    _name = field_validator("name", "vendor")(_safe_name)
+    _text = field_validator("key_file", "known_hosts", "weights")(_safe_text)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value != "local" and not re.match(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,253}$", value):
+            raise ValueError("must be 'local' or a host name / IP address")
+        return value
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: List[int]) -> List[int]:
+        if len(set(value)) != len(value) or min(value) < 0:
+            raise ValueError("device indices must be distinct and >= 0")
+        return value
+
+    @property
+    def is_local(self) -> bool:
+        return self.address == "local"
+
+
+class Case(Model):
+    """One case entry; list values expand into a matrix of jobs."""
+
+    case: str = "resnet50"
+    toolkit: Union[str, List[str]] = "pytorch"
+    precision: Union[str, List[str]] = "fp32"
+    batch_size: Union[int, List[int]] = 256
+    repeat: int = Field(1, ge=1, le=100)
+    warmup: int = Field(5, ge=0, le=1000)
+    hosts: Optional[List[str]] = None  # restrict to these host names
+
+    _name = field_validator("case")(_safe_name)
+
+    @field_validator("toolkit")
+    @classmethod
+    def _toolkits(cls, value: Union[str, List[str]]) -> Union[str, List[str]]:
+        for item in [value] if isinstance(value, str) else value:
+            _safe_name(item)
+        return value
+
+    @field_validator("precision")
+    @classmethod
+    def _precisions(cls, value: Union[str, List[str]]) -> Union[str, List[str]]:
+        for item in [value] if isinstance(value, str) else value:
+            if item not in PRECISIONS:
+                raise ValueError("precision %r is not one of %s" % (item, ", ".join(PRECISIONS)))
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_sizes(cls, value: Union[int, List[int]]) -> Union[int, List[int]]:
+        for item in [value] if isinstance(value, int) else value:
+            if not 1 <= item <= 65536:
+                raise ValueError("batch size %d is out of 1..65536" % item)
+        return value
+
+    def matrix(self) -> List[Dict[str, Any]]:
+        """The (toolkit, precision, batch_size) combinations this entry stands for."""
+
+        def as_list(value: Any) -> List[Any]:
+            return value if isinstance(value, list) else [value]
+
+        return [
+            {"toolkit": t, "precision": p, "batch_size": b}
+            for t in as_list(self.toolkit)
+            for p in as_list(self.precision)
+            for b in as_list(self.batch_size)
+        ]
+
+
+class Defaults(Model):
+    """Values every host shares unless it says otherwise."""
+
+    workdir: str = "/var/tmp/rn50bench"
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    monitor_interval_s: float = Field(1.0, gt=0)
+
+    _text = field_validator("workdir")(_safe_text)
+
+
+class Cluster(Model):
+    """The whole cluster file."""
+
+    store: str = "results/rn50bench.sqlite"
+    results_dir: str = "results"
+    defaults: Defaults = Field(default_factory=Defaults)
+    hosts: List[Host] = Field(min_length=1)
+    cases: List[Case] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_hosts(self) -> "Cluster":
+        names = [h.name for h in self.hosts]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError("host names must be unique; repeated: %s" % ", ".join(duplicates))
+        for case in self.cases:
+            unknown = sorted(set(case.hosts or []) - set(names))
+            if unknown:
+                raise ValueError("case %s names unknown hosts: %s" % (case.case, ", ".join(unknown)))
+        return self
+
+    def host_workdir(self, host: Host) -> str:
+        return host.workdir or self.defaults.workdir
+
+
+def _resolve_local(base: Path, value: Optional[str]) -> Optional[str]:
+    """Resolve a control-machine path against the cluster file's folder."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _check_remote(field: str, value: Optional[str]) -> None:
+    if value is None:
+        return
+    if not value.startswith("/"):
+        raise ValueError("%s: remote paths must be absolute, got %r" % (field, value))
+    if ".." in value.split("/"):
+        raise ValueError("%s: remote paths may not contain '..', got %r" % (field, value))
+    if posixpath.normpath(value) != value.rstrip("/") and value != "/":
+        raise ValueError("%s: path is not normalised (%r)" % (field, value))
+
+
+def _localise(cluster: Cluster, base: Path) -> Cluster:
+    """Resolve relative paths: host paths on local hosts, control paths always; check remote ones."""
+    hosts = []
+    for index, host in enumerate(cluster.hosts):
+        where = "hosts[%d]" % index
+        if host.is_local:
+            data = host.data.model_copy(
+                update={"path": _resolve_local(base, host.data.path), "labels": _resolve_local(base, host.data.labels)}
+            )
+            weights = host.weights if host.weights in ("random", "package") else _resolve_local(base, host.weights)
+            workdir = _resolve_local(base, host.workdir)
+            host = host.model_copy(update={"data": data, "weights": weights, "workdir": workdir})
+        else:
+            _check_remote(where + ".data.path", host.data.path)
+            _check_remote(where + ".data.labels", host.data.labels)
+            _check_remote(where + ".workdir", host.workdir)
+            if host.weights not in ("random", "package"):
+                _check_remote(where + ".weights", host.weights)
+        image = host.image.model_copy(update={"sdk_dir": _resolve_local(base, host.image.sdk_dir)})
+        key_file = _resolve_local(base, host.key_file)
+        known_hosts = _resolve_local(base, host.known_hosts)
+        hosts.append(host.model_copy(update={"image": image, "key_file": key_file, "known_hosts": known_hosts}))
+    return cluster.model_copy(
+        update={
+            "hosts": hosts,
+            "store": _resolve_local(base, cluster.store),
+            "results_dir": _resolve_local(base, cluster.results_dir),
+        }
+    )
+
+
+def _format_error(path: Path, error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = "".join(
+        "[%d]" % part if isinstance(part, int) else (".%s" % part if i else str(part))
+        for i, part in enumerate(first["loc"])
+    )
+    got = first.get("input")
+    got_text = "" if isinstance(got, (dict, list)) or got is None else " (got %r)" % (got,)
+    more = len(error.errors()) - 1
+    suffix = " (+%d more)" % more if more else ""
+    return "%s: %s: %s%s%s" % (path, field or "<top>", first["msg"], got_text, suffix)
+
+
+def load_cluster(path: Union[str, Path]) -> Cluster:
+    """Read and validate a cluster file; raise ConfigError with one line on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError("%s: cannot read cluster file: %s" % (path, exc.strerror or exc)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = ":%d" % (mark.line + 1) if mark else ""
+        raise ConfigError("%s%s: not valid YAML: %s" % (path, where, getattr(exc, "problem", exc))) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("%s: expected a mapping with 'hosts' and 'cases' at the top" % path)
+    try:
+        cluster = Cluster.model_validate(raw)
+        return _localise(cluster, path.resolve().parent)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(path, exc)) from None
+    except ValueError as exc:
+        raise ConfigError("%s: %s" % (path, exc)) from None

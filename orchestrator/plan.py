@@ -1,0 +1,92 @@
+"""Expand a cluster file into jobs: cases x hosts x devices, filtered by what each vendor runs."""
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Tuple
+
+from vendors.base import Vendor
+
+from .config import Cluster
+
+
+@dataclass(frozen=True)
+class Job:
+    """One runner invocation on one device of one host."""
+
+    job_id: str
+    host: str
+    device: int
+    case: str
+    toolkit: str
+    precision: str
+    batch_size: int
+    repeat: int
+    warmup: int
+
+    def as_dict(self) -> Dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A case combination that a host's vendor cannot run, with the reason."""
+
+    host: str
+    case: str
+    toolkit: str
+    precision: str
+    batch_size: int
+    reason: str
+
+
+def job_id(host: str, device: int, case: str, toolkit: str, precision: str, batch_size: int) -> str:
+    """Stable, filesystem- and docker-safe identifier of a job within a run."""
+    return "%s.d%d.%s.%s.%s.bs%d" % (host, device, case, toolkit, precision, batch_size)
+
+
+def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], List[Skipped]]:
+    """All jobs of the cluster file in a stable order, and what was skipped and why."""
+    jobs: List[Job] = []
+    skipped: List[Skipped] = []
+    for entry in cluster.cases:
+        for host in cluster.hosts:
+            if entry.hosts is not None and host.name not in entry.hosts:
+                continue
+            vendor = vendors[host.vendor]
+            for combo in entry.matrix():
+                toolkit, precision, bs = combo["toolkit"], combo["precision"], combo["batch_size"]
+                reason = _unsupported(vendor, toolkit, precision)
+                if reason:
+                    skipped.append(Skipped(host.name, entry.case, toolkit, precision, bs, reason))
+                    continue
+                for device in host.devices:
+                    jobs.append(
+                        Job(
+                            job_id=job_id(host.name, device, entry.case, toolkit, precision, bs),
+                            host=host.name,
+                            device=device,
+                            case=entry.case,
+                            toolkit=toolkit,
+                            precision=precision,
+                            batch_size=bs,
+                            repeat=entry.repeat,
+                            warmup=entry.warmup,
+                        )
+                    )
+    seen = set()
+    for job in jobs:
+        if job.job_id in seen:
+            raise ValueError("job %s appears twice: two case entries expand to the same job" % job.job_id)
+        seen.add(job.job_id)
+    return jobs, skipped
+
+
+def _unsupported(vendor: Vendor, toolkit: str, precision: str) -> str:
+    if toolkit not in vendor.toolkits:
+        return "vendor %s has no toolkit %s (has: %s)" % (vendor.name, toolkit, ", ".join(sorted(vendor.toolkits)))
+    if precision not in vendor.toolkits[toolkit]:
+        return "toolkit %s on %s runs %s, not %s" % (
+            toolkit,
+            vendor.name,
+            ", ".join(vendor.toolkits[toolkit]),
+            precision,
+        )
+    return ""

@@ -1,0 +1,188 @@
+"""Results store: one SQLite file holding runs, jobs, results, environments and monitor samples."""
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    state TEXT NOT NULL,
+    cluster_path TEXT NOT NULL,
+    cluster_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    job_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    vendor TEXT NOT NULL,
+    spec_json TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    log_path TEXT,
+    timings_json TEXT,
+    started_at REAL,
+    finished_at REAL,
+    PRIMARY KEY (run_id, job_id)
+);
+CREATE TABLE IF NOT EXISTS results (
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    result_json TEXT NOT NULL,
+    derived_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, job_id)
+);
+CREATE TABLE IF NOT EXISTS environments (
+    run_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    env_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, host)
+);
+CREATE TABLE IF NOT EXISTS samples (
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    samples_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, job_id)
+);
+"""
+
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+OK = "OK"
+
+
+def new_run_id() -> str:
+    """Sortable, unique run id: UTC time plus a random suffix."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+class Store:
+    """Thread-safe access to the SQLite file; every write is its own transaction."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _write(self, sql: str, params: tuple) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(sql, params)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _rows(self, sql: str, params: tuple = ()) -> List[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, params))
+
+    # -- runs -------------------------------------------------------------------
+    def create_run(self, run_id: str, cluster_path: str, cluster: Dict[str, Any]) -> None:
+        self._write(
+            "INSERT INTO runs (run_id, created_at, state, cluster_path, cluster_json) VALUES (?, ?, ?, ?, ?)",
+            (run_id, time.time(), RUNNING, cluster_path, json.dumps(cluster, sort_keys=True)),
+        )
+
+    def finish_run(self, run_id: str, state: str) -> None:
+        self._write("UPDATE runs SET state = ?, finished_at = ? WHERE run_id = ?", (state, time.time(), run_id))
+
+    def run(self, run_id: str) -> Optional[Dict[str, Any]]:
+        rows = self._rows("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return dict(rows[0]) if rows else None
+
+    def runs(self) -> List[Dict[str, Any]]:
+        return [
+            dict(r)
+            for r in self._rows(
+                "SELECT r.run_id, r.created_at, r.finished_at, r.state, r.cluster_path,"
+                " COUNT(j.job_id) AS jobs, SUM(j.state = 'OK') AS ok"
+                " FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id GROUP BY r.run_id ORDER BY r.run_id"
+            )
+        ]
+
+    # -- jobs -------------------------------------------------------------------
+    def add_job(self, run_id: str, job_id: str, host: str, vendor: str, spec: Dict[str, Any]) -> None:
+        self._write(
+            "INSERT OR IGNORE INTO jobs (run_id, job_id, host, vendor, spec_json, state) VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, job_id, host, vendor, json.dumps(spec, sort_keys=True), PENDING),
+        )
+
+    def start_job(self, run_id: str, job_id: str) -> None:
+        self._write(
+            "UPDATE jobs SET state = ?, reason = NULL, started_at = ?, finished_at = NULL"
+            " WHERE run_id = ? AND job_id = ?",
+            (RUNNING, time.time(), run_id, job_id),
+        )
+
+    def finish_job(
+        self,
+        run_id: str,
+        job_id: str,
+        state: str,
+        reason: Optional[str],
+        log_path: Optional[str],
+        timings: Dict[str, float],
+    ) -> None:
+        self._write(
+            "UPDATE jobs SET state = ?, reason = ?, log_path = ?, timings_json = ?, finished_at = ?"
+            " WHERE run_id = ? AND job_id = ?",
+            (state, reason, log_path, json.dumps(timings, sort_keys=True), time.time(), run_id, job_id),
+        )
+
+    def jobs(self, run_id: str) -> List[Dict[str, Any]]:
+        out = []
+        for row in self._rows("SELECT * FROM jobs WHERE run_id = ? ORDER BY rowid", (run_id,)):
+            item = dict(row)
+            item["spec"] = json.loads(item.pop("spec_json"))
+            item["timings"] = json.loads(item.pop("timings_json") or "{}")
+            out.append(item)
+        return out
+
+    # -- results, environments, samples -----------------------------------------
+    def put_result(self, run_id: str, job_id: str, result: Dict[str, Any], derived: Dict[str, Any]) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO results (run_id, job_id, result_json, derived_json) VALUES (?, ?, ?, ?)",
+            (run_id, job_id, json.dumps(result, sort_keys=True), json.dumps(derived, sort_keys=True)),
+        )
+
+    def results(self, run_id: str) -> Dict[str, Dict[str, Any]]:
+        rows = self._rows("SELECT job_id, result_json, derived_json FROM results WHERE run_id = ?", (run_id,))
+        return {
+            r["job_id"]: {"result": json.loads(r["result_json"]), "derived": json.loads(r["derived_json"])}
+            for r in rows
+        }
+
+    def put_environment(self, run_id: str, host: str, env: Dict[str, Any]) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO environments (run_id, host, env_json) VALUES (?, ?, ?)",
+            (run_id, host, json.dumps(env, sort_keys=True)),
+        )
+
+    def environments(self, run_id: str) -> Dict[str, Dict[str, Any]]:
+        rows = self._rows("SELECT host, env_json FROM environments WHERE run_id = ? ORDER BY host", (run_id,))
+        return {r["host"]: json.loads(r["env_json"]) for r in rows}
+
+    def put_samples(self, run_id: str, job_id: str, samples: Dict[str, Any]) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO samples (run_id, job_id, samples_json) VALUES (?, ?, ?)",
+            (run_id, job_id, json.dumps(samples, sort_keys=True)),
+        )
+
+    def samples(self, run_id: str) -> Dict[str, Dict[str, Any]]:
+        rows = self._rows("SELECT job_id, samples_json FROM samples WHERE run_id = ?", (run_id,))
+        return {r["job_id"]: json.loads(r["samples_json"]) for r in rows}

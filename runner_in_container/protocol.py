@@ -1,0 +1,77 @@
+"""Result protocol between the runner and the orchestrator.
+
+Two channels leave the runner:
+
+* progress events: one JSON object per line on stdout, each with ``"ev"`` (the event
+  type) and ``"t"`` (seconds since the runner started). Lines that are not JSON
+  objects with an ``"ev"`` key are ordinary log output.
+* the result: ``result.json`` in the output directory, written atomically (a temp
+  file in the same directory, fsync, rename), so a reader sees either nothing or
+  the whole document. The layout is documented in ``docs/result_schema.md``.
+
+This module imports nothing outside the standard library, so the orchestrator can
+use it on a control machine without torch.
+"""
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Dict, Optional
+
+SCHEMA_NAME = "rn50bench.result"
+SCHEMA_VERSION = 1
+METRIC_VERSION = "metrics.md/1"
+RESULT_FILE = "result.json"
+
+EVENT_KEY = "ev"
+EVENT_TYPES = ("start", "stage", "progress", "metric", "result", "error")
+
+_T0 = time.time()
+
+
+def runner_started_at() -> float:
+    """Wall-clock time at which the runner process imported this module."""
+    return _T0
+
+
+def emit(ev: str, stream: Any = None, **fields: Any) -> None:
+    """Write one progress event as a JSON line and flush it."""
+    if ev not in EVENT_TYPES:
+        raise ValueError("unknown event type: %s" % ev)
+    record = {EVENT_KEY: ev, "t": round(time.time() - _T0, 3)}
+    record.update(fields)
+    out = stream if stream is not None else sys.stdout
+    out.write(json.dumps(record, sort_keys=True) + "\n")
+    out.flush()
+
+
+def parse_event(line: str) -> Optional[Dict[str, Any]]:
+    """Return the event in ``line``, or None when the line is ordinary output."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if isinstance(record, dict) and record.get(EVENT_KEY) in EVENT_TYPES:
+        return record
+    return None
+
+
+def write_json_atomic(path: str, document: Dict[str, Any]) -> None:
+    """Write ``document`` to ``path`` so that no reader ever sees a partial file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(document, handle, indent=2, sort_keys=True, allow_nan=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

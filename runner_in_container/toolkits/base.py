@@ -1,0 +1,93 @@
+"""The one interface every inference toolkit implements.
+
+A toolkit turns a framework model into something callable on a device-resident
+batch: ``compile(model, example)`` once, then ``fn(batch) -> logits`` per batch.
+The runner times only that call (the core window); everything the toolkit does
+before it (export, engine build) is reported as ``export_s`` / ``compile_s``.
+"""
+import abc
+import time
+from typing import Callable, Dict, Iterable, Optional, Tuple
+
+import torch
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
+
+
+class ToolkitUnavailable(RuntimeError):
+    """The toolkit's SDK is not importable in this environment (the message says why)."""
+
+
+class ToolkitSettings(object):
+    """What a toolkit needs to know about the run."""
+
+    def __init__(
+        self,
+        device: torch.device,
+        precision: str,
+        batch_size: int,
+        work_dir: str,
+        cache_dir: Optional[str] = None,
+        calibration: Optional[Callable[[], Iterable[torch.Tensor]]] = None,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError("precision must be one of %s, got %r" % (", ".join(PRECISIONS), precision))
+        self.device = device
+        self.precision = precision
+        self.batch_size = batch_size
+        self.work_dir = work_dir
+        self.cache_dir = cache_dir or work_dir
+        # For int8: yields normalized fp32 NCHW batches on the CPU, for calibration.
+        self.calibration = calibration
+
+
+class Toolkit(abc.ABC):
+    """Base class; one subclass per module in this package, found by name."""
+
+    #: name used on the command line and in results
+    name = ""
+    #: precisions this toolkit can run
+    precisions = ()  # type: Tuple[str, ...]
+
+    def __init__(self, settings: ToolkitSettings) -> None:
+        if settings.precision not in self.precisions:
+            raise ValueError(
+                "toolkit %s does not support precision %s (supported: %s)"
+                % (self.name, settings.precision, ", ".join(self.precisions))
+            )
+        self.settings = settings
+        self.durations = {"export_s": 0.0, "compile_s": 0.0}  # type: Dict[str, float]
+        self.notes = []  # type: list
+
+    # -- what the engine consumes -------------------------------------------------
+    def input_dtype(self) -> torch.dtype:
+        """dtype of the batch handed to the compiled callable."""
+        return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.settings.precision, torch.float32)
+
+    def channels_last(self) -> bool:
+        """Whether the batch should be in channels_last memory format."""
+        return False
+
+    # -- lifecycle ----------------------------------------------------------------
+    @abc.abstractmethod
+    def compile(self, model: torch.nn.Module, example: torch.Tensor) -> Forward:
+        """Build the engine from an fp32 eval-mode model on the device.
+
+        ``example`` is a batch of the configured batch size, on the device, in
+        ``input_dtype()`` and layout. Returns the callable the runner times.
+        """
+
+    def versions(self) -> Dict[str, str]:
+        """Versions of the SDK pieces this toolkit used (name -> version)."""
+        return {}
+
+    # -- helpers for subclasses ---------------------------------------------------
+    def timed(self, key: str, fn: Callable, *args, **kwargs):
+        """Run ``fn`` and add its wall time to ``durations[key]``."""
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.durations[key] += time.perf_counter() - start

@@ -1,0 +1,85 @@
+"""Cluster file validation: good files load, bad ones fail with one line naming file and field."""
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import ConfigError, load_cluster
+
+GOOD = """
+hosts:
+  - name: a100-1
+    address: 198.18.0.2
+    user: bench
+    vendor: nvidia
+    devices: [0, 1]
+    data: {path: /data/imagenet/val}
+    weights: /data/weights/resnet50-0676ba61.pth
+  - name: local
+    vendor: cpu
+    data: {path: sample/val}
+    weights: random
+cases:
+  - toolkit: [tensorrt, pytorch]
+    precision: [fp16, fp32]
+    batch_size: [64, 256]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "hosts.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_good_file_loads_and_resolves_local_paths(tmp_path):
+    cluster = load_cluster(write(tmp_path, GOOD))
+    remote, local = cluster.hosts
+    assert remote.data.path == "/data/imagenet/val"
+    assert local.data.path == str(tmp_path / "sample" / "val")
+    assert cluster.store == str(tmp_path / "results" / "rn50bench.sqlite")
+    assert len(cluster.cases[0].matrix()) == 8
+
+
+def test_shipped_configs_load():
+    repo = Path(__file__).resolve().parent.parent
+    for path in sorted((repo / "host_configs").glob("*.yaml")):
+        assert load_cluster(path).hosts
+
+
+@pytest.mark.parametrize(
+    "old, new, field",
+    [
+        ("name: a100-1", "name: 'a100;rm -rf /'", "hosts[0].name"),
+        ("name: a100-1", "name: '$(touch /tmp/x)'", "hosts[0].name"),
+        ("address: 198.18.0.2", "address: 'host; ls'", "hosts[0].address"),
+        ("user: bench", "user: 'bench`id`'", "hosts[0].user"),
+        ("path: /data/imagenet/val", "path: '/data/../etc'", "hosts[0].data.path"),
+        ("path: /data/imagenet/val", "path: relative/val", "hosts[0].data.path"),
+        ("path: /data/imagenet/val", 'path: "/data/val\\nrm"', "hosts[0].data.path"),
+        ("devices: [0, 1]", "devices: [0, 0]", "hosts[0].devices"),
+        ("precision: [fp16, fp32]", "precision: [fp8]", "cases[0].precision"),
+        ("batch_size: [64, 256]", "batch_size: [0]", "cases[0].batch_size"),
+        ("vendor: nvidia", "vendor: nvidia\n    colour: blue", "hosts[0].colour"),
+    ],
+)
+def test_bad_values_name_the_field(tmp_path, old, new, field):
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(ConfigError) as err:
+        load_cluster(path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(str(path))
+    assert field in message
+
+
+def test_duplicate_host_names(tmp_path):
+    with pytest.raises(ConfigError, match="repeated: local"):
+        load_cluster(write(tmp_path, GOOD.replace("name: a100-1", "name: local")))
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_cluster(write(tmp_path, "hosts: [\n"))
+    with pytest.raises(ConfigError, match="cannot read cluster file"):
+        load_cluster(tmp_path / "absent.yaml")
