@@ -93,7 +93,7 @@ class Host(Model):
 
     name: str
     address: str = "local"
-    port: int = Field(22, ge=1, le=65535)
+    port: Optional[int] = Field(None, ge=1, le=65535)  # None: ~/.ssh/config or 22
     user: Optional[str] = Field(None, pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")
     key_file: Optional[str] = None
     known_hosts: Optional[str] = None

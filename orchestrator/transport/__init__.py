@@ -1,0 +1,47 @@
+"""Transports: how the orchestrator runs commands and moves files on a host (local or SSH)."""
+
+from typing import Optional
+
+from .base import Cancelled, CommandTimeout, Completed, LineHandler, Transport, TransportError
+from .local import LocalTransport
+from .ssh import SshTransport
+
+__all__ = [
+    "Cancelled",
+    "CommandTimeout",
+    "Completed",
+    "LineHandler",
+    "LocalTransport",
+    "SshTransport",
+    "Transport",
+    "TransportError",
+    "make_transport",
+]
+
+
+def make_transport(
+    name: str,
+    address: str,
+    port: Optional[int] = None,
+    user: Optional[str] = None,
+    key_file: Optional[str] = None,
+    known_hosts: Optional[str] = None,
+    strict_host_keys: bool = True,
+    connect_timeout: float = 10.0,
+) -> Transport:
+    """The transport for one host of the cluster file: address "local" runs here, anything else over SSH.
+
+    ``port=None`` lets ~/.ssh/config choose the port (else 22); nothing connects until first use.
+    """
+    if address == "local":
+        return LocalTransport(name)
+    return SshTransport(
+        name,
+        address,
+        port=port,
+        user=user,
+        key_file=key_file,
+        known_hosts=known_hosts,
+        strict_host_keys=strict_host_keys,
+        connect_timeout=connect_timeout,
+    )
