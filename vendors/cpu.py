@@ -1,0 +1,49 @@
+"""CPU only: PyTorch, torch.compile (inductor) and onnxruntime on the host's processors.
+
+No SMI and no monitor; the inventory is /proc/cpuinfo, one DeviceInfo per physical
+package. No peak table: CPU peaks depend on the SKU's vector units and clocks, so
+MFU stays null.
+"""
+
+from typing import Dict, List, Optional
+
+from .base import DeviceInfo, Vendor
+
+
+class Cpu(Vendor):
+    name = "cpu"
+    label = "CPU"
+    template = "cpu.Dockerfile.j2"
+    image_vars = {"base_image": "local/debian:bookworm"}
+    toolkits = {
+        "pytorch": ("fp32", "bf16"),
+        "inductor": ("fp32",),
+        "onnxruntime": ("fp32",),
+    }
+    runner_device = "cpu"
+
+    def inventory_argv(self) -> Optional[List[str]]:
+        return ["cat", "/proc/cpuinfo"]
+
+    def parse_inventory(self, text: str) -> List[DeviceInfo]:
+        models: Dict[int, str] = {}
+        logical: Dict[int, int] = {}
+        for block in text.split("\n\n"):
+            info = {}
+            for line in block.splitlines():
+                key, sep, value = line.partition(":")
+                if sep:
+                    info[key.strip()] = value.strip()
+            if "processor" not in info:
+                continue
+            package = int(info["physical id"]) if info.get("physical id", "").isdigit() else 0
+            model = info.get("model name") or info.get("Model") or info.get("CPU part")
+            models[package] = models.get(package) or model or "unknown CPU"
+            logical[package] = logical.get(package, 0) + 1
+        return [
+            DeviceInfo(index=p, model=models[p], extra={"logical_cpus": str(logical[p])})
+            for p in sorted(models)
+        ]
+
+
+VENDOR = Cpu()

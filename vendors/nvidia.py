@@ -1,0 +1,83 @@
+"""NVIDIA GPUs: NGC PyTorch image, nvidia-smi, datasheet peaks.
+
+Environment of the reference table (seed section 2.1): CUDA 11.8, TensorRT 8.5.1.7,
+torch_tensorrt 1.3.0, PyTorch "1.13.0a0+937e930". No NGC image ships a commit
+937e930; NGC PyTorch 22.11 ships 1.13.0a0+936e930 with CUDA 11.8.0 and TensorRT
+8.5.1.7, and FlagPerf's own NVIDIA inference Dockerfile starts FROM
+nvcr.io/nvidia/pytorch:22.11-py3, so "937e930" is a typo in the reference README and
+the pins below are those of 22.11.
+"""
+
+from typing import List, Sequence
+
+from .base import Peak, QueryCsvVendor, device_indices
+
+_A100 = (
+    "NVIDIA A100 Tensor Core GPU datasheet: FP32 19.5, TF32 156, FP16/BF16 312 TFLOPS, INT8 624 TOPS (dense)"
+)
+_HOPPER = (
+    "NVIDIA %s datasheet: FP32 %s TFLOPS; tensor figures there are with sparsity, dense = half "
+    "(NVIDIA H100 architecture whitepaper: TF32 494.7, FP16/BF16 989.4, FP8/INT8 1978.9 for SXM5)"
+)
+_H200 = _HOPPER % ("H200 Tensor Core GPU", "67")
+_H100_SXM = _HOPPER % ("H100 Tensor Core GPU (SXM)", "67")
+_H100_PCIE = (
+    "NVIDIA H100 Tensor Core GPU datasheet (PCIe): FP32 51 TFLOPS; TF32 756, FP16/BF16 1,513, FP8/INT8 3,026 "
+    "with sparsity, dense = half"
+)
+T = 1e12
+
+
+class Nvidia(QueryCsvVendor):
+    name = "nvidia"
+    label = "NVIDIA"
+    template = "nvidia.Dockerfile.j2"
+    image_vars = {
+        "base_image": "nvcr.io/nvidia/pytorch:22.11-py3",
+        "cuda_version": "11.8",
+        "torch_version": "1.13.0a0+936e930",
+        "tensorrt_version": "8.5.1.7",
+        "torch_tensorrt_version": "1.3.0",
+        # not in the reference table; the onnxruntime toolkit needs it: a CUDA 11.x, Python 3.8 build
+        "onnxruntime_version": "1.14.1",
+    }
+    toolkits = {
+        "pytorch": ("fp32", "tf32", "fp16", "bf16"),
+        "inductor": ("fp32", "tf32", "fp16", "bf16"),  # needs torch >= 2.0: a newer base_image
+        "onnxruntime": ("fp32", "fp16"),
+        "tensorrt": ("fp32", "tf32", "fp16", "int8"),
+        "torch_tensorrt": ("fp32", "fp16"),
+    }
+    runner_device = "cuda"
+    visible_devices_env = "CUDA_VISIBLE_DEVICES"
+    container_renumbers = True
+    smi = "nvidia-smi"
+    inventory_fields = (
+        "index", "name", "memory.total", "driver_version", "pci.bus_id", "serial", "uuid", "compute_cap",
+    )  # fmt: skip
+    monitor_fields = ("index", "timestamp", "utilization.gpu", "memory.total", "memory.used", "power.draw")
+    process_fields = ("pid", "used_memory")
+    loop_ms_flag = True
+    peaks = (
+        Peak("NVIDIA H200 SXM", r"\bH200\b(?!.*\bNVL\b)",
+             {"fp32": 67 * T, "tf32": 494.7 * T, "fp16": 989.4 * T, "bf16": 989.4 * T,
+              "fp8": 1978.9 * T, "int8": 1978.9 * T}, _H200),
+        Peak("NVIDIA H100 SXM5", r"\bH100\b.*\b(SXM|HBM3)\b",
+             {"fp32": 67 * T, "tf32": 494.7 * T, "fp16": 989.4 * T, "bf16": 989.4 * T,
+              "fp8": 1978.9 * T, "int8": 1978.9 * T}, _H100_SXM),
+        Peak("NVIDIA H100 PCIe", r"\bH100\b.*\bPCIe\b",
+             {"fp32": 51 * T, "tf32": 378 * T, "fp16": 756.5 * T, "bf16": 756.5 * T,
+              "fp8": 1513 * T, "int8": 1513 * T}, _H100_PCIE),
+        Peak("NVIDIA A100 SXM4 (40/80 GB)", r"\bA100\b.*\bSXM4?\b",
+             {"fp32": 19.5 * T, "tf32": 156 * T, "fp16": 312 * T, "bf16": 312 * T, "int8": 624 * T}, _A100),
+        Peak("NVIDIA A100 PCIe (40/80 GB)", r"\bA100\b.*\bPCIE\b",
+             {"fp32": 19.5 * T, "tf32": 156 * T, "fp16": 312 * T, "bf16": 312 * T, "int8": 624 * T}, _A100),
+    )  # fmt: skip
+
+    def docker_device_args(self, devices: Sequence[int]) -> List[str]:
+        """``--gpus "device=0,1"``: docker reads the value as CSV, so the list goes inside double quotes."""
+        indices = device_indices(devices)
+        return ["--gpus", '"device={}"'.format(",".join(str(d) for d in indices))] if indices else []
+
+
+VENDOR = Nvidia()
