@@ -4,10 +4,16 @@ A toolkit turns a framework model into something callable on a device-resident
 batch: ``compile(model, example)`` once, then ``fn(batch) -> logits`` per batch.
 The runner times only that call (the core window); everything the toolkit does
 before it (export, engine build) is reported as ``export_s`` / ``compile_s``.
+
+The tensor a compiled callable returns may be a buffer that the next call
+overwrites (preallocated engine outputs, CUDA graphs): consume it (top-k, copy)
+before calling again.
 """
+
 import abc
+import os
 import time
-from typing import Callable, Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, Mapping, Optional
 
 import torch
 
@@ -20,7 +26,7 @@ class ToolkitUnavailable(RuntimeError):
     """The toolkit's SDK is not importable in this environment (the message says why)."""
 
 
-class ToolkitSettings(object):
+class ToolkitSettings:
     """What a toolkit needs to know about the run."""
 
     def __init__(
@@ -31,9 +37,10 @@ class ToolkitSettings(object):
         work_dir: str,
         cache_dir: Optional[str] = None,
         calibration: Optional[Callable[[], Iterable[torch.Tensor]]] = None,
+        options: Optional[Mapping[str, str]] = None,
     ) -> None:
         if precision not in PRECISIONS:
-            raise ValueError("precision must be one of %s, got %r" % (", ".join(PRECISIONS), precision))
+            raise ValueError("precision must be one of {}, got {!r}".format(", ".join(PRECISIONS), precision))
         self.device = device
         self.precision = precision
         self.batch_size = batch_size
@@ -41,6 +48,8 @@ class ToolkitSettings(object):
         self.cache_dir = cache_dir or work_dir
         # For int8: yields normalized fp32 NCHW batches on the CPU, for calibration.
         self.calibration = calibration
+        # Toolkit-specific knobs (e.g. {"inductor_mode": "reduce-overhead"}); see Toolkit.option().
+        self.options = dict(options or {})
 
 
 class Toolkit(abc.ABC):
@@ -54,12 +63,32 @@ class Toolkit(abc.ABC):
     def __init__(self, settings: ToolkitSettings) -> None:
         if settings.precision not in self.precisions:
             raise ValueError(
-                "toolkit %s does not support precision %s (supported: %s)"
-                % (self.name, settings.precision, ", ".join(self.precisions))
+                "toolkit {} does not support precision {} (supported: {})".format(
+                    self.name, settings.precision, ", ".join(self.precisions)
+                )
             )
         self.settings = settings
         self.durations = {"export_s": 0.0, "compile_s": 0.0}  # type: Dict[str, float]
-        self.notes = []  # type: list
+        self.notes = []  # type: List[str]
+        self.check_settings()
+
+    def check_settings(self) -> None:  # noqa: B027 - optional hook, no check by default
+        """Raise ValueError for settings this toolkit cannot run (called by __init__)."""
+
+    def option(self, key: str, default: str) -> str:
+        """A toolkit knob: ``settings.options[key]``, else env ``RN50BENCH_<KEY>``, else ``default``.
+
+        The value used is recorded in ``notes``.
+        """
+        env = "RN50BENCH_" + key.upper()
+        if key in self.settings.options:
+            value, source = str(self.settings.options[key]), "settings"
+        elif env in os.environ:
+            value, source = os.environ[env], env
+        else:
+            value, source = default, "default"
+        self.notes.append(f"{key}={value} ({source})")
+        return value
 
     # -- what the engine consumes -------------------------------------------------
     def input_dtype(self) -> torch.dtype:

@@ -1,0 +1,81 @@
+"""torch.compile with the inductor backend (torch >= 2.0).
+
+Knobs (``Toolkit.option``): ``inductor_mode`` (default "max-autotune-no-cudagraphs"
+on CUDA, "default" on the CPU; "reduce-overhead" uses CUDA graphs, so each call's
+output is overwritten by the next call) and ``inductor_freezing`` ("1"/"0", default
+"1": inlines the weights as constants and folds BatchNorm into the convolutions,
+where this torch has ``torch._inductor.config.freezing``). channels_last on CUDA.
+The first call, which compiles (and autotunes), is made inside ``compile()`` and
+counted in ``compile_s``.
+"""
+
+from typing import Dict
+
+import torch
+
+from .base import Forward, Toolkit, ToolkitUnavailable
+from .precision import prepare_model, tf32_flags
+from .pytorch import torch_versions
+
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+class Inductor(Toolkit):
+    name = "inductor"
+    precisions = ("fp32", "tf32", "fp16", "bf16")
+
+    def channels_last(self) -> bool:
+        return self.settings.device.type == "cuda"
+
+    def compile(self, model: torch.nn.Module, example: torch.Tensor) -> Forward:
+        if not hasattr(torch, "compile"):
+            raise ToolkitUnavailable(f"torch {torch.__version__} has no torch.compile (needs torch >= 2.0)")
+        cuda = self.settings.device.type == "cuda"
+        mode = self.option("inductor_mode", "max-autotune-no-cudagraphs" if cuda else "default")
+        if mode not in MODES:
+            raise ValueError("inductor_mode must be one of {}, got {!r}".format(", ".join(MODES), mode))
+        freezing = self.option("inductor_freezing", "1")
+        if freezing not in ("0", "1"):
+            raise ValueError(f"inductor_freezing must be 0 or 1, got {freezing!r}")
+        self._set_freezing(freezing == "1")
+        prepared = self.timed(
+            "compile_s", prepare_model, model, self.settings.precision, self.settings.device, cuda
+        )
+        self.notes.append(f"tf32 flags: {tf32_flags()}")
+        compiled = torch.compile(prepared, mode=mode, dynamic=False)
+        mark_step = getattr(getattr(torch, "compiler", None), "cudagraph_mark_step_begin", None)
+        new_step = mark_step if (mode == "reduce-overhead" and mark_step is not None) else None
+
+        def forward(batch: torch.Tensor) -> torch.Tensor:
+            # freezing applies only to graphs compiled with grad disabled
+            with torch.no_grad():
+                if new_step is not None:
+                    new_step()
+                return compiled(batch)
+
+        def first_call() -> None:
+            forward(example)
+            if cuda:
+                torch.cuda.synchronize(self.settings.device)
+
+        self.timed("compile_s", first_call)
+        return forward
+
+    def _set_freezing(self, enabled: bool) -> None:
+        import torch._inductor.config as inductor_config
+
+        if hasattr(inductor_config, "freezing"):
+            inductor_config.freezing = enabled
+            self.notes.append(f"torch._inductor.config.freezing={enabled}")
+        elif enabled:
+            self.notes.append("this torch has no torch._inductor.config.freezing: BatchNorm is not folded")
+
+    def versions(self) -> Dict[str, str]:
+        versions = torch_versions()
+        try:
+            import triton
+
+            versions["triton"] = str(triton.__version__)
+        except ImportError:
+            pass
+        return versions
