@@ -12,6 +12,7 @@ setup: venv
 	bash scripts/setup_system.sh
 	bash scripts/ensure_dockerd.sh
 	bash scripts/ensure_base_image.sh $(BASE_IMAGE)
+	bash scripts/fetch_cpu_sdk.sh .cache/sdk/cpu
 
 venv:
 	bash scripts/setup_venv.sh

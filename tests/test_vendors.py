@@ -175,7 +175,9 @@ def test_sdk_file_and_peak_reject_malformed_declarations():
 def test_sdk_files_declare_names_and_no_checksum_or_url():
     for vendor in vendors.discover().values():
         for sdk in vendor.sdk_files:
-            assert sdk.sha256 == ""  # the lab's cluster file supplies it
+            # Vendors publish no checksums: the lab's cluster file supplies them. The one exception is a
+            # PyPI wheel, whose sha256 PyPI publishes.
+            assert sdk.sha256 == "" or sdk.name.endswith(".whl")
             assert "://" not in sdk.name + sdk.purpose
 
 

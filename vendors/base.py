@@ -70,6 +70,8 @@ class SdkFile:
     name: str
     purpose: str
     sha256: str = ""
+    #: an optional file is left out of the build (and the template) when sdk_dir lacks it
+    optional: bool = False
 
     def __post_init__(self) -> None:
         if not _SDK_NAME.match(self.name):

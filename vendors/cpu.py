@@ -7,7 +7,15 @@ MFU stays null.
 
 from typing import Dict, List, Optional
 
-from .base import DeviceInfo, Vendor
+from .base import DeviceInfo, SdkFile, Vendor
+
+#: PyPI's onnxruntime 1.17.3 wheel for bookworm's Python 3.11 (sha256 as published on PyPI).
+ONNXRUNTIME_WHEEL = SdkFile(
+    name="onnxruntime-1.17.3-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+    purpose="onnxruntime for the infer pass; without it the image has no onnxruntime toolkit",
+    sha256="2f823d5eb4807007f3da7b27ca972263df6a1836e6f327384eb266274c53d05d",
+    optional=True,
+)
 
 
 class Cpu(Vendor):
@@ -15,6 +23,7 @@ class Cpu(Vendor):
     label = "CPU"
     template = "cpu.Dockerfile.j2"
     image_vars = {"base_image": "local/debian:bookworm"}
+    sdk_files = (ONNXRUNTIME_WHEEL,)
     toolkits = {
         "pytorch": ("fp32", "bf16"),
         "inductor": ("fp32",),

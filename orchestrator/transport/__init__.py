@@ -4,7 +4,6 @@ from typing import Optional
 
 from .base import Cancelled, CommandTimeout, Completed, LineHandler, Transport, TransportError
 from .local import LocalTransport
-from .ssh import SshTransport
 
 __all__ = [
     "Cancelled",
@@ -12,7 +11,6 @@ __all__ = [
     "Completed",
     "LineHandler",
     "LocalTransport",
-    "SshTransport",
     "Transport",
     "TransportError",
     "make_transport",
@@ -35,6 +33,8 @@ def make_transport(
     """
     if address == "local":
         return LocalTransport(name)
+    from .ssh import SshTransport  # paramiko is needed only for remote hosts
+
     return SshTransport(
         name,
         address,

@@ -1,0 +1,358 @@
+"""Vendor images: render the Dockerfile, tag it by content, build it on a host when missing.
+
+Docker is driven through its command-line client, one argv per call, over the host's
+``Transport`` -- not through the docker SDK. That gives one code path for the local
+machine and for SSH hosts: the SSH transport verifies host keys against the cluster
+file's known_hosts and runs ``docker`` on the far side like any other command, so no
+docker API port is exposed on the network and no docker socket is forwarded (the SDK
+would need one of the two, or its ``ssh://`` mode, which shells out to the system ssh
+with its own host-key policy). Every value reaches docker as its own argv element,
+never through a shell.
+
+The tag is ``rn50bench/<vendor>:<hash>``, where the hash covers everything that goes
+into the build (the rendered Dockerfile, every runner file, every SDK file): changing
+any of them builds a new image, changing anything else reuses the old one. Provenance
+(git revision, content hash, vendor, creator) is attached as image labels, outside
+the hash.
+"""
+
+import contextlib
+import hashlib
+import io
+import posixpath
+import re
+import subprocess
+import tarfile
+import tempfile
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import jinja2
+
+from orchestrator.transport.base import Transport, TransportError
+from vendors.base import Vendor
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO / "dockerfiles"
+RUNNER = REPO / "runner_in_container"
+SDK_PREFIX = "sdk"
+STEP_TIMEOUT = 120.0
+_CHUNK = 1 << 20
+# docker build chatter that says nothing about why a build failed
+_NOISE = re.compile(r"^(-+>|Removing intermediate container|Step \d+/\d+|#\d+ (DONE|CACHED))")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class ImageError(ValueError):
+    """The image cannot be specified: bad template, variable or SDK file (message names it)."""
+
+
+class ImageBuildError(RuntimeError):
+    """``docker build`` failed on a host; the message carries its last meaningful line."""
+
+
+@dataclass(frozen=True)
+class ContextFile:
+    """One file of the build context: its name there, its sha256 and its bytes.
+
+    Small files (Dockerfile, runner) are held in memory, so the image holds exactly
+    what was hashed; SDK installers can be large and are read from ``path``.
+    """
+
+    name: str
+    sha256: str
+    data: Optional[bytes] = None
+    path: Optional[Path] = None
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data) if self.data is not None else Path(str(self.path)).open("rb")
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else Path(str(self.path)).stat().st_size
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """Everything needed to build one vendor image; ``tag`` identifies its content."""
+
+    vendor: str
+    tag: str
+    dockerfile: str
+    files: Tuple[ContextFile, ...]  # sorted by name, Dockerfile included
+    labels: Tuple[Tuple[str, str], ...]
+
+    @property
+    def content_hash(self) -> str:
+        return self.tag.rsplit(":", 1)[1]
+
+
+def render_dockerfile(
+    vendor: Vendor, overrides: Mapping[str, str], sdk_names: Optional[Sequence[str]] = None
+) -> str:
+    """Render ``dockerfiles/<template>`` with the vendor's image_vars, ``overrides`` and ``sdk_files``.
+
+    ``sdk_names`` are the SDK files present in the build context (default: all declared).
+    """
+    variables: Dict[str, object] = dict(vendor.image_vars)
+    variables.update(overrides)
+    for key, value in variables.items():
+        if not isinstance(value, str) or any(ch in value for ch in "\n\r\x00"):
+            raise ImageError(f"image variable {key} of vendor {vendor.name} must be one line of text")
+    variables["sdk_files"] = list(sdk_names) if sdk_names is not None else [s.name for s in vendor.sdk_files]
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - a Dockerfile, not HTML
+    )
+    where = f"dockerfiles/{vendor.template}"
+    try:
+        return env.get_template(vendor.template).render(**variables)
+    except jinja2.TemplateNotFound:
+        raise ImageError(f"{where} (template of vendor {vendor.name}) not found") from None
+    except jinja2.UndefinedError as exc:
+        raise ImageError(f"{where}: {exc.message} (set it in image_vars of vendor {vendor.name})") from None
+    except jinja2.TemplateError as exc:
+        raise ImageError(f"{where}: {exc}") from None
+
+
+def image_spec(
+    vendor: Vendor,
+    overrides: Mapping[str, str],
+    sdk_dir: Optional[Path],
+    sdk_checksums: Mapping[str, str],
+) -> ImageSpec:
+    """Render, collect and hash the build context of ``vendor``'s image.
+
+    SDK files come from ``sdk_dir`` on the control machine and are checked against
+    ``sdk_checksums`` (per host) or else the sha256 the vendor declares.
+    """
+    sdk = _sdk_files(vendor, sdk_dir, sdk_checksums)
+    dockerfile = render_dockerfile(vendor, overrides, [f.name[len(SDK_PREFIX) + 1 :] for f in sdk])
+    data = dockerfile.encode("utf-8")
+    files = [ContextFile("Dockerfile", hashlib.sha256(data).hexdigest(), data=data)]
+    files.extend(_runner_files())
+    files.extend(sdk)
+    files.sort(key=lambda f: f.name)
+    content_hash = _content_hash(files)
+    labels = (
+        ("org.opencontainers.image.revision", git_revision()),
+        ("rn50bench.content_hash", content_hash),
+        ("rn50bench.vendor", vendor.name),
+        ("rn50bench.created_by", "rn50bench orchestrator.images"),
+    )
+    tag = f"rn50bench/{vendor.name}:{content_hash}"
+    return ImageSpec(vendor.name, tag, dockerfile, tuple(files), labels)
+
+
+def _content_hash(files: Sequence[ContextFile]) -> str:
+    """First 16 hex digits of sha256 over the sorted (name, sha256) list."""
+    digest = hashlib.sha256()
+    for item in sorted(files, key=lambda f: f.name):
+        digest.update(f"{item.name}\0{item.sha256}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _runner_files() -> List[ContextFile]:
+    """Every file of runner_in_container/, minus bytecode and hidden files."""
+    out = []
+    for path in sorted(RUNNER.rglob("*")):
+        rel = path.relative_to(REPO)
+        if not path.is_file() or path.suffix == ".pyc":
+            continue
+        if any(part == "__pycache__" or part.startswith(".") for part in rel.parts):
+            continue
+        data = path.read_bytes()
+        out.append(ContextFile(rel.as_posix(), hashlib.sha256(data).hexdigest(), data=data))
+    return out
+
+
+def _sdk_files(vendor: Vendor, sdk_dir: Optional[Path], checksums: Mapping[str, str]) -> List[ContextFile]:
+    names = [sdk.name for sdk in vendor.sdk_files]
+    unknown = sorted(set(checksums) - set(names))
+    if unknown:
+        raise ImageError(
+            f"sdk_checksums names {', '.join(unknown)}, which vendor {vendor.name} does not use"
+            f" (it uses: {', '.join(names) or 'none'})"
+        )
+    required = [sdk.name for sdk in vendor.sdk_files if not sdk.optional]
+    if required and sdk_dir is None:
+        raise ImageError(f"vendor {vendor.name} needs SDK files ({', '.join(required)}): set image.sdk_dir")
+    out = []
+    for sdk in vendor.sdk_files:
+        if sdk.optional and (sdk_dir is None or not (Path(sdk_dir) / sdk.name).is_file()):
+            continue
+        path = Path(sdk_dir) / sdk.name
+        expected = (checksums.get(sdk.name) or sdk.sha256).lower()
+        if not expected:
+            raise ImageError(
+                f"SDK file {sdk.name} of vendor {vendor.name}: state its sha256 in image.sdk_checksums"
+            )
+        if not path.is_file():
+            raise ImageError(f"SDK file {path} not found (vendor {vendor.name} needs it)")
+        actual = _file_sha256(path)
+        if actual != expected:
+            raise ImageError(f"SDK file {path}: sha256 {actual}, expected {expected}")
+        out.append(ContextFile(f"{SDK_PREFIX}/{sdk.name}", actual, path=path))
+    return out
+
+
+def git_revision() -> str:
+    """Commit of the repository the orchestrator runs from, or "unknown"."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    commit = proc.stdout.strip()
+    return commit if proc.returncode == 0 and re.match(r"^[0-9a-f]{40,64}$", commit) else "unknown"
+
+
+def write_tar(files: Sequence[ContextFile], fileobj: BinaryIO) -> None:
+    """Write ``files`` as a tar that depends only on their content (order, times, owners fixed)."""
+    with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for item in sorted(files, key=lambda f: f.name):
+            info = tarfile.TarInfo(item.name)
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mode = 0o644
+            info.size = item.size
+            with item.open() as handle:
+                tar.addfile(info, handle)
+
+
+_locks: Dict[Tuple[str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_for(host: str, tag: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault((host, tag), threading.Lock())
+
+
+def image_exists(transport: Transport, tag: str) -> bool:
+    """True when ``tag`` is present on the host; TransportError if docker itself does not answer."""
+    done = transport.run(["docker", "image", "inspect", "--format", "{{.Id}}", tag], timeout=STEP_TIMEOUT)
+    if done.returncode == 0:
+        return True
+    if not re.search(r"no such (image|object)", done.stderr, re.IGNORECASE):
+        done.check()  # docker itself failed: raises with its message
+    return False
+
+
+def ensure_image(
+    transport: Transport,
+    spec: ImageSpec,
+    timeout: float,
+    on_line: Callable[[str], None],
+) -> bool:
+    """Build ``spec`` on the host unless its tag is there already; True when it was built.
+
+    Jobs sharing a transport wait for each other, so one tag is built once.
+    Build output lines (stdout and stderr, terminal colour codes removed) go to ``on_line``.
+    """
+    with _lock_for(transport.host, spec.tag):
+        if image_exists(transport, spec.tag):
+            return False
+        _build(transport, spec, timeout, on_line)
+        return True
+
+
+def _build(transport: Transport, spec: ImageSpec, timeout: float, on_line: Callable[[str], None]) -> None:
+    workdir = transport.run(["mktemp", "-d", "-t", "rn50bench-build.XXXXXXXX"], timeout=STEP_TIMEOUT)
+    remote = workdir.check().stdout.strip()
+    if not (remote.startswith("/") and PurePosixPath(remote).name.startswith("rn50bench-build.")):
+        raise TransportError(f"mktemp on {transport.host} returned {remote!r}")
+    try:
+        context = remote + "/context"
+        _unpack_on_host(transport, spec.files, context, timeout)
+        argv = ["docker", "build", "--force-rm"]  # no intermediate containers left when a step fails
+        for key, value in spec.labels:
+            argv += ["--label", f"{key}={value}"]
+        argv += ["-t", spec.tag, context]
+        tail: Deque[str] = deque(maxlen=50)
+
+        def line(text: str) -> None:
+            text = _ANSI.sub("", text).replace("\r", "")
+            tail.append(text)
+            on_line(text)
+
+        code = transport.stream(argv, line, line, timeout=timeout)
+        if code != 0:
+            reason = _last_meaningful(tail)
+            raise ImageBuildError(f"docker build of {spec.tag} on {transport.host} exited {code}: {reason}")
+    finally:
+        with contextlib.suppress(TransportError):  # a failed clean-up must not hide the build's outcome
+            transport.run(["rm", "-rf", "--", remote], timeout=STEP_TIMEOUT)
+
+
+def install_runner(transport: Transport, target: str) -> str:
+    """Copy runner_in_container/ to ``<target>/<content hash>/`` on the host, for hosts without docker.
+
+    Returns that folder (the PYTHONPATH of the runner). A folder that is there already
+    is complete (it appears by an atomic rename), so nothing is copied twice.
+    """
+    files = _runner_files()
+    dest = posixpath.join(target, _content_hash(files))
+    if _is_dir(transport, dest):
+        return dest
+    staging = f"{dest}.part-{uuid.uuid4().hex[:8]}"
+    try:
+        _unpack_on_host(transport, files, staging, STEP_TIMEOUT)
+        moved = transport.run(["mv", "-T", "--", staging, dest], timeout=STEP_TIMEOUT)
+        if moved.returncode != 0 and not _is_dir(transport, dest):
+            moved.check()  # not a lost race with another installer: a real failure
+    finally:
+        with contextlib.suppress(TransportError):
+            transport.run(["rm", "-rf", "--", staging], timeout=STEP_TIMEOUT)
+    return dest
+
+
+def _is_dir(transport: Transport, path: str) -> bool:
+    return transport.run(["test", "-d", path], timeout=STEP_TIMEOUT).returncode == 0
+
+
+def _unpack_on_host(
+    transport: Transport, files: Sequence[ContextFile], remote_dir: str, timeout: float
+) -> None:
+    """Send ``files`` as one tar and unpack them into ``remote_dir`` (created) on the host."""
+    remote_tar = remote_dir + ".tar"
+    with tempfile.TemporaryDirectory(prefix="rn50bench-tar.") as local:
+        tar_path = Path(local) / "files.tar"
+        with tar_path.open("wb") as handle:
+            write_tar(files, handle)
+        transport.put(tar_path, remote_tar, mode=0o600)
+    try:
+        transport.run(["mkdir", "-p", "--", remote_dir], timeout=STEP_TIMEOUT).check()
+        untar = ["tar", "-x", "--no-same-owner", "-f", remote_tar, "-C", remote_dir]
+        transport.run(untar, timeout=timeout).check()
+    finally:
+        with contextlib.suppress(TransportError):
+            transport.run(["rm", "-f", "--", remote_tar], timeout=STEP_TIMEOUT)
+
+
+def _last_meaningful(lines: Sequence[str]) -> str:
+    for text in reversed(lines):
+        text = text.strip()
+        if text and not _NOISE.match(text):
+            return text
+    return "(no output)"
