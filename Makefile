@@ -19,8 +19,8 @@ venv:
 
 # Generated ImageNet-layout sample set for the embedded default (idempotent).
 sample: venv
-	@[ -d $(SAMPLE_DIR)/val ] || $(PY) -m runner_in_container.data.generate \
-		--out $(SAMPLE_DIR) --images $(SAMPLE_IMAGES) --layout imagefolder
+	@[ -d $(SAMPLE_DIR)/val ] || $(PY) -m runner_in_container.data.generate $(SAMPLE_DIR) \
+		--images $(SAMPLE_IMAGES) --layout imagefolder
 
 run: setup sample
 	$(PY) -m orchestrator run --cluster $(CLUSTER)

@@ -5,6 +5,7 @@ restricted to a safe alphabet, paths may not carry newlines or NUL bytes, and
 remote paths must be absolute and free of ``..``. Values are then passed as argv
 elements, never through a shell.
 """
+
 import posixpath
 import re
 from pathlib import Path
@@ -141,8 +142,19 @@ class Case(Model):
     repeat: int = Field(1, ge=1, le=100)
     warmup: int = Field(5, ge=0, le=1000)
     hosts: Optional[List[str]] = None  # restrict to these host names
+    toolkit_options: Dict[str, str] = Field(default_factory=dict)  # --toolkit-option KEY=VALUE
 
     _name = field_validator("case")(_safe_name)
+
+    @field_validator("toolkit_options")
+    @classmethod
+    def _options(cls, value: Dict[str, str]) -> Dict[str, str]:
+        for key, item in value.items():
+            if not re.match(r"^[a-z][a-z0-9_]{0,63}$", key):
+                raise ValueError("option name %r: lowercase letters, digits and '_'" % key)
+            if not re.match(r"^[A-Za-z0-9._:+-]{0,200}$", str(item)):
+                raise ValueError("option %s: value %r has characters outside [A-Za-z0-9._:+-]" % (key, item))
+        return value
 
     @field_validator("toolkit")
     @classmethod
@@ -242,9 +254,14 @@ def _localise(cluster: Cluster, base: Path) -> Cluster:
         where = "hosts[%d]" % index
         if host.is_local:
             data = host.data.model_copy(
-                update={"path": _resolve_local(base, host.data.path), "labels": _resolve_local(base, host.data.labels)}
+                update={
+                    "path": _resolve_local(base, host.data.path),
+                    "labels": _resolve_local(base, host.data.labels),
+                }
             )
-            weights = host.weights if host.weights in ("random", "package") else _resolve_local(base, host.weights)
+            weights = (
+                host.weights if host.weights in ("random", "package") else _resolve_local(base, host.weights)
+            )
             workdir = _resolve_local(base, host.workdir)
             host = host.model_copy(update={"data": data, "weights": weights, "workdir": workdir})
         else:
@@ -256,7 +273,9 @@ def _localise(cluster: Cluster, base: Path) -> Cluster:
         image = host.image.model_copy(update={"sdk_dir": _resolve_local(base, host.image.sdk_dir)})
         key_file = _resolve_local(base, host.key_file)
         known_hosts = _resolve_local(base, host.known_hosts)
-        hosts.append(host.model_copy(update={"image": image, "key_file": key_file, "known_hosts": known_hosts}))
+        hosts.append(
+            host.model_copy(update={"image": image, "key_file": key_file, "known_hosts": known_hosts})
+        )
     return cluster.model_copy(
         update={
             "hosts": hosts,

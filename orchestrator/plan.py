@@ -1,4 +1,5 @@
 """Expand a cluster file into jobs: cases x hosts x devices, filtered by what each vendor runs."""
+
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Tuple
 
@@ -20,6 +21,7 @@ class Job:
     batch_size: int
     repeat: int
     warmup: int
+    toolkit_options: Tuple[Tuple[str, str], ...] = ()
 
     def as_dict(self) -> Dict[str, object]:
         return asdict(self)
@@ -69,6 +71,7 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                             batch_size=bs,
                             repeat=entry.repeat,
                             warmup=entry.warmup,
+                            toolkit_options=tuple(sorted(entry.toolkit_options.items())),
                         )
                     )
     seen = set()
@@ -81,7 +84,11 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
 
 def _unsupported(vendor: Vendor, toolkit: str, precision: str) -> str:
     if toolkit not in vendor.toolkits:
-        return "vendor %s has no toolkit %s (has: %s)" % (vendor.name, toolkit, ", ".join(sorted(vendor.toolkits)))
+        return "vendor %s has no toolkit %s (has: %s)" % (
+            vendor.name,
+            toolkit,
+            ", ".join(sorted(vendor.toolkits)),
+        )
     if precision not in vendor.toolkits[toolkit]:
         return "toolkit %s on %s runs %s, not %s" % (
             toolkit,

@@ -1,4 +1,5 @@
 """Results store: one SQLite file holding runs, jobs, results, environments and monitor samples."""
+
 import json
 import secrets
 import sqlite3
@@ -99,7 +100,9 @@ class Store:
         )
 
     def finish_run(self, run_id: str, state: str) -> None:
-        self._write("UPDATE runs SET state = ?, finished_at = ? WHERE run_id = ?", (state, time.time(), run_id))
+        self._write(
+            "UPDATE runs SET state = ?, finished_at = ? WHERE run_id = ?", (state, time.time(), run_id)
+        )
 
     def run(self, run_id: str) -> Optional[Dict[str, Any]]:
         rows = self._rows("SELECT * FROM runs WHERE run_id = ?", (run_id,))
@@ -118,7 +121,8 @@ class Store:
     # -- jobs -------------------------------------------------------------------
     def add_job(self, run_id: str, job_id: str, host: str, vendor: str, spec: Dict[str, Any]) -> None:
         self._write(
-            "INSERT OR IGNORE INTO jobs (run_id, job_id, host, vendor, spec_json, state) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO jobs (run_id, job_id, host, vendor, spec_json, state)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             (run_id, job_id, host, vendor, json.dumps(spec, sort_keys=True), PENDING),
         )
 

@@ -1,4 +1,5 @@
 """Cluster file validation: good files load, bad ones fail with one line naming file and field."""
+
 from pathlib import Path
 
 import pytest

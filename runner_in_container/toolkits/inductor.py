@@ -1,8 +1,9 @@
 """torch.compile with the inductor backend (torch >= 2.0).
 
-Knobs (``Toolkit.option``): ``inductor_mode`` (default "max-autotune-no-cudagraphs"
-on CUDA, "default" on the CPU; "reduce-overhead" uses CUDA graphs, so each call's
-output is overwritten by the next call) and ``inductor_freezing`` ("1"/"0", default
+Knobs (``Toolkit.option``): ``inductor_mode`` (default "reduce-overhead" on CUDA:
+CUDA graphs, so each call's output is overwritten by the next call; measured on the
+H200 at least as fast as "max-autotune-no-cudagraphs" with 18 s instead of ~5 min of
+compile; "default" on the CPU) and ``inductor_freezing`` ("1"/"0", default
 "1": inlines the weights as constants and folds BatchNorm into the convolutions,
 where this torch has ``torch._inductor.config.freezing``). channels_last on CUDA.
 The first call, which compiles (and autotunes), is made inside ``compile()`` and
@@ -31,7 +32,7 @@ class Inductor(Toolkit):
         if not hasattr(torch, "compile"):
             raise ToolkitUnavailable(f"torch {torch.__version__} has no torch.compile (needs torch >= 2.0)")
         cuda = self.settings.device.type == "cuda"
-        mode = self.option("inductor_mode", "max-autotune-no-cudagraphs" if cuda else "default")
+        mode = self.option("inductor_mode", "reduce-overhead" if cuda else "default")
         if mode not in MODES:
             raise ValueError("inductor_mode must be one of {}, got {!r}".format(", ".join(MODES), mode))
         freezing = self.option("inductor_freezing", "1")

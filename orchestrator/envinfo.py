@@ -1,0 +1,99 @@
+"""Machine facts captured on each host (host side), merged later with what the runner saw.
+
+Every value comes from a command run on the host; a probe that fails leaves the
+value as None ("unknown"), never a guess.
+"""
+
+from typing import Any, Dict, List, Optional, Sequence
+
+from vendors.base import Vendor
+
+from .transport.base import Transport, TransportError
+
+
+def _probe(transport: Transport, argv: Sequence[str], timeout: float) -> Optional[str]:
+    try:
+        done = transport.run(argv, timeout=timeout)
+    except TransportError:
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _key_values(text: Optional[str], sep: str) -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for line in (text or "").splitlines():
+        if sep in line:
+            key, _, value = line.partition(sep)
+            out.setdefault(key.strip(), value.strip().strip('"'))
+    return out
+
+
+def _first_line(text: Optional[str]) -> Optional[str]:
+    lines = (text or "").strip().splitlines()
+    return lines[0].strip() if lines else None
+
+
+def parse_meminfo_gib(text: Optional[str]) -> Optional[float]:
+    """MemTotal from /proc/meminfo in GiB."""
+    value = _key_values(text, ":").get("MemTotal")
+    if not value:
+        return None
+    return round(int(value.split()[0]) / (1024.0 * 1024.0), 1)
+
+
+def parse_cpu_model(text: Optional[str]) -> Optional[str]:
+    """CPU model name from /proc/cpuinfo (x86 'model name', Arm 'Model'/'CPU part')."""
+    info = _key_values(text, ":")
+    return info.get("model name") or info.get("Model") or info.get("Hardware")
+
+
+def capture_host(transport: Transport, vendor: Vendor, runtime: str, timeout: float = 30.0) -> Dict[str, Any]:
+    """Facts about one host: OS, kernel, CPU, memory, docker, accelerators and driver."""
+    os_release = _key_values(_probe(transport, ["cat", "/etc/os-release"], timeout), "=")
+    cpuinfo = _probe(transport, ["cat", "/proc/cpuinfo"], timeout)
+    env: Dict[str, Any] = {
+        "hostname": _first_line(_probe(transport, ["uname", "-n"], timeout)),
+        "os": os_release.get("PRETTY_NAME"),
+        "kernel": _first_line(_probe(transport, ["uname", "-r"], timeout)),
+        "arch": _first_line(_probe(transport, ["uname", "-m"], timeout)),
+        "cpu_model": parse_cpu_model(cpuinfo),
+        "cpu_count": _as_int(_first_line(_probe(transport, ["nproc"], timeout))),
+        "memory_gib": parse_meminfo_gib(_probe(transport, ["cat", "/proc/meminfo"], timeout)),
+        "runtime": runtime,
+        "docker": None,
+        "vendor": vendor.name,
+        "accelerators": [],
+        "driver": None,
+    }
+    if runtime == "docker":
+        env["docker"] = _first_line(
+            _probe(transport, ["docker", "version", "--format", "{{.Server.Version}}"], timeout)
+        )
+    argv = vendor.inventory_argv()
+    devices = vendor.parse_inventory(_probe(transport, argv, timeout) or "") if argv else []
+    env["accelerators"] = [_device_dict(d) for d in devices]
+    drivers = sorted({d.driver for d in devices if d.driver})
+    env["driver"] = ", ".join(drivers) if drivers else None
+    return env
+
+
+def _device_dict(device: Any) -> Dict[str, Any]:
+    return {
+        "index": device.index,
+        "model": device.model,
+        "memory_total_mib": device.memory_total_mib,
+        "driver": device.driver,
+        **dict(device.extra),
+    }
+
+
+def _as_int(text: Optional[str]) -> Optional[int]:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def accelerator_models(env: Dict[str, Any], devices: List[int]) -> Dict[int, str]:
+    """Device index -> model name for the given indices, from a captured environment."""
+    return {d["index"]: d["model"] for d in env.get("accelerators", []) if d["index"] in devices}

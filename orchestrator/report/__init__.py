@@ -1,0 +1,1 @@
+"""Tables and renderings of stored runs."""

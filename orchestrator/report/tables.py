@@ -1,0 +1,193 @@
+"""The two tables of a run: results (the reference columns) and environment (per host).
+
+Rows are plain dicts of display strings built from the store; renderers turn them
+into a rich table, Markdown, CSV or JSON. Every value comes from a stored capture:
+what was not captured shows as "unknown", never a typed-in value.
+"""
+
+import csv
+import io
+import json
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..store import Store
+
+UNKNOWN = "unknown"
+
+RESULT_COLUMNS: Sequence[Tuple[str, str]] = (
+    ("host", "host"),
+    ("vendor", "vendor"),
+    ("device", "device"),
+    ("tool", "tool"),
+    ("precision", "precision"),
+    ("bs", "bs"),
+    ("e2e_time", "e2e_time (s)"),
+    ("p_val_whole", "p_val_whole"),
+    ("p_val_core", "p_val_core"),
+    ("p_infer_whole", "p_infer_whole"),
+    ("p_infer_core", "*p_infer_core"),
+    ("mfu", "*MFU"),
+    ("acc", "acc (val/infer)"),
+    ("mem", "mem (GiB)"),
+    ("state", "state"),
+)
+
+ENV_COLUMNS: Sequence[Tuple[str, str]] = (
+    ("host", "host"),
+    ("machine", "machine / accelerator"),
+    ("os", "OS"),
+    ("kernel", "kernel"),
+    ("driver", "driver"),
+    ("docker", "docker"),
+    ("framework", "framework"),
+    ("toolkit", "toolkit"),
+    ("python", "python"),
+    ("cpu", "CPU"),
+    ("memory", "memory"),
+)
+
+
+def _num(value: Optional[float], digits: int = 1) -> str:
+    return UNKNOWN if value is None else "%.*f" % (digits, value)
+
+
+def _acc(derived: Dict[str, Any]) -> str:
+    text = "%.2f/%.2f" % (derived["acc_val_top1"], derived["acc_infer_top1"])
+    return text if derived["acc_meaningful"] else text + " (n/m)"
+
+
+def _mem(derived: Dict[str, Any]) -> str:
+    used, total = derived.get("mem_used_gib"), derived.get("mem_total_gib")
+    if used is None:
+        return UNKNOWN
+    return "%.2f/%s" % (used, _num(total))
+
+
+def result_rows(store: Store, run_id: str) -> List[Dict[str, str]]:
+    """One row per job of the run, in job order; failed jobs show their state and reason."""
+    results = store.results(run_id)
+    rows = []
+    for job in store.jobs(run_id):
+        spec = job["spec"]
+        row = {
+            "host": job["host"],
+            "vendor": job["vendor"],
+            "device": str(spec["device"]),
+            "tool": spec["toolkit"],
+            "precision": spec["precision"],
+            "bs": str(spec["batch_size"]),
+            "state": job["state"] if not job["reason"] else "%s: %s" % (job["state"], job["reason"]),
+        }
+        found = results.get(job["job_id"])
+        if found:
+            d = found["derived"]
+            row.update(
+                {
+                    "e2e_time": _num(d["e2e_time_s"]),
+                    "p_val_whole": _num(d["p_val_whole"]),
+                    "p_val_core": _num(d["p_val_core"]),
+                    "p_infer_whole": _num(d["p_infer_whole"]),
+                    "p_infer_core": _num(d["p_infer_core"]),
+                    "mfu": "/" if d.get("mfu") is None else "%.1f%%" % (100 * d["mfu"]),
+                    "acc": _acc(d),
+                    "mem": _mem(d),
+                }
+            )
+        else:
+            for key in (
+                "e2e_time",
+                "p_val_whole",
+                "p_val_core",
+                "p_infer_whole",
+                "p_infer_core",
+                "mfu",
+                "acc",
+                "mem",
+            ):
+                row[key] = "-"
+        rows.append(row)
+    return rows
+
+
+def _runner_env(store: Store, run_id: str) -> Dict[str, Dict[str, Any]]:
+    """Host -> versions seen inside the container: framework (``versions``) and every toolkit used."""
+    by_host: Dict[str, Dict[str, Any]] = {}
+    results = store.results(run_id)
+    for job in store.jobs(run_id):
+        found = results.get(job["job_id"])
+        if not found:
+            continue
+        env = found["result"].get("environment", {})
+        entry = by_host.setdefault(job["host"], {"versions": env.get("versions", {}), "toolkits": {}})
+        for toolkit, versions in (env.get("toolkits") or {}).items():
+            if toolkit != "pytorch":  # the framework column shows torch itself
+                entry["toolkits"][toolkit] = versions
+    return by_host
+
+
+def _versions(env: Dict[str, Any], keys: Sequence[str]) -> str:
+    parts = ["%s %s" % (k, env[k]) for k in keys if env.get(k)]
+    return ", ".join(parts) if parts else UNKNOWN
+
+
+def environment_rows(store: Store, run_id: str) -> List[Dict[str, str]]:
+    """One row per host: what the host's commands and the runner inside the container reported."""
+    runner = _runner_env(store, run_id)
+    rows = []
+    for host, env in store.environments(run_id).items():
+        inside = runner.get(host, {}).get("versions", {})
+        toolkits = runner.get(host, {}).get("toolkits", {})
+        accelerators = env.get("accelerators") or []
+        models = sorted({a["model"] for a in accelerators if a.get("model")})
+        accel = ("%d x %s" % (len(accelerators), ", ".join(models))) if models else "no accelerator"
+        rows.append(
+            {
+                "host": host,
+                "machine": "%s (%s); %s"
+                % (env.get("hostname") or UNKNOWN, env.get("arch") or UNKNOWN, accel),
+                "os": env.get("os") or UNKNOWN,
+                "kernel": env.get("kernel") or UNKNOWN,
+                "driver": env.get("driver") or UNKNOWN,
+                "docker": env.get("docker")
+                or ("bare (no docker)" if env.get("runtime") == "bare" else UNKNOWN),
+                "framework": _versions(inside, ("torch", "torchvision", "cuda", "cudnn")),
+                "toolkit": "; ".join(
+                    "%s (%s)" % (name, _versions(v, sorted(v))) for name, v in sorted(toolkits.items())
+                )
+                or UNKNOWN,
+                "python": inside.get("python") or UNKNOWN,
+                "cpu": "%s x %s" % (env.get("cpu_count") or "?", env.get("cpu_model") or UNKNOWN),
+                "memory": UNKNOWN if env.get("memory_gib") is None else "%.1f GiB" % env["memory_gib"],
+            }
+        )
+    return rows
+
+
+def as_markdown(rows: List[Dict[str, str]], columns: Sequence[Tuple[str, str]]) -> str:
+    head = "| " + " | ".join(title for _, title in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = [
+        "| " + " | ".join(row.get(key, "").replace("|", "\\|") for key, _ in columns) + " |" for row in rows
+    ]
+    return "\n".join([head, rule] + body) + "\n"
+
+
+def as_csv(rows: List[Dict[str, str]], columns: Sequence[Tuple[str, str]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([key for key, _ in columns])
+    for row in rows:
+        writer.writerow([row.get(key, "") for key, _ in columns])
+    return out.getvalue()
+
+
+def as_json(store: Store, run_id: str) -> str:
+    """The whole run as stored: jobs, results with derived figures, environments, samples."""
+    document = {
+        "run": store.run(run_id),
+        "jobs": store.jobs(run_id),
+        "results": store.results(run_id),
+        "environments": store.environments(run_id),
+        "samples": store.samples(run_id),
+    }
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
