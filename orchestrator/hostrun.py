@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from runner_in_container.protocol import RESULT_FILE, parse_event
 from vendors.base import Vendor
@@ -258,48 +258,51 @@ class HostWorker:
             argv += ["--max-images", str(spec.max_images)]
         return argv
 
+    def job_command(self, job: Job, remote_dir: str) -> List[str]:
+        """The argv that runs ``job`` on the host: ``docker run ...`` or, bare, ``env ... python -m runner``.
+
+        Shared by every launcher (direct fan-out here, Slurm's batch step).
+        """
+        cache_dir = posixpath.join(self.workdir, "cache", self.vendor.name)
+        spec = self.host.data
+        if self.host.runtime != "docker":
+            assert self.runner_path is not None
+            command = self._runner_argv(job, remote_dir, spec.path, spec.labels, self.host.weights, cache_dir)
+            env = {"PYTHONPATH": self.runner_path}
+            env.update(self.vendor.device_env([job.device]))
+            return ["env"] + ["%s=%s" % kv for kv in sorted(env.items())] + command
+        assert self.image is not None
+        mounts = [
+            containers.Mount(spec.path, "/data/" + posixpath.basename(spec.path.rstrip("/"))),
+            containers.Mount(remote_dir, CONTAINER_RESULTS, read_only=False),
+            containers.Mount(cache_dir, CONTAINER_CACHE, read_only=False),
+        ]
+        data, labels, weights = mounts[0].target, None, self.host.weights
+        if spec.labels:
+            mounts.append(containers.Mount(spec.labels, "/labels/" + posixpath.basename(spec.labels)))
+            labels = mounts[-1].target
+        if weights not in ("random", "package"):
+            mounts.append(containers.Mount(weights, "/weights/" + posixpath.basename(weights)))
+            weights = mounts[-1].target
+        return containers.docker_run_argv(
+            containers.container_name(self.ctx.run_id, job.job_id),
+            self.image,
+            self.vendor,
+            [job.device],
+            mounts,
+            dict(self.vendor.container_env([job.device]), HOME="/tmp"),
+            self._runner_argv(job, CONTAINER_RESULTS, data, labels, weights, CONTAINER_CACHE),
+            user=self.user,
+            shm_size=self.host.docker.shm_size,
+            privileged=self.host.docker.privileged,
+        )
+
     def _run_runner(self, transport: Transport, job: Job, remote_dir: str, log_path: Path) -> "RunnerOutcome":
         outcome = RunnerOutcome()
         cache_dir = posixpath.join(self.workdir, "cache", self.vendor.name)
         transport.run(["mkdir", "-p", cache_dir], timeout=self.timeouts.connect)
         name = containers.container_name(self.ctx.run_id, job.job_id)
-        spec = self.host.data
-        weights_is_file = self.host.weights not in ("random", "package")
-        if self.host.runtime == "docker":
-            assert self.image is not None
-            mounts = [
-                containers.Mount(spec.path, "/data/" + posixpath.basename(spec.path.rstrip("/"))),
-                containers.Mount(remote_dir, CONTAINER_RESULTS, read_only=False),
-                containers.Mount(cache_dir, CONTAINER_CACHE, read_only=False),
-            ]
-            data = mounts[0].target
-            labels = None
-            if spec.labels:
-                mounts.append(containers.Mount(spec.labels, "/labels/" + posixpath.basename(spec.labels)))
-                labels = mounts[-1].target
-            weights = self.host.weights
-            if weights_is_file:
-                mounts.append(containers.Mount(weights, "/weights/" + posixpath.basename(weights)))
-                weights = mounts[-1].target
-            command = self._runner_argv(job, CONTAINER_RESULTS, data, labels, weights, CONTAINER_CACHE)
-            argv = containers.docker_run_argv(
-                name,
-                self.image,
-                self.vendor,
-                [job.device],
-                mounts,
-                dict(self.vendor.container_env([job.device]), HOME="/tmp"),
-                command,
-                user=self.user,
-                shm_size=self.host.docker.shm_size,
-                privileged=self.host.docker.privileged,
-            )
-        else:
-            assert self.runner_path is not None
-            command = self._runner_argv(job, remote_dir, spec.path, spec.labels, self.host.weights, cache_dir)
-            env = {"PYTHONPATH": self.runner_path}
-            env.update(self.vendor.device_env([job.device]))
-            argv = ["env"] + ["%s=%s" % kv for kv in sorted(env.items())] + command
+        argv = self.job_command(job, remote_dir)
         monitor = Monitor.start(
             transport, self.vendor, job.device, self.ctx.cluster.defaults.monitor_interval_s
         )
