@@ -12,6 +12,7 @@ Two channels leave the runner:
 This module imports nothing outside the standard library, so the orchestrator can
 use it on a control machine without torch.
 """
+
 import json
 import os
 import sys
@@ -23,6 +24,18 @@ SCHEMA_NAME = "rn50bench.result"
 SCHEMA_VERSION = 1
 METRIC_VERSION = "metrics.md/1"
 RESULT_FILE = "result.json"
+
+#: result.json "status": the run finished; it finished below its accuracy gate; it failed after starting
+STATUS_OK = "ok"
+STATUS_FAILED_ACCURACY = "failed_accuracy"
+STATUS_FAILED = "failed"
+STATUSES = (STATUS_OK, STATUS_FAILED_ACCURACY, STATUS_FAILED)
+
+#: exit status of ``python -m runner_in_container``
+EXIT_OK = 0
+EXIT_FAILED = 1  # result.json has status "failed" and an "error" section
+EXIT_BAD_INPUT = 2  # one line "error: <field>: <what>" on stderr; nothing written
+EXIT_FAILED_ACCURACY = 3  # result.json has status "failed_accuracy"
 
 EVENT_KEY = "ev"
 EVENT_TYPES = ("start", "stage", "progress", "metric", "result", "error")
@@ -38,7 +51,7 @@ def runner_started_at() -> float:
 def emit(ev: str, stream: Any = None, **fields: Any) -> None:
     """Write one progress event as a JSON line and flush it."""
     if ev not in EVENT_TYPES:
-        raise ValueError("unknown event type: %s" % ev)
+        raise ValueError(f"unknown event type: {ev}")
     record = {EVENT_KEY: ev, "t": round(time.time() - _T0, 3)}
     record.update(fields)
     out = stream if stream is not None else sys.stdout

@@ -1,0 +1,158 @@
+"""Benchmark cases: a model, its weights contract, its preprocessing and its accuracy target.
+
+Each module in this package defines one ``Case`` subclass and exposes an instance as
+``CASE``; ``discover()`` finds them by scanning the package (no hand registry).
+"""
+
+import hashlib
+import importlib
+import inspect
+import os
+import pkgutil
+import re
+from typing import Dict, NamedTuple, Optional, Tuple
+
+import torch
+
+from ..data.preprocess import Preprocessing
+
+#: torch.hub convention: ``<name>-<first hex digits of the file's sha256>.<ext>``
+HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
+RANDOM_SEED = 0
+WEIGHT_SPECS = ("random", "package")
+
+
+class WeightsError(ValueError):
+    """The weights given cannot be used; the message names the file."""
+
+
+class Weights(NamedTuple):
+    """Where the model's weights come from and what is known about them."""
+
+    spec: str  # "random", "package" or "file"
+    path: Optional[str]
+    sha256: Optional[str]
+    name_sha256_prefix: Optional[str]  # the hex digits in the file name, if any
+    verified: bool  # the file's sha256 matches its name or one of the case's reference files
+    reference: Optional[str]  # the case's label for these weights, when they are its reference weights
+    seed: Optional[int]  # torch.manual_seed used for random initialisation
+
+
+def sha256_of(path: str) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """A state dict from ``path`` on the CPU (tensors only, where this torch can enforce it)."""
+    if "weights_only" in inspect.signature(torch.load).parameters:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu")
+
+
+class Case:
+    """Base case. Subclasses set the class attributes and ``architecture()``."""
+
+    name = ""
+    preprocessing = Preprocessing()
+    #: sha256 prefix -> label of the weights the accuracy target belongs to
+    reference_weights: Dict[str, str] = {}
+    #: precision -> minimum top-1 (%) of the infer stage, for the reference weights on the full set
+    targets: Dict[str, float] = {}
+    #: number of images the target is defined on (the full evaluation set)
+    gate_images = 50000
+
+    def architecture(self) -> torch.nn.Module:
+        """The model with freshly initialised parameters."""
+        raise NotImplementedError
+
+    def package_weights(self) -> Optional[str]:
+        """Path of weights shipped inside an installed package (``--weights package``), if any."""
+        return None
+
+    # -- weights ------------------------------------------------------------------
+    def resolve_weights(self, spec: str) -> Weights:
+        """Check ``spec`` ("random", "package" or a file path); raise WeightsError if unusable."""
+        if spec == "random":
+            return Weights("random", None, None, None, False, None, RANDOM_SEED)
+        kind = "file"
+        path = spec
+        if spec == "package":
+            kind = "package"
+            try:
+                path = self.package_weights()
+            except ImportError as exc:
+                raise WeightsError(f"package: weights package not importable: {exc}") from exc
+            if path is None:
+                raise WeightsError(f"package: case {self.name} ships no package weights")
+        if not os.path.isfile(path):
+            raise WeightsError(f"{path}: no such file")
+        sha = sha256_of(path)
+        match = HASH_IN_NAME.search(os.path.basename(path))
+        prefix = match.group(1) if match else None
+        if prefix is not None and not sha.startswith(prefix):
+            raise WeightsError(
+                f"{path}: sha256 {sha} does not start with {prefix}, the prefix in the file name"
+            )
+        reference = None
+        for ref_prefix, label in self.reference_weights.items():
+            if sha.startswith(ref_prefix):
+                reference = label
+        verified = prefix is not None or reference is not None
+        return Weights(kind, os.path.abspath(path), sha, prefix, verified, reference, None)
+
+    def build(self, weights: Weights) -> torch.nn.Module:
+        """The eval-mode fp32 model on the CPU with ``weights`` loaded (or seeded random init)."""
+        torch.manual_seed(weights.seed if weights.seed is not None else RANDOM_SEED)
+        model = self.architecture()
+        if weights.path is not None:
+            model.load_state_dict(load_state_dict(weights.path), strict=True)
+        return model.float().eval()
+
+    # -- accuracy rules -----------------------------------------------------------
+    def meaningful_accuracy(self, weights: Weights) -> Tuple[bool, str]:
+        """Whether accuracy measured with ``weights`` means anything, and why."""
+        if weights.spec == "random":
+            return False, f"random weights (torch.manual_seed({weights.seed})): accuracy is not meaningful"
+        if not weights.verified:
+            return False, "unverified weights: the file name carries no sha256 prefix (torch.hub convention)"
+        return True, f"weights verified: sha256 {weights.sha256}"
+
+    def accuracy_gate(self, weights: Weights, precision: str, n_images: int, top1_pct: float) -> Dict:
+        """The gate verdict for the infer stage's exact top-1 percentage."""
+        target = self.targets.get(precision)
+        verdict = {"target_top1_pct": target, "passed": None, "reason": ""}
+        meaningful, why = self.meaningful_accuracy(weights)
+        if target is None:
+            verdict["reason"] = f"case {self.name} declares no accuracy target for {precision}"
+        elif not meaningful:
+            verdict["reason"] = why
+        elif weights.reference is None:
+            known = ", ".join(
+                f"{label} (sha256 {prefix}...)" for prefix, label in self.reference_weights.items()
+            )
+            verdict["reason"] = f"the target belongs to the reference weights {known}, not to these"
+        elif n_images != self.gate_images:
+            verdict["reason"] = (
+                f"{n_images} images evaluated; the target holds for the full {self.gate_images}-image set"
+            )
+        else:
+            passed = top1_pct >= target
+            verdict["passed"] = passed
+            verdict["reason"] = f"infer top-1 {top1_pct:.4f}% {'>=' if passed else '<'} target {target:.4f}%"
+        return verdict
+
+
+def discover() -> Dict[str, Case]:
+    """All cases in this package, by name."""
+    found: Dict[str, Case] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        case = getattr(module, "CASE", None)
+        if isinstance(case, Case):
+            found[case.name] = case
+    return found

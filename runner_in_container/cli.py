@@ -1,0 +1,331 @@
+"""Command line of the runner: parse and check every input, then hand a Config to ``run``.
+
+Bad input ends here with one line ``error: <field>: <what>`` on stderr, exit status 2,
+and nothing written. Once the inputs are good, failures are reported by ``run`` in
+result.json (status "failed", exit status 1).
+"""
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+from typing import Any, Dict, List, NoReturn, Optional
+
+import torch
+
+from . import cases, device, protocol, run, toolkits
+from .data import DataError, open_dataset
+from .toolkits.base import PRECISIONS, Toolkit, ToolkitSettings
+
+LAYOUTS = ("auto", "imagefolder", "flat", "tar")
+VAL_TOOLKIT = "pytorch"
+
+
+class BadInput(Exception):
+    """An input the run cannot start with."""
+
+    def __init__(self, field: str, what: str) -> None:
+        super().__init__(f"{field}: {what}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors in this runner's format."""
+
+    def error(self, message: str) -> NoReturn:
+        required = re.match(r"the following arguments are required: (.*)", message)
+        if required:
+            message = f"{required.group(1)}: required"
+        else:
+            message = re.sub(r"^argument ([^:]+): ", lambda m: m.group(1).split("/")[-1] + ": ", message)
+        _fail(message)
+
+
+def _fail(message: str) -> NoReturn:
+    sys.stderr.write("error: " + message.replace("\n", " ") + "\n")
+    sys.exit(protocol.EXIT_BAD_INPUT)
+
+
+def _integer(minimum: int):
+    """argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _flops(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of FLOP/s, got {text}")
+    return value
+
+
+def _md5(text: str) -> str:
+    if not re.match(r"^[0-9a-fA-F]{32}$", text):
+        raise argparse.ArgumentTypeError(f"must be 32 hex digits, got {text!r}")
+    return text.lower()
+
+
+#: decode threads by default: more compete with an eager model's kernel launches for the GIL and inflate
+#: its core window (H200, 16 cores, ResNet50 fp16 bs 256: 15.3 ms with 4 threads, 29 ms with 8, 191 with 14)
+DEFAULT_WORKERS = 4
+
+
+def _default_workers() -> int:
+    return max(1, min(DEFAULT_WORKERS, device.usable_cpus()))
+
+
+def build_parser(case_names: List[str]) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m runner_in_container",
+        description="Run one image-classification benchmark case: a val stage (PyTorch) and an infer stage "
+        "(the chosen toolkit), each R passes over every image of the set; writes OUT/result.json.",
+        epilog="Exit status: 0 ok, 3 ran but failed its accuracy gate, 1 failed after starting (result.json "
+        "says where), 2 bad input (nothing written). Progress events are JSON lines on stdout.",
+    )
+    add = parser.add_argument
+    add(
+        "--case",
+        required=True,
+        choices=case_names,
+        help="benchmark case, one of the modules in runner_in_container/cases (required)",
+    )
+    add(
+        "--data",
+        required=True,
+        metavar="PATH",
+        help="dataset: an imagefolder folder (one folder per wnid), a flat folder of images, or a .tar "
+        "(required)",
+    )
+    add(
+        "--labels",
+        metavar="PATH",
+        help="labels file (val.txt, LOC_val_solution.csv, synset_words.txt); needed by the flat and tar "
+        "layouts; default: none",
+    )
+    add("--layout", choices=LAYOUTS, default="auto", help="dataset layout; default: %(default)s (detected)")
+    add(
+        "--data-md5",
+        type=_md5,
+        metavar="HEX",
+        help="expected md5 (32 hex digits) of a .tar dataset, checked before the run; default: not checked",
+    )
+    add(
+        "--max-images",
+        type=_integer(1),
+        metavar="N",
+        help="use only the first N images in dataset order (a subset, recorded in the result); default: all",
+    )
+    add(
+        "--weights",
+        required=True,
+        metavar="PATH|random|package",
+        help="weights: a file (a sha256 prefix in a torch.hub-style name, e.g. resnet50-0676ba61.pth, is "
+        "verified), 'random' (seeded random init; accuracy not meaningful) or 'package' (weights shipped in "
+        "an installed package, for cases that have them) (required)",
+    )
+    add(
+        "--toolkit",
+        default=VAL_TOOLKIT,
+        help="toolkit of the infer stage, a module in runner_in_container/toolkits; default: %(default)s",
+    )
+    add(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="precision of the infer stage; the val stage runs the same, except that int8 runs val in fp16 "
+        "on cuda and fp32 on cpu; default: %(default)s",
+    )
+    add(
+        "--batch-size",
+        type=_integer(1),
+        metavar="IMAGES",
+        default=256,
+        help="images per batch (the last batch is padded to it); default: %(default)s",
+    )
+    add(
+        "--repeat",
+        type=_integer(1),
+        metavar="R",
+        default=1,
+        help="passes over the whole set per stage; default: %(default)s",
+    )
+    add("--device", metavar="cpu|cuda|cuda:N", help="device to run on; default: cuda if available, else cpu")
+    add(
+        "--workers",
+        type=_integer(1),
+        metavar="THREADS",
+        default=_default_workers(),
+        help="image decode threads; more decode faster but compete with the model's kernel launches for the "
+        "GIL (see warnings in the result); default: min(4, CPUs usable by this process), here %(default)s",
+    )
+    add(
+        "--warmup",
+        type=_integer(0),
+        metavar="BATCHES",
+        default=10,
+        help="batches run through each compiled model before timing, not counted; default: %(default)s",
+    )
+    add(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output directory, created if missing; result.json is written there (required)",
+    )
+    add(
+        "--engine-cache",
+        metavar="DIR",
+        help="directory where toolkits keep built engines between runs; default: a temporary directory",
+    )
+    add(
+        "--peak-flops",
+        type=_flops,
+        metavar="FLOP/s",
+        help="dense peak of the device at the infer precision, in FLOP/s (e.g. 9.89e14); with it the runner "
+        "computes MFU; default: none (MFU null)",
+    )
+    add("--peak-source", metavar="TEXT", help="where --peak-flops comes from (required with --peak-flops)")
+    add(
+        "--toolkit-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a knob of the infer toolkit (e.g. inductor_mode=reduce-overhead), repeatable; recorded in the "
+        "stage's toolkit_notes; default: none (the toolkit's defaults, or RN50BENCH_<KEY> variables)",
+    )
+    return parser
+
+
+def _check_path(field: str, path: Optional[str], kind: str = "any") -> None:
+    if path is None:
+        return
+    if not os.path.exists(path):
+        raise BadInput(field, f"{path}: no such file or directory")
+    if kind == "file" and not os.path.isfile(path):
+        raise BadInput(field, f"{path}: not a file")
+
+
+def _check_dir_target(field: str, path: Optional[str]) -> None:
+    if path is not None and os.path.exists(path) and not os.path.isdir(path):
+        raise BadInput(field, f"{path}: exists and is not a directory")
+
+
+def _toolkit(name: str, settings: ToolkitSettings, field: str, options: Dict[str, str]) -> Toolkit:
+    """The toolkit ``name`` set up for ``settings``; BadInput if it is unknown or cannot run them."""
+    try:
+        cls = toolkits.load(name)
+    except ValueError as exc:
+        raise BadInput("--toolkit", str(exc)) from exc
+    if settings.precision not in cls.precisions:
+        raise BadInput(
+            field, f"toolkit {name} does not run {settings.precision} (it runs: {', '.join(cls.precisions)})"
+        )
+    settings.options.update(options)
+    try:
+        return cls(settings)
+    except ValueError as exc:
+        raise BadInput(field, str(exc)) from exc
+
+
+def _options(pairs: List[str]) -> Dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadInput("--toolkit-option", f"expected KEY=VALUE, got {pair!r}")
+        options[key] = value
+    return options
+
+
+def val_precision(precision: str, dev: torch.device) -> str:
+    """The val stage's precision: the run's, except int8 (fp16 on cuda, fp32 on cpu)."""
+    if precision != "int8":
+        return precision
+    return "fp16" if dev.type == "cuda" else "fp32"
+
+
+def config_from_args(args: argparse.Namespace, argv: List[str]) -> run.Config:
+    """Check the parsed arguments against the environment; raise BadInput on the first problem."""
+    case = cases.discover()[args.case]
+    _check_path("--data", args.data)
+    _check_path("--labels", args.labels, "file")
+    _check_dir_target("--out", args.out)
+    _check_dir_target("--engine-cache", args.engine_cache)
+    if args.peak_flops is not None and not args.peak_source:
+        raise BadInput("--peak-source", "required with --peak-flops (where the peak figure comes from)")
+    if args.peak_source and args.peak_flops is None:
+        raise BadInput("--peak-flops", "required with --peak-source")
+    options = _options(args.toolkit_option)
+    try:
+        dev = device.resolve(args.device)
+    except device.DeviceError as exc:
+        raise BadInput("--device", str(exc)) from exc
+    try:
+        weights = case.resolve_weights(args.weights)
+    except cases.WeightsError as exc:
+        raise BadInput("--weights", str(exc)) from exc
+    try:
+        dataset = open_dataset(
+            args.data, labels=args.labels, layout=args.layout, md5=args.data_md5, limit=args.max_images
+        )
+    except DataError as exc:
+        raise BadInput("--data", str(exc)) from exc
+    if not dataset.samples:
+        raise BadInput("--data", f"{args.data}: no images")
+
+    work_dir = os.path.join(tempfile.gettempdir(), f"rn50bench-{os.getpid()}")
+    calibration, calibration_info = None, None
+    if args.precision == "int8":
+        calibration, calibration_info = run.calibration_source(dataset, case.preprocessing, args.batch_size)
+
+    def settings(stage: str, precision: str, **extra: Any) -> ToolkitSettings:
+        return ToolkitSettings(
+            dev, precision, args.batch_size, os.path.join(work_dir, stage), args.engine_cache, **extra
+        )
+
+    infer = _toolkit(
+        args.toolkit, settings("infer", args.precision, calibration=calibration), "--precision", options
+    )
+    val = _toolkit(VAL_TOOLKIT, settings("val", val_precision(args.precision, dev)), "--precision", {})
+    return run.Config(
+        case=case,
+        dataset=dataset,
+        weights=weights,
+        val_toolkit=val,
+        infer_toolkit=infer,
+        calibration=calibration_info,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        repeat=args.repeat,
+        device=dev,
+        workers=args.workers,
+        warmup=args.warmup,
+        out=args.out,
+        work_dir=work_dir,
+        engine_cache=args.engine_cache,
+        peak_flops=args.peak_flops,
+        peak_source=args.peak_source,
+        max_images=args.max_images,
+        args=dict(vars(args), device=str(dev), toolkit_option=options, argv=list(argv)),
+    )
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(sorted(cases.discover())).parse_args(argv)
+    try:
+        config = config_from_args(args, argv)
+    except BadInput as exc:
+        _fail(str(exc))
+    return run.run(config)

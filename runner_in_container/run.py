@@ -1,0 +1,448 @@
+"""The stage loop: load, count FLOPs, val stage, infer stage, result document (metrics.md).
+
+Each stage compiles the model with its toolkit, warms it up, then makes R passes over
+all N images. Per batch: H2D copy of the uint8 batch, normalisation on the device, the
+model call between two device events (the core window), top-5 into a device buffer.
+Per pass: one D2H copy of the predictions, accuracy on the host. No host sync per batch.
+"""
+
+import copy
+import os
+import shutil
+import time
+import traceback
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+
+import numpy
+import PIL
+import torch
+
+from . import environment, metrics, protocol
+from .cases import Case, Weights
+from .data import Dataset
+from .data.decode import decode_rgb
+from .data.loader import BatchLoader
+from .data.preprocess import Preprocessing, normalize, resize_crop_pil
+from .device import Device, open_device
+from .flops import count_flops
+from .toolkits.base import Toolkit
+
+FLAGPERF_FLOPS_PER_IMAGE = 4.12e9
+PROGRESS_INTERVAL_S = 2.0
+CALIBRATION_IMAGES = 500
+RESIZE = "torchvision.transforms.functional.resize bilinear antialias"
+
+
+class Config(NamedTuple):
+    """Everything a run needs, checked by the CLI."""
+
+    case: Case
+    dataset: Dataset
+    weights: Weights
+    val_toolkit: Toolkit
+    infer_toolkit: Toolkit
+    calibration: Optional[Dict[str, Any]]  # what int8 calibration reads, for the result
+    precision: str
+    batch_size: int
+    repeat: int
+    device: torch.device
+    workers: int
+    warmup: int
+    out: str
+    work_dir: str  # scratch for exports and engines (toolkit settings point below it), removed at the end
+    engine_cache: Optional[str]
+    peak_flops: Optional[float]
+    peak_source: Optional[str]
+    max_images: Optional[int]
+    args: Dict[str, Any]
+
+
+class Where:
+    """Which stage and step the run is in, for the error report."""
+
+    def __init__(self) -> None:
+        self.stage = "setup"
+        self.step: Optional[str] = None
+
+    def enter(self, stage: str, step: Optional[str] = None, **fields: Any) -> None:
+        self.stage, self.step = stage, step
+        protocol.emit("stage", stage=stage, step=step, **fields)
+
+
+class Progress:
+    """Progress events every PROGRESS_INTERVAL_S seconds and at the end of each pass.
+
+    The device's memory is sampled with each event (no sync: a host-side query).
+    """
+
+    def __init__(self, stage: str, total: int, dev: Device) -> None:
+        self.stage, self.total, self.dev = stage, total, dev
+        self.done = 0
+        self.pass_index = 0
+        self._last_t = time.perf_counter()
+        self._last_done = 0
+
+    def batch_done(self, valid: int) -> None:
+        self.done += valid
+        if time.perf_counter() - self._last_t >= PROGRESS_INTERVAL_S:
+            self.report()
+
+    def report(self) -> None:
+        if self.done == self._last_done and self.done:
+            return  # already reported (a timed event fell on the pass's last batch)
+        now = time.perf_counter()
+        self.dev.sample()
+        protocol.emit(
+            "progress",
+            stage=self.stage,
+            pass_index=self.pass_index,
+            images_done=self.done,
+            images_total=self.total,
+            img_per_s=round((self.done - self._last_done) / max(now - self._last_t, 1e-9), 2),
+        )
+        self._last_t, self._last_done = now, self.done
+
+
+def _r(seconds: float) -> float:
+    return round(seconds, 6)
+
+
+def decoded_batches(
+    dataset: Dataset, pp: Preprocessing, batch_size: int, count: int
+) -> Iterator[torch.Tensor]:
+    """uint8 NCHW batches of the first ``count`` images, decoded in order on this thread.
+
+    A short last batch is filled by repeating its images (used for the compile example
+    and for int8 calibration, never for measurement).
+    """
+    count = min(count, len(dataset.samples))
+    for start in range(0, count, batch_size):
+        indices = list(range(start, min(start + batch_size, count)))
+        indices += [indices[i % len(indices)] for i in range(batch_size - len(indices))]
+        arrays = [resize_crop_pil(decode_rgb(dataset.read(i), dataset.location(i)), pp) for i in indices]
+        yield torch.from_numpy(numpy.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def calibration_source(
+    dataset: Dataset, pp: Preprocessing, batch_size: int
+) -> Tuple[Callable[[], Iterator[torch.Tensor]], Dict[str, Any]]:
+    """For int8: (callable yielding normalised fp32 CPU batches of the set's first images, description)."""
+
+    def batches() -> Iterator[torch.Tensor]:
+        for u8 in decoded_batches(dataset, pp, batch_size, CALIBRATION_IMAGES):
+            yield normalize(u8, pp, torch.float32, False)
+
+    n = min(CALIBRATION_IMAGES, len(dataset.samples))
+    return batches, {"images": n, "source": f"the first {n} images of the evaluation set (no separate set)"}
+
+
+def run_pass(
+    fn,
+    loader: BatchLoader,
+    dev: Device,
+    pp: Preprocessing,
+    dtype: torch.dtype,
+    channels_last: bool,
+    n_images: int,
+    progress: Progress,
+) -> Tuple[metrics.PassTimes, torch.Tensor, metrics.Accuracy, Dict]:
+    """One pass over every image: (times, CPU predictions, accuracy, batch counts)."""
+    times = metrics.PassTimes()
+    preds = metrics.Predictions(n_images, dev.device)
+    labels: List[torch.Tensor] = []
+    counts = {"batches": 0, "padded_slots": 0}
+    start = time.perf_counter()
+    for batch in loader:
+        h2d, core = dev.interval(), dev.interval()
+        h2d.start()
+        images = batch.images.to(dev.device, non_blocking=dev.pin_memory)
+        h2d.stop()
+        x = normalize(images, pp, dtype, channels_last)
+        core.start()
+        logits = fn(x)
+        core.stop()
+        preds.add(logits, batch.valid)
+        labels.append(batch.labels[: batch.valid])
+        times.h2d.append(h2d)
+        times.core.append(core)
+        counts["batches"] += 1
+        counts["padded_slots"] += batch.images.shape[0] - batch.valid
+        progress.batch_done(batch.valid)
+    d2h = dev.interval()
+    d2h.start()
+    host = preds.to_host()
+    d2h.stop()
+    dev.synchronize()
+    accuracy = metrics.count_accuracy(host, torch.cat(labels))
+    times.whole_s = time.perf_counter() - start
+    times.d2h.append(d2h)
+    return times, host, accuracy, counts
+
+
+def run_stage(
+    name: str, toolkit: Toolkit, model: torch.nn.Module, config: Config, dev: Device, where: Where
+) -> Tuple[Dict, Dict, torch.Tensor]:
+    """Compile, warm up and run R passes; (stage section, memory section, last pass predictions)."""
+    pp, bs, n = config.case.preprocessing, config.batch_size, len(config.dataset.samples)
+    precision = toolkit.settings.precision
+    dev.release()
+    dev.begin_stage()
+    os.makedirs(toolkit.settings.work_dir, exist_ok=True)
+    dtype, channels_last = toolkit.input_dtype(), toolkit.channels_last()
+
+    where.enter(name, "compile", toolkit=toolkit.name, precision=precision)
+    example_u8 = next(decoded_batches(config.dataset, pp, bs, bs))
+    example = normalize(example_u8.to(dev.device), pp, dtype, channels_last)
+    fn = toolkit.compile(copy.deepcopy(model).to(dev.device).eval(), example)
+
+    where.enter(name, "warmup", batches=config.warmup)
+    warm = []
+    start = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(config.warmup):
+            interval = dev.interval()
+            interval.start()
+            fn(example)
+            interval.stop()
+            warm.append(interval)
+        dev.synchronize()
+    warmup_s = time.perf_counter() - start
+    warm_s = [interval.seconds() for interval in warm[1:] or warm]  # the first call may initialise lazily
+    dev.sample()
+
+    where.enter(name, "passes", passes=config.repeat, images=n)
+    loader = BatchLoader(config.dataset, bs, pp, workers=config.workers, pin_memory=dev.pin_memory)
+    progress = Progress(name, config.repeat * n, dev)
+    totals = metrics.StageTotals()
+    counts = {"batches": 0, "padded_slots": 0}
+    deterministic = True
+    last: Optional[torch.Tensor] = None
+    with torch.no_grad():
+        for index in range(config.repeat):
+            progress.pass_index = index
+            times, host, accuracy, pass_counts = run_pass(
+                fn, loader, dev, pp, dtype, channels_last, n, progress
+            )
+            progress.report()
+            totals.add(times)
+            for key in counts:
+                counts[key] += pass_counts[key]
+            deterministic = deterministic and (last is None or torch.equal(last, host))
+            last = host
+    images = config.repeat * n
+    section = {
+        "toolkit": toolkit.name,
+        "toolkit_notes": [str(note) for note in toolkit.notes],
+        "precision": precision,
+        "precision_note": None
+        if precision == config.precision
+        else f"val runs {precision}: the run's precision {config.precision} is the infer stage's",
+        "input_dtype": str(dtype).replace("torch.", ""),
+        "channels_last": bool(channels_last),
+        "batch_size": bs,
+        "n_images": n,
+        "passes": config.repeat,
+        "images": images,
+        "batches": counts["batches"],
+        "padded_slots": counts["padded_slots"],
+        "export_s": _r(toolkit.durations.get("export_s", 0.0)),
+        "compile_s": _r(toolkit.durations.get("compile_s", 0.0)),
+        "warmup_s": _r(warmup_s),
+        "warmup_batches": config.warmup,
+        "warmup_latency_ms": metrics.latency_ms(warm_s) if warm_s else None,
+        "whole_s": _r(totals.whole_s),
+        "pass_whole_s": [_r(s) for s in totals.pass_whole_s],
+        "core_s": _r(totals.core_s),
+        "h2d_s": _r(totals.h2d_s),
+        "d2h_s": _r(totals.d2h_s),
+        "throughput_whole_img_per_s": metrics.rate(images, totals.whole_s),
+        "throughput_core_img_per_s": metrics.rate(images, totals.core_s),
+        "latency_ms": metrics.latency_ms(totals.core_batches_s),
+        "deterministic_across_passes": deterministic,
+        "timing_method": dev.timing_method,
+        "calibration": config.calibration if name == "infer" else None,
+    }
+    section.update(accuracy.as_dict())
+    protocol.emit(
+        "metric",
+        stage=name,
+        throughput_whole_img_per_s=section["throughput_whole_img_per_s"],
+        throughput_core_img_per_s=section["throughput_core_img_per_s"],
+        top1_pct=section["top1_pct"],
+    )
+    return section, dev.stage_memory(), last
+
+
+def _mfu(config: Config, flops: int, core_img_per_s: Optional[float]) -> Dict:
+    section = {
+        "mfu": None,
+        "mfu_flagperf_convention": None,
+        "peak_flops_per_s": config.peak_flops,
+        "peak_source": config.peak_source,
+        "precision": config.precision,
+        "flagperf_flops_per_image": FLAGPERF_FLOPS_PER_IMAGE,
+        "reason": None,
+    }
+    if config.peak_flops is None:
+        section["reason"] = "no --peak-flops given: the runner never guesses a device's peak"
+    elif core_img_per_s is None:
+        section["reason"] = "infer core time is zero"
+    else:
+        section["mfu"] = flops * core_img_per_s / config.peak_flops
+        section["mfu_flagperf_convention"] = FLAGPERF_FLOPS_PER_IMAGE * core_img_per_s / config.peak_flops
+    return section
+
+
+def skeleton(config: Config) -> Dict:
+    """The result document with what is known before anything runs."""
+    ds, weights = config.dataset, config.weights
+    meaningful, why = config.case.meaningful_accuracy(weights)
+    warnings: List[str] = []
+    if weights.spec != "random" and not weights.verified:
+        warnings.append(f"unverified weights {weights.path}: {why}")
+    if config.max_images is not None:
+        warnings.append(f"subset: only the first {len(ds.samples)} images were used (--max-images)")
+    return {
+        "schema": protocol.SCHEMA_NAME,
+        "schema_version": protocol.SCHEMA_VERSION,
+        "metric_version": protocol.METRIC_VERSION,
+        "status": None,
+        "error": None,
+        "warnings": warnings,
+        "case": config.case.name,
+        "config": config.args,
+        "started_at_unix": round(protocol.runner_started_at(), 3),
+        "finished_at_unix": None,
+        "data": {
+            "root": os.path.abspath(ds.root),
+            "layout": ds.layout,
+            "n_images": len(ds.samples),
+            "max_images": config.max_images,
+            "labels_source": ds.labels_source,
+            "md5": ds.md5,
+            "decoder": "PIL " + PIL.__version__,
+            "resize": RESIZE,
+            "preprocessing": config.case.preprocessing._asdict(),
+            "decoded_image_cache": False,
+            "workers": config.workers,
+        },
+        "weights": {
+            "spec": weights.spec,
+            "path": weights.path,
+            "sha256": weights.sha256,
+            "name_sha256_prefix": weights.name_sha256_prefix,
+            "verified": weights.verified,
+            "reference": weights.reference,
+            "seed": weights.seed,
+            "accuracy_meaningful": meaningful,
+            "accuracy_meaningful_reason": why,
+        },
+        "environment": None,
+        "durations": {
+            "load_s": None,
+            "export_s": None,
+            "compile_s": None,
+            "warmup_s": None,
+            "e2e_time_s": None,
+        },
+        "stages": {"val": None, "infer": None},
+        "agreement_top1": None,
+        "accuracy_gate": None,
+        "memory": None,
+        "flops_per_image": None,
+        "flops_method": None,
+        "mfu": None,
+    }
+
+
+def _measure(config: Config, doc: Dict, dev: Device, where: Where) -> None:
+    """Fill ``doc`` with the figures of a run, section by section (a failure keeps what was done)."""
+    doc["environment"] = environment.collect(dev.facts())
+    memory = dict(dev.totals(), mem_used_gib=None, stages={"val": None, "infer": None})
+    doc["memory"] = memory
+
+    where.enter("load")
+    start = time.perf_counter()
+    model = config.case.build(config.weights)
+    doc["durations"]["load_s"] = _r(time.perf_counter() - start)
+
+    where.enter("flops")
+    doc["flops_per_image"], doc["flops_method"] = count_flops(model, config.case.preprocessing.crop)
+
+    preds = {}
+    for name, toolkit in (("val", config.val_toolkit), ("infer", config.infer_toolkit)):
+        doc["stages"][name], memory["stages"][name], preds[name] = run_stage(
+            name, toolkit, model, config, dev, where
+        )
+        doc["environment"]["toolkits"][toolkit.name] = toolkit.versions()
+
+    where.enter("report")
+    for name in ("val", "infer"):
+        warning = metrics.inflation_warning(name, doc["stages"][name])
+        if warning:
+            doc["warnings"].append(warning)
+    infer = doc["stages"]["infer"]
+    for key in ("export_s", "compile_s", "warmup_s"):
+        doc["durations"][key] = infer[key]
+    memory["mem_used_gib"] = memory["stages"]["infer"]["mem_used_gib"]
+    doc["agreement_top1"] = metrics.agreement(preds["val"], preds["infer"])
+    n = infer["n_images"]
+    doc["accuracy_gate"] = config.case.accuracy_gate(
+        config.weights, config.precision, n, 100.0 * infer["top1_count"] / n
+    )
+    doc["mfu"] = _mfu(config, doc["flops_per_image"], infer["throughput_core_img_per_s"])
+    doc["status"] = (
+        protocol.STATUS_FAILED_ACCURACY if doc["accuracy_gate"]["passed"] is False else protocol.STATUS_OK
+    )
+
+
+def _finish(config: Config, doc: Dict) -> str:
+    """Stamp the end times and write result.json atomically; its path."""
+    now = time.time()
+    doc["durations"]["e2e_time_s"] = round(now - protocol.runner_started_at(), 3)
+    doc["finished_at_unix"] = round(now, 3)
+    path = os.path.join(config.out, protocol.RESULT_FILE)
+    protocol.write_json_atomic(path, doc)
+    return path
+
+
+def run(config: Config) -> int:
+    """Run the case; write result.json; the exit status."""
+    os.makedirs(config.out, exist_ok=True)
+    if config.engine_cache:
+        os.makedirs(config.engine_cache, exist_ok=True)
+    doc = skeleton(config)
+    where = Where()
+    dev = open_device(config.device)
+    dev.take_baseline()
+    protocol.emit(
+        "start",
+        case=config.case.name,
+        toolkit=config.infer_toolkit.name,
+        precision=config.precision,
+        device=str(config.device),
+        n_images=len(config.dataset.samples),
+        repeat=config.repeat,
+        batch_size=config.batch_size,
+    )
+    try:
+        _measure(config, doc, dev, where)
+    except Exception as exc:
+        traceback.print_exc()
+        doc["status"] = protocol.STATUS_FAILED
+        doc["error"] = {
+            "stage": where.stage,
+            "step": where.step,
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "traceback": traceback.format_exc(),
+        }
+        protocol.emit("error", stage=where.stage, step=where.step, type=type(exc).__name__, message=str(exc))
+    finally:
+        shutil.rmtree(config.work_dir, ignore_errors=True)
+    path = _finish(config, doc)
+    protocol.emit("result", path=path, status=doc["status"])
+    return {
+        protocol.STATUS_OK: protocol.EXIT_OK,
+        protocol.STATUS_FAILED_ACCURACY: protocol.EXIT_FAILED_ACCURACY,
+    }.get(doc["status"], protocol.EXIT_FAILED)
