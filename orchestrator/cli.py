@@ -15,11 +15,12 @@ from .config import Cluster, ConfigError, load_cluster
 from .display import ProgressBoard
 from .hostrun import RunContext
 from .plan import expand
+from .report import command as report_command
 from .report import tables
 from .scheduler import run_all
 from .store import OK, Store, new_run_id
 
-DEFAULT_STORE = "results/rn50bench.sqlite"
+DEFAULT_STORE = report_command.DEFAULT_STORE
 
 
 class UsageError(Exception):
@@ -119,22 +120,6 @@ def _print_run(console: Console, store: Store, run_id: str) -> None:
     _print_table(console, "environment", tables.environment_rows(store, run_id), tables.ENV_COLUMNS)
 
 
-def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    store = Store(args.store)
-    if store.run(args.run_id) is None:
-        raise UsageError("run %s: not in %s (see 'ls')" % (args.run_id, args.store))
-    if args.format == "table":
-        _print_run(console, store, args.run_id)
-    elif args.format == "json":
-        sys.stdout.write(tables.as_json(store, args.run_id))
-    else:
-        render = tables.as_markdown if args.format == "md" else tables.as_csv
-        sys.stdout.write(render(tables.result_rows(store, args.run_id), tables.RESULT_COLUMNS))
-        sys.stdout.write("\n")
-        sys.stdout.write(render(tables.environment_rows(store, args.run_id), tables.ENV_COLUMNS))
-    return 0
-
-
 def cmd_ls(args: argparse.Namespace, console: Console) -> int:
     if not Path(args.store).exists():
         raise UsageError("%s: no results store yet (run something first)" % args.store)
@@ -173,11 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", required=True, help="cluster file (host_configs/*.yaml)")
     p.add_argument("--store", help="SQLite results store (default: the cluster file's 'store')")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("report", help="print the tables of a stored run")
-    p.add_argument("run_id")
-    p.add_argument("--store", default=DEFAULT_STORE)
-    p.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
-    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("report", help="a stored run as tables, HTML, comparisons or system descriptions")
+    report_command.add_arguments(p)
+    p.set_defaults(func=report_command.run)
     p = sub.add_parser("ls", help="list stored runs")
     p.add_argument("--store", default=DEFAULT_STORE)
     p.set_defaults(func=cmd_ls)

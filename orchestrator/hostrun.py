@@ -74,6 +74,7 @@ class HostWorker:
         self.image: Optional[str] = None
         self.runner_path: Optional[str] = None
         self.user: Optional[str] = host.docker.user
+        self.build_s: Optional[float] = None  # image build (or runner install) on this host, once per run
 
     # -- host preparation -------------------------------------------------------
     def prepare(self) -> None:
@@ -92,6 +93,7 @@ class HostWorker:
         self.env = envinfo.capture_host(self.transport, self.vendor, self.host.runtime, self.timeouts.connect)
         self.ctx.store.put_environment(self.ctx.run_id, self.host.name, self.env)
         self._say(None, stage="build")
+        build_started = time.time()
         log = self._host_log("build.log")
         try:
             if self.host.runtime == "docker":
@@ -113,6 +115,7 @@ class HostWorker:
                 )
         except (TransportError, images.ImageError) as exc:
             raise StageFailure("build", one_line(str(exc))) from None
+        self.build_s = time.time() - build_started
 
     def _check_paths(self) -> None:
         """Data, labels and weights must exist on the host before anything is built or started."""
@@ -168,7 +171,7 @@ class HostWorker:
         job_dir = self.ctx.results_dir / job.job_id
         job_dir.mkdir(parents=True, exist_ok=True)
         log_path = job_dir / "runner.log"
-        timings: Dict[str, float] = {}
+        timings: Dict[str, float] = {} if self.build_s is None else {"build_s": self.build_s}
         start = time.time()
         try:
             doc = self._run_stages(job, job_dir, log_path, timings)

@@ -1,0 +1,179 @@
+"""``python -m orchestrator report RUN_ID``: a stored run as tables, Markdown, CSV, JSON, HTML or an
+MLPerf-style system description, optionally side by side with another run or a baseline file."""
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+from rich.console import Console
+from rich.table import Table
+
+from ..store import Store
+from ..transport.base import atomic_path
+from . import compare as cmp
+from . import labels, sysdesc, tables
+from .environment import EnvBlock, blocks_markdown, environment_blocks
+from .htmlreport import render as render_html
+from .load import ReportError, RunData, load_run
+
+FORMATS = ("table", "md", "html", "json", "csv", "sysdesc")
+DEFAULT_STORE = "results/rn50bench.sqlite"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The report subcommand's arguments."""
+    parser.add_argument("run_id", metavar="RUN_ID", help="a run in the store (see 'ls')")
+    parser.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store (default: %(default)s)")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="table", help="output format (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--lang", choices=labels.LANGS, default="en", help="labels and headings (default: en)"
+    )
+    parser.add_argument("--out", metavar="FILE", help="write to FILE (atomically) instead of standard output")
+    against = parser.add_mutually_exclusive_group()
+    against.add_argument(
+        "--compare", metavar="RUN_B", help="put RUN_ID (A) beside another run of the store (B)"
+    )
+    against.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="put RUN_ID (A) beside a baseline file (B); 'reference' is the reference table (A100 and "
+        "others, FlagPerf conventions: needs --force), shipped as orchestrator/report/baselines/%s"
+        % cmp.REFERENCE_BASELINE.name,
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="compare even when data, preprocessing, precision or metric version differ",
+    )
+
+
+def _rich(title: str, rows: Sequence[dict], columns: Sequence[Tuple[str, str]]) -> Table:
+    table = Table(title=title)
+    for _, heading in columns:
+        table.add_column(heading, overflow="fold")
+    for row in rows:
+        table.add_row(*[str(row.get(key, "")) for key, _ in columns])
+    return table
+
+
+def _block_table(number: int, block: EnvBlock, lang: str) -> Table:
+    table = Table(title="%d. %s" % (number, block.title), show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in block.hardware + block.software:
+        table.add_row(labels.env_label(key, lang), value)
+    table.add_row(
+        labels.env_label("dependencies", lang),
+        ", ".join("%s %s" % kv for kv in block.dependencies) or tables.UNKNOWN,
+    )
+    table.add_row(
+        labels.env_label("toolkits", lang),
+        "; ".join("%s: %s" % kv for kv in block.toolkits) or tables.UNKNOWN,
+    )
+    return table
+
+
+def _tables(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> List[Table]:
+    if comparison is not None:
+        return [_rich("\n".join(cmp.notes(comparison)), cmp.rows(comparison), cmp.COLUMNS)]
+    rows = tables.result_rows(data.store, data.run_id)
+    out = [
+        _rich(
+            "%s: %s %s" % (labels.word("results", lang), labels.word("run", lang), data.run_id),
+            rows,
+            labels.result_columns(lang),
+        )
+    ]
+    out += [_block_table(n, block, lang) for n, block in enumerate(environment_blocks(data), 1)]
+    return out
+
+
+def _markdown(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> str:
+    if comparison is not None:
+        notes = "".join("- %s\n" % line for line in cmp.notes(comparison))
+        return "## %s\n\n%s\n%s" % (
+            labels.word("compare", lang),
+            notes,
+            tables.as_markdown(cmp.rows(comparison), cmp.COLUMNS),
+        )
+    head = "# %s: %s %s\n\n" % (labels.word("report", lang), labels.word("run", lang), data.run_id)
+    results = tables.as_markdown(tables.result_rows(data.store, data.run_id), labels.result_columns(lang))
+    return head + "## %s\n\n%s\n%s" % (
+        labels.word("results", lang),
+        results,
+        blocks_markdown(environment_blocks(data), lang),
+    )
+
+
+def _csv(data: RunData, comparison: Optional[cmp.Comparison]) -> str:
+    if comparison is not None:
+        return tables.as_csv(cmp.rows(comparison), cmp.COLUMNS)
+    results = tables.as_csv(tables.result_rows(data.store, data.run_id), tables.RESULT_COLUMNS)
+    return (
+        results + "\n" + tables.as_csv(tables.environment_rows(data.store, data.run_id), tables.ENV_COLUMNS)
+    )
+
+
+def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> str:
+    """The report as text; ReportError when it cannot be made as asked."""
+    data = load_run(store, args.run_id)
+    comparison = None
+    if args.compare or args.baseline:
+        if args.format == "sysdesc":
+            raise ReportError(
+                "--format sysdesc describes the hosts of one run: it takes no --compare or --baseline"
+            )
+        if args.compare:
+            other = cmp.run_side(load_run(store, args.compare))
+        else:
+            other = cmp.load_baseline(
+                str(cmp.REFERENCE_BASELINE) if args.baseline == "reference" else args.baseline
+            )
+        comparison = cmp.compare(cmp.run_side(data), other, args.force)
+    if args.format == "table":
+        buffer = io.StringIO()
+        console = Console(file=buffer, width=console_width, color_system=None, force_terminal=False)
+        for table in _tables(data, args.lang, comparison):
+            console.print(table)
+        return buffer.getvalue()
+    if args.format == "md":
+        return _markdown(data, args.lang, comparison)
+    if args.format == "csv":
+        return _csv(data, comparison)
+    if args.format == "json":
+        if comparison is not None:
+            return json.dumps(cmp.as_document(comparison), indent=2, sort_keys=True) + "\n"
+        return tables.as_json(store, args.run_id)
+    if args.format == "sysdesc":
+        return json.dumps(sysdesc.describe(data), indent=2, ensure_ascii=False) + "\n"
+    return render_html(data, args.lang, comparison)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """Make the report; print it or write it to --out. Errors are one line on stderr, exit status 2."""
+    try:
+        if not Path(args.store).is_file():
+            raise ReportError("%s: no results store (run something first, or pass --store)" % args.store)
+        store = Store(args.store)
+        try:
+            text = render(args, store, console.width)
+        finally:
+            store.close()
+        if args.out:
+            try:
+                with atomic_path(Path(args.out)) as tmp:
+                    tmp.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise ReportError("%s: cannot write: %s" % (args.out, exc.strerror or exc)) from None
+            console.print("wrote %s" % args.out, highlight=False)
+        else:
+            sys.stdout.write(text)
+    except ReportError as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,253 @@
+"""Put two runs, or a run and a baseline file, side by side: both figures and their ratio.
+
+Rows pair by (case, toolkit, precision, batch size), in job order where a key repeats. Paired rows
+must share their measuring conditions (the data set, its preprocessing, the precision in detail and
+the metric version); where any differs the comparison is refused, naming every field, unless forced.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .load import JobData, ReportError, RunData, dig
+from .svg import fmt
+
+BASELINE_FORMAT = "rn50bench.baseline/1"
+#: the reference table shipped with the package
+REFERENCE_BASELINE = Path(__file__).resolve().parent / "baselines" / "flagperf_reference.json"
+
+#: compared figures: key, title; MFU in both conventions (a baseline from the reference has only the second)
+FIGURES: Sequence[Tuple[str, str]] = (
+    ("e2e_time_s", "e2e_time (s)"),
+    ("p_val_whole", "p_val_whole (img/s)"),
+    ("p_val_core", "p_val_core (img/s)"),
+    ("p_infer_whole", "p_infer_whole (img/s)"),
+    ("p_infer_core", "p_infer_core (img/s)"),
+    ("mfu", "MFU (metrics.md)"),
+    ("mfu_flagperf", "MFU (4.12e9 convention)"),
+    ("acc_val_top1", "acc val top-1 (%)"),
+    ("acc_infer_top1", "acc infer top-1 (%)"),
+    ("mem_used_gib", "mem used (GiB)"),
+)
+
+#: the conditions under which figures are comparable
+CONDITIONS = (
+    "data.n_images",
+    "data.layout",
+    "data.md5",
+    "data.images_counted",
+    "preprocessing.resize",
+    "preprocessing.crop",
+    "preprocessing.mean",
+    "preprocessing.std",
+    "preprocessing.method",
+    "precision.val",
+    "precision.infer_input",
+    "metric_version",
+)
+
+Key = Tuple[str, str, str, str]
+
+
+@dataclass
+class Entry:
+    """One side of a comparison row: where it ran, its pairing key, figures and conditions."""
+
+    where: str
+    key: Key
+    figures: Dict[str, Optional[float]]
+    conditions: Dict[str, Any]
+
+
+@dataclass
+class Side:
+    """A run or a baseline as a list of entries."""
+
+    name: str
+    entries: List[Entry]
+
+
+@dataclass
+class Comparison:
+    """Paired entries, the unpaired ones, and the condition fields that differ (forced past)."""
+
+    a: Side
+    b: Side
+    pairs: List[Tuple[Entry, Entry]]
+    only_a: List[Entry]
+    only_b: List[Entry]
+    differences: List[str] = field(default_factory=list)
+
+
+def _job_entry(job: JobData) -> Entry:
+    result, derived, spec = job.result, job.derived or {}, job.job["spec"]
+    infer = dig(result, "stages", "infer") or {}
+    passes = infer.get("passes")
+    conditions = {
+        "data.n_images": dig(result, "data", "n_images"),
+        "data.layout": dig(result, "data", "layout"),
+        "data.md5": dig(result, "data", "md5"),
+        "data.images_counted": infer["images"] // passes if passes else None,
+        "preprocessing.method": dig(result, "data", "resize"),
+        "precision.val": dig(result, "stages", "val", "precision"),
+        "precision.infer_input": infer.get("input_dtype"),
+        "metric_version": derived.get("metric_version") or dig(result, "metric_version"),
+    }
+    for name in ("resize", "crop", "mean", "std"):
+        conditions["preprocessing." + name] = dig(result, "data", "preprocessing", name)
+    key = (spec["case"], spec["toolkit"], spec["precision"], str(spec["batch_size"]))
+    where = "%s d%s %s" % (job.job["host"], spec["device"], derived.get("device_model") or "")
+    return Entry(where.strip(), key, {k: derived.get(k) for k, _ in FIGURES}, conditions)
+
+
+def run_side(data: RunData) -> Side:
+    """The jobs of a run that stored figures."""
+    return Side("run %s" % data.run_id, [_job_entry(job) for job in data.ok_jobs()])
+
+
+def load_baseline(path: str) -> Side:
+    """A baseline file; ReportError naming the file and field when it is not one."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ReportError("%s: cannot read a baseline: %s" % (path, exc)) from None
+    if not isinstance(doc, dict) or doc.get("format") != BASELINE_FORMAT:
+        raise ReportError("%s: format: expected %r" % (path, BASELINE_FORMAT))
+    common = doc.get("conditions") or {}
+    entries = []
+    for index, row in enumerate(doc.get("rows") or []):
+        try:
+            key = (row["case"], row["toolkit"], row["precision"], str(row["bs"]))
+            figures = {k: row["figures"].get(k) for k, _ in FIGURES}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ReportError("%s: rows[%d]: missing field %s" % (path, index, exc)) from None
+        conditions = {name: common.get(name) for name in CONDITIONS}
+        conditions.update(row.get("conditions") or {})
+        entries.append(
+            Entry("%s %s" % (row.get("vendor", ""), row.get("device", "")), key, figures, conditions)
+        )
+    if not entries:
+        raise ReportError("%s: rows: no row" % path)
+    return Side(str(doc.get("name") or path), entries)
+
+
+def _show(value: Any) -> str:
+    return (
+        "unknown" if value is None else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    )
+
+
+def compare(a: Side, b: Side, force: bool) -> Comparison:
+    """Pair the entries; ReportError naming the differing fields unless ``force``."""
+    pool: Dict[Key, List[Entry]] = {}
+    for entry in b.entries:
+        pool.setdefault(entry.key, []).append(entry)
+    pairs, only_a = [], []
+    for entry in a.entries:
+        partners = pool.get(entry.key)
+        if partners:
+            pairs.append((entry, partners.pop(0)))
+        else:
+            only_a.append(entry)
+    only_b = [entry for entry in b.entries if any(entry is e for e in pool.get(entry.key, []))]
+    if not pairs:
+        raise ReportError(
+            "%s and %s have no row in common (rows pair by case, toolkit, precision and batch size)"
+            % (a.name, b.name)
+        )
+    differences: List[str] = []
+    for left, right in pairs:
+        for name in CONDITIONS:
+            one, two = left.conditions.get(name), right.conditions.get(name)
+            text = "%s (%s vs %s)" % (name, _show(one), _show(two))
+            if one != two and text not in differences:
+                differences.append(text)
+    if differences and not force:
+        raise ReportError(
+            "%s and %s are not comparable: %s differ; --force puts them side by side anyway"
+            % (a.name, b.name, "; ".join(differences))
+        )
+    return Comparison(a, b, pairs, only_a, only_b, differences)
+
+
+def _quotient(one: Optional[float], two: Optional[float]) -> Optional[float]:
+    return None if one is None or two is None or two == 0 else one / two
+
+
+def _ratio(one: Optional[float], two: Optional[float]) -> str:
+    quotient = _quotient(one, two)
+    return "-" if quotient is None else "%.3f" % quotient
+
+
+def _figure(value: Optional[float], key: str) -> str:
+    if value is None:
+        return "unknown"
+    return "%.1f%%" % (100 * value) if key.startswith("mfu") else fmt(value)
+
+
+COLUMNS: Sequence[Tuple[str, str]] = (
+    ("case", "case"),
+    ("tool", "tool"),
+    ("precision", "precision"),
+    ("bs", "bs"),
+    ("figure", "figure"),
+    ("a", "A"),
+    ("b", "B"),
+    ("ratio", "A/B"),
+)
+
+
+def rows(comparison: Comparison) -> List[Dict[str, str]]:
+    """One row per pair and figure: both values and A/B."""
+    out = []
+    for left, right in comparison.pairs:
+        case, tool, precision, bs = left.key
+        for key, title in FIGURES:
+            one, two = left.figures.get(key), right.figures.get(key)
+            out.append(
+                {
+                    "case": case,
+                    "tool": tool,
+                    "precision": precision,
+                    "bs": bs,
+                    "figure": title,
+                    "a": _figure(one, key),
+                    "b": _figure(two, key),
+                    "ratio": _ratio(one, two),
+                }
+            )
+    return out
+
+
+def notes(comparison: Comparison) -> List[str]:
+    """What a reader must know besides the table: the sides, forced differences, unpaired rows."""
+    lines = ["A = %s; B = %s" % (comparison.a.name, comparison.b.name)]
+    for left, right in comparison.pairs:
+        lines.append("%s: A on %s, B on %s" % (" ".join(left.key), left.where, right.where))
+    if comparison.differences:
+        lines.append("forced despite differences: " + "; ".join(comparison.differences))
+    for side, entries in (("A", comparison.only_a), ("B", comparison.only_b)):
+        for entry in entries:
+            lines.append("only in %s: %s on %s" % (side, " ".join(entry.key), entry.where))
+    return lines
+
+
+def as_document(comparison: Comparison) -> Dict[str, Any]:
+    """The comparison as JSON-ready data."""
+    return {
+        "a": comparison.a.name,
+        "b": comparison.b.name,
+        "differences": comparison.differences,
+        "pairs": [
+            {
+                "key": dict(zip(("case", "toolkit", "precision", "bs"), left.key)),
+                "a": {"where": left.where, "figures": left.figures, "conditions": left.conditions},
+                "b": {"where": right.where, "figures": right.figures, "conditions": right.conditions},
+                "ratio": {k: _quotient(left.figures.get(k), right.figures.get(k)) for k, _ in FIGURES},
+            }
+            for left, right in comparison.pairs
+        ],
+        "only_a": [" ".join(e.key) for e in comparison.only_a],
+        "only_b": [" ".join(e.key) for e in comparison.only_b],
+    }

@@ -1,0 +1,171 @@
+"""What the HTML report plots and lists per job, taken from the stored result, derived figures and timings."""
+
+import json
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .load import JobData, RunData, dig
+from .svg import Bar, Group
+
+#: throughput series, whole and core side by side per stage
+THROUGHPUT = (
+    ("val whole", "p_val_whole"),
+    ("val core", "p_val_core"),
+    ("infer whole", "p_infer_whole"),
+    ("infer core", "p_infer_core"),
+)
+PERCENTILES = ("p50", "p90", "p99")
+
+
+def throughput_groups(data: RunData) -> List[Group]:
+    """Per job with figures: the four throughputs (img/s)."""
+    return [
+        (job.label(), [(name, job.derived.get(key)) for name, key in THROUGHPUT])
+        for job in data.ok_jobs()
+        if job.derived is not None
+    ]
+
+
+def latency_groups(data: RunData) -> List[Group]:
+    """Per job with figures and per stage: p50 / p90 / p99 of the per-batch core time (ms)."""
+    groups = []
+    for job in data.ok_jobs():
+        for stage in ("val", "infer"):
+            latency = dig(job.result, "stages", stage, "latency_ms") or {}
+            groups.append(("%s %s" % (job.label(), stage), [(p, latency.get(p)) for p in PERCENTILES]))
+    return groups
+
+
+def memory_rows(data: RunData) -> List[Tuple[str, Optional[float], Optional[float]]]:
+    """Per job with figures: (label, used GiB, total GiB) of the infer stage."""
+    return [
+        (job.label(), (job.derived or {}).get("mem_used_gib"), (job.derived or {}).get("mem_total_gib"))
+        for job in data.ok_jobs()
+    ]
+
+
+def _sum(values: Sequence[Optional[float]]) -> Optional[float]:
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
+def timeline(job: JobData) -> List[Bar]:
+    """The job's phases in order (s): image build, container start, the runner's stages, collection.
+
+    start = the runner's wall time seen by the orchestrator minus its own e2e time (container start,
+    interpreter start and exit); other = e2e minus the listed stages (FLOP count, set-up, report).
+    """
+    timings = job.job.get("timings") or {}
+    result = job.result
+    e2e = dig(result, "durations", "e2e_time_s")
+    runner = timings.get("runner_s")
+    val = dig(result, "stages", "val") or {}
+    infer = dig(result, "stages", "infer") or {}
+    stage_val = _sum([val.get(k) for k in ("export_s", "compile_s", "warmup_s", "whole_s")]) if val else None
+    phases: List[Bar] = [
+        ("build", timings.get("build_s")),
+        ("start", runner - e2e if runner is not None and e2e is not None else None),
+        ("load", dig(result, "durations", "load_s")),
+        ("val", stage_val),
+        ("export", infer.get("export_s")),
+        ("compile", infer.get("compile_s")),
+        ("warm-up", infer.get("warmup_s")),
+        ("infer", infer.get("whole_s")),
+    ]
+    inside = _sum([v for _, v in phases[2:]])
+    phases.append(("other", e2e - inside if e2e is not None and inside is not None else None))
+    if e2e is None and runner is not None:
+        phases.append(("runner", runner))  # no result: only the runner's wall time is known
+    phases.append(("collect", timings.get("collect_s")))
+    return phases
+
+
+def timeline_groups(data: RunData) -> List[Group]:
+    return [(job.label(), timeline(job)) for job in data.jobs]
+
+
+def how_measured(job: JobData) -> List[Tuple[str, str]]:
+    """Constants, sources and checksums behind a job's figures, as (what, value) lines."""
+    result, derived = job.result or {}, job.derived or {}
+
+    def text(value: Any) -> str:
+        return "unknown" if value is None or value == "" else str(value)
+
+    flops = result.get("flops_per_image")
+    peak = derived.get("peak_flops")
+    data, weights = result.get("data") or {}, result.get("weights") or {}
+    gate = result.get("accuracy_gate") or {}
+
+    def pairs(section: Dict[str, Any], keys: Sequence[str]) -> str:
+        return "; ".join("%s %s" % (key, text(section.get(key))) for key in keys)
+
+    def percent(value: Optional[float]) -> str:
+        return "unknown" if value is None else "%.2f%%" % (100 * value)
+
+    lines = [
+        (
+            "FLOP per image",
+            "%s (%.3g): %s" % (flops, flops, text(result.get("flops_method"))) if flops else "unknown",
+        ),
+        ("device model", text(derived.get("device_model"))),
+        (
+            "peak FLOP/s",
+            "%.4g, %s" % (peak, text(derived.get("peak_source")))
+            if peak
+            else "unknown: %s (MFU null)" % text(derived.get("mfu_note")),
+        ),
+        (
+            "MFU",
+            "%s (metrics.md); %s (4.12e9 convention)"
+            % (percent(derived.get("mfu")), percent(derived.get("mfu_flagperf"))),
+        ),
+        ("core timing", text(dig(result, "stages", "infer", "timing_method"))),
+        ("memory used", text(derived.get("mem_source"))),
+        ("memory total", text(dig(result, "memory", "mem_total_source"))),
+        ("data", pairs(data, ("root", "layout", "n_images", "max_images", "labels_source"))),
+        ("data md5", text(data.get("md5")) if data.get("md5") else "not checked (no --data-md5)"),
+        (
+            "decoding, preprocessing",
+            "%s; %s; %s"
+            % (
+                pairs(data, ("decoder", "resize")),
+                json.dumps(data.get("preprocessing")),
+                pairs(data, ("decoded_image_cache",)),
+            ),
+        ),
+        ("weights", pairs(weights, ("spec", "path", "sha256", "verified", "reference", "seed"))),
+        (
+            "accuracy",
+            "%s; gate: %s" % (text(weights.get("accuracy_meaningful_reason")), text(gate.get("reason"))),
+        ),
+        ("metric version", text(derived.get("metric_version") or result.get("metric_version"))),
+    ]
+    samples = job.samples or {}
+    if samples:
+        lines.append(
+            (
+                "monitor",
+                "%s; peak used %s MiB; infer mean power %s W; energy %s J/img"
+                % (
+                    text(samples.get("source")),
+                    text(samples.get("peak_memory_used_mib")),
+                    text(samples.get("infer_mean_power_w")),
+                    text(samples.get("infer_energy_j_per_img")),
+                ),
+            )
+        )
+    for warning in result.get("warnings") or []:
+        lines.append(("warning", warning))
+    if not job.ok:
+        lines.append(("state", "%s: %s" % (job.job["state"], text(job.job.get("reason")))))
+    return lines
+
+
+def timeline_table(groups: List[Group]) -> Tuple[List[str], List[Dict[str, Any]]]:
+    """Phase names and per-job rows {label, phase: seconds or None}, for the numbers under the timelines."""
+    names: List[str] = []
+    rows = []
+    for label, phases in groups:
+        for name, _ in phases:
+            if name not in names:
+                names.append(name)
+        rows.append(dict(phases, label=label))
+    return names, rows

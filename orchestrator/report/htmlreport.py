@@ -1,0 +1,73 @@
+"""The HTML report: one self-contained file (inline CSS and SVG, no script, nothing fetched)."""
+
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from . import compare as cmp
+from . import figures, labels, svg, tables
+from .environment import environment_blocks
+from .load import RunData
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def _when(stamp: Optional[float]) -> str:
+    return "unknown" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
+
+
+def _compare_context(comparison: cmp.Comparison) -> Dict[str, Any]:
+    groups = [
+        (
+            " ".join(left.key[1:]),
+            [("A " + name, left.figures.get(key)) for name, key in figures.THROUGHPUT[2:]]
+            + [("B " + name, right.figures.get(key)) for name, key in figures.THROUGHPUT[2:]],
+        )
+        for left, right in comparison.pairs
+    ]
+    return {
+        "notes": cmp.notes(comparison),
+        "columns": cmp.COLUMNS,
+        "rows": cmp.rows(comparison),
+        "chart": Markup(svg.grouped_bars(groups, "img/s", "infer throughput, A vs B")),
+    }
+
+
+def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None) -> str:
+    """The report of a run, in ``lang``, with a comparison section when one is given."""
+    timeline_groups = figures.timeline_groups(data)
+    names, timeline_rows = figures.timeline_table(timeline_groups)
+    context = {
+        "lang": lang,
+        "w": {key: labels.word(key, lang) for key in labels.WORDS},
+        "env_label": lambda key: labels.env_label(key, lang),
+        "run": data.run,
+        "run_id": data.run_id,
+        "created": _when(data.run.get("created_at")),
+        "finished": _when(data.run.get("finished_at")),
+        "generated": _when(time.time()),
+        "store": data.store.path,
+        "columns": labels.result_columns(lang),
+        "rows": tables.result_rows(data.store, data.run_id),
+        "blocks": environment_blocks(data),
+        "throughput": Markup(svg.grouped_bars(figures.throughput_groups(data), "img/s", "throughput")),
+        "latency": Markup(svg.grouped_bars(figures.latency_groups(data), "ms", "latency")),
+        "memory": Markup(svg.used_of_total(figures.memory_rows(data), "GiB", "memory")),
+        "timelines": Markup(svg.timelines(timeline_groups, "timelines")),
+        "phase_names": names,
+        "timeline_rows": timeline_rows,
+        "fmt": lambda v: "unknown" if v is None else svg.fmt(v),
+        "metrics": labels.METRICS,
+        "jobs": [(job.label(), job.job_id, figures.how_measured(job)) for job in data.jobs],
+        "compare": _compare_context(comparison) if comparison else None,
+    }
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("report.html.j2").render(**context)

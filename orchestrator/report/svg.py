@@ -1,0 +1,181 @@
+"""Small, dependency-free SVG charts for the HTML report: grouped bars, used/total bars, stacked timelines.
+
+Every chart is horizontal (one row per job, labels on the left), scales linearly from zero, prints
+each value at its bar and shows a missing value as "unknown" rather than a bar.
+"""
+
+import math
+from html import escape
+from typing import Dict, List, Optional, Sequence, Tuple
+
+Bar = Tuple[str, Optional[float]]  # (series or segment name, value)
+Group = Tuple[str, Sequence[Bar]]  # (row label, its bars)
+
+LABEL_W = 300
+PLOT_W = 620
+RIGHT_PAD = 90
+BAR_H = 14
+GAP = 3
+GROUP_GAP = 14
+AXIS_H = 28
+WIDTH = LABEL_W + PLOT_W + RIGHT_PAD
+
+PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#e15759",
+    "#76b7b2",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+    "#2f4b7c",
+    "#8cd17d",
+)
+
+
+def fmt(value: float) -> str:
+    """A figure with as many digits as its size needs."""
+    if value >= 100:
+        return "%.0f" % value
+    if value >= 1:
+        return "%.1f" % value
+    return "%.3g" % value
+
+
+def _value(value: Optional[float]) -> str:
+    return "unknown" if value is None else fmt(value)
+
+
+def nice_ticks(top: float, count: int = 5) -> List[float]:
+    """Round tick values from 0 to at least ``top``."""
+    if top <= 0:
+        return [0.0, 1.0]
+    raw = top / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    return [round(i * step, 12) for i in range(int(math.ceil(top / step - 1e-9)) + 1)]
+
+
+def colours(names: Sequence[str]) -> Dict[str, str]:
+    """A fixed colour per name, in order of first appearance."""
+    out: Dict[str, str] = {}
+    for name in names:
+        if name not in out:
+            out[name] = PALETTE[len(out) % len(PALETTE)]
+    return out
+
+
+def _text(x: float, y: float, content: str, anchor: str = "start", cls: str = "") -> str:
+    klass = ' class="%s"' % cls if cls else ""
+    return '<text x="%.1f" y="%.1f" text-anchor="%s"%s>%s</text>' % (x, y, anchor, klass, escape(content))
+
+
+def _rect(x: float, y: float, w: float, h: float, fill: str, title: str = "") -> str:
+    tip = "<title>%s</title>" % escape(title) if title else ""
+    return '<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s">%s</rect>' % (
+        x,
+        y,
+        max(w, 0.0),
+        h,
+        fill,
+        tip,
+    )
+
+
+def _legend(names: Dict[str, str]) -> Tuple[List[str], float]:
+    """Legend entries, wrapped over lines; (svg parts, y where the plot starts)."""
+    parts, x, y = [], 8.0, 16.0
+    for name, colour in names.items():
+        width = 24 + 7.2 * len(name)
+        if x + width > WIDTH:
+            x, y = 8.0, y + 20
+        parts.append(_rect(x, y - 10, 12, 12, colour))
+        parts.append(_text(x + 16, y, name))
+        x += width
+    return parts, y + 18
+
+
+def _axis(top: float, y: float, ticks: List[float], unit: str) -> List[str]:
+    parts = []
+    for tick in ticks:
+        x = LABEL_W + PLOT_W * tick / ticks[-1]
+        parts.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" class="grid"/>' % (x, top, x, y))
+        parts.append(_text(x, y + 14, fmt(tick), "middle", "tick"))
+    parts.append(_text(LABEL_W + PLOT_W + 28, y + 14, unit, "start", "tick"))
+    return parts
+
+
+def _svg(height: float, body: List[str], title: str) -> str:
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="%d" height="%d" viewBox="0 0 %d %d" '
+        'role="img"><title>%s</title>%s</svg>' % (WIDTH, height, WIDTH, height, escape(title), "".join(body))
+    )
+
+
+def grouped_bars(groups: Sequence[Group], unit: str, title: str) -> str:
+    """One block of bars per group, one bar per series, a legend of the series."""
+    names = colours([name for _, bars in groups for name, _ in bars])
+    values = [v for _, bars in groups for _, v in bars if v is not None]
+    ticks = nice_ticks(max(values) if values else 0.0)
+    body, top = _legend(names)
+    y = top + 4
+    for label, bars in groups:
+        body.append(_text(LABEL_W - 8, y + BAR_H - 3, label, "end", "label"))
+        for name, value in bars:
+            if value is None:
+                body.append(_text(LABEL_W + 4, y + BAR_H - 3, "%s: unknown" % name, "start", "unknown"))
+            else:
+                w = PLOT_W * value / ticks[-1]
+                body.append(_rect(LABEL_W, y, w, BAR_H, names[name], "%s: %s %s" % (name, fmt(value), unit)))
+                body.append(_text(LABEL_W + w + 4, y + BAR_H - 3, fmt(value), "start", "value"))
+            y += BAR_H + GAP
+        y += GROUP_GAP
+    body += _axis(top, y, ticks, unit)
+    return _svg(y + AXIS_H, body, title)
+
+
+def used_of_total(rows: Sequence[Tuple[str, Optional[float], Optional[float]]], unit: str, title: str) -> str:
+    """Per row a light bar for the total and a dark bar for the part used, labelled used / total."""
+    values = [v for _, used, total in rows for v in (used, total) if v is not None]
+    ticks = nice_ticks(max(values) if values else 0.0)
+    body, top = _legend({"used": PALETTE[0], "total": "#d5dbe3"})
+    y = top + 4
+    for label, used, total in rows:
+        body.append(_text(LABEL_W - 8, y + BAR_H + 1, label, "end", "label"))
+        if total is not None:
+            body.append(_rect(LABEL_W, y, PLOT_W * total / ticks[-1], BAR_H + 4, "#d5dbe3", "total"))
+        if used is not None:
+            body.append(_rect(LABEL_W, y + 2, PLOT_W * used / ticks[-1], BAR_H, PALETTE[0], "used"))
+        end = max(v for v in (used, total, 0.0) if v is not None)
+        text = "%s / %s %s" % (_value(used), _value(total), unit)
+        body.append(_text(LABEL_W + PLOT_W * end / ticks[-1] + 4, y + BAR_H + 1, text, "start", "value"))
+        y += BAR_H + 4 + GROUP_GAP
+    body += _axis(top, y, ticks, unit)
+    return _svg(y + AXIS_H, body, title)
+
+
+def timelines(rows: Sequence[Group], title: str) -> str:
+    """Per row the segments laid end to end (seconds); unknown segments are listed after the bar."""
+    names = colours([name for _, segments in rows for name, _ in segments])
+    totals = [sum(v for _, v in segments if v is not None) for _, segments in rows]
+    ticks = nice_ticks(max(totals) if totals else 0.0)
+    body, top = _legend(names)
+    y = top + 4
+    for (label, segments), total in zip(rows, totals):
+        body.append(_text(LABEL_W - 8, y + BAR_H + 1, label, "end", "label"))
+        x = float(LABEL_W)
+        for name, value in segments:
+            if value is None:
+                continue
+            w = PLOT_W * value / ticks[-1]
+            body.append(_rect(x, y, w, BAR_H + 4, names[name], "%s: %s s" % (name, fmt(value))))
+            x += w
+        missing = [name for name, value in segments if value is None]
+        note = "%s s" % fmt(total) + ("; unknown: " + ", ".join(missing) if missing else "")
+        body.append(_text(x + 4, y + BAR_H + 1, note, "start", "value"))
+        y += BAR_H + 4 + GROUP_GAP
+    body += _axis(top, y, ticks, "s")
+    return _svg(y + AXIS_H, body, title)

@@ -1,0 +1,427 @@
+"""``report`` renders every format from real stored runs: the real runner on the CPU (random weights, tiny
+generated sets), the host's captured environment and the orchestrator's derived figures, put in a Store the
+way the orchestrator does. The HTML report is opened in headless Chromium and its screenshot checked."""
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, NamedTuple
+
+import pytest
+from PIL import Image
+from rich.console import Console
+
+import vendors
+from orchestrator import collect, envinfo
+from orchestrator.plan import Job, job_id
+from orchestrator.report import command, labels, tables
+from orchestrator.report import compare as cmp
+from orchestrator.report.load import ReportError, load_run
+from orchestrator.store import OK, Store, new_run_id
+from orchestrator.transport.local import LocalTransport
+from runner_in_container.data.generate import generate, labels_path
+from runner_in_container.protocol import RESULT_FILE
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "local"
+BS = 4
+
+
+class Runs(NamedTuple):
+    store: str
+    main: str  # pytorch + onnxruntime on set 1, and a job the runner refuses (tensorrt on the CPU)
+    same_data: str  # pytorch on set 1 again
+    other_data: str  # pytorch on set 2 (tar layout, md5 checked, fewer images)
+
+
+def _runner(data: List[str], toolkit: str, precision: str, out: Path) -> subprocess.CompletedProcess:
+    argv = [
+        sys.executable,
+        "-m",
+        "runner_in_container",
+        "--case",
+        "resnet50",
+        *data,
+        "--weights",
+        "random",
+        "--toolkit",
+        toolkit,
+        "--precision",
+        precision,
+        "--batch-size",
+        str(BS),
+        "--repeat",
+        "1",
+        "--warmup",
+        "1",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    return subprocess.run(argv, cwd=str(REPO), capture_output=True, text=True, timeout=600, check=False)
+
+
+def _store_job(
+    store: Store, run_id: str, env: Dict, data: List[str], toolkit: str, precision: str, out: Path
+):
+    """Run the runner for one job and store it as hostrun does: state, timings, result, derived figures."""
+    spec = Job(
+        job_id(HOST, 0, "resnet50", toolkit, precision, BS), HOST, 0, "resnet50", toolkit, precision, BS, 1, 1
+    )
+    store.add_job(run_id, spec.job_id, HOST, "cpu", spec.as_dict())
+    store.start_job(run_id, spec.job_id)
+    start = time.time()
+    proc = _runner(data, toolkit, precision, out)
+    timings = {"runner_s": time.time() - start}
+    state, reason = OK, None
+    if proc.returncode == 0:
+        t0 = time.time()
+        doc = collect.validate(json.loads((out / RESULT_FILE).read_text()))
+        timings["collect_s"] = time.time() - t0
+        model = envinfo.accelerator_models(env, [0]).get(0)
+        store.put_result(run_id, spec.job_id, doc, collect.derive(doc, vendors.get("cpu"), model))
+    else:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        state, reason = "FAILED_START", "exit status %d: %s" % (proc.returncode, last)
+    timings["job_s"] = time.time() - start
+    store.finish_job(run_id, spec.job_id, state, reason, str(out / "runner.log"), timings)
+
+
+def _new_run(store: Store, env: Dict) -> str:
+    run_id = new_run_id()
+    store.create_run(run_id, "tests/test_report_formats.py", {"hosts": [{"name": HOST, "vendor": "cpu"}]})
+    store.put_environment(run_id, HOST, env)
+    return run_id
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory) -> Runs:
+    root = tmp_path_factory.mktemp("report")
+    set1 = generate(str(root / "set1"), 6, layout="imagefolder", size=(160, 120))
+    set2 = generate(str(root / "set2"), 4, layout="tar", size=(160, 120), seed=1)
+    md5 = hashlib.md5(Path(set2).read_bytes()).hexdigest()
+    data1 = ["--data", set1]
+    data2 = ["--data", set2, "--labels", labels_path(str(root / "set2"), "tar"), "--data-md5", md5]
+    env = envinfo.capture_host(LocalTransport(), vendors.get("cpu"), "bare")
+    store = Store(str(root / "bench.sqlite"))
+    main, same, other = (_new_run(store, env) for _ in range(3))
+    jobs = [
+        (main, data1, "pytorch", "fp32"),
+        (main, data1, "onnxruntime", "fp32"),
+        (main, data1, "tensorrt", "fp16"),
+        (same, data1, "pytorch", "fp32"),
+        (other, data2, "pytorch", "fp32"),
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(_store_job, store, run, env, data, tk, prec, root / ("out%d" % i))
+            for i, (run, data, tk, prec) in enumerate(jobs)
+        ]
+        for future in futures:
+            future.result()
+    for run_id in (main, same, other):
+        store.finish_run(run_id, "finished")
+    store.close()
+    return Runs(str(root / "bench.sqlite"), main, same, other)
+
+
+def report(runs: Runs, capsys, *argv: str):
+    """(exit status, stdout, stderr) of the report command with ``argv``."""
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args([*argv, "--store", runs.store])
+    status = command.run(args, Console(width=220))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def document_torch(data) -> str:
+    return data.ok_jobs()[0].result["environment"]["versions"]["torch"]
+
+
+def test_fixture_runs_are_real(runs):
+    data = load_run(Store(runs.store), runs.main)
+    states = {j.job["spec"]["toolkit"]: j.job["state"] for j in data.jobs}
+    assert states == {"pytorch": OK, "onnxruntime": OK, "tensorrt": "FAILED_START"}
+    for job in data.ok_jobs():
+        assert job.result["status"] == "ok" and job.derived["p_infer_core"] > 0
+        assert job.derived["mfu"] is None and job.derived["peak_flops"] is None  # the CPU has no peak table
+
+
+def test_markdown_has_reference_columns_and_environment_blocks(runs, capsys):
+    status, out, _ = report(runs, capsys, runs.main, "--format", "md")
+    assert status == 0
+    header = "| " + " | ".join(title for _, title in tables.RESULT_COLUMNS) + " |"
+    assert header in out
+    data = load_run(Store(runs.store), runs.main)
+    for job in data.ok_jobs():
+        row = "| %s | cpu | 0 | %s | fp32 | 4 | %.1f |" % (
+            HOST,
+            job.job["spec"]["toolkit"],
+            job.derived["e2e_time_s"],
+        )
+        assert row in out
+    assert "FAILED_START: exit status 2: error: --precision: tensorrt needs a CUDA device, got cpu" in out
+    assert "| / |" in out  # MFU without a peak
+    env = data.environments[HOST]
+    assert "### 1. CPU %s · %s" % (env["cpu_model"], HOST) in out
+    assert "    - OS kernel version: %s" % platform.release() in out
+    assert "    - Accelerator driver version: unknown" in out  # not captured: stays unknown
+    assert "    - Docker version: bare (no docker)" in out
+    assert "        - python: %s" % platform.python_version() in out
+    assert "    - onnxruntime: onnxruntime " in out and "torch %s" % document_torch(data) in out
+    assert "    - tensorrt: unknown" in out  # its job stored no result
+
+
+def test_zh_labels(runs, capsys):
+    status, out, _ = report(runs, capsys, runs.main, "--format", "md", "--lang", "zh")
+    assert status == 0
+    for label in (
+        "数据精度",
+        "批尺寸",
+        "硬件存储使用",
+        "端到端时间",
+        "验证总吞吐量",
+        "验证计算吞吐量",
+        "推理总吞吐量",
+        "*推理计算吞吐量",
+        "*计算卡使用率",
+        "推理结果 (验证/推理)",
+        "运行情况",
+        "软硬件配置与运行信息",
+        "机器、加速卡型号",
+        "OS版本",
+        "OS kernel版本",
+        "加速卡驱动版本: unknown",
+        "Docker 版本",
+        "训练框架版本",
+        "依赖软件版本",
+        "推理工具包",
+        "硬件环境",
+        "软件环境",
+    ):
+        assert label in out, label
+    assert "Results" not in out and "OS version" not in out
+    status, table, _ = report(runs, capsys, runs.main, "--lang", "zh")
+    assert status == 0 and "数据精度" in table and "加速卡驱动版本" in table
+
+
+def test_table_and_csv_and_json(runs, capsys):
+    status, out, _ = report(runs, capsys, runs.main)
+    assert status == 0 and "p_infer_whole" in out and "onnxruntime" in out and "OS kernel version" in out
+    status, out, _ = report(runs, capsys, runs.main, "--format", "csv")
+    assert status == 0
+    results, environment = out.split("\n\n")
+    rows = list(csv.DictReader(io.StringIO(results)))
+    assert list(rows[0]) == [key for key, _ in tables.RESULT_COLUMNS]
+    assert [r["tool"] for r in rows] == ["pytorch", "onnxruntime", "tensorrt"]
+    assert rows[2]["p_infer_core"] == "-" and rows[2]["state"].startswith("FAILED_START")
+    env_rows = list(csv.DictReader(io.StringIO(environment)))
+    assert env_rows[0]["driver"] == "unknown" and env_rows[0]["kernel"] == platform.release()
+    status, out, _ = report(runs, capsys, runs.main, "--format", "json")
+    document = json.loads(out)
+    assert status == 0 and len(document["results"]) == 2 and HOST in document["environments"]
+
+
+def test_sysdesc(runs, capsys):
+    status, out, _ = report(runs, capsys, runs.main, "--format", "sysdesc")
+    assert status == 0
+    (desc,) = json.loads(out)
+    env = load_run(Store(runs.store), runs.main).environments[HOST]
+    assert desc["host_processor_model_name"] == env["cpu_model"]
+    assert desc["host_memory_capacity"] == "%.1f GiB" % env["memory_gib"]
+    assert desc["accelerator_model_name"] == "N/A" and desc["accelerators_per_node"] == 0
+    assert desc["host_processor_core_count"] == "unknown"  # nproc counts logical CPUs, not cores
+    assert platform.release() in desc["operating_system"]
+    assert "onnxruntime" in desc["framework"] and desc["framework"].startswith("torch ")
+    assert "python %s" % platform.python_version() in desc["other_software_stack"]
+    for key in (
+        "system_name",
+        "host_processors_per_node",
+        "accelerator_memory_capacity",
+        "driver",
+        "number_of_nodes",
+    ):
+        assert key in desc
+
+
+def test_compare_runs(runs, capsys):
+    status, out, _ = report(runs, capsys, runs.main, "--compare", runs.same_data, "--format", "csv")
+    assert status == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    store = Store(runs.store)
+    a = [j for j in load_run(store, runs.main).ok_jobs() if j.job["spec"]["toolkit"] == "pytorch"][0].derived
+    b = load_run(store, runs.same_data).ok_jobs()[0].derived
+    (core,) = [r for r in rows if r["figure"] == "p_infer_core (img/s)"]
+    assert core["tool"] == "pytorch" and float(core["ratio"]) == pytest.approx(
+        a["p_infer_core"] / b["p_infer_core"], abs=1e-3
+    )
+    assert {r["tool"] for r in rows} == {"pytorch"}  # onnxruntime has no counterpart in B
+    status, out, _ = report(runs, capsys, runs.main, "--compare", runs.same_data, "--format", "md")
+    assert "only in A: resnet50 onnxruntime fp32 4" in out and "| A/B |" in out
+
+
+def test_compare_refuses_different_data_and_names_the_fields(runs, capsys):
+    status, out, err = report(runs, capsys, runs.main, "--compare", runs.other_data)
+    assert status == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "data.n_images (6 vs 4)" in err and "data.layout (imagefolder vs tar)" in err
+    assert "data.md5 (unknown vs " in err and "--force" in err
+    assert "preprocessing" not in err and "precision" not in err and "metric_version" not in err
+    status, out, _ = report(
+        runs, capsys, runs.main, "--compare", runs.other_data, "--force", "--format", "md"
+    )
+    assert status == 0 and "forced despite differences: data.n_images (6 vs 4)" in out
+
+
+def _baseline_from(side: cmp.Side, path: Path, conditions: Dict) -> Path:
+    """A baseline file made of a stored run's own figures (its conditions replaced where given)."""
+    rows = [
+        {
+            "case": e.key[0],
+            "toolkit": e.key[1],
+            "precision": e.key[2],
+            "bs": int(e.key[3]),
+            "vendor": "cpu",
+            "device": e.where,
+            "figures": e.figures,
+            "conditions": e.conditions,
+        }
+        for e in side.entries
+    ]
+    path.write_text(
+        json.dumps(
+            {"format": cmp.BASELINE_FORMAT, "name": "run as baseline", "conditions": conditions, "rows": rows}
+        )
+    )
+    return path
+
+
+def test_baseline_files(runs, capsys, tmp_path):
+    reference = json.loads(cmp.REFERENCE_BASELINE.read_text())
+    side = cmp.load_baseline(str(cmp.REFERENCE_BASELINE))
+    assert len(side.entries) == 6 and "drop_last" in reference["conventions"]
+    (trt,) = [e for e in side.entries if e.key == ("resnet50", "tensorrt", "fp16", "256")]
+    assert (
+        trt.figures["p_infer_core"] == 12698.7
+        and trt.figures["mfu_flagperf"] == 0.168
+        and trt.figures["mfu"] is None
+    )
+    assert trt.conditions["data.images_counted"] == 49920
+    status, _, err = report(runs, capsys, runs.main, "--baseline", "reference")
+    assert status == 2 and "no row in common" in err  # a CPU run has no TensorRT row
+
+    same = cmp.run_side(load_run(Store(runs.store), runs.same_data))
+    path = _baseline_from(same, tmp_path / "mine.json", {})
+    status, out, _ = report(runs, capsys, runs.main, "--baseline", str(path), "--format", "json")
+    assert status == 0 and json.loads(out)["pairs"][0]["ratio"]["p_infer_core"] > 0
+    for entry in same.entries:  # the reference's conditions on the same figures: refused, every field named
+        entry.conditions = {}
+    path = _baseline_from(same, tmp_path / "flagperf_like.json", reference["conditions"])
+    status, _, err = report(runs, capsys, runs.main, "--baseline", str(path))
+    for name in (
+        "data.images_counted (6 vs 49920)",
+        "data.md5",
+        "metric_version (metrics.md/1 vs flagperf-inference)",
+        "preprocessing.resize (256 vs unknown)",
+        "precision.val (fp32 vs unknown)",
+    ):
+        assert name in err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": cmp.BASELINE_FORMAT, "rows": [{"case": "resnet50"}]}))
+    with pytest.raises(ReportError, match=r"bad.json: rows\[0\]: missing field 'toolkit'"):
+        cmp.load_baseline(str(bad))
+
+
+def test_errors_are_one_line(runs, capsys, tmp_path):
+    status, out, err = report(runs, capsys, "20000101-000000-abcdef")
+    assert (
+        status == 2
+        and out == ""
+        and err == "error: run 20000101-000000-abcdef: not in %s (see 'ls')\n" % runs.store
+    )
+    status, _, err = report(runs, capsys, runs.main, "--format", "sysdesc", "--compare", runs.same_data)
+    assert status == 2 and "sysdesc" in err
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    missing = tmp_path / "none.sqlite"
+    assert command.run(parser.parse_args([runs.main, "--store", str(missing)]), Console()) == 2
+    assert not missing.exists()  # nothing created
+
+
+def test_html_report(runs, capsys, tmp_path):
+    out_file = tmp_path / "r" / "report.html"
+    status, out, _ = report(
+        runs, capsys, runs.main, "--format", "html", "--compare", runs.same_data, "--out", str(out_file)
+    )
+    assert status == 0 and "wrote" in out and os.listdir(out_file.parent) == ["report.html"]
+    html = out_file.read_text()
+    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert (
+        "https://" not in html and html.count("<svg") == 5
+    )  # throughput, latency, memory, timelines, compare
+    for heading in ("Results", "Comparison", "Plots", "Job timelines", "Environment", "How measured"):
+        assert heading in html
+    assert "8178368512" in html and "no peak for" in html  # FLOP per image; why the peak is unknown
+    assert "not checked (no --data-md5)" in html and "random" in html
+    for phase in ("start", "load", "val", "export", "compile", "infer"):
+        assert ">%s</th>" % phase in html
+    status, out, _ = report(runs, capsys, runs.other_data, "--format", "html", "--lang", "zh")
+    assert status == 0 and "数据精度" in out and "测量方法" in out and "特殊说明" in out
+    assert hashlib.md5(b"").hexdigest() not in out  # the tar's md5 is its real one
+    md5 = load_run(Store(runs.store), runs.other_data).ok_jobs()[0].result["data"]["md5"]
+    assert md5 and md5 in out
+
+
+def screenshot(html: Path, png: Path, profile: Path) -> None:
+    """Headless Chromium's screenshot of ``html`` (no network, no GPU)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "chromium is not installed (scripts/setup_system.sh installs it)"
+    argv = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--user-data-dir=%s" % profile,
+        "--screenshot=%s" % png,
+        "--window-size=1400,2400",
+        html.resolve().as_uri(),
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and png.is_file(), proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_html_screenshot_shows_tables_and_plots(runs, capsys, tmp_path):
+    html = tmp_path / "report.html"
+    status, _, _ = report(runs, capsys, runs.main, "--format", "html", "--out", str(html))
+    assert status == 0
+    png = tmp_path / "report.png"
+    screenshot(html, png, tmp_path / "profile")
+    assert png.stat().st_size > 50_000
+    image = Image.open(png).convert("RGB")
+    assert image.size == (1400, 2400)
+    colours = image.getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 200  # text, tables and plots, not a blank page
+    counts = {rgb: n for n, rgb in colours}
+    for hex_colour in ("#4e79a7", "#f28e2b", "#59a14f", "#e15759"):  # the four throughput series' bars
+        rgb = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+        assert counts.get(rgb, 0) > 200, hex_colour
+    assert labels.word("results", "en") in html.read_text()

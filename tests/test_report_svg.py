@@ -1,0 +1,56 @@
+"""The report's SVG charts: scales, labels, unknown values and escaping; parsed as XML."""
+
+import xml.etree.ElementTree as ET
+
+from orchestrator.report import labels, svg, tables
+
+NS = "{http://www.w3.org/2000/svg}"
+
+
+def _parse(text: str) -> ET.Element:
+    root = ET.fromstring(text)
+    assert root.tag == NS + "svg" and int(root.get("width")) == svg.WIDTH
+    return root
+
+
+def test_nice_ticks_cover_the_top_with_round_steps():
+    assert svg.nice_ticks(12698.7) == [0, 5000, 10000, 15000]
+    assert svg.nice_ticks(0.645) == [0.0, 0.2, 0.4, 0.6, 0.8]
+    assert svg.nice_ticks(5.0) == [0, 1, 2, 3, 4, 5]
+    assert svg.nice_ticks(0.0) == [0.0, 1.0]
+
+
+def test_grouped_bars_scale_and_show_unknown():
+    text = svg.grouped_bars(
+        [("job <a&b>", [("whole", 50.0), ("core", 100.0), ("other", None)])], "img/s", "t"
+    )
+    root = _parse(text)
+    bars = [r for r in root.iter(NS + "rect") if r.find(NS + "title") is not None]
+    widths = {r.find(NS + "title").text.split(":")[0]: float(r.get("width")) for r in bars}
+    assert widths["core"] == 2 * widths["whole"] == svg.PLOT_W  # 100 is the top tick: the full plot width
+    texts = [t.text for t in root.iter(NS + "text")]
+    assert "job <a&b>" in texts and "other: unknown" in texts and "100" in texts and "50.0" in texts
+
+
+def test_used_of_total_and_timelines():
+    root = _parse(svg.used_of_total([("a", 1.5, 40.0), ("b", None, None)], "GiB", "m"))
+    texts = [t.text for t in root.iter(NS + "text")]
+    assert "1.5 / 40.0 GiB" in texts and "unknown / unknown GiB" in texts
+    root = _parse(svg.timelines([("j", [("build", None), ("start", 2.0), ("infer", 6.0)])], "t"))
+    segments = {
+        r.find(NS + "title").text: float(r.get("width"))
+        for r in root.iter(NS + "rect")
+        if r.find(NS + "title") is not None
+    }
+    assert segments["infer: 6.0 s"] == 3 * segments["start: 2.0 s"]
+    assert "8.0 s; unknown: build" in [t.text for t in root.iter(NS + "text")]
+
+
+def test_labels_cover_every_column_in_both_languages():
+    for lang in labels.LANGS:
+        assert [k for k, _ in labels.result_columns(lang)] == [k for k, _ in tables.RESULT_COLUMNS]
+        assert [k for k, _ in labels.env_columns(lang)] == [k for k, _ in tables.ENV_COLUMNS]
+    zh = dict(labels.result_columns("zh"))
+    assert zh["precision"] == "数据精度" and zh["bs"] == "批尺寸" and zh["p_infer_core"] == "*推理计算吞吐量"
+    assert all(any("\u4e00" <= c <= "\u9fff" for c in title) for _, title in labels.result_columns("zh"))
+    assert labels.env_label("driver", "zh") == "加速卡驱动版本" and labels.word("how", "en") == "How measured"
