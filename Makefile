@@ -32,5 +32,5 @@ lint: venv
 test: setup lint
 	$(PY) -m pytest -q
 
-bench: venv
-	$(PY) bench/h200_pipeline.py
+bench:  # on an NVIDIA host (the team H200): the orchestrator end to end, runtime bare
+	bash bench/h200_spine.sh

@@ -19,11 +19,11 @@ from orchestrator.transport import (
     Cancelled,
     CommandTimeout,
     LocalTransport,
-    SshTransport,
     Transport,
     TransportError,
     make_transport,
 )
+from orchestrator.transport.ssh import SshTransport
 
 HOSTILE = [
     "a b",

@@ -9,7 +9,8 @@ from typing import Any, Iterator, List
 
 import pytest
 
-from orchestrator.transport import SshTransport, TransportError, make_transport
+from orchestrator.transport import TransportError, make_transport
+from orchestrator.transport.ssh import SshTransport
 from tests.fixtures.sshd import SshHost
 from tests.test_transport_local import TransportContract, read_pid, wait_gone
 
