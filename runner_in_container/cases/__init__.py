@@ -4,7 +4,6 @@ Each module in this package defines one ``Case`` subclass and exposes an instanc
 ``CASE``; ``discover()`` finds them by scanning the package (no hand registry).
 """
 
-import hashlib
 import importlib
 import inspect
 import os
@@ -15,6 +14,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 import torch
 
 from ..data.preprocess import Preprocessing
+from ..hashing import sha256_file as sha256_of
 
 #: torch.hub convention: ``<name>-<first hex digits of the file's sha256>.<ext>``
 HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
@@ -36,15 +36,6 @@ class Weights(NamedTuple):
     verified: bool  # the file's sha256 matches its name or one of the case's reference files
     reference: Optional[str]  # the case's label for these weights, when they are its reference weights
     seed: Optional[int]  # torch.manual_seed used for random initialisation
-
-
-def sha256_of(path: str) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_state_dict(path: str) -> Dict[str, torch.Tensor]:

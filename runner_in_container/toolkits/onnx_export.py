@@ -5,7 +5,6 @@ engine's), exported with the TorchScript-based exporter (``dynamo=False`` where
 the argument exists: torch >= 2.9 defaults to the torch.export-based one).
 """
 
-import hashlib
 import inspect
 import os
 import warnings
@@ -13,21 +12,13 @@ from typing import Tuple
 
 import torch
 
+from ..hashing import sha256_file
 from .base import Toolkit
 from .precision import cast_copy
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 DEFAULT_OPSET = 13
-
-
-def sha256_file(path: str) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_onnx(
