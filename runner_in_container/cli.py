@@ -16,6 +16,7 @@ import torch
 
 from . import cases, device, protocol, run, toolkits
 from .data import DataError, open_dataset
+from .data.gpu import DECODERS, DecoderUnavailable, resolve_decoder
 from .toolkits.base import PRECISIONS, Toolkit, ToolkitSettings
 
 LAYOUTS = ("auto", "imagefolder", "flat", "tar")
@@ -167,8 +168,18 @@ def build_parser(case_names: List[str]) -> argparse.ArgumentParser:
         type=_integer(1),
         metavar="THREADS",
         default=_default_workers(),
-        help="image decode threads; more decode faster but compete with the model's kernel launches for the "
-        "GIL (see warnings in the result); default: min(4, CPUs usable by this process), here %(default)s",
+        help="image threads: with the PIL decoder they decode and resize (more decode faster but compete "
+        "with the model's kernel launches for the GIL; see warnings in the result); with nvjpeg they read "
+        "files and decode what nvJPEG cannot take; default: min(4, CPUs usable by this process), here "
+        "%(default)s",
+    )
+    add(
+        "--decoder",
+        choices=DECODERS,
+        default="auto",
+        help="image decoding: pil (CPU threads), nvjpeg (on the CUDA device through torchvision's "
+        "decode_jpeg, resize and crop on the device matching PIL's), auto (nvjpeg where it works, else pil; "
+        "the result records which ran and why); default: %(default)s",
     )
     add(
         "--warmup",
@@ -272,6 +283,10 @@ def config_from_args(args: argparse.Namespace, argv: List[str]) -> run.Config:
     except device.DeviceError as exc:
         raise BadInput("--device", str(exc)) from exc
     try:
+        decoder = resolve_decoder(args.decoder, dev)
+    except DecoderUnavailable as exc:
+        raise BadInput("--decoder", str(exc)) from exc
+    try:
         weights = case.resolve_weights(args.weights)
     except cases.WeightsError as exc:
         raise BadInput("--weights", str(exc)) from exc
@@ -309,6 +324,7 @@ def config_from_args(args: argparse.Namespace, argv: List[str]) -> run.Config:
         batch_size=args.batch_size,
         repeat=args.repeat,
         device=dev,
+        decoder=decoder,
         workers=args.workers,
         warmup=args.warmup,
         out=args.out,

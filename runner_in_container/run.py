@@ -1,9 +1,10 @@
 """The stage loop: load, count FLOPs, val stage, infer stage, result document (metrics.md).
 
 Each stage compiles the model with its toolkit, warms it up, then makes R passes over
-all N images. Per batch: H2D copy of the uint8 batch, normalisation on the device, the
-model call between two device events (the core window), top-5 into a device buffer.
-Per pass: one D2H copy of the predictions, accuracy on the host. No host sync per batch.
+all N images. Per batch: H2D copy of the uint8 batch (none when the decoder made it on the
+device), normalisation on the device, the model call between two device events (the core
+window), top-5 into a device buffer. Per pass: one D2H copy of the predictions, accuracy on
+the host. No host sync per batch.
 """
 
 import copy
@@ -11,17 +12,17 @@ import os
 import shutil
 import time
 import traceback
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy
-import PIL
 import torch
 
 from . import environment, metrics, protocol
 from .cases import Case, Weights
 from .data import Dataset
 from .data.decode import decode_rgb
-from .data.loader import BatchLoader
+from .data.gpu import Decoder, DeviceBatchLoader, open_loader
+from .data.loader import Batch
 from .data.preprocess import Preprocessing, normalize, resize_crop_pil
 from .device import Device, open_device
 from .flops import count_flops
@@ -30,7 +31,6 @@ from .toolkits.base import Toolkit
 FLAGPERF_FLOPS_PER_IMAGE = 4.12e9
 PROGRESS_INTERVAL_S = 2.0
 CALIBRATION_IMAGES = 500
-RESIZE = "torchvision.transforms.functional.resize bilinear antialias"
 
 
 class Config(NamedTuple):
@@ -46,6 +46,7 @@ class Config(NamedTuple):
     batch_size: int
     repeat: int
     device: torch.device
+    decoder: Decoder  # PIL threads or the device decoder (data/gpu.py)
     workers: int
     warmup: int
     out: str
@@ -138,7 +139,7 @@ def calibration_source(
 
 def run_pass(
     fn,
-    loader: BatchLoader,
+    loader: Iterable[Batch],
     dev: Device,
     pp: Preprocessing,
     dtype: torch.dtype,
@@ -180,9 +181,15 @@ def run_pass(
 
 
 def run_stage(
-    name: str, toolkit: Toolkit, model: torch.nn.Module, config: Config, dev: Device, where: Where
+    name: str,
+    toolkit: Toolkit,
+    model: torch.nn.Module,
+    config: Config,
+    dev: Device,
+    where: Where,
+    loader: Iterable[Batch],
 ) -> Tuple[Dict, Dict, torch.Tensor]:
-    """Compile, warm up and run R passes; (stage section, memory section, last pass predictions)."""
+    """Compile, warm up, run R passes over ``loader``; (stage section, memory section, last predictions)."""
     pp, bs, n = config.case.preprocessing, config.batch_size, len(config.dataset.samples)
     precision = toolkit.settings.precision
     dev.release()
@@ -211,7 +218,6 @@ def run_stage(
     dev.sample()
 
     where.enter(name, "passes", passes=config.repeat, images=n)
-    loader = BatchLoader(config.dataset, bs, pp, workers=config.workers, pin_memory=dev.pin_memory)
     progress = Progress(name, config.repeat * n, dev)
     totals = metrics.StageTotals()
     counts = {"batches": 0, "padded_slots": 0}
@@ -320,8 +326,11 @@ def skeleton(config: Config) -> Dict:
             "max_images": config.max_images,
             "labels_source": ds.labels_source,
             "md5": ds.md5,
-            "decoder": "PIL " + PIL.__version__,
-            "resize": RESIZE,
+            "decoder": config.decoder.description,
+            "resize": config.decoder.resize,
+            "decoder_fallback_reason": config.decoder.fallback_reason,
+            "cpu_fallback_images": None,
+            "cpu_fallback_reasons": None,
             "preprocessing": config.case.preprocessing._asdict(),
             "decoded_image_cache": False,
             "workers": config.workers,
@@ -370,11 +379,23 @@ def _measure(config: Config, doc: Dict, dev: Device, where: Where) -> None:
     doc["flops_per_image"], doc["flops_method"] = count_flops(model, config.case.preprocessing.crop)
 
     preds = {}
+    loader = open_loader(  # one loader for both stages: each pass reads and decodes the files again
+        config.decoder,
+        config.dataset,
+        config.batch_size,
+        config.case.preprocessing,
+        dev.device,
+        config.workers,
+        dev.pin_memory,
+    )
     for name, toolkit in (("val", config.val_toolkit), ("infer", config.infer_toolkit)):
         doc["stages"][name], memory["stages"][name], preds[name] = run_stage(
-            name, toolkit, model, config, dev, where
+            name, toolkit, model, config, dev, where, loader
         )
         doc["environment"]["toolkits"][toolkit.name] = toolkit.versions()
+        if isinstance(loader, DeviceBatchLoader) and loader.cpu_fallbacks is not None:
+            doc["data"]["cpu_fallback_images"] = sum(loader.cpu_fallbacks.values())
+            doc["data"]["cpu_fallback_reasons"] = loader.cpu_fallbacks
 
     where.enter("report")
     for name in ("val", "infer"):

@@ -3,9 +3,14 @@
 Knobs (``Toolkit.option``): ``inductor_mode`` (default "reduce-overhead" on CUDA:
 CUDA graphs, so each call's output is overwritten by the next call; measured on the
 H200 at least as fast as "max-autotune-no-cudagraphs" with 18 s instead of ~5 min of
-compile; "default" on the CPU) and ``inductor_freezing`` ("1"/"0", default
+compile; "default" on the CPU), ``inductor_freezing`` ("1"/"0", default
 "1": inlines the weights as constants and folds BatchNorm into the convolutions,
-where this torch has ``torch._inductor.config.freezing``). channels_last on CUDA.
+where this torch has ``torch._inductor.config.freezing``), and two switches that
+are off by default until the H200 bench shows they pay (bench/h200_bench.py runs
+them as a row of its own): ``inductor_conv_1x1_as_mm`` (1x1 convolutions, two of
+three in ResNet50's bottlenecks, as matmuls with fused epilogues) and
+``inductor_cudnn_benchmark`` (cuDNN times its algorithms for the convolutions left
+to it; the shapes are fixed here; process-wide). channels_last on CUDA.
 The first call, which compiles (and autotunes), is made inside ``compile()`` and
 counted in ``compile_s``.
 """
@@ -35,10 +40,11 @@ class Inductor(Toolkit):
         mode = self.option("inductor_mode", "reduce-overhead" if cuda else "default")
         if mode not in MODES:
             raise ValueError("inductor_mode must be one of {}, got {!r}".format(", ".join(MODES), mode))
-        freezing = self.option("inductor_freezing", "1")
-        if freezing not in ("0", "1"):
-            raise ValueError(f"inductor_freezing must be 0 or 1, got {freezing!r}")
-        self._set_freezing(freezing == "1")
+        self._set_inductor_config("freezing", self._switch("inductor_freezing", "1"))
+        self._set_inductor_config("conv_1x1_as_mm", self._switch("inductor_conv_1x1_as_mm", "0"))
+        if self._switch("inductor_cudnn_benchmark", "0") and cuda:
+            torch.backends.cudnn.benchmark = True
+            self.notes.append("torch.backends.cudnn.benchmark=True (process-wide)")
         prepared = self.timed(
             "compile_s", prepare_model, model, self.settings.precision, self.settings.device, cuda
         )
@@ -62,14 +68,21 @@ class Inductor(Toolkit):
         self.timed("compile_s", first_call)
         return forward
 
-    def _set_freezing(self, enabled: bool) -> None:
+    def _switch(self, key: str, default: str) -> bool:
+        """A "0"/"1" knob."""
+        value = self.option(key, default)
+        if value not in ("0", "1"):
+            raise ValueError(f"{key} must be 0 or 1, got {value!r}")
+        return value == "1"
+
+    def _set_inductor_config(self, name: str, enabled: bool) -> None:
         import torch._inductor.config as inductor_config
 
-        if hasattr(inductor_config, "freezing"):
-            inductor_config.freezing = enabled
-            self.notes.append(f"torch._inductor.config.freezing={enabled}")
+        if hasattr(inductor_config, name):
+            setattr(inductor_config, name, enabled)
+            self.notes.append(f"torch._inductor.config.{name}={enabled}")
         elif enabled:
-            self.notes.append("this torch has no torch._inductor.config.freezing: BatchNorm is not folded")
+            self.notes.append(f"this torch has no torch._inductor.config.{name}: not applied")
 
     def versions(self) -> Dict[str, str]:
         versions = torch_versions()

@@ -1,0 +1,342 @@
+"""Batches decoded on the device: nvJPEG through torchvision's ``decode_jpeg``, resized by resample.py.
+
+Per pass (one iteration over the loader), three kinds of threads:
+
+* I/O threads (``workers``) read each batch's files and route every image by its JPEG header
+  (jpeg_info.py): what nvJPEG takes stays encoded; anything else (CMYK, grayscale, PNG behind a .JPEG
+  name, ...) is decoded, resized and cropped by PIL right there (the CPU path), counted by reason.
+* One decode thread hands a batch's encoded images to ``decode_jpeg`` on the device in one call (nvJPEG,
+  on the GPU's hardware JPEG engine where it has one). torchvision decodes on a CUDA stream of its own and
+  returns once the images are there; the decode thread allocates them under a side stream of ours, so the
+  caching allocator never hands their memory to the compute stream while it is in use. Up to ``prefetch``
+  decoded batches wait in a queue: batch k+1 decodes while batch k computes.
+* The consumer (the stage loop's thread) resizes and crops on its current stream, queued after the
+  previous batch's model call (so a core window holds the model alone), copies the CPU path's images in
+  from pinned memory, and yields a uint8 [bs, 3, crop, crop] batch already on the device, in dataset
+  order, the last one padded (zero images, label -1). The consumer never waits for the device.
+
+Every pass reads and decodes the files again. On the CPU (tests run this same pipeline without a GPU)
+``decode_jpeg`` decodes with libjpeg. ``resolve_decoder`` picks the PIL loader or this one (--decoder).
+"""
+
+import contextlib
+import inspect
+import io
+import queue
+import threading
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Deque, Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import PIL
+import torch
+import torchvision
+from PIL import Image
+
+from .decode import decode_rgb
+from .jpeg_info import cpu_reason, read_header
+from .layouts import Dataset
+from .loader import Batch, BatchLoader
+from .preprocess import Preprocessing, resize_crop_pil
+from .resample import DESCRIPTION, resize_crop_into
+
+DECODERS = ("auto", "nvjpeg", "pil")
+PIL_RESIZE = "torchvision.transforms.functional.resize bilinear antialias"
+#: largest mean |difference| (levels) between the device decoder and PIL on the smooth probe image
+PROBE_TOLERANCE = 8.0
+#: the reason counted for an image the device decoder rejected although its header looked fine
+DECODER_ERROR = "rejected by the device decoder"
+
+
+class DecoderUnavailable(RuntimeError):
+    """The device decoder cannot run here (the message says why)."""
+
+
+class Decoder(NamedTuple):
+    """The decoder a run uses, as the result records it."""
+
+    name: str  # "pil" or "nvjpeg"
+    description: str  # data.decoder
+    resize: str  # data.resize
+    batched: bool  # decode_jpeg takes a list of images (torchvision >= 0.19)
+    fallback_reason: Optional[str]  # why "auto" chose PIL
+
+
+def pil_decoder(fallback_reason: Optional[str] = None) -> Decoder:
+    return Decoder("pil", "PIL " + PIL.__version__, PIL_RESIZE, False, fallback_reason)
+
+
+def _read_mode() -> Any:
+    return torchvision.io.ImageReadMode.RGB
+
+
+def _probe_jpeg() -> bytes:
+    """A smooth 64x48 4:2:0 JPEG: every decoder renders it within a level or two of libjpeg."""
+    ramp = np.linspace(0, 255, 64, dtype=np.float32)
+    pixels = np.stack([np.tile(ramp, (48, 1)), np.tile(ramp[::-1], (48, 1)), np.full((48, 64), 128.0)], 2)
+    buf = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), "RGB").save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def probe_device_decoder(device: torch.device) -> bool:
+    """Decode a probe JPEG with ``decode_jpeg`` on ``device``; whether it takes a batch (list) in one call.
+
+    Raises DecoderUnavailable when this torchvision cannot decode on the device or gets the image wrong.
+    """
+    version = "torchvision " + torchvision.__version__
+    decode = getattr(torchvision.io, "decode_jpeg", None)
+    if decode is None or "device" not in inspect.signature(decode).parameters:
+        raise DecoderUnavailable(f"{version} has no decode_jpeg(device=...)")
+    data = _probe_jpeg()
+    encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    try:
+        images, batched = decode([encoded, encoded], mode=_read_mode(), device=device), True
+    except (RuntimeError, TypeError, ValueError):  # torchvision < 0.19 decodes one image per call
+        try:
+            images, batched = [decode(encoded, mode=_read_mode(), device=device)], False
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise DecoderUnavailable(
+                f"{version} decode_jpeg on {device} failed on a probe image: {exc}"
+            ) from exc
+    expected = torch.from_numpy(np.asarray(decode_rgb(data, "probe")).transpose(2, 0, 1).copy()).float()
+    for image in images:
+        if tuple(image.shape) != tuple(expected.shape):
+            raise DecoderUnavailable(f"{version} decode_jpeg on {device} gave shape {tuple(image.shape)}")
+        error = float((image.cpu().float() - expected).abs().mean())
+        if error > PROBE_TOLERANCE:
+            raise DecoderUnavailable(
+                f"{version} decode_jpeg on {device} differs from PIL by {error:.1f} levels on a probe image"
+            )
+    return batched
+
+
+def resolve_decoder(requested: str, device: torch.device) -> Decoder:
+    """The decoder for ``requested`` (auto, nvjpeg, pil) on ``device``.
+
+    auto: nvJPEG on a CUDA device whose torchvision decodes there, else PIL with the reason recorded.
+    nvjpeg where it cannot run: DecoderUnavailable.
+    """
+    if requested not in DECODERS:
+        raise ValueError("decoder must be one of {}, got {!r}".format(", ".join(DECODERS), requested))
+    if requested == "pil":
+        return pil_decoder()
+    try:
+        if device.type != "cuda":
+            raise DecoderUnavailable(f"the device is {device}: nvJPEG decodes on CUDA devices only")
+        batched = probe_device_decoder(device)
+    except DecoderUnavailable as exc:
+        if requested == "nvjpeg":
+            raise
+        return pil_decoder(str(exc))
+    how = "a batch per call" if batched else "one image per call"
+    description = f"nvJPEG: torchvision {torchvision.__version__} decode_jpeg on {device}, {how}"
+    return Decoder("nvjpeg", description, DESCRIPTION, batched, None)
+
+
+class _Routed(NamedTuple):
+    """One image after its I/O thread: still encoded for the device, or done by the CPU path."""
+
+    slot: int
+    index: int
+    encoded: Optional[torch.Tensor]  # uint8 bytes for decode_jpeg
+    pixels: Optional[np.ndarray]  # uint8 [3, crop, crop] from PIL
+    reason: Optional[str]  # why the CPU path
+
+
+class _Decoded(NamedTuple):
+    slots: List[int]  # where each device image goes
+    images: List[torch.Tensor]  # uint8 [3, H, W] on the device
+    cpu: List[_Routed]  # the CPU path's images
+
+
+def _offer(ready: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Put ``item`` unless the consumer has stopped; whether it was put."""
+    while not stop.is_set():
+        try:
+            ready.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _drain(ready: queue.Queue) -> None:
+    while True:
+        try:
+            ready.get_nowait()
+        except queue.Empty:
+            return
+
+
+class DeviceBatchLoader:
+    """Iterate over ``dataset`` in order, ``batch_size`` images at a time, decoded on ``device``.
+
+    ``cpu_fallbacks``: after a complete pass, {reason: images} of the images that took the CPU path.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        pp: Preprocessing,
+        device: torch.device,
+        workers: int = 4,
+        prefetch: int = 2,
+        batched: bool = True,
+    ) -> None:
+        for field, value in (("batch_size", batch_size), ("workers", workers), ("prefetch", prefetch)):
+            if value < 1:
+                raise ValueError(f"DeviceBatchLoader: {field} must be at least 1, got {value}")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.pp = pp
+        self.device = device
+        self.workers = workers
+        self.prefetch = prefetch
+        self.batched = batched
+        self.cpu_fallbacks: Optional[Dict[str, int]] = None
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def __len__(self) -> int:
+        return (len(self.dataset.samples) + self.batch_size - 1) // self.batch_size
+
+    # -- I/O threads ------------------------------------------------------------------
+    def _cpu_path(self, data: bytes, index: int) -> np.ndarray:
+        """PIL decode, resize and crop (the PIL loader's path), CHW."""
+        return resize_crop_pil(decode_rgb(data, self.dataset.location(index)), self.pp).transpose(2, 0, 1)
+
+    def _route(self, start: int, slots: Sequence[int]) -> List[_Routed]:
+        routed = []
+        for slot in slots:
+            index = start + slot
+            data = self.dataset.read(index)
+            reason = cpu_reason(read_header(data))
+            if reason is None:
+                encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+                routed.append(_Routed(slot, index, encoded, None, None))
+            else:
+                routed.append(_Routed(slot, index, None, self._cpu_path(data, index), reason))
+        return routed
+
+    def _submit(self, pool: ThreadPoolExecutor, number: int) -> List[Future]:
+        start = number * self.batch_size
+        valid = min(self.batch_size, len(self.dataset.samples) - start)
+        step = -(-valid // self.workers)
+        chunks = [range(i, min(i + step, valid)) for i in range(0, valid, step)]
+        return [pool.submit(self._route, start, chunk) for chunk in chunks]
+
+    # -- the decode thread ------------------------------------------------------------
+    def _device_decode(self, encoded: List[torch.Tensor]) -> List[Optional[torch.Tensor]]:
+        """Decoded images in order; None for an image the decoder rejects."""
+        if not encoded:
+            return []
+        decode = torchvision.io.decode_jpeg
+        if self.batched:
+            try:
+                return list(decode(encoded, mode=_read_mode(), device=self.device))
+            except RuntimeError:
+                pass  # one image the decoder rejects fails the whole call: find it below
+        results: List[Optional[torch.Tensor]] = []
+        for data in encoded:
+            try:
+                results.append(decode(data, mode=_read_mode(), device=self.device))
+            except RuntimeError:
+                results.append(None)
+        return results
+
+    def _decode(self, routed: List[_Routed]) -> _Decoded:
+        to_device = [item for item in routed if item.encoded is not None]
+        decoded = _Decoded([], [], [item for item in routed if item.encoded is None])
+        for item, result in zip(to_device, self._device_decode([item.encoded for item in to_device])):
+            if result is not None:
+                decoded.slots.append(item.slot)
+                decoded.images.append(result)
+            else:
+                pixels = self._cpu_path(item.encoded.numpy().tobytes(), item.index)
+                decoded.cpu.append(item._replace(encoded=None, pixels=pixels, reason=DECODER_ERROR))
+        return decoded
+
+    def _produce(self, pool: ThreadPoolExecutor, ready: queue.Queue, stop: threading.Event) -> None:
+        """The decode thread: batches in order into ``ready``; an exception is handed over the same way."""
+        total = len(self)
+        pending: Deque[List[Future]] = deque()
+        side = torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext()
+        try:
+            with side:
+                for number in range(total):
+                    while len(pending) + number < min(total, number + self.prefetch + 1):
+                        pending.append(self._submit(pool, number + len(pending)))
+                    routed = [item for future in pending.popleft() for item in future.result()]
+                    if stop.is_set() or not _offer(ready, self._decode(routed), stop):
+                        return
+        except BaseException as exc:  # raised again in the consumer, in batch order
+            _offer(ready, exc, stop)
+        finally:
+            for futures in pending:
+                for future in futures:
+                    future.cancel()
+
+    # -- the consumer -----------------------------------------------------------------
+    def _assemble(self, number: int, decoded: _Decoded) -> Batch:
+        bs, crop = self.batch_size, self.pp.crop
+        samples = self.dataset.samples[number * bs : (number + 1) * bs]
+        valid = len(samples)
+        labels = torch.full((bs,), -1, dtype=torch.int64)
+        labels[:valid] = torch.tensor([s.label for s in samples], dtype=torch.int64)
+        if self._stream is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_stream(self._stream)
+            for image in decoded.images:
+                image.record_stream(current)  # freed memory is reused only after this stream's work on it
+        images = torch.empty((bs, 3, crop, crop), dtype=torch.uint8, device=self.device)
+        if valid < bs:
+            images[valid:].zero_()
+        resize_crop_into(images, decoded.images, decoded.slots, self.pp)
+        if decoded.cpu:
+            host = torch.from_numpy(np.stack([item.pixels for item in decoded.cpu]))
+            if self._stream is not None:
+                host = host.pin_memory()
+            moved = host.to(self.device, non_blocking=True)
+            for k, item in enumerate(decoded.cpu):
+                images[item.slot].copy_(moved[k])
+        return Batch(images, labels, valid)
+
+    def __iter__(self) -> Iterator[Batch]:
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="rn50bench-read")
+        ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+        producer = threading.Thread(
+            target=self._produce, args=(pool, ready, stop), name="rn50bench-decode", daemon=True
+        )
+        producer.start()
+        reasons: Counter = Counter()
+        try:
+            for number in range(len(self)):
+                item = ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                reasons.update(routed.reason for routed in item.cpu)
+                yield self._assemble(number, item)
+            self.cpu_fallbacks = dict(reasons)
+        finally:
+            stop.set()
+            _drain(ready)
+            producer.join()
+            pool.shutdown(wait=True)
+
+
+def open_loader(
+    decoder: Decoder,
+    dataset: Dataset,
+    batch_size: int,
+    pp: Preprocessing,
+    device: torch.device,
+    workers: int,
+    pin_memory: bool,
+) -> Union[BatchLoader, DeviceBatchLoader]:
+    """The loader for ``decoder``: PIL decoding threads, or decoding on the device."""
+    if decoder.name == "nvjpeg":
+        return DeviceBatchLoader(dataset, batch_size, pp, device, workers=workers, batched=decoder.batched)
+    return BatchLoader(dataset, batch_size, pp, workers=workers, pin_memory=pin_memory)
