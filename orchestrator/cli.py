@@ -1,24 +1,31 @@
-"""python -m orchestrator: plan | run | report | ls | vendors."""
+"""python -m orchestrator: plan | run | doctor | report | ls | vendors."""
 
 import argparse
+import json
+import logging
+import sqlite3
 import sys
+import tempfile
+import threading
+import warnings
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from rich.console import Console
 from rich.table import Table
 
 import vendors
+from vendors.base import Vendor
 
-from . import images
+from . import doctor, images
 from .config import Cluster, ConfigError, load_cluster
 from .display import ProgressBoard
-from .hostrun import RunContext
-from .plan import expand
+from .hostrun import INTERRUPTED, RunContext, image_overrides
+from .plan import Job, expand
 from .report import command as report_command
 from .report import tables
 from .scheduler import run_all
-from .store import OK, Store, new_run_id
+from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, Store, new_run_id
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
 
@@ -36,16 +43,52 @@ def _print_table(console: Console, title: str, rows, columns: Sequence[Tuple[str
     console.print(table)
 
 
-def _load(path: str) -> Tuple[Cluster, dict]:
+def _load(path: str) -> Tuple[Cluster, Dict[str, Vendor]]:
     cluster = load_cluster(path)
+    return cluster, _check_vendors(cluster, path)
+
+
+def _check_vendors(cluster: Cluster, where: str) -> Dict[str, Vendor]:
+    """Every host names a known vendor and runs privileged only when its vendor needs it and it says so."""
     known = vendors.discover()
     for index, host in enumerate(cluster.hosts):
-        if host.vendor not in known:
+        field = "%s: hosts[%d]" % (where, index)
+        vendor = known.get(host.vendor)
+        if vendor is None:
             raise ConfigError(
-                "%s: hosts[%d].vendor: unknown vendor %r (known: %s)"
-                % (path, index, host.vendor, ", ".join(sorted(known)))
+                "%s.vendor: unknown vendor %r (known: %s)" % (field, host.vendor, ", ".join(sorted(known)))
             )
-    return cluster, known
+        if host.runtime != "docker":
+            continue
+        if vendor.privileged and not host.docker.privileged:
+            raise ConfigError(
+                "%s.docker.privileged: vendor %s runs only in --privileged containers; set it to true to "
+                "allow that on host %s" % (field, vendor.name, host.name)
+            )
+        if host.docker.privileged and not vendor.privileged:
+            raise ConfigError(
+                "%s.docker.privileged: vendor %s does not need --privileged (its containers get only its "
+                "device nodes); remove it" % (field, vendor.name)
+            )
+    return known
+
+
+def _writable_dir(path: Path, field: str) -> Path:
+    """``path``, created if missing; UsageError naming ``field`` unless a file can be written there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=str(path)):
+            pass
+    except OSError as exc:
+        raise UsageError("%s %s is not writable: %s" % (field, path, exc.strerror or exc)) from None
+    return path
+
+
+def _open_store(path: str) -> Store:
+    try:
+        return Store(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise UsageError("store %s cannot be opened: %s" % (path, exc)) from None
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
@@ -70,22 +113,24 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         if host.runtime != "docker" or host.vendor in shown:
             continue
         shown.add(host.vendor)
-        overrides = {"base_image": host.image.base_image} if host.image.base_image else {}
-        if host.image.pip_index_url:
-            overrides["pip_index_url"] = host.image.pip_index_url
+        overrides = image_overrides(host)
         console.rule("dockerfiles/%s (rendered for %s)" % (known[host.vendor].template, host.name))
         console.print(images.render_dockerfile(known[host.vendor], overrides), markup=False, highlight=False)
     return 0
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    if args.resume:
+        return _resume(args, console)
+    if not args.cluster:
+        raise UsageError("run: --cluster FILE is required (or --resume RUN_ID)")
     cluster, known = _load(args.cluster)
     jobs, skipped = expand(cluster, known)
     if not jobs:
         raise UsageError("%s: no job to run (every case was skipped)" % args.cluster)
-    store = Store(args.store or cluster.store)
     run_id = new_run_id()
-    results_dir = Path(cluster.results_dir) / run_id
+    results_dir = _writable_dir(Path(cluster.results_dir), "results_dir") / run_id
+    store = _open_store(args.store or cluster.store)
     hosts = {h.name: h for h in cluster.hosts}
     store.create_run(run_id, str(Path(args.cluster).resolve()), cluster.model_dump(mode="json"))
     for job in jobs:
@@ -93,21 +138,89 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     for item in skipped:
         console.print("skipped %s/%s on %s: %s" % (item.toolkit, item.precision, item.host, item.reason))
     console.print("run %s: %d jobs on %d hosts; store %s" % (run_id, len(jobs), len(hosts), store.path))
-    state = "interrupted"
-    with ProgressBoard() as board:
-        ctx = RunContext(run_id, cluster, store, known, results_dir, board.update)
+    return _execute(console, store, run_id, cluster, known, jobs, results_dir)
+
+
+def _resume(args: argparse.Namespace, console: Console) -> int:
+    """Run again the jobs of a stored run that are not OK; OK jobs and their results stay as they are.
+
+    The run's stored cluster file is used, or ``--cluster`` when given: it may change how hosts
+    are reached and run (a fixed path, a longer timeout), not which jobs the run has.
+    """
+    run_id = args.resume
+    given = _load(args.cluster) if args.cluster else None
+    store_path = args.store or (given[0].store if given else DEFAULT_STORE)
+    if not Path(store_path).is_file():
+        raise UsageError("%s: no results store here (name it with --store)" % store_path)
+    store = _open_store(store_path)
+    run = store.run(run_id)
+    if run is None:
+        raise UsageError("run %s is not in store %s (see: python -m orchestrator ls)" % (run_id, store_path))
+    if given:
+        (cluster, known), cluster_path = given, str(Path(args.cluster).resolve())
+    else:
+        cluster_path = run["cluster_path"]
         try:
-            states = run_all(ctx, jobs)
-            state = "finished"
-        finally:
-            store.finish_run(run_id, state)
+            cluster = Cluster.model_validate(json.loads(run["cluster_json"]))
+        except ValueError as exc:
+            raise UsageError("run %s: stored cluster file no longer loads: %s" % (run_id, exc)) from None
+        known = _check_vendors(cluster, "run %s (stored cluster file)" % run_id)
+    jobs, _ = expand(cluster, known)
+    stored = {job["job_id"]: job for job in store.jobs(run_id)}
+    specs = {job.job_id: json.loads(json.dumps(job.as_dict(), sort_keys=True)) for job in jobs}
+    if specs != {job_id: job["spec"] for job_id, job in stored.items()}:
+        differ = sorted(set(specs) ^ set(stored)) or sorted(k for k in specs if specs[k] != stored[k]["spec"])
+        raise UsageError(
+            "%s: its jobs differ from those of run %s (first: %s); a resume runs the same jobs, start a "
+            "new run for other ones" % (args.cluster, run_id, differ[0])
+        )
+    todo = [job for job in jobs if stored[job.job_id]["state"] != OK]
+    if not todo:
+        console.print("run %s: all %d jobs finished OK; nothing to resume" % (run_id, len(jobs)))
+        return 0
+    results_dir = _writable_dir(Path(cluster.results_dir), "results_dir") / run_id
+    store.reopen_run(run_id, cluster_path, cluster.model_dump(mode="json"))
+    console.print(
+        "resuming run %s: %d of %d jobs to run, %d finished OK are kept; store %s"
+        % (run_id, len(todo), len(jobs), len(jobs) - len(todo), store.path)
+    )
+    return _execute(console, store, run_id, cluster, known, todo, results_dir)
+
+
+def _execute(
+    console: Console,
+    store: Store,
+    run_id: str,
+    cluster: Cluster,
+    known: Dict[str, Vendor],
+    jobs: List[Job],
+    results_dir: Path,
+) -> int:
+    """Run ``jobs`` of a stored run; on Ctrl-C the unfinished ones end CANCELLED and the run "interrupted"."""
+    state = RUN_INTERRUPTED
+    try:
+        with ProgressBoard() as board:
+            run_all(RunContext(run_id, cluster, store, known, results_dir, board.update), jobs)
+        state = RUN_FINISHED
+    finally:
+        if state != RUN_FINISHED:
+            store.cancel_unfinished(run_id, INTERRUPTED)
+            print(
+                "run %s interrupted; resume it with: python -m orchestrator run --resume %s --store %s"
+                % (run_id, run_id, store.path),
+                file=sys.stderr,
+            )
+        store.finish_run(run_id, state)
     _print_run(console, store, run_id)
-    failed = [job for job in store.jobs(run_id) if job["state"] != OK]
+    stored = store.jobs(run_id)
+    failed = [job for job in stored if job["state"] != OK]
     for job in failed:
         print("error: job %s: %s: %s" % (job["job_id"], job["state"], job["reason"]), file=sys.stderr)
     if failed:
         print(
-            "%d of %d jobs did not finish OK (run %s)" % (len(failed), len(states), run_id), file=sys.stderr
+            "%d of %d jobs did not finish OK (run %s; rerun them with --resume %s)"
+            % (len(failed), len(stored), run_id, run_id),
+            file=sys.stderr,
         )
         return 1
     return 0
@@ -118,6 +231,18 @@ def _print_run(console: Console, store: Store, run_id: str) -> None:
         console, "results of run %s" % run_id, tables.result_rows(store, run_id), tables.RESULT_COLUMNS
     )
     _print_table(console, "environment", tables.environment_rows(store, run_id), tables.ENV_COLUMNS)
+
+
+def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
+    cluster, known = _load(args.cluster)
+    limits = doctor.Limits(
+        docker_gib=args.min_free_docker_gib,
+        workdir_gib=args.min_free_workdir_gib,
+        checksums=not args.no_checksums,
+    )
+    report = doctor.run_checks(cluster, known, limits)
+    doctor.render(console, report)
+    return 1 if doctor.failed(report) else 0
 
 
 def cmd_ls(args: argparse.Namespace, console: Console) -> int:
@@ -155,9 +280,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", required=True, help="cluster file (host_configs/*.yaml)")
     p.set_defaults(func=cmd_plan)
     p = sub.add_parser("run", help="run every job of the cluster file and print the tables")
-    p.add_argument("--cluster", required=True, help="cluster file (host_configs/*.yaml)")
+    p.add_argument("--cluster", help="cluster file (host_configs/*.yaml); with --resume: optional")
     p.add_argument("--store", help="SQLite results store (default: the cluster file's 'store')")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="run again the jobs of a stored run that did not finish OK (cluster file: the run's own)",
+    )
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("doctor", help="check every host (ssh, docker, devices, disk, data) before a run")
+    p.add_argument("--cluster", required=True, help="cluster file (host_configs/*.yaml)")
+    p.add_argument(
+        "--min-free-docker-gib",
+        type=float,
+        default=doctor.Limits.docker_gib,
+        help="free space the docker root needs for images (GiB); warns below twice that; default %(default)s",
+    )
+    p.add_argument(
+        "--min-free-workdir-gib",
+        type=float,
+        default=doctor.Limits.workdir_gib,
+        help="free space the workdir needs for results and caches (GiB); warns below twice that; "
+        "default %(default)s",
+    )
+    p.add_argument(
+        "--no-checksums", action="store_true", help="skip the md5/sha256 checks of data and weights"
+    )
+    p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("report", help="a stored run as tables, HTML, comparisons or system descriptions")
     report_command.add_arguments(p)
     p.set_defaults(func=report_command.run)
@@ -169,8 +318,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Once(logging.Filter):
+    """Let each distinct warning through once (e.g. one unverified host key warning per host)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: Set[Tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.getMessage())
+        with self._lock:
+            new = key not in self._seen
+            self._seen.add(key)
+        return new
+
+
+class _Stderr(logging.Handler):
+    """``warning: message`` on the sys.stderr of the moment (the live display may have replaced it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print("%s: %s" % (record.levelname.lower(), self.format(record)), file=sys.stderr, flush=True)
+
+
+def _setup_logging() -> None:
+    """Warnings once each on stderr; paramiko's own chatter is left out (every failure is reported anyway)."""
+    root = logging.getLogger()
+    if not any(isinstance(h, _Stderr) for h in root.handlers):
+        handler = _Stderr(logging.WARNING)
+        handler.addFilter(_Once())
+        root.addHandler(handler)
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+    # the ssh transport itself warns, once per host, when strict_host_keys is off
+    warnings.filterwarnings("ignore", message="Unknown .* host key for", module="paramiko")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    _setup_logging()
     console = Console()
     if not console.is_terminal:  # logs and CI: wide enough for the reference columns
         console = Console(width=max(console.width, 200))

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
@@ -28,9 +36,18 @@ def _safe_name(value: str) -> str:
     return value
 
 
-def _safe_text(value: str) -> str:
-    if any(ch in value for ch in ("\n", "\r", "\x00")):
+def _safe_text(value: Optional[str]) -> Optional[str]:
+    if value is not None and any(ch in value for ch in ("\n", "\r", "\x00")):
         raise ValueError("must not contain newlines or NUL bytes")
+    return value
+
+
+def _mount_path(value: Optional[str]) -> Optional[str]:
+    """A host path that may become a bind mount: one line, and nothing docker's --mount syntax splits on."""
+    if _safe_text(value) is None:
+        return None
+    if "," in value or '"' in value:
+        raise ValueError("must not contain ',' or '\"' (docker --mount cannot take them)")
     return value
 
 
@@ -57,7 +74,7 @@ class DataSpec(Model):
     md5: Optional[str] = Field(None, pattern=r"^[0-9a-fA-F]{32}$")
     max_images: Optional[int] = Field(None, gt=0)
 
-    _text = field_validator("path", "labels")(_safe_text)
+    _paths = field_validator("path", "labels")(_mount_path)
 
 
 class ImageSpecConfig(Model):
@@ -69,6 +86,16 @@ class ImageSpecConfig(Model):
     sdk_checksums: Dict[str, str] = Field(default_factory=dict)
 
     _text = field_validator("sdk_dir")(_safe_text)
+
+    @field_validator("pip_index_url")
+    @classmethod
+    def _no_credentials(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError(
+                "must not carry credentials (user:password@): the URL ends up in the image, build logs and "
+                "stored results; serve the index without them on the lab network or put wheels in sdk_dir"
+            )
+        return value
 
     @field_validator("sdk_checksums")
     @classmethod
@@ -87,6 +114,60 @@ class DockerOptions(Model):
     shm_size: str = Field("8g", pattern=r"^[0-9]+[bkmg]?$")
     privileged: bool = False
     user: Optional[str] = Field(None, pattern=r"^[0-9]+(:[0-9]+)?$")  # default: the SSH/local user's uid:gid
+    memory: Optional[str] = Field(None, pattern=r"^[0-9]+[bkmg]?$")  # docker --memory (and --memory-swap)
+
+
+SLURM_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_GRES = r"[A-Za-z0-9_]+(:[A-Za-z0-9_.-]+)*"  # name[:type][:count]
+
+
+def _slurm_time(value: Any) -> Any:
+    """A Slurm time limit as a quoted string: YAML reads an unquoted 1:00:00 as the number 3600."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError(
+            'give the time limit as a quoted string such as "90" (minutes) or "02:00:00"'
+            " (YAML reads an unquoted 2:00:00 as the number 7200)"
+        )
+    return value
+
+
+class SlurmJobSpec(Model):
+    """sbatch options of one job. Unset fields fall back: host -> slurm.vendors.<vendor> -> slurm."""
+
+    partition: Optional[str] = Field(None, pattern=SLURM_NAME)
+    account: Optional[str] = Field(None, pattern=SLURM_NAME)
+    qos: Optional[str] = Field(None, pattern=SLURM_NAME)
+    reservation: Optional[str] = Field(None, pattern=SLURM_NAME)
+    #: sbatch --time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED
+    time_limit: Optional[str] = Field(None, pattern=r"^(\d+(-\d+)?(:\d{1,2}){0,2}|UNLIMITED|INFINITE)$")
+    #: sbatch --gres, e.g. "gpu:1" or "gpu:h100:1"
+    gres: Optional[str] = Field(None, pattern=r"^%s(,%s)*$" % (_GRES, _GRES))
+    #: sbatch --constraint: node features with & | , * [ ] ( ), e.g. "h100&nvlink"
+    constraint: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.&|,*\[\]()]{0,255}$")
+    cpus_per_task: Optional[int] = Field(None, ge=1, le=4096)
+    mem: Optional[str] = Field(None, pattern=r"^[0-9]+[KMGT]?$")  # sbatch --mem (per node)
+    exclusive: Optional[bool] = None  # sbatch --exclusive: no other job shares the node
+
+    _time = field_validator("time_limit", mode="before")(_slurm_time)
+
+    def over(self, base: "SlurmJobSpec") -> "SlurmJobSpec":
+        """``base`` with this spec's set fields on top."""
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class SlurmSettings(SlurmJobSpec):
+    """``slurm:`` of a cluster file with ``launcher: slurm``: sbatch defaults, per-vendor options, polling."""
+
+    vendors: Dict[str, SlurmJobSpec] = Field(default_factory=dict)
+    poll_interval_s: float = Field(2.0, ge=0.2, le=60)  # squeue and job-output polling
+    max_jobs: int = Field(8, ge=1, le=1000)  # jobs of one host entry in Slurm's queue at once
+
+    @field_validator("vendors")
+    @classmethod
+    def _vendor_names(cls, value: Dict[str, SlurmJobSpec]) -> Dict[str, SlurmJobSpec]:
+        for name in value:
+            _safe_name(name)
+        return value
 
 
 class Host(Model):
@@ -102,22 +183,38 @@ class Host(Model):
     vendor: str
     devices: List[int] = Field(default_factory=lambda: [0], min_length=1)
     runtime: Literal["docker", "bare"] = "docker"
-    python: str = Field("python3", pattern=r"^[A-Za-z0-9_./-]+$")
+    python: str = Field("python3", pattern=r"^[A-Za-z0-9_./+-]+$")  # bare runtime: a name on PATH or a path
     workdir: Optional[str] = None
     data: DataSpec
     weights: str
     workers: int = Field(8, ge=1, le=256)
     image: ImageSpecConfig = Field(default_factory=ImageSpecConfig)
     docker: DockerOptions = Field(default_factory=DockerOptions)
+    #: launcher slurm: this host entry's sbatch options (over slurm.vendors.<vendor> and slurm)
+    slurm: Optional[SlurmJobSpec] = None
+    #: this host's stage timeouts where they differ from defaults.timeouts (e.g. a slow build)
+    timeouts: Dict[Literal["connect", "build", "start", "run", "collect"], PositiveFloat] = Field(
+        default_factory=dict
+    )
 
     _name = field_validator("name", "vendor")(_safe_name)
-    _text = field_validator("key_file", "known_hosts", "weights")(_safe_text)
+    _text = field_validator("key_file", "known_hosts")(_safe_text)
+    _paths = field_validator("weights", "workdir")(_mount_path)
 
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
         if value != "local" and not re.match(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,253}$", value):
             raise ValueError("must be 'local' or a host name / IP address")
+        return value
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: str) -> str:
+        if value.startswith("-") or ("/" in value and not value.startswith("/")):
+            raise ValueError("must be a program name or an absolute path")
+        if any(part in (".", "..") for part in value.split("/")):
+            raise ValueError("must not contain '.' or '..' path parts")
         return value
 
     @field_validator("devices")
@@ -200,7 +297,7 @@ class Defaults(Model):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     monitor_interval_s: float = Field(1.0, gt=0)
 
-    _text = field_validator("workdir")(_safe_text)
+    _paths = field_validator("workdir")(_mount_path)
 
 
 class Cluster(Model):
@@ -211,6 +308,9 @@ class Cluster(Model):
     defaults: Defaults = Field(default_factory=Defaults)
     hosts: List[Host] = Field(min_length=1)
     cases: List[Case] = Field(min_length=1)
+    #: ssh: the orchestrator starts every job itself (local or SSH hosts); slurm: it submits them with sbatch
+    launcher: Literal["ssh", "slurm"] = "ssh"
+    slurm: Optional[SlurmSettings] = None
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> "Cluster":
@@ -221,11 +321,46 @@ class Cluster(Model):
         for case in self.cases:
             unknown = sorted(set(case.hosts or []) - set(names))
             if unknown:
-                raise ValueError("case %s names unknown hosts: %s" % (case.case, ", ".join(unknown)))
+                raise ValueError(
+                    "case %s names unknown hosts: %s" % (case.case, ", ".join(map(repr, unknown)))
+                )
+        self._check_launcher()
         return self
+
+    def _check_launcher(self) -> None:
+        """Slurm settings only with launcher slurm; under it Slurm, not the file, picks devices."""
+        given = ["slurm"] if self.slurm else []
+        given += ["hosts[%d].slurm" % i for i, h in enumerate(self.hosts) if h.slurm]
+        if self.launcher != "slurm":
+            if given:
+                raise ValueError("%s: set launcher: slurm to use Slurm settings" % given[0])
+            return
+        for index, host in enumerate(self.hosts):
+            if host.devices != [0]:
+                raise ValueError(
+                    "hosts[%d].devices: under launcher slurm, Slurm allocates the device (ask for it with"
+                    " gres); leave devices out" % index
+                )
+        used = {h.vendor for h in self.hosts}
+        unused = sorted(set(self.slurm.vendors) - used) if self.slurm else []
+        if unused:
+            raise ValueError("slurm.vendors.%s: no host uses vendor %s" % (unused[0], unused[0]))
+
+    def slurm_job_spec(self, host: Host) -> SlurmJobSpec:
+        """The sbatch options of ``host``'s jobs: slurm, then slurm.vendors.<vendor>, then hosts[].slurm."""
+        settings = self.slurm or SlurmSettings()
+        spec = SlurmJobSpec(**settings.model_dump(include=set(SlurmJobSpec.model_fields)))
+        vendor = settings.vendors.get(host.vendor)
+        if vendor is not None:
+            spec = vendor.over(spec)
+        return host.slurm.over(spec) if host.slurm else spec
 
     def host_workdir(self, host: Host) -> str:
         return host.workdir or self.defaults.workdir
+
+    def host_timeouts(self, host: Host) -> Timeouts:
+        """defaults.timeouts with the host's own overrides applied."""
+        return self.defaults.timeouts.model_copy(update=host.timeouts)
 
 
 def _resolve_local(base: Path, value: Optional[str]) -> Optional[str]:
@@ -262,12 +397,14 @@ def _localise(cluster: Cluster, base: Path) -> Cluster:
             weights = (
                 host.weights if host.weights in ("random", "package") else _resolve_local(base, host.weights)
             )
-            workdir = _resolve_local(base, host.workdir)
+            workdir = _resolve_local(base, host.workdir or cluster.defaults.workdir)
             host = host.model_copy(update={"data": data, "weights": weights, "workdir": workdir})
         else:
             _check_remote(where + ".data.path", host.data.path)
             _check_remote(where + ".data.labels", host.data.labels)
-            _check_remote(where + ".workdir", host.workdir)
+            _check_remote(
+                where + ".workdir" if host.workdir else "defaults.workdir", cluster.host_workdir(host)
+            )
             if host.weights not in ("random", "package"):
                 _check_remote(where + ".weights", host.weights)
         image = host.image.model_copy(update={"sdk_dir": _resolve_local(base, host.image.sdk_dir)})

@@ -71,13 +71,15 @@ def docker_run_argv(
     user: Optional[str],
     shm_size: str = "8g",
     privileged: bool = False,
+    memory: Optional[str] = None,
 ) -> List[str]:
     """``docker run`` argv for one job; raises ContainerError naming any unusable value.
 
     HOME is /tmp (writable for any ``user``); the vendor's device environment wins
     over ``env``. ``command`` runs as given (no shell inside either). ``privileged``
     (the lab's explicit choice, or the vendor's ``privileged``) replaces the dropped
-    capabilities with docker's --privileged; it is off unless one of them asks.
+    capabilities with docker's --privileged; it is off unless one of them asks. ``memory``
+    caps the container's memory (``--memory``, with ``--memory-swap`` equal so that it cannot swap).
     """
     _check(_NAME_RE, name, "container name")
     _check(_IMAGE_RE, image, "image")
@@ -86,6 +88,8 @@ def docker_run_argv(
         raise ContainerError("container command is empty")
     argv = ["docker", "run", "--rm", "--name", name, "--init", "--network", "none", "--ipc", "private"]
     argv += ["--shm-size", shm_size, "--security-opt", "no-new-privileges"]
+    if memory is not None:
+        argv += ["--memory", _check(_SHM_RE, memory, "memory"), "--memory-swap", memory]
     argv += ["--privileged"] if privileged or vendor.privileged else ["--cap-drop", "ALL"]
     if user is not None:
         argv += ["--user", _check(_USER_RE, user, "user")]

@@ -5,28 +5,33 @@ FAILED_<stage> for the stage that broke (connect, build, start, run, collect,
 validate, accuracy), or CANCELLED. Other jobs and hosts carry on.
 """
 
+import contextlib
 import json
+import logging
 import posixpath
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from runner_in_container.protocol import RESULT_FILE, parse_event
+from runner_in_container.protocol import EXIT_BAD_INPUT, RESULT_FILE, parse_event
 from vendors.base import Vendor
 
 from . import collect, containers, envinfo, images
 from .config import Cluster, Host
 from .monitor import Monitor
 from .plan import Job
-from .store import OK, Store
+from .store import CANCELLED, OK, Store
 from .transport import make_transport
 from .transport.base import Cancelled, CommandTimeout, Transport, TransportError
 
 CONTAINER_RESULTS = "/results"
 RUNNER_EXIT_ACCURACY = 3  # the runner's exit status for status "failed_accuracy" (docs/result_schema.md)
 CONTAINER_CACHE = "/cache"
+INTERRUPTED = "run interrupted"
+
+log = logging.getLogger(__name__)
 
 #: called with (host, device, field updates) to drive the live display
 Progress = Callable[[str, int, Dict[str, Any]], None]
@@ -59,14 +64,71 @@ def one_line(text: str) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
+@contextlib.contextmanager
+def stage_errors(stage: str) -> Iterator[None]:
+    """Turn an unexpected error inside ``stage`` into StageFailure(stage), so that no job ends by raising."""
+    try:
+        yield
+    except (StageFailure, Cancelled):
+        raise
+    except Exception as exc:
+        log.warning("unexpected error in stage %s", stage, exc_info=True)
+        raise StageFailure(stage, one_line("%s: %s" % (type(exc).__name__, exc))) from exc
+
+
+def exit_meaning(code: int, memory: Optional[str]) -> str:
+    """What the runner's (or the container's) exit status says about how it ended."""
+    if code == 137:
+        limit = " (docker.memory %s)" % memory if memory else ""
+        return "exit status 137: killed by SIGKILL, out of memory%s or killed from outside" % limit
+    if code == 125:
+        return "exit status 125: docker could not start the container"
+    if code in (126, 127):
+        return "exit status %d: the runner command could not be run" % code
+    if code == EXIT_BAD_INPUT:
+        return "exit status 2: the runner refused its input"
+    if code > 128:
+        return "exit status %d: killed by signal %d" % (code, code - 128)
+    return "exit status %d" % code
+
+
+def host_transport(host: Host, connect_timeout: float) -> Transport:
+    """The transport that reaches ``host`` (nothing connects until its first command)."""
+    return make_transport(
+        host.name,
+        host.address,
+        port=host.port,
+        user=host.user,
+        key_file=host.key_file,
+        known_hosts=host.known_hosts,
+        strict_host_keys=host.strict_host_keys,
+        connect_timeout=connect_timeout,
+    )
+
+
+def image_overrides(host: Host) -> Dict[str, str]:
+    """The image variables ``host`` sets over its vendor's (base image, pip index)."""
+    overrides = {}
+    if host.image.base_image:
+        overrides["base_image"] = host.image.base_image
+    if host.image.pip_index_url:
+        overrides["pip_index_url"] = host.image.pip_index_url
+    return overrides
+
+
 class HostWorker:
-    """Runs the jobs of one host; one instance per host, shared by its device threads."""
+    """Runs the jobs of one host; one instance per host, shared by its device threads.
+
+    Launchers other than the direct one subclass it (launchers/slurm.py): they override
+    _check_docker, _capture_environment, _build and _run_runner (Slurm also transport_for
+    and _say: its jobs run at once, not one per device) and reuse the rest.
+    """
 
     def __init__(self, ctx: RunContext, host: Host) -> None:
         self.ctx = ctx
         self.host = host
         self.vendor = ctx.vendors[host.vendor]
-        self.timeouts = ctx.cluster.defaults.timeouts
+        self.timeouts = ctx.cluster.host_timeouts(host)
         self.workdir = ctx.cluster.host_workdir(host)
         self.transport: Optional[Transport] = None
         self._device_transports: Dict[int, Transport] = {}
@@ -75,47 +137,102 @@ class HostWorker:
         self.runner_path: Optional[str] = None
         self.user: Optional[str] = host.docker.user
         self.build_s: Optional[float] = None  # image build (or runner install) on this host, once per run
+        self.build_log: Optional[Path] = None  # where the build wrote its output, once it started
 
     # -- host preparation -------------------------------------------------------
     def prepare(self) -> None:
-        """Connect, capture the environment and prepare the image; raises StageFailure."""
+        """Connect, check docker and paths, capture the environment, prepare the image.
+
+        Raises StageFailure (connect, start or build), or Cancelled when the run is
+        interrupted between steps (a build that started runs to its end or its timeout).
+        """
         self._say(None, stage="connect")
-        try:
-            self.transport = self._connect()
-            self.transport.run(["true"], timeout=self.timeouts.connect).check()
-            if self.host.runtime == "docker" and self.user is None:
-                uid = self.transport.run(["id", "-u"], timeout=self.timeouts.connect).check().stdout.strip()
-                gid = self.transport.run(["id", "-g"], timeout=self.timeouts.connect).check().stdout.strip()
-                self.user = "%s:%s" % (uid, gid)
-        except TransportError as exc:
-            raise StageFailure("connect", one_line(str(exc))) from None
-        self._check_paths()
-        self.env = envinfo.capture_host(self.transport, self.vendor, self.host.runtime, self.timeouts.connect)
-        self.ctx.store.put_environment(self.ctx.run_id, self.host.name, self.env)
+        with stage_errors("connect"):
+            try:
+                self.transport = transport = self._connect()
+                transport.run(["true"], timeout=self.timeouts.connect).check()
+                if self.host.runtime == "docker":
+                    self._check_docker()
+                    if self.user is None:  # results are written as the SSH (or local) user
+                        ids = [
+                            transport.run(["id", flag], timeout=self.timeouts.connect)
+                            for flag in ("-u", "-g")
+                        ]
+                        self.user = ":".join(done.check().stdout.strip() for done in ids)
+            except TransportError as exc:
+                raise StageFailure("connect", one_line(str(exc))) from None
+        with stage_errors("start"):
+            self._check_paths()
+        self._check_cancel()
+        with stage_errors("connect"):
+            self._capture_environment()
+        self._check_cancel()
         self._say(None, stage="build")
         build_started = time.time()
-        log = self._host_log("build.log")
-        try:
-            if self.host.runtime == "docker":
-                spec = images.image_spec(
-                    self.vendor,
-                    self._image_overrides(),
-                    Path(self.host.image.sdk_dir) if self.host.image.sdk_dir else None,
-                    self.host.image.sdk_checksums,
-                )
-                with log.open("a") as handle:
-                    built = images.ensure_image(
-                        self.transport, spec, self.timeouts.build, lambda line: handle.write(line + "\n")
-                    )
-                self.image = spec.tag
-                self._say(None, stage="image", note=("built " if built else "cached ") + spec.tag)
-            else:
-                self.runner_path = images.install_runner(
-                    self.transport, posixpath.join(self.workdir, "runner")
-                )
-        except (TransportError, images.ImageError) as exc:
-            raise StageFailure("build", one_line(str(exc))) from None
+        with stage_errors("build"):
+            self.build_log = self._host_log("build.log")
+            try:
+                self._build()
+            except images.ImageBuildError as exc:
+                raise StageFailure("build", one_line(self._missing_base() + str(exc))) from None
+            except (TransportError, images.ImageError) as exc:
+                raise StageFailure("build", one_line(str(exc))) from None
         self.build_s = time.time() - build_started
+
+    def _capture_environment(self) -> None:
+        """Capture and store the host's facts (the Slurm launcher does it on the allocated node instead)."""
+        assert self.transport is not None
+        self.env = envinfo.capture_host(self.transport, self.vendor, self.host.runtime, self.timeouts.connect)
+        self.ctx.store.put_environment(self.ctx.run_id, self.host.name, self.env)
+
+    def _image_spec(self) -> images.ImageSpec:
+        """The vendor image this host runs: its template, the host's overrides and SDK files."""
+        return images.image_spec(
+            self.vendor,
+            image_overrides(self.host),
+            Path(self.host.image.sdk_dir) if self.host.image.sdk_dir else None,
+            self.host.image.sdk_checksums,
+        )
+
+    def _build(self) -> None:
+        """Build (or find) the image, or install the runner on a bare host."""
+        assert self.transport is not None and self.build_log is not None
+        if self.host.runtime != "docker":
+            self.runner_path = images.install_runner(self.transport, posixpath.join(self.workdir, "runner"))
+            return
+        spec = self._image_spec()
+        with self.build_log.open("a") as handle:
+            built = images.ensure_image(
+                self.transport, spec, self.timeouts.build, lambda line: handle.write(line + "\n")
+            )
+        self.image = spec.tag
+        self._say(None, stage="image", note=("built " if built else "cached ") + spec.tag)
+
+    def _missing_base(self) -> str:
+        """After a failed build: a note when the base image is not on the host (and so had to be pulled)."""
+        assert self.transport is not None
+        base = image_overrides(self.host).get("base_image") or self.vendor.image_vars["base_image"]
+        try:
+            if images.image_exists(self.transport, base):
+                return ""
+        except TransportError:
+            return ""
+        return "base image %s is not on host %s and was not pulled: " % (base, self.host.name)
+
+    def _check_docker(self) -> None:
+        """The host's docker client must reach its engine."""
+        assert self.transport is not None
+        argv = ["docker", "version", "--format", "{{.Server.Version}}"]
+        done = self.transport.run(argv, timeout=self.timeouts.connect)
+        if done.returncode != 0:
+            said = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
+            raise StageFailure(
+                "connect", one_line("docker on host %s does not answer: %s" % (self.host.name, said[0]))
+            )
+
+    def _check_cancel(self) -> None:
+        if self.ctx.cancel.is_set():
+            raise Cancelled("%s: %s" % (self.host.name, INTERRUPTED))
 
     def _check_paths(self) -> None:
         """Data, labels and weights must exist on the host before anything is built or started."""
@@ -133,30 +250,13 @@ class HostWorker:
                 )
 
     def _connect(self) -> Transport:
-        return make_transport(
-            self.host.name,
-            self.host.address,
-            port=self.host.port,
-            user=self.host.user,
-            key_file=self.host.key_file,
-            known_hosts=self.host.known_hosts,
-            strict_host_keys=self.host.strict_host_keys,
-            connect_timeout=self.timeouts.connect,
-        )
+        return host_transport(self.host, self.timeouts.connect)
 
     def transport_for(self, device: int) -> Transport:
         """One connection per device: an SSH server caps the sessions of one connection (MaxSessions)."""
         if device not in self._device_transports:
             self._device_transports[device] = self._connect()
         return self._device_transports[device]
-
-    def _image_overrides(self) -> Dict[str, str]:
-        overrides = {}
-        if self.host.image.base_image:
-            overrides["base_image"] = self.host.image.base_image
-        if self.host.image.pip_index_url:
-            overrides["pip_index_url"] = self.host.image.pip_index_url
-        return overrides
 
     def close(self) -> None:
         for transport in [self.transport] + list(self._device_transports.values()):
@@ -169,11 +269,12 @@ class HostWorker:
         store, run_id = self.ctx.store, self.ctx.run_id
         store.start_job(run_id, job.job_id)
         job_dir = self.ctx.results_dir / job.job_id
-        job_dir.mkdir(parents=True, exist_ok=True)
         log_path = job_dir / "runner.log"
         timings: Dict[str, float] = {} if self.build_s is None else {"build_s": self.build_s}
         start = time.time()
         try:
+            with stage_errors("start"):
+                _clear_earlier_attempt(job_dir, log_path)
             doc = self._run_stages(job, job_dir, log_path, timings)
             state, reason = OK, None
             failure = collect.accuracy_failure(doc)
@@ -182,33 +283,33 @@ class HostWorker:
         except StageFailure as exc:
             state, reason = "FAILED_" + exc.stage.upper(), str(exc)
         except Cancelled:
-            state, reason = "CANCELLED", "run interrupted"
+            state, reason = CANCELLED, INTERRUPTED
         timings["job_s"] = time.time() - start
-        store.finish_job(run_id, job.job_id, state, reason, str(log_path), timings)
+        log = str(log_path) if log_path.exists() else None
+        store.finish_job(run_id, job.job_id, state, reason, log, timings)
         self._say(job.device, stage=state, note=reason or "")
         return state
 
     def _run_stages(
         self, job: Job, job_dir: Path, log_path: Path, timings: Dict[str, float]
     ) -> Dict[str, Any]:
-        transport = self.transport_for(job.device)
         remote_dir = posixpath.join(self.workdir, "runs", self.ctx.run_id, job.job_id)
-        try:
-            transport.run(["mkdir", "-p", remote_dir], timeout=self.timeouts.connect).check()
-        except TransportError as exc:
-            raise StageFailure("start", one_line("cannot create %s: %s" % (remote_dir, exc))) from None
+        with stage_errors("start"):
+            transport = self.transport_for(job.device)
+            self._make_remote_dirs(transport, remote_dir)
         self._say(job.device, stage="start", job=job.job_id, note="")
         t0 = time.time()
-        outcome = self._run_runner(transport, job, remote_dir, log_path)
+        with stage_errors("run"):
+            outcome = self._run_runner(transport, job, remote_dir, log_path)
         timings["runner_s"] = time.time() - t0
         t0 = time.time()
         local_result = job_dir / RESULT_FILE
-        try:
-            transport.get(posixpath.join(remote_dir, RESULT_FILE), local_result)
-        except TransportError as exc:
+        with stage_errors("collect"):
+            error = self._fetch(transport, posixpath.join(remote_dir, RESULT_FILE), local_result)
+        if error is not None:
             if outcome.returncode != 0:
-                raise StageFailure(outcome.failed_stage(), outcome.reason()) from None
-            raise StageFailure("collect", one_line("result.json not fetched: %s" % exc)) from None
+                raise StageFailure(outcome.failed_stage(), outcome.reason())
+            raise StageFailure("collect", one_line("result.json not fetched: %s" % error))
         timings["collect_s"] = time.time() - t0
         try:
             doc = collect.validate(json.loads(local_result.read_text()))
@@ -219,15 +320,51 @@ class HostWorker:
             RUNNER_EXIT_ACCURACY,
         ):
             raise StageFailure(outcome.failed_stage(), outcome.reason(doc))
-        model = envinfo.accelerator_models(self.env, [job.device]).get(job.device)
-        derived = collect.derive(doc, self.vendor, model)
-        derived["samples_source"] = outcome.monitor.source if outcome.monitor else None
-        self.ctx.store.put_result(self.ctx.run_id, job.job_id, doc, derived)
-        if outcome.monitor is not None:
-            summary = outcome.monitor.summary(infer_images=doc["stages"]["infer"]["images"])
-            self.ctx.store.put_samples(self.ctx.run_id, job.job_id, summary)
+        with stage_errors("collect"):
+            model = envinfo.accelerator_models(self.env, [job.device]).get(job.device)
+            derived = collect.derive(doc, self.vendor, model)
+            derived["samples_source"] = outcome.monitor.source if outcome.monitor else None
+            self.ctx.store.put_result(self.ctx.run_id, job.job_id, doc, derived)
+            if outcome.monitor is not None:
+                summary = outcome.monitor.summary(infer_images=doc["stages"]["infer"]["images"])
+                self.ctx.store.put_samples(self.ctx.run_id, job.job_id, summary)
         self._say(job.device, note="infer %.0f img/s" % derived["p_infer_core"])
         return doc
+
+    def _make_remote_dirs(self, transport: Transport, remote_dir: str) -> None:
+        """The job's results folder and the engine cache on the host, without an earlier attempt's result."""
+        for path in (remote_dir, self._cache_dir()):
+            try:
+                transport.run(["mkdir", "-p", "--", path], timeout=self.timeouts.connect).check()
+            except TransportError as exc:
+                raise StageFailure(
+                    "start", one_line("cannot create %s on host %s: %s" % (path, self.host.name, exc))
+                ) from None
+        stale = posixpath.join(remote_dir, RESULT_FILE)
+        transport.run(["rm", "-f", "--", stale], timeout=self.timeouts.connect).check()
+
+    def _cache_dir(self) -> str:
+        return posixpath.join(self.workdir, "cache", self.vendor.name)
+
+    def _fetch(self, transport: Transport, remote: str, local: Path) -> Optional[str]:
+        """Copy the result to ``local``; None when done, else why not. StageFailure past timeouts.collect."""
+        outcome: List[Optional[str]] = []
+
+        def fetch() -> None:
+            try:
+                transport.get(remote, local)
+                outcome.append(None)
+            except TransportError as exc:
+                outcome.append(str(exc))
+
+        thread = threading.Thread(target=fetch, name="fetch-" + self.host.name, daemon=True)
+        thread.start()
+        thread.join(self.timeouts.collect)
+        if thread.is_alive():
+            raise StageFailure(
+                "collect", "result.json not fetched within %g s (timeouts.collect)" % self.timeouts.collect
+            )
+        return outcome[0]
 
     def _runner_argv(
         self, job: Job, out_dir: str, data: str, labels: Optional[str], weights: str, cache: str
@@ -266,7 +403,7 @@ class HostWorker:
 
         Shared by every launcher (direct fan-out here, Slurm's batch step).
         """
-        cache_dir = posixpath.join(self.workdir, "cache", self.vendor.name)
+        cache_dir = self._cache_dir()
         spec = self.host.data
         if self.host.runtime != "docker":
             assert self.runner_path is not None
@@ -298,14 +435,28 @@ class HostWorker:
             user=self.user,
             shm_size=self.host.docker.shm_size,
             privileged=self.host.docker.privileged,
+            memory=self.host.docker.memory,
         )
 
     def _run_runner(self, transport: Transport, job: Job, remote_dir: str, log_path: Path) -> "RunnerOutcome":
-        outcome = RunnerOutcome()
-        cache_dir = posixpath.join(self.workdir, "cache", self.vendor.name)
-        transport.run(["mkdir", "-p", cache_dir], timeout=self.timeouts.connect)
-        name = containers.container_name(self.ctx.run_id, job.job_id)
-        argv = self.job_command(job, remote_dir)
+        """Run the job's command to its end; StageFailure on timeouts, Cancelled when the run stops.
+
+        The start timeout runs from launching the command to the runner's "start" event,
+        the run timeout over the whole command; either way the container is removed.
+        """
+        outcome = RunnerOutcome(self.host.docker.memory if self.host.runtime == "docker" else None)
+        with stage_errors("start"):
+            name = containers.container_name(self.ctx.run_id, job.job_id)
+            argv = self.job_command(job, remote_dir)
+        start_deadline = time.monotonic() + self.timeouts.start
+        late: List[bool] = []
+
+        def stop() -> bool:
+            if not outcome.started and time.monotonic() > start_deadline:
+                late.append(True)
+                return True
+            return self.ctx.cancel.is_set()
+
         monitor = Monitor.start(
             transport, self.vendor, job.device, self.ctx.cluster.defaults.monitor_interval_s
         )
@@ -316,20 +467,26 @@ class HostWorker:
             try:
                 if self.host.runtime == "docker":
                     outcome.returncode = containers.run_container(
-                        transport, name, argv, on_out, on_err, self.timeouts.run, self.ctx.cancel.is_set
+                        transport, name, argv, on_out, on_err, self.timeouts.run, stop
                     )
                 else:
                     outcome.returncode = transport.stream(
-                        argv, on_out, on_err, timeout=self.timeouts.run, cancel=self.ctx.cancel.is_set
+                        argv, on_out, on_err, timeout=self.timeouts.run, cancel=stop
                     )
             except CommandTimeout:
                 raise StageFailure(
-                    "run", "runner exceeded the run timeout of %.0f s" % self.timeouts.run
+                    "run",
+                    "runner exceeded the run timeout of %g s (timeouts.run); stopped" % self.timeouts.run,
                 ) from None
             except Cancelled:
+                if late:
+                    raise StageFailure(
+                        "start",
+                        "runner did not start within %g s (timeouts.start); stopped" % self.timeouts.start,
+                    ) from None
                 raise
             except TransportError as exc:
-                raise StageFailure("start", one_line(str(exc))) from None
+                raise StageFailure(outcome.failed_stage(), one_line(str(exc))) from None
             finally:
                 if monitor is not None:
                     monitor.stop()
@@ -364,7 +521,8 @@ class HostWorker:
 class RunnerOutcome:
     """What the runner process said: exit status, last error event, last stderr line."""
 
-    def __init__(self) -> None:
+    def __init__(self, memory: Optional[str] = None) -> None:
+        self.memory = memory  # the container's memory limit, to explain a SIGKILL
         self.returncode = -1
         self.started = False
         self.error: Optional[Dict[str, Any]] = None
@@ -402,4 +560,17 @@ class RunnerOutcome:
         if error:
             where = error.get("stage", "?")
             return one_line("%s: %s: %s" % (where, error.get("type", "error"), error.get("message", "")))
-        return one_line("exit status %d: %s" % (self.returncode, self.last_stderr or "no output"))
+        return one_line(
+            "%s: %s" % (exit_meaning(self.returncode, self.memory), self.last_stderr or "no output")
+        )
+
+
+def _clear_earlier_attempt(job_dir: Path, log_path: Path) -> None:
+    """Make ``job_dir``; keep an earlier attempt's log as runner.<n>.log and drop its result."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / RESULT_FILE).unlink(missing_ok=True)
+    if log_path.exists():
+        attempt = 1
+        while log_path.with_name("%s.%d%s" % (log_path.stem, attempt, log_path.suffix)).exists():
+            attempt += 1
+        log_path.rename(log_path.with_name("%s.%d%s" % (log_path.stem, attempt, log_path.suffix)))

@@ -1,12 +1,16 @@
 """Fan jobs out: hosts in parallel, the devices of a host in parallel, one job at a time per device."""
 
+import sys
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Dict, List, Optional
 
-from .hostrun import HostWorker, RunContext, StageFailure
+from .hostrun import INTERRUPTED, HostWorker, RunContext, StageFailure
+from .launchers import slurm
 from .plan import Job
+from .store import CANCELLED
+from .transport.base import Cancelled
 
 
 def _by_device(jobs: List[Job]) -> "OrderedDict[int, List[Job]]":
@@ -22,25 +26,32 @@ def run_host(ctx: RunContext, host_name: str, jobs: List[Job]) -> Dict[str, str]
     worker = HostWorker(ctx, host)
     states: Dict[str, str] = {}
     lock = threading.Lock()
+
+    def end(job: Job, state: str, reason: str, log_path: Optional[str] = None) -> None:
+        ctx.store.finish_job(ctx.run_id, job.job_id, state, reason, log_path, {})
+        with lock:
+            states[job.job_id] = state
+        ctx.progress(host_name, job.device, {"stage": state, "note": reason})
+
     try:
         try:
             worker.prepare()
         except StageFailure as exc:
+            log = worker.build_log if exc.stage == "build" and worker.build_log else None
             for job in jobs:
-                ctx.store.finish_job(
-                    ctx.run_id, job.job_id, "FAILED_" + exc.stage.upper(), str(exc), None, {}
-                )
-                states[job.job_id] = "FAILED_" + exc.stage.upper()
-                ctx.progress(host_name, job.device, {"stage": states[job.job_id], "note": str(exc)})
+                end(job, "FAILED_" + exc.stage.upper(), str(exc), str(log) if log else None)
+            return states
+        except Cancelled:
+            for job in jobs:
+                end(job, CANCELLED, INTERRUPTED)
             return states
 
         def drain(queue: List[Job]) -> None:
             for job in queue:
                 if ctx.cancel.is_set():
-                    ctx.store.finish_job(ctx.run_id, job.job_id, "CANCELLED", "run interrupted", None, {})
-                    state = "CANCELLED"
-                else:
-                    state = worker.run_job(job)
+                    end(job, CANCELLED, INTERRUPTED)
+                    continue
+                state = worker.run_job(job)
                 with lock:
                     states[job.job_id] = state
 
@@ -54,20 +65,35 @@ def run_host(ctx: RunContext, host_name: str, jobs: List[Job]) -> Dict[str, str]
 
 
 def run_all(ctx: RunContext, jobs: List[Job]) -> Dict[str, str]:
-    """Run every job; returns job id -> final state."""
+    """Run every job; returns job id -> final state.
+
+    On KeyboardInterrupt (Ctrl-C) it sets ``ctx.cancel``, waits until every host has
+    stopped its containers and stored its jobs (a second Ctrl-C does not cut that
+    short), then raises KeyboardInterrupt.
+    """
     by_host: OrderedDict[str, List[Job]] = OrderedDict()
     for job in jobs:
         by_host.setdefault(job.host, []).append(job)
     states: Dict[str, str] = {}
     if not by_host:
         return states
-    with ThreadPoolExecutor(max_workers=len(by_host), thread_name_prefix="host") as pool:
-        futures = [pool.submit(run_host, ctx, name, host_jobs) for name, host_jobs in by_host.items()]
-        try:
-            for future in futures:
-                states.update(future.result())
-        except KeyboardInterrupt:
-            # Workers stop their containers when they see the flag; the pool then drains.
-            ctx.cancel.set()
-            raise
+    pool = ThreadPoolExecutor(max_workers=len(by_host), thread_name_prefix="host")
+    launch = slurm.run_host if ctx.cluster.launcher == "slurm" else run_host  # launchers/__init__.py
+    futures = [pool.submit(launch, ctx, name, host_jobs) for name, host_jobs in by_host.items()]
+    try:
+        wait(futures)
+    except KeyboardInterrupt:
+        ctx.cancel.set()
+        print("interrupted: stopping the containers this run started...", file=sys.stderr, flush=True)
+        while True:
+            try:
+                wait(futures)
+                break
+            except KeyboardInterrupt:
+                print("still stopping containers; finished jobs are stored", file=sys.stderr, flush=True)
+        raise
+    finally:
+        pool.shutdown()
+    for future in futures:
+        states.update(future.result())
     return states

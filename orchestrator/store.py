@@ -1,12 +1,13 @@
 """Results store: one SQLite file holding runs, jobs, results, environments and monitor samples."""
 
+import contextlib
 import json
 import secrets
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -55,6 +56,14 @@ CREATE TABLE IF NOT EXISTS samples (
 PENDING = "PENDING"
 RUNNING = "RUNNING"
 OK = "OK"
+CANCELLED = "CANCELLED"
+#: run states
+RUN_FINISHED = "finished"
+RUN_INTERRUPTED = "interrupted"
+
+
+class StoreError(RuntimeError):
+    """A write the store refuses (it would lose a finished result); the message says why."""
 
 
 def new_run_id() -> str:
@@ -78,15 +87,21 @@ class Store:
         with self._lock:
             self._db.close()
 
-    def _write(self, sql: str, params: tuple) -> None:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute(sql, params)
+                yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def _write(self, sql: str, params: tuple) -> int:
+        """Run one statement in its own transaction; the number of rows it changed."""
+        with self._transaction() as db:
+            return db.execute(sql, params).rowcount
 
     def _rows(self, sql: str, params: tuple = ()) -> List[sqlite3.Row]:
         with self._lock:
@@ -102,6 +117,14 @@ class Store:
     def finish_run(self, run_id: str, state: str) -> None:
         self._write(
             "UPDATE runs SET state = ?, finished_at = ? WHERE run_id = ?", (state, time.time(), run_id)
+        )
+
+    def reopen_run(self, run_id: str, cluster_path: str, cluster: Dict[str, Any]) -> None:
+        """Mark a stored run as running again (resume), with the cluster file it resumes with."""
+        self._write(
+            "UPDATE runs SET state = ?, finished_at = NULL, cluster_path = ?, cluster_json = ?"
+            " WHERE run_id = ?",
+            (RUNNING, cluster_path, json.dumps(cluster, sort_keys=True), run_id),
         )
 
     def run(self, run_id: str) -> Optional[Dict[str, Any]]:
@@ -127,11 +150,20 @@ class Store:
         )
 
     def start_job(self, run_id: str, job_id: str) -> None:
-        self._write(
-            "UPDATE jobs SET state = ?, reason = NULL, started_at = ?, finished_at = NULL"
-            " WHERE run_id = ? AND job_id = ?",
-            (RUNNING, time.time(), run_id, job_id),
-        )
+        """Mark a job running and drop what an earlier, failed attempt stored; never a job that is OK."""
+        where = (run_id, job_id)
+        with self._transaction() as db:
+            row = db.execute("SELECT state FROM jobs WHERE run_id = ? AND job_id = ?", where).fetchone()
+            if row is None or row["state"] == OK:
+                what = "is unknown" if row is None else "finished OK and is never run again"
+                raise StoreError("job %s of run %s %s" % (job_id, run_id, what))
+            for table in ("results", "samples"):
+                db.execute("DELETE FROM %s WHERE run_id = ? AND job_id = ?" % table, where)
+            db.execute(
+                "UPDATE jobs SET state = ?, reason = NULL, started_at = ?, finished_at = NULL"
+                " WHERE run_id = ? AND job_id = ?",
+                (RUNNING, time.time()) + where,
+            )
 
     def finish_job(
         self,
@@ -142,10 +174,18 @@ class Store:
         log_path: Optional[str],
         timings: Dict[str, float],
     ) -> None:
+        """Store a job's final state; a job that finished OK keeps its state."""
         self._write(
             "UPDATE jobs SET state = ?, reason = ?, log_path = ?, timings_json = ?, finished_at = ?"
-            " WHERE run_id = ? AND job_id = ?",
-            (state, reason, log_path, json.dumps(timings, sort_keys=True), time.time(), run_id, job_id),
+            " WHERE run_id = ? AND job_id = ? AND state != ?",
+            (state, reason, log_path, json.dumps(timings, sort_keys=True), time.time(), run_id, job_id, OK),
+        )
+
+    def cancel_unfinished(self, run_id: str, reason: str) -> int:
+        """Mark the run's pending and running jobs CANCELLED; how many there were."""
+        return self._write(
+            "UPDATE jobs SET state = ?, reason = ?, finished_at = ? WHERE run_id = ? AND state IN (?, ?)",
+            (CANCELLED, reason, time.time(), run_id, PENDING, RUNNING),
         )
 
     def jobs(self, run_id: str) -> List[Dict[str, Any]]:

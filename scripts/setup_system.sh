@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the orchestrator and its tests use. Idempotent.
 set -euo pipefail
-packages=(docker.io openssh-server openssh-client debootstrap iproute2 ca-certificates chromium)
+packages=(docker.io openssh-server openssh-client debootstrap iproute2 ca-certificates chromium slurm-wlm munge)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,6 +10,7 @@ SHARED = Path(os.environ.get("RN50BENCH_SHARED", REPO.parent / "shared"))
 pytest_plugins = [
     "tests.fixtures.docker_env",
     "tests.fixtures.sshd",
+    "tests.fixtures.slurm",
 ]
 
 
