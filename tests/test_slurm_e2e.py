@@ -23,7 +23,7 @@ from runner_in_container.data.generate import generate
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
-LONG = {"toolkit": "pytorch", "precision": "fp32", "batch_size": 4, "warmup": 0, "repeat": 100}  # > the 1-min limit
+LONG = {"toolkit": "pytorch", "precision": "fp32", "batch_size": 4, "warmup": 0, "repeat": 100}  # > 1 min
 
 
 @pytest.fixture(scope="module")
