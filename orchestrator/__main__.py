@@ -1,4 +1,5 @@
 """Entry point: python -m orchestrator."""
+
 import sys
 
 from .cli import main

@@ -1,4 +1,5 @@
 """Shared pytest set-up. Fixture modules live in tests/fixtures/, one concern each."""
+
 import os
 from pathlib import Path
 

@@ -60,7 +60,7 @@ def _pil_path(data: bytes) -> np.ndarray:
 def _resized(images: List[torch.Tensor], dtype: torch.dtype) -> np.ndarray:
     out = torch.full((len(images) + 1, 3, PP.crop, PP.crop), 7, dtype=torch.uint8)
     slots = list(range(len(images)))[::-1]  # reversed: the grouping must not lose the order
-    resize_crop_into(out, images, slots, PP, dtype)
+    resize_crop_into(out, images, slots, PP, dtype=dtype)
     assert torch.all(out[len(images)] == 7)  # only the given slots are written
     return out.numpy()[: len(images)][::-1]
 

@@ -277,6 +277,20 @@ def test_tar_pread_reads_the_member_bytes(sets):
     assert ds.location(0) == path + ":" + ds.samples[0].name
 
 
+@pytest.mark.parametrize("layout", ["imagefolder", "flat", "tar"])
+def test_read_into_fills_one_shared_buffer_with_the_same_bytes(sets, layout):
+    ds = open_dataset(*sets[layout])
+    buffer, used = bytearray(1 << 20), [0]
+
+    def reserve(size: int) -> memoryview:
+        used[0] += size
+        return memoryview(buffer)[used[0] - size : used[0]]
+
+    views = [ds.read_into(i, reserve) for i in range(len(ds.samples))]
+    assert [v.tobytes() for v in views] == [ds.read(i) for i in range(len(ds.samples))]
+    assert used[0] == sum(len(v) for v in views)
+
+
 def test_tar_md5_match_and_mismatch(sets):
     path, labels = sets["tar"]
     digest = hashlib.md5(Path(path).read_bytes()).hexdigest()
@@ -326,3 +340,5 @@ def test_read_failure_names_the_file(tmp_path, sets):
     (copy / ds.samples[4].name).unlink()
     with pytest.raises(DataError, match=r"flat/ILSVRC2012_val_\d{8}\.JPEG: cannot read"):
         ds.read(4)
+    with pytest.raises(DataError, match=r"flat/ILSVRC2012_val_\d{8}\.JPEG: cannot read"):
+        ds.read_into(4, lambda size: memoryview(bytearray(size)))

@@ -1,10 +1,12 @@
 """Batches decoded on the device: nvJPEG through torchvision's ``decode_jpeg``, resized by resample.py.
 
-Per pass (one iteration over the loader), three kinds of threads:
+Per pass (one iteration over the loader), these threads:
 
-* I/O threads (``workers``) read each batch's files and route every image by its JPEG header
-  (jpeg_info.py): what nvJPEG takes stays encoded; anything else (CMYK, grayscale, PNG behind a .JPEG
-  name, ...) is decoded, resized and cropped by PIL right there (the CPU path), counted by reason.
+* One reader thread reads each batch's files into a byte arena reused batch after batch (no allocation,
+  hence no page faults, per image; on the H200 host a thread pool of readers was slower than one reader)
+  and routes every image by its JPEG header (jpeg_info.py): what nvJPEG takes stays encoded, its resize
+  geometry taken from the header; anything else (CMYK, grayscale, PNG behind a .JPEG name, ...) goes to
+  the CPU path: ``workers`` threads decode, resize and crop it with PIL, counted by reason.
 * One decode thread hands a batch's encoded images to ``decode_jpeg`` on the device in one call (nvJPEG,
   on the GPU's hardware JPEG engine where it has one). torchvision decodes on a CUDA stream of its own and
   returns once the images are there; the decode thread allocates them under a side stream of ours, so the
@@ -24,9 +26,9 @@ import inspect
 import io
 import queue
 import threading
-from collections import Counter, deque
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Deque, Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Union
 
 import numpy as np
 import PIL
@@ -39,7 +41,7 @@ from .jpeg_info import cpu_reason, read_header
 from .layouts import Dataset
 from .loader import Batch, BatchLoader
 from .preprocess import Preprocessing, resize_crop_pil
-from .resample import DESCRIPTION, resize_crop_into
+from .resample import DESCRIPTION, Geometry, geometry, resize_crop_into
 
 DECODERS = ("auto", "nvjpeg", "pil")
 PIL_RESIZE = "torchvision.transforms.functional.resize bilinear antialias"
@@ -136,19 +138,43 @@ def resolve_decoder(requested: str, device: torch.device) -> Decoder:
 
 
 class _Routed(NamedTuple):
-    """One image after its I/O thread: still encoded for the device, or done by the CPU path."""
+    """One image after the reader: still encoded for the device, or on its way through the CPU path."""
 
     slot: int
     index: int
-    encoded: Optional[torch.Tensor]  # uint8 bytes for decode_jpeg
-    pixels: Optional[np.ndarray]  # uint8 [3, crop, crop] from PIL
+    encoded: Optional[torch.Tensor]  # uint8 bytes for decode_jpeg (a view of the batch's arena)
+    geometry: Optional[Geometry]  # its resize and crop, from the JPEG header
+    pixels: "Optional[Future[np.ndarray]]"  # uint8 [3, crop, crop] from PIL
     reason: Optional[str]  # why the CPU path
 
 
 class _Decoded(NamedTuple):
     slots: List[int]  # where each device image goes
     images: List[torch.Tensor]  # uint8 [3, H, W] on the device
-    cpu: List[_Routed]  # the CPU path's images
+    geometries: List[Geometry]
+    cpu: List[_Routed]  # the CPU path's images (pixels done)
+
+
+class _Arena:
+    """One growable byte buffer that a batch's files are read into, reused for later batches."""
+
+    def __init__(self) -> None:
+        self.buffer = np.empty(1 << 20, dtype=np.uint8)
+        self.used = 0
+
+    def reserve(self, size: int) -> memoryview:
+        if self.used + size > self.buffer.size:  # views handed out keep the old buffer alive
+            self.buffer = np.empty(max(2 * self.buffer.size, 2 * size), dtype=np.uint8)
+            self.used = 0
+        view = memoryview(self.buffer)[self.used : self.used + size]
+        self.used += size
+        return view
+
+
+def _done(value: Any) -> "Future[Any]":
+    future: Future[Any] = Future()
+    future.set_result(value)
+    return future
 
 
 def _offer(ready: queue.Queue, item: Any, stop: threading.Event) -> bool:
@@ -160,6 +186,16 @@ def _offer(ready: queue.Queue, item: Any, stop: threading.Event) -> bool:
         except queue.Full:
             continue
     return False
+
+
+def _take(source: queue.Queue, stop: threading.Event) -> Any:
+    """The next item of ``source``, or None once the consumer has stopped."""
+    while not stop.is_set():
+        try:
+            return source.get(timeout=0.05)
+        except queue.Empty:
+            continue
+    return None
 
 
 def _drain(ready: queue.Queue) -> None:
@@ -202,30 +238,39 @@ class DeviceBatchLoader:
     def __len__(self) -> int:
         return (len(self.dataset.samples) + self.batch_size - 1) // self.batch_size
 
-    # -- I/O threads ------------------------------------------------------------------
+    # -- the reader ---------------------------------------------------------------------
     def _cpu_path(self, data: bytes, index: int) -> np.ndarray:
         """PIL decode, resize and crop (the PIL loader's path), CHW."""
         return resize_crop_pil(decode_rgb(data, self.dataset.location(index)), self.pp).transpose(2, 0, 1)
 
-    def _route(self, start: int, slots: Sequence[int]) -> List[_Routed]:
+    def _read(self, number: int, arena: _Arena, pool: ThreadPoolExecutor) -> List[_Routed]:
+        """Batch ``number``'s images read into ``arena`` and routed; the CPU path's handed to ``pool``."""
+        arena.used = 0
+        start = number * self.batch_size
         routed = []
-        for slot in slots:
+        for slot in range(min(self.batch_size, len(self.dataset.samples) - start)):
             index = start + slot
-            data = self.dataset.read(index)
-            reason = cpu_reason(read_header(data))
+            data = self.dataset.read_into(index, arena.reserve)
+            header = read_header(data)
+            reason = cpu_reason(header)
             if reason is None:
-                encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-                routed.append(_Routed(slot, index, encoded, None, None))
+                encoded = torch.frombuffer(data, dtype=torch.uint8)
+                geo = geometry(header.height, header.width, self.pp)
+                routed.append(_Routed(slot, index, encoded, geo, None, None))
             else:
-                routed.append(_Routed(slot, index, None, self._cpu_path(data, index), reason))
+                pixels = pool.submit(self._cpu_path, data.tobytes(), index)
+                routed.append(_Routed(slot, index, None, None, pixels, reason))
         return routed
 
-    def _submit(self, pool: ThreadPoolExecutor, number: int) -> List[Future]:
-        start = number * self.batch_size
-        valid = min(self.batch_size, len(self.dataset.samples) - start)
-        step = -(-valid // self.workers)
-        chunks = [range(i, min(i + step, valid)) for i in range(0, valid, step)]
-        return [pool.submit(self._route, start, chunk) for chunk in chunks]
+    def _read_all(self, pool: ThreadPoolExecutor, encoded: queue.Queue, stop: threading.Event) -> None:
+        """The reader thread: routed batches in order into ``encoded``; an exception the same way."""
+        arenas = [_Arena() for _ in range(self.prefetch + 3)]  # reader, queue, decode thread
+        try:
+            for number in range(len(self)):
+                if not _offer(encoded, self._read(number, arenas[number % len(arenas)], pool), stop):
+                    return
+        except BaseException as exc:
+            _offer(encoded, exc, stop)
 
     # -- the decode thread ------------------------------------------------------------
     def _device_decode(self, encoded: List[torch.Tensor]) -> List[Optional[torch.Tensor]]:
@@ -248,35 +293,34 @@ class DeviceBatchLoader:
 
     def _decode(self, routed: List[_Routed]) -> _Decoded:
         to_device = [item for item in routed if item.encoded is not None]
-        decoded = _Decoded([], [], [item for item in routed if item.encoded is None])
+        decoded = _Decoded([], [], [], [item for item in routed if item.encoded is None])
         for item, result in zip(to_device, self._device_decode([item.encoded for item in to_device])):
             if result is not None:
                 decoded.slots.append(item.slot)
                 decoded.images.append(result)
+                decoded.geometries.append(item.geometry)
             else:
                 pixels = self._cpu_path(item.encoded.numpy().tobytes(), item.index)
-                decoded.cpu.append(item._replace(encoded=None, pixels=pixels, reason=DECODER_ERROR))
+                decoded.cpu.append(item._replace(encoded=None, pixels=_done(pixels), reason=DECODER_ERROR))
+        for item in decoded.cpu:
+            item.pixels.result()  # raises the CPU path's error here, in batch order
         return decoded
 
-    def _produce(self, pool: ThreadPoolExecutor, ready: queue.Queue, stop: threading.Event) -> None:
+    def _produce(self, encoded: queue.Queue, ready: queue.Queue, stop: threading.Event) -> None:
         """The decode thread: batches in order into ``ready``; an exception is handed over the same way."""
-        total = len(self)
-        pending: Deque[List[Future]] = deque()
         side = torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext()
         try:
             with side:
-                for number in range(total):
-                    while len(pending) + number < min(total, number + self.prefetch + 1):
-                        pending.append(self._submit(pool, number + len(pending)))
-                    routed = [item for future in pending.popleft() for item in future.result()]
+                for _ in range(len(self)):
+                    routed = _take(encoded, stop)
+                    if routed is None:
+                        return
+                    if isinstance(routed, BaseException):
+                        raise routed
                     if stop.is_set() or not _offer(ready, self._decode(routed), stop):
                         return
         except BaseException as exc:  # raised again in the consumer, in batch order
             _offer(ready, exc, stop)
-        finally:
-            for futures in pending:
-                for future in futures:
-                    future.cancel()
 
     # -- the consumer -----------------------------------------------------------------
     def _assemble(self, number: int, decoded: _Decoded) -> Batch:
@@ -293,9 +337,9 @@ class DeviceBatchLoader:
         images = torch.empty((bs, 3, crop, crop), dtype=torch.uint8, device=self.device)
         if valid < bs:
             images[valid:].zero_()
-        resize_crop_into(images, decoded.images, decoded.slots, self.pp)
+        resize_crop_into(images, decoded.images, decoded.slots, self.pp, decoded.geometries)
         if decoded.cpu:
-            host = torch.from_numpy(np.stack([item.pixels for item in decoded.cpu]))
+            host = torch.from_numpy(np.stack([item.pixels.result() for item in decoded.cpu]))
             if self._stream is not None:
                 host = host.pin_memory()
             moved = host.to(self.device, non_blocking=True)
@@ -304,13 +348,17 @@ class DeviceBatchLoader:
         return Batch(images, labels, valid)
 
     def __iter__(self) -> Iterator[Batch]:
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="rn50bench-read")
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="rn50bench-cpu")
+        encoded: queue.Queue = queue.Queue(maxsize=self.prefetch)
         ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
-        producer = threading.Thread(
-            target=self._produce, args=(pool, ready, stop), name="rn50bench-decode", daemon=True
-        )
-        producer.start()
+        threads = [
+            threading.Thread(target=self._read_all, args=(pool, encoded, stop), name="rn50bench-read"),
+            threading.Thread(target=self._produce, args=(encoded, ready, stop), name="rn50bench-decode"),
+        ]
+        for thread in threads:
+            thread.daemon = True
+            thread.start()
         reasons: Counter = Counter()
         try:
             for number in range(len(self)):
@@ -323,7 +371,9 @@ class DeviceBatchLoader:
         finally:
             stop.set()
             _drain(ready)
-            producer.join()
+            _drain(encoded)
+            for thread in threads:
+                thread.join()
             pool.shutdown(wait=True)
 
 

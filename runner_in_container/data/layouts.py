@@ -15,11 +15,14 @@ starting with a dot are skipped. A labels file may name images that are not ther
 
 import os
 import tarfile
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import DataError
 from .labels import ImageLabels, read_image_labels, read_synsets, stem
-from .tarfile_index import Member, index_members, md5_file, pread_exact
+from .tarfile_index import Member, index_members, md5_file, pread_exact, pread_into
+
+#: ``reserve(n)``: a writable memoryview of n bytes that ``read_into`` fills
+Reserve = Callable[[int], memoryview]
 
 LAYOUTS = ("imagefolder", "flat", "tar")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -60,6 +63,18 @@ class Dataset:
         except OSError as e:
             raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
 
+    def read_into(self, index: int, reserve: Reserve) -> memoryview:
+        """Sample ``index``'s bytes read into ``reserve(size)`` (no allocation per image); the view."""
+        path = self.location(index)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                return pread_into(fd, reserve(os.fstat(fd).st_size), 0, path)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+
 
 class TarDataset(Dataset):
     """A dataset read in place from an uncompressed tar with os.pread."""
@@ -78,6 +93,10 @@ class TarDataset(Dataset):
     def read(self, index: int) -> bytes:
         member = self._members[index]
         return pread_exact(self._fd, member.size, member.offset, self.location(index))
+
+    def read_into(self, index: int, reserve: Reserve) -> memoryview:
+        member = self._members[index]
+        return pread_into(self._fd, reserve(member.size), member.offset, self.location(index))
 
     def close(self) -> None:
         """Close the tar file; ``read`` fails afterwards."""

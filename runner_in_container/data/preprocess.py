@@ -5,6 +5,7 @@ center crop ``crop``, exactly ``transforms.Resize`` + ``CenterCrop`` on a PIL im
 on whatever device the batch is on (``ToTensor`` scaling + ``Normalize``).
 """
 
+import functools
 from typing import NamedTuple, Tuple
 
 import numpy as np
@@ -37,9 +38,21 @@ def normalize(
     if batch_u8.dim() != 4 or batch_u8.dtype != torch.uint8:
         raise ValueError(f"normalize needs a uint8 NCHW batch, got {batch_u8.dtype} {tuple(batch_u8.shape)}")
     x = batch_u8.float().div(255)
-    mean = torch.tensor(pp.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(pp.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    mean, std = _constants(tuple(pp.mean), tuple(pp.std), x.device)
     x = x.sub_(mean).div_(std).to(dtype)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+@functools.lru_cache(maxsize=None)
+def _constants(
+    mean: Tuple[float, ...], std: Tuple[float, ...], device: torch.device
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as [1, C, 1, 1] float32 tensors on ``device``, made once: a copy from pageable host
+    memory waits for the device, which in the batch loop would stall the host once per batch."""
+    shape = (1, -1, 1, 1)
+    return (
+        torch.tensor(mean, dtype=torch.float32, device=device).view(shape),
+        torch.tensor(std, dtype=torch.float32, device=device).view(shape),
+    )

@@ -21,7 +21,7 @@ a rounding boundary, so rare pixels differ by 1 (tests/test_data_gpu.py measures
 import contextlib
 import functools
 import math
-from typing import Dict, Iterator, List, NamedTuple, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -193,17 +193,23 @@ def resize_crop_into(
     images: Sequence[torch.Tensor],
     slots: Sequence[int],
     pp: Preprocessing,
+    geometries: Optional[Sequence[Geometry]] = None,
     dtype: torch.dtype = torch.float32,
 ) -> None:
     """Resize and crop each uint8 [3, H, W] ``images[i]`` into ``out[slots[i]]`` (uint8 [bs, 3, crop, crop]).
 
+    ``geometries[i]``: ``geometry()`` of ``images[i]``, when known already (from its JPEG header).
     All work is queued on the current stream of ``out``'s device; the images must be on that device.
     The per-image parameters reach the device in one copy (from pinned memory on CUDA).
     """
     if not images:
         return
     device, crop = out.device, pp.crop
-    geometries = [geometry(int(img.shape[1]), int(img.shape[2]), pp) for img in images]
+    if geometries is None:
+        geometries = [geometry(int(img.shape[1]), int(img.shape[2]), pp) for img in images]
+    for img, geo in zip(images, geometries):
+        if (int(img.shape[1]), int(img.shape[2])) != (geo.rows.size, geo.cols.size):
+            raise ValueError(f"an image of {tuple(img.shape)} came with the geometry of {geo}")
     groups = _groups(geometries)
     order = [i for group in groups for i in group]
     table = torch.tensor(

@@ -59,3 +59,14 @@ def pread_exact(fd: int, size: int, offset: int, where: str) -> bytes:
         size -= len(part)
         offset += len(part)
     return b"".join(parts)
+
+
+def pread_into(fd: int, view: memoryview, offset: int, where: str) -> memoryview:
+    """Fill ``view`` with the bytes at ``offset`` of an open file; thread-safe; returns ``view``."""
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if not got:
+            raise DataError(f"{where}: file ends early (truncated?)")
+        done += got
+    return view

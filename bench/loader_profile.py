@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Where the device loader's time goes: each part of data/gpu.py alone, then the whole loader, one table.
+
+    python3 bench/loader_profile.py --data /tmp/loader_set --images 5000     (on the H200)
+Generates the set (imagefolder layout) when DATA/val is missing. img/s per part, on one pass each.
+"""
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List, Tuple
+
+import torch
+import torchvision
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from runner_in_container.cases import discover  # noqa: E402
+from runner_in_container.data import open_dataset  # noqa: E402
+from runner_in_container.data.gpu import DeviceBatchLoader, _Arena, probe_device_decoder  # noqa: E402
+from runner_in_container.data.jpeg_info import cpu_reason, read_header  # noqa: E402
+from runner_in_container.data.resample import geometry, resize_crop_into  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default="/tmp/loader_set")
+    parser.add_argument("--images", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="cuda")
+    args = parser.parse_args()
+    root = Path(args.data)
+    if not (root / "val").is_dir():
+        argv = [sys.executable, "-m", "runner_in_container.data.generate", str(root), "--images"]
+        subprocess.run(argv + [str(args.images), "--layout", "imagefolder"], check=True, cwd=str(REPO))
+    dev = torch.device(args.device)
+    pp = discover()["resnet50"].preprocessing
+    dataset = open_dataset(str(root / "val"))
+    n, bs = len(dataset.samples), args.batch_size
+    rows: List[Tuple[str, float]] = []
+
+    def timed(name: str, fn: Callable[[], object]) -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        start = time.perf_counter()
+        fn()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        rows.append((name, n / (time.perf_counter() - start)))
+
+    timed("read (bytes per file)", lambda: [dataset.read(i) for i in range(n)])
+    arena = _Arena()
+
+    def read_into() -> List[memoryview]:
+        arena.used = 0
+        return [dataset.read_into(i, arena.reserve) for i in range(n)]
+
+    timed("read_into one reused arena", read_into)
+    views = read_into()
+    timed("JPEG header + route", lambda: [cpu_reason(read_header(v)) for v in views])
+    device_path = [(v, h) for v, h in ((v, read_header(v)) for v in views) if cpu_reason(h) is None]
+    timed("geometry from header", lambda: [geometry(h.height, h.width, pp) for _, h in device_path])
+    encoded = [torch.frombuffer(v, dtype=torch.uint8) for v, _ in device_path]
+    mode = torchvision.io.ImageReadMode.RGB
+    decoded: List[List[torch.Tensor]] = []
+    batched = probe_device_decoder(dev) if dev.type == "cuda" else True
+    calls = [encoded[i : i + bs] for i in range(0, len(encoded), bs)]
+    timed(
+        "decode_jpeg, bs per call",
+        lambda: decoded.extend(torchvision.io.decode_jpeg(c, mode=mode, device=dev) for c in calls),
+    )
+
+    def resize_all() -> None:
+        for images in decoded:
+            out = torch.empty((bs, 3, pp.crop, pp.crop), dtype=torch.uint8, device=dev)
+            resize_crop_into(out, list(images), list(range(len(images))), pp)
+
+    resize_all()  # warm-up
+    timed("resize + crop (matmuls)", resize_all)
+    for workers in (1, 4):
+        loader = DeviceBatchLoader(dataset, bs, pp, dev, workers=workers, batched=batched)
+        timed(f"DeviceBatchLoader, {workers} CPU-path threads", lambda: [b.valid for b in loader])  # noqa: B023
+    width = max(len(name) for name, _ in rows)
+    print(f"{'part':<{width}}  img/s  ({n} images of {root}, bs {bs}, {dev})")
+    for name, rate in rows:
+        print(f"{name:<{width}}  {rate:,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
