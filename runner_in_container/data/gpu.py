@@ -12,10 +12,11 @@ Per pass (one iteration over the loader), these threads:
   returns once the images are there; the decode thread allocates them under a side stream of ours, so the
   caching allocator never hands their memory to the compute stream while it is in use. Up to ``prefetch``
   decoded batches wait in a queue: batch k+1 decodes while batch k computes.
-* The consumer (the stage loop's thread) resizes and crops on its current stream, queued after the
-  previous batch's model call (so a core window holds the model alone), copies the CPU path's images in
-  from pinned memory, and yields a uint8 [bs, 3, crop, crop] batch already on the device, in dataset
-  order, the last one padded (zero images, label -1). The consumer never waits for the device.
+* One resize thread resizes and crops each decoded batch on a stream of its own, copies the CPU path's
+  images in from pinned memory, and records an event. The consumer (the stage loop's thread) only makes
+  its stream wait for that event: it gets a uint8 [bs, 3, crop, crop] batch already on the device, in
+  dataset order, the last one padded (zero images, label -1), and never waits for the device itself.
+  Decode, resize and the model of three successive batches overlap on the GPU.
 
 Every pass reads and decodes the files again. On the CPU (tests run this same pipeline without a GPU)
 ``decode_jpeg`` decodes with libjpeg. ``resolve_decoder`` picks the PIL loader or this one (--decoder).
@@ -233,7 +234,9 @@ class DeviceBatchLoader:
         self.prefetch = prefetch
         self.batched = batched
         self.cpu_fallbacks: Optional[Dict[str, int]] = None
-        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        cuda = device.type == "cuda"
+        self._stream = torch.cuda.Stream(device) if cuda else None  # the decode thread's
+        self._resize_stream = torch.cuda.Stream(device) if cuda else None
 
     def __len__(self) -> int:
         return (len(self.dataset.samples) + self.batch_size - 1) // self.batch_size
@@ -347,31 +350,59 @@ class DeviceBatchLoader:
                 images[item.slot].copy_(moved[k])
         return Batch(images, labels, valid)
 
+    def _resize_all(self, decoded: queue.Queue, ready: queue.Queue, stop: threading.Event) -> None:
+        """The resize thread: (batch, its event, CPU-path reasons) in order into ``ready``."""
+        stream = self._resize_stream
+        side = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+        try:
+            with side:
+                for number in range(len(self)):
+                    item = _take(decoded, stop)
+                    if item is None:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    batch = self._assemble(number, item)
+                    event = None
+                    if stream is not None:
+                        event = torch.cuda.Event()
+                        event.record(stream)
+                    if not _offer(ready, (batch, event, [r.reason for r in item.cpu]), stop):
+                        return
+        except BaseException as exc:  # raised again in the consumer, in batch order
+            _offer(ready, exc, stop)
+
     def __iter__(self) -> Iterator[Batch]:
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="rn50bench-cpu")
-        encoded: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        pipes = [queue.Queue(maxsize=self.prefetch) for _ in range(3)]
+        encoded, decoded, ready = pipes
         stop = threading.Event()
         threads = [
             threading.Thread(target=self._read_all, args=(pool, encoded, stop), name="rn50bench-read"),
-            threading.Thread(target=self._produce, args=(encoded, ready, stop), name="rn50bench-decode"),
+            threading.Thread(target=self._produce, args=(encoded, decoded, stop), name="rn50bench-decode"),
+            threading.Thread(target=self._resize_all, args=(decoded, ready, stop), name="rn50bench-resize"),
         ]
         for thread in threads:
             thread.daemon = True
             thread.start()
-        reasons: Counter = Counter()
+        counted: Counter = Counter()
         try:
-            for number in range(len(self)):
+            for _ in range(len(self)):
                 item = ready.get()
                 if isinstance(item, BaseException):
                     raise item
-                reasons.update(routed.reason for routed in item.cpu)
-                yield self._assemble(number, item)
-            self.cpu_fallbacks = dict(reasons)
+                batch, event, reasons = item
+                if event is not None:
+                    current = torch.cuda.current_stream(self.device)
+                    current.wait_event(event)
+                    batch.images.record_stream(current)
+                counted.update(reasons)
+                yield batch
+            self.cpu_fallbacks = dict(counted)
         finally:
             stop.set()
-            _drain(ready)
-            _drain(encoded)
+            for pipe in pipes:
+                _drain(pipe)
             for thread in threads:
                 thread.join()
             pool.shutdown(wait=True)
