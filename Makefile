@@ -6,7 +6,7 @@ SAMPLE_DIR ?= .cache/sample_data
 SAMPLE_IMAGES ?= 48
 CLUSTER ?= host_configs/local.yaml
 
-.PHONY: setup venv sample run test lint bench
+.PHONY: setup venv sample run test lint bench bench-spine
 
 setup: venv
 	bash scripts/setup_system.sh
@@ -32,5 +32,8 @@ lint: venv
 test: setup lint
 	$(PY) -m pytest -q
 
-bench:  # on an NVIDIA host (the team H200): the orchestrator end to end, runtime bare
+bench:  # on an NVIDIA host (the team H200): issue 5's table, every data and compute path side by side
+	python3 bench/h200_bench.py --dest results/bench_h200
+
+bench-spine:  # on an NVIDIA host: the orchestrator end to end, runtime bare
 	bash bench/h200_spine.sh
