@@ -1,67 +1,24 @@
 """Fan jobs out: hosts in parallel, the devices of a host in parallel, one job at a time per device."""
 
 import sys
-import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Dict, List, Optional
+from typing import Dict, List
 
-from .hostrun import INTERRUPTED, HostWorker, RunContext, StageFailure
+from .hostrun import HostWorker, RunContext
 from .launchers import slurm
+from .launchers.queues import run_queues
 from .plan import Job
-from .store import CANCELLED
-from .transport.base import Cancelled
-
-
-def _by_device(jobs: List[Job]) -> "OrderedDict[int, List[Job]]":
-    queues: OrderedDict[int, List[Job]] = OrderedDict()
-    for job in jobs:
-        queues.setdefault(job.device, []).append(job)
-    return queues
 
 
 def run_host(ctx: RunContext, host_name: str, jobs: List[Job]) -> Dict[str, str]:
-    """Prepare one host and run its jobs; returns job id -> final state."""
+    """Launcher ssh: prepare one host and run its jobs, one queue per device; job id -> final state."""
     host = next(h for h in ctx.cluster.hosts if h.name == host_name)
+    queues: OrderedDict[int, List[Job]] = OrderedDict()
+    for job in jobs:
+        queues.setdefault(job.device, []).append(job)
     worker = HostWorker(ctx, host)
-    states: Dict[str, str] = {}
-    lock = threading.Lock()
-
-    def end(job: Job, state: str, reason: str, log_path: Optional[str] = None) -> None:
-        ctx.store.finish_job(ctx.run_id, job.job_id, state, reason, log_path, {})
-        with lock:
-            states[job.job_id] = state
-        ctx.progress(host_name, job.device, {"stage": state, "note": reason})
-
-    try:
-        try:
-            worker.prepare()
-        except StageFailure as exc:
-            log = worker.build_log if exc.stage == "build" and worker.build_log else None
-            for job in jobs:
-                end(job, "FAILED_" + exc.stage.upper(), str(exc), str(log) if log else None)
-            return states
-        except Cancelled:
-            for job in jobs:
-                end(job, CANCELLED, INTERRUPTED)
-            return states
-
-        def drain(queue: List[Job]) -> None:
-            for job in queue:
-                if ctx.cancel.is_set():
-                    end(job, CANCELLED, INTERRUPTED)
-                    continue
-                state = worker.run_job(job)
-                with lock:
-                    states[job.job_id] = state
-
-        queues = _by_device(jobs)
-        with ThreadPoolExecutor(max_workers=len(queues), thread_name_prefix="dev-" + host_name) as pool:
-            for future in [pool.submit(drain, q) for q in queues.values()]:
-                future.result()
-    finally:
-        worker.close()
-    return states
+    return run_queues(ctx, worker, jobs, list(queues.values()), len(queues), lambda job: job.device)
 
 
 def run_all(ctx: RunContext, jobs: List[Job]) -> Dict[str, str]:

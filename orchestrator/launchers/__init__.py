@@ -5,7 +5,8 @@ that ``scheduler.run_all`` calls once per host entry, in parallel. Its worker su
 ``hostrun.HostWorker`` and overrides only what differs -- ``_check_docker``,
 ``_capture_environment``, ``_build`` and ``_run_runner`` (plus, where jobs do not queue per
 device, ``transport_for`` and ``_say``) -- so the job's command
-(``job_command``), result fetching, validation, derived figures and the store are shared.
+(``job_command``), result fetching, validation, derived figures and the store are shared;
+``queues.run_queues`` prepares the host and drains the launcher's queues of jobs.
 
 - ``ssh`` (``scheduler.run_host``): the orchestrator starts each job itself on a local or
   SSH host, one job at a time per device.

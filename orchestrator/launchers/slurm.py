@@ -16,7 +16,6 @@ import re
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -27,8 +26,8 @@ from ..config import SlurmSettings
 from ..hostrun import INTERRUPTED, HostWorker, RunContext, RunnerOutcome, StageFailure, one_line, stage_errors
 from ..monitor import Monitor
 from ..plan import Job
-from ..store import CANCELLED
 from ..transport.base import Cancelled, Transport, TransportError
+from .queues import run_queues
 from .slurmctl import JobStatus, SlurmClient, SrunTransport
 
 BATCH_SCRIPT = Path(__file__).with_name("slurm_job.sh")
@@ -314,38 +313,5 @@ def run_host(ctx: RunContext, host_name: str, jobs: List[Job]) -> Dict[str, str]
     """Launcher slurm: prepare the submit host, then keep up to ``slurm.max_jobs`` jobs in Slurm at once."""
     host = next(h for h in ctx.cluster.hosts if h.name == host_name)
     worker = SlurmWorker(ctx, host)
-    states: Dict[str, str] = {}
-    lock = threading.Lock()
-
-    def end(job: Job, state: str, reason: str) -> None:
-        ctx.store.finish_job(ctx.run_id, job.job_id, state, reason, None, {})
-        with lock:
-            states[job.job_id] = state
-        ctx.progress(host_name, -1, {"stage": state, "note": reason})
-
-    def one(job: Job) -> None:
-        if ctx.cancel.is_set():
-            end(job, CANCELLED, INTERRUPTED)
-            return
-        state = worker.run_job(job)
-        with lock:
-            states[job.job_id] = state
-
-    try:
-        try:
-            worker.prepare()
-        except StageFailure as exc:
-            for job in jobs:
-                end(job, "FAILED_" + exc.stage.upper(), str(exc))
-            return states
-        except Cancelled:
-            for job in jobs:
-                end(job, CANCELLED, INTERRUPTED)
-            return states
-        threads = min(len(jobs), worker.settings.max_jobs)
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="slurm-" + host_name) as pool:
-            for future in [pool.submit(one, job) for job in jobs]:
-                future.result()
-    finally:
-        worker.close()
-    return states
+    threads = min(len(jobs), worker.settings.max_jobs)
+    return run_queues(ctx, worker, jobs, [[job] for job in jobs], threads, lambda job: -1)
