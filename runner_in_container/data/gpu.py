@@ -29,7 +29,7 @@ import queue
 import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import PIL
@@ -309,21 +309,30 @@ class DeviceBatchLoader:
             item.pixels.result()  # raises the CPU path's error here, in batch order
         return decoded
 
-    def _produce(self, encoded: queue.Queue, ready: queue.Queue, stop: threading.Event) -> None:
-        """The decode thread: batches in order into ``ready``; an exception is handed over the same way."""
-        side = torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext()
+    # -- the pipeline's device threads ---------------------------------------------------
+    def _stage(
+        self,
+        stream: Optional[torch.cuda.Stream],
+        work: Callable[[int, Any], Any],
+        source: queue.Queue,
+        sink: queue.Queue,
+        stop: threading.Event,
+    ) -> None:
+        """One pipeline thread: ``work(number, item)`` on ``stream`` for each batch's item from ``source``, in
+        order, into ``sink``; an exception (its own or one from upstream) goes to ``sink`` the same way."""
+        side = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
         try:
             with side:
-                for _ in range(len(self)):
-                    routed = _take(encoded, stop)
-                    if routed is None:
+                for number in range(len(self)):
+                    item = _take(source, stop)
+                    if item is None:
                         return
-                    if isinstance(routed, BaseException):
-                        raise routed
-                    if stop.is_set() or not _offer(ready, self._decode(routed), stop):
+                    if isinstance(item, BaseException):
+                        raise item
+                    if not _offer(sink, work(number, item), stop):
                         return
         except BaseException as exc:  # raised again in the consumer, in batch order
-            _offer(ready, exc, stop)
+            _offer(sink, exc, stop)
 
     # -- the consumer -----------------------------------------------------------------
     def _assemble(self, number: int, decoded: _Decoded) -> Batch:
@@ -350,27 +359,14 @@ class DeviceBatchLoader:
                 images[item.slot].copy_(moved[k])
         return Batch(images, labels, valid)
 
-    def _resize_all(self, decoded: queue.Queue, ready: queue.Queue, stop: threading.Event) -> None:
-        """The resize thread: (batch, its event, CPU-path reasons) in order into ``ready``."""
-        stream = self._resize_stream
-        side = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
-        try:
-            with side:
-                for number in range(len(self)):
-                    item = _take(decoded, stop)
-                    if item is None:
-                        return
-                    if isinstance(item, BaseException):
-                        raise item
-                    batch = self._assemble(number, item)
-                    event = None
-                    if stream is not None:
-                        event = torch.cuda.Event()
-                        event.record(stream)
-                    if not _offer(ready, (batch, event, [r.reason for r in item.cpu]), stop):
-                        return
-        except BaseException as exc:  # raised again in the consumer, in batch order
-            _offer(ready, exc, stop)
+    def _resized(self, number: int, decoded: _Decoded) -> Tuple[Batch, Any, List[Optional[str]]]:
+        """The resize thread's work: (the batch, an event recorded after it, its CPU-path reasons)."""
+        batch = self._assemble(number, decoded)
+        event = None
+        if self._resize_stream is not None:
+            event = torch.cuda.Event()
+            event.record(self._resize_stream)
+        return batch, event, [routed.reason for routed in decoded.cpu]
 
     def __iter__(self) -> Iterator[Batch]:
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="rn50bench-cpu")
@@ -379,8 +375,16 @@ class DeviceBatchLoader:
         stop = threading.Event()
         threads = [
             threading.Thread(target=self._read_all, args=(pool, encoded, stop), name="rn50bench-read"),
-            threading.Thread(target=self._produce, args=(encoded, decoded, stop), name="rn50bench-decode"),
-            threading.Thread(target=self._resize_all, args=(decoded, ready, stop), name="rn50bench-resize"),
+            threading.Thread(
+                target=self._stage,
+                args=(self._stream, lambda _, routed: self._decode(routed), encoded, decoded, stop),
+                name="rn50bench-decode",
+            ),
+            threading.Thread(
+                target=self._stage,
+                args=(self._resize_stream, self._resized, decoded, ready, stop),
+                name="rn50bench-resize",
+            ),
         ]
         for thread in threads:
             thread.daemon = True
