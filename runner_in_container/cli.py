@@ -169,9 +169,9 @@ def build_parser(case_names: List[str]) -> argparse.ArgumentParser:
         metavar="THREADS",
         default=_default_workers(),
         help="image threads: with the PIL decoder they decode and resize (more decode faster but compete "
-        "with the model's kernel launches for the GIL; see warnings in the result); with nvjpeg they read "
-        "files and decode what nvJPEG cannot take; default: min(4, CPUs usable by this process), here "
-        "%(default)s",
+        "with the model's kernel launches for the GIL; see warnings in the result); with nvjpeg they decode "
+        "what nvJPEG cannot take (one reader thread reads the files); default: min(4, CPUs usable by "
+        "this process), here %(default)s",
     )
     add(
         "--decoder",
