@@ -173,7 +173,7 @@ class _Arena:
 
 
 def _done(value: Any) -> "Future[Any]":
-    future: Future[Any] = Future()
+    future: Future = Future()
     future.set_result(value)
     return future
 
