@@ -240,6 +240,8 @@ class Case(Model):
     warmup: int = Field(5, ge=0, le=1000)
     hosts: Optional[List[str]] = None  # restrict to these host names
     toolkit_options: Dict[str, str] = Field(default_factory=dict)  # --toolkit-option KEY=VALUE
+    #: runner --decoder: auto (nvJPEG on a CUDA device where torchvision decodes there, else PIL), nvjpeg, pil
+    decoder: Literal["auto", "nvjpeg", "pil"] = "auto"
 
     _name = field_validator("case")(_safe_name)
 

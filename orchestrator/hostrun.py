@@ -385,6 +385,7 @@ class HostWorker:
             "--warmup", str(job.warmup),
             "--device", self.vendor.runner_device,
             "--workers", str(self.host.workers),
+            "--decoder", job.decoder,
             "--engine-cache", cache,
             "--out", out_dir,
         ]  # fmt: skip

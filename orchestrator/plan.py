@@ -22,6 +22,7 @@ class Job:
     repeat: int
     warmup: int
     toolkit_options: Tuple[Tuple[str, str], ...] = ()
+    decoder: str = "auto"
 
     def as_dict(self) -> Dict[str, object]:
         return asdict(self)
@@ -39,9 +40,13 @@ class Skipped:
     reason: str
 
 
-def job_id(host: str, device: int, case: str, toolkit: str, precision: str, batch_size: int) -> str:
-    """Stable, filesystem- and docker-safe identifier of a job within a run."""
-    return "%s.d%d.%s.%s.%s.bs%d" % (host, device, case, toolkit, precision, batch_size)
+def job_id(
+    host: str, device: int, case: str, toolkit: str, precision: str, batch_size: int, decoder: str = "auto"
+) -> str:
+    """Stable, filesystem- and docker-safe identifier of a job within a run (a decoder other than auto
+    is named at the end)."""
+    name = "%s.d%d.%s.%s.%s.bs%d" % (host, device, case, toolkit, precision, batch_size)
+    return name if decoder == "auto" else "%s.%s" % (name, decoder)
 
 
 def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], List[Skipped]]:
@@ -62,7 +67,9 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                 for device in host.devices:
                     jobs.append(
                         Job(
-                            job_id=job_id(host.name, device, entry.case, toolkit, precision, bs),
+                            job_id=job_id(
+                                host.name, device, entry.case, toolkit, precision, bs, entry.decoder
+                            ),
                             host=host.name,
                             device=device,
                             case=entry.case,
@@ -72,6 +79,7 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                             repeat=entry.repeat,
                             warmup=entry.warmup,
                             toolkit_options=tuple(sorted(entry.toolkit_options.items())),
+                            decoder=entry.decoder,
                         )
                     )
     seen = set()

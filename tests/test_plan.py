@@ -1,0 +1,73 @@
+"""Expanding a cluster file into jobs: the matrix, vendor filtering, stable ids and the decoder choice."""
+
+import posixpath
+from pathlib import Path
+
+import pytest
+
+import vendors
+from orchestrator.config import ConfigError, load_cluster
+from orchestrator.hostrun import HostWorker, RunContext
+from orchestrator.plan import expand
+from orchestrator.store import Store
+
+CLUSTER = """
+hosts:
+  - name: gpu
+    address: 198.18.0.2
+    vendor: nvidia
+    runtime: bare
+    devices: [0, 1]
+    data: {path: /data/val}
+    weights: random
+cases:
+  - toolkit: [pytorch, inductor]
+    precision: fp16
+    batch_size: 256
+  - toolkit: pytorch
+    precision: fp16
+    batch_size: 256
+    decoder: pil
+"""
+
+
+def cluster(tmp_path: Path, text: str = CLUSTER):
+    path = tmp_path / "hosts.yaml"
+    path.write_text(text)
+    return load_cluster(path)
+
+
+def test_cases_expand_per_device_and_the_decoder_names_a_job_apart(tmp_path):
+    jobs, skipped = expand(cluster(tmp_path), vendors.discover())
+    assert not skipped
+    assert [j.job_id for j in jobs] == [
+        "gpu.d0.resnet50.pytorch.fp16.bs256",
+        "gpu.d1.resnet50.pytorch.fp16.bs256",
+        "gpu.d0.resnet50.inductor.fp16.bs256",
+        "gpu.d1.resnet50.inductor.fp16.bs256",
+        "gpu.d0.resnet50.pytorch.fp16.bs256.pil",
+        "gpu.d1.resnet50.pytorch.fp16.bs256.pil",
+    ]
+    assert [j.decoder for j in jobs] == ["auto"] * 4 + ["pil"] * 2
+
+
+def test_the_decoder_reaches_the_runner_argv(tmp_path):
+    loaded = cluster(tmp_path)
+    known = vendors.discover()
+    jobs, _ = expand(loaded, known)
+    ctx = RunContext("r1", loaded, Store(str(tmp_path / "s.sqlite")), known, tmp_path, lambda *a: None)
+    worker = HostWorker(ctx, loaded.hosts[0])
+    worker.runner_path = "/srv/runner/abc"
+    for job in (jobs[0], jobs[-1]):
+        argv = worker.job_command(job, posixpath.join("/tmp/work/runs/r1", job.job_id))
+        assert argv[argv.index("--decoder") + 1] == job.decoder
+
+
+def test_an_unknown_decoder_is_refused_naming_the_field(tmp_path):
+    with pytest.raises(ConfigError, match=r"cases\[1\]\.decoder"):
+        cluster(tmp_path, CLUSTER.replace("decoder: pil", "decoder: dali"))
+
+
+def test_two_entries_making_the_same_job_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="gpu.d0.resnet50.pytorch.fp16.bs256 appears twice"):
+        expand(cluster(tmp_path, CLUSTER.replace("decoder: pil", "decoder: auto")), vendors.discover())
