@@ -40,7 +40,7 @@ from PIL import Image
 from .decode import decode_rgb
 from .jpeg_info import cpu_reason, read_header
 from .layouts import Dataset
-from .loader import Batch, BatchLoader
+from .loader import Batch, BatchLoader, require_positive
 from .preprocess import Preprocessing, resize_crop_pil
 from .resample import DESCRIPTION, Geometry, geometry, resize_crop_into
 
@@ -223,9 +223,7 @@ class DeviceBatchLoader:
         prefetch: int = 2,
         batched: bool = True,
     ) -> None:
-        for field, value in (("batch_size", batch_size), ("workers", workers), ("prefetch", prefetch)):
-            if value < 1:
-                raise ValueError(f"DeviceBatchLoader: {field} must be at least 1, got {value}")
+        require_positive("DeviceBatchLoader", batch_size=batch_size, workers=workers, prefetch=prefetch)
         self.dataset = dataset
         self.batch_size = batch_size
         self.pp = pp

@@ -29,6 +29,13 @@ class Batch(NamedTuple):
 _InFlight = Tuple[Batch, List["Future[None]"]]
 
 
+def require_positive(owner: str, **settings: int) -> None:
+    """ValueError naming ``owner`` and the setting when one of ``settings`` is below 1."""
+    for field, value in settings.items():
+        if value < 1:
+            raise ValueError(f"{owner}: {field} must be at least 1, got {value}")
+
+
 class BatchLoader:
     """Iterate over ``dataset`` in order, ``batch_size`` images at a time (last batch padded)."""
 
@@ -41,9 +48,7 @@ class BatchLoader:
         pin_memory: bool = False,
         prefetch: int = 2,
     ) -> None:
-        for field, value in (("batch_size", batch_size), ("workers", workers), ("prefetch", prefetch)):
-            if value < 1:
-                raise ValueError(f"BatchLoader: {field} must be at least 1, got {value}")
+        require_positive("BatchLoader", batch_size=batch_size, workers=workers, prefetch=prefetch)
         self.dataset = dataset
         self.batch_size = batch_size
         self.pp = pp
