@@ -24,7 +24,7 @@ from rich.text import Text
 
 from vendors.base import Vendor
 
-from . import images
+from . import envinfo, images
 from .config import Cluster, Host
 from .hostrun import host_transport, image_overrides, one_line
 from .transport.base import Completed, Transport, TransportError
@@ -203,7 +203,7 @@ class _HostProbe:
                 )
             version, torch = (done.stdout.split() + ["?", "?"])[:2]
             return Check("docker", PASS, "bare: python %s, torch %s" % (version, torch))
-        done = self.run(["docker", "version", "--format", "{{.Server.Version}}"])
+        done = self.run(envinfo.DOCKER_VERSION)
         if done.returncode == 0:
             return Check("docker", PASS, "docker %s" % done.stdout.strip())
         if done.returncode == 127:

@@ -10,6 +10,9 @@ from vendors.base import Vendor
 
 from .transport.base import Transport, TransportError
 
+#: the docker engine's version (fails when the client cannot reach the engine)
+DOCKER_VERSION = ["docker", "version", "--format", "{{.Server.Version}}"]
+
 
 def _probe(transport: Transport, argv: Sequence[str], timeout: float) -> Optional[str]:
     try:
@@ -66,9 +69,7 @@ def capture_host(transport: Transport, vendor: Vendor, runtime: str, timeout: fl
         "driver": None,
     }
     if runtime == "docker":
-        env["docker"] = _first_line(
-            _probe(transport, ["docker", "version", "--format", "{{.Server.Version}}"], timeout)
-        )
+        env["docker"] = _first_line(_probe(transport, DOCKER_VERSION, timeout))
     argv = vendor.inventory_argv()
     devices = vendor.parse_inventory(_probe(transport, argv, timeout) or "") if argv else []
     env["accelerators"] = [_device_dict(d) for d in devices]

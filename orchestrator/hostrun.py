@@ -222,8 +222,7 @@ class HostWorker:
     def _check_docker(self) -> None:
         """The host's docker client must reach its engine."""
         assert self.transport is not None
-        argv = ["docker", "version", "--format", "{{.Server.Version}}"]
-        done = self.transport.run(argv, timeout=self.timeouts.connect)
+        done = self.transport.run(envinfo.DOCKER_VERSION, timeout=self.timeouts.connect)
         if done.returncode != 0:
             said = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
             raise StageFailure(
