@@ -5,12 +5,13 @@ CUDA graphs, so each call's output is overwritten by the next call; measured on 
 H200 at least as fast as "max-autotune-no-cudagraphs" with 18 s instead of ~5 min of
 compile; "default" on the CPU), ``inductor_freezing`` ("1"/"0", default
 "1": inlines the weights as constants and folds BatchNorm into the convolutions,
-where this torch has ``torch._inductor.config.freezing``), and two switches that
-are off by default until the H200 bench shows they pay (bench/h200_bench.py runs
-them as a row of its own): ``inductor_conv_1x1_as_mm`` (1x1 convolutions, two of
-three in ResNet50's bottlenecks, as matmuls with fused epilogues) and
+where this torch has ``torch._inductor.config.freezing``), and two switches, off
+by default: ``inductor_conv_1x1_as_mm`` (1x1 convolutions, two of three in
+ResNet50's bottlenecks, as matmuls with fused epilogues) and
 ``inductor_cudnn_benchmark`` (cuDNN times its algorithms for the convolutions left
-to it; the shapes are fixed here; process-wide). channels_last on CUDA.
+to it; the shapes are fixed here; process-wide). The H200 bench did not show them
+paying (bench/h200_bench.py row d, fp16 bs 256: p_core 29,442 img/s with both, 31,255
+without). channels_last on CUDA.
 The first call, which compiles (and autotunes), is made inside ``compile()`` and
 counted in ``compile_s``.
 """
