@@ -18,7 +18,9 @@ from .test_onnx_export import tiny_net
 
 REPO = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
-EXPECTED = ["inductor", "ixrt", "onnxruntime", "pytorch", "tensorrt", "torch_tensorrt", "xtcl", "zxrt"]
+EXPECTED = [
+    "cudnn_fused", "inductor", "ixrt", "onnxruntime", "pytorch", "tensorrt", "torch_tensorrt", "xtcl", "zxrt"
+]  # fmt: skip
 SDKS = ("tensorrt", "torch_tensorrt", "ixrt", "tvm", "TopsInference", "onnxruntime")
 
 

@@ -364,7 +364,7 @@ def test_describe_is_plain_data_for_the_vendors_command():
 @pytest.mark.parametrize(
     "name, toolkits",
     [
-        ("nvidia", {"pytorch", "inductor", "onnxruntime", "tensorrt", "torch_tensorrt"}),
+        ("nvidia", {"pytorch", "inductor", "cudnn_fused", "onnxruntime", "tensorrt", "torch_tensorrt"}),
         ("iluvatar", {"pytorch", "ixrt"}),
         ("kunlunxin", {"xtcl"}),
         ("zixiao", {"zxrt"}),

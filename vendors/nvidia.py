@@ -44,6 +44,7 @@ class Nvidia(QueryCsvVendor):
     toolkits = {
         "pytorch": ("fp32", "tf32", "fp16", "bf16"),
         "inductor": ("fp32", "tf32", "fp16", "bf16"),  # needs torch >= 2.0: a newer base_image
+        "cudnn_fused": ("fp32", "tf32", "fp16", "bf16"),
         "onnxruntime": ("fp32", "fp16"),
         "tensorrt": ("fp32", "tf32", "fp16", "int8"),
         "torch_tensorrt": ("fp32", "fp16"),

@@ -90,6 +90,13 @@ class Toolkit(abc.ABC):
         self.notes.append(f"{key}={value} ({source})")
         return value
 
+    def switch(self, key: str, default: str) -> bool:
+        """A "0"/"1" knob (``option``); ValueError naming the knob for any other value."""
+        value = self.option(key, default)
+        if value not in ("0", "1"):
+            raise ValueError(f"{key} must be 0 or 1, got {value!r}")
+        return value == "1"
+
     # -- what the engine consumes -------------------------------------------------
     def input_dtype(self) -> torch.dtype:
         """dtype of the batch handed to the compiled callable."""

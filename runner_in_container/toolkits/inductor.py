@@ -41,9 +41,9 @@ class Inductor(Toolkit):
         mode = self.option("inductor_mode", "reduce-overhead" if cuda else "default")
         if mode not in MODES:
             raise ValueError("inductor_mode must be one of {}, got {!r}".format(", ".join(MODES), mode))
-        self._set_inductor_config("freezing", self._switch("inductor_freezing", "1"))
-        self._set_inductor_config("conv_1x1_as_mm", self._switch("inductor_conv_1x1_as_mm", "0"))
-        if self._switch("inductor_cudnn_benchmark", "0") and cuda:
+        self._set_inductor_config("freezing", self.switch("inductor_freezing", "1"))
+        self._set_inductor_config("conv_1x1_as_mm", self.switch("inductor_conv_1x1_as_mm", "0"))
+        if self.switch("inductor_cudnn_benchmark", "0") and cuda:
             torch.backends.cudnn.benchmark = True
             self.notes.append("torch.backends.cudnn.benchmark=True (process-wide)")
         prepared = self.timed(
@@ -68,13 +68,6 @@ class Inductor(Toolkit):
 
         self.timed("compile_s", first_call)
         return forward
-
-    def _switch(self, key: str, default: str) -> bool:
-        """A "0"/"1" knob."""
-        value = self.option(key, default)
-        if value not in ("0", "1"):
-            raise ValueError(f"{key} must be 0 or 1, got {value!r}")
-        return value == "1"
 
     def _set_inductor_config(self, name: str, enabled: bool) -> None:
         import torch._inductor.config as inductor_config

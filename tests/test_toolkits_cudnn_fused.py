@@ -1,0 +1,125 @@
+"""cudnn_fused: the fold + fusion pass on the CPU (composite ops there), settings checks, registration."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+import vendors
+from runner_in_container.cases.efficientnet_lite0 import CASE as EFFICIENTNET_LITE0
+from runner_in_container.toolkits import ToolkitSettings, ToolkitUnavailable, load
+from runner_in_container.toolkits.cudnn_fused import CudnnFused, FusedConvReLU, fold_and_fuse
+
+CUDA = torch.device("cuda")
+
+
+def make(tmp_path, device=CUDA, **options):
+    return CudnnFused(ToolkitSettings(device, "fp16", 2, str(tmp_path), options=options))
+
+
+def called_modules(gm):
+    return [gm.get_submodule(node.target) for node in gm.graph.nodes if node.op == "call_module"]
+
+
+def max_relative_difference(model, gm, batch):
+    with torch.no_grad():
+        expected, got = model(batch), gm(batch)
+    return float((got - expected).abs().max() / expected.abs().max())
+
+
+@pytest.fixture(scope="module")
+def resnet50():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50().eval()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):  # statistics away from the identity, so folding shows
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            nn.init.uniform_(module.weight, 0.5, 1.5)
+            nn.init.uniform_(module.bias, -0.2, 0.2)
+    return model
+
+
+class Branchy(nn.Module):
+    """A conv whose output has two users, F.relu and torch.add(z, conv) patterns, a bias-free conv, ReLU6."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = nn.Conv2d(3, 4, 3, padding=1)
+        self.plain = nn.Conv2d(4, 4, 1, bias=False)
+        self.residual = nn.Conv2d(4, 4, 3, padding=1)
+        self.six = nn.Conv2d(4, 4, 1)
+        self.act6 = nn.ReLU6()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.shared(x)
+        a = F.relu(self.plain(torch.relu(y)))
+        b = torch.relu(torch.add(y, self.residual(a)))
+        return self.act6(self.six(b))
+
+
+def test_resnet50_fuses_every_conv_relu_and_matches_fp32(resnet50):
+    gm, counts = fold_and_fuse(resnet50)
+    assert counts == {"conv_relu": 33, "conv_add_relu": 16, "batchnorm_folded": 53}
+    modules = called_modules(gm)
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.ReLU)) for m in modules)
+    assert sum(isinstance(m, FusedConvReLU) and m.add for m in modules) == 16
+    assert sum(isinstance(m, nn.Conv2d) for m in modules) == 4  # the downsample convs: the add took conv3
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in gm.modules())  # the originals are deleted
+    batch = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    assert max_relative_difference(resnet50, gm, batch) < 1e-4
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in resnet50.modules()) == 53  # the caller's is untouched
+
+
+def test_a_shared_conv_and_relu6_are_left_alone():
+    torch.manual_seed(0)
+    model = Branchy().eval()
+    gm, counts = fold_and_fuse(model)
+    assert counts == {"conv_relu": 1, "conv_add_relu": 1, "batchnorm_folded": 0}
+    calls = {node.target: node for node in gm.graph.nodes if node.op == "call_module"}
+    assert sorted(calls) == ["act6", "fused_plain", "fused_residual", "shared", "six"]
+    assert calls["fused_residual"].args[1] is calls["shared"]  # z: the other operand of torch.add
+    assert gm.fused_residual.add and not gm.fused_plain.add
+    assert torch.equal(gm.fused_plain.bias, torch.zeros(4))
+    batch = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert max_relative_difference(model, gm, batch) < 1e-5
+
+
+def test_efficientnet_lite0_has_nothing_to_fuse():
+    """Its convolutions pad in their own forward (traced as F.conv2d calls), its activation is ReLU6."""
+    torch.manual_seed(0)
+    model = EFFICIENTNET_LITE0.architecture().eval()
+    gm, counts = fold_and_fuse(model)
+    assert counts == {"conv_relu": 0, "conv_add_relu": 0, "batchnorm_folded": 0}
+    assert not any(isinstance(m, FusedConvReLU) for m in gm.modules())
+    assert sum(isinstance(m, nn.ReLU6) for m in called_modules(gm)) > 0
+    batch = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    assert max_relative_difference(model, gm, batch) == 0.0
+
+
+def test_runs_on_cuda_only(tmp_path):
+    with pytest.raises(ValueError) as raised:
+        make(tmp_path, torch.device("cpu"))
+    assert str(raised.value) == "toolkit cudnn_fused runs on CUDA devices (cuDNN); got cpu"
+
+
+def test_graph_knob(tmp_path):
+    with pytest.raises(ValueError, match="cudnn_fused_graph must be 0 or 1, got 'yes'"):
+        make(tmp_path, cudnn_fused_graph="yes")
+    toolkit = make(tmp_path, cudnn_fused_graph="0")
+    assert toolkit.graph is False and toolkit.notes == ["cudnn_fused_graph=0 (settings)"]
+    assert make(tmp_path).graph is True
+    assert toolkit.channels_last() is True and toolkit.input_dtype() == torch.float16
+
+
+def test_missing_cudnn_op_is_reported(tmp_path, monkeypatch):
+    monkeypatch.delattr(torch, "cudnn_convolution_add_relu")
+    with pytest.raises(ToolkitUnavailable, match=r"has no torch\.cudnn_convolution_add_relu$"):
+        make(tmp_path).compile(Branchy(), torch.randn(2, 3, 8, 8))
+
+
+def test_registered_for_nvidia():
+    assert load("cudnn_fused") is CudnnFused
+    assert vendors.get("nvidia").toolkits["cudnn_fused"] == ("fp32", "tf32", "fp16", "bf16")
+    assert CudnnFused.precisions == ("fp32", "tf32", "fp16", "bf16")
