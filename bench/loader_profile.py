@@ -2,7 +2,8 @@
 """Where the device loader's time goes: each part of data/gpu.py alone, then the whole loader, one table.
 
     python3 bench/loader_profile.py --data /tmp/loader_set --images 5000     (on the H200)
-Generates the set (imagefolder layout) when DATA/val is missing. img/s per part, on one pass each.
+Generates the set (imagefolder layout) when DATA/val is missing. img/s per part, on one pass each (for
+several decoding processes, the second pass: the first one starts them).
 """
 
 import argparse
@@ -20,6 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from runner_in_container.cases import discover  # noqa: E402
 from runner_in_container.data import open_dataset  # noqa: E402
+from runner_in_container.data.decode_procs import ProcessBatchLoader  # noqa: E402
 from runner_in_container.data.gpu import DeviceBatchLoader, _Arena, probe_device_decoder  # noqa: E402
 from runner_in_container.data.jpeg_info import cpu_reason, read_header  # noqa: E402
 from runner_in_container.data.resample import geometry, resize_crop_into  # noqa: E402
@@ -31,6 +33,9 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument(
+        "--processes", type=lambda t: [int(v) for v in t.split(",")], default=[2, 3, 4, 6], help="e.g. 2,4"
+    )
     args = parser.parse_args()
     root = Path(args.data)
     if not (root / "val").is_dir():
@@ -80,9 +85,15 @@ def main() -> int:
 
     resize_all()  # warm-up
     timed("resize + crop (matmuls)", resize_all)
-    for workers in (1, 4):
-        loader = DeviceBatchLoader(dataset, bs, pp, dev, workers=workers, batched=batched)
-        timed(f"DeviceBatchLoader, {workers} CPU-path threads", lambda: [b.valid for b in loader])  # noqa: B023
+    loader = DeviceBatchLoader(dataset, bs, pp, dev, workers=4, batched=batched)
+    timed("DeviceBatchLoader (the whole loader, one process)", lambda: [b.valid for b in loader])
+    for processes in args.processes:
+        procs = ProcessBatchLoader(dataset, bs, pp, dev, processes, workers=4, batched=batched)
+        try:
+            [b.valid for b in procs]  # the processes start and warm up
+            timed(f"ProcessBatchLoader, {processes} processes", lambda: [b.valid for b in procs])  # noqa: B023
+        finally:
+            procs.close()
     width = max(len(name) for name, _ in rows)
     print(f"{'part':<{width}}  img/s  ({n} images of {root}, bs {bs}, {dev})")
     for name, rate in rows:

@@ -21,8 +21,9 @@ from . import environment, metrics, protocol
 from .cases import Case, Weights
 from .data import Dataset
 from .data.decode import decode_rgb
-from .data.gpu import Decoder, DeviceBatchLoader, open_loader
+from .data.gpu import Decoder
 from .data.loader import Batch
+from .data.pipeline import BatchLoader, Loader, ProcessBatchLoader, open_loader
 from .data.preprocess import Preprocessing, normalize, resize_crop_pil
 from .device import Device, open_device
 from .flops import count_flops
@@ -329,6 +330,7 @@ def skeleton(config: Config) -> Dict:
             "decoder": config.decoder.description,
             "resize": config.decoder.resize,
             "decoder_fallback_reason": config.decoder.fallback_reason,
+            "decode_processes": config.decoder.processes,
             "cpu_fallback_images": None,
             "cpu_fallback_reasons": None,
             "preprocessing": config.case.preprocessing._asdict(),
@@ -364,12 +366,10 @@ def skeleton(config: Config) -> Dict:
     }
 
 
-def _measure(config: Config, doc: Dict, dev: Device, where: Where) -> None:
-    """Fill ``doc`` with the figures of a run, section by section (a failure keeps what was done)."""
-    doc["environment"] = environment.collect(dev.facts())
-    memory = dict(dev.totals(), mem_used_gib=None, stages={"val": None, "infer": None})
-    doc["memory"] = memory
-
+def _run_stages(
+    config: Config, doc: Dict, dev: Device, where: Where, loader: Loader
+) -> Dict[str, torch.Tensor]:
+    """Load the model, count its FLOPs, run both stages over ``loader``; each stage's last predictions."""
     where.enter("load")
     start = time.perf_counter()
     model = config.case.build(config.weights)
@@ -379,7 +379,26 @@ def _measure(config: Config, doc: Dict, dev: Device, where: Where) -> None:
     doc["flops_per_image"], doc["flops_method"] = count_flops(model, config.case.preprocessing.crop)
 
     preds = {}
-    loader = open_loader(  # one loader for both stages: each pass reads and decodes the files again
+    for name, toolkit in (("val", config.val_toolkit), ("infer", config.infer_toolkit)):
+        doc["stages"][name], doc["memory"]["stages"][name], preds[name] = run_stage(
+            name, toolkit, model, config, dev, where, loader
+        )
+        doc["environment"]["toolkits"][toolkit.name] = toolkit.versions()
+        if not isinstance(loader, BatchLoader) and loader.cpu_fallbacks is not None:  # decoded on the device
+            doc["data"]["cpu_fallback_images"] = sum(loader.cpu_fallbacks.values())
+            doc["data"]["cpu_fallback_reasons"] = loader.cpu_fallbacks
+    return preds
+
+
+def _measure(config: Config, doc: Dict, dev: Device, where: Where) -> None:
+    """Fill ``doc`` with the figures of a run, section by section (a failure keeps what was done)."""
+    doc["environment"] = environment.collect(dev.facts())
+    memory = dict(dev.totals(), mem_used_gib=None, stages={"val": None, "infer": None})
+    doc["memory"] = memory
+
+    # one loader for both stages (each pass reads and decodes the files again); its decoding processes,
+    # if any, start now and get ready while the model loads and compiles
+    loader = open_loader(
         config.decoder,
         config.dataset,
         config.batch_size,
@@ -388,14 +407,11 @@ def _measure(config: Config, doc: Dict, dev: Device, where: Where) -> None:
         config.workers,
         dev.pin_memory,
     )
-    for name, toolkit in (("val", config.val_toolkit), ("infer", config.infer_toolkit)):
-        doc["stages"][name], memory["stages"][name], preds[name] = run_stage(
-            name, toolkit, model, config, dev, where, loader
-        )
-        doc["environment"]["toolkits"][toolkit.name] = toolkit.versions()
-        if isinstance(loader, DeviceBatchLoader) and loader.cpu_fallbacks is not None:
-            doc["data"]["cpu_fallback_images"] = sum(loader.cpu_fallbacks.values())
-            doc["data"]["cpu_fallback_reasons"] = loader.cpu_fallbacks
+    try:
+        preds = _run_stages(config, doc, dev, where, loader)
+    finally:
+        if isinstance(loader, ProcessBatchLoader):
+            loader.close()
 
     where.enter("report")
     for name in ("val", "infer"):

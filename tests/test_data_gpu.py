@@ -31,6 +31,7 @@ from runner_in_container.data.decode import decode_rgb
 from runner_in_container.data.generate import encode, generate, labels_path, render
 from runner_in_container.data.jpeg_info import cpu_reason, read_header
 from runner_in_container.data.loader import BatchLoader
+from runner_in_container.data.pipeline import open_loader
 from runner_in_container.data.preprocess import Preprocessing, resize_crop_pil
 from runner_in_container.data.resample import geometry, pil_reorders, resize_crop_into
 from tests.test_runner_schema import check_result
@@ -237,17 +238,31 @@ def test_bad_settings(flat, field):
 
 
 def test_decoder_choice_on_the_cpu():
-    assert gpu.resolve_decoder("pil", CPU) == gpu.pil_decoder()
-    auto = gpu.resolve_decoder("auto", CPU)
-    assert auto.name == "pil" and auto.description.startswith("PIL ")
+    assert gpu.resolve_decoder("pil", CPU, 0, 16) == gpu.pil_decoder()
+    auto = gpu.resolve_decoder("auto", CPU, 3, 16)
+    assert auto.name == "pil" and auto.description.startswith("PIL ") and auto.processes == 1
     assert auto.fallback_reason == "the device is cpu: nvJPEG decodes on CUDA devices only"
     with pytest.raises(gpu.DecoderUnavailable, match="CUDA devices only"):
-        gpu.resolve_decoder("nvjpeg", CPU)
+        gpu.resolve_decoder("nvjpeg", CPU, 0, 16)
     with pytest.raises(ValueError, match="decoder must be one of"):
-        gpu.resolve_decoder("dali", CPU)
-    nvjpeg = gpu.Decoder("nvjpeg", "x", "y", True, None)
-    assert isinstance(gpu.open_loader(nvjpeg, None, 4, PP, CPU, 2, False), gpu.DeviceBatchLoader)
-    assert isinstance(gpu.open_loader(auto, None, 4, PP, CPU, 2, False), BatchLoader)
+        gpu.resolve_decoder("dali", CPU, 0, 16)
+    nvjpeg = gpu.Decoder("nvjpeg", "x", "y", True, None, 1)
+    assert isinstance(open_loader(nvjpeg, None, 4, PP, CPU, 2, False), gpu.DeviceBatchLoader)
+    assert isinstance(open_loader(auto, None, 4, PP, CPU, 2, False), BatchLoader)
+
+
+@pytest.mark.parametrize("cpus, processes", [(1, 1), (7, 1), (8, 2), (12, 3), (16, 4), (128, 4)])
+def test_default_decoding_processes(cpus, processes):
+    assert gpu.default_processes(cpus) == processes
+
+
+def test_decoding_processes_with_the_pil_decoder_are_bad_input(tmp_path, capsys):
+    data = generate(str(tmp_path / "set"), 2, layout="imagefolder", size=(64, 48))
+    argv = ["--case", "resnet50", "--data", data, "--weights", "random", "--device", "cpu"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv + ["--out", str(tmp_path / "out"), "--decoder", "pil", "--decode-processes", "2"])
+    assert exit_info.value.code == 2 and not (tmp_path / "out").exists()
+    assert capsys.readouterr().err.startswith("error: --decode-processes: applies to nvjpeg")
 
 
 def test_nvjpeg_on_the_cpu_is_bad_input(tmp_path, capsys):
@@ -262,19 +277,22 @@ def test_nvjpeg_on_the_cpu_is_bad_input(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_the_runner_with_the_device_loader_records_its_fallbacks(tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_the_runner_with_the_device_loader_records_its_fallbacks(tmp_path, processes):
     data = generate(str(tmp_path / "set"), 5, layout="imagefolder", size=(96, 72), edge_cases=True)
     out = tmp_path / "out"
     argv = ["--case", "efficientnet_lite0", "--data", data, "--weights", "random", "--device", "cpu"]
     argv += ["--batch-size", "2", "--warmup", "1", "--workers", "2", "--out", str(out)]
     config = cli.config_from_args(cli.build_parser(sorted(discover())).parse_args(argv), argv)
     assert config.decoder.name == "pil" and "CUDA devices only" in config.decoder.fallback_reason
-    on_cpu = gpu.Decoder("nvjpeg", "libjpeg via decode_jpeg on the CPU (test)", "device resize", True, None)
+    description = "libjpeg via decode_jpeg on the CPU (test)"
+    on_cpu = gpu.Decoder("nvjpeg", description, "device resize", True, None, processes)
     assert run.run(config._replace(decoder=on_cpu)) == 0
     doc = json.loads((out / "result.json").read_text())
     assert check_result(doc) == []
     assert (doc["data"]["decoder"], doc["data"]["resize"]) == (on_cpu.description, on_cpu.resize)
     assert doc["data"]["cpu_fallback_images"] == 3 and doc["data"]["decoder_fallback_reason"] is None
+    assert doc["data"]["decode_processes"] == processes
     reasons = {"CMYK or YCCK JPEG": 1, "grayscale JPEG": 1, "not a JPEG": 1}
     assert doc["data"]["cpu_fallback_reasons"] == reasons
     assert doc["stages"]["infer"]["images"] == 5 and doc["stages"]["val"]["deterministic_across_passes"]

@@ -15,7 +15,7 @@ starting with a dot are skipped. A labels file may name images that are not ther
 
 import os
 import tarfile
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import DataError
 from .labels import ImageLabels, read_image_labels, read_synsets, stem
@@ -98,6 +98,16 @@ class TarDataset(Dataset):
         member = self._members[index]
         return pread_into(self._fd, reserve(member.size), member.offset, self.location(index))
 
+    def __getstate__(self) -> Dict[str, Any]:
+        """What another process needs to reopen it (a file descriptor does not travel)."""
+        state = dict(self.__dict__)
+        state["_fd"] = -1
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._fd = os.open(self.root, os.O_RDONLY)
+
     def close(self) -> None:
         """Close the tar file; ``read`` fails afterwards."""
         if self._fd >= 0:
@@ -106,6 +116,25 @@ class TarDataset(Dataset):
 
     def __del__(self) -> None:
         self.close()
+
+
+class Subset(Dataset):
+    """Samples ``indices`` of ``parent``, read through it (one decoding process's share of a set)."""
+
+    def __init__(self, parent: Dataset, indices: Sequence[int]) -> None:
+        samples = [parent.samples[i] for i in indices]
+        super().__init__(parent.root, parent.layout, samples, parent.labels_source, parent.md5)
+        self.parent = parent
+        self.indices = list(indices)
+
+    def location(self, index: int) -> str:
+        return self.parent.location(self.indices[index])
+
+    def read(self, index: int) -> bytes:
+        return self.parent.read(self.indices[index])
+
+    def read_into(self, index: int, reserve: Reserve) -> memoryview:
+        return self.parent.read_into(self.indices[index], reserve)
 
 
 def _is_image(name: str) -> bool:

@@ -36,6 +36,14 @@ def require_positive(owner: str, **settings: int) -> None:
             raise ValueError(f"{owner}: {field} must be at least 1, got {value}")
 
 
+def batch_labels(dataset: Dataset, number: int, batch_size: int) -> Tuple[torch.Tensor, int]:
+    """(int64 [batch_size] labels of batch ``number``, padding slots -1; how many slots are real)."""
+    samples = dataset.samples[number * batch_size : (number + 1) * batch_size]
+    labels = torch.full((batch_size,), -1, dtype=torch.int64)
+    labels[: len(samples)] = torch.tensor([s.label for s in samples], dtype=torch.int64)
+    return labels, len(samples)
+
+
 class BatchLoader:
     """Iterate over ``dataset`` in order, ``batch_size`` images at a time (last batch padded)."""
 
@@ -71,12 +79,9 @@ class BatchLoader:
     def _start(self, pool: ThreadPoolExecutor, number: int) -> _InFlight:
         bs, crop = self.batch_size, self.pp.crop
         start = number * bs
-        samples = self.dataset.samples[start : start + bs]
-        valid = len(samples)
+        labels, valid = batch_labels(self.dataset, number, bs)
         images = torch.empty((bs, 3, crop, crop), dtype=torch.uint8, pin_memory=self.pin_memory)
         images[valid:].zero_()
-        labels = torch.full((bs,), -1, dtype=torch.int64)
-        labels[:valid] = torch.tensor([s.label for s in samples], dtype=torch.int64)
         out = images.numpy()
         futures = [pool.submit(self._load, out, slot, start + slot) for slot in range(valid)]
         return Batch(images, labels, valid), futures

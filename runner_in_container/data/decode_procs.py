@@ -1,0 +1,243 @@
+"""Device batches decoded by several processes at once, handed over in device memory.
+
+torchvision runs one nvJPEG decoder per process, behind a lock, and the CPU share of its work (parsing,
+Huffman decoding, launches) bounds it. On the H200, decode_jpeg alone on batches of 256 ImageNet-like
+JPEGs: one process 13,258 img/s (cpu/wall 1.00), two 18,948, three 22,626, four 23,304, six 26,744.
+One process cannot feed a model that computes 31,000 img/s; several can.
+
+``ProcessBatchLoader`` starts ``processes`` spawned processes; process r runs gpu.py's device loader over
+batches r, r + P, r + 2P, ... (a ``Subset`` of the set), so each keeps its reader, decode and resize
+threads. The parent allocates a ring of ``slots`` uint8 batch buffers per process on the device and hands
+it over once, at start (CUDA IPC through torch.multiprocessing). A process copies each finished batch
+into a free slot of its own, waits for its stream and sends the slot's number; the parent yields a view of
+that slot, in dataset order, and gives the slot back once the consumer's work queued on it has run (an
+event that a releaser thread waits for: the consumer itself never waits for the device).
+
+The processes start with the loader (their start-up overlaps the model's compile) and serve every pass of
+both stages; every pass reads and decodes the files again. On the CPU the ring is shared memory and the
+same code runs (the tests run it so). A pass left half-way, or a process that dies, closes the loader.
+"""
+
+import multiprocessing
+import os
+import pickle
+import queue
+import threading
+from collections import Counter
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+
+import torch
+import torch.multiprocessing as torch_mp
+
+from .gpu import DeviceBatchLoader
+from .layouts import Dataset, Subset
+from .loader import Batch, batch_labels, require_positive
+from .preprocess import Preprocessing
+
+#: seconds between checks, while waiting, that the other side is still there
+POLL_S = 0.2
+#: seconds a process gets to leave on its own when the loader closes, before it is terminated
+LEAVE_S = 5.0
+PASS = "pass"
+
+
+class _Stopped(Exception):
+    """The loader is closing, or the parent has gone: the process leaves."""
+
+
+def shard_indices(images: int, batch_size: int, rank: int, processes: int) -> List[int]:
+    """The sample indices of batches ``rank``, ``rank + processes``, ... of a set of ``images``."""
+    batches = range(rank, (images + batch_size - 1) // batch_size, processes)
+    return [i for b in batches for i in range(b * batch_size, min((b + 1) * batch_size, images))]
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc``, or a RuntimeError saying the same when it cannot be pickled to the parent."""
+    try:
+        pickle.dumps(exc)
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def _wait(source: Any, stop: Any) -> Any:
+    """The next item of the multiprocessing queue ``source``; _Stopped once ``stop`` is set or the parent
+    has gone."""
+    parent = multiprocessing.parent_process()
+    while not stop.is_set() and (parent is None or parent.is_alive()):
+        try:
+            return source.get(timeout=POLL_S)
+        except queue.Empty:
+            continue
+    raise _Stopped()
+
+
+class _Setup(NamedTuple):
+    """What a decoding process gets through its order queue, once started (a spawned process's arguments
+    are read while it starts; sent this way, every process imports torch and opens the ring at once)."""
+
+    dataset: Dataset
+    batch_size: int
+    pp: Preprocessing
+    device: torch.device
+    workers: int
+    batched: bool
+    ring: torch.Tensor
+
+
+def _serve(rank: int, processes: int, channels: Tuple[Any, Any, Any], stop: Any) -> None:
+    """A decoding process: each pass ordered, its batches into its ring slots, then its CPU-path counts."""
+    os.dup2(2, 1)  # the parent's stdout carries progress events: nothing of this process goes there
+    torch.set_num_threads(1)  # its CPU tensors are small; intra-op pools in every process would oversubscribe
+    orders, results, free = channels
+    try:
+        setup = _wait(orders, stop)
+        device, ring = setup.device, setup.ring
+        if device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)
+        images = len(setup.dataset.samples)
+        shard = Subset(setup.dataset, shard_indices(images, setup.batch_size, rank, processes))
+        loader = DeviceBatchLoader(
+            shard, setup.batch_size, setup.pp, device, workers=setup.workers, batched=setup.batched
+        )
+        while _wait(orders, stop) == PASS:
+            for batch in loader:
+                slot = _wait(free, stop)
+                ring[slot].copy_(batch.images)
+                if device.type == "cuda":
+                    torch.cuda.current_stream(device).synchronize()
+                results.put(("batch", slot))
+            results.put(("end", loader.cpu_fallbacks or {}))
+    except _Stopped:
+        return
+    except BaseException as exc:  # noqa: B036 - the parent raises it, in batch order
+        results.put(("error", _portable(exc)))
+
+
+class ProcessBatchLoader:
+    """Iterate over ``dataset`` in order, ``batch_size`` images at a time, decoded on ``device`` by
+    ``processes`` processes (gpu.py's loader each); ``cpu_fallbacks`` as gpu.py's, for the last pass."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        pp: Preprocessing,
+        device: torch.device,
+        processes: int,
+        workers: int = 4,
+        batched: bool = True,
+        slots: int = 3,
+    ) -> None:
+        require_positive("ProcessBatchLoader", batch_size=batch_size, processes=processes, slots=slots)
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.device = device
+        self.processes = processes
+        self.cpu_fallbacks: Optional[Dict[str, int]] = None
+        self._closed = False
+        context = torch_mp.get_context("spawn")
+        self._ring = torch.empty(
+            (processes * slots, batch_size, 3, pp.crop, pp.crop), dtype=torch.uint8, device=device
+        )
+        if device.type != "cuda":
+            self._ring.share_memory_()
+        self._stop = context.Event()
+        self._channels = [(context.Queue(), context.Queue(), context.Queue()) for _ in range(processes)]
+        for rank, (_, _, free) in enumerate(self._channels):
+            for slot in range(rank * slots, (rank + 1) * slots):
+                free.put(slot)
+        self._processes = [
+            context.Process(
+                target=_serve,
+                args=(rank, processes, self._channels[rank], self._stop),
+                name=f"rn50bench-decode-{rank}",
+                daemon=True,
+            )
+            for rank in range(processes)
+        ]
+        setup = _Setup(dataset, batch_size, pp, device, workers, batched, self._ring)
+        for process, (orders, _, _) in zip(self._processes, self._channels):
+            process.start()
+            orders.put(setup)
+
+    def __len__(self) -> int:
+        return (len(self.dataset.samples) + self.batch_size - 1) // self.batch_size
+
+    def _receive(self, rank: int, kind: str) -> Any:
+        """Process ``rank``'s next message, which must be ``kind``; its error raised here."""
+        results, process = self._channels[rank][1], self._processes[rank]
+        while True:
+            try:
+                tag, value = results.get(timeout=POLL_S)
+                break
+            except queue.Empty:
+                if not process.is_alive():
+                    raise RuntimeError(
+                        f"decoding process {rank} of {self.processes} died (exit code {process.exitcode})"
+                    ) from None
+        if tag == "error":
+            raise value
+        if tag != kind:
+            raise RuntimeError(f"decoding process {rank} sent {tag!r} where {kind!r} was due")
+        return value
+
+    def _release(self, releases: queue.Queue) -> None:
+        """The releaser thread: each slot back to its process once the consumer's work on it has run."""
+        while True:
+            item = releases.get()
+            if item is None:
+                return
+            event, rank, slot = item
+            if event is not None:
+                event.synchronize()
+            self._channels[rank][2].put(slot)
+
+    def _consumed(self) -> Any:
+        """An event after the work the consumer has queued so far (None on the CPU: it ran already)."""
+        if self.device.type != "cuda":
+            return None
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(self.device))
+        return event
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self._closed:
+            raise RuntimeError("ProcessBatchLoader: closed (a pass was left half-way or a process failed)")
+        for orders, _, _ in self._channels:
+            orders.put(PASS)
+        releases: queue.Queue = queue.Queue()  # (event, rank, slot), then None
+        releaser = threading.Thread(target=self._release, args=(releases,), name="rn50bench-release")
+        releaser.daemon = True
+        releaser.start()
+        finished = False
+        try:
+            for number in range(len(self)):
+                rank = number % self.processes
+                slot = self._receive(rank, "batch")
+                labels, valid = batch_labels(self.dataset, number, self.batch_size)
+                yield Batch(self._ring[slot], labels, valid)
+                releases.put((self._consumed(), rank, slot))
+            counted: Counter = Counter()
+            for rank in range(self.processes):
+                counted.update(self._receive(rank, "end"))
+            self.cpu_fallbacks = dict(counted)
+            finished = True
+        finally:
+            releases.put(None)
+            releaser.join()
+            if not finished:
+                self.close()
+
+    def close(self) -> None:
+        """Stop the processes (idempotent); the loader cannot iterate afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        for process in self._processes:
+            process.join(LEAVE_S)
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+                process.join()
