@@ -188,6 +188,8 @@ class Host(Model):
     data: DataSpec
     weights: str
     workers: int = Field(8, ge=1, le=256)
+    #: runner --decode-processes: processes decoding with nvJPEG (0: one per 4 CPUs of the host, at most 4)
+    decode_processes: int = Field(0, ge=0, le=64)
     image: ImageSpecConfig = Field(default_factory=ImageSpecConfig)
     docker: DockerOptions = Field(default_factory=DockerOptions)
     #: launcher slurm: this host entry's sbatch options (over slurm.vendors.<vendor> and slurm)

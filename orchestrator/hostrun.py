@@ -385,6 +385,7 @@ class HostWorker:
             "--device", self.vendor.runner_device,
             "--workers", str(self.host.workers),
             "--decoder", job.decoder,
+            "--decode-processes", str(self.host.decode_processes),
             "--engine-cache", cache,
             "--out", out_dir,
         ]  # fmt: skip

@@ -20,6 +20,7 @@ hosts:
     devices: [0, 1]
     data: {path: /data/val}
     weights: random
+    decode_processes: 3
 cases:
   - toolkit: [pytorch, inductor]
     precision: fp16
@@ -51,7 +52,7 @@ def test_cases_expand_per_device_and_the_decoder_names_a_job_apart(tmp_path):
     assert [j.decoder for j in jobs] == ["auto"] * 4 + ["pil"] * 2
 
 
-def test_the_decoder_reaches_the_runner_argv(tmp_path):
+def test_the_decoder_and_its_processes_reach_the_runner_argv(tmp_path):
     loaded = cluster(tmp_path)
     known = vendors.discover()
     jobs, _ = expand(loaded, known)
@@ -61,6 +62,7 @@ def test_the_decoder_reaches_the_runner_argv(tmp_path):
     for job in (jobs[0], jobs[-1]):
         argv = worker.job_command(job, posixpath.join("/tmp/work/runs/r1", job.job_id))
         assert argv[argv.index("--decoder") + 1] == job.decoder
+        assert argv[argv.index("--decode-processes") + 1] == "3"
 
 
 def test_an_unknown_decoder_is_refused_naming_the_field(tmp_path):
