@@ -7,8 +7,8 @@ Rows (ResNet50, fp16, batch 256, each pass over the whole set, every pass decodi
      ``.cuda()`` and ``torch.cuda.synchronize()`` around every batch (FlagPerf's adapter); core = host
      timer around the forward call between two syncs;
   b  the runner (``python -m runner_in_container``), toolkit pytorch, PIL decoder;
-  c  the runner's fastest path: toolkit inductor, nvJPEG decoder;
-  d  c with ``inductor_conv_1x1_as_mm=1`` and ``inductor_cudnn_benchmark=1`` (a trial of those knobs).
+  c  the runner's fastest path: toolkit cudnn_fused, nvJPEG decoder in its default decoding processes;
+  d  the same with toolkit inductor (torch.compile) in place of cudnn_fused.
 
 Columns: p_core, p_whole (img/s, metrics.md definitions; b-d from the runner's result.json), e2e (wall
 time of the row's process, s), mem (GiB: device used minus the idle baseline or the allocator's reserved
@@ -24,7 +24,7 @@ check also gives the logit error relative to the logits' spread, which does not 
 
 On the H200, from the repo root (about 4 minutes; 7 at most, --budget-s):
     python3 bench/h200_bench.py --dest "$OUT/bench"
-Plumbing check on a CPU (small numbers, pytorch in place of inductor, the CPU variant of the device loader):
+Plumbing check on a CPU (small numbers, pytorch in place of cudnn_fused and inductor, the PIL loader):
     python3 bench/h200_bench.py --dry-run --device cpu --images 64 --dest /tmp/bench
 Writes DEST/bench.json, DEST/bench.md, DEST/runs/<row>/ (result.json, logs); prints the table; exit 0
 when every row and the check ran, 1 otherwise (the table says which failed and why).
@@ -522,8 +522,8 @@ def runner_row(key: str, budget: Budget, dest: Path, options: List[str]) -> Dict
 LABELS = {
     "a": "reference style: DataLoader(PIL, 8 procs) + eager + sync per batch",
     "b": "runner: pytorch, PIL decoder",
-    "c": "runner: inductor, nvJPEG decoder",
-    "d": "c + conv_1x1_as_mm + cudnn.benchmark",
+    "c": "runner: cudnn_fused, nvJPEG decoder",
+    "d": "runner: inductor, nvJPEG decoder",
 }
 
 
@@ -675,7 +675,7 @@ def parse(argv: Optional[List[str]]) -> argparse.Namespace:
     add("--check-images", type=int, default=2048)
     add("--budget-s", type=float, default=420.0, help="wall-time budget of the whole bench (s)")
     add("--skip", default="", help="rows to leave out, e.g. d")
-    add("--dry-run", action="store_true", help="plumbing: batch 8, warm-up 1, pytorch in place of inductor")
+    add("--dry-run", action="store_true", help="plumbing: batch 8, warm-up 1, toolkit pytorch")
     return parser.parse_args(argv)
 
 
@@ -684,25 +684,18 @@ class Plan:
 
     def __init__(self, args: argparse.Namespace, val: str, weights: str, peak) -> None:
         self.precision = PRECISION_ON["cuda" if args.device.startswith("cuda") else "cpu"]
-        self.fast = "pytorch" if args.dry_run else "inductor"
+        self.fast = "pytorch" if args.dry_run else "cudnn_fused"
         self.warmup = "1" if args.dry_run else "10"
         self.sizes = ["--data", val, "--weights", weights, "--batch-size", str(args.batch_size)]
         self.sizes += ["--precision", self.precision]
         self.runner = self.sizes + ["--case", "resnet50", "--device", args.device, "--warmup", self.warmup]
         if peak:
             self.runner += ["--peak-flops", repr(peak[0]), "--peak-source", peak[1]]
-        fast = ["--toolkit", self.fast, "--decoder", "auto" if args.dry_run else "nvjpeg"]
-        fast += ["--repeat", str(args.repeat)]
-        knobs = [
-            "--toolkit-option",
-            "inductor_conv_1x1_as_mm=1",
-            "--toolkit-option",
-            "inductor_cudnn_benchmark=1",
-        ]
+        device_data = ["--decoder", "auto" if args.dry_run else "nvjpeg", "--repeat", str(args.repeat)]
         self.rows = {
             "b": ["--toolkit", "pytorch", "--decoder", "pil", "--repeat", "1"],
-            "c": fast,
-            "d": fast + knobs,
+            "c": ["--toolkit", self.fast] + device_data,
+            "d": ["--toolkit", "pytorch" if args.dry_run else "inductor"] + device_data,
         }
         workers = 2 if args.dry_run else REFERENCE_WORKERS
         self.reference = self.sizes + ["--images", str(args.images), "--workers", str(workers)]
