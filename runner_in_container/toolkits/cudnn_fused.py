@@ -150,27 +150,35 @@ def _require_cudnn_ops() -> None:
         raise ToolkitUnavailable(f"cuDNN is not available to torch {torch.__version__}")
 
 
+class _Graphed:
+    """A forward captured in a CUDA graph: each call copies the batch into the static input and replays.
+
+    It holds the module: the graph reads the weights' memory, which must outlive it (freed, the caching
+    allocator would hand it to other tensors and the replays would read them).
+    """
+
+    def __init__(self, module: nn.Module, example: torch.Tensor) -> None:
+        self.module = module
+        self.static = example.clone()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.output = module(self.static)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        self.static.copy_(batch)
+        self.graph.replay()
+        return self.output
+
+
 def _warm_up_and_capture(module: nn.Module, example: torch.Tensor, graph: bool) -> Forward:
     """Three warm-up calls on a side stream, then (``graph``) one forward captured in a CUDA graph."""
-    static = example.clone()
     side, main = torch.cuda.Stream(example.device), torch.cuda.current_stream(example.device)
     side.wait_stream(main)
     with torch.cuda.stream(side):
         for _ in range(WARMUP_CALLS):
-            module(static)
+            module(example)
     main.wait_stream(side)
-    if not graph:
-        return module
-    cuda_graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(cuda_graph):
-        output = module(static)
-
-    def replay(batch: torch.Tensor) -> torch.Tensor:
-        static.copy_(batch)
-        cuda_graph.replay()
-        return output
-
-    return replay
+    return _Graphed(module, example) if graph else module
 
 
 class CudnnFused(Toolkit):
