@@ -43,8 +43,9 @@ def inflation_warning(stage: str, section: Dict) -> Optional[str]:
     passes = section["latency_ms"]["p50"]
     return (
         f"{stage}: core p50 {passes:.3f} ms during the passes vs {warm['p50']:.3f} ms in warm-up: the host "
-        "delayed the model's launches (decode threads competing for CPU/GIL?); core throughput is "
-        "understated (try fewer --workers)"
+        "delayed the model's launches (decode threads competing for CPU/GIL?) or decoding processes shared "
+        "the device (its time is sliced between processes); core throughput is understated (try fewer "
+        "--workers or --decode-processes)"
     )
 
 

@@ -10,7 +10,7 @@ by default: ``inductor_conv_1x1_as_mm`` (1x1 convolutions, two of three in
 ResNet50's bottlenecks, as matmuls with fused epilogues) and
 ``inductor_cudnn_benchmark`` (cuDNN times its algorithms for the convolutions left
 to it; the shapes are fixed here; process-wide). The H200 bench did not show them
-paying (bench/h200_bench.py row d, fp16 bs 256: p_core 29,442 img/s with both, 31,255
+paying (bench/h200_bench.py at commit c5c477d, fp16 bs 256: p_core 29,442 img/s with both, 31,255
 without). channels_last on CUDA.
 The first call, which compiles (and autotunes), is made inside ``compile()`` and
 counted in ``compile_s``.
