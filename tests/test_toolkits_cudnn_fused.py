@@ -1,5 +1,9 @@
 """cudnn_fused: the fold + fusion pass on the CPU (composite ops there), settings checks, registration."""
 
+import contextlib
+import gc
+import weakref
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,7 +12,7 @@ from torch import nn
 
 import vendors
 from runner_in_container.cases.efficientnet_lite0 import CASE as EFFICIENTNET_LITE0
-from runner_in_container.toolkits import ToolkitSettings, ToolkitUnavailable, load
+from runner_in_container.toolkits import ToolkitSettings, ToolkitUnavailable, cudnn_fused, load
 from runner_in_container.toolkits.cudnn_fused import CudnnFused, FusedConvReLU, fold_and_fuse
 
 CUDA = torch.device("cuda")
@@ -123,3 +127,38 @@ def test_registered_for_nvidia():
     assert load("cudnn_fused") is CudnnFused
     assert vendors.get("nvidia").toolkits["cudnn_fused"] == ("fp32", "tf32", "fp16", "bf16")
     assert CudnnFused.precisions == ("fp32", "tf32", "fp16", "bf16")
+
+
+class _RecordingGraph:
+    """CPU stand-in for torch.cuda.CUDAGraph: replay() runs ``work`` (what a real graph replays)."""
+
+    capturing = None
+
+    def __init__(self):
+        self.work = None
+
+    def replay(self):
+        self.work()
+
+
+def test_the_graphed_forward_keeps_the_module_it_captured(monkeypatch):
+    """The graph reads the module's weight memory on every replay: the callable must keep the module alive
+    (on the H200 a freed module's memory went to other tensors and the replays computed garbage)."""
+    @contextlib.contextmanager
+    def capture(graph):
+        _RecordingGraph.capturing = graph
+        yield
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", _RecordingGraph)
+    monkeypatch.setattr(torch.cuda, "graph", capture)
+    module = nn.Linear(4, 2)
+    example = torch.randn(3, 4)
+    graphed = cudnn_fused._Graphed(module, example)
+    alive = weakref.ref(module)  # the replay below holds the module weakly: only ``graphed`` may keep it
+    _RecordingGraph.capturing.work = lambda: graphed.output.copy_(alive()(graphed.static))
+    del module
+    gc.collect()
+    assert alive() is not None
+    batch = torch.randn(3, 4)
+    with torch.no_grad():  # each call copies the batch in, replays, returns the captured output buffer
+        assert graphed(batch) is graphed.output and torch.allclose(graphed.output, alive()(batch))
