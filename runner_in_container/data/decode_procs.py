@@ -31,7 +31,7 @@ import torch.multiprocessing as torch_mp
 
 from .gpu import DeviceBatchLoader
 from .layouts import Dataset, Subset
-from .loader import Batch, batch_labels, require_positive
+from .loader import Batch, batch_count, batch_labels, require_positive
 from .preprocess import Preprocessing
 
 #: seconds between checks, while waiting, that the other side is still there
@@ -47,7 +47,7 @@ class _Stopped(Exception):
 
 def shard_indices(images: int, batch_size: int, rank: int, processes: int) -> List[int]:
     """The sample indices of batches ``rank``, ``rank + processes``, ... of a set of ``images``."""
-    batches = range(rank, (images + batch_size - 1) // batch_size, processes)
+    batches = range(rank, batch_count(images, batch_size), processes)
     return [i for b in batches for i in range(b * batch_size, min((b + 1) * batch_size, images))]
 
 
@@ -162,7 +162,7 @@ class ProcessBatchLoader:
             orders.put(setup)
 
     def __len__(self) -> int:
-        return (len(self.dataset.samples) + self.batch_size - 1) // self.batch_size
+        return batch_count(len(self.dataset.samples), self.batch_size)
 
     def _receive(self, rank: int, kind: str) -> Any:
         """Process ``rank``'s next message, which must be ``kind``; its error raised here."""

@@ -40,7 +40,7 @@ from PIL import Image
 from .decode import decode_rgb
 from .jpeg_info import cpu_reason, read_header
 from .layouts import Dataset
-from .loader import Batch, batch_labels, require_positive
+from .loader import Batch, batch_count, batch_labels, require_positive
 from .preprocess import Preprocessing, resize_crop_pil
 from .resample import DESCRIPTION, Geometry, geometry, resize_crop_into
 
@@ -249,7 +249,7 @@ class DeviceBatchLoader:
         self._resize_stream = torch.cuda.Stream(device) if cuda else None
 
     def __len__(self) -> int:
-        return (len(self.dataset.samples) + self.batch_size - 1) // self.batch_size
+        return batch_count(len(self.dataset.samples), self.batch_size)
 
     # -- the reader ---------------------------------------------------------------------
     def _cpu_path(self, data: bytes, index: int) -> np.ndarray:

@@ -36,6 +36,11 @@ def require_positive(owner: str, **settings: int) -> None:
             raise ValueError(f"{owner}: {field} must be at least 1, got {value}")
 
 
+def batch_count(images: int, batch_size: int) -> int:
+    """Batches of ``batch_size`` that hold ``images`` images (the last one padded)."""
+    return (images + batch_size - 1) // batch_size
+
+
 def batch_labels(dataset: Dataset, number: int, batch_size: int) -> Tuple[torch.Tensor, int]:
     """(int64 [batch_size] labels of batch ``number``, padding slots -1; how many slots are real)."""
     samples = dataset.samples[number * batch_size : (number + 1) * batch_size]
@@ -65,7 +70,7 @@ class BatchLoader:
         self.prefetch = prefetch
 
     def __len__(self) -> int:
-        return (len(self.dataset.samples) + self.batch_size - 1) // self.batch_size
+        return batch_count(len(self.dataset.samples), self.batch_size)
 
     def _load(self, out: np.ndarray, slot: int, index: int) -> None:
         """Read, decode and resize/crop sample ``index`` into ``out[slot]`` (CHW)."""
