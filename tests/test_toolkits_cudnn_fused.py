@@ -65,11 +65,12 @@ class Branchy(nn.Module):
 
 def test_resnet50_fuses_every_conv_relu_and_matches_fp32(resnet50):
     gm, counts = fold_and_fuse(resnet50)
-    assert counts == {"conv_relu": 33, "conv_add_relu": 16, "batchnorm_folded": 53}
+    assert counts == {"conv_relu": 33, "conv_add_relu": 16, "bias_moved": 4, "batchnorm_folded": 53}
     modules = called_modules(gm)
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.ReLU)) for m in modules)
     assert sum(isinstance(m, FusedConvReLU) and m.add for m in modules) == 16
-    assert sum(isinstance(m, nn.Conv2d) for m in modules) == 4  # the downsample convs: the add took conv3
+    downsample = [m for m in modules if isinstance(m, nn.Conv2d)]  # the add took conv3
+    assert len(downsample) == 4 and all(m.bias is None for m in downsample)  # their bias is in the fused call
     assert not any(isinstance(m, nn.BatchNorm2d) for m in gm.modules())  # the originals are deleted
     batch = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     assert max_relative_difference(resnet50, gm, batch) < 1e-4
@@ -80,10 +81,11 @@ def test_a_shared_conv_and_relu6_are_left_alone():
     torch.manual_seed(0)
     model = Branchy().eval()
     gm, counts = fold_and_fuse(model)
-    assert counts == {"conv_relu": 1, "conv_add_relu": 1, "batchnorm_folded": 0}
+    assert counts == {"conv_relu": 1, "conv_add_relu": 1, "bias_moved": 0, "batchnorm_folded": 0}
     calls = {node.target: node for node in gm.graph.nodes if node.op == "call_module"}
     assert sorted(calls) == ["act6", "fused_plain", "fused_residual", "shared", "six"]
     assert calls["fused_residual"].args[1] is calls["shared"]  # z: the other operand of torch.add
+    assert gm.shared.bias is not None  # z's conv feeds two nodes: its bias stays
     assert gm.fused_residual.add and not gm.fused_plain.add
     assert torch.equal(gm.fused_plain.bias, torch.zeros(4))
     batch = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -95,7 +97,7 @@ def test_efficientnet_lite0_has_nothing_to_fuse():
     torch.manual_seed(0)
     model = EFFICIENTNET_LITE0.architecture().eval()
     gm, counts = fold_and_fuse(model)
-    assert counts == {"conv_relu": 0, "conv_add_relu": 0, "batchnorm_folded": 0}
+    assert counts == {"conv_relu": 0, "conv_add_relu": 0, "bias_moved": 0, "batchnorm_folded": 0}
     assert not any(isinstance(m, FusedConvReLU) for m in gm.modules())
     assert sum(isinstance(m, nn.ReLU6) for m in called_modules(gm)) > 0
     batch = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
@@ -112,9 +114,24 @@ def test_graph_knob(tmp_path):
     with pytest.raises(ValueError, match="cudnn_fused_graph must be 0 or 1, got 'yes'"):
         make(tmp_path, cudnn_fused_graph="yes")
     toolkit = make(tmp_path, cudnn_fused_graph="0")
-    assert toolkit.graph is False and toolkit.notes == ["cudnn_fused_graph=0 (settings)"]
-    assert make(tmp_path).graph is True
+    assert toolkit.graph is False and toolkit.branches == 1
+    assert toolkit.notes == ["cudnn_fused_graph=0 (settings)", "cudnn_fused_branches=1 (default)"]
+    default = make(tmp_path)
+    assert default.graph is True and default.branches == 2
+    assert make(tmp_path, cudnn_fused_branches="4").branches == 4
     assert toolkit.channels_last() is True and toolkit.input_dtype() == torch.float16
+
+
+@pytest.mark.parametrize("value", ["0", "9", "two", "-1", ""])
+def test_branches_knob_is_checked(tmp_path, value):
+    expected = rf"^cudnn_fused_branches must be an integer from 1 to 8, got '{value}'$"
+    with pytest.raises(ValueError, match=expected):
+        make(tmp_path, cudnn_fused_branches=value)
+
+
+def test_branches_need_the_graph(tmp_path):
+    with pytest.raises(ValueError, match=r"^cudnn_fused_branches > 1 needs cudnn_fused_graph=1"):
+        make(tmp_path, cudnn_fused_graph="0", cudnn_fused_branches="2")
 
 
 def test_missing_cudnn_op_is_reported(tmp_path, monkeypatch):
@@ -127,6 +144,51 @@ def test_registered_for_nvidia():
     assert load("cudnn_fused") is CudnnFused
     assert vendors.get("nvidia").toolkits["cudnn_fused"] == ("fp32", "tf32", "fp16", "bf16")
     assert CudnnFused.precisions == ("fp32", "tf32", "fp16", "bf16")
+
+
+class _Stream:
+    """CPU stand-in for a CUDA stream: records the order of the work queued and awaited."""
+
+    log = []
+
+    def __init__(self, device=None):
+        self.name = f"stream{len(_Stream.log)}"
+        _Stream.log.append(("new", self.name))
+
+    def wait_stream(self, other):
+        _Stream.log.append(("wait", self.name, other.name))
+
+
+def test_branches_split_the_batch_over_streams_and_join_in_order(monkeypatch):
+    _Stream.log = []
+    current = _Stream()
+    active = [current]
+
+    @contextlib.contextmanager
+    def on(stream):
+        active.append(stream)
+        yield
+        active.pop()
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: current)
+    monkeypatch.setattr(torch.cuda, "stream", on)
+    seen = []
+
+    def module(chunk):
+        seen.append((active[-1].name, chunk.shape[0]))
+        return chunk * 2
+
+    streams = [_Stream(), _Stream()]
+    batch = torch.arange(10.0).view(5, 2)
+    out = cudnn_fused.branched(module, batch.chunk(2), streams)
+    assert torch.equal(out, batch * 2)  # the chunks' outputs in batch order
+    assert seen == [("stream1", 3), ("stream2", 2)]
+    waits = [entry for entry in _Stream.log if entry[0] == "wait"]
+    assert waits == [  # each branch starts after the current stream's work; the current stream joins both
+        ("wait", "stream1", "stream0"), ("wait", "stream2", "stream0"),
+        ("wait", "stream0", "stream1"), ("wait", "stream0", "stream2"),
+    ]
+    assert torch.equal(cudnn_fused.branched(module, [batch], []), batch * 2)  # one branch: no streams
 
 
 class _RecordingGraph:
