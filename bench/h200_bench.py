@@ -8,7 +8,10 @@ Rows (ResNet50, fp16, batch 256, each pass over the whole set, every pass decodi
      timer around the forward call between two syncs;
   b  the runner (``python -m runner_in_container``), toolkit pytorch, PIL decoder;
   c  the runner's fastest path: toolkit cudnn_fused, nvJPEG decoder in its default decoding processes;
-  d  the same with toolkit inductor (torch.compile) in place of cudnn_fused.
+  d  the same with toolkit inductor (torch.compile) in place of cudnn_fused;
+  e  c with one decoding process (``--decode-processes 1``): slower whole, but the model has the GPU to
+     itself, so its p_core is the compute figure (in c the decoding processes' GPU work is time-sliced
+     with the model's, which the runner warns about, and c's p_core is understated).
 
 Columns: p_core, p_whole (img/s, metrics.md definitions; b-d from the runner's result.json), e2e (wall
 time of the row's process, s), mem (GiB: device used minus the idle baseline or the allocator's reserved
@@ -22,7 +25,7 @@ the bench re-estimates the BatchNorm statistics on the set's first images and us
 row (``--weights FILE`` takes a real file instead). That model's logits are still close together, so the
 check also gives the logit error relative to the logits' spread, which does not depend on ties.
 
-On the H200, from the repo root (about 4 minutes; 7 at most, --budget-s):
+On the H200, from the repo root (about 6 minutes; 8 at most, --budget-s):
     python3 bench/h200_bench.py --dest "$OUT/bench"
 Plumbing check on a CPU (small numbers, pytorch in place of cudnn_fused and inductor, the PIL loader):
     python3 bench/h200_bench.py --dry-run --device cpu --images 64 --dest /tmp/bench
@@ -49,7 +52,8 @@ PRECISION_ON = {"cuda": "fp16", "cpu": "fp32"}
 REFERENCE_WORKERS = 8
 TAIL_LINES = 25
 #: seconds each step may take at most (the budget may cut them shorter)
-CAPS = {"generate": 150, "weights": 90, "a": 120, "b": 200, "c": 170, "d": 170, "check": 150}
+CAPS = {"generate": 150, "weights": 90, "a": 120, "b": 200, "c": 170, "d": 170, "e": 120, "check": 150}
+ROWS = "abcde"
 #: a step that cannot get this many seconds from the budget is skipped
 MIN_STEP_S = 25
 
@@ -524,6 +528,7 @@ LABELS = {
     "b": "runner: pytorch, PIL decoder",
     "c": "runner: cudnn_fused, nvJPEG decoder",
     "d": "runner: inductor, nvJPEG decoder",
+    "e": "runner: cudnn_fused, nvJPEG decoder in 1 process",
 }
 
 
@@ -598,7 +603,7 @@ def notes(report: Dict[str, Any]) -> List[str]:
     rows, check = report["rows"], report["check"]
     found = ["set: {} ({})".format(report["data"]["path"], report["data"]["what"])]
     if report["dry_run"]:
-        found.append("dry run: c, d and the check ran toolkit pytorch and decoder auto, batch 8")
+        found.append("dry run: c, d, e and the check ran toolkit pytorch and decoder auto, batch 8")
     found.append("weights: {}".format(report["weights"].get("weights")))
     if report["peak"]:
         found.append("MFU peak: {:.4g} FLOP/s ({})".format(*report["peak"]))
@@ -671,9 +676,9 @@ def parse(argv: Optional[List[str]]) -> argparse.Namespace:
     add("--weights", default="random", help="a weights file, or random (BatchNorm re-estimated)")
     add("--device", default="cuda")
     add("--batch-size", type=int, default=256)
-    add("--repeat", type=int, default=3, help="passes of rows c and d (a and b make one)")
+    add("--repeat", type=int, default=3, help="passes of rows c, d and e (a and b make one)")
     add("--check-images", type=int, default=2048)
-    add("--budget-s", type=float, default=420.0, help="wall-time budget of the whole bench (s)")
+    add("--budget-s", type=float, default=480.0, help="wall-time budget of the whole bench (s)")
     add("--skip", default="", help="rows to leave out, e.g. d")
     add("--dry-run", action="store_true", help="plumbing: batch 8, warm-up 1, toolkit pytorch")
     return parser.parse_args(argv)
@@ -696,6 +701,7 @@ class Plan:
             "b": ["--toolkit", "pytorch", "--decoder", "pil", "--repeat", "1"],
             "c": ["--toolkit", self.fast] + device_data,
             "d": ["--toolkit", "pytorch" if args.dry_run else "inductor"] + device_data,
+            "e": ["--toolkit", self.fast, "--decode-processes", "1"] + device_data,
         }
         workers = 2 if args.dry_run else REFERENCE_WORKERS
         self.reference = self.sizes + ["--images", str(args.images), "--workers", str(workers)]
@@ -707,9 +713,9 @@ class Plan:
 def run_rows(
     args: argparse.Namespace, budget: Budget, dest: Path, report: Dict[str, Any], plan: Plan
 ) -> None:
-    """Rows c, a, b, the check, d: the most wanted first, in case the budget runs out."""
+    """Rows c, e, a, b, the check, d: the most wanted first, in case the budget runs out."""
     rows: Dict[str, Dict[str, Any]] = {}
-    for key in ("c", "a", "b", "check", "d"):
+    for key in ("c", "e", "a", "b", "check", "d"):
         if key in args.skip:
             continue
         print(f"{key}: running", flush=True)
@@ -720,7 +726,7 @@ def run_rows(
         else:
             rows[key] = runner_row(key, budget, dest, plan.runner + plan.rows[key])
         print("{}: {}".format(key, (report["check"] if key == "check" else rows[key])["status"]), flush=True)
-    report["rows"] = {k: rows[k] for k in "abcd" if k in rows}
+    report["rows"] = {k: rows[k] for k in ROWS if k in rows}
 
 
 def write_report(dest: Path, report: Dict[str, Any], text_lines: List[str]) -> None:
@@ -762,7 +768,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         report["peak"] = peak_flops(report["weights"]["device"], precision)
         run_rows(args, budget, dest, report, Plan(args, val, report["weights"]["weights"], report["peak"]))
     write_report(dest, report, notes(report) if report["weights"]["status"] == "ok" else [what])
-    wanted = [key for key in "abcd" if key not in args.skip]
+    wanted = [key for key in ROWS if key not in args.skip]
     complete = all(report["rows"].get(key, {}).get("status") == "ok" for key in wanted)
     return 0 if complete and report["check"].get("status") == "ok" else 1
 
