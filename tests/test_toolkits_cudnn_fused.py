@@ -92,6 +92,34 @@ def test_a_shared_conv_and_relu6_are_left_alone():
     assert max_relative_difference(model, gm, batch) < 1e-5
 
 
+class TwoResiduals(nn.Module):
+    """``relu(conv(x) + shortcut(x))`` with its own shortcut conv, then again with a shortcut conv that is
+    also called elsewhere (its bias must stay: the other call needs it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_a, self.short_a = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 1)
+        self.conv_b, self.short_b = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.conv_a(x) + self.short_a(x))
+        z = F.relu(self.conv_b(y) + self.short_b(y))
+        return z + self.short_b(z)
+
+
+def test_a_residual_conv_bias_moves_only_when_that_conv_is_called_once():
+    torch.manual_seed(0)
+    model = TwoResiduals().eval()
+    gm, counts = fold_and_fuse(model)
+    assert counts == {"conv_relu": 0, "conv_add_relu": 2, "bias_moved": 1, "batchnorm_folded": 0}
+    assert gm.short_a.bias is None and gm.short_b.bias is not None
+    expected = model.conv_a.bias + model.short_a.bias
+    assert torch.equal(gm.fused_conv_a.bias, expected)
+    assert torch.equal(gm.fused_conv_b.bias, model.conv_b.bias)
+    batch = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert max_relative_difference(model, gm, batch) < 1e-5
+
+
 def test_efficientnet_lite0_has_nothing_to_fuse():
     """Its convolutions pad in their own forward (traced as F.conv2d calls), its activation is ReLU6."""
     torch.manual_seed(0)
