@@ -236,10 +236,11 @@ def _warm_up_and_capture(module: nn.Module, example: torch.Tensor, graph: bool, 
     one forward captured in a CUDA graph, in ``branches`` concurrent branches."""
     side, main = torch.cuda.Stream(example.device), torch.cuda.current_stream(example.device)
     side.wait_stream(main)
+    inputs = [example] + ([example.chunk(branches)[0]] if branches > 1 else [])
     with torch.cuda.stream(side):
         for _ in range(WARMUP_CALLS):
-            module(example)
-            module(example.chunk(branches)[0])
+            for batch in inputs:
+                module(batch)
     main.wait_stream(side)
     return _Graphed(module, example, branches) if graph else module
 
