@@ -290,9 +290,13 @@ class CudnnFused(Toolkit):
         prepared = prepare_model(fused, self.settings.precision, self.settings.device, self.channels_last())
         run = _warm_up_and_capture(prepared, example, self.graph, self.branches)
         torch.cuda.synchronize(self.settings.device)
-        state = f"on: one forward in {self.branches} concurrent branches captured, replayed by each call"
-        state = state if self.graph else "off"
-        self.notes.append(f"CUDA graph {state}")
+        if self.graph:
+            self.notes.append(
+                f"CUDA graph on: one forward in {self.branches} concurrent branches captured, "
+                "replayed by each call"
+            )
+        else:
+            self.notes.append("CUDA graph off")
         return run
 
     def versions(self) -> Dict[str, str]:
