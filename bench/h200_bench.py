@@ -11,7 +11,12 @@ Rows (ResNet50, fp16, batch 256, each pass over the whole set, every pass decodi
   d  the same with toolkit inductor (torch.compile) in place of cudnn_fused;
   e  c with one decoding process (``--decode-processes 1``): slower whole, but the model has the GPU to
      itself, so its p_core is the compute figure (in c the decoding processes' GPU work is time-sliced
-     with the model's, which the runner warns about, and c's p_core is understated).
+     with the model's, which the runner warns about, and c's p_core is understated);
+  f  c under MPS: the bench starts an MPS control daemon of its own (``nvidia-cuda-mps-control -d``, its
+     pipe and log folders under DEST/mps; no setting of the card changes) and quits it after the row; the
+     runner finds it, runs its default number of decoding processes for MPS, and their kernels run
+     beside the model's instead of taking turns with them. Skipped, and the exit status 1, where there is
+     no ``nvidia-cuda-mps-control`` (``--skip f`` leaves it out).
 
 Columns: p_core, p_whole (img/s, metrics.md definitions; b-d from the runner's result.json), e2e (wall
 time of the row's process, s), mem (GiB: device used minus the idle baseline or the allocator's reserved
@@ -25,7 +30,7 @@ the bench re-estimates the BatchNorm statistics on the set's first images and us
 row (``--weights FILE`` takes a real file instead). That model's logits are still close together, so the
 check also gives the logit error relative to the logits' spread, which does not depend on ties.
 
-On the H200, from the repo root (about 6 minutes; 8 at most, --budget-s):
+On the H200, from the repo root (about 7 minutes; 9 at most, --budget-s):
     python3 bench/h200_bench.py --dest "$OUT/bench"
 Plumbing check on a CPU (small numbers, pytorch in place of cudnn_fused and inductor, the PIL loader):
     python3 bench/h200_bench.py --dry-run --device cpu --images 64 --dest /tmp/bench
@@ -34,15 +39,17 @@ when every row and the check ran, 1 otherwise (the table says which failed and w
 """
 
 import argparse
+import contextlib
 import copy
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 START = time.time()  # the budget's start; a child's own e2e starts here, before torch is imported
 REPO = Path(__file__).resolve().parent.parent
@@ -52,8 +59,19 @@ PRECISION_ON = {"cuda": "fp16", "cpu": "fp32"}
 REFERENCE_WORKERS = 8
 TAIL_LINES = 25
 #: seconds each step may take at most (the budget may cut them shorter)
-CAPS = {"generate": 150, "weights": 90, "a": 120, "b": 200, "c": 170, "d": 170, "e": 120, "check": 150}
-ROWS = "abcde"
+CAPS = {
+    "generate": 150,
+    "weights": 90,
+    "a": 120,
+    "b": 200,
+    "c": 170,
+    "d": 170,
+    "e": 120,
+    "f": 170,
+    "check": 150,
+}
+ROWS = "abcdef"
+MPS_CONTROL = "nvidia-cuda-mps-control"
 #: a step that cannot get this many seconds from the budget is skipped
 MIN_STEP_S = 25
 
@@ -71,12 +89,14 @@ def _tail(path: Path) -> str:
         return ""
 
 
-def run_child(argv: List[str], log: Path, timeout: float) -> Tuple[Optional[int], float]:
+def run_child(
+    argv: List[str], log: Path, timeout: float, env: Optional[Dict[str, str]] = None
+) -> Tuple[Optional[int], float]:
     """(exit status or None when killed at ``timeout``, wall seconds); output to ``log``."""
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO), start_new_session=True
+            argv, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO), start_new_session=True, env=env
         )
         rc: Optional[int] = None
         try:
@@ -477,15 +497,42 @@ def child_row(
     return dict(json.loads((out / "child.json").read_text()), status="ok", e2e_s=wall)
 
 
-def runner_row(key: str, budget: Budget, dest: Path, options: List[str]) -> Dict[str, Any]:
-    """Run ``python -m runner_in_container`` for row ``key``; the figures of its result.json."""
+@contextlib.contextmanager
+def mps_daemon(dest: Path) -> Iterator[Tuple[Optional[Dict[str, str]], str]]:
+    """An MPS control daemon of the bench's own, quit on leaving: (the environment of a process that
+    joins it, or None where it could not start, and why not)."""
+    control = shutil.which(MPS_CONTROL)
+    if control is None:
+        yield None, f"no {MPS_CONTROL} on PATH"
+        return
+    folders = {
+        "CUDA_MPS_PIPE_DIRECTORY": dest / "mps" / "pipe",
+        "CUDA_MPS_LOG_DIRECTORY": dest / "mps" / "log",
+    }
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, **{name: str(folder) for name, folder in folders.items()})
+    started = subprocess.run([control, "-d"], env=env, capture_output=True, text=True, timeout=30)
+    if started.returncode != 0:
+        yield None, f"{MPS_CONTROL} -d: exit status {started.returncode}: {started.stderr.strip()[:200]}"
+        return
+    try:
+        yield env, ""
+    finally:
+        subprocess.run([control], input="quit\n", env=env, capture_output=True, text=True, timeout=30)
+
+
+def runner_row(
+    key: str, budget: Budget, dest: Path, options: List[str], env: Optional[Dict[str, str]] = None
+) -> Dict[str, Any]:
+    """Run ``python -m runner_in_container`` for row ``key`` (in ``env``); the figures of its result.json."""
     timeout = budget.timeout(key)
     if timeout is None:
         return {"status": "skipped: the time budget is spent"}
     out = dest / "runs" / key
     argv = [sys.executable, "-m", "runner_in_container"] + options + ["--out", str(out)]
     out.mkdir(parents=True, exist_ok=True)
-    rc, wall = run_child(argv, dest / "runs" / (key + ".log"), timeout)
+    rc, wall = run_child(argv, dest / "runs" / (key + ".log"), timeout, env)
     result_path = out / "result.json"
     if not result_path.is_file():
         return {
@@ -528,7 +575,8 @@ LABELS = {
     "b": "runner: pytorch, PIL decoder",
     "c": "runner: cudnn_fused, nvJPEG decoder",
     "d": "runner: inductor, nvJPEG decoder",
-    "e": "runner: cudnn_fused, nvJPEG decoder in 1 process",
+    "e": "runner: cudnn_fused, nvJPEG decoder in the runner's process",
+    "f": "runner: cudnn_fused, nvJPEG decoder, under MPS",
 }
 
 
@@ -678,7 +726,7 @@ def parse(argv: Optional[List[str]]) -> argparse.Namespace:
     add("--batch-size", type=int, default=256)
     add("--repeat", type=int, default=3, help="passes of rows c, d and e (a and b make one)")
     add("--check-images", type=int, default=2048)
-    add("--budget-s", type=float, default=480.0, help="wall-time budget of the whole bench (s)")
+    add("--budget-s", type=float, default=540.0, help="wall-time budget of the whole bench (s)")
     add("--skip", default="", help="rows to leave out, e.g. d")
     add("--dry-run", action="store_true", help="plumbing: batch 8, warm-up 1, toolkit pytorch")
     return parser.parse_args(argv)
@@ -713,13 +761,19 @@ class Plan:
 def run_rows(
     args: argparse.Namespace, budget: Budget, dest: Path, report: Dict[str, Any], plan: Plan
 ) -> None:
-    """Rows c, e, a, b, the check, d: the most wanted first, in case the budget runs out."""
+    """Rows c, f, e, a, b, the check, d: the most wanted first, in case the budget runs out."""
     rows: Dict[str, Dict[str, Any]] = {}
-    for key in ("c", "e", "a", "b", "check", "d"):
+    for key in ("c", "f", "e", "a", "b", "check", "d"):
         if key in args.skip:
             continue
         print(f"{key}: running", flush=True)
-        if key == "a":
+        if key == "f":
+            with mps_daemon(dest) as (env, why):
+                if env is None:
+                    rows[key] = {"status": f"skipped: {why}"}
+                else:
+                    rows[key] = runner_row(key, budget, dest, plan.runner + plan.rows["c"], env)
+        elif key == "a":
             rows[key] = child_row("reference", args, budget, dest, plan.reference)
         elif key == "check":
             report["check"] = child_row("check", args, budget, dest, plan.check)

@@ -16,7 +16,13 @@ import torch
 
 from . import cases, device, protocol, run, toolkits
 from .data import DataError, open_dataset
-from .data.gpu import DECODERS, MAX_DEFAULT_PROCESSES, DecoderUnavailable, resolve_decoder
+from .data.gpu import (
+    DECODERS,
+    MAX_DEFAULT_PROCESSES,
+    MAX_DEFAULT_PROCESSES_MPS,
+    DecoderUnavailable,
+    resolve_decoder,
+)
 from .toolkits.base import PRECISIONS, Toolkit, ToolkitSettings
 
 LAYOUTS = ("auto", "imagefolder", "flat", "tar")
@@ -187,8 +193,9 @@ def build_parser(case_names: List[str]) -> argparse.ArgumentParser:
         metavar="N",
         default=0,
         help="processes decoding with nvjpeg, each its own decoder (one decodes about 13k img/s on an H200; "
-        "batches go round them); 0: one per 4 usable CPUs, at most %d; default: %%(default)s"
-        % MAX_DEFAULT_PROCESSES,
+        "batches go round them); 0: one per 4 usable CPUs, at most %d, or where an MPS daemon is there to "
+        "join (CUDA_MPS_PIPE_DIRECTORY) one per 2, at most %d; default: %%(default)s"
+        % (MAX_DEFAULT_PROCESSES, MAX_DEFAULT_PROCESSES_MPS),
     )
     add(
         "--warmup",

@@ -13,6 +13,7 @@ PIL path (``resize_crop_pil(decode_rgb(...))``):
 
 import io
 import json
+import os
 import threading
 from pathlib import Path
 from typing import List
@@ -253,7 +254,26 @@ def test_decoder_choice_on_the_cpu():
 
 @pytest.mark.parametrize("cpus, processes", [(1, 1), (7, 1), (8, 2), (12, 3), (16, 4), (128, 4)])
 def test_default_decoding_processes(cpus, processes):
-    assert gpu.default_processes(cpus) == processes
+    assert gpu.default_processes(cpus, mps=False) == processes
+
+
+@pytest.mark.parametrize("cpus, processes", [(1, 1), (3, 1), (8, 4), (12, 6), (16, 6), (128, 6)])
+def test_default_decoding_processes_with_mps(cpus, processes):
+    assert gpu.default_processes(cpus, mps=True) == processes
+
+
+def test_the_mps_control_pipe_is_found_where_the_cuda_driver_looks(tmp_path, monkeypatch):
+    pipes = tmp_path / "mps"
+    assert gpu.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) is None  # no directory
+    pipes.mkdir()
+    assert gpu.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) is None  # no daemon
+    os.mkfifo(pipes / "control")
+    assert gpu.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) == str(pipes / "control")
+    monkeypatch.setattr(gpu, "MPS_DEFAULT_PIPE_DIRECTORY", str(pipes))
+    assert gpu.mps_control_pipe({}) == str(pipes / "control")  # the driver's default directory
+    assert gpu.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}) is None
+    assert "MPS daemon of " + str(pipes / "control") in gpu.gpu_sharing(str(pipes / "control"))
+    assert "time-sliced" in gpu.gpu_sharing(None)
 
 
 def test_decoding_processes_with_the_pil_decoder_are_bad_input(tmp_path, capsys):
