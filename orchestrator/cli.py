@@ -49,7 +49,8 @@ def _load(path: str) -> Tuple[Cluster, Dict[str, Vendor]]:
 
 
 def _check_vendors(cluster: Cluster, where: str) -> Dict[str, Vendor]:
-    """Every host names a known vendor and runs privileged only when its vendor needs it and it says so."""
+    """Every host names a known vendor, joins MPS only on NVIDIA, and runs privileged only when its vendor
+    needs it and it says so."""
     known = vendors.discover()
     for index, host in enumerate(cluster.hosts):
         field = "%s: hosts[%d]" % (where, index)
@@ -57,6 +58,11 @@ def _check_vendors(cluster: Cluster, where: str) -> Dict[str, Vendor]:
         if vendor is None:
             raise ConfigError(
                 "%s.vendor: unknown vendor %r (known: %s)" % (field, host.vendor, ", ".join(sorted(known)))
+            )
+        if host.mps and not vendor.mps:
+            raise ConfigError(
+                "%s.mps: vendor %s has no MPS daemon to join (CUDA MPS is NVIDIA's); remove it"
+                % (field, vendor.name)
             )
         if host.runtime != "docker":
             continue

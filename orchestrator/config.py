@@ -188,8 +188,12 @@ class Host(Model):
     data: DataSpec
     weights: str
     workers: int = Field(8, ge=1, le=256)
-    #: runner --decode-processes: processes decoding with nvJPEG (0: one per 4 CPUs of the host, at most 4)
+    #: runner --decode-processes: processes decoding with nvJPEG (0: the runner's default, by CPUs and MPS)
     decode_processes: int = Field(0, ge=0, le=64)
+    #: the host runs an MPS control daemon (nvidia-cuda-mps-control -d): jobs join it; NVIDIA hosts only
+    mps: bool = False
+    #: the daemon's CUDA_MPS_PIPE_DIRECTORY on the host (absolute, on a local host too)
+    mps_pipe_directory: str = "/tmp/nvidia-mps"
     image: ImageSpecConfig = Field(default_factory=ImageSpecConfig)
     docker: DockerOptions = Field(default_factory=DockerOptions)
     #: launcher slurm: this host entry's sbatch options (over slurm.vendors.<vendor> and slurm)
@@ -201,7 +205,7 @@ class Host(Model):
 
     _name = field_validator("name", "vendor")(_safe_name)
     _text = field_validator("key_file", "known_hosts")(_safe_text)
-    _paths = field_validator("weights", "workdir")(_mount_path)
+    _paths = field_validator("weights", "workdir", "mps_pipe_directory")(_mount_path)
 
     @field_validator("address")
     @classmethod
@@ -387,10 +391,12 @@ def _check_remote(field: str, value: Optional[str]) -> None:
 
 
 def _localise(cluster: Cluster, base: Path) -> Cluster:
-    """Resolve relative paths: host paths on local hosts, control paths always; check remote ones."""
+    """Resolve relative paths: host paths on local hosts, control paths always; check remote ones, and the
+    MPS pipe directory on every host (the daemon's own path, never resolved)."""
     hosts = []
     for index, host in enumerate(cluster.hosts):
         where = "hosts[%d]" % index
+        _check_remote(where + ".mps_pipe_directory", host.mps_pipe_directory)
         if host.is_local:
             data = host.data.model_copy(
                 update={

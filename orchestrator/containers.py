@@ -1,11 +1,12 @@
 """Job containers: the ``docker run`` argv, and running it to the end, stopped or not.
 
 The container is locked down for a benchmark that only reads its inputs and writes
-its results: no network, private IPC, no capabilities, no privilege gain, an init
-process that reaps children, and bind mounts given explicitly (read-only unless
-asked). The vendor adds only what exposes its devices; ``--privileged`` is used only
-where the lab or the vendor asks for it. Every value is a separate
-argv element; values that docker's own ``--mount`` syntax would misread are refused.
+its results: no network, private IPC (the host's only to join a CUDA MPS daemon), no
+capabilities, no privilege gain, an init process that reaps children, and bind mounts
+given explicitly (read-only unless asked). The vendor adds only what exposes its
+devices; ``--privileged`` is used only where the lab or the vendor asks for it. Every
+value is a separate argv element; values that docker's own ``--mount`` syntax would
+misread are refused.
 """
 
 import contextlib
@@ -72,6 +73,7 @@ def docker_run_argv(
     shm_size: str = "8g",
     privileged: bool = False,
     memory: Optional[str] = None,
+    mps_pipe: Optional[str] = None,
 ) -> List[str]:
     """``docker run`` argv for one job; raises ContainerError naming any unusable value.
 
@@ -80,13 +82,17 @@ def docker_run_argv(
     (the lab's explicit choice, or the vendor's ``privileged``) replaces the dropped
     capabilities with docker's --privileged; it is off unless one of them asks. ``memory``
     caps the container's memory (``--memory``, with ``--memory-swap`` equal so that it cannot swap).
+    ``mps_pipe``, the pipe directory of the host's CUDA MPS control daemon, lets the job join that daemon:
+    the host's IPC namespace instead of a private one, the directory mounted read-write at the same path,
+    and CUDA_MPS_PIPE_DIRECTORY set to it (over ``env``).
     """
     _check(_NAME_RE, name, "container name")
     _check(_IMAGE_RE, image, "image")
     _check(_SHM_RE, shm_size, "shm_size")
     if not command:
         raise ContainerError("container command is empty")
-    argv = ["docker", "run", "--rm", "--name", name, "--init", "--network", "none", "--ipc", "private"]
+    ipc = "private" if mps_pipe is None else "host"
+    argv = ["docker", "run", "--rm", "--name", name, "--init", "--network", "none", "--ipc", ipc]
     argv += ["--shm-size", shm_size, "--security-opt", "no-new-privileges"]
     if memory is not None:
         argv += ["--memory", _check(_SHM_RE, memory, "memory"), "--memory-swap", memory]
@@ -95,6 +101,8 @@ def docker_run_argv(
         argv += ["--user", _check(_USER_RE, user, "user")]
     merged: Dict[str, str] = {"HOME": "/tmp"}
     merged.update(env)
+    if mps_pipe is not None:
+        merged["CUDA_MPS_PIPE_DIRECTORY"] = mps_pipe
     merged.update(vendor.container_env(devices))
     for key, value in merged.items():
         _check(_ENV_KEY_RE, key, "environment variable name")
@@ -104,6 +112,8 @@ def docker_run_argv(
     argv += vendor.docker_device_args(devices)
     for mount in mounts:
         argv += mount.argv()
+    if mps_pipe is not None:
+        argv += Mount(mps_pipe, mps_pipe, read_only=False).argv()
     for arg in command:
         if "\x00" in arg:
             raise ContainerError(f"container command argument {arg!r} contains a NUL byte")

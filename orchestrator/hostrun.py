@@ -402,14 +402,18 @@ class HostWorker:
     def job_command(self, job: Job, remote_dir: str) -> List[str]:
         """The argv that runs ``job`` on the host: ``docker run ...`` or, bare, ``env ... python -m runner``.
 
-        Shared by every launcher (direct fan-out here, Slurm's batch step).
+        Shared by every launcher (direct fan-out here, Slurm's batch step). With ``mps`` the job joins the
+        host's CUDA MPS daemon through its pipe directory.
         """
         cache_dir = self._cache_dir()
         spec = self.host.data
+        mps_pipe = self.host.mps_pipe_directory if self.host.mps else None
         if self.host.runtime != "docker":
             assert self.runner_path is not None
             command = self._runner_argv(job, remote_dir, spec.path, spec.labels, self.host.weights, cache_dir)
             env = {"PYTHONPATH": self.runner_path}
+            if mps_pipe is not None:
+                env["CUDA_MPS_PIPE_DIRECTORY"] = mps_pipe
             env.update(self.vendor.device_env([job.device]))
             return ["env"] + ["%s=%s" % kv for kv in sorted(env.items())] + command
         assert self.image is not None
@@ -437,6 +441,7 @@ class HostWorker:
             shm_size=self.host.docker.shm_size,
             privileged=self.host.docker.privileged,
             memory=self.host.docker.memory,
+            mps_pipe=mps_pipe,
         )
 
     def _run_runner(self, transport: Transport, job: Job, remote_dir: str, log_path: Path) -> "RunnerOutcome":

@@ -61,6 +61,12 @@ def test_shipped_configs_load():
         ("precision: [fp16, fp32]", "precision: [fp8]", "cases[0].precision"),
         ("batch_size: [64, 256]", "batch_size: [0]", "cases[0].batch_size"),
         ("vendor: nvidia", "vendor: nvidia\n    colour: blue", "hosts[0].colour"),
+        ("user: bench", "user: bench\n    mps: maybe", "hosts[0].mps"),
+        ("user: bench", "user: bench\n    mps_pipe_directory: mps", "hosts[0].mps_pipe_directory"),
+        ("user: bench", "user: bench\n    mps_pipe_directory: /a/../b", "hosts[0].mps_pipe_directory"),
+        ("user: bench", "user: bench\n    mps_pipe_directory: '/a,b'", "hosts[0].mps_pipe_directory"),
+        # on a local host too: the daemon's directory is never resolved against the cluster file
+        ("vendor: cpu", "vendor: cpu\n    mps_pipe_directory: mps", "hosts[1].mps_pipe_directory"),
     ],
 )
 def test_bad_values_name_the_field(tmp_path, old, new, field):
@@ -72,6 +78,15 @@ def test_bad_values_name_the_field(tmp_path, old, new, field):
     assert "\n" not in message
     assert message.startswith(str(path))
     assert field in message
+
+
+def test_mps_is_off_by_default_and_its_pipe_directory_kept_as_written(tmp_path):
+    remote, local = load_cluster(write(tmp_path, GOOD)).hosts
+    assert (remote.mps, remote.mps_pipe_directory) == (False, "/tmp/nvidia-mps")
+    text = GOOD.replace("vendor: nvidia", "vendor: nvidia\n    mps: true\n    mps_pipe_directory: /run/mps")
+    remote, local = load_cluster(write(tmp_path, text)).hosts
+    assert (remote.mps, remote.mps_pipe_directory) == (True, "/run/mps")
+    assert (local.mps, local.mps_pipe_directory) == (False, "/tmp/nvidia-mps")
 
 
 def test_duplicate_host_names(tmp_path):

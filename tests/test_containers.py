@@ -113,6 +113,43 @@ def test_privileged_only_when_asked() -> None:
     assert "--privileged" not in _argv(privileged=False)
 
 
+def test_without_mps_the_argv_is_the_locked_down_one() -> None:
+    argv = _argv(user="1000:1000", env={"RN50_A": "1"}, mounts=[Mount("/srv/val", "/data")], mps_pipe=None)
+    assert argv == [
+        "docker", "run", "--rm", "--name", "rn50bench-job", "--init", "--network", "none", "--ipc", "private",
+        "--shm-size", "8g", "--security-opt", "no-new-privileges", "--cap-drop", "ALL", "--user", "1000:1000",
+        "--env", "HOME=/tmp", "--env", "RN50_A=1",
+        "--mount", "type=bind,source=/srv/val,target=/data,readonly",
+        "rn50bench/cpu:0123456789abcdef", "python3", "-m", "runner_in_container",
+    ]  # fmt: skip
+    assert argv == _argv(user="1000:1000", env={"RN50_A": "1"}, mounts=[Mount("/srv/val", "/data")])
+
+
+def test_mps_joins_the_host_ipc_with_the_pipe_directory_mounted_and_named() -> None:
+    argv = _argv(
+        env={"CUDA_MPS_PIPE_DIRECTORY": "/elsewhere"},
+        mounts=[Mount("/srv/val", "/data")],
+        mps_pipe="/run/nvidia-mps",
+    )
+    assert _pairs(argv, "--ipc") == ["host"]
+    assert _pairs(argv, "--network") == ["none"] and _pairs(argv, "--cap-drop") == ["ALL"]
+    assert _pairs(argv, "--env") == ["HOME=/tmp", "CUDA_MPS_PIPE_DIRECTORY=/run/nvidia-mps"]
+    assert _pairs(argv, "--mount") == [
+        "type=bind,source=/srv/val,target=/data,readonly",
+        "type=bind,source=/run/nvidia-mps,target=/run/nvidia-mps",  # read-write: clients open its pipes
+    ]
+    assert argv[-4:] == ["rn50bench/cpu:0123456789abcdef", "python3", "-m", "runner_in_container"]
+
+
+@pytest.mark.parametrize(
+    "pipe, message",
+    [("nvidia-mps", "must be an absolute path"), ("/tmp/a,b", "contains ','")],
+)
+def test_an_mps_pipe_directory_docker_cannot_mount_is_refused(pipe: str, message: str) -> None:
+    with pytest.raises(ContainerError, match=re.escape(f"mount source {pipe!r} {message}")):
+        _argv(mps_pipe=pipe)
+
+
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_values_stay_single_argv_elements(value: str) -> None:
     argv = _argv(env={"RN50_VALUE": value}, command=["python3", "-c", value])

@@ -66,6 +66,7 @@ FIELDS: List[Tuple[str, str]] = [
     ("hosts.0.data.layout", "hosts[0].data.layout"),
     ("hosts.0.data.md5", "hosts[0].data.md5"),
     ("hosts.0.weights", "hosts[0].weights"),
+    ("hosts.0.mps_pipe_directory", "hosts[0].mps_pipe_directory"),
     ("hosts.0.image.base_image", "hosts[0].image.base_image"),
     ("hosts.0.image.pip_index_url", "hosts[0].image.pip_index_url"),
     ("hosts.0.image.sdk_dir", "hosts[0].image.sdk_dir"),
@@ -103,6 +104,7 @@ HOST_PATHS = {
     "defaults.workdir": ["workdir"], "hosts.0.workdir": ["workdir"], "hosts.0.data.path": ["data", "path"],
     "hosts.0.data.labels": ["data", "labels"], "hosts.0.weights": ["weights"], "hosts.1.workdir": ["workdir"],
     "hosts.1.data.path": ["data", "path"], "hosts.1.weights": ["weights"],
+    "hosts.0.mps_pipe_directory": ["mps_pipe_directory"],
 }  # fmt: skip
 
 
@@ -110,6 +112,8 @@ def with_value(field: str, value: str) -> Dict[str, Any]:
     doc = copy.deepcopy(BASE)
     if field == "defaults.workdir":
         del doc["hosts"][0]["workdir"]  # so that the remote host uses it
+    if field == "hosts.0.mps_pipe_directory":
+        doc["hosts"][0]["mps"] = True  # so that the job command uses it
     *parents, last = field.split(".")
     if last in ("<key>", "<value>"):  # a mapping field: a hostile key, or a hostile value of a good key
         *parents, last = parents
@@ -197,6 +201,20 @@ def test_privileged_needs_the_vendor_and_the_config(tmp_path):
     done = orchestrator("plan", "--cluster", str(path), timeout=60)
     assert done.returncode == 2
     assert "hosts[0].docker.privileged: vendor cpu does not need --privileged" in done.stderr
+
+
+@pytest.mark.parametrize("vendor", ["nvidia", "cpu"])
+def test_mps_needs_an_nvidia_host(tmp_path, vendor):
+    doc = copy.deepcopy(BASE)
+    doc["hosts"][0].update(vendor=vendor, mps=True)
+    path = tmp_path / "hosts.yaml"
+    path.write_text(json.dumps(doc))
+    done = orchestrator("plan", "--cluster", str(path), timeout=60)
+    if vendor == "nvidia":
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode == 2
+        assert "hosts[0].mps: vendor cpu has no MPS daemon to join" in done.stderr
 
 
 def test_the_stored_cluster_holds_paths_not_secrets(tmp_path):

@@ -1,4 +1,5 @@
-"""Expanding a cluster file into jobs: the matrix, vendor filtering, stable ids and the decoder choice."""
+"""Expanding a cluster file into jobs: the matrix, vendor filtering, stable ids, the decoder choice and the
+job commands that join a CUDA MPS daemon."""
 
 import posixpath
 from pathlib import Path
@@ -63,6 +64,28 @@ def test_the_decoder_and_its_processes_reach_the_runner_argv(tmp_path):
         argv = worker.job_command(job, posixpath.join("/tmp/work/runs/r1", job.job_id))
         assert argv[argv.index("--decoder") + 1] == job.decoder
         assert argv[argv.index("--decode-processes") + 1] == "3"
+
+
+@pytest.mark.parametrize("mps", [False, True])
+def test_a_job_joins_the_mps_daemon_only_when_its_host_says_so(tmp_path, mps):
+    setting = "decode_processes: 3\n    mps: %s\n    mps_pipe_directory: /run/mps" % str(mps).lower()
+    loaded = cluster(tmp_path, CLUSTER.replace("decode_processes: 3", setting))
+    known = vendors.discover()
+    job = expand(loaded, known)[0][0]
+    ctx = RunContext("r1", loaded, Store(str(tmp_path / "s.sqlite")), known, tmp_path, lambda *a: None)
+    commands = {}
+    for runtime in ("bare", "docker"):
+        worker = HostWorker(ctx, loaded.hosts[0].model_copy(update={"runtime": runtime}))
+        worker.runner_path, worker.image = "/srv/runner/abc", "rn50bench/nvidia:0123456789abcdef"
+        commands[runtime] = worker.job_command(job, posixpath.join("/tmp/work/runs/r1", job.job_id))
+    bare, docker = commands["bare"], commands["docker"]
+    variable = "CUDA_MPS_PIPE_DIRECTORY=/run/mps"
+    assert bare[0] == "env" and (variable in bare[: bare.index("python3")]) == mps  # set for the runner
+    pairs = list(zip(docker, docker[1:]))
+    assert ("--ipc", "host" if mps else "private") in pairs
+    assert (("--env", variable) in pairs) == mps
+    assert (("--mount", "type=bind,source=/run/mps,target=/run/mps") in pairs) == mps  # read-write
+    assert mps or not any("/run/mps" in arg for arg in bare + docker)
 
 
 def test_an_unknown_decoder_is_refused_naming_the_field(tmp_path):

@@ -188,6 +188,8 @@ class Vendor:
     container_renumbers = False
     #: whether docker must run the container privileged (no vendor needs it)
     privileged = False
+    #: whether jobs can join a CUDA MPS daemon on the host (hosts[].mps)
+    mps = False
     #: the SMI executable on the host, None when there is none
     smi = None  # type: Optional[str]
     #: dense peak tables, searched in order; first match wins

@@ -52,6 +52,7 @@ class Nvidia(QueryCsvVendor):
     runner_device = "cuda"
     visible_devices_env = "CUDA_VISIBLE_DEVICES"
     container_renumbers = True
+    mps = True
     smi = "nvidia-smi"
     inventory_fields = (
         "index", "name", "memory.total", "driver_version", "pci.bus_id", "serial", "uuid", "compute_cap",
