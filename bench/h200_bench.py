@@ -18,7 +18,7 @@ Rows (ResNet50, fp16, batch 256, each pass over the whole set, every pass decodi
      beside the model's instead of taking turns with them. Skipped, and the exit status 1, where there is
      no ``nvidia-cuda-mps-control`` (``--skip f`` leaves it out).
 
-Columns: p_core, p_whole (img/s, metrics.md definitions; b-d from the runner's result.json), e2e (wall
+Columns: p_core, p_whole (img/s, metrics.md definitions; b-f from the runner's result.json), e2e (wall
 time of the row's process, s), mem (GiB: device used minus the idle baseline or the allocator's reserved
 peak, the larger), MFU (FLOPs counted from the model x p_core / the device's dense fp16 peak from vendors/),
 and for c the check: top-1 agreement of the compiled fp16 model on nvJPEG input with the eager fp32 model
@@ -724,7 +724,7 @@ def parse(argv: Optional[List[str]]) -> argparse.Namespace:
     add("--weights", default="random", help="a weights file, or random (BatchNorm re-estimated)")
     add("--device", default="cuda")
     add("--batch-size", type=int, default=256)
-    add("--repeat", type=int, default=3, help="passes of rows c, d and e (a and b make one)")
+    add("--repeat", type=int, default=3, help="passes of rows c to f (a and b make one)")
     add("--check-images", type=int, default=2048)
     add("--budget-s", type=float, default=540.0, help="wall-time budget of the whole bench (s)")
     add("--skip", default="", help="rows to leave out, e.g. d")

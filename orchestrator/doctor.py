@@ -3,7 +3,8 @@
 Per host: SSH reachable with a known host key; docker answers (its version); the vendor's
 SMI answers and lists the configured devices; the device nodes docker would be given
 exist; free space in the workdir and the docker root; data, labels and weights exist,
-with their md5 / sha256 where the cluster file states them; and, on this machine, the
+with their md5 / sha256 where the cluster file states them; with ``mps`` on, the MPS
+daemon's control pipe is there; and, on this machine, the
 image's inputs (template, SDK files and their checksums). Every probe is an argv run
 through the host's transport, exactly as a run reaches the host. Each failure comes with
 a one-line fix. On the control machine: results_dir and the store's folder are writable.
@@ -32,7 +33,18 @@ from .transport.base import Completed, Transport, TransportError
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 STYLES = {PASS: "green", WARN: "yellow", FAIL: "bold red", SKIP: "dim"}
 #: the checks of a host, in table order
-COLUMNS = ("ssh", "docker", "smi", "device nodes", "workdir", "docker disk", "data", "weights", "image")
+COLUMNS = (
+    "ssh",
+    "docker",
+    "smi",
+    "device nodes",
+    "workdir",
+    "docker disk",
+    "data",
+    "weights",
+    "mps",
+    "image",
+)
 #: md5sum / sha256sum of a whole ImageNet tar (6.4 GB) may take minutes on a slow disk
 CHECKSUM_TIMEOUT = 1800.0
 #: a sha256 prefix in a torch.hub-style weights name (as runner_in_container.cases checks it)
@@ -125,6 +137,7 @@ def check_host(cluster: Cluster, host: Host, vendor: Vendor, limits: Limits) -> 
             probe.docker_disk,
             probe.data,
             probe.weights,
+            probe.mps,
         )
         checks = [first] + [probe.guard(name, method) for name, method in zip(COLUMNS[1:-1], remote)]
         return checks + [probe.image()]
@@ -343,6 +356,23 @@ class _HostProbe:
         if not (match and self.limits.checksums):
             return Check("weights", PASS, "present" + (" (sha256 not checked)" if match else ""))
         return self._digest("weights", "sha256sum", weights, match.group(1), "the sha256 prefix in its name")
+
+    def mps(self) -> Check:
+        """With ``mps`` on, the MPS daemon's control pipe must be in its pipe directory."""
+        if not self.host.mps:
+            return Check("mps", PASS, "off")
+        directory = self.host.mps_pipe_directory
+        pipe = posixpath.join(directory, "control")
+        if self.run(["test", "-e", pipe]).returncode != 0:
+            return Check(
+                "mps",
+                FAIL,
+                "no daemon",
+                "mps is on but %s is missing: the jobs' decoding would be time-sliced with the model" % pipe,
+                "start it as the jobs' user (CUDA_MPS_PIPE_DIRECTORY=%s nvidia-cuda-mps-control -d), or set "
+                "mps: false" % directory,
+            )
+        return Check("mps", PASS, pipe)
 
     def image(self) -> Check:
         """On this machine: the image's template renders and its SDK files are there with their checksums."""

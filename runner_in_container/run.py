@@ -309,6 +309,8 @@ def skeleton(config: Config) -> Dict:
         warnings.append(f"unverified weights {weights.path}: {why}")
     if config.max_images is not None:
         warnings.append(f"subset: only the first {len(ds.samples)} images were used (--max-images)")
+    if config.decoder.warning:
+        warnings.append(config.decoder.warning)
     return {
         "schema": protocol.SCHEMA_NAME,
         "schema_version": protocol.SCHEMA_VERSION,

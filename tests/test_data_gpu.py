@@ -276,6 +276,17 @@ def test_the_mps_control_pipe_is_found_where_the_cuda_driver_looks(tmp_path, mon
     assert "time-sliced" in gpu.gpu_sharing(None)
 
 
+def test_an_mps_daemon_asked_for_and_not_there_is_a_warning(tmp_path):
+    asked = {"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}
+    warning = gpu.mps_missing(asked, 6)
+    assert warning.startswith(f"CUDA_MPS_PIPE_DIRECTORY is {tmp_path} but no MPS daemon")
+    assert "6 decoding processes" in warning
+    assert gpu.mps_missing(asked, 1) is None  # decoding in the runner's own process: nothing to share
+    assert gpu.mps_missing({}, 6) is None  # not asked for
+    os.mkfifo(tmp_path / "control")
+    assert gpu.mps_missing(asked, 6) is None  # there
+
+
 def test_decoding_processes_with_the_pil_decoder_are_bad_input(tmp_path, capsys):
     data = generate(str(tmp_path / "set"), 2, layout="imagefolder", size=(64, 48))
     argv = ["--case", "resnet50", "--data", data, "--weights", "random", "--device", "cpu"]
@@ -306,10 +317,12 @@ def test_the_runner_with_the_device_loader_records_its_fallbacks(tmp_path, proce
     config = cli.config_from_args(cli.build_parser(sorted(discover())).parse_args(argv), argv)
     assert config.decoder.name == "pil" and "CUDA devices only" in config.decoder.fallback_reason
     description = "libjpeg via decode_jpeg on the CPU (test)"
-    on_cpu = gpu.Decoder("nvjpeg", description, "device resize", True, None, processes)
+    warning = gpu.mps_missing({"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}, processes)
+    on_cpu = gpu.Decoder("nvjpeg", description, "device resize", True, None, processes, warning)
     assert run.run(config._replace(decoder=on_cpu)) == 0
     doc = json.loads((out / "result.json").read_text())
     assert check_result(doc) == []
+    assert (warning in doc["warnings"]) if processes > 1 else (warning is None)
     assert (doc["data"]["decoder"], doc["data"]["resize"]) == (on_cpu.description, on_cpu.resize)
     assert doc["data"]["cpu_fallback_images"] == 3 and doc["data"]["decoder_fallback_reason"] is None
     assert doc["data"]["decode_processes"] == processes

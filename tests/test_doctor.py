@@ -2,6 +2,7 @@
 one unreachable address. Every check's pass / fail / warn, and a fix for every failure."""
 
 import hashlib
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -169,6 +170,22 @@ def test_disk_thresholds_fail_and_warn(report, base_image):
     assert checks[4].status == "fail" and "needs" in checks[4].detail
     checks = doctor.check_host(cluster, here, vendors.get("cpu"), doctor.Limits(workdir_gib=free / 1.5))
     assert checks[4].status == "warn"
+
+
+def test_an_mps_host_needs_the_daemons_control_pipe(report, tmp_path):
+    path, _ = report
+    cluster = load_cluster(path)
+    here = next(h for h in cluster.hosts if h.name == "here")
+    assert {c.name: c for c in report[1].hosts["here"]}["mps"].summary == "off"
+    pipes = tmp_path / "mps"
+    pipes.mkdir()
+    mps_host = here.model_copy(update={"mps": True, "mps_pipe_directory": str(pipes)})
+    check = {c.name: c for c in doctor.check_host(cluster, mps_host, vendors.get("cpu"), SMALL)}["mps"]
+    assert (check.status, check.summary) == ("fail", "no daemon")
+    assert str(pipes / "control") in check.detail and "nvidia-cuda-mps-control -d" in check.fix
+    os.mkfifo(pipes / "control")
+    check = {c.name: c for c in doctor.check_host(cluster, mps_host, vendors.get("cpu"), SMALL)}["mps"]
+    assert (check.status, check.summary) == ("pass", str(pipes / "control"))
 
 
 def test_every_failure_has_a_fix(report):

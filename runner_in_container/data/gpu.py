@@ -72,6 +72,7 @@ class Decoder(NamedTuple):
     batched: bool  # decode_jpeg takes a list of images (torchvision >= 0.19)
     fallback_reason: Optional[str]  # why "auto" chose PIL
     processes: int  # decoding processes (decode_procs.py); 1: in the runner's own
+    warning: Optional[str] = None  # for the result's warnings: an MPS daemon asked for and not there
 
 
 def pil_decoder(fallback_reason: Optional[str] = None) -> Decoder:
@@ -98,6 +99,18 @@ def default_processes(cpus: int, mps: bool) -> int:
     if mps:
         return max(1, min(MAX_DEFAULT_PROCESSES_MPS, cpus // 2))
     return max(1, min(MAX_DEFAULT_PROCESSES, cpus // 4))
+
+
+def mps_missing(environ: Mapping[str, str], processes: int) -> Optional[str]:
+    """A warning when ``CUDA_MPS_PIPE_DIRECTORY`` asks for an MPS daemon that is not there to join."""
+    directory = environ.get("CUDA_MPS_PIPE_DIRECTORY")
+    if processes == 1 or not directory or mps_control_pipe(environ) is not None:
+        return None
+    return (
+        f"CUDA_MPS_PIPE_DIRECTORY is {directory} but no MPS daemon's control pipe is there: the {processes} "
+        "decoding processes' GPU work is time-sliced with the model's (start nvidia-cuda-mps-control -d "
+        "with that directory)"
+    )
 
 
 def gpu_sharing(mps_pipe: Optional[str]) -> str:
@@ -179,7 +192,8 @@ def resolve_decoder(requested: str, device: torch.device, processes: int, cpus: 
         "in the runner's process" if processes == 1 else f"in {processes} processes, {gpu_sharing(mps_pipe)}"
     )
     description = f"nvJPEG: torchvision {torchvision.__version__} decode_jpeg on {device}, {how}, {where}"
-    return Decoder("nvjpeg", description, DESCRIPTION, batched, None, processes)
+    warning = mps_missing(os.environ, processes)
+    return Decoder("nvjpeg", description, DESCRIPTION, batched, None, processes, warning)
 
 
 class _Routed(NamedTuple):
