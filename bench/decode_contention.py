@@ -143,8 +143,9 @@ def model_rate(forward: Callable, example: torch.Tensor, seconds: float) -> floa
     return images / (time.perf_counter() - began)
 
 
-def in_other_processes(kind: str, paths: List[str], processes: int, model: Optional[Tuple], args) -> Tuple:
-    """(model img/s or None, decode img/s summed, error) with ``processes`` decoding processes."""
+def in_other_processes(kind: str, paths: List[str], processes: int, model: Tuple, args) -> Tuple:
+    """(model img/s, or None when a process failed to start; decode img/s summed; error) with
+    ``processes`` decoding processes beside the model."""
     context = multiprocessing.get_context("spawn")
     start, stop, results = context.Barrier(processes + 1), context.Event(), context.Queue()
     share = len(paths) // processes
@@ -158,7 +159,7 @@ def in_other_processes(kind: str, paths: List[str], processes: int, model: Optio
         worker.start()
     try:
         start.wait(timeout=120)
-        rate = model_rate(*model, args.seconds) if model else time.sleep(args.seconds)
+        rate = model_rate(*model, args.seconds)
     except threading.BrokenBarrierError:
         rate = None
     stop.set()
