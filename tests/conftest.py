@@ -5,20 +5,30 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("RN50BENCH_SHARED", REPO.parent / "shared"))
+#: the folder of a real ImageNet val sample (README, Tests); .ci/run sets it and checks that it is there
+REAL_DATA_VARIABLE = "RN50BENCH_REAL_DATA"
+REAL_DATA_FILES = (
+    "imagenet_val_sample/ILSVRC2012_img_val",
+    "imagenet_labels/val.txt",
+    "imagenet_labels/synset_words.txt",
+)
 
 pytest_plugins = [
     "tests.fixtures.docker_env",
+    "tests.fixtures.photos",
     "tests.fixtures.sshd",
     "tests.fixtures.slurm",
 ]
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """../shared/data: the 630 real ImageNet val images and the official labels."""
-    path = SHARED / "data"
-    if not (path / "imagenet_labels" / "val.txt").is_file():
-        pytest.fail("shared data not found at %s (set RN50BENCH_SHARED)" % path)
+def real_data() -> Path:
+    """$RN50BENCH_REAL_DATA: real ImageNet val JPEGs and their labels; skipped, with why, without them."""
+    value = os.environ.get(REAL_DATA_VARIABLE)
+    if not value:
+        pytest.skip("%s not set: no folder of real ImageNet val images (README, Tests)" % REAL_DATA_VARIABLE)
+    path = Path(value)
+    missing = [name for name in REAL_DATA_FILES if not (path / name).exists()]
+    if missing:
+        pytest.skip("%s=%s has no %s" % (REAL_DATA_VARIABLE, path, " or ".join(missing)))
     return path

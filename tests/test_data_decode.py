@@ -3,7 +3,6 @@
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,17 +101,16 @@ def _torchvision(img: Image.Image, pp: Preprocessing) -> torch.Tensor:
     )(img)
 
 
-def _images(shared_data: Path):
-    real = sorted((shared_data / "imagenet_val_sample" / "ILSVRC2012_img_val").iterdir())[:4]
-    for path in real:
-        yield path.name, decode_rgb(path.read_bytes(), path.name)
+def _images(photos):
+    for name, photo in photos.items():  # real photos (tests/fixtures/photos.py)
+        yield name, decode_rgb(_encoded(photo, "PNG"), name)
     for number, size in enumerate([(500, 375), (333, 500), (180, 120), (256, 256)]):
         yield str(size), render(seed=5, number=number, size=size)
 
 
 @pytest.mark.parametrize("pp", [Preprocessing(), Preprocessing(mean=(0.5,) * 3, std=(0.5,) * 3)])
-def test_resize_crop_and_normalize_equal_torchvision(shared_data, pp):
-    for name, img in _images(shared_data):
+def test_resize_crop_and_normalize_equal_torchvision(photos, pp):
+    for name, img in _images(photos):
         crop = resize_crop_pil(img, pp)
         assert crop.dtype == np.uint8 and crop.shape == (224, 224, 3), name
         batch = torch.from_numpy(crop).permute(2, 0, 1).unsqueeze(0).contiguous()

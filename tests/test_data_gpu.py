@@ -145,8 +145,8 @@ def test_decode_and_whole_pipeline_differences_on_generated_images():
     assert worst <= 1 and mean <= 0.01
 
 
-def test_decode_and_whole_pipeline_differences_on_real_imagenet_images(shared_data):
-    files = sorted((shared_data / "imagenet_val_sample" / "ILSVRC2012_img_val").glob("*.JPEG"))[:48]
+def test_decode_and_whole_pipeline_differences_on_real_imagenet_images(real_data):
+    files = sorted((real_data / "imagenet_val_sample" / "ILSVRC2012_img_val").glob("*.JPEG"))[:48]
     decode, (worst, mean, _) = _decode_and_resize_differences([f.read_bytes() for f in files])
     assert decode == 0
     assert worst <= 1 and mean <= 0.01

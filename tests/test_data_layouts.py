@@ -18,20 +18,20 @@ from runner_in_container.data.layouts import OFFICIAL_VAL_TAR_MD5
 SMALL = (40, 30)
 
 
-def _val_txt(shared_data: Path) -> Dict[str, int]:
-    lines = (shared_data / "imagenet_labels" / "val.txt").read_text().split("\n")
+def _val_txt(real_data: Path) -> Dict[str, int]:
+    lines = (real_data / "imagenet_labels" / "val.txt").read_text().split("\n")
     return {name: int(index) for name, index in (line.split() for line in lines if line)}
 
 
-def _wnids(shared_data: Path) -> List[str]:
+def _wnids(real_data: Path) -> List[str]:
     return [
         line.split()[0]
-        for line in (shared_data / "imagenet_labels" / "synset_words.txt").read_text().splitlines()
+        for line in (real_data / "imagenet_labels" / "synset_words.txt").read_text().splitlines()
     ]
 
 
-def _real_flat(shared_data: Path) -> Path:
-    return shared_data / "imagenet_val_sample" / "ILSVRC2012_img_val"
+def _real_flat(real_data: Path) -> Path:
+    return real_data / "imagenet_val_sample" / "ILSVRC2012_img_val"
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +46,10 @@ def sets(tmp_path_factory) -> Dict[str, Tuple[str, str]]:
 
 
 @pytest.fixture
-def real_imagefolder(tmp_path, shared_data) -> Path:
+def real_imagefolder(tmp_path, real_data) -> Path:
     """The 630 real images linked into ROOT/val/<wnid>/ as extract_ILSVRC.sh lays them out."""
-    labels, wnids = _val_txt(shared_data), _wnids(shared_data)
-    for image in _real_flat(shared_data).iterdir():
+    labels, wnids = _val_txt(real_data), _wnids(real_data)
+    for image in _real_flat(real_data).iterdir():
         folder = tmp_path / "val" / wnids[labels[image.name]]
         folder.mkdir(parents=True, exist_ok=True)
         (folder / image.name).symlink_to(image)
@@ -113,9 +113,9 @@ def test_flat_and_tar_samples_sorted_by_name_with_val_txt_labels(sets):
         assert "23 of 23 labelled images present" in ds.labels_source
 
 
-def test_real_flat_with_val_txt(shared_data):
-    val = shared_data / "imagenet_labels" / "val.txt"
-    ds = open_dataset(str(_real_flat(shared_data)), str(val))
+def test_real_flat_with_val_txt(real_data):
+    val = real_data / "imagenet_labels" / "val.txt"
+    ds = open_dataset(str(_real_flat(real_data)), str(val))
     assert ds.layout == "flat" and len(ds.samples) == 630
     assert "630 of 50000 labelled images present" in ds.labels_source
     lines = val.read_text().splitlines()
@@ -124,12 +124,12 @@ def test_real_flat_with_val_txt(shared_data):
         name, index = lines[number - 1].split()  # val.txt line N is image N
         assert (sample.name, sample.label) == (name, int(index))
     assert ds.samples[0].name == "ILSVRC2012_val_00000556.JPEG"
-    assert ds.read(0) == (_real_flat(shared_data) / ds.samples[0].name).read_bytes()
+    assert ds.read(0) == (_real_flat(real_data) / ds.samples[0].name).read_bytes()
 
 
-def test_real_imagefolder_with_synset_file_matches_val_txt(shared_data, real_imagefolder):
-    flat = open_dataset(str(_real_flat(shared_data)), str(shared_data / "imagenet_labels" / "val.txt"))
-    synsets = str(shared_data / "imagenet_labels" / "synset_words.txt")
+def test_real_imagefolder_with_synset_file_matches_val_txt(real_data, real_imagefolder):
+    flat = open_dataset(str(_real_flat(real_data)), str(real_data / "imagenet_labels" / "val.txt"))
+    synsets = str(real_data / "imagenet_labels" / "synset_words.txt")
     folder = open_dataset(str(real_imagefolder), synsets)
     assert folder.layout == "imagefolder"
     assert sorted((s.name.split("/")[1], s.label) for s in folder.samples) == sorted(flat.samples)
@@ -141,16 +141,16 @@ def test_real_imagefolder_with_synset_file_matches_val_txt(shared_data, real_ima
     assert max(s.label for s in dirs_only.samples) == classes - 1
 
 
-def test_imagefolder_dir_missing_from_synset_file(shared_data, real_imagefolder):
+def test_imagefolder_dir_missing_from_synset_file(real_data, real_imagefolder):
     (real_imagefolder / "val" / "n99999999").mkdir()
-    synsets = str(shared_data / "imagenet_labels" / "synset_words.txt")
+    synsets = str(real_data / "imagenet_labels" / "synset_words.txt")
     with pytest.raises(DataError, match="class directory n99999999 is not in synset file .*synset_words.txt"):
         open_dataset(str(real_imagefolder), synsets)
 
 
-def test_imagefolder_rejects_per_image_labels(sets, shared_data):
+def test_imagefolder_rejects_per_image_labels(sets, real_data):
     with pytest.raises(DataError, match=r"val\.txt: not a synset file"):
-        open_dataset(sets["imagefolder"][0], str(shared_data / "imagenet_labels" / "val.txt"))
+        open_dataset(sets["imagefolder"][0], str(real_data / "imagenet_labels" / "val.txt"))
 
 
 def _solution_csv(path: Path, names: List[str], labels: Dict[str, int], wnids: List[str]) -> None:
@@ -163,20 +163,20 @@ def _solution_csv(path: Path, names: List[str], labels: Dict[str, int], wnids: L
             )
 
 
-def test_kaggle_csv_with_synset_mapping(tmp_path, shared_data):
-    labels, wnids = _val_txt(shared_data), _wnids(shared_data)
-    flat = _real_flat(shared_data)
+def test_kaggle_csv_with_synset_mapping(tmp_path, real_data):
+    labels, wnids = _val_txt(real_data), _wnids(real_data)
+    flat = _real_flat(real_data)
     names = sorted(os.listdir(flat))
     _solution_csv(tmp_path / "LOC_val_solution.csv", names[::-1], labels, wnids)
-    shutil.copy(shared_data / "imagenet_labels" / "synset_words.txt", tmp_path / "LOC_synset_mapping.txt")
+    shutil.copy(real_data / "imagenet_labels" / "synset_words.txt", tmp_path / "LOC_synset_mapping.txt")
     ds = open_dataset(str(flat), str(tmp_path / "LOC_val_solution.csv"))
-    assert ds.samples == open_dataset(str(flat), str(shared_data / "imagenet_labels" / "val.txt")).samples
+    assert ds.samples == open_dataset(str(flat), str(real_data / "imagenet_labels" / "val.txt")).samples
     assert "LOC_synset_mapping.txt" in ds.labels_source
 
 
-def test_kaggle_csv_without_mapping(tmp_path, shared_data):
-    labels, wnids = _val_txt(shared_data), _wnids(shared_data)
-    flat = _real_flat(shared_data)
+def test_kaggle_csv_without_mapping(tmp_path, real_data):
+    labels, wnids = _val_txt(real_data), _wnids(real_data)
+    flat = _real_flat(real_data)
     few = tmp_path / "few" / "LOC_val_solution.csv"
     few.parent.mkdir()
     _solution_csv(few, sorted(os.listdir(flat)), labels, wnids)
@@ -189,7 +189,7 @@ def test_kaggle_csv_without_mapping(tmp_path, shared_data):
     )  # all 50,000 rows name all 1000 wnids: their sorted order is used
     _solution_csv(full, sorted(labels), labels, wnids)
     ds = open_dataset(str(flat), str(full))
-    assert ds.samples == open_dataset(str(flat), str(shared_data / "imagenet_labels" / "val.txt")).samples
+    assert ds.samples == open_dataset(str(flat), str(real_data / "imagenet_labels" / "val.txt")).samples
     assert "sorted wnids" in ds.labels_source
 
 
@@ -302,15 +302,15 @@ def test_tar_md5_match_and_mismatch(sets):
         open_dataset(sets["flat"][0], sets["flat"][1], md5=digest)
 
 
-def test_real_images_in_a_tar(tmp_path, shared_data):
+def test_real_images_in_a_tar(tmp_path, real_data):
     flat = open_dataset(
-        str(_real_flat(shared_data)), str(shared_data / "imagenet_labels" / "val.txt"), limit=40
+        str(_real_flat(real_data)), str(real_data / "imagenet_labels" / "val.txt"), limit=40
     )
     tar_path = tmp_path / "ILSVRC2012_img_val.tar"
     with tarfile.open(tar_path, "w") as tar:
         for sample in reversed(flat.samples):
-            tar.add(str(_real_flat(shared_data) / sample.name), arcname=sample.name)
-    ds = open_dataset(str(tar_path), str(shared_data / "imagenet_labels" / "val.txt"))
+            tar.add(str(_real_flat(real_data) / sample.name), arcname=sample.name)
+    ds = open_dataset(str(tar_path), str(real_data / "imagenet_labels" / "val.txt"))
     assert ds.samples == flat.samples
     assert all(ds.read(i) == flat.read(i) for i in range(40))
 
