@@ -27,6 +27,7 @@ from .data.pipeline import BatchLoader, Loader, ProcessBatchLoader, open_loader
 from .data.preprocess import Preprocessing, normalize, resize_crop_pil
 from .device import Device, open_device
 from .flops import count_flops
+from .hold import hold
 from .toolkits.base import Toolkit
 
 FLAGPERF_FLOPS_PER_IMAGE = 4.12e9
@@ -464,6 +465,9 @@ def run(config: Config) -> int:
         repeat=config.repeat,
         batch_size=config.batch_size,
     )
+    held = hold(config.infer_toolkit.settings.options, config.out, where.enter)
+    if held:
+        doc["warnings"].append(held)
     try:
         _measure(config, doc, dev, where)
     except Exception as exc:
