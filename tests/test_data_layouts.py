@@ -303,9 +303,7 @@ def test_tar_md5_match_and_mismatch(sets):
 
 
 def test_real_images_in_a_tar(tmp_path, real_data):
-    flat = open_dataset(
-        str(_real_flat(real_data)), str(real_data / "imagenet_labels" / "val.txt"), limit=40
-    )
+    flat = open_dataset(str(_real_flat(real_data)), str(real_data / "imagenet_labels" / "val.txt"), limit=40)
     tar_path = tmp_path / "ILSVRC2012_img_val.tar"
     with tarfile.open(tar_path, "w") as tar:
         for sample in reversed(flat.samples):

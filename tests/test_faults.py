@@ -54,8 +54,17 @@ MISSING_BASE = "local/rn50bench-missing-base:fault-" + uuid.uuid4().hex[:8]  # u
 NO_DOCKERD = "unix:///run/rn50bench-test-no-dockerd.sock"
 SSHD_MARK = "# rn50bench fault test\n"
 OOM = {"docker": {"memory": "200m"}}  # torch imports in that, the model does not fit
-SLOW = {"timeouts": {"run": 4}}
+SLOW = {"timeouts": {"run": 4}}  # and its job is held (HELD): it can never finish in time
 LATE = {"timeouts": {"start": 0.5}}  # the runner says "start" after importing torch: seconds
+RELEASE = "release"  # lets a held job go on, from its results folder (runner_in_container/hold.py)
+HELD = dict(CASE, toolkit_options={"hold_until": RELEASE})
+
+
+def release(workdir: Path, run_id: str, job_id: str) -> None:
+    """Let the held job ``job_id`` go on: its hold file, in its results folder on the host."""
+    folder = workdir / "runs" / run_id / job_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RELEASE).write_text("")
 
 
 # -- helpers shared with test_doctor and test_hostile_config ---------------------------------------------
@@ -240,6 +249,12 @@ class FaultLab:
         subprocess.run(["docker", "tag", self.image["base_image"], MISSING_BASE], check=True)
         self.bad_jpeg.write_bytes(self.good_jpeg)
         self.blocker.unlink()
+        release(self.tmp / "w-slow", self.run_id, "slow.d0.resnet50.pytorch.fp32.bs4")
+
+    def cases(self) -> List[Dict[str, Any]]:
+        """One case on every host; the slow host's job held until the repair."""
+        hosts = [host["name"] for host in self.hosts(repaired=True)]
+        return [dict(CASE, hosts=[h for h in hosts if h != "slow"]), dict(HELD, hosts=["slow"])]
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +273,7 @@ def fault_lab(tmp_path_factory, tiny_set, ssh_host_factory, cpu_image, cpu_sdk_d
     set_link(lab.ssh["down"], up=False)
     reload_sshd(lab.ssh["nodockerd"], "SetEnv DOCKER_HOST=" + NO_DOCKERD)
     try:
-        path = write_cluster(lab.tmp / "faults.yaml", lab.tmp, lab.hosts(repaired=False))
+        path = write_cluster(lab.tmp / "faults.yaml", lab.tmp, lab.hosts(repaired=False), cases=lab.cases())
         lab.done = orchestrator("run", "--cluster", str(path))
         lab.run_id = only_run(lab.store)["run_id"]
         yield lab
@@ -332,7 +347,12 @@ def test_resume_after_repair_completes_the_rest(fault_lab):
     before = {job["host"]: job for job in store.jobs(fault_lab.run_id)}
     good_result = store.results(fault_lab.run_id)[before["good"]["job_id"]]
     fault_lab.repair()
-    path = write_cluster(fault_lab.tmp / "repaired.yaml", fault_lab.tmp, fault_lab.hosts(repaired=True))
+    path = write_cluster(
+        fault_lab.tmp / "repaired.yaml",
+        fault_lab.tmp,
+        fault_lab.hosts(repaired=True),
+        cases=fault_lab.cases(),
+    )
     done = orchestrator("run", "--resume", fault_lab.run_id, "--cluster", str(path))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "%d of %d jobs to run, 1 finished OK are kept" % (len(EXPECTED) - 1, len(EXPECTED)) in done.stdout
@@ -359,8 +379,11 @@ def test_resume_after_repair_completes_the_rest(fault_lab):
 
 
 # -- Ctrl-C ---------------------------------------------------------------------------------------------
-def _wait_for(what: str, predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
+WAIT_S = 900  # a deadline for what takes a minute on an idle machine, to hold on a loaded one
+
+
+def _wait_for(what: str, predicate, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + WAIT_S
     while not predicate():
         if proc.poll() is not None:
             pytest.fail("orchestrator ended (%d) before %s: %s" % (proc.returncode, what, proc.stderr.read()))
@@ -378,15 +401,21 @@ def _states(store: Path) -> Dict[str, str]:
         return {}
 
 
+def _holding(log: Path) -> bool:
+    """Whether the runner log says the runner holds (stage hold: it cannot finish until released)."""
+    return log.is_file() and '"stage": "hold"' in log.read_text()
+
+
 def test_sigint_stops_the_containers_keeps_what_finished_and_resume_completes(
     tmp_path, tiny_set, cpu_image, cpu_sdk_dir, base_image
 ):
     image = {"base_image": base_image, "sdk_dir": str(cpu_sdk_dir)}
+    workdir = tmp_path / "work"
     path = write_cluster(
         tmp_path / "sigint.yaml",
         tmp_path,
-        [local_entry("sig", tiny_set, tmp_path / "work", image)],
-        cases=[dict(CASE, batch_size=[4, 2])],  # two jobs, one after the other on device 0
+        [local_entry("sig", tiny_set, workdir, image)],
+        cases=[CASE, dict(HELD, batch_size=2)],  # two jobs, one after the other on device 0; the second held
     )
     store = tmp_path / "store.sqlite"
     proc = subprocess.Popen(
@@ -400,9 +429,11 @@ def test_sigint_stops_the_containers_keeps_what_finished_and_resume_completes(
         first, second = "sig.d0.resnet50.pytorch.fp32.bs4", "sig.d0.resnet50.pytorch.fp32.bs2"
         _wait_for("the first job to finish", lambda: _states(store).get(first) == "OK", proc)
         run_id = only_run(store)["run_id"]
-        _wait_for("the second job's container", lambda: containers_of(run_id) != [], proc)
+        log = tmp_path / "results" / run_id / second / "runner.log"
+        _wait_for("the second job to hold in its container", lambda: _holding(log), proc)
+        assert containers_of(run_id) != []
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=WAIT_S)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -415,6 +446,7 @@ def test_sigint_stops_the_containers_keeps_what_finished_and_resume_completes(
     assert only_run(store)["state"] == "interrupted"
     kept = Store(str(store)).results(run_id)[first]
 
+    release(workdir, run_id, second)
     done = orchestrator("run", "--resume", run_id, "--store", str(store))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "1 of 2 jobs to run, 1 finished OK are kept" in done.stdout

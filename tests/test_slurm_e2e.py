@@ -4,7 +4,6 @@ the node. One job finishes into the results store, one is killed by Slurm for it
 is interrupted with Ctrl-C and its Slurm jobs, running and pending, are cancelled."""
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -23,7 +22,15 @@ from runner_in_container.data.generate import generate
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
-LONG = {"toolkit": "pytorch", "precision": "fp32", "batch_size": 4, "warmup": 0, "repeat": 100}  # > 1 min
+WAIT_S = 600  # a deadline for what takes a minute or two on an idle machine, to hold on a loaded one
+#: a job that never ends by itself: its runner holds for a file no one makes (runner_in_container/hold.py)
+HELD = {
+    "toolkit": "pytorch",
+    "precision": "fp32",
+    "batch_size": 4,
+    "warmup": 0,
+    "toolkit_options": {"hold_until": "never-made"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -99,17 +106,14 @@ def test_cpu_case_and_a_time_limit_kill(
             "warmup": 1,
             "hosts": ["pool", "bare"],
         },
-        dict(LONG, hosts=["short"]),
+        dict(HELD, hosts=["short"]),
     ]
     path = write_cluster(tmp_path, hosts, cases, {"partition": slurm_cluster.partition})
-    started = time.monotonic()
     done = subprocess.run(
         orchestrator_argv(path), cwd=str(REPO), env=slurm_cluster.env, capture_output=True, text=True,
-        timeout=600,
-    )  # fmt: skip
-    elapsed = time.monotonic() - started
+        timeout=WAIT_S + 300,
+    )  # fmt: skip  # about 90 s of it is the time-limit kill
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
-    assert elapsed < 200, "the run took %.0f s" % elapsed  # about 90 s of it is the time-limit kill
 
     store = Store(str(tmp_path / "store.sqlite"))
     (run,) = store.runs()
@@ -135,7 +139,7 @@ def test_cpu_case_and_a_time_limit_kill(
     reason = killed["reason"]
     assert reason.startswith("slurm TIMEOUT: time limit 1:00 reached after 1:"), reason
     assert "(slurm job " in reason and "\n" not in reason
-    assert re.search(r"the runner was in stage (val|infer)$", reason), reason  # how far depends on the CPU
+    assert reason.endswith("; the runner was in stage hold"), reason
     assert "DUE TO TIME LIMIT" in Path(killed["log_path"]).read_text()
     assert store.results(run_id).get(killed["job_id"]) is None
 
@@ -161,25 +165,26 @@ def test_ctrl_c_cancels_running_and_pending_jobs(
         cpu_host("waiting", tmp_path, sample_set, cpu_sdk_dir, base_image, slurm={"partition": "held"}),
         cpu_host("wrong", tmp_path, sample_set, cpu_sdk_dir, base_image, slurm={"partition": "nosuch"}),
     ]
-    path = write_cluster(tmp_path, hosts, [LONG], {"partition": slurm_cluster.partition})
+    path = write_cluster(tmp_path, hosts, [HELD], {"partition": slurm_cluster.partition})
     proc = subprocess.Popen(
         orchestrator_argv(path), cwd=str(REPO), env=slurm_cluster.env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while True:
+        deadline = time.monotonic() + WAIT_S
+        while True:  # busy holds in its container (RUNNING), waiting's partition takes no jobs (PENDING)
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the jobs did not reach RUNNING / PENDING"
             logs = list((tmp_path / "results").glob("*/busy.*/runner.log"))
             states = {j["name"].split(".")[1]: j["state"] for j in slurm_cluster.jobs()}
-            if logs and '"ev": "start"' in logs[0].read_text() and states.get("waiting") == "PENDING":
+            if logs and '"stage": "hold"' in logs[0].read_text() and states.get("waiting") == "PENDING":
                 break
             time.sleep(0.5)
         run_id = logs[0].parent.parent.name
         assert len(containers_of(run_id)) == 1  # the runner is up in its container on the node
+        assert states.get("busy") == "RUNNING"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=WAIT_S)  # each scancel waits until Slurm ended the job
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -195,7 +200,7 @@ def test_ctrl_c_cancels_running_and_pending_jobs(
          "sbatch: error: Batch job submission failed: Invalid partition name specified"),
     }  # fmt: skip
     assert [j["state"] for j in slurm_jobs(slurm_cluster, jobs).values()] == ["CANCELLED"] * 2
-    deadline = time.monotonic() + 30  # scancel: SIGTERM now, and the batch script removes the container
+    deadline = time.monotonic() + WAIT_S  # scancel: SIGTERM now, and the batch script removes the container
     while containers_of(run_id) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert containers_of(run_id) == []
