@@ -1,4 +1,4 @@
-"""Titles of columns, fields and sections in English and in the reference's Chinese (seed_resnet50.md).
+"""Titles of columns, fields and sections in English and in the reference's Chinese (FlagPerf's README).
 
 English is the default. Column keys are those of ``tables.RESULT_COLUMNS`` and ``tables.ENV_COLUMNS``;
 the English titles are the lead's, the Chinese ones the labels of the reference's metric list and

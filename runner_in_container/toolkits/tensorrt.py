@@ -7,7 +7,7 @@ key, version dispatch, calibration batching, the import guard).
 
 Two API generations, chosen by the installed version (``binding_api``):
 
-* TensorRT 8.x (the seed image has 8.5.1.7): ``create_network`` needs the
+* TensorRT 8.x (the reference image has 8.5.1.7): ``create_network`` needs the
   EXPLICIT_BATCH flag; inference through ``execute_async_v2(bindings, stream_handle)``
   with a device pointer per binding index. Reference: TensorRT 8.5 Python API,
   https://docs.nvidia.com/deeplearning/tensorrt/archives/tensorrt-852/api/python_api/

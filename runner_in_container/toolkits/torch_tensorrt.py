@@ -5,7 +5,7 @@ against the documented API; tested here: the import guard and the settings it de
 
 ``torch_tensorrt.compile(model, ir=..., inputs=[torch_tensorrt.Input(shape, dtype=...)],
 enabled_precisions=..., disable_tf32=...)``. The IR is the ``torch_tensorrt_ir`` option,
-default "ts" (TorchScript) for torch_tensorrt 1.x (the seed image has 1.3.0) and
+default "ts" (TorchScript) for torch_tensorrt 1.x (the reference image has 1.3.0) and
 "dynamo" for 2.x. References: https://docs.pytorch.org/TensorRT/v1.4.0/py_api/torch_tensorrt.html
 (compile), https://docs.pytorch.org/TensorRT/v1.2.0/py_api/ts.html (ts.compile: disable_tf32),
 https://docs.pytorch.org/TensorRT/py_api/dynamo.html (dynamo.compile: disable_tf32).
