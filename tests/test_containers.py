@@ -294,6 +294,7 @@ def test_exit_status_propagates(cpu_image: ImageSpec) -> None:
 
 # ignores SIGTERM (which the killed docker client forwards), like a runner stuck in a driver call
 STUBBORN = "trap '' TERM; echo started; sleep 600"
+START_S = 20  # a timeout a container starts well within, also on a loaded machine
 
 
 def _leftovers(name: str) -> str:
@@ -308,8 +309,8 @@ def test_timeout_kills_and_removes(cpu_image: ImageSpec) -> None:
     out: List[str] = []
     started = time.monotonic()
     with pytest.raises(CommandTimeout):
-        run_container(LocalTransport(kill_grace=1.0), name, argv, out.append, out.append, timeout=4)
-    assert time.monotonic() - started < 60
+        run_container(LocalTransport(kill_grace=1.0), name, argv, out.append, out.append, timeout=START_S)
+    assert time.monotonic() - started < START_S + 120  # the timeout, not the command's 600 s
     assert out == ["started"]
     assert _leftovers(name) == ""
 
@@ -360,5 +361,5 @@ def test_container_over_ssh_exit_and_timeout(cpu_image: ImageSpec, ssh_host: Ssh
         name = container_name("test-" + uuid.uuid4().hex[:8], "ssh-timeout")
         argv = _argv(name=name, image=cpu_image.tag, command=["sh", "-c", STUBBORN])
         with pytest.raises(CommandTimeout):
-            run_container(transport, name, argv, print, print, timeout=4)
+            run_container(transport, name, argv, print, print, timeout=START_S)
     assert _leftovers(name) == ""

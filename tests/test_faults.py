@@ -153,7 +153,7 @@ def reload_sshd(ssh_host, extra: str = "") -> None:
     config.write_text(base + (SSHD_MARK + extra + "\n" if extra else ""))
     os.kill(ssh_host.sshd_pid, signal.SIGHUP)  # sshd re-executes itself with the same pid
     want = NO_DOCKERD if "DOCKER_HOST" in extra else ""
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120
     while True:
         try:
             with make_transport(**ssh_host.transport_kwargs(), connect_timeout=2) as transport:

@@ -328,12 +328,12 @@ def test_batch_script_removes_its_container_when_slurm_stops_the_job(base_image)
     argv += ["docker", "run", "--rm", "--name", name, base_image, "sleep", "300"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300
         while docker("container", "inspect", name).returncode != 0:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.2)
         proc.terminate()  # what Slurm sends at the time limit or on scancel, before SIGKILL
-        proc.wait(timeout=30)
+        proc.wait(timeout=300)
         assert docker("container", "inspect", name).returncode != 0
     finally:
         if proc.poll() is None:

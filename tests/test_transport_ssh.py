@@ -71,12 +71,12 @@ class TestSshTransport(TransportContract):
         started = time.monotonic()
         with pytest.raises(TransportError, match="connection lost while a command ran"):
             transport.stream(
-                ["sh", "-c", 'echo $$ > "$1"; echo started; exec sleep 30', "sh", str(pidfile)],
+                ["sh", "-c", 'echo $$ > "$1"; echo started; exec sleep 600', "sh", str(pidfile)],
                 lambda line: ssh_host.drop_connections(),
                 print,
-                timeout=20,
+                timeout=300,
             )
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 120  # the loss is seen, not the timeout or the command's end
         assert wait_gone(read_pid(pidfile)) == []
 
     def test_reconnects_after_drop(self, transport: SshTransport, ssh_host: SshHost) -> None:
@@ -165,7 +165,7 @@ def test_host_down(ssh_host: SshHost, unreachable_address: str) -> None:
         TransportError, match=f"{unreachable_address}:\\d+\\): (no answer within 1 s|cannot connect)"
     ):
         connect(ssh_host, address=unreachable_address, connect_timeout=1.0).run(["true"])
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 60  # the connect timeout, not the kernel's minutes of SYN retries
 
 
 def test_name_not_resolved(ssh_host: SshHost) -> None:
