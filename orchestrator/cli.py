@@ -9,7 +9,7 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from rich.console import Console
 from rich.table import Table
@@ -17,13 +17,15 @@ from rich.table import Table
 import vendors
 from vendors.base import Vendor
 
-from . import doctor, images
+from . import doctor, images, runlock, signals
 from .config import Cluster, ConfigError, load_cluster
 from .display import ProgressBoard
 from .hostrun import INTERRUPTED, RunContext, image_overrides
 from .plan import Job, expand
 from .report import command as report_command
 from .report import tables
+from .safetext import console as safe_console
+from .safetext import shown
 from .scheduler import run_all
 from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, Store, new_run_id
 
@@ -114,11 +116,11 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     for item in skipped:
         what = "%s %s/%s/bs%d" % (item.case, item.toolkit, item.precision, item.batch_size)
         console.print("skipped %s on %s: %s" % (what, item.host, item.reason))
-    shown = set()
+    rendered = set()
     for host in cluster.hosts:
-        if host.runtime != "docker" or host.vendor in shown:
+        if host.runtime != "docker" or host.vendor in rendered:
             continue
-        shown.add(host.vendor)
+        rendered.add(host.vendor)
         overrides = image_overrides(host)
         console.rule("dockerfiles/%s (rendered for %s)" % (known[host.vendor].template, host.name))
         console.print(images.render_dockerfile(known[host.vendor], overrides), markup=False, highlight=False)
@@ -138,13 +140,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     results_dir = _writable_dir(Path(cluster.results_dir), "results_dir") / run_id
     store = _open_store(args.store or cluster.store)
     hosts = {h.name: h for h in cluster.hosts}
-    store.create_run(run_id, str(Path(args.cluster).resolve()), cluster.model_dump(mode="json"))
-    for job in jobs:
-        store.add_job(run_id, job.job_id, job.host, hosts[job.host].vendor, job.as_dict())
-    for item in skipped:
-        console.print("skipped %s/%s on %s: %s" % (item.toolkit, item.precision, item.host, item.reason))
-    console.print("run %s: %d jobs on %d hosts; store %s" % (run_id, len(jobs), len(hosts), store.path))
-    return _execute(console, store, run_id, cluster, known, jobs, results_dir)
+    with runlock.held(store.path, run_id):
+        store.create_run(run_id, str(Path(args.cluster).resolve()), cluster.model_dump(mode="json"))
+        for job in jobs:
+            store.add_job(run_id, job.job_id, job.host, hosts[job.host].vendor, job.as_dict())
+        for item in skipped:
+            console.print("skipped %s/%s on %s: %s" % (item.toolkit, item.precision, item.host, item.reason))
+        console.print("run %s: %d jobs on %d hosts; store %s" % (run_id, len(jobs), len(hosts), store.path))
+        return _execute(console, store, run_id, cluster, known, jobs, results_dir)
 
 
 def _resume(args: argparse.Namespace, console: Console) -> int:
@@ -162,6 +165,18 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     run = store.run(run_id)
     if run is None:
         raise UsageError("run %s is not in store %s (see: python -m orchestrator ls)" % (run_id, store_path))
+    with runlock.held(store.path, run_id):  # before reading which jobs are left: no one else runs them
+        return _resume_held(args, console, store, run, given)
+
+
+def _resume_held(
+    args: argparse.Namespace,
+    console: Console,
+    store: Store,
+    run: Dict[str, Any],
+    given: Optional[Tuple[Cluster, Dict[str, Vendor]]],
+) -> int:
+    run_id = run["run_id"]
     if given:
         (cluster, known), cluster_path = given, str(Path(args.cluster).resolve())
     else:
@@ -213,7 +228,7 @@ def _execute(
             store.cancel_unfinished(run_id, INTERRUPTED)
             print(
                 "run %s interrupted; resume it with: python -m orchestrator run --resume %s --store %s"
-                % (run_id, run_id, store.path),
+                % (run_id, run_id, shown(store.path)),
                 file=sys.stderr,
             )
         store.finish_run(run_id, state)
@@ -221,7 +236,8 @@ def _execute(
     stored = store.jobs(run_id)
     failed = [job for job in stored if job["state"] != OK]
     for job in failed:
-        print("error: job %s: %s: %s" % (job["job_id"], job["state"], job["reason"]), file=sys.stderr)
+        line = "error: job %s: %s: %s" % (job["job_id"], job["state"], job["reason"])
+        print(shown(line), file=sys.stderr)
     if failed:
         print(
             "%d of %d jobs did not finish OK (run %s; rerun them with --resume %s)"
@@ -344,7 +360,8 @@ class _Stderr(logging.Handler):
     """``warning: message`` on the sys.stderr of the moment (the live display may have replaced it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print("%s: %s" % (record.levelname.lower(), self.format(record)), file=sys.stderr, flush=True)
+        line = "%s: %s" % (record.levelname.lower(), self.format(record))
+        print(shown(line), file=sys.stderr, flush=True)
 
 
 def _setup_logging() -> None:
@@ -362,14 +379,15 @@ def _setup_logging() -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging()
-    console = Console()
+    console = safe_console()
     if not console.is_terminal:  # logs and CI: wide enough for the reference columns
-        console = Console(width=max(console.width, 200))
+        console = safe_console(width=max(console.width, 200))
+    signals.install()
     try:
         return args.func(args, console)
-    except (ConfigError, UsageError) as exc:
-        print("error: %s" % exc, file=sys.stderr)
+    except (ConfigError, UsageError, runlock.RunLocked) as exc:
+        print("error: %s" % shown(exc), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: containers stopped, finished jobs are stored", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print("interrupted (%s): containers stopped, finished jobs are stored" % exc, file=sys.stderr)
+        return exc.exit_status if isinstance(exc, signals.Terminated) else 130

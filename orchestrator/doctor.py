@@ -28,6 +28,7 @@ from vendors.base import Vendor
 from . import envinfo, images
 from .config import Cluster, Host
 from .hostrun import host_transport, image_overrides, one_line
+from .safetext import shown
 from .transport.base import Completed, Transport, TransportError
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
@@ -486,10 +487,11 @@ def render(console: Console, report: Report) -> None:
     ]
     for where, check in problems:
         line = Text.assemble(
-            (check.status.upper(), STYLES[check.status]), " %s / %s: %s" % (where, check.name, check.detail)
+            (check.status.upper(), STYLES[check.status]),
+            shown(" %s / %s: %s" % (where, check.name, check.detail)),
         )
         console.print(line)
-        console.print(Text("    fix: " + check.fix))
+        console.print(Text(shown("    fix: " + check.fix)))
     fails = sum(1 for _, c in problems if c.status == FAIL)
     warns = len(problems) - fails
     if not problems:
@@ -499,4 +501,4 @@ def render(console: Console, report: Report) -> None:
 
 
 def _cell(check: Check) -> Text:
-    return Text.assemble((check.status, STYLES[check.status]), " " + check.summary)
+    return Text.assemble((check.status, STYLES[check.status]), shown(" " + check.summary))

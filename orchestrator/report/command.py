@@ -11,6 +11,8 @@ from typing import List, Optional, Sequence, Tuple
 from rich.console import Console
 from rich.table import Table
 
+from ..safetext import console as safe_console
+from ..safetext import shown
 from ..store import Store
 from ..transport.base import atomic_path
 from . import compare as cmp
@@ -137,7 +139,7 @@ def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> 
         comparison = cmp.compare(cmp.run_side(data), other, args.force)
     if args.format == "table":
         buffer = io.StringIO()
-        console = Console(file=buffer, width=console_width, color_system=None, force_terminal=False)
+        console = safe_console(file=buffer, width=console_width, color_system=None, force_terminal=False)
         for table in _tables(data, args.lang, comparison):
             console.print(table)
         return buffer.getvalue()
@@ -172,8 +174,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 raise ReportError("%s: cannot write: %s" % (args.out, exc.strerror or exc)) from None
             console.print("wrote %s" % args.out, highlight=False)
         else:
-            sys.stdout.write(text)
+            sys.stdout.write(shown(text) if sys.stdout.isatty() else text)  # files keep their bytes
     except ReportError as exc:
-        print("error: %s" % exc, file=sys.stderr)
+        print("error: %s" % shown(exc), file=sys.stderr)
         return 2
     return 0
