@@ -301,7 +301,8 @@ class Case(Model):
 class Defaults(Model):
     """Values every host shares unless it says otherwise."""
 
-    workdir: str = "/var/tmp/rn50bench"
+    #: unset: the run user's own state folder on each host (orchestrator/workdir.py), never a shared /tmp
+    workdir: Optional[str] = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
     monitor_interval_s: float = Field(1.0, gt=0)
 
@@ -363,7 +364,8 @@ class Cluster(Model):
             spec = vendor.over(spec)
         return host.slurm.over(spec) if host.slurm else spec
 
-    def host_workdir(self, host: Host) -> str:
+    def host_workdir(self, host: Host) -> Optional[str]:
+        """The workdir the file sets for ``host``; None: the default, found on the host (workdir.py)."""
         return host.workdir or self.defaults.workdir
 
     def host_timeouts(self, host: Host) -> Timeouts:

@@ -26,6 +26,7 @@ from rich.text import Text
 from vendors.base import Vendor
 
 from . import envinfo, images
+from . import workdir as workdirs
 from .config import Cluster, Host
 from .hostrun import host_transport, image_overrides, one_line
 from .safetext import shown
@@ -283,7 +284,15 @@ class _HostProbe:
         return Check("device nodes", PASS, ", ".join(nodes))
 
     def workdir(self) -> Check:
-        path = self.cluster.host_workdir(self.host)
+        """Safe (workdir.py: only the run's user can write there), writable, and with room."""
+        try:
+            configured = self.cluster.host_workdir(self.host)
+            path = configured or workdirs.default_workdir(self.transport, self.timeout)
+            found = workdirs.inspect(self.transport, path, self.timeout)
+        except workdirs.WorkdirRefused as exc:
+            return Check("workdir", FAIL, "cannot check", str(exc), "check that stat, readlink and find work")
+        if found:
+            return Check("workdir", FAIL, "unsafe", "%s: %s" % (path, found.reason), found.fix)
         existing = self._nearest_existing(path)
         if self.run(["test", "-d", existing]).returncode != 0:
             return Check(
@@ -293,14 +302,16 @@ class _HostProbe:
                 "%s cannot be created: %s is not a directory" % (path, existing),
                 "set workdir to a folder the ssh user can create",
             )
-        if self.run(["test", "-w", existing]).returncode != 0:
+        probe = self.run(["mktemp", "-p", existing, ".rn50bench-doctor.XXXXXX"])
+        if probe.returncode != 0:
             return Check(
                 "workdir",
                 FAIL,
                 "not writable",
-                "%s: %s is not writable by the ssh user" % (path, existing),
-                "make it writable for that user, or set workdir elsewhere",
+                "%s cannot be made: no file can be written in %s: %s" % (path, existing, _last_line(probe)),
+                "set workdir to a folder the run's user can write, or leave it unset",
             )
+        self.run(["rm", "-f", "--", probe.stdout.strip()])
         return self._space_check("workdir", path, self._free_gib(existing), self.limits.workdir_gib)
 
     def docker_disk(self) -> Check:

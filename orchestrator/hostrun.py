@@ -19,6 +19,7 @@ from runner_in_container.protocol import EXIT_BAD_INPUT, RESULT_FILE, parse_even
 from vendors.base import Vendor
 
 from . import collect, containers, envinfo, images
+from . import workdir as workdirs
 from .config import Cluster, Host
 from .monitor import Monitor
 from .plan import Job
@@ -129,7 +130,7 @@ class HostWorker:
         self.host = host
         self.vendor = ctx.vendors[host.vendor]
         self.timeouts = ctx.cluster.host_timeouts(host)
-        self.workdir = ctx.cluster.host_workdir(host)
+        self.workdir = ctx.cluster.host_workdir(host) or ""  # set by prepare (_secure_workdir)
         self.transport: Optional[Transport] = None
         self._device_transports: Dict[int, Transport] = {}
         self.env: Dict[str, Any] = {}
@@ -162,6 +163,7 @@ class HostWorker:
             except TransportError as exc:
                 raise StageFailure("connect", one_line(str(exc))) from None
         with stage_errors("start"):
+            self._secure_workdir()
             self._check_paths()
         self._check_cancel()
         with stage_errors("connect"):
@@ -232,6 +234,14 @@ class HostWorker:
     def _check_cancel(self) -> None:
         if self.ctx.cancel.is_set():
             raise Cancelled("%s: %s" % (self.host.name, INTERRUPTED))
+
+    def _secure_workdir(self) -> None:
+        """The host's workdir, made if missing; refused where anyone but the run's user could write in it."""
+        assert self.transport is not None
+        try:
+            self.workdir = workdirs.secure(self.transport, self.workdir or None, self.timeouts.connect)
+        except workdirs.WorkdirRefused as exc:
+            raise StageFailure("start", one_line(str(exc))) from None
 
     def _check_paths(self) -> None:
         """Data, labels and weights must exist on the host before anything is built or started."""
