@@ -3,7 +3,6 @@
 import argparse
 import json
 import logging
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -27,7 +26,7 @@ from .report import tables
 from .safetext import console as safe_console
 from .safetext import shown
 from .scheduler import run_all
-from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, Store, new_run_id
+from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, Store, StoreError, new_run_id
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
 
@@ -92,13 +91,6 @@ def _writable_dir(path: Path, field: str) -> Path:
     return path
 
 
-def _open_store(path: str) -> Store:
-    try:
-        return Store(path)
-    except (OSError, sqlite3.Error) as exc:
-        raise UsageError("store %s cannot be opened: %s" % (path, exc)) from None
-
-
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     cluster, known = _load(args.cluster)
     jobs, skipped = expand(cluster, known)
@@ -138,7 +130,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("%s: no job to run (every case was skipped)" % args.cluster)
     run_id = new_run_id()
     results_dir = _writable_dir(Path(cluster.results_dir), "results_dir") / run_id
-    store = _open_store(args.store or cluster.store)
+    store = Store(args.store or cluster.store)
     hosts = {h.name: h for h in cluster.hosts}
     with runlock.held(store.path, run_id):
         store.create_run(run_id, str(Path(args.cluster).resolve()), cluster.model_dump(mode="json"))
@@ -161,7 +153,7 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     store_path = args.store or (given[0].store if given else DEFAULT_STORE)
     if not Path(store_path).is_file():
         raise UsageError("%s: no results store here (name it with --store)" % store_path)
-    store = _open_store(store_path)
+    store = Store(store_path)
     run = store.run(run_id)
     if run is None:
         raise UsageError("run %s is not in store %s (see: python -m orchestrator ls)" % (run_id, store_path))
@@ -217,21 +209,33 @@ def _execute(
     jobs: List[Job],
     results_dir: Path,
 ) -> int:
-    """Run ``jobs`` of a stored run; on Ctrl-C the unfinished ones end CANCELLED and the run "interrupted"."""
-    state = RUN_INTERRUPTED
+    """Run ``jobs`` of a stored run; on Ctrl-C the unfinished ones end CANCELLED and the run "interrupted".
+
+    When the store stops taking writes (disk full) the run stops: the result files already fetched stay in
+    ``results_dir`` and ``--resume`` stores them without running those jobs again (hostrun.run_job).
+    """
+    state: Optional[str] = RUN_INTERRUPTED
     try:
         with ProgressBoard() as board:
             run_all(RunContext(run_id, cluster, store, known, results_dir, board.update), jobs)
         state = RUN_FINISHED
+    except StoreError as exc:
+        state = None  # nothing more can be marked in it
+        raise StoreError(
+            "%s; run %s stopped, its fetched results are kept in %s: once the store can be written, resume "
+            "it with: python -m orchestrator run --resume %s --store %s"
+            % (exc, run_id, results_dir, run_id, store.path)
+        ) from None
     finally:
-        if state != RUN_FINISHED:
+        if state == RUN_INTERRUPTED:
             store.cancel_unfinished(run_id, INTERRUPTED)
             print(
                 "run %s interrupted; resume it with: python -m orchestrator run --resume %s --store %s"
                 % (run_id, run_id, shown(store.path)),
                 file=sys.stderr,
             )
-        store.finish_run(run_id, state)
+        if state is not None:
+            store.finish_run(run_id, state)
     _print_run(console, store, run_id)
     stored = store.jobs(run_id)
     failed = [job for job in stored if job["state"] != OK]
@@ -268,9 +272,7 @@ def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_ls(args: argparse.Namespace, console: Console) -> int:
-    if not Path(args.store).exists():
-        raise UsageError("%s: no results store yet (run something first)" % args.store)
-    store = Store(args.store)
+    store = Store(args.store, readonly=True)
     table = Table(title="runs in %s" % args.store)
     for column in ("run", "state", "jobs", "ok", "cluster file"):
         table.add_column(column)
@@ -385,7 +387,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     signals.install()
     try:
         return args.func(args, console)
-    except (ConfigError, UsageError, runlock.RunLocked) as exc:
+    except (ConfigError, UsageError, runlock.RunLocked, StoreError) as exc:
         print("error: %s" % shown(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:

@@ -77,6 +77,7 @@ def test_a_job_joins_the_mps_daemon_only_when_its_host_says_so(tmp_path, mps):
     for runtime in ("bare", "docker"):
         worker = HostWorker(ctx, loaded.hosts[0].model_copy(update={"runtime": runtime}))
         worker.runner_path, worker.image = "/srv/runner/abc", "rn50bench/nvidia:0123456789abcdef"
+        worker.workdir = "/tmp/work"  # as prepare() makes it
         commands[runtime] = worker.job_command(job, posixpath.join("/tmp/work/runs/r1", job.job_id))
     bare, docker = commands["bare"], commands["docker"]
     variable = "CUDA_MPS_PIPE_DIRECTORY=/run/mps"

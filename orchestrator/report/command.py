@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..safetext import console as safe_console
 from ..safetext import shown
-from ..store import Store
+from ..store import Store, StoreError
 from ..transport.base import atomic_path
 from . import compare as cmp
 from . import labels, sysdesc, tables
@@ -159,9 +159,10 @@ def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Make the report; print it or write it to --out. Errors are one line on stderr, exit status 2."""
     try:
-        if not Path(args.store).is_file():
-            raise ReportError("%s: no results store (run something first, or pass --store)" % args.store)
-        store = Store(args.store)
+        try:
+            store = Store(args.store, readonly=True)
+        except StoreError as exc:
+            raise ReportError(str(exc)) from None
         try:
             text = render(args, store, console.width)
         finally:
