@@ -5,7 +5,7 @@ from typing import Dict, List, Tuple
 
 from vendors.base import Vendor
 
-from .config import Cluster
+from .config import Cluster, ConfigError
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
     seen = set()
     for job in jobs:
         if job.job_id in seen:
-            raise ValueError("job %s appears twice: two case entries expand to the same job" % job.job_id)
+            raise ConfigError("job %s appears twice: two case entries expand to the same job" % job.job_id)
         seen.add(job.job_id)
     return jobs, skipped
 

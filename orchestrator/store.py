@@ -100,12 +100,11 @@ def _connect(path: str, readonly: bool) -> sqlite3.Connection:
         raise StoreError(
             "store %s is a directory; name the store's file (e.g. %s)" % (path, target / "rn50bench.sqlite")
         )
-    exists = target.exists()
+    exists = target.exists() and target.stat().st_size > 0  # a writer makes a 0-byte file a new store
     if readonly and not exists:
-        raise StoreError("%s: no results store (run something first, or pass --store)" % path)
-    if exists and target.stat().st_size == 0:
+        what = "is an empty file (0 bytes)" if target.exists() else "does not exist"
         raise StoreError(
-            "store %s is an empty file (0 bytes), not a results store; remove it or name another" % path
+            "store %s %s: no results in it (run something first, or pass --store)" % (path, what)
         )
     try:
         if readonly:
