@@ -16,7 +16,7 @@ from rich.table import Table
 import vendors
 from vendors.base import Vendor
 
-from . import doctor, images, runlock, signals
+from . import doctor, images, knobs, runlock, signals
 from .config import Cluster, ConfigError, load_cluster
 from .display import ProgressBoard
 from .hostrun import INTERRUPTED, RunContext, image_overrides
@@ -51,7 +51,8 @@ def _load(path: str) -> Tuple[Cluster, Dict[str, Vendor]]:
 
 def _check_vendors(cluster: Cluster, where: str) -> Dict[str, Vendor]:
     """Every host names a known vendor, joins MPS only on NVIDIA, and runs privileged only when its vendor
-    needs it and it says so."""
+    needs it and it says so; every case, toolkit option and batch size is one the runner takes."""
+    knobs.check(cluster, where)
     known = vendors.discover()
     for index, host in enumerate(cluster.hosts):
         field = "%s: hosts[%d]" % (where, index)
@@ -127,7 +128,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     cluster, known = _load(args.cluster)
     jobs, skipped = expand(cluster, known)
     if not jobs:
-        raise UsageError("%s: no job to run (every case was skipped)" % args.cluster)
+        reasons = sorted({"%s: %s" % (item.host, item.reason) for item in skipped})
+        raise UsageError(
+            "%s: no job to run, every case was skipped: %s" % (args.cluster, "; ".join(reasons[:3]))
+            + ("; and %d more" % (len(reasons) - 3) if len(reasons) > 3 else "")
+        )
     run_id = new_run_id()
     results_dir = _writable_dir(Path(cluster.results_dir), "results_dir") / run_id
     store = Store(args.store or cluster.store)

@@ -358,11 +358,12 @@ class Cluster(Model):
                     "case %s names unknown hosts: %s" % (case.case, ", ".join(map(repr, unknown)))
                 )
         self._check_launcher()
-        self._check_job_count()
+        self._check_jobs()
         return self
 
-    def _check_job_count(self) -> None:
-        """At most MAX_JOBS jobs (before vendors skip some): a few lines of lists must not make millions."""
+    def _check_jobs(self) -> None:
+        """At most MAX_JOBS jobs (before vendors skip some): a few lines of lists must not make millions;
+        and no two case entries make the same job."""
         total = 0
         for index, case in enumerate(self.cases):
             devices = sum(len(h.devices) for h in self.hosts if case.hosts is None or h.name in case.hosts)
@@ -372,6 +373,19 @@ class Cluster(Model):
                     "cases[%d]: the cases make more than %d jobs (lists multiply: toolkit x precision x "
                     "batch_size x devices); split the file into several runs" % (index, MAX_JOBS)
                 )
+        made: Dict[tuple, int] = {}
+        for index, case in enumerate(self.cases):
+            for host in self.hosts:
+                if case.hosts is not None and host.name not in case.hosts:
+                    continue
+                for combo in case.matrix():
+                    key = (host.name, case.case, combo["toolkit"], combo["precision"], combo["batch_size"])
+                    first = made.setdefault(key + (case.decoder,), index)
+                    if first != index:
+                        raise ValueError(
+                            "cases[%d] makes the job of cases[%d] again (host %s, %s %s %s batch size %d)"
+                            % ((index, first) + key)
+                        )
 
     def _check_launcher(self) -> None:
         """Slurm settings only with launcher slurm; under it Slurm, not the file, picks devices."""
