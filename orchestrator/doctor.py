@@ -142,7 +142,7 @@ def check_host(cluster: Cluster, host: Host, vendor: Vendor, limits: Limits) -> 
             probe.mps,
         )
         checks = [first] + [probe.guard(name, method) for name, method in zip(COLUMNS[1:-1], remote)]
-        return checks + [probe.image()]
+        return checks + [probe.guard("image", lambda: probe.image(on_host=checks[1].status == PASS))]
     finally:
         transport.close()
 
@@ -386,8 +386,10 @@ class _HostProbe:
             )
         return Check("mps", PASS, pipe)
 
-    def image(self) -> Check:
-        """On this machine: the image's template renders and its SDK files are there with their checksums."""
+    def image(self, on_host: bool = False) -> Check:
+        """On this machine: the image's template renders and its SDK files are there with their checksums.
+        ``on_host`` (its docker answers): the image is there, or the base image to build it from (no
+        registry may be reachable)."""
         if self.host.runtime != "docker":
             return Check("image", PASS, "n/a (bare: the runner is copied)")
         image = self.host.image
@@ -406,7 +408,20 @@ class _HostProbe:
                 one_line(str(exc)),
                 "put the vendor's SDK files in image.sdk_dir with the sha256 stated in image.sdk_checksums",
             )
-        return Check("image", PASS, spec.tag)
+        if not on_host or images.image_exists(self.transport, spec.tag):
+            return Check("image", PASS, spec.tag)
+        base = image_overrides(self.host).get("base_image") or self.vendor.image_vars["base_image"]
+        if not images.image_exists(self.transport, base):
+            return Check(
+                "image",
+                FAIL,
+                "no base image",
+                "%s is not built on %s and its base image %s is not there either"
+                % (spec.tag, self.host.name, base),
+                "load the base image on the host (docker load or docker import), or set image.base_image "
+                "to one it has",
+            )
+        return Check("image", PASS, "%s (to build from %s)" % (spec.tag, base))
 
     # -- helpers ----------------------------------------------------------------------
     def _nearest_existing(self, path: str) -> str:

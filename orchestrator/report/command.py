@@ -172,7 +172,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 with atomic_path(Path(args.out)) as tmp:
                     tmp.write_text(text, encoding="utf-8")
             except OSError as exc:
-                raise ReportError("%s: cannot write: %s" % (args.out, exc.strerror or exc)) from None
+                raise ReportError(_write_error(Path(args.out), exc)) from None
             console.print("wrote %s" % args.out, highlight=False)
         else:
             sys.stdout.write(shown(text) if sys.stdout.isatty() else text)  # files keep their bytes
@@ -180,3 +180,18 @@ def run(args: argparse.Namespace, console: Console) -> int:
         print("error: %s" % shown(exc), file=sys.stderr)
         return 2
     return 0
+
+
+def _write_error(out: Path, exc: OSError) -> str:
+    """Why --out could not be written: the file itself, or its folder, which takes no new file (the report
+    is written beside it first and renamed onto it)."""
+    failed = Path(exc.filename) if exc.filename else out
+    if failed in out.parents and failed.exists() and not failed.is_dir():
+        return "cannot write %s: %s is not a folder" % (out, failed)
+    if failed != out and failed.parent == out.parent:
+        return "cannot write %s: no new file can be made in its folder %s (%s)" % (
+            out,
+            out.parent,
+            exc.strerror or exc,
+        )
+    return "cannot write %s: %s: %s" % (out, failed, exc.strerror or exc)
