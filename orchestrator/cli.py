@@ -3,13 +3,12 @@
 import argparse
 import json
 import logging
-import sqlite3
 import sys
 import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from rich.console import Console
 from rich.table import Table
@@ -17,15 +16,17 @@ from rich.table import Table
 import vendors
 from vendors.base import Vendor
 
-from . import doctor, images
+from . import doctor, images, knobs, runlock, signals
 from .config import Cluster, ConfigError, load_cluster
 from .display import ProgressBoard
 from .hostrun import INTERRUPTED, RunContext, image_overrides
 from .plan import Job, expand
 from .report import command as report_command
 from .report import tables
+from .safetext import console as safe_console
+from .safetext import shown
 from .scheduler import run_all
-from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, Store, new_run_id
+from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, Store, StoreError, new_run_id
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
 
@@ -50,7 +51,8 @@ def _load(path: str) -> Tuple[Cluster, Dict[str, Vendor]]:
 
 def _check_vendors(cluster: Cluster, where: str) -> Dict[str, Vendor]:
     """Every host names a known vendor, joins MPS only on NVIDIA, and runs privileged only when its vendor
-    needs it and it says so."""
+    needs it and it says so; every case, toolkit option and batch size is one the runner takes."""
+    knobs.check(cluster, where)
     known = vendors.discover()
     for index, host in enumerate(cluster.hosts):
         field = "%s: hosts[%d]" % (where, index)
@@ -90,13 +92,6 @@ def _writable_dir(path: Path, field: str) -> Path:
     return path
 
 
-def _open_store(path: str) -> Store:
-    try:
-        return Store(path)
-    except (OSError, sqlite3.Error) as exc:
-        raise UsageError("store %s cannot be opened: %s" % (path, exc)) from None
-
-
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     cluster, known = _load(args.cluster)
     jobs, skipped = expand(cluster, known)
@@ -114,11 +109,11 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     for item in skipped:
         what = "%s %s/%s/bs%d" % (item.case, item.toolkit, item.precision, item.batch_size)
         console.print("skipped %s on %s: %s" % (what, item.host, item.reason))
-    shown = set()
+    rendered = set()
     for host in cluster.hosts:
-        if host.runtime != "docker" or host.vendor in shown:
+        if host.runtime != "docker" or host.vendor in rendered:
             continue
-        shown.add(host.vendor)
+        rendered.add(host.vendor)
         overrides = image_overrides(host)
         console.rule("dockerfiles/%s (rendered for %s)" % (known[host.vendor].template, host.name))
         console.print(images.render_dockerfile(known[host.vendor], overrides), markup=False, highlight=False)
@@ -133,18 +128,23 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     cluster, known = _load(args.cluster)
     jobs, skipped = expand(cluster, known)
     if not jobs:
-        raise UsageError("%s: no job to run (every case was skipped)" % args.cluster)
+        reasons = sorted({"%s: %s" % (item.host, item.reason) for item in skipped})
+        raise UsageError(
+            "%s: no job to run, every case was skipped: %s" % (args.cluster, "; ".join(reasons[:3]))
+            + ("; and %d more" % (len(reasons) - 3) if len(reasons) > 3 else "")
+        )
     run_id = new_run_id()
     results_dir = _writable_dir(Path(cluster.results_dir), "results_dir") / run_id
-    store = _open_store(args.store or cluster.store)
+    store = Store(args.store or cluster.store)
     hosts = {h.name: h for h in cluster.hosts}
-    store.create_run(run_id, str(Path(args.cluster).resolve()), cluster.model_dump(mode="json"))
-    for job in jobs:
-        store.add_job(run_id, job.job_id, job.host, hosts[job.host].vendor, job.as_dict())
-    for item in skipped:
-        console.print("skipped %s/%s on %s: %s" % (item.toolkit, item.precision, item.host, item.reason))
-    console.print("run %s: %d jobs on %d hosts; store %s" % (run_id, len(jobs), len(hosts), store.path))
-    return _execute(console, store, run_id, cluster, known, jobs, results_dir)
+    with runlock.held(store.path, run_id):
+        store.create_run(run_id, str(Path(args.cluster).resolve()), cluster.model_dump(mode="json"))
+        for job in jobs:
+            store.add_job(run_id, job.job_id, job.host, hosts[job.host].vendor, job.as_dict())
+        for item in skipped:
+            console.print("skipped %s/%s on %s: %s" % (item.toolkit, item.precision, item.host, item.reason))
+        console.print("run %s: %d jobs on %d hosts; store %s" % (run_id, len(jobs), len(hosts), store.path))
+        return _execute(console, store, run_id, cluster, known, jobs, results_dir)
 
 
 def _resume(args: argparse.Namespace, console: Console) -> int:
@@ -158,10 +158,22 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     store_path = args.store or (given[0].store if given else DEFAULT_STORE)
     if not Path(store_path).is_file():
         raise UsageError("%s: no results store here (name it with --store)" % store_path)
-    store = _open_store(store_path)
+    store = Store(store_path)
     run = store.run(run_id)
     if run is None:
         raise UsageError("run %s is not in store %s (see: python -m orchestrator ls)" % (run_id, store_path))
+    with runlock.held(store.path, run_id):  # before reading which jobs are left: no one else runs them
+        return _resume_held(args, console, store, run, given)
+
+
+def _resume_held(
+    args: argparse.Namespace,
+    console: Console,
+    store: Store,
+    run: Dict[str, Any],
+    given: Optional[Tuple[Cluster, Dict[str, Vendor]]],
+) -> int:
+    run_id = run["run_id"]
     if given:
         (cluster, known), cluster_path = given, str(Path(args.cluster).resolve())
     else:
@@ -202,26 +214,39 @@ def _execute(
     jobs: List[Job],
     results_dir: Path,
 ) -> int:
-    """Run ``jobs`` of a stored run; on Ctrl-C the unfinished ones end CANCELLED and the run "interrupted"."""
-    state = RUN_INTERRUPTED
+    """Run ``jobs`` of a stored run; on Ctrl-C the unfinished ones end CANCELLED and the run "interrupted".
+
+    When the store stops taking writes (disk full) the run stops: the result files already fetched stay in
+    ``results_dir`` and ``--resume`` stores them without running those jobs again (hostrun.run_job).
+    """
+    state: Optional[str] = RUN_INTERRUPTED
     try:
         with ProgressBoard() as board:
             run_all(RunContext(run_id, cluster, store, known, results_dir, board.update), jobs)
         state = RUN_FINISHED
+    except StoreError as exc:
+        state = None  # nothing more can be marked in it
+        raise StoreError(
+            "%s; run %s stopped, its fetched results are kept in %s: once the store can be written, resume "
+            "it with: python -m orchestrator run --resume %s --store %s"
+            % (exc, run_id, results_dir, run_id, store.path)
+        ) from None
     finally:
-        if state != RUN_FINISHED:
+        if state == RUN_INTERRUPTED:
             store.cancel_unfinished(run_id, INTERRUPTED)
             print(
                 "run %s interrupted; resume it with: python -m orchestrator run --resume %s --store %s"
-                % (run_id, run_id, store.path),
+                % (run_id, run_id, shown(store.path)),
                 file=sys.stderr,
             )
-        store.finish_run(run_id, state)
+        if state is not None:
+            store.finish_run(run_id, state)
     _print_run(console, store, run_id)
     stored = store.jobs(run_id)
     failed = [job for job in stored if job["state"] != OK]
     for job in failed:
-        print("error: job %s: %s: %s" % (job["job_id"], job["state"], job["reason"]), file=sys.stderr)
+        line = "error: job %s: %s: %s" % (job["job_id"], job["state"], job["reason"])
+        print(shown(line), file=sys.stderr)
     if failed:
         print(
             "%d of %d jobs did not finish OK (run %s; rerun them with --resume %s)"
@@ -252,9 +277,7 @@ def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_ls(args: argparse.Namespace, console: Console) -> int:
-    if not Path(args.store).exists():
-        raise UsageError("%s: no results store yet (run something first)" % args.store)
-    store = Store(args.store)
+    store = Store(args.store, readonly=True)
     table = Table(title="runs in %s" % args.store)
     for column in ("run", "state", "jobs", "ok", "cluster file"):
         table.add_column(column)
@@ -344,7 +367,8 @@ class _Stderr(logging.Handler):
     """``warning: message`` on the sys.stderr of the moment (the live display may have replaced it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print("%s: %s" % (record.levelname.lower(), self.format(record)), file=sys.stderr, flush=True)
+        line = "%s: %s" % (record.levelname.lower(), self.format(record))
+        print(shown(line), file=sys.stderr, flush=True)
 
 
 def _setup_logging() -> None:
@@ -362,14 +386,15 @@ def _setup_logging() -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging()
-    console = Console()
+    console = safe_console()
     if not console.is_terminal:  # logs and CI: wide enough for the reference columns
-        console = Console(width=max(console.width, 200))
+        console = safe_console(width=max(console.width, 200))
+    signals.install()
     try:
         return args.func(args, console)
-    except (ConfigError, UsageError) as exc:
-        print("error: %s" % exc, file=sys.stderr)
+    except (ConfigError, UsageError, runlock.RunLocked, StoreError) as exc:
+        print("error: %s" % shown(exc), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: containers stopped, finished jobs are stored", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print("interrupted (%s): containers stopped, finished jobs are stored" % exc, file=sys.stderr)
+        return exc.exit_status if isinstance(exc, signals.Terminated) else 130

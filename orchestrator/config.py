@@ -6,6 +6,7 @@ remote paths must be absolute and free of ``..``. Values are then passed as argv
 elements, never through a shell.
 """
 
+import math
 import posixpath
 import re
 from pathlib import Path
@@ -18,12 +19,17 @@ from pydantic import (
     Field,
     PositiveFloat,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from . import yamlread
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
+#: the most jobs one cluster file may make
+MAX_JOBS = 10000
 
 
 class ConfigError(ValueError):
@@ -52,7 +58,9 @@ def _mount_path(value: Optional[str]) -> Optional[str]:
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys refused; values of the declared type only (``batch_size: true`` is no 1), finite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Timeouts(Model):
@@ -284,6 +292,22 @@ class Case(Model):
                 raise ValueError("batch size %d is out of 1..65536" % item)
         return value
 
+    @field_validator("toolkit", "precision", "batch_size")
+    @classmethod
+    def _distinct(cls, value: Any, info: ValidationInfo) -> Any:
+        items = value if isinstance(value, list) else [value]
+        twice = [item for index, item in enumerate(items) if item in items[:index]]
+        if twice:
+            raise ValueError("%r is listed twice in %s" % (twice[0], info.field_name))
+        if not items:
+            raise ValueError("%s lists nothing" % info.field_name)
+        return value
+
+    def jobs_per_device(self) -> int:
+        """How many jobs this entry makes on each device of each of its hosts (without making them)."""
+        lists = (self.toolkit, self.precision, self.batch_size)
+        return math.prod(len(v) if isinstance(v, list) else 1 for v in lists)
+
     def matrix(self) -> List[Dict[str, Any]]:
         """The (toolkit, precision, batch_size) combinations this entry stands for."""
 
@@ -301,7 +325,8 @@ class Case(Model):
 class Defaults(Model):
     """Values every host shares unless it says otherwise."""
 
-    workdir: str = "/var/tmp/rn50bench"
+    #: unset: the run user's own state folder on each host (orchestrator/workdir.py), never a shared /tmp
+    workdir: Optional[str] = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
     monitor_interval_s: float = Field(1.0, gt=0)
 
@@ -333,7 +358,34 @@ class Cluster(Model):
                     "case %s names unknown hosts: %s" % (case.case, ", ".join(map(repr, unknown)))
                 )
         self._check_launcher()
+        self._check_jobs()
         return self
+
+    def _check_jobs(self) -> None:
+        """At most MAX_JOBS jobs (before vendors skip some): a few lines of lists must not make millions;
+        and no two case entries make the same job."""
+        total = 0
+        for index, case in enumerate(self.cases):
+            devices = sum(len(h.devices) for h in self.hosts if case.hosts is None or h.name in case.hosts)
+            total += case.jobs_per_device() * devices
+            if total > MAX_JOBS:
+                raise ValueError(
+                    "cases[%d]: the cases make more than %d jobs (lists multiply: toolkit x precision x "
+                    "batch_size x devices); split the file into several runs" % (index, MAX_JOBS)
+                )
+        made: Dict[tuple, int] = {}
+        for index, case in enumerate(self.cases):
+            for host in self.hosts:
+                if case.hosts is not None and host.name not in case.hosts:
+                    continue
+                for combo in case.matrix():
+                    key = (host.name, case.case, combo["toolkit"], combo["precision"], combo["batch_size"])
+                    first = made.setdefault(key + (case.decoder,), index)
+                    if first != index:
+                        raise ValueError(
+                            "cases[%d] makes the job of cases[%d] again (host %s, %s %s %s batch size %d)"
+                            % ((index, first) + key)
+                        )
 
     def _check_launcher(self) -> None:
         """Slurm settings only with launcher slurm; under it Slurm, not the file, picks devices."""
@@ -363,7 +415,8 @@ class Cluster(Model):
             spec = vendor.over(spec)
         return host.slurm.over(spec) if host.slurm else spec
 
-    def host_workdir(self, host: Host) -> str:
+    def host_workdir(self, host: Host) -> Optional[str]:
+        """The workdir the file sets for ``host``; None: the default, found on the host (workdir.py)."""
         return host.workdir or self.defaults.workdir
 
     def host_timeouts(self, host: Host) -> Timeouts:
@@ -449,11 +502,11 @@ def load_cluster(path: Union[str, Path]) -> Cluster:
     """Read and validate a cluster file; raise ConfigError with one line on any problem."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = yamlread.load(yamlread.read_text(str(path)))
     except OSError as exc:
         raise ConfigError("%s: cannot read cluster file: %s" % (path, exc.strerror or exc)) from None
-    try:
-        raw = yaml.safe_load(text)
+    except yamlread.ReadRefused as exc:
+        raise ConfigError("%s: %s" % (path, exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = ":%d" % (mark.line + 1) if mark else ""

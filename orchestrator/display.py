@@ -13,6 +13,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from .safetext import console as safe_console
+from .safetext import shown
+
 Key = Tuple[str, int]
 
 
@@ -20,7 +23,7 @@ class ProgressBoard:
     """Thread-safe board fed by host workers through ``update``."""
 
     def __init__(self, console: Optional[Console] = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or safe_console(stderr=True)
         self.rows: Dict[Key, Dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._live: Optional[Live] = None
@@ -55,7 +58,7 @@ class ProgressBoard:
                     row["job"],
                     row["note"],
                 )
-                print(line.rstrip(), file=sys.stderr, flush=True)
+                print(shown(line.rstrip()), file=sys.stderr, flush=True)
 
     def _table(self) -> Table:
         table = Table(title="rn50bench", expand=False)

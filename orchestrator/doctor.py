@@ -26,8 +26,10 @@ from rich.text import Text
 from vendors.base import Vendor
 
 from . import envinfo, images
+from . import workdir as workdirs
 from .config import Cluster, Host
 from .hostrun import host_transport, image_overrides, one_line
+from .safetext import shown
 from .transport.base import Completed, Transport, TransportError
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
@@ -140,7 +142,7 @@ def check_host(cluster: Cluster, host: Host, vendor: Vendor, limits: Limits) -> 
             probe.mps,
         )
         checks = [first] + [probe.guard(name, method) for name, method in zip(COLUMNS[1:-1], remote)]
-        return checks + [probe.image()]
+        return checks + [probe.guard("image", lambda: probe.image(on_host=checks[1].status == PASS))]
     finally:
         transport.close()
 
@@ -282,7 +284,15 @@ class _HostProbe:
         return Check("device nodes", PASS, ", ".join(nodes))
 
     def workdir(self) -> Check:
-        path = self.cluster.host_workdir(self.host)
+        """Safe (workdir.py: only the run's user can write there), writable, and with room."""
+        try:
+            configured = self.cluster.host_workdir(self.host)
+            path = configured or workdirs.default_workdir(self.transport, self.timeout)
+            found = workdirs.inspect(self.transport, path, self.timeout)
+        except workdirs.WorkdirRefused as exc:
+            return Check("workdir", FAIL, "cannot check", str(exc), "check that stat, readlink and find work")
+        if found:
+            return Check("workdir", FAIL, "unsafe", "%s: %s" % (path, found.reason), found.fix)
         existing = self._nearest_existing(path)
         if self.run(["test", "-d", existing]).returncode != 0:
             return Check(
@@ -292,14 +302,16 @@ class _HostProbe:
                 "%s cannot be created: %s is not a directory" % (path, existing),
                 "set workdir to a folder the ssh user can create",
             )
-        if self.run(["test", "-w", existing]).returncode != 0:
+        probe = self.run(["mktemp", "-p", existing, ".rn50bench-doctor.XXXXXX"])
+        if probe.returncode != 0:
             return Check(
                 "workdir",
                 FAIL,
                 "not writable",
-                "%s: %s is not writable by the ssh user" % (path, existing),
-                "make it writable for that user, or set workdir elsewhere",
+                "%s cannot be made: no file can be written in %s: %s" % (path, existing, _last_line(probe)),
+                "set workdir to a folder the run's user can write, or leave it unset",
             )
+        self.run(["rm", "-f", "--", probe.stdout.strip()])
         return self._space_check("workdir", path, self._free_gib(existing), self.limits.workdir_gib)
 
     def docker_disk(self) -> Check:
@@ -374,8 +386,10 @@ class _HostProbe:
             )
         return Check("mps", PASS, pipe)
 
-    def image(self) -> Check:
-        """On this machine: the image's template renders and its SDK files are there with their checksums."""
+    def image(self, on_host: bool = False) -> Check:
+        """On this machine: the image's template renders and its SDK files are there with their checksums.
+        ``on_host`` (its docker answers): the image is there, or the base image to build it from (no
+        registry may be reachable)."""
         if self.host.runtime != "docker":
             return Check("image", PASS, "n/a (bare: the runner is copied)")
         image = self.host.image
@@ -394,7 +408,20 @@ class _HostProbe:
                 one_line(str(exc)),
                 "put the vendor's SDK files in image.sdk_dir with the sha256 stated in image.sdk_checksums",
             )
-        return Check("image", PASS, spec.tag)
+        if not on_host or images.image_exists(self.transport, spec.tag):
+            return Check("image", PASS, spec.tag)
+        base = image_overrides(self.host).get("base_image") or self.vendor.image_vars["base_image"]
+        if not images.image_exists(self.transport, base):
+            return Check(
+                "image",
+                FAIL,
+                "no base image",
+                "%s is not built on %s and its base image %s is not there either"
+                % (spec.tag, self.host.name, base),
+                "load the base image on the host (docker load or docker import), or set image.base_image "
+                "to one it has",
+            )
+        return Check("image", PASS, "%s (to build from %s)" % (spec.tag, base))
 
     # -- helpers ----------------------------------------------------------------------
     def _nearest_existing(self, path: str) -> str:
@@ -486,10 +513,11 @@ def render(console: Console, report: Report) -> None:
     ]
     for where, check in problems:
         line = Text.assemble(
-            (check.status.upper(), STYLES[check.status]), " %s / %s: %s" % (where, check.name, check.detail)
+            (check.status.upper(), STYLES[check.status]),
+            shown(" %s / %s: %s" % (where, check.name, check.detail)),
         )
         console.print(line)
-        console.print(Text("    fix: " + check.fix))
+        console.print(Text(shown("    fix: " + check.fix)))
     fails = sum(1 for _, c in problems if c.status == FAIL)
     warns = len(problems) - fails
     if not problems:
@@ -499,4 +527,4 @@ def render(console: Console, report: Report) -> None:
 
 
 def _cell(check: Check) -> Text:
-    return Text.assemble((check.status, STYLES[check.status]), " " + check.summary)
+    return Text.assemble((check.status, STYLES[check.status]), shown(" " + check.summary))

@@ -13,16 +13,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional
 
 from runner_in_container.protocol import EXIT_BAD_INPUT, RESULT_FILE, parse_event
 from vendors.base import Vendor
 
 from . import collect, containers, envinfo, images
+from . import workdir as workdirs
 from .config import Cluster, Host
 from .monitor import Monitor
 from .plan import Job
-from .store import CANCELLED, OK, Store
+from .store import CANCELLED, OK, RUNNING, Store, StoreError
 from .transport import make_transport
 from .transport.base import Cancelled, CommandTimeout, Transport, TransportError
 
@@ -69,11 +70,19 @@ def stage_errors(stage: str) -> Iterator[None]:
     """Turn an unexpected error inside ``stage`` into StageFailure(stage), so that no job ends by raising."""
     try:
         yield
-    except (StageFailure, Cancelled):
+    except (StageFailure, Cancelled, StoreError):
         raise
+    except OSError as exc:  # a file here (full disk, no permission): named, with no traceback
+        raise StageFailure(stage, one_line(os_error(exc))) from None
     except Exception as exc:
         log.warning("unexpected error in stage %s", stage, exc_info=True)
         raise StageFailure(stage, one_line("%s: %s" % (type(exc).__name__, exc))) from exc
+
+
+def os_error(exc: OSError, path: Optional[Path] = None) -> str:
+    """``PATH: reason`` of a failed file operation on this machine."""
+    where = path or exc.filename
+    return "%s: %s" % (where, exc.strerror or exc) if where else str(exc.strerror or exc)
 
 
 def exit_meaning(code: int, memory: Optional[str]) -> str:
@@ -129,7 +138,7 @@ class HostWorker:
         self.host = host
         self.vendor = ctx.vendors[host.vendor]
         self.timeouts = ctx.cluster.host_timeouts(host)
-        self.workdir = ctx.cluster.host_workdir(host)
+        self.workdir = ctx.cluster.host_workdir(host) or ""  # set by prepare (_secure_workdir)
         self.transport: Optional[Transport] = None
         self._device_transports: Dict[int, Transport] = {}
         self.env: Dict[str, Any] = {}
@@ -162,6 +171,7 @@ class HostWorker:
             except TransportError as exc:
                 raise StageFailure("connect", one_line(str(exc))) from None
         with stage_errors("start"):
+            self._secure_workdir()
             self._check_paths()
         self._check_cancel()
         with stage_errors("connect"):
@@ -233,6 +243,14 @@ class HostWorker:
         if self.ctx.cancel.is_set():
             raise Cancelled("%s: %s" % (self.host.name, INTERRUPTED))
 
+    def _secure_workdir(self) -> None:
+        """The host's workdir, made if missing; refused where anyone but the run's user could write in it."""
+        assert self.transport is not None
+        try:
+            self.workdir = workdirs.secure(self.transport, self.workdir or None, self.timeouts.connect)
+        except workdirs.WorkdirRefused as exc:
+            raise StageFailure("start", one_line(str(exc))) from None
+
     def _check_paths(self) -> None:
         """Data, labels and weights must exist on the host before anything is built or started."""
         assert self.transport is not None
@@ -264,17 +282,33 @@ class HostWorker:
 
     # -- jobs -------------------------------------------------------------------
     def run_job(self, job: Job) -> str:
-        """Run one job to a stored final state; returns the state."""
+        """Run one job to a stored final state; returns the state.
+
+        A StoreError (the store cannot be written: disk full, read-only) stops the whole run: its results
+        could not be kept. A job left RUNNING by such a run, or by one that was killed, whose result file
+        was fetched, is not run again: that result is stored (``--resume``).
+        """
+        try:
+            return self._run_job(job)
+        except StoreError:
+            self.ctx.cancel.set()
+            raise
+
+    def _run_job(self, job: Job) -> str:
         store, run_id = self.ctx.store, self.ctx.run_id
-        store.start_job(run_id, job.job_id)
+        before = store.start_job(run_id, job.job_id)
         job_dir = self.ctx.results_dir / job.job_id
         log_path = job_dir / "runner.log"
         timings: Dict[str, float] = {} if self.build_s is None else {"build_s": self.build_s}
         start = time.time()
         try:
-            with stage_errors("start"):
-                _clear_earlier_attempt(job_dir, log_path)
-            doc = self._run_stages(job, job_dir, log_path, timings)
+            unstored = _finished_result(job_dir / RESULT_FILE) if before == RUNNING else None
+            if unstored is not None:
+                doc = self._store_result(job, unstored, None)
+            else:
+                with stage_errors("start"):
+                    _clear_earlier_attempt(job_dir, log_path)
+                doc = self._run_stages(job, job_dir, log_path, timings)
             state, reason = OK, None
             failure = collect.accuracy_failure(doc)
             if failure:
@@ -319,13 +353,21 @@ class HostWorker:
             RUNNER_EXIT_ACCURACY,
         ):
             raise StageFailure(outcome.failed_stage(), outcome.reason(doc))
+        return self._store_result(job, doc, outcome)
+
+    def _store_result(
+        self, job: Job, doc: Dict[str, Any], outcome: Optional["RunnerOutcome"]
+    ) -> Dict[str, Any]:
+        """Store a valid result with its derived figures (and the monitor's samples); ``outcome`` None: a
+        result that an earlier orchestrator fetched but could not store."""
+        monitor = outcome.monitor if outcome is not None else None
         with stage_errors("collect"):
             model = envinfo.accelerator_models(self.env, [job.device]).get(job.device)
             derived = collect.derive(doc, self.vendor, model)
-            derived["samples_source"] = outcome.monitor.source if outcome.monitor else None
+            derived["samples_source"] = monitor.source if monitor else None
             self.ctx.store.put_result(self.ctx.run_id, job.job_id, doc, derived)
-            if outcome.monitor is not None:
-                summary = outcome.monitor.summary(infer_images=doc["stages"]["infer"]["images"])
+            if monitor is not None:
+                summary = monitor.summary(infer_images=doc["stages"]["infer"]["images"])
                 self.ctx.store.put_samples(self.ctx.run_id, job.job_id, summary)
         self._say(job.device, note="infer %.0f img/s" % derived["p_infer_core"])
         return doc
@@ -467,7 +509,8 @@ class HostWorker:
             transport, self.vendor, job.device, self.ctx.cluster.defaults.monitor_interval_s
         )
         outcome.monitor = monitor
-        with log_path.open("w", buffering=1) as log:  # line-buffered: follow a live job with tail -f
+        with log_path.open("wb", buffering=0) as handle:  # unbuffered: follow a live job with tail -f
+            log = JobLog(handle, log_path)
             on_out = outcome.stdout_handler(log, lambda ev: self._on_event(job, ev, monitor))
             on_err = outcome.stderr_handler(log)
             try:
@@ -524,6 +567,23 @@ class HostWorker:
         return path
 
 
+class JobLog:
+    """The job's runner.log on this machine. A write that fails (the results disk is full) ends the job
+    FAILED_COLLECT naming the file: its output can no longer be kept."""
+
+    def __init__(self, handle: BinaryIO, path: Path) -> None:
+        self.handle = handle
+        self.path = path
+
+    def write(self, text: str) -> None:
+        try:
+            self.handle.write(text.encode("utf-8", "replace"))
+        except OSError as exc:
+            raise StageFailure(
+                "collect", one_line("cannot keep the job's log: " + os_error(exc, self.path))
+            ) from None
+
+
 class RunnerOutcome:
     """What the runner process said: exit status, last error event, last stderr line."""
 
@@ -569,6 +629,15 @@ class RunnerOutcome:
         return one_line(
             "%s: %s" % (exit_meaning(self.returncode, self.memory), self.last_stderr or "no output")
         )
+
+
+def _finished_result(path: Path) -> Optional[Dict[str, Any]]:
+    """The valid result with figures at ``path``, or None (missing, partial, a failed run's)."""
+    try:
+        doc = collect.validate(json.loads(path.read_text()))
+    except (OSError, ValueError, collect.ResultInvalid):
+        return None
+    return doc if doc["status"] in collect.FIGURES_PRESENT else None
 
 
 def _clear_earlier_attempt(job_dir: Path, log_path: Path) -> None:

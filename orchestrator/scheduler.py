@@ -24,9 +24,9 @@ def run_host(ctx: RunContext, host_name: str, jobs: List[Job]) -> Dict[str, str]
 def run_all(ctx: RunContext, jobs: List[Job]) -> Dict[str, str]:
     """Run every job; returns job id -> final state.
 
-    On KeyboardInterrupt (Ctrl-C) it sets ``ctx.cancel``, waits until every host has
-    stopped its containers and stored its jobs (a second Ctrl-C does not cut that
-    short), then raises KeyboardInterrupt.
+    On KeyboardInterrupt (Ctrl-C, or any terminating signal: signals.py) it sets
+    ``ctx.cancel``, waits until every host has stopped its containers and stored its
+    jobs, then raises it again.
     """
     by_host: OrderedDict[str, List[Job]] = OrderedDict()
     for job in jobs:
@@ -42,12 +42,7 @@ def run_all(ctx: RunContext, jobs: List[Job]) -> Dict[str, str]:
     except KeyboardInterrupt:
         ctx.cancel.set()
         print("interrupted: stopping the containers this run started...", file=sys.stderr, flush=True)
-        while True:
-            try:
-                wait(futures)
-                break
-            except KeyboardInterrupt:
-                print("still stopping containers; finished jobs are stored", file=sys.stderr, flush=True)
+        wait(futures)
         raise
     finally:
         pool.shutdown()

@@ -2,12 +2,14 @@
 
 import contextlib
 import json
+import os
 import secrets
 import sqlite3
 import threading
 import time
+import urllib.parse
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -63,7 +65,92 @@ RUN_INTERRUPTED = "interrupted"
 
 
 class StoreError(RuntimeError):
-    """A write the store refuses (it would lose a finished result); the message says why."""
+    """The store cannot be opened, read or written, or refuses a write that would lose a finished result;
+    the message is one line naming the store."""
+
+
+def _columns(db: sqlite3.Connection) -> Dict[str, Set[str]]:
+    """Table name -> column names of an open database."""
+    names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {name: {r[1] for r in db.execute("PRAGMA table_info(%s)" % _quoted(name))} for name in names}
+
+
+def _quoted(name: str) -> str:
+    return '"%s"' % name.replace('"', '""')
+
+
+def _expected_columns() -> Dict[str, Set[str]]:
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        db.executescript(SCHEMA)
+        return _columns(db)
+
+
+#: what makes a SQLite file this project's store: these tables with (at least) these columns
+EXPECTED = _expected_columns()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _connect(path: str, readonly: bool) -> sqlite3.Connection:
+    """Open ``path`` (see Store); StoreError with one line when it is no store of ours or cannot be opened."""
+    target = Path(path)
+    if target.is_dir():
+        raise StoreError(
+            "store %s is a directory; name the store's file (e.g. %s)" % (path, target / "rn50bench.sqlite")
+        )
+    exists = target.exists() and target.stat().st_size > 0  # a writer makes a 0-byte file a new store
+    if readonly and not exists:
+        what = "is an empty file (0 bytes)" if target.exists() else "does not exist"
+        raise StoreError(
+            "store %s %s: no results in it (run something first, or pass --store)" % (path, what)
+        )
+    try:
+        if readonly:
+            db = _connect_readonly(target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        found = _columns(db)
+        if exists:
+            _check_schema(path, found)
+        if not readonly:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+    except OSError as exc:
+        raise StoreError("store %s cannot be opened: %s" % (path, exc.strerror or exc)) from None
+    except sqlite3.Error as exc:
+        what = "read" if readonly else "opened for writing"
+        raise StoreError("store %s cannot be %s: %s" % (path, what, _one_line(exc))) from None
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def _connect_readonly(target: Path) -> sqlite3.Connection:
+    """Read-only, changing nothing (no journal mode, no tables); on read-only media, where SQLite cannot
+    make a WAL store's shared-memory file, as an immutable file."""
+    uri = "file:%s?mode=ro" % urllib.parse.quote(str(target.resolve()))
+    db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    try:
+        _columns(db)
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+        if os.access(str(target.parent), os.W_OK):
+            raise
+    return sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False, isolation_level=None)
+
+
+def _check_schema(path: str, found: Dict[str, Set[str]]) -> None:
+    """StoreError unless ``found`` has every table and column of this project's store."""
+    for table, columns in EXPECTED.items():
+        missing = sorted(columns - found.get(table, set()))
+        if missing:
+            what = "no table %s" % table if table not in found else "table %s lacks %s" % (table, missing[0])
+            raise StoreError(
+                "%s is not an rn50bench results store (%s); name another file with --store" % (path, what)
+            )
 
 
 def new_run_id() -> str:
@@ -74,14 +161,13 @@ def new_run_id() -> str:
 class Store:
     """Thread-safe access to the SQLite file; every write is its own transaction."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, readonly: bool = False) -> None:
+        """Open the store at ``path``: for writing (made if missing), or ``readonly`` for the commands that
+        only read (ls, report), which change nothing in the file. Either way an existing file must be this
+        project's store; StoreError (one line) otherwise."""
         self.path = path
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db = _connect(path, readonly)
 
     def close(self) -> None:
         with self._lock:
@@ -89,14 +175,23 @@ class Store:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        """One write transaction; an SQLite error (disk full, read-only file...) becomes StoreError."""
+        with self._lock, self._errors("written"):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # a failed COMMIT (disk full) has rolled back already
+                    self._db.execute("ROLLBACK")
                 raise
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError("store %s cannot be %s: %s" % (self.path, what, _one_line(exc))) from None
 
     def _write(self, sql: str, params: tuple) -> int:
         """Run one statement in its own transaction; the number of rows it changed."""
@@ -104,7 +199,7 @@ class Store:
             return db.execute(sql, params).rowcount
 
     def _rows(self, sql: str, params: tuple = ()) -> List[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._errors("read"):
             return list(self._db.execute(sql, params))
 
     # -- runs -------------------------------------------------------------------
@@ -149,8 +244,10 @@ class Store:
             (run_id, job_id, host, vendor, json.dumps(spec, sort_keys=True), PENDING),
         )
 
-    def start_job(self, run_id: str, job_id: str) -> None:
-        """Mark a job running and drop what an earlier, failed attempt stored; never a job that is OK."""
+    def start_job(self, run_id: str, job_id: str) -> str:
+        """Mark a job running and drop what an earlier, failed attempt stored; never a job that is OK.
+
+        Returns the state it had (RUNNING: an earlier orchestrator ended, or lost its store, mid-job)."""
         where = (run_id, job_id)
         with self._transaction() as db:
             row = db.execute("SELECT state FROM jobs WHERE run_id = ? AND job_id = ?", where).fetchone()
@@ -164,6 +261,7 @@ class Store:
                 " WHERE run_id = ? AND job_id = ?",
                 (RUNNING, time.time()) + where,
             )
+            return row["state"]
 
     def finish_job(
         self,

@@ -77,6 +77,7 @@ def test_a_job_joins_the_mps_daemon_only_when_its_host_says_so(tmp_path, mps):
     for runtime in ("bare", "docker"):
         worker = HostWorker(ctx, loaded.hosts[0].model_copy(update={"runtime": runtime}))
         worker.runner_path, worker.image = "/srv/runner/abc", "rn50bench/nvidia:0123456789abcdef"
+        worker.workdir = "/tmp/work"  # as prepare() makes it
         commands[runtime] = worker.job_command(job, posixpath.join("/tmp/work/runs/r1", job.job_id))
     bare, docker = commands["bare"], commands["docker"]
     variable = "CUDA_MPS_PIPE_DIRECTORY=/run/mps"
@@ -94,5 +95,5 @@ def test_an_unknown_decoder_is_refused_naming_the_field(tmp_path):
 
 
 def test_two_entries_making_the_same_job_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="gpu.d0.resnet50.pytorch.fp16.bs256 appears twice"):
-        expand(cluster(tmp_path, CLUSTER.replace("decoder: pil", "decoder: auto")), vendors.discover())
+    with pytest.raises(ConfigError, match=r"cases\[1\] makes the job of cases\[0\] again \(host gpu"):
+        cluster(tmp_path, CLUSTER.replace("decoder: pil", "decoder: auto"))

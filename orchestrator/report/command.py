@@ -11,7 +11,9 @@ from typing import List, Optional, Sequence, Tuple
 from rich.console import Console
 from rich.table import Table
 
-from ..store import Store
+from ..safetext import console as safe_console
+from ..safetext import shown
+from ..store import Store, StoreError
 from ..transport.base import atomic_path
 from . import compare as cmp
 from . import labels, sysdesc, tables
@@ -137,7 +139,7 @@ def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> 
         comparison = cmp.compare(cmp.run_side(data), other, args.force)
     if args.format == "table":
         buffer = io.StringIO()
-        console = Console(file=buffer, width=console_width, color_system=None, force_terminal=False)
+        console = safe_console(file=buffer, width=console_width, color_system=None, force_terminal=False)
         for table in _tables(data, args.lang, comparison):
             console.print(table)
         return buffer.getvalue()
@@ -157,9 +159,10 @@ def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Make the report; print it or write it to --out. Errors are one line on stderr, exit status 2."""
     try:
-        if not Path(args.store).is_file():
-            raise ReportError("%s: no results store (run something first, or pass --store)" % args.store)
-        store = Store(args.store)
+        try:
+            store = Store(args.store, readonly=True)
+        except StoreError as exc:
+            raise ReportError(str(exc)) from None
         try:
             text = render(args, store, console.width)
         finally:
@@ -169,11 +172,26 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 with atomic_path(Path(args.out)) as tmp:
                     tmp.write_text(text, encoding="utf-8")
             except OSError as exc:
-                raise ReportError("%s: cannot write: %s" % (args.out, exc.strerror or exc)) from None
+                raise ReportError(_write_error(Path(args.out), exc)) from None
             console.print("wrote %s" % args.out, highlight=False)
         else:
-            sys.stdout.write(text)
+            sys.stdout.write(shown(text) if sys.stdout.isatty() else text)  # files keep their bytes
     except ReportError as exc:
-        print("error: %s" % exc, file=sys.stderr)
+        print("error: %s" % shown(exc), file=sys.stderr)
         return 2
     return 0
+
+
+def _write_error(out: Path, exc: OSError) -> str:
+    """Why --out could not be written: the file itself, or its folder, which takes no new file (the report
+    is written beside it first and renamed onto it)."""
+    failed = Path(exc.filename) if exc.filename else out
+    if failed in out.parents and failed.exists() and not failed.is_dir():
+        return "cannot write %s: %s is not a folder" % (out, failed)
+    if failed != out and failed.parent == out.parent:
+        return "cannot write %s: no new file can be made in its folder %s (%s)" % (
+            out,
+            out.parent,
+            exc.strerror or exc,
+        )
+    return "cannot write %s: %s: %s" % (out, failed, exc.strerror or exc)

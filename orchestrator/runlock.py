@@ -1,0 +1,63 @@
+"""One orchestrator per run: a run (new or resumed) is held under an exclusive lock for as long as it runs.
+
+The lock is ``flock`` on ``<store>-locks/<run id>.lock``, which names its holder (PID and host). The kernel
+drops it when the holder ends, however it ends (even SIGKILL), so a lock is never stale; the file stays
+behind, harmless. A second ``run --resume`` of a run in progress is refused before it touches the run.
+"""
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Iterator
+
+
+class RunLocked(Exception):
+    """Another orchestrator runs this run; the message names it (one line)."""
+
+
+def lock_path(store: str, run_id: str) -> Path:
+    """The lock file of a run: beside the store, whichever way the store's path is spelled."""
+    return Path(os.path.realpath(store) + "-locks") / (run_id + ".lock")
+
+
+@contextlib.contextmanager
+def held(store: str, run_id: str) -> Iterator[Path]:
+    """Hold run ``run_id`` of ``store`` while the block runs; RunLocked when another process holds it."""
+    path = lock_path(store, run_id)
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(str(path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise RunLocked("cannot lock run %s: %s: %s" % (run_id, path, exc.strerror or exc)) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise RunLocked("cannot lock run %s: %s: %s" % (run_id, path, exc.strerror)) from None
+            raise RunLocked(_held_by(run_id, fd)) from None
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _held_by(run_id: str, fd: int) -> str:
+    """The one-line refusal, naming the holder as its lock file says."""
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0).decode())
+        who = "PID %d on host %s (since %s)" % (
+            int(holder["pid"]),
+            holder["host"],
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(holder["since"]))),
+        )
+    except (ValueError, KeyError, TypeError):
+        who = "another process (it has not written its name yet)"
+    return "run %s is being run by %s; wait for it to end, or stop that process first" % (run_id, who)

@@ -1,0 +1,95 @@
+"""The cluster file read as plain data, within bounds, before any model sees it.
+
+A regular file of at most 1 MiB (``--cluster /dev/zero`` is refused, not read for ever), UTF-8 (UTF-16 and
+other bytes are refused with the offset), no NUL byte (in the file or written as an escape in a value),
+nesting at most 32 levels deep (no RecursionError), and no key given twice in one mapping (YAML would keep
+the last one silently). Every refusal is ReadRefused with one line; the caller names the file.
+"""
+
+import codecs
+import os
+import stat
+from typing import Any, List
+
+import yaml
+
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 32
+
+
+class ReadRefused(ValueError):
+    """The file cannot be a cluster file; the message says why (one line, with its line number if any)."""
+
+
+def read_text(path: str) -> str:
+    """The file's text; ReadRefused when it is not a regular UTF-8 file of at most MAX_BYTES without NUL.
+
+    OSError when it cannot be read at all."""
+    with open(path, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ReadRefused("not a regular file")
+        data = handle.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ReadRefused("larger than %d KiB: a cluster file is a few KiB of YAML" % (MAX_BYTES // 1024))
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or data[:2].count(b"\0") == 1:
+        raise ReadRefused("is UTF-16; save it as UTF-8")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ReadRefused("not UTF-8: byte 0x%02x at offset %d" % (data[exc.start], exc.start)) from None
+    if "\0" in text:
+        raise ReadRefused("line %d holds a NUL byte" % (text.count("\n", 0, text.index("\0")) + 1))
+    return text
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses deep nesting and repeated keys."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise ReadRefused("line %d: nested deeper than %d levels" % (mark.line + 1, MAX_DEPTH))
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
+        seen: List[Any] = []
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *defaults' may be overridden by the keys beside it
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ReadRefused("line %d: key %r is given twice" % (key_node.start_mark.line + 1, key))
+            seen.append(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load(text: str) -> Any:
+    """The YAML document in ``text`` as plain data; ReadRefused for the bounds above, yaml.YAMLError for
+    invalid YAML. Strings holding NUL (``"\\0"`` escapes) are refused naming their place."""
+    loader = _BoundedLoader(text)
+    try:
+        data = loader.get_single_data()
+    finally:
+        loader.dispose()
+    _refuse_nul(data, "")
+    return data
+
+
+def _refuse_nul(value: Any, where: str) -> None:
+    if isinstance(value, str) and "\0" in value:
+        raise ReadRefused("%s: a NUL byte in the value" % (where or "<top>"))
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, where)
+            _refuse_nul(item, "%s.%s" % (where, key) if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nul(item, "%s[%d]" % (where, index))
