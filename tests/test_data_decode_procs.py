@@ -107,8 +107,21 @@ def test_a_pass_left_half_way_closes_the_loader(flat):
     assert _alive(loader) == 0
 
 
+def test_the_processes_start_and_warm_up_before_the_first_pass(flat):
+    loader = ProcessBatchLoader(open_dataset(*flat), 4, PP, CPU, processes=2, workers=1)
+    try:
+        assert loader._processes == []  # made, not started
+        loader.start()  # returns at once: the processes start on their own
+        assert _alive(loader) == 2 and loader.start_s is None
+        assert loader.wait_started() == loader.start_s > 0
+        assert len(list(loader)) == 3
+    finally:
+        loader.close()
+
+
 def test_a_process_that_dies_is_named(flat):
     loader = ProcessBatchLoader(open_dataset(*flat), 4, PP, CPU, processes=2, workers=1)
+    loader.wait_started()
     os.kill(loader._processes[1].pid, signal.SIGKILL)
     seen = []
     try:

@@ -205,6 +205,9 @@ def test_an_image_the_device_decoder_rejects_takes_the_cpu_path(flat, monkeypatc
 
     monkeypatch.setattr(torchvision.io, "decode_jpeg", decode)
     loader = gpu.DeviceBatchLoader(ds, 4, PP, CPU, workers=2)
+    loader.wait_started()
+    assert calls == [True]  # started: warmed up on the first batch
+    calls.clear()
     batches = list(loader)
     assert loader.cpu_fallbacks[gpu.DECODER_ERROR] == 1 and sum(loader.cpu_fallbacks.values()) == 4
     assert calls.count(True) == 3 and calls.count(False) == 4  # batch 2 retried image by image
@@ -216,16 +219,20 @@ def test_a_broken_file_fails_the_pass_naming_it_and_no_thread_is_left(flat):
     path, labels = flat
     ds = open_dataset(path, labels)
     Path(path, ds.samples[9].name).write_bytes(b"\xff\xd8 not really a JPEG")
-    before = threading.active_count()
+    before = set(threading.enumerate())
     seen = []
     with pytest.raises(DataError, match=ds.samples[9].name + ": cannot decode image"):
-        for batch in gpu.DeviceBatchLoader(ds, 4, PP, CPU, workers=3):
-            seen.append(batch.valid)
-    assert seen == [4, 4] and threading.active_count() == before
-    iterator = iter(gpu.DeviceBatchLoader(ds, 2, PP, CPU, workers=3, prefetch=3))
-    next(iterator)
-    iterator.close()
-    assert threading.active_count() == before
+        with gpu.DeviceBatchLoader(ds, 4, PP, CPU, workers=3) as loader:
+            for batch in loader:
+                seen.append(batch.valid)
+    assert seen == [4, 4] and not any(t.is_alive() for t in set(threading.enumerate()) - before)
+    with gpu.DeviceBatchLoader(ds, 2, PP, CPU, workers=3, prefetch=3) as loader:
+        iterator = iter(loader)
+        next(iterator)
+        iterator.close()
+        started = set(threading.enumerate()) - before
+        assert len(started) == 3  # the CPU path's pool, started before any pass; the pass's threads ended
+    assert not any(t.is_alive() for t in started)
 
 
 @pytest.mark.parametrize("field", ["batch_size", "workers", "prefetch"])

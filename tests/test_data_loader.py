@@ -86,14 +86,19 @@ def test_worker_errors_reach_the_consumer_with_the_file_name(flat):
         list(BatchLoader(ds, 4, PP, workers=2))
 
 
-def test_stopping_early_leaves_no_threads(flat):
+def test_a_pass_left_half_way_leaves_the_loader_whole_and_closing_leaves_no_threads(flat):
     ds = open_dataset(*flat)
-    before = threading.active_count()
-    iterator = iter(BatchLoader(ds, 2, PP, workers=4, prefetch=3))
-    next(iterator)
-    assert threading.active_count() > before
-    iterator.close()
-    assert threading.active_count() == before
+    before = set(threading.enumerate())
+    with BatchLoader(ds, 2, PP, workers=4, prefetch=3) as loader:
+        loader.wait_started()
+        started = [t for t in threading.enumerate() if t not in before]
+        assert len(started) == 4  # started: the pool's threads run before any pass
+        iterator = iter(loader)
+        next(iterator)
+        iterator.close()
+        assert len(list(loader)) == len(loader)
+        assert loader.start_s is not None and loader.start_s >= 0
+    assert not any(t.is_alive() for t in started)
 
 
 def test_pinned_only_with_cuda(flat):

@@ -13,8 +13,10 @@ into a free slot of its own, waits for its stream and sends the slot's number; t
 that slot, in dataset order, and gives the slot back once the consumer's work queued on it has run (an
 event that a releaser thread waits for: the consumer itself never waits for the device).
 
-The processes start with the loader (their start-up overlaps the model's compile) and serve every pass of
-both stages; every pass reads and decodes the files again. On the CPU the ring is shared memory and the
+``start()`` spawns the processes and returns: their start-up (torch's import, the device context, the ring,
+their own loader started and warmed on their first batch) overlaps the model's load and compile; each
+says when it is ready, and ``start_s`` runs to the last of them. They serve every pass of both stages;
+every pass reads and decodes the files again. On the CPU the ring is shared memory and the
 same code runs (the tests run it so). A pass left half-way, or a process that dies, closes the loader.
 """
 
@@ -23,6 +25,7 @@ import os
 import pickle
 import queue
 import threading
+import time
 from collections import Counter
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -31,7 +34,7 @@ import torch.multiprocessing as torch_mp
 
 from .gpu import DeviceBatchLoader
 from .layouts import Dataset, Subset
-from .loader import Batch, batch_count, batch_labels, require_positive
+from .loader import Batch, Loader, batch_count, batch_labels
 from .preprocess import Preprocessing
 
 #: seconds between checks, while waiting, that the other side is still there
@@ -100,6 +103,8 @@ def _serve(rank: int, processes: int, channels: Tuple[Any, Any, Any], stop: Any)
         loader = DeviceBatchLoader(
             shard, setup.batch_size, setup.pp, device, workers=setup.workers, batched=setup.batched
         )
+        loader.wait_started()
+        results.put(("ready", time.time()))
         while _wait(orders, stop) == PASS:
             for batch in loader:
                 slot = _wait(free, stop)
@@ -114,7 +119,7 @@ def _serve(rank: int, processes: int, channels: Tuple[Any, Any, Any], stop: Any)
         results.put(("error", _portable(exc)))
 
 
-class ProcessBatchLoader:
+class ProcessBatchLoader(Loader):
     """Iterate over ``dataset`` in order, ``batch_size`` images at a time, decoded on ``device`` by
     ``processes`` processes (gpu.py's loader each); ``cpu_fallbacks`` as gpu.py's, for the last pass."""
 
@@ -129,18 +134,23 @@ class ProcessBatchLoader:
         batched: bool = True,
         slots: int = 3,
     ) -> None:
-        require_positive("ProcessBatchLoader", batch_size=batch_size, processes=processes, slots=slots)
-        self.dataset = dataset
-        self.batch_size = batch_size
+        super().__init__(dataset, batch_size, pp, workers, processes=processes, slots=slots)
         self.device = device
         self.processes = processes
-        self.cpu_fallbacks: Optional[Dict[str, int]] = None
+        self.batched = batched
+        self.slots = slots
         self._closed = False
+        self._processes: List[Any] = []
+
+    def _start(self) -> None:
+        """Spawn the processes and send each its set-up; they start and warm up on their own."""
+        processes, slots, crop = self.processes, self.slots, self.pp.crop
         context = torch_mp.get_context("spawn")
+        self._began_unix = time.time()
         self._ring = torch.empty(
-            (processes * slots, batch_size, 3, pp.crop, pp.crop), dtype=torch.uint8, device=device
+            (processes * slots, self.batch_size, 3, crop, crop), dtype=torch.uint8, device=self.device
         )
-        if device.type != "cuda":
+        if self.device.type != "cuda":
             self._ring.share_memory_()
         self._stop = context.Event()
         self._channels = [(context.Queue(), context.Queue(), context.Queue()) for _ in range(processes)]
@@ -156,13 +166,19 @@ class ProcessBatchLoader:
             )
             for rank in range(processes)
         ]
-        setup = _Setup(dataset, batch_size, pp, device, workers, batched, self._ring)
+        setup = _Setup(self.dataset, self.batch_size, self.pp, self.device, self.workers, self.batched, self._ring)
         for process, (orders, _, _) in zip(self._processes, self._channels):
             process.start()
             orders.put(setup)
 
-    def __len__(self) -> int:
-        return batch_count(len(self.dataset.samples), self.batch_size)
+    def _wait(self) -> Optional[float]:
+        """Every process's "ready"; when the last one was ready, on this process's clock."""
+        try:
+            last = max(self._receive(rank, "ready") for rank in range(self.processes))
+        except BaseException:
+            self.close()
+            raise
+        return self._began + (last - self._began_unix)
 
     def _receive(self, rank: int, kind: str) -> Any:
         """Process ``rank``'s next message, which must be ``kind``; its error raised here."""
@@ -201,7 +217,7 @@ class ProcessBatchLoader:
         event.record(torch.cuda.current_stream(self.device))
         return event
 
-    def __iter__(self) -> Iterator[Batch]:
+    def _pass(self) -> Iterator[Batch]:
         if self._closed:
             raise RuntimeError("ProcessBatchLoader: closed (a pass was left half-way or a process failed)")
         for orders, _, _ in self._channels:
@@ -234,6 +250,8 @@ class ProcessBatchLoader:
         if self._closed:
             return
         self._closed = True
+        if not self._processes:
+            return
         self._stop.set()
         for process in self._processes:
             process.join(LEAVE_S)

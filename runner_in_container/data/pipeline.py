@@ -1,16 +1,12 @@
 """The loader a run uses, for its decoder: PIL threads, the device loader, or several decoding processes."""
 
-from typing import Union
-
 import torch
 
 from .decode_procs import ProcessBatchLoader
 from .gpu import Decoder, DeviceBatchLoader
 from .layouts import Dataset
-from .loader import BatchLoader
+from .loader import BatchLoader, Loader
 from .preprocess import Preprocessing
-
-Loader = Union[BatchLoader, DeviceBatchLoader, ProcessBatchLoader]
 
 
 def open_loader(
@@ -22,7 +18,7 @@ def open_loader(
     workers: int,
     pin_memory: bool,
 ) -> Loader:
-    """The loader for ``decoder`` (a ProcessBatchLoader has processes running: close it when done)."""
+    """The loader for ``decoder``, not started yet (close it when done)."""
     if decoder.name != "nvjpeg":
         return BatchLoader(dataset, batch_size, pp, workers=workers, pin_memory=pin_memory)
     if decoder.processes > 1:
