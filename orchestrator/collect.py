@@ -8,11 +8,9 @@ table for the device model the host's SMI reported, per metrics.md.
 import math
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from runner_in_container.protocol import METRIC_VERSION, SCHEMA_NAME, SCHEMA_VERSION
+from runner_in_container import protocol
+from runner_in_container.protocol import SCHEMA_NAME, SCHEMA_VERSION
 from vendors.base import Vendor
-
-#: reference table convention: multiply-adds per image counted as FLOPs (metrics.md)
-FLAGPERF_FLOPS_PER_IMAGE = 4.12e9
 
 _NUMBER = (int, float)
 _STAGE_FIELDS = (
@@ -95,9 +93,10 @@ def mfu(
             "mfu_note": reason,
         }
     flops, source = peak
+    value, flagperf = protocol.mfu(flops_per_image, p_infer_core, flops)
     return {
-        "mfu": flops_per_image * p_infer_core / flops,
-        "mfu_flagperf": FLAGPERF_FLOPS_PER_IMAGE * p_infer_core / flops,
+        "mfu": value,
+        "mfu_flagperf": flagperf,
         "peak_flops": flops,
         "peak_source": source,
         "mfu_note": None,
@@ -127,7 +126,10 @@ def derive(doc: Dict[str, Any], vendor: Vendor, device_model: Optional[str]) -> 
         "mem_total_gib": memory.get("mem_total_gib"),
         "mem_source": (memory.get("stages") or {}).get("infer", {}).get("mem_used_source"),
         "device_model": model,
-        "metric_version": doc.get("metric_version", METRIC_VERSION),
+        "p_infer_core_in_pipeline": infer.get("throughput_core_in_pipeline_img_per_s"),
+        "core_ratio": infer.get("core_ratio"),
+        "loader_start_s": doc["durations"].get("loader_start_s"),
+        "metric_version": doc.get("metric_version"),
     }
     out.update(mfu(doc["flops_per_image"], out["p_infer_core"], vendor, model, config["precision"]))
     return out

@@ -31,21 +31,24 @@ def latency_ms(seconds: Sequence[float]) -> Dict[str, float]:
     return {key: round(value, 4) for key, value in summary.items()}
 
 
-#: passes' median core latency over the warm-up's that flags a core window inflated by the host
-INFLATION_RATIO = 1.5
+#: the forward time inside the whole passes over the core pass's above which the data path shared the device
+SHARED_RATIO = 1.1
 
 
-def inflation_warning(stage: str, section: Dict) -> Optional[str]:
-    """A warning when the passes' p50 core latency is far above the warm-up's (same call, no decoding)."""
-    warm = section.get("warmup_latency_ms")
-    if not warm or warm["p50"] <= 0 or section["latency_ms"]["p50"] <= INFLATION_RATIO * warm["p50"]:
+def core_ratio(in_pipeline_s: float, core_s: float) -> Optional[float]:
+    """The forward calls' time inside the whole passes over the core pass's (the same number of calls)."""
+    return round(in_pipeline_s / core_s, 4) if core_s > 0 else None
+
+
+def sharing_warning(stage: str, section: Dict) -> Optional[str]:
+    """A warning when the model's calls inside the whole passes were far slower than alone (core pass)."""
+    ratio = section.get("core_ratio")
+    if ratio is None or ratio <= SHARED_RATIO:
         return None
-    passes = section["latency_ms"]["p50"]
     return (
-        f"{stage}: core p50 {passes:.3f} ms during the passes vs {warm['p50']:.3f} ms in warm-up: the host "
-        "delayed the model's launches (decode threads competing for CPU/GIL?) or decoding processes shared "
-        "the device (its time is sliced between processes); core throughput is understated (try fewer "
-        "--workers or --decode-processes)"
+        f"{stage}: the model's calls inside the whole passes took {ratio:.2f}x their time in the core pass: "
+        "the data path shared the device (decoding on it, or threads delaying the model's launches); the "
+        "core figure is the core pass's, the model alone; throughput_core_in_pipeline is the shared one"
     )
 
 

@@ -18,12 +18,17 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 SCHEMA_NAME = "rn50bench.result"
 SCHEMA_VERSION = 1
-METRIC_VERSION = "metrics.md/1"
+#: the version of the metric definitions (metrics.md) the figures follow; 2: the pipeline is started
+#: outside every window (loader_start_s), core comes from a core pass with the model alone
+METRIC_VERSION = 2
 RESULT_FILE = "result.json"
+
+#: the reference table's convention: multiply-adds per image counted as FLOPs (metrics.md)
+FLAGPERF_FLOPS_PER_IMAGE = 4.12e9
 
 #: result.json "status": the run finished; it finished below its accuracy gate; it failed after starting
 STATUS_OK = "ok"
@@ -71,6 +76,19 @@ def parse_event(line: str) -> Optional[Dict[str, Any]]:
     if isinstance(record, dict) and record.get(EVENT_KEY) in EVENT_TYPES:
         return record
     return None
+
+
+def mfu(
+    flops_per_image: Optional[float], core_img_per_s: Optional[float], peak_flops: Optional[float]
+) -> Tuple[Optional[float], Optional[float]]:
+    """(MFU, the reference table's convention) = FLOPs per image x core img/s / peak FLOP/s (metrics.md);
+    (None, None) when a figure is missing."""
+    if not flops_per_image or not core_img_per_s or not peak_flops:
+        return None, None
+    return (
+        flops_per_image * core_img_per_s / peak_flops,
+        FLAGPERF_FLOPS_PER_IMAGE * core_img_per_s / peak_flops,
+    )
 
 
 def write_json_atomic(path: str, document: Dict[str, Any]) -> None:

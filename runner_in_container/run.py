@@ -1,10 +1,13 @@
-"""The stage loop: load, count FLOPs, val stage, infer stage, result document (metrics.md).
+"""The stage loop: load, count FLOPs, val stage, infer stage, result document (metrics.md version 2).
 
-Each stage compiles the model with its toolkit, warms it up, then makes R passes over
-all N images. Per batch: H2D copy of the uint8 batch (none when the decoder made it on the
-device), normalisation on the device, the model call between two device events (the core
-window), top-5 into a device buffer. Per pass: one D2H copy of the predictions, accuracy on
-the host. No host sync per batch.
+The data pipeline starts first (its decoding processes, if any, start up while the model loads and
+compiles) and is started and warm before any window. Each stage compiles the model with its toolkit,
+warms it up, then makes R whole passes over all N images. Per batch: H2D copy of the uint8 batch
+(none when the decoder made it on the device), normalisation on the device, the model call between two
+device events (the forward time inside the pipeline, ``core_in_pipeline``), top-5 into a device
+buffer. Per pass: one D2H copy of the predictions, accuracy on the host. No host sync per batch.
+Then the core pass: R x N images' worth of model calls over a bounded number of this set's batches,
+kept on the device from the first pass, with nothing else working on it (the core figure and latency).
 """
 
 import copy
@@ -12,7 +15,8 @@ import os
 import shutil
 import time
 import traceback
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy
 import torch
@@ -22,17 +26,19 @@ from .cases import Case, Weights
 from .data import Dataset
 from .data.decode import decode_rgb
 from .data.gpu import Decoder
-from .data.loader import Batch
-from .data.pipeline import BatchLoader, Loader, ProcessBatchLoader, open_loader
+from .data.loader import Loader
+from .data.pipeline import open_loader
 from .data.preprocess import Preprocessing, normalize, resize_crop_pil
 from .device import Device, open_device
 from .flops import count_flops
 from .hold import hold
 from .toolkits.base import Toolkit
 
-FLAGPERF_FLOPS_PER_IMAGE = 4.12e9
 PROGRESS_INTERVAL_S = 2.0
 CALIBRATION_IMAGES = 500
+#: the most batches the core pass keeps on the device, and the most memory they may take (one at least)
+CORE_BATCHES = 8
+CORE_BYTES = 2 << 30
 
 
 class Config(NamedTuple):
@@ -110,20 +116,36 @@ def _r(seconds: float) -> float:
     return round(seconds, 6)
 
 
+def _decoded(dataset: Dataset, pp: Preprocessing, index: int) -> numpy.ndarray:
+    return resize_crop_pil(decode_rgb(dataset.read(index), dataset.location(index)), pp)
+
+
+def _batch_indices(start: int, count: int, batch_size: int) -> List[int]:
+    """Indices ``start`` .. up to ``count`` filled to ``batch_size`` by repeating them."""
+    indices = list(range(start, min(start + batch_size, count)))
+    return indices + [indices[i % len(indices)] for i in range(batch_size - len(indices))]
+
+
 def decoded_batches(
     dataset: Dataset, pp: Preprocessing, batch_size: int, count: int
 ) -> Iterator[torch.Tensor]:
     """uint8 NCHW batches of the first ``count`` images, decoded in order on this thread.
 
-    A short last batch is filled by repeating its images (used for the compile example
-    and for int8 calibration, never for measurement).
+    A short last batch is filled by repeating its images (for int8 calibration, never for measurement).
     """
     count = min(count, len(dataset.samples))
     for start in range(0, count, batch_size):
-        indices = list(range(start, min(start + batch_size, count)))
-        indices += [indices[i % len(indices)] for i in range(batch_size - len(indices))]
-        arrays = [resize_crop_pil(decode_rgb(dataset.read(i), dataset.location(i)), pp) for i in indices]
+        arrays = [_decoded(dataset, pp, i) for i in _batch_indices(start, count, batch_size)]
         yield torch.from_numpy(numpy.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def example_batch(dataset: Dataset, pp: Preprocessing, batch_size: int, workers: int) -> torch.Tensor:
+    """The compile and warm-up example: the set's first batch, uint8 NCHW, decoded by ``workers`` threads
+    (filled by repeating its images when the set is smaller)."""
+    indices = _batch_indices(0, len(dataset.samples), batch_size)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        arrays = list(pool.map(lambda i: _decoded(dataset, pp, i), indices))
+    return torch.from_numpy(numpy.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
 def calibration_source(
@@ -141,15 +163,17 @@ def calibration_source(
 
 def run_pass(
     fn,
-    loader: Iterable[Batch],
+    loader: Loader,
     dev: Device,
     pp: Preprocessing,
     dtype: torch.dtype,
     channels_last: bool,
     n_images: int,
     progress: Progress,
+    held: "HeldInputs",
 ) -> Tuple[metrics.PassTimes, torch.Tensor, metrics.Accuracy, Dict]:
-    """One pass over every image: (times, CPU predictions, accuracy, batch counts)."""
+    """One pass over every image: (times, CPU predictions, accuracy, batch counts); ``held`` is offered
+    each batch's model input."""
     times = metrics.PassTimes()
     preds = metrics.Predictions(n_images, dev.device)
     labels: List[torch.Tensor] = []
@@ -161,6 +185,7 @@ def run_pass(
         images = batch.images.to(dev.device, non_blocking=dev.pin_memory)
         h2d.stop()
         x = normalize(images, pp, dtype, channels_last)
+        held.offer(x)
         core.start()
         logits = fn(x)
         core.stop()
@@ -182,6 +207,38 @@ def run_pass(
     return times, host, accuracy, counts
 
 
+class HeldInputs:
+    """Model inputs of a stage's first batches, kept on the device for the core pass (bounded)."""
+
+    def __init__(self, batches: int = CORE_BATCHES, max_bytes: int = CORE_BYTES) -> None:
+        self.batches, self.max_bytes = batches, max_bytes
+        self.inputs: List[torch.Tensor] = []
+        self.bytes = 0
+
+    def offer(self, x: torch.Tensor) -> None:
+        """Keep ``x`` (a fresh tensor: nothing else writes it) while within the bounds."""
+        size = x.numel() * x.element_size()
+        if len(self.inputs) < self.batches and (not self.inputs or self.bytes + size <= self.max_bytes):
+            self.inputs.append(x)
+            self.bytes += size
+
+
+def core_pass(fn, held: HeldInputs, batches: int, dev: Device) -> Tuple[List[float], float]:
+    """``batches`` model calls cycling over the held inputs, each between two device events, nothing
+    else on the device: (per-call seconds, wall seconds)."""
+    dev.synchronize()
+    start = time.perf_counter()
+    intervals = []
+    for number in range(batches):
+        interval = dev.interval()
+        interval.start()
+        fn(held.inputs[number % len(held.inputs)])
+        interval.stop()
+        intervals.append(interval)
+    dev.synchronize()
+    return [interval.seconds() for interval in intervals], time.perf_counter() - start
+
+
 def run_stage(
     name: str,
     toolkit: Toolkit,
@@ -189,9 +246,11 @@ def run_stage(
     config: Config,
     dev: Device,
     where: Where,
-    loader: Iterable[Batch],
+    loader: Loader,
+    example_u8: torch.Tensor,
 ) -> Tuple[Dict, Dict, torch.Tensor]:
-    """Compile, warm up, run R passes over ``loader``; (stage section, memory section, last predictions)."""
+    """Compile and warm up on ``example_u8``, run R whole passes over ``loader``, then the core pass;
+    (stage section, memory section, last predictions)."""
     pp, bs, n = config.case.preprocessing, config.batch_size, len(config.dataset.samples)
     precision = toolkit.settings.precision
     dev.release()
@@ -200,7 +259,6 @@ def run_stage(
     dtype, channels_last = toolkit.input_dtype(), toolkit.channels_last()
 
     where.enter(name, "compile", toolkit=toolkit.name, precision=precision)
-    example_u8 = next(decoded_batches(config.dataset, pp, bs, bs))
     example = normalize(example_u8.to(dev.device), pp, dtype, channels_last)
     fn = toolkit.compile(copy.deepcopy(model).to(dev.device).eval(), example)
 
@@ -218,18 +276,24 @@ def run_stage(
     warmup_s = time.perf_counter() - start
     warm_s = [interval.seconds() for interval in warm[1:] or warm]  # the first call may initialise lazily
     dev.sample()
+    del example
+
+    wait_start = time.perf_counter()
+    loader.wait_started()  # outside every window (metrics.md: loader_start_s)
+    waited_s = time.perf_counter() - wait_start
 
     where.enter(name, "passes", passes=config.repeat, images=n)
     progress = Progress(name, config.repeat * n, dev)
     totals = metrics.StageTotals()
     counts = {"batches": 0, "padded_slots": 0}
+    held = HeldInputs()
     deterministic = True
     last: Optional[torch.Tensor] = None
     with torch.no_grad():
         for index in range(config.repeat):
             progress.pass_index = index
             times, host, accuracy, pass_counts = run_pass(
-                fn, loader, dev, pp, dtype, channels_last, n, progress
+                fn, loader, dev, pp, dtype, channels_last, n, progress, held
             )
             progress.report()
             totals.add(times)
@@ -237,6 +301,13 @@ def run_stage(
                 counts[key] += pass_counts[key]
             deterministic = deterministic and (last is None or torch.equal(last, host))
             last = host
+            held.batches = len(held.inputs)  # held from the first pass only
+
+        where.enter(name, "core", batches=counts["batches"], held_batches=len(held.inputs))
+        core_batches_s, core_wall_s = core_pass(fn, held, counts["batches"], dev)
+    core_s = sum(core_batches_s)
+    held_count, held_gib = len(held.inputs), round(held.bytes / float(1 << 30), 4)
+    del held
     images = config.repeat * n
     section = {
         "toolkit": toolkit.name,
@@ -258,14 +329,25 @@ def run_stage(
         "warmup_s": _r(warmup_s),
         "warmup_batches": config.warmup,
         "warmup_latency_ms": metrics.latency_ms(warm_s) if warm_s else None,
+        "pipeline_wait_s": _r(waited_s),
         "whole_s": _r(totals.whole_s),
         "pass_whole_s": [_r(s) for s in totals.pass_whole_s],
-        "core_s": _r(totals.core_s),
+        "core_s": _r(core_s),
+        "core_in_pipeline_s": _r(totals.core_s),
+        "core_ratio": metrics.core_ratio(totals.core_s, core_s),
+        "core_pass": {
+            "batches": len(core_batches_s),
+            "held_batches": held_count,
+            "held_gib": held_gib,
+            "wall_s": _r(core_wall_s),
+        },
         "h2d_s": _r(totals.h2d_s),
         "d2h_s": _r(totals.d2h_s),
         "throughput_whole_img_per_s": metrics.rate(images, totals.whole_s),
-        "throughput_core_img_per_s": metrics.rate(images, totals.core_s),
-        "latency_ms": metrics.latency_ms(totals.core_batches_s),
+        "throughput_core_img_per_s": metrics.rate(images, core_s),
+        "throughput_core_in_pipeline_img_per_s": metrics.rate(images, totals.core_s),
+        "latency_ms": metrics.latency_ms(core_batches_s),
+        "latency_in_pipeline_ms": metrics.latency_ms(totals.core_batches_s),
         "deterministic_across_passes": deterministic,
         "timing_method": dev.timing_method,
         "calibration": config.calibration if name == "infer" else None,
@@ -288,7 +370,7 @@ def _mfu(config: Config, flops: int, core_img_per_s: Optional[float]) -> Dict:
         "peak_flops_per_s": config.peak_flops,
         "peak_source": config.peak_source,
         "precision": config.precision,
-        "flagperf_flops_per_image": FLAGPERF_FLOPS_PER_IMAGE,
+        "flagperf_flops_per_image": protocol.FLAGPERF_FLOPS_PER_IMAGE,
         "reason": None,
     }
     if config.peak_flops is None:
@@ -296,8 +378,9 @@ def _mfu(config: Config, flops: int, core_img_per_s: Optional[float]) -> Dict:
     elif core_img_per_s is None:
         section["reason"] = "infer core time is zero"
     else:
-        section["mfu"] = flops * core_img_per_s / config.peak_flops
-        section["mfu_flagperf_convention"] = FLAGPERF_FLOPS_PER_IMAGE * core_img_per_s / config.peak_flops
+        section["mfu"], section["mfu_flagperf_convention"] = protocol.mfu(
+            flops, core_img_per_s, config.peak_flops
+        )
     return section
 
 
@@ -357,6 +440,7 @@ def skeleton(config: Config) -> Dict:
             "export_s": None,
             "compile_s": None,
             "warmup_s": None,
+            "loader_start_s": None,
             "e2e_time_s": None,
         },
         "stages": {"val": None, "infer": None},
@@ -380,14 +464,16 @@ def _run_stages(
 
     where.enter("flops")
     doc["flops_per_image"], doc["flops_method"] = count_flops(model, config.case.preprocessing.crop)
+    example_u8 = example_batch(config.dataset, config.case.preprocessing, config.batch_size, config.workers)
 
     preds = {}
     for name, toolkit in (("val", config.val_toolkit), ("infer", config.infer_toolkit)):
         doc["stages"][name], doc["memory"]["stages"][name], preds[name] = run_stage(
-            name, toolkit, model, config, dev, where, loader
+            name, toolkit, model, config, dev, where, loader, example_u8
         )
         doc["environment"]["toolkits"][toolkit.name] = toolkit.versions()
-        if not isinstance(loader, BatchLoader) and loader.cpu_fallbacks is not None:  # decoded on the device
+        doc["durations"]["loader_start_s"] = _r(loader.wait_started())
+        if loader.cpu_fallbacks is not None:  # decoded on the device
             doc["data"]["cpu_fallback_images"] = sum(loader.cpu_fallbacks.values())
             doc["data"]["cpu_fallback_reasons"] = loader.cpu_fallbacks
     return preds
@@ -399,9 +485,10 @@ def _measure(config: Config, doc: Dict, dev: Device, where: Where) -> None:
     memory = dict(dev.totals(), mem_used_gib=None, stages={"val": None, "infer": None})
     doc["memory"] = memory
 
-    # one loader for both stages (each pass reads and decodes the files again); its decoding processes,
-    # if any, start now and get ready while the model loads and compiles
-    loader = open_loader(
+    # one loader for both stages (each pass reads and decodes the files again), started first: its
+    # decoding processes, if any, start up while the model loads and compiles
+    where.enter("setup", "loader")
+    with open_loader(
         config.decoder,
         config.dataset,
         config.batch_size,
@@ -409,16 +496,13 @@ def _measure(config: Config, doc: Dict, dev: Device, where: Where) -> None:
         dev.device,
         config.workers,
         dev.pin_memory,
-    )
-    try:
+    ) as loader:
+        loader.start()
         preds = _run_stages(config, doc, dev, where, loader)
-    finally:
-        if isinstance(loader, ProcessBatchLoader):
-            loader.close()
 
     where.enter("report")
     for name in ("val", "infer"):
-        warning = metrics.inflation_warning(name, doc["stages"][name])
+        warning = metrics.sharing_warning(name, doc["stages"][name])
         if warning:
             doc["warnings"].append(warning)
     infer = doc["stages"]["infer"]

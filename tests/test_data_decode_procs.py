@@ -59,9 +59,11 @@ def test_batches_equal_one_process_in_order_pass_after_pass(flat):
         assert [g[2] for g in got] == [4, 4, 3]
         for (images, labels_, valid), (w_images, w_labels, w_valid) in zip(got, want):
             assert torch.equal(images, w_images) and torch.equal(labels_, w_labels) and valid == w_valid
-        assert loader.cpu_fallbacks == alone.cpu_fallbacks == {
-            "CMYK or YCCK JPEG": 1, "grayscale JPEG": 1, "not a JPEG": 1
-        }
+        assert (
+            loader.cpu_fallbacks
+            == alone.cpu_fallbacks
+            == {"CMYK or YCCK JPEG": 1, "grayscale JPEG": 1, "not a JPEG": 1}
+        )
         Path(path, ds.samples[6].name).write_bytes(Path(path, ds.samples[4].name).read_bytes())
         second = [b.images.clone() for b in loader]  # batch 1, from process 1, decoded again
         assert torch.equal(second[1][2], got[1][0][0]) and not torch.equal(second[1][2], got[1][0][2])

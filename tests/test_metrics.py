@@ -109,9 +109,9 @@ def test_stage_totals_sum_passes():
     assert totals.core_batches_s == [0.1, 0.2, 0.1, 0.2]
 
 
-def test_inflation_warning_compares_passes_with_warm_up():
-    section = {"latency_ms": {"p50": 30.0}, "warmup_latency_ms": {"p50": 15.0}}
-    warning = metrics.inflation_warning("val", section)
-    assert warning.startswith("val: core p50 30.000 ms during the passes vs 15.000 ms in warm-up")
-    assert metrics.inflation_warning("val", dict(section, latency_ms={"p50": 22.0})) is None
-    assert metrics.inflation_warning("val", dict(section, warmup_latency_ms=None)) is None
+def test_sharing_warning_when_the_pipeline_slowed_the_model():
+    assert metrics.core_ratio(1.5, 1.0) == 1.5 and metrics.core_ratio(1.0, 0.0) is None
+    warning = metrics.sharing_warning("val", {"core_ratio": 1.6})
+    assert warning.startswith("val: the model's calls inside the whole passes took 1.60x")
+    assert metrics.sharing_warning("val", {"core_ratio": 1.1}) is None
+    assert metrics.sharing_warning("val", {"core_ratio": None}) is None

@@ -87,6 +87,7 @@ def check_events(events: List[Dict], n_images: int, repeat: int, status: str) ->
             (stage, "compile"),
             (stage, "warmup"),
             (stage, "passes"),
+            (stage, "core"),
         ]
         progress = [e for e in events if e["ev"] == "progress" and e["stage"] == stage]
         # one event at the end of every pass (more every ~2 s)
@@ -109,12 +110,20 @@ def check_stage(stage: Dict, toolkit: str, n_images: int, repeat: int, batch_siz
     assert stage["deterministic_across_passes"] is True
     assert len(stage["pass_whole_s"]) == repeat
     assert stage["whole_s"] == pytest.approx(sum(stage["pass_whole_s"]), abs=1e-5)  # each rounded to 1 us
-    assert 0 < stage["core_s"] < stage["whole_s"]
+    assert 0 < stage["core_in_pipeline_s"] < stage["whole_s"] and stage["core_s"] > 0
+    assert stage["core_ratio"] == pytest.approx(stage["core_in_pipeline_s"] / stage["core_s"], rel=1e-3)
     images = stage["images"]  # the seconds in the result are rounded to 1 us
     assert stage["throughput_whole_img_per_s"] == pytest.approx(images / stage["whole_s"], rel=1e-4)
     assert stage["throughput_core_img_per_s"] == pytest.approx(images / stage["core_s"], rel=1e-4)
-    lat = stage["latency_ms"]
-    assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert stage["throughput_core_in_pipeline_img_per_s"] == pytest.approx(
+        images / stage["core_in_pipeline_s"], rel=1e-4
+    )
+    core = stage["core_pass"]  # as many calls as the whole passes, over the first pass's batches
+    assert core["batches"] == stage["batches"] and core["held_batches"] == min(per_pass, 8)
+    assert core["held_gib"] > 0 and core["wall_s"] >= stage["core_s"] - 1e-5
+    for key in ("latency_ms", "latency_in_pipeline_ms"):
+        lat = stage[key]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
 
 
 @pytest.mark.slow
@@ -152,6 +161,9 @@ def test_resnet50_pytorch_random_weights_subset_with_mfu(imageset, tmp_path):
     durations = doc["durations"]
     assert durations["e2e_time_s"] > doc["stages"]["val"]["whole_s"] + doc["stages"]["infer"]["whole_s"]
     assert durations["warmup_s"] == doc["stages"]["infer"]["warmup_s"] > 0
+    # the pipeline started before the passes, outside every window; the infer stage found it started
+    assert durations["loader_start_s"] > 0 and doc["stages"]["infer"]["pipeline_wait_s"] < 0.01
+    assert doc["metric_version"] == 2
     assert doc["memory"]["mem_used_gib"] > 0 and doc["memory"]["mem_total_gib"] > 0
 
 

@@ -51,7 +51,9 @@ def timeline(job: JobData) -> List[Bar]:
     """The job's phases in order (s): image build, container start, the runner's stages, collection.
 
     start = the runner's wall time seen by the orchestrator minus its own e2e time (container start,
-    interpreter start and exit); other = e2e minus the listed stages (FLOP count, set-up, report).
+    interpreter start and exit); pipeline = what the runner waited for its data pipeline to start
+    (``durations.loader_start_s`` overlaps load and compile: only the rest is on this line); core = the
+    two stages' core passes; other = e2e minus the listed stages (FLOP count, set-up, report).
     """
     timings = job.job.get("timings") or {}
     result = job.result
@@ -59,16 +61,22 @@ def timeline(job: JobData) -> List[Bar]:
     runner = timings.get("runner_s")
     val = dig(result, "stages", "val") or {}
     infer = dig(result, "stages", "infer") or {}
+    stages = [stage for stage in (val, infer) if stage]
     stage_val = _sum([val.get(k) for k in ("export_s", "compile_s", "warmup_s", "whole_s")]) if val else None
     phases: List[Bar] = [
         ("build", timings.get("build_s")),
         ("start", runner - e2e if runner is not None and e2e is not None else None),
         ("load", dig(result, "durations", "load_s")),
+        ("pipeline", _sum([stage.get("pipeline_wait_s", 0.0) for stage in stages]) if stages else None),
         ("val", stage_val),
         ("export", infer.get("export_s")),
         ("compile", infer.get("compile_s")),
         ("warm-up", infer.get("warmup_s")),
         ("infer", infer.get("whole_s")),
+        (
+            "core",
+            _sum([(stage.get("core_pass") or {}).get("wall_s", 0.0) for stage in stages]) if stages else None,
+        ),
     ]
     inside = _sum([v for _, v in phases[2:]])
     phases.append(("other", e2e - inside if e2e is not None and inside is not None else None))

@@ -27,7 +27,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.multiprocessing as torch_mp
@@ -166,7 +166,9 @@ class ProcessBatchLoader(Loader):
             )
             for rank in range(processes)
         ]
-        setup = _Setup(self.dataset, self.batch_size, self.pp, self.device, self.workers, self.batched, self._ring)
+        setup = _Setup(
+            self.dataset, self.batch_size, self.pp, self.device, self.workers, self.batched, self._ring
+        )
         for process, (orders, _, _) in zip(self._processes, self._channels):
             process.start()
             orders.put(setup)

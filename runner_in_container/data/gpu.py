@@ -30,7 +30,7 @@ import queue
 import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 import PIL

@@ -84,6 +84,7 @@ class Loader:
         self.cpu_fallbacks: Optional[Dict[str, int]] = None
         self.start_s: Optional[float] = None
         self._began: Optional[float] = None
+        self._start_returned = 0.0
 
     def __len__(self) -> int:
         return batch_count(len(self.dataset.samples), self.batch_size)
@@ -93,6 +94,7 @@ class Loader:
         if self._began is None:
             self._began = time.perf_counter()
             self._start()
+            self._start_returned = time.perf_counter()
 
     def wait_started(self) -> float:
         """Wait until the pipeline runs and is warm; ``start_s``."""
@@ -119,8 +121,9 @@ class Loader:
         """Begin starting the pipeline."""
 
     def _wait(self) -> Optional[float]:
-        """Block until started; when it finished (``time.perf_counter()``), None for now."""
-        return None
+        """Block until started; when it finished (``time.perf_counter()``), None for now. Here: when
+        ``_start`` returned (it started everything)."""
+        return self._start_returned
 
     def _pass(self) -> Iterator[Batch]:
         raise NotImplementedError
