@@ -61,7 +61,7 @@ def _check_vendors(cluster: Cluster, where: str) -> Dict[str, Vendor]:
             raise ConfigError(
                 "%s.vendor: unknown vendor %r (known: %s)" % (field, host.vendor, ", ".join(sorted(known)))
             )
-        if host.mps and not vendor.mps:
+        if host.mps is True and not vendor.mps:
             raise ConfigError(
                 "%s.mps: vendor %s has no MPS daemon to join (CUDA MPS is NVIDIA's); remove it"
                 % (field, vendor.name)

@@ -198,8 +198,9 @@ class Host(Model):
     workers: int = Field(8, ge=1, le=256)
     #: runner --decode-processes: processes decoding with nvJPEG (0: the runner's default, by CPUs and MPS)
     decode_processes: int = Field(0, ge=0, le=64)
-    #: the host runs an MPS control daemon (nvidia-cuda-mps-control -d): jobs join it; NVIDIA hosts only
-    mps: bool = False
+    #: CUDA MPS on NVIDIA hosts (orchestrator/mps.py): true, the host runs its own daemon and jobs join it;
+    #: false, none; auto, the host's own daemon when there, else one of each job's own where the GPU allows
+    mps: Union[bool, Literal["auto"]] = "auto"
     #: the daemon's CUDA_MPS_PIPE_DIRECTORY on the host (absolute, on a local host too)
     mps_pipe_directory: str = "/tmp/nvidia-mps"
     image: ImageSpecConfig = Field(default_factory=ImageSpecConfig)

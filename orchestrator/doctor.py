@@ -371,8 +371,11 @@ class _HostProbe:
 
     def mps(self) -> Check:
         """With ``mps`` on, the MPS daemon's control pipe must be in its pipe directory."""
-        if not self.host.mps:
-            return Check("mps", PASS, "off")
+        if self.host.mps is not True:
+            auto = self.host.mps == "auto" and self.vendor.mps
+            return Check(
+                "mps", PASS, "auto: a daemon of each job's own where the GPU allows" if auto else "off"
+            )
         directory = self.host.mps_pipe_directory
         pipe = posixpath.join(directory, "control")
         if self.run(["test", "-e", pipe]).returncode != 0:

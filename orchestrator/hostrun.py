@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional
 from runner_in_container.protocol import EXIT_BAD_INPUT, RESULT_FILE, parse_event
 from vendors.base import Vendor
 
-from . import collect, containers, envinfo, images
+from . import collect, containers, envinfo, images, mps
 from . import workdir as workdirs
 from .config import Cluster, Host
 from .monitor import Monitor
@@ -133,6 +133,9 @@ class HostWorker:
     and _say: its jobs run at once, not one per device) and reuse the rest.
     """
 
+    #: this launcher starts a job's own MPS daemon on its host (mps: auto); a batch system's does not
+    private_mps = True
+
     def __init__(self, ctx: RunContext, host: Host) -> None:
         self.ctx = ctx
         self.host = host
@@ -141,6 +144,7 @@ class HostWorker:
         self.workdir = ctx.cluster.host_workdir(host) or ""  # set by prepare (_secure_workdir)
         self.transport: Optional[Transport] = None
         self._device_transports: Dict[int, Transport] = {}
+        self._mps_pipes: Dict[Optional[int], Optional[str]] = {}  # the MPS daemon each device's job joins
         self.env: Dict[str, Any] = {}
         self.image: Optional[str] = None
         self.runner_path: Optional[str] = None
@@ -332,8 +336,15 @@ class HostWorker:
             self._make_remote_dirs(transport, remote_dir)
         self._say(job.device, stage="start", job=job.job_id, note="")
         t0 = time.time()
-        with stage_errors("run"):
+        mode = self.host.mps if self.private_mps else self.host.mps is True
+        with stage_errors("run"), mps.job_sharing(
+            transport, mode, self.host.mps_pipe_directory, self.vendor.mps, job.device, self.ctx.run_id
+        ) as sharing:
+            self._mps_pipes[job.device] = sharing.pipe
+            if self.vendor.mps:
+                self._say(job.device, note="MPS: " + sharing.note)
             outcome = self._run_runner(transport, job, remote_dir, log_path)
+            outcome.mps = sharing.note
         timings["runner_s"] = time.time() - t0
         t0 = time.time()
         local_result = job_dir / RESULT_FILE
@@ -365,6 +376,7 @@ class HostWorker:
             model = envinfo.accelerator_models(self.env, [job.device]).get(job.device)
             derived = collect.derive(doc, self.vendor, model)
             derived["samples_source"] = monitor.source if monitor else None
+            derived["mps"] = outcome.mps if outcome is not None else None
             self.ctx.store.put_result(self.ctx.run_id, job.job_id, doc, derived)
             if monitor is not None:
                 summary = monitor.summary(infer_images=doc["stages"]["infer"]["images"])
@@ -444,12 +456,13 @@ class HostWorker:
     def job_command(self, job: Job, remote_dir: str) -> List[str]:
         """The argv that runs ``job`` on the host: ``docker run ...`` or, bare, ``env ... python -m runner``.
 
-        Shared by every launcher (direct fan-out here, Slurm's batch step). With ``mps`` the job joins the
-        host's CUDA MPS daemon through its pipe directory.
+        Shared by every launcher (direct fan-out here, Slurm's batch step). With MPS (mps.py) the job joins
+        a CUDA MPS daemon through its pipe directory.
         """
         cache_dir = self._cache_dir()
         spec = self.host.data
-        mps_pipe = self.host.mps_pipe_directory if self.host.mps else None
+        lab_pipe = self.host.mps_pipe_directory if self.host.mps is True else None
+        mps_pipe = self._mps_pipes.get(job.device, lab_pipe)
         if self.host.runtime != "docker":
             assert self.runner_path is not None
             command = self._runner_argv(job, remote_dir, spec.path, spec.labels, self.host.weights, cache_dir)
@@ -594,6 +607,7 @@ class RunnerOutcome:
         self.error: Optional[Dict[str, Any]] = None
         self.last_stderr = ""
         self.monitor: Optional[Monitor] = None
+        self.mps: Optional[str] = None  # the MPS daemon the job joined (mps.py's note)
 
     def stdout_handler(self, log, on_event: Callable[[Dict[str, Any]], None]) -> Callable[[str], None]:
         def handle(line: str) -> None:

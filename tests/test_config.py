@@ -80,13 +80,13 @@ def test_bad_values_name_the_field(tmp_path, old, new, field):
     assert field in message
 
 
-def test_mps_is_off_by_default_and_its_pipe_directory_kept_as_written(tmp_path):
+def test_mps_is_auto_by_default_and_its_pipe_directory_kept_as_written(tmp_path):
     remote, local = load_cluster(write(tmp_path, GOOD)).hosts
-    assert (remote.mps, remote.mps_pipe_directory) == (False, "/tmp/nvidia-mps")
+    assert (remote.mps, remote.mps_pipe_directory) == ("auto", "/tmp/nvidia-mps")
     text = GOOD.replace("vendor: nvidia", "vendor: nvidia\n    mps: true\n    mps_pipe_directory: /run/mps")
     remote, local = load_cluster(write(tmp_path, text)).hosts
     assert (remote.mps, remote.mps_pipe_directory) == (True, "/run/mps")
-    assert (local.mps, local.mps_pipe_directory) == (False, "/tmp/nvidia-mps")
+    assert (local.mps, local.mps_pipe_directory) == ("auto", "/tmp/nvidia-mps")
 
 
 def test_duplicate_host_names(tmp_path):

@@ -79,6 +79,7 @@ class _Watch:
 
 
 class SlurmWorker(HostWorker):
+    private_mps = False  # a node's MPS is the site's: only mps: true joins a daemon there
     """A host entry whose jobs Slurm runs: its ``address`` is the submit host."""
 
     def __init__(self, ctx: RunContext, host: Any) -> None:
