@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""The product path on the H200: every row is ``python -m orchestrator run`` on host_configs/h200_product.yaml.
+
+The cluster file holds the NVIDIA bare host's default settings (mps auto, the runner's default decoder and
+decoding processes) and the headline case: ResNet50 cudnn_fused fp16 bs 256. Each row changes one thing
+in a copy of it (the set, the passes, mps) and runs the orchestrator on that copy; the figures are read
+back from the orchestrator's store with the report's own reading (orchestrator/report), so they are what
+a lab admin gets.
+
+Rows:
+  x5      the generated set (N images, default 50,000), 5 passes: the headline
+  x1      the same set, 1 pass (whole within 5% of x5's: the pipeline starts outside the window)
+  10k     its first 10,000 images, 1 pass
+  real    the 630 real ImageNet images (``--real FOLDER``, flat layout, with ``--labels``), 1 pass
+  nomps   x5 with mps: false (the decoding processes time-slice the GPU with the model)
+
+On the H200, from the repo root:  python3 bench/h200_product.py --dest "$OUT" --real REAL --labels VAL
+Plumbing check on a CPU host:    python3 bench/h200_product.py --cpu --images 24 --rows x1 --dest /tmp/p
+Writes DEST/product.md (the table), DEST/product.json (every row's derived figures and timeline) and
+DEST/logs/<row>.log; prints the table. Exit 0 when every row ran.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from orchestrator.report.figures import timeline  # noqa: E402
+from orchestrator.report.load import load_run  # noqa: E402
+from orchestrator.store import Store  # noqa: E402
+
+BASE = REPO / "host_configs" / "h200_product.yaml"
+ROWS = ("x5", "x1", "real", "10k", "nomps")
+ROW_TIMEOUT_S = 240
+COLUMNS = (
+    ("row", "row"),
+    ("e2e_time_s", "e2e (s)"),
+    ("other_pct", "other (%)"),
+    ("loader_start_s", "pipeline start (s)"),
+    ("p_val_whole", "p_val_whole"),
+    ("p_val_core", "p_val_core"),
+    ("p_infer_whole", "p_infer_whole"),
+    ("p_infer_core", "p_infer_core"),
+    ("p_infer_core_in_pipeline", "infer core in pipeline"),
+    ("core_ratio", "ratio"),
+    ("mps", "MPS"),
+)
+
+
+def row_cluster(row: str, args: argparse.Namespace, dest: Path) -> Dict[str, Any]:
+    """The cluster file of ``row``: the base file with absolute paths and the row's one change."""
+    cluster = yaml.safe_load(BASE.read_text())
+    host = cluster["hosts"][0]
+    cluster["store"] = str(dest / "product.sqlite")
+    cluster["results_dir"] = str(dest / "results")
+    host["workdir"] = str(REPO / ".cache" / "work")
+    host["data"] = {"path": str(Path(args.data).resolve()), "layout": "imagefolder"}
+    case = cluster["cases"][0]
+    if args.cpu:  # plumbing only: the CPU vendor, pytorch, fp32
+        host.update(vendor="cpu", runtime="bare", python=sys.executable)
+        case.update(toolkit="pytorch", precision="fp32", batch_size=4, warmup=1)
+    if row == "x1":
+        case["repeat"] = 1
+    elif row == "10k":
+        case["repeat"] = 1
+        host["data"]["max_images"] = min(10000, args.images)
+    elif row == "real":
+        case["repeat"] = 1
+        host["data"] = {"path": str(Path(args.real).resolve()), "layout": "flat", "labels": args.labels}
+    elif row == "nomps":
+        host["mps"] = False
+    return cluster
+
+
+def figures(store: Path, row: str) -> Dict[str, Any]:
+    """The row's derived figures and timeline, from the orchestrator's store (its last run)."""
+    data = load_run(Store(str(store)), Store(str(store)).runs()[-1]["run_id"])
+    jobs = data.ok_jobs()
+    if not jobs:
+        states = ["%s %s" % (j.job.get("state"), j.job.get("reason")) for j in data.jobs]
+        return {"row": row, "error": "; ".join(states) or "no job"}
+    job = jobs[0]
+    phases = dict((name, value) for name, value in timeline(job) if value is not None)
+    e2e = job.derived["e2e_time_s"]
+    out = dict(job.derived, row=row, run_id=data.run_id, timeline_s=phases)
+    out["other_pct"] = round(100.0 * phases.get("other", 0.0) / e2e, 1) if e2e else None
+    out["decoder"] = job.result["data"]["decoder"]
+    out["passes_s"] = {s: job.result["stages"][s]["pass_whole_s"] for s in ("val", "infer")}
+    out["core_pass"] = {s: job.result["stages"][s]["core_pass"] for s in ("val", "infer")}
+    return out
+
+
+def run_row(row: str, args: argparse.Namespace, dest: Path) -> Dict[str, Any]:
+    path = dest / "clusters" / (row + ".yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(row_cluster(row, args, dest), sort_keys=False))
+    log = dest / "logs" / (row + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log.open("w") as out:
+        try:
+            rc: Optional[int] = subprocess.run(
+                [sys.executable, "-m", "orchestrator", "run", "--cluster", str(path)],
+                cwd=str(REPO),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=ROW_TIMEOUT_S,
+            ).returncode
+        except subprocess.TimeoutExpired:
+            rc = None
+    wall = time.perf_counter() - start
+    if not (dest / "product.sqlite").exists():
+        return {"row": row, "error": "no store (exit %s); see %s" % (rc, log)}
+    result = figures(dest / "product.sqlite", row)
+    result.update(orchestrator_exit=rc, orchestrator_wall_s=round(wall, 1))
+    return result
+
+
+def show(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "%.2f" % value if value < 10 else "{:,.0f}".format(value)
+    return str(value)
+
+
+def table(rows: List[Dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        if "error" in row:
+            lines.append("| %s | failed: %s |" % (row["row"], row["error"]))
+        else:
+            lines.append("| " + " | ".join(show(row.get(key)) for key, _ in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dest", required=True)
+    parser.add_argument("--data", default=str(REPO / ".cache" / "product_data" / "val"))
+    parser.add_argument("--images", type=int, default=50000)
+    parser.add_argument("--real", help="folder of the 630 real images (flat layout)")
+    parser.add_argument("--labels", help="their val.txt")
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--cpu", action="store_true", help="plumbing check on a CPU host")
+    args = parser.parse_args()
+    dest = Path(args.dest).resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    if not Path(args.data).is_dir():
+        subprocess.run(
+            [sys.executable, "-m", "runner_in_container.data.generate", str(Path(args.data).parent)]
+            + [
+                "--images",
+                str(args.images),
+                "--layout",
+                "imagefolder",
+                "--workers",
+                str(os.cpu_count() or 1),
+            ],
+            cwd=str(REPO),
+            check=True,
+        )
+    rows = []
+    for row in args.rows.split(","):
+        if row == "real" and not (args.real and args.labels):
+            rows.append({"row": row, "error": "no --real and --labels"})
+            continue
+        rows.append(run_row(row, args, dest))
+        print(table(rows[-1:]), flush=True)
+    text = table(rows)
+    (dest / "product.md").write_text(text + "\n")
+    (dest / "product.json").write_text(json.dumps(rows, indent=1, sort_keys=True, default=str))
+    print(text)
+    return 0 if all("error" not in row for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
