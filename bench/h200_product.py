@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The product path on the H200: every row is ``python -m orchestrator run`` on host_configs/h200_product.yaml.
+"""The product path on the H200: each row is ``python -m orchestrator run`` on host_configs/h200_product.yaml.
 
 The cluster file holds the NVIDIA bare host's default settings (mps auto, the runner's default decoder and
 decoding processes) and the headline case: ResNet50 cudnn_fused fp16 bs 256. Each row changes one thing
