@@ -176,10 +176,9 @@ def main() -> int:
             continue
         rows.append(run_row(row, args, dest))
         print(table(rows[-1:]), flush=True)
-    text = table(rows)
-    (dest / "product.md").write_text(text + "\n")
-    (dest / "product.json").write_text(json.dumps(rows, indent=1, sort_keys=True, default=str))
-    print(text)
+        (dest / "product.md").write_text(table(rows) + "\n")  # after each row: a cut-short call keeps them
+        (dest / "product.json").write_text(json.dumps(rows, indent=1, sort_keys=True, default=str))
+    print(table(rows))
     return 0 if all("error" not in row for row in rows) else 1
 
 
