@@ -75,7 +75,8 @@ def row_cluster(row: str, args: argparse.Namespace, dest: Path) -> Dict[str, Any
         host["data"]["max_images"] = min(10000, args.images)
     elif row == "real":
         case["repeat"] = 1
-        host["data"] = {"path": str(Path(args.real).resolve()), "layout": "flat", "labels": args.labels}
+        real, labels = (str(Path(path).resolve()) for path in (args.real, args.labels))
+        host["data"] = {"path": real, "layout": "flat", "labels": labels}
     elif row == "nomps":
         host["mps"] = False
     return cluster

@@ -10,17 +10,19 @@ import os
 import re
 import sys
 import tempfile
-from typing import Any, Dict, List, NoReturn, Optional
+from typing import Any, Dict, List, NamedTuple, NoReturn, Optional
 
 import torch
 
 from . import cases, device, protocol, run, toolkits
 from .data import DataError, open_dataset
+from .data.decode_procs import Spawned
 from .data.gpu import (
     DECODERS,
     MAX_DEFAULT_PROCESSES,
     MAX_DEFAULT_PROCESSES_MPS,
     DecoderUnavailable,
+    decoding_processes,
     resolve_decoder,
 )
 from .toolkits.base import PRECISIONS, Toolkit, ToolkitSettings
@@ -282,9 +284,20 @@ def val_precision(precision: str, dev: torch.device) -> str:
     return "fp16" if dev.type == "cuda" else "fp32"
 
 
-def config_from_args(args: argparse.Namespace, argv: List[str]) -> run.Config:
-    """Check the parsed arguments against the environment; raise BadInput on the first problem."""
-    case = cases.discover()[args.case]
+class Request(NamedTuple):
+    """The parsed command line, checked where that is quick (``config_from_args``)."""
+
+    args: argparse.Namespace
+    argv: List[str]
+    options: Dict[str, str]  # --toolkit-option pairs
+
+
+def config_from_args(args: argparse.Namespace, argv: List[str]) -> Request:
+    """Check what is quick to check (paths, paired options); raise BadInput on the first problem.
+
+    The slow set-up (the device and its decoder probed, the weights and a tar hashed, the toolkits built)
+    is ``set_up``'s, after the start event.
+    """
     _check_path("--data", args.data)
     _check_path("--labels", args.labels, "file")
     _check_dir_target("--out", args.out)
@@ -293,13 +306,48 @@ def config_from_args(args: argparse.Namespace, argv: List[str]) -> run.Config:
         raise BadInput("--peak-source", "required with --peak-flops (where the peak figure comes from)")
     if args.peak_source and args.peak_flops is None:
         raise BadInput("--peak-flops", "required with --peak-source")
-    options = _options(args.toolkit_option)
+    if args.decoder == "pil" and args.decode_processes > 1:
+        raise BadInput("--decode-processes", "applies to nvjpeg; PIL decodes in --workers threads")
+    return Request(args, argv, _options(args.toolkit_option))
+
+
+def _spawn_decoders(requested: str, dev: torch.device, processes: int) -> Optional[Spawned]:
+    """Decoding processes spawned now where nvJPEG may decode in several: they import torch while the
+    rest is set up (the loader takes them, or stops them when the decoder turns out otherwise)."""
+    if requested == "pil" or dev.type != "cuda":
+        return None
+    count = decoding_processes(processes, device.usable_cpus())
+    return Spawned(count) if count > 1 else None
+
+
+def set_up(request: Request) -> run.Config:
+    """The run's Config: the device opened (its memory baseline taken), decoding processes spawned, the
+    decoder probed, weights and data set opened (hashes checked), toolkits built; BadInput on a problem."""
+    args, options = request.args, request.options
+    case = cases.discover()[args.case]
     try:
         dev = device.resolve(args.device)
     except device.DeviceError as exc:
         raise BadInput("--device", str(exc)) from exc
-    if args.decoder == "pil" and args.decode_processes > 1:
-        raise BadInput("--decode-processes", "applies to nvjpeg; PIL decodes in --workers threads")
+    opened = device.open_device(dev)
+    opened.take_baseline()
+    spawned = _spawn_decoders(args.decoder, dev, args.decode_processes)
+    try:
+        return _set_up(request, case, opened, spawned, options)
+    except BaseException:
+        if spawned is not None:
+            spawned.close()
+        raise
+
+
+def _set_up(
+    request: Request,
+    case: cases.Case,
+    opened: device.Device,
+    spawned: Optional[Spawned],
+    options: Dict[str, str],
+) -> run.Config:
+    args, dev = request.args, opened.device
     try:
         decoder = resolve_decoder(args.decoder, dev, args.decode_processes, device.usable_cpus())
     except DecoderUnavailable as exc:
@@ -341,8 +389,9 @@ def config_from_args(args: argparse.Namespace, argv: List[str]) -> run.Config:
         precision=args.precision,
         batch_size=args.batch_size,
         repeat=args.repeat,
-        device=dev,
+        dev=opened,
         decoder=decoder,
+        spawned=spawned,
         workers=args.workers,
         warmup=args.warmup,
         out=args.out,
@@ -351,15 +400,27 @@ def config_from_args(args: argparse.Namespace, argv: List[str]) -> run.Config:
         peak_flops=args.peak_flops,
         peak_source=args.peak_source,
         max_images=args.max_images,
-        args=dict(vars(args), device=str(dev), toolkit_option=options, argv=list(argv)),
+        args=dict(vars(args), device=str(dev), toolkit_option=options, argv=list(request.argv)),
     )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Parse, emit the start event, set up, run; bad input (before or after the start event) exits 2 with
+    one line on stderr and nothing written."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(sorted(cases.discover())).parse_args(argv)
     try:
-        config = config_from_args(args, argv)
+        request = config_from_args(args, argv)
+        protocol.emit(
+            "start",
+            case=args.case,
+            toolkit=args.toolkit,
+            precision=args.precision,
+            device=args.device or "auto",
+            repeat=args.repeat,
+            batch_size=args.batch_size,
+        )
+        config = set_up(request)
     except BadInput as exc:
         _fail(str(exc))
     return run.run(config)

@@ -25,17 +25,20 @@ from . import environment, metrics, protocol
 from .cases import Case, Weights
 from .data import Dataset
 from .data.decode import decode_rgb
+from .data.decode_procs import Spawned
 from .data.gpu import Decoder
 from .data.loader import Loader
 from .data.pipeline import open_loader
 from .data.preprocess import Preprocessing, normalize, resize_crop_pil
-from .device import Device, open_device
+from .device import Device
 from .flops import count_flops
 from .hold import hold
 from .toolkits.base import Toolkit
 
 PROGRESS_INTERVAL_S = 2.0
 CALIBRATION_IMAGES = 500
+#: distinct images in the compile and warm-up example batch
+EXAMPLE_IMAGES = 16
 #: the most batches the core pass keeps on the device, and the most memory they may take (one at least)
 CORE_BATCHES = 8
 CORE_BYTES = 2 << 30
@@ -53,8 +56,9 @@ class Config(NamedTuple):
     precision: str
     batch_size: int
     repeat: int
-    device: torch.device
+    dev: Device  # opened, its memory baseline taken
     decoder: Decoder  # PIL threads or the device decoder (data/gpu.py)
+    spawned: Optional[Spawned]  # decoding processes spawned ahead for the loader
     workers: int
     warmup: int
     out: str
@@ -140,12 +144,13 @@ def decoded_batches(
 
 
 def example_batch(dataset: Dataset, pp: Preprocessing, batch_size: int, workers: int) -> torch.Tensor:
-    """The compile and warm-up example: the set's first batch, uint8 NCHW, decoded by ``workers`` threads
-    (filled by repeating its images when the set is smaller)."""
-    indices = _batch_indices(0, len(dataset.samples), batch_size)
+    """The compile and warm-up example: a uint8 NCHW batch of the set's first EXAMPLE_IMAGES images,
+    decoded by ``workers`` threads, repeated to fill it (compile and warm-up need its shape, not more)."""
+    count = min(EXAMPLE_IMAGES, batch_size, len(dataset.samples))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        arrays = list(pool.map(lambda i: _decoded(dataset, pp, i), indices))
-    return torch.from_numpy(numpy.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        arrays = list(pool.map(lambda i: _decoded(dataset, pp, i), range(count)))
+    indices = _batch_indices(0, count, batch_size)
+    return torch.from_numpy(numpy.stack([arrays[i] for i in indices])).permute(0, 3, 1, 2).contiguous()
 
 
 def calibration_source(
@@ -440,6 +445,7 @@ def skeleton(config: Config) -> Dict:
             "export_s": None,
             "compile_s": None,
             "warmup_s": None,
+            "setup_s": None,
             "loader_start_s": None,
             "e2e_time_s": None,
         },
@@ -479,26 +485,16 @@ def _run_stages(
     return preds
 
 
-def _measure(config: Config, doc: Dict, dev: Device, where: Where) -> None:
+def _measure(config: Config, doc: Dict, dev: Device, where: Where, loader: Loader) -> None:
     """Fill ``doc`` with the figures of a run, section by section (a failure keeps what was done)."""
     doc["environment"] = environment.collect(dev.facts())
     memory = dict(dev.totals(), mem_used_gib=None, stages={"val": None, "infer": None})
     doc["memory"] = memory
 
-    # one loader for both stages (each pass reads and decodes the files again), started first: its
-    # decoding processes, if any, start up while the model loads and compiles
+    # started first: its decoding processes, if any, get ready while the model loads and compiles
     where.enter("setup", "loader")
-    with open_loader(
-        config.decoder,
-        config.dataset,
-        config.batch_size,
-        config.case.preprocessing,
-        dev.device,
-        config.workers,
-        dev.pin_memory,
-    ) as loader:
-        loader.start()
-        preds = _run_stages(config, doc, dev, where, loader)
+    loader.start()
+    preds = _run_stages(config, doc, dev, where, loader)
 
     where.enter("report")
     for name in ("val", "infer"):
@@ -531,44 +527,54 @@ def _finish(config: Config, doc: Dict) -> str:
 
 
 def run(config: Config) -> int:
-    """Run the case; write result.json; the exit status."""
+    """Run the case; write result.json; the exit status.
+
+    One loader serves both stages (each pass reads and decodes the files again); it is closed once the
+    result is written (its processes' exit is no part of the case).
+    """
+    setup_s = time.time() - protocol.runner_started_at()
     os.makedirs(config.out, exist_ok=True)
     if config.engine_cache:
         os.makedirs(config.engine_cache, exist_ok=True)
     doc = skeleton(config)
+    doc["durations"]["setup_s"] = round(setup_s, 3)
     where = Where()
-    dev = open_device(config.device)
-    dev.take_baseline()
-    protocol.emit(
-        "start",
-        case=config.case.name,
-        toolkit=config.infer_toolkit.name,
-        precision=config.precision,
-        device=str(config.device),
-        n_images=len(config.dataset.samples),
-        repeat=config.repeat,
-        batch_size=config.batch_size,
+    dev = config.dev
+    loader = open_loader(
+        config.decoder,
+        config.dataset,
+        config.batch_size,
+        config.case.preprocessing,
+        dev.device,
+        config.workers,
+        dev.pin_memory,
+        config.spawned,
     )
     held = hold(config.infer_toolkit.settings.options, config.out, where.enter)
     if held:
         doc["warnings"].append(held)
     try:
-        _measure(config, doc, dev, where)
-    except Exception as exc:
-        traceback.print_exc()
-        doc["status"] = protocol.STATUS_FAILED
-        doc["error"] = {
-            "stage": where.stage,
-            "step": where.step,
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "traceback": traceback.format_exc(),
-        }
-        protocol.emit("error", stage=where.stage, step=where.step, type=type(exc).__name__, message=str(exc))
+        try:
+            _measure(config, doc, dev, where, loader)
+        except Exception as exc:
+            traceback.print_exc()
+            doc["status"] = protocol.STATUS_FAILED
+            doc["error"] = {
+                "stage": where.stage,
+                "step": where.step,
+                "type": type(exc).__name__,
+                "message": str(exc),
+                "traceback": traceback.format_exc(),
+            }
+            protocol.emit(
+                "error", stage=where.stage, step=where.step, type=type(exc).__name__, message=str(exc)
+            )
+        finally:
+            shutil.rmtree(config.work_dir, ignore_errors=True)
+        path = _finish(config, doc)
+        protocol.emit("result", path=path, status=doc["status"])
     finally:
-        shutil.rmtree(config.work_dir, ignore_errors=True)
-    path = _finish(config, doc)
-    protocol.emit("result", path=path, status=doc["status"])
+        loader.close()
     return {
         protocol.STATUS_OK: protocol.EXIT_OK,
         protocol.STATUS_FAILED_ACCURACY: protocol.EXIT_FAILED_ACCURACY,

@@ -11,6 +11,24 @@ def test_resnet50_is_8_18_gflop():
     flops, method = count_flops(model)
     assert 8.17e9 < flops < 8.19e9
     assert "2 FLOPs per multiply-add" in method and "1x3x224x224" in method
+    assert "meta device" in method  # shapes only: no image computed
+
+
+def test_a_model_without_meta_kernels_is_counted_on_the_cpu():
+    class CpuOnly(torch.nn.Module):  # an operator this torch cannot run on the meta device
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 2, kernel_size=1, bias=False)
+
+        def forward(self, x):
+            if x.is_meta:
+                raise NotImplementedError("no meta kernel")
+            return self.conv(x)
+
+    model = CpuOnly().eval()
+    flops, method = count_flops(model, size=4)
+    assert flops == 2 * (2 * 4 * 4) * 3 and "on the CPU" in method
+    assert next(model.parameters()).device.type == "cpu"  # the model itself stays where it was
 
 
 def test_grouped_conv_and_linear_counted_by_hand():

@@ -51,9 +51,10 @@ def timeline(job: JobData) -> List[Bar]:
     """The job's phases in order (s): image build, container start, the runner's stages, collection.
 
     start = the runner's wall time seen by the orchestrator minus its own e2e time (container start,
-    interpreter start and exit); pipeline = what the runner waited for its data pipeline to start
+    interpreter start and exit); setup = the runner's imports and set-up (device, decoder probe, data set
+    and weights opened, toolkits built); pipeline = what the runner waited for its data pipeline to start
     (``durations.loader_start_s`` overlaps load and compile: only the rest is on this line); core = the
-    two stages' core passes; other = e2e minus the listed stages (FLOP count, set-up, report).
+    two stages' core passes; other = e2e minus the listed stages (FLOP count, report).
     """
     timings = job.job.get("timings") or {}
     result = job.result
@@ -66,6 +67,7 @@ def timeline(job: JobData) -> List[Bar]:
     phases: List[Bar] = [
         ("build", timings.get("build_s")),
         ("start", runner - e2e if runner is not None and e2e is not None else None),
+        ("setup", dig(result, "durations", "setup_s")),
         ("load", dig(result, "durations", "load_s")),
         ("pipeline", _sum([stage.get("pipeline_wait_s", 0.0) for stage in stages]) if stages else None),
         ("val", stage_val),

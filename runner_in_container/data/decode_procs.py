@@ -34,7 +34,7 @@ import torch.multiprocessing as torch_mp
 
 from .gpu import DeviceBatchLoader
 from .layouts import Dataset, Subset
-from .loader import Batch, Loader, batch_count, batch_labels
+from .loader import Batch, Loader, batch_count, batch_labels, require_positive
 from .preprocess import Preprocessing
 
 #: seconds between checks, while waiting, that the other side is still there
@@ -119,9 +119,47 @@ def _serve(rank: int, processes: int, channels: Tuple[Any, Any, Any], stop: Any)
         results.put(("error", _portable(exc)))
 
 
+class Spawned:
+    """Decoding processes spawned ahead of their loader, each waiting for its set-up: they import torch
+    while the run sets up (``ProcessBatchLoader`` spawns its own when it gets none)."""
+
+    def __init__(self, processes: int, slots: int = 3) -> None:
+        require_positive("Spawned", processes=processes, slots=slots)
+        self.processes, self.slots = processes, slots
+        self.began_unix = time.time()
+        context = torch_mp.get_context("spawn")
+        self.stop = context.Event()
+        self.channels = [(context.Queue(), context.Queue(), context.Queue()) for _ in range(processes)]
+        for rank, (_, _, free) in enumerate(self.channels):
+            for slot in range(rank * slots, (rank + 1) * slots):
+                free.put(slot)
+        self.members = [
+            context.Process(
+                target=_serve,
+                args=(rank, processes, self.channels[rank], self.stop),
+                name=f"rn50bench-decode-{rank}",
+                daemon=True,
+            )
+            for rank in range(processes)
+        ]
+        for process in self.members:
+            process.start()
+
+    def close(self) -> None:
+        """Stop the processes: each leaves on its own within LEAVE_S, or is terminated."""
+        self.stop.set()
+        for process in self.members:
+            process.join(LEAVE_S)
+        for process in self.members:
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+
 class ProcessBatchLoader(Loader):
     """Iterate over ``dataset`` in order, ``batch_size`` images at a time, decoded on ``device`` by
-    ``processes`` processes (gpu.py's loader each); ``cpu_fallbacks`` as gpu.py's, for the last pass."""
+    ``processes`` processes (gpu.py's loader each, in ``spawned`` when given); ``cpu_fallbacks`` as
+    gpu.py's, for the last pass."""
 
     def __init__(
         self,
@@ -133,44 +171,37 @@ class ProcessBatchLoader(Loader):
         workers: int = 4,
         batched: bool = True,
         slots: int = 3,
+        spawned: Optional[Spawned] = None,
     ) -> None:
         super().__init__(dataset, batch_size, pp, workers, processes=processes, slots=slots)
+        if spawned is not None and (spawned.processes, spawned.slots) != (processes, slots):
+            raise ValueError("ProcessBatchLoader: spawned processes and slots differ from the loader's")
         self.device = device
         self.processes = processes
         self.batched = batched
         self.slots = slots
+        self._spawned = spawned
         self._closed = False
         self._processes: List[Any] = []
 
     def _start(self) -> None:
-        """Spawn the processes and send each its set-up; they start and warm up on their own."""
-        processes, slots, crop = self.processes, self.slots, self.pp.crop
-        context = torch_mp.get_context("spawn")
-        self._began_unix = time.time()
+        """Spawn the processes (unless spawned ahead, whose start then counts from their spawning) and
+        send each its set-up; they start and warm up on their own."""
+        spawned = self._spawned = self._spawned or Spawned(self.processes, self.slots)
+        self._began -= max(0.0, time.time() - spawned.began_unix)
+        self._channels, self._processes = spawned.channels, spawned.members
+        crop = self.pp.crop
         self._ring = torch.empty(
-            (processes * slots, self.batch_size, 3, crop, crop), dtype=torch.uint8, device=self.device
+            (self.processes * self.slots, self.batch_size, 3, crop, crop),
+            dtype=torch.uint8,
+            device=self.device,
         )
         if self.device.type != "cuda":
             self._ring.share_memory_()
-        self._stop = context.Event()
-        self._channels = [(context.Queue(), context.Queue(), context.Queue()) for _ in range(processes)]
-        for rank, (_, _, free) in enumerate(self._channels):
-            for slot in range(rank * slots, (rank + 1) * slots):
-                free.put(slot)
-        self._processes = [
-            context.Process(
-                target=_serve,
-                args=(rank, processes, self._channels[rank], self._stop),
-                name=f"rn50bench-decode-{rank}",
-                daemon=True,
-            )
-            for rank in range(processes)
-        ]
         setup = _Setup(
             self.dataset, self.batch_size, self.pp, self.device, self.workers, self.batched, self._ring
         )
-        for process, (orders, _, _) in zip(self._processes, self._channels):
-            process.start()
+        for orders, _, _ in self._channels:
             orders.put(setup)
 
     def _wait(self) -> Optional[float]:
@@ -180,7 +211,8 @@ class ProcessBatchLoader(Loader):
         except BaseException:
             self.close()
             raise
-        return self._began + (last - self._began_unix)
+        assert self._spawned is not None
+        return self._began + (last - self._spawned.began_unix)
 
     def _receive(self, rank: int, kind: str) -> Any:
         """Process ``rank``'s next message, which must be ``kind``; its error raised here."""
@@ -252,12 +284,5 @@ class ProcessBatchLoader(Loader):
         if self._closed:
             return
         self._closed = True
-        if not self._processes:
-            return
-        self._stop.set()
-        for process in self._processes:
-            process.join(LEAVE_S)
-        for process in self._processes:
-            if process.is_alive():
-                process.terminate()
-                process.join()
+        if self._spawned is not None:
+            self._spawned.close()

@@ -101,6 +101,12 @@ def default_processes(cpus: int, mps: bool) -> int:
     return max(1, min(MAX_DEFAULT_PROCESSES, cpus // 4))
 
 
+def decoding_processes(requested: int, cpus: int) -> int:
+    """The nvJPEG decoding processes for ``--decode-processes`` ``requested`` (0: ``default_processes``,
+    more where an MPS daemon is there to join)."""
+    return requested or default_processes(cpus, mps_control_pipe(os.environ) is not None)
+
+
 def mps_missing(environ: Mapping[str, str], processes: int) -> Optional[str]:
     """A warning when ``CUDA_MPS_PIPE_DIRECTORY`` asks for an MPS daemon that is not there to join."""
     directory = environ.get("CUDA_MPS_PIPE_DIRECTORY")
@@ -187,7 +193,7 @@ def resolve_decoder(requested: str, device: torch.device, processes: int, cpus: 
         return pil_decoder(str(exc))
     how = "a batch per call" if batched else "one image per call"
     mps_pipe = mps_control_pipe(os.environ)
-    processes = processes or default_processes(cpus, mps_pipe is not None)
+    processes = decoding_processes(processes, cpus)
     where = (
         "in the runner's process" if processes == 1 else f"in {processes} processes, {gpu_sharing(mps_pipe)}"
     )
