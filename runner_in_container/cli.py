@@ -311,6 +311,10 @@ def config_from_args(args: argparse.Namespace, argv: List[str]) -> Request:
     return Request(args, argv, _options(args.toolkit_option))
 
 
+def _step(name: str) -> None:
+    protocol.emit("stage", stage="setup", step=name)
+
+
 def _spawn_decoders(requested: str, dev: torch.device, processes: int) -> Optional[Spawned]:
     """Decoding processes spawned now where nvJPEG may decode in several: they import torch while the
     rest is set up (the loader takes them, or stops them when the decoder turns out otherwise)."""
@@ -325,6 +329,7 @@ def set_up(request: Request) -> run.Config:
     decoder probed, weights and data set opened (hashes checked), toolkits built; BadInput on a problem."""
     args, options = request.args, request.options
     case = cases.discover()[args.case]
+    _step("device")
     try:
         dev = device.resolve(args.device)
     except device.DeviceError as exc:
@@ -348,10 +353,12 @@ def _set_up(
     options: Dict[str, str],
 ) -> run.Config:
     args, dev = request.args, opened.device
+    _step("decoder")
     try:
         decoder = resolve_decoder(args.decoder, dev, args.decode_processes, device.usable_cpus())
     except DecoderUnavailable as exc:
         raise BadInput("--decoder", str(exc)) from exc
+    _step("data")
     try:
         weights = case.resolve_weights(args.weights)
     except cases.WeightsError as exc:
@@ -365,6 +372,7 @@ def _set_up(
     if not dataset.samples:
         raise BadInput("--data", f"{args.data}: no images")
 
+    _step("toolkits")
     work_dir = os.path.join(tempfile.gettempdir(), f"rn50bench-{os.getpid()}")
     calibration, calibration_info = None, None
     if args.precision == "int8":
