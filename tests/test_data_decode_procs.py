@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from runner_in_container.data import DataError, gpu, open_dataset
-from runner_in_container.data.decode_procs import ProcessBatchLoader, shard_indices
+from runner_in_container.data.decode_procs import ProcessBatchLoader, Spawned, shard_indices
 from runner_in_container.data.generate import generate, labels_path
 from runner_in_container.data.layouts import Subset
+from runner_in_container.data.pipeline import open_loader
 from runner_in_container.data.preprocess import Preprocessing
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
@@ -119,6 +120,26 @@ def test_the_processes_start_and_warm_up_before_the_first_pass(flat):
         assert len(list(loader)) == 3
     finally:
         loader.close()
+
+
+def test_processes_spawned_ahead_serve_their_loader_or_are_stopped(flat):
+    ds = open_dataset(*flat)
+    nvjpeg = gpu.Decoder("nvjpeg", "d", "r", True, None, 2)
+    spawned = Spawned(2)
+    loader = open_loader(nvjpeg, ds, 4, PP, CPU, 1, False, spawned)
+    try:
+        assert loader._spawned is spawned and _alive(loader) == 0  # not started: the loader has none yet
+        loader.start()
+        assert loader._processes == spawned.members and _alive(loader) == 2
+        want = [b.images for b in gpu.DeviceBatchLoader(ds, 4, PP, CPU, workers=1)]
+        assert all(torch.equal(b.images, w) for b, w in zip(loader, want))
+        assert loader.start_s >= 0
+    finally:
+        loader.close()
+    assert not any(p.is_alive() for p in spawned.members)
+    other = Spawned(3)  # as many as another decoder would use: stopped, and the loader spawns none
+    assert type(open_loader(gpu.pil_decoder(), ds, 4, PP, CPU, 1, False, other)).__name__ == "BatchLoader"
+    assert not any(p.is_alive() for p in other.members)
 
 
 def test_a_process_that_dies_is_named(flat):
