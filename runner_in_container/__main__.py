@@ -5,7 +5,9 @@ from runner_in_container import protocol  # noqa: F401, I001
 
 import sys
 
-from runner_in_container.cli import main
-
 if __name__ == "__main__":
+    # imported here, not above: a decoding process (spawned) imports this module as its main module, and
+    # needs none of what the command line and the stage loop import
+    from runner_in_container.cli import main
+
     sys.exit(main())
