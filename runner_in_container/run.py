@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tu
 import numpy
 import torch
 
-from . import environment, metrics, protocol
+from . import environment, metrics, protocol, result
 from .cases import Case, Weights
 from .data import Dataset
 from .data.decode import decode_rgb
@@ -256,7 +256,7 @@ def run_stage(
 ) -> Tuple[Dict, Dict, torch.Tensor]:
     """Compile and warm up on ``example_u8``, run R whole passes over ``loader``, then the core pass;
     (stage section, memory section, last predictions)."""
-    pp, bs, n = config.case.preprocessing, config.batch_size, len(config.dataset.samples)
+    pp, n = config.case.preprocessing, len(config.dataset.samples)
     precision = toolkit.settings.precision
     dev.release()
     dev.begin_stage()
@@ -310,54 +310,29 @@ def run_stage(
 
         where.enter(name, "core", batches=counts["batches"], held_batches=len(held.inputs))
         core_batches_s, core_wall_s = core_pass(fn, held, counts["batches"], dev)
-    core_s = sum(core_batches_s)
-    held_count, held_gib = len(held.inputs), round(held.bytes / float(1 << 30), 4)
+    held_count, held_bytes = len(held.inputs), held.bytes
     del held
-    images = config.repeat * n
-    section = {
-        "toolkit": toolkit.name,
-        "toolkit_notes": [str(note) for note in toolkit.notes],
-        "precision": precision,
-        "precision_note": None
-        if precision == config.precision
-        else f"val runs {precision}: the run's precision {config.precision} is the infer stage's",
-        "input_dtype": str(dtype).replace("torch.", ""),
-        "channels_last": bool(channels_last),
-        "batch_size": bs,
-        "n_images": n,
-        "passes": config.repeat,
-        "images": images,
-        "batches": counts["batches"],
-        "padded_slots": counts["padded_slots"],
-        "export_s": _r(toolkit.durations.get("export_s", 0.0)),
-        "compile_s": _r(toolkit.durations.get("compile_s", 0.0)),
-        "warmup_s": _r(warmup_s),
-        "warmup_batches": config.warmup,
-        "warmup_latency_ms": metrics.latency_ms(warm_s) if warm_s else None,
-        "pipeline_wait_s": _r(waited_s),
-        "whole_s": _r(totals.whole_s),
-        "pass_whole_s": [_r(s) for s in totals.pass_whole_s],
-        "core_s": _r(core_s),
-        "core_in_pipeline_s": _r(totals.core_s),
-        "core_ratio": metrics.core_ratio(totals.core_s, core_s),
-        "core_pass": {
-            "batches": len(core_batches_s),
-            "held_batches": held_count,
-            "held_gib": held_gib,
-            "wall_s": _r(core_wall_s),
-        },
-        "h2d_s": _r(totals.h2d_s),
-        "d2h_s": _r(totals.d2h_s),
-        "throughput_whole_img_per_s": metrics.rate(images, totals.whole_s),
-        "throughput_core_img_per_s": metrics.rate(images, core_s),
-        "throughput_core_in_pipeline_img_per_s": metrics.rate(images, totals.core_s),
-        "latency_ms": metrics.latency_ms(core_batches_s),
-        "latency_in_pipeline_ms": metrics.latency_ms(totals.core_batches_s),
-        "deterministic_across_passes": deterministic,
-        "timing_method": dev.timing_method,
-        "calibration": config.calibration if name == "infer" else None,
-    }
-    section.update(accuracy.as_dict())
+    section = result.stage_section(
+        config,
+        result.StageRun(
+            name=name,
+            toolkit=toolkit,
+            dtype=dtype,
+            channels_last=channels_last,
+            counts=counts,
+            warmup_s=warmup_s,
+            warm_s=warm_s,
+            waited_s=waited_s,
+            totals=totals,
+            core_batches_s=core_batches_s,
+            core_wall_s=core_wall_s,
+            held_batches=held_count,
+            held_bytes=held_bytes,
+            deterministic=deterministic,
+            timing_method=dev.timing_method,
+            accuracy=accuracy,
+        ),
+    )
     protocol.emit(
         "metric",
         stage=name,
@@ -366,97 +341,6 @@ def run_stage(
         top1_pct=section["top1_pct"],
     )
     return section, dev.stage_memory(), last
-
-
-def _mfu(config: Config, flops: int, core_img_per_s: Optional[float]) -> Dict:
-    section = {
-        "mfu": None,
-        "mfu_flagperf_convention": None,
-        "peak_flops_per_s": config.peak_flops,
-        "peak_source": config.peak_source,
-        "precision": config.precision,
-        "flagperf_flops_per_image": protocol.FLAGPERF_FLOPS_PER_IMAGE,
-        "reason": None,
-    }
-    if config.peak_flops is None:
-        section["reason"] = "no --peak-flops given: the runner never guesses a device's peak"
-    elif core_img_per_s is None:
-        section["reason"] = "infer core time is zero"
-    else:
-        section["mfu"], section["mfu_flagperf_convention"] = protocol.mfu(
-            flops, core_img_per_s, config.peak_flops
-        )
-    return section
-
-
-def skeleton(config: Config) -> Dict:
-    """The result document with what is known before anything runs."""
-    ds, weights = config.dataset, config.weights
-    meaningful, why = config.case.meaningful_accuracy(weights)
-    warnings: List[str] = []
-    if weights.spec != "random" and not weights.verified:
-        warnings.append(f"unverified weights {weights.path}: {why}")
-    if config.max_images is not None:
-        warnings.append(f"subset: only the first {len(ds.samples)} images were used (--max-images)")
-    if config.decoder.warning:
-        warnings.append(config.decoder.warning)
-    return {
-        "schema": protocol.SCHEMA_NAME,
-        "schema_version": protocol.SCHEMA_VERSION,
-        "metric_version": protocol.METRIC_VERSION,
-        "status": None,
-        "error": None,
-        "warnings": warnings,
-        "case": config.case.name,
-        "config": config.args,
-        "started_at_unix": round(protocol.runner_started_at(), 3),
-        "finished_at_unix": None,
-        "data": {
-            "root": os.path.abspath(ds.root),
-            "layout": ds.layout,
-            "n_images": len(ds.samples),
-            "max_images": config.max_images,
-            "labels_source": ds.labels_source,
-            "md5": ds.md5,
-            "decoder": config.decoder.description,
-            "resize": config.decoder.resize,
-            "decoder_fallback_reason": config.decoder.fallback_reason,
-            "decode_processes": config.decoder.processes,
-            "cpu_fallback_images": None,
-            "cpu_fallback_reasons": None,
-            "preprocessing": config.case.preprocessing._asdict(),
-            "decoded_image_cache": False,
-            "workers": config.workers,
-        },
-        "weights": {
-            "spec": weights.spec,
-            "path": weights.path,
-            "sha256": weights.sha256,
-            "name_sha256_prefix": weights.name_sha256_prefix,
-            "verified": weights.verified,
-            "reference": weights.reference,
-            "seed": weights.seed,
-            "accuracy_meaningful": meaningful,
-            "accuracy_meaningful_reason": why,
-        },
-        "environment": None,
-        "durations": {
-            "load_s": None,
-            "export_s": None,
-            "compile_s": None,
-            "warmup_s": None,
-            "setup_s": None,
-            "loader_start_s": None,
-            "e2e_time_s": None,
-        },
-        "stages": {"val": None, "infer": None},
-        "agreement_top1": None,
-        "accuracy_gate": None,
-        "memory": None,
-        "flops_per_image": None,
-        "flops_method": None,
-        "mfu": None,
-    }
 
 
 def _run_stages(
@@ -510,7 +394,7 @@ def _measure(config: Config, doc: Dict, dev: Device, where: Where, loader: Loade
     doc["accuracy_gate"] = config.case.accuracy_gate(
         config.weights, config.precision, n, 100.0 * infer["top1_count"] / n
     )
-    doc["mfu"] = _mfu(config, doc["flops_per_image"], infer["throughput_core_img_per_s"])
+    doc["mfu"] = result.mfu_section(config, doc["flops_per_image"], infer["throughput_core_img_per_s"])
     doc["status"] = (
         protocol.STATUS_FAILED_ACCURACY if doc["accuracy_gate"]["passed"] is False else protocol.STATUS_OK
     )
@@ -536,7 +420,7 @@ def run(config: Config) -> int:
     os.makedirs(config.out, exist_ok=True)
     if config.engine_cache:
         os.makedirs(config.engine_cache, exist_ok=True)
-    doc = skeleton(config)
+    doc = result.skeleton(config)
     doc["durations"]["setup_s"] = round(setup_s, 3)
     where = Where()
     dev = config.dev
