@@ -329,6 +329,8 @@ class Defaults(Model):
     workdir: Optional[str] = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
     monitor_interval_s: float = Field(1.0, gt=0)
+    #: air-gapped lab: no build, no pull, no pip; images come from a bundle (python -m orchestrator bundle)
+    offline: bool = False
 
     _paths = field_validator("workdir")(_mount_path)
 
