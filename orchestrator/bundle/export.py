@@ -6,6 +6,7 @@ interrupted export leaves nothing that looks like a bundle.
 
 import contextlib
 import gzip
+import json
 import os
 import re
 import shutil
@@ -119,13 +120,14 @@ def _images(
         with console.status("building %s on this machine (unless it is here)" % tag):
             images.ensure_image(local, spec, cluster.defaults.timeouts.build, lambda line: None,
                                 offline=cluster.defaults.offline)  # fmt: skip
-        image_id = local.run(["docker", "image", "inspect", "--format", "{{.Id}}", tag], timeout=60).check()
+        inspect = local.run(["docker", "image", "inspect", "--format", "{{json .}}", tag], timeout=60).check()
+        facts = json.loads(inspect.stdout)
         rel = "images/%s-%s.tar.gz" % (spec.vendor, spec.content_hash)
         _save(local, tag, root / rel, cluster.defaults.timeouts.build, console)
         built_on = envinfo.capture_host(local, vendor, "docker")
-        built_on["labels"] = dict(spec.labels)
+        built_on.update(created=facts["Created"], labels=facts["Config"]["Labels"])
         out.append(mf.BundleImage(
-            vendor=spec.vendor, tag=tag, image_id=image_id.stdout.strip(), file=rel, hosts=names,
+            vendor=spec.vendor, tag=tag, image_id=facts["Id"], file=rel, hosts=names,
             built_on=built_on,
         ))  # fmt: skip
     return out
