@@ -5,6 +5,7 @@
 table names the bundle (and the image ID) its figures were measured with.
 """
 
+import json
 from typing import Dict, Optional
 
 from ..transport.base import Transport
@@ -20,9 +21,10 @@ def origin_tag(manifest_sha256: str, image_tag: str) -> str:
 def image_origin(transport: Transport, tag: str, timeout: float) -> Dict[str, Optional[str]]:
     """``{"image", "image_id", "bundle"}`` of ``tag`` on the host; bundle None unless one provided it."""
     done = transport.run(
-        ["docker", "image", "inspect", "--format", '{{.Id}} {{join .RepoTags " "}}', tag], timeout=timeout
+        ["docker", "image", "inspect", "--format", "{{.Id}} {{json .RepoTags}}", tag], timeout=timeout
     ).check()
-    image_id, *tags = done.stdout.split()
+    image_id, _, listed = done.stdout.strip().partition(" ")
+    tags = json.loads(listed or "[]")
     suffix = "-" + tag.rsplit(":", 1)[1]
     bundles = sorted(
         t[len(BUNDLE_REPO) + 1 : -len(suffix)]
