@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -54,7 +55,12 @@ def _offline(cluster: Cluster, args: argparse.Namespace) -> Cluster:
     """``cluster`` with defaults.offline set when ``run --offline`` asks for it."""
     if not args.offline:
         return cluster
-    return cluster.model_copy(update={"defaults": cluster.defaults.model_copy(update={"offline": True})})
+    raw = cluster.model_dump()
+    raw["defaults"]["offline"] = True
+    try:
+        return Cluster.model_validate(raw)
+    except ValidationError as exc:
+        raise UsageError("run --offline: %s" % exc.errors()[0]["msg"].replace("Value error, ", "")) from None
 
 
 def _check_vendors(cluster: Cluster, where: str) -> Dict[str, Vendor]:

@@ -398,6 +398,11 @@ class Cluster(Model):
                 raise ValueError("%s: set launcher: slurm to use Slurm settings" % given[0])
             return
         for index, host in enumerate(self.hosts):
+            if self.defaults.offline and host.runtime == "docker":
+                raise ValueError(
+                    "defaults.offline: under launcher slurm, images are built on the allocated nodes; "
+                    "hosts[%d] runs docker, so offline runs need launcher: ssh" % index
+                )
             if host.devices != [0]:
                 raise ValueError(
                     "hosts[%d].devices: under launcher slurm, Slurm allocates the device (ask for it with"

@@ -8,7 +8,7 @@ import pytest
 from orchestrator.bundle import manifest as mf
 from orchestrator.bundle.origin import BUNDLE_REPO, origin_tag
 from orchestrator.cli import main
-from orchestrator.config import load_cluster
+from orchestrator.config import ConfigError, load_cluster
 
 IMAGE_ID = "sha256:" + "ab" * 32
 
@@ -119,3 +119,24 @@ def test_offline_is_a_cluster_default(tmp_path: Path, text: str, expected: bool)
         text + "hosts: [{name: a, vendor: cpu, data: {path: /d}, weights: random}]\ncases: [{}]\n"
     )
     assert load_cluster(path).defaults.offline is expected
+
+
+def test_offline_refuses_the_slurm_launcher_for_docker_hosts(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yaml"
+    path.write_text(
+        "launcher: slurm\ndefaults: {offline: true}\n"
+        "hosts: [{name: a, address: submit, vendor: cpu, data: {path: /d}, weights: random}]\ncases: [{}]\n"
+    )
+    with pytest.raises(ConfigError, match="defaults.offline: under launcher slurm"):
+        load_cluster(path)
+
+
+def test_run_offline_refuses_the_slurm_launcher_in_one_line(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "hosts.yaml"
+    path.write_text(
+        "launcher: slurm\n"
+        "hosts: [{name: a, address: submit, vendor: cpu, data: {path: /d}, weights: random}]\ncases: [{}]\n"
+    )
+    assert main(["run", "--cluster", str(path), "--offline"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: run --offline: defaults.offline: under launcher slurm")

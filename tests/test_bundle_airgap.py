@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,21 +16,9 @@ from orchestrator.bundle import manifest as mf
 from orchestrator.bundle.origin import origin_tag
 from orchestrator.store import Store
 from runner_in_container.data.generate import generate
+from tests.test_e2e_cluster import orchestrator
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def orchestrator(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        cwd=str(REPO),
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        check=False,
-    )
 
 
 def said(done: subprocess.CompletedProcess) -> str:
