@@ -14,6 +14,7 @@ import pytest
 from orchestrator import collect
 from orchestrator.bundle import manifest as mf
 from orchestrator.bundle.origin import origin_tag
+from orchestrator.report import tables
 from orchestrator.store import Store
 from runner_in_container.data.generate import generate
 from tests.test_e2e_cluster import orchestrator
@@ -120,7 +121,10 @@ def test_bundle_carries_the_cpu_image_into_an_airgapped_host(lab: Path, airgappe
     assert result["derived"]["p_infer_core"] > 0
     env = store.environments(run["run_id"])["airgapped"]
     assert env["bundle"] == digest and env["image_id"] == image.image_id
-    assert digest in "".join(done.stdout.split())  # the environment table (folded in its column)
+    (row,) = tables.environment_rows(store, run["run_id"])
+    assert row["image"] == "%s (bundle %s)" % (image.tag, digest)
+    report = orchestrator("report", run["run_id"], "--store", str(root / "store.sqlite"), "--format", "md")
+    assert report.returncode == 0 and "| %s |" % row["image"] in report.stdout, said(report)
 
 
 def test_bundle_with_one_byte_changed_is_refused_naming_the_file(lab: Path, tmp_path: Path) -> None:
