@@ -124,7 +124,7 @@ def test_bundle_carries_the_cpu_image_into_an_airgapped_host(lab: Path, airgappe
     (row,) = tables.environment_rows(store, run["run_id"])
     assert row["image"] == "%s (bundle %s)" % (image.tag, digest)
     report = orchestrator("report", run["run_id"], "--store", str(root / "store.sqlite"), "--format", "md")
-    assert report.returncode == 0 and "| %s |" % row["image"] in report.stdout, said(report)
+    assert report.returncode == 0 and "Image (bundle): %s\n" % row["image"] in report.stdout, said(report)
 
 
 def test_bundle_with_one_byte_changed_is_refused_naming_the_file(lab: Path, tmp_path: Path) -> None:
