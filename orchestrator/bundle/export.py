@@ -24,7 +24,7 @@ from .. import envinfo, images
 from ..config import Cluster, Host
 from ..doctor import HASH_IN_NAME
 from ..hostrun import host_image_spec, host_transport
-from ..plan import expand
+from ..plan import Job, expand
 from ..transport.base import Transport
 from ..transport.local import LocalTransport
 from . import manifest as mf
@@ -46,11 +46,9 @@ def export(cluster: Cluster, cluster_path: str, known: Dict[str, Vendor], out: P
     """Write the bundle of ``cluster``'s plan to ``out`` (absent or empty); returns its manifest sha256."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise mf.BundleError("--out %s exists and is not an empty folder" % out)
-    jobs, _ = expand(cluster, known)
+    jobs, hosts = planned(cluster, known)
     if not jobs:
         raise mf.BundleError("%s: no job to run, so nothing to bundle" % cluster_path)
-    used = {job.host for job in jobs}
-    hosts = [host for host in cluster.hosts if host.name in used]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(".%s.part-%s" % (out.name, uuid.uuid4().hex[:8]))
     staging.mkdir()
@@ -63,6 +61,13 @@ def export(cluster: Cluster, cluster_path: str, known: Dict[str, Vendor], out: P
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return digest
+
+
+def planned(cluster: Cluster, known: Dict[str, Vendor]) -> Tuple[List[Job], List[Host]]:
+    """The plan's jobs and the hosts that run at least one of them."""
+    jobs, _ = expand(cluster, known)
+    used = {job.host for job in jobs}
+    return jobs, [host for host in cluster.hosts if host.name in used]
 
 
 def _write(

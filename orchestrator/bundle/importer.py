@@ -25,7 +25,6 @@ from vendors.base import Vendor
 from .. import images
 from ..config import Cluster, Host
 from ..hostrun import host_image_spec, host_transport
-from ..plan import expand
 from ..transport.base import Transport, TransportError
 from . import export, verify
 from .manifest import MANIFEST, BundleError, BundleImage, Manifest
@@ -47,7 +46,10 @@ def import_bundle(root: Path, cluster: Cluster, known: Dict[str, Vendor], consol
     manifest, digest, problems = verify.check(root, console)
     if problems:
         raise BundleError("%s: %s (bundle verify lists every mismatch)" % (root, problems[0]))
-    plans = [_host_plan(host, known[host.vendor], manifest) for host in _planned_hosts(cluster, known)]
+    _, hosts = export.planned(cluster, known)
+    if not hosts:
+        raise BundleError("the cluster file has no job to run, so no host to import onto")
+    plans = [_host_plan(host, known[host.vendor], manifest) for host in hosts]
     total = {plan.host.name: sum(manifest.file(rel).size for rel in plan.files) for plan in plans}
     with byte_bars(console) as bars, ThreadPoolExecutor(max_workers=len(plans)) as pool:
         tasks = {name: bars.add_task("%s: copy" % name, total=size) for name, size in total.items()}
@@ -59,12 +61,6 @@ def import_bundle(root: Path, cluster: Cluster, known: Dict[str, Vendor], consol
     for line in outcomes:
         print(line, file=sys.stderr if line.startswith("error: ") else sys.stdout)
     return [line for line in outcomes if line.startswith("error: ")]
-
-
-def _planned_hosts(cluster: Cluster, known: Dict[str, Vendor]) -> List[Host]:
-    jobs, _ = expand(cluster, known)
-    used = {job.host for job in jobs}
-    return [host for host in cluster.hosts if host.name in used]
 
 
 def _host_plan(host: Host, vendor: Vendor, manifest: Manifest) -> HostPlan:
