@@ -23,6 +23,7 @@ from rich.progress import Progress, TaskID
 from vendors.base import Vendor
 
 from .. import images
+from .. import workdir as workdirs
 from ..config import Cluster, Host
 from ..hostrun import host_image_spec, host_transport
 from ..transport.base import Transport, TransportError
@@ -113,15 +114,18 @@ class _HostImport:
         self.digest = digest
         self.root = root
         self.timeouts = cluster.host_timeouts(plan.host)
-        self.remote = posixpath.join(cluster.host_workdir(plan.host), "bundles", digest)
+        self.workdir = cluster.host_workdir(plan.host)  # None: the host's default, found there
+        self.remote = ""  # <workdir>/bundles/<digest>, once the workdir is checked
         self.bars = bars
         self.task = task
 
     def run(self) -> str:
         try:
             with host_transport(self.host, self.timeouts.connect) as transport:
+                workdir = workdirs.secure(transport, self.workdir, self.timeouts.connect)
+                self.remote = posixpath.join(workdir, "bundles", self.digest)
                 return "host %s: %s" % (self.host.name, self._carry(transport))
-        except (TransportError, BundleError) as exc:
+        except (TransportError, BundleError, workdirs.WorkdirRefused) as exc:
             return "error: host %s: %s" % (self.host.name, " ".join(str(exc).split()))
 
     def _say(self, what: str) -> None:
