@@ -1,4 +1,4 @@
-"""python -m orchestrator: plan | run | doctor | report | ls | vendors."""
+"""python -m orchestrator: plan | run | doctor | report | ls | vendors | bundle."""
 
 import argparse
 import json
@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -17,6 +18,7 @@ import vendors
 from vendors.base import Vendor
 
 from . import doctor, images, knobs, runlock, signals
+from .bundle import command as bundle_command
 from .config import Cluster, ConfigError, load_cluster
 from .display import ProgressBoard
 from .hostrun import INTERRUPTED, RunContext, image_overrides
@@ -47,6 +49,18 @@ def _print_table(console: Console, title: str, rows, columns: Sequence[Tuple[str
 def _load(path: str) -> Tuple[Cluster, Dict[str, Vendor]]:
     cluster = load_cluster(path)
     return cluster, _check_vendors(cluster, path)
+
+
+def _offline(cluster: Cluster, args: argparse.Namespace) -> Cluster:
+    """``cluster`` with defaults.offline set when ``run --offline`` asks for it."""
+    if not args.offline:
+        return cluster
+    raw = cluster.model_dump()
+    raw["defaults"]["offline"] = True
+    try:
+        return Cluster.model_validate(raw)
+    except ValidationError as exc:
+        raise UsageError("run --offline: %s" % exc.errors()[0]["msg"].replace("Value error, ", "")) from None
 
 
 def _check_vendors(cluster: Cluster, where: str) -> Dict[str, Vendor]:
@@ -126,6 +140,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if not args.cluster:
         raise UsageError("run: --cluster FILE is required (or --resume RUN_ID)")
     cluster, known = _load(args.cluster)
+    cluster = _offline(cluster, args)
     jobs, skipped = expand(cluster, known)
     if not jobs:
         reasons = sorted({"%s: %s" % (item.host, item.reason) for item in skipped})
@@ -183,6 +198,7 @@ def _resume_held(
         except ValueError as exc:
             raise UsageError("run %s: stored cluster file no longer loads: %s" % (run_id, exc)) from None
         known = _check_vendors(cluster, "run %s (stored cluster file)" % run_id)
+    cluster = _offline(cluster, args)
     jobs, _ = expand(cluster, known)
     stored = {job["job_id"]: job for job in store.jobs(run_id)}
     specs = {job.job_id: json.loads(json.dumps(job.as_dict(), sort_keys=True)) for job in jobs}
@@ -316,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_ID",
         help="run again the jobs of a stored run that did not finish OK (cluster file: the run's own)",
     )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="air-gapped: no build, no pull, no pip; images must be on the hosts (bundle import)",
+    )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("doctor", help="check every host (ssh, docker, devices, disk, data) before a run")
     p.add_argument("--cluster", required=True, help="cluster file (host_configs/*.yaml)")
@@ -344,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ls)
     p = sub.add_parser("vendors", help="list vendors, toolkits, precisions and known devices with peaks")
     p.set_defaults(func=cmd_vendors)
+    p = sub.add_parser("bundle", help="carry the images and files of a plan into an air-gapped lab")
+    bundle_command.add_arguments(p)
+    p.set_defaults(func=lambda args, console: bundle_command.run(args, console, _load))
     return parser
 
 

@@ -330,6 +330,8 @@ class Defaults(Model):
     workdir: Optional[str] = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
     monitor_interval_s: float = Field(1.0, gt=0)
+    #: air-gapped lab: no build, no pull, no pip; images come from a bundle (python -m orchestrator bundle)
+    offline: bool = False
 
     _paths = field_validator("workdir")(_mount_path)
 
@@ -397,6 +399,11 @@ class Cluster(Model):
                 raise ValueError("%s: set launcher: slurm to use Slurm settings" % given[0])
             return
         for index, host in enumerate(self.hosts):
+            if self.defaults.offline and host.runtime == "docker":
+                raise ValueError(
+                    "defaults.offline: under launcher slurm, images are built on the allocated nodes; "
+                    "hosts[%d] runs docker, so offline runs need launcher: ssh" % index
+                )
             if host.devices != [0]:
                 raise ValueError(
                     "hosts[%d].devices: under launcher slurm, Slurm allocates the device (ask for it with"

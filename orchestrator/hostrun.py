@@ -20,6 +20,7 @@ from vendors.base import Vendor
 
 from . import collect, containers, envinfo, images, mps
 from . import workdir as workdirs
+from .bundle import origin
 from .config import Cluster, Host
 from .monitor import Monitor
 from .plan import Job
@@ -125,6 +126,16 @@ def image_overrides(host: Host) -> Dict[str, str]:
     return overrides
 
 
+def host_image_spec(host: Host, vendor: Vendor) -> images.ImageSpec:
+    """The vendor image ``host`` runs: its template, the host's overrides and SDK files."""
+    return images.image_spec(
+        vendor,
+        image_overrides(host),
+        Path(host.image.sdk_dir) if host.image.sdk_dir else None,
+        host.image.sdk_checksums,
+    )
+
+
 class HostWorker:
     """Runs the jobs of one host; one instance per host, shared by its device threads.
 
@@ -200,13 +211,7 @@ class HostWorker:
         self.ctx.store.put_environment(self.ctx.run_id, self.host.name, self.env)
 
     def _image_spec(self) -> images.ImageSpec:
-        """The vendor image this host runs: its template, the host's overrides and SDK files."""
-        return images.image_spec(
-            self.vendor,
-            image_overrides(self.host),
-            Path(self.host.image.sdk_dir) if self.host.image.sdk_dir else None,
-            self.host.image.sdk_checksums,
-        )
+        return host_image_spec(self.host, self.vendor)
 
     def _build(self) -> None:
         """Build (or find) the image, or install the runner on a bare host."""
@@ -217,9 +222,15 @@ class HostWorker:
         spec = self._image_spec()
         with self.build_log.open("a") as handle:
             built = images.ensure_image(
-                self.transport, spec, self.timeouts.build, lambda line: handle.write(line + "\n")
+                self.transport,
+                spec,
+                self.timeouts.build,
+                lambda line: handle.write(line + "\n"),
+                offline=self.ctx.cluster.defaults.offline,
             )
         self.image = spec.tag
+        self.env.update(origin.image_origin(self.transport, spec.tag, self.timeouts.connect))
+        self.ctx.store.put_environment(self.ctx.run_id, self.host.name, self.env)
         self._say(None, stage="image", note=("built " if built else "cached ") + spec.tag)
 
     def _missing_base(self) -> str:

@@ -55,6 +55,10 @@ class ImageBuildError(RuntimeError):
     """``docker build`` failed on a host; the message carries its last meaningful line."""
 
 
+class ImageMissing(ImageError):
+    """Offline, the host lacks the image and may not build it; the message names the bundle command."""
+
+
 @dataclass(frozen=True)
 class ContextFile:
     """One file of the build context: its name there, its sha256 and its bytes.
@@ -136,21 +140,21 @@ def image_spec(
     dockerfile = render_dockerfile(vendor, overrides, [f.name[len(SDK_PREFIX) + 1 :] for f in sdk])
     data = dockerfile.encode("utf-8")
     files = [ContextFile("Dockerfile", hashlib.sha256(data).hexdigest(), data=data)]
-    files.extend(_runner_files())
+    files.extend(runner_files())
     files.extend(sdk)
     files.sort(key=lambda f: f.name)
-    content_hash = _content_hash(files)
+    digest = content_hash(files)
     labels = (
         ("org.opencontainers.image.revision", git_revision()),
-        ("rn50bench.content_hash", content_hash),
+        ("rn50bench.content_hash", digest),
         ("rn50bench.vendor", vendor.name),
         ("rn50bench.created_by", "rn50bench orchestrator.images"),
     )
-    tag = f"rn50bench/{vendor.name}:{content_hash}"
+    tag = f"rn50bench/{vendor.name}:{digest}"
     return ImageSpec(vendor.name, tag, dockerfile, tuple(files), labels)
 
 
-def _content_hash(files: Sequence[ContextFile]) -> str:
+def content_hash(files: Sequence[ContextFile]) -> str:
     """First 16 hex digits of sha256 over the sorted (name, sha256) list."""
     digest = hashlib.sha256()
     for item in sorted(files, key=lambda f: f.name):
@@ -158,15 +162,18 @@ def _content_hash(files: Sequence[ContextFile]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path, advance: Optional[Callable[[int], None]] = None) -> str:
+    """sha256 of a file read in chunks; ``advance`` is called with each chunk's size (progress bars)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with Path(path).open("rb") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
+            if advance is not None:
+                advance(len(chunk))
     return digest.hexdigest()
 
 
-def _runner_files() -> List[ContextFile]:
+def runner_files() -> List[ContextFile]:
     """Every file of runner_in_container/, minus bytecode and hidden files."""
     out = []
     for path in sorted(RUNNER.rglob("*")):
@@ -203,7 +210,7 @@ def _sdk_files(vendor: Vendor, sdk_dir: Optional[Path], checksums: Mapping[str, 
             )
         if not path.is_file():
             raise ImageError(f"SDK file {path} not found (vendor {vendor.name} needs it)")
-        actual = _file_sha256(path)
+        actual = file_sha256(path)
         if actual != expected:
             raise ImageError(f"SDK file {path}: sha256 {actual}, expected {expected}")
         out.append(ContextFile(f"{SDK_PREFIX}/{sdk.name}", actual, path=path))
@@ -264,15 +271,23 @@ def ensure_image(
     spec: ImageSpec,
     timeout: float,
     on_line: Callable[[str], None],
+    offline: bool = False,
 ) -> bool:
     """Build ``spec`` on the host unless its tag is there already; True when it was built.
 
     Jobs sharing a transport wait for each other, so one tag is built once.
     Build output lines (stdout and stderr, terminal colour codes removed) go to ``on_line``.
+    ``offline``: never build, pull or pip; ImageMissing when the tag is not there.
     """
     with _lock_for(transport.host, spec.tag):
         if image_exists(transport, spec.tag):
             return False
+        if offline:
+            raise ImageMissing(
+                f"image {spec.tag} is not on host {transport.host} and offline forbids building it: "
+                "bring it with: python -m orchestrator bundle import BUNDLE_DIR --cluster FILE "
+                "(a bundle made by: python -m orchestrator bundle export --cluster FILE --out BUNDLE_DIR)"
+            )
         _build(transport, spec, timeout, on_line)
         return True
 
@@ -311,8 +326,8 @@ def install_runner(transport: Transport, target: str) -> str:
     Returns that folder (the PYTHONPATH of the runner). A folder that is there already
     is complete (it appears by an atomic rename), so nothing is copied twice.
     """
-    files = _runner_files()
-    dest = posixpath.join(target, _content_hash(files))
+    files = runner_files()
+    dest = posixpath.join(target, content_hash(files))
     if _is_dir(transport, dest):
         return dest
     staging = f"{dest}.part-{uuid.uuid4().hex[:8]}"

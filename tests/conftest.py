@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.photos",
     "tests.fixtures.sshd",
     "tests.fixtures.slurm",
+    "tests.fixtures.airgap",
 ]
 
 

@@ -248,8 +248,8 @@ class SrunTransport(Transport):
     ) -> int:
         return self.inner.stream(self.wrap(argv), on_stdout, on_stderr, timeout=timeout, cancel=cancel)
 
-    def put(self, local, remote: str, mode: int = 0o644) -> None:
-        self.inner.put(local, remote, mode)
+    def put(self, local, remote: str, mode: int = 0o644, progress=None) -> None:
+        self.inner.put(local, remote, mode, progress)
 
     def get(self, remote: str, local) -> None:
         self.inner.get(remote, local)

@@ -74,7 +74,7 @@ def environment_blocks(data: RunData) -> List[EnvBlock]:
             title="%s %s · %s" % (labels.get(vendor, vendor), _accelerator_models(env), host),
         )
         block.hardware = [(k, row[k]) for k in ("machine", "cpu", "memory")]
-        block.software = [(k, row[k]) for k in ("os", "kernel", "driver", "docker")]
+        block.software = [(k, row[k]) for k in ("os", "kernel", "driver", "docker", "image")]
         block.software.append(("framework", framework or UNKNOWN))
         block.dependencies = [(k, str(versions[k])) for k in DEPENDENCIES if versions.get(k)]
         block.toolkits = [

@@ -38,6 +38,7 @@ ENV_FIELDS: Dict[str, Tuple[str, str]] = {
     "kernel": ("OS kernel version", "OS kernel版本"),
     "driver": ("Accelerator driver version", "加速卡驱动版本"),
     "docker": ("Docker version", "Docker 版本"),
+    "image": ("Image (bundle)", "镜像（离线包）"),
     "framework": ("Framework version", "训练框架版本"),
     "dependencies": ("Dependencies", "依赖软件版本"),
     "toolkits": ("Inference toolkits", "推理工具包"),

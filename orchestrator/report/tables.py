@@ -39,6 +39,7 @@ ENV_COLUMNS: Sequence[Tuple[str, str]] = (
     ("kernel", "kernel"),
     ("driver", "driver"),
     ("docker", "docker"),
+    ("image", "image (bundle)"),
     ("framework", "framework"),
     ("toolkit", "toolkit"),
     ("python", "python"),
@@ -130,6 +131,14 @@ def _versions(env: Dict[str, Any], keys: Sequence[str]) -> str:
     return ", ".join(parts) if parts else UNKNOWN
 
 
+def _image(env: Dict[str, Any]) -> str:
+    """The image the host ran and, when it came from a bundle, that bundle's manifest sha256."""
+    if env.get("runtime") == "bare":
+        return "bare (no image)"
+    image = env.get("image") or UNKNOWN
+    return "%s (bundle %s)" % (image, env["bundle"]) if env.get("bundle") else image
+
+
 def environment_rows(store: Store, run_id: str) -> List[Dict[str, str]]:
     """One row per host: what the host's commands and the runner inside the container reported."""
     runner = _runner_env(store, run_id)
@@ -150,6 +159,7 @@ def environment_rows(store: Store, run_id: str) -> List[Dict[str, str]]:
                 "driver": env.get("driver") or UNKNOWN,
                 "docker": env.get("docker")
                 or ("bare (no docker)" if env.get("runtime") == "bare" else UNKNOWN),
+                "image": _image(env),
                 "framework": _versions(inside, ("torch", "torchvision", "cuda", "cudnn")),
                 "toolkit": "; ".join(
                     "%s (%s)" % (name, _versions(v, sorted(v))) for name, v in sorted(toolkits.items())

@@ -82,8 +82,13 @@ class Transport(abc.ABC):
         """
 
     @abc.abstractmethod
-    def put(self, local: Path, remote: str, mode: int = 0o644) -> None:
-        """Copy a local file to a path on the host (parent directories are created)."""
+    def put(
+        self, local: Path, remote: str, mode: int = 0o644, progress: Optional[Callable[[int], None]] = None
+    ) -> None:
+        """Copy a local file to a path on the host (parent directories are created).
+
+        ``progress`` is called with the bytes sent so far (at the end at least).
+        """
 
     @abc.abstractmethod
     def get(self, remote: str, local: Path) -> None:

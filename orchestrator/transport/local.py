@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from .base import Process, ProcessTransport, TransportError, atomic_path
 
@@ -33,8 +33,12 @@ class LocalTransport(ProcessTransport):
             return _NotStarted(argv[0], exc)
         return _LocalProcess(popen, self.kill_grace)
 
-    def put(self, local: Path, remote: str, mode: int = 0o644) -> None:
+    def put(
+        self, local: Path, remote: str, mode: int = 0o644, progress: Optional[Callable[[int], None]] = None
+    ) -> None:
         self._copy(Path(local), Path(remote), mode)
+        if progress is not None:
+            progress(Path(local).stat().st_size)
 
     def get(self, remote: str, local: Path) -> None:
         self._copy(Path(remote), Path(local), None)

@@ -17,7 +17,7 @@ import shlex
 import socket
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import paramiko
 from paramiko.ssh_exception import NoValidConnectionsError
@@ -262,7 +262,9 @@ class SshTransport(ProcessTransport):
 
     # -- files --------------------------------------------------------------------------------
 
-    def put(self, local: Path, remote: str, mode: int = 0o644) -> None:
+    def put(
+        self, local: Path, remote: str, mode: int = 0o644, progress: Optional[Callable[[int], None]] = None
+    ) -> None:
         directory, name = posixpath.split(remote)
         if not name:
             raise ValueError(f"remote path {remote!r} names a directory, not a file")
@@ -270,7 +272,7 @@ class SshTransport(ProcessTransport):
         with self._sftp(f"copy {local} to {remote}") as sftp:
             try:
                 _makedirs(sftp, directory)
-                sftp.put(str(local), tmp)
+                sftp.put(str(local), tmp, callback=(lambda done, _: progress(done)) if progress else None)
                 sftp.chmod(tmp, mode)
                 sftp.posix_rename(tmp, remote)
             except BaseException:
