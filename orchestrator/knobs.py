@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Dict, FrozenSet, Sequence, Tuple
 
 import runner_in_container
+from runner_in_container.hold import KNOB as HOLD_KNOB
 
 from .config import Cluster, ConfigError
 
 RUNNER = Path(runner_in_container.__file__).resolve().parent
 _TOOLKIT_NAME = re.compile(r'^    name = "([A-Za-z0-9_]+)"$', re.M)  # a class attribute
 _OPTION_KEY = re.compile(r'self\.(?:option|switch)\(\s*"([a-z][a-z0-9_]*)"')
+#: options the runner itself reads from the toolkit options, whatever the toolkit
+RUNNER_OPTIONS = frozenset([HOLD_KNOB])
 
 
 @lru_cache(maxsize=None)
@@ -51,7 +54,7 @@ def check(cluster: Cluster, where: str) -> None:
                 "%s.case: unknown case %r (the runner has: %s)" % (field, entry.case, ", ".join(cases))
             )
         toolkits = _as_list(entry.toolkit)
-        readable = set().union(*(options.get(t, frozenset()) for t in toolkits))
+        readable = set(RUNNER_OPTIONS).union(*(options.get(t, frozenset()) for t in toolkits))
         unknown = sorted(set(entry.toolkit_options) - readable)
         if unknown and all(t in options for t in toolkits):
             said = "; ".join("%s reads %s" % (t, ", ".join(sorted(options[t])) or "none") for t in toolkits)

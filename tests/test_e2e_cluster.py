@@ -117,7 +117,7 @@ def test_second_run_rebuilds_nothing_and_unreachable_host_fails_alone(
     cluster = json.loads(path.read_text())
     cluster["hosts"][1]["address"] = unreachable_address
     cluster["hosts"][1]["name"] = "down"
-    cluster["defaults"] = {"timeouts": {"connect": 3}}
+    cluster["hosts"][1]["timeouts"] = {"connect": 3}  # the down host only, not the working one
     path.write_text(json.dumps(cluster))
     done = orchestrator("run", "--cluster", str(path))
     assert done.returncode == 1

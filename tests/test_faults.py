@@ -55,6 +55,7 @@ NO_DOCKERD = "unix:///run/rn50bench-test-no-dockerd.sock"
 SSHD_MARK = "# rn50bench fault test\n"
 OOM = {"docker": {"memory": "200m"}}  # torch imports in that, the model does not fit
 SLOW = {"timeouts": {"run": 4}}  # and its job is held (HELD): it can never finish in time
+QUICK = {"timeouts": {"connect": 3}}  # a host that is down: no need to wait the default 20 s for it
 LATE = {"timeouts": {"start": 0.5}}  # the runner says "start" after importing torch: seconds
 RELEASE = "release"  # lets a held job go on, from its results folder (runner_in_container/hold.py)
 HELD = dict(CASE, toolkit_options={"hold_until": RELEASE})
@@ -226,7 +227,8 @@ class FaultLab:
         corrupt_data = self.corrupt_data / self.data.name
         return [
             local_entry("good", self.data, tmp / "w-good", image),
-            ssh_entry("down", self.ssh["down"], self.data, tmp / "w-down", image, timeouts={"connect": 3}),
+            ssh_entry("down", self.ssh["down"], self.data, tmp / "w-down", image,
+                      **({} if repaired else QUICK)),
             ssh_entry("authfail", self.ssh["authfail"], self.data, tmp / "w-auth", image,
                       key_file=str(self.stranger_key)),
             ssh_entry("hostkey", self.ssh["hostkey"], self.data, tmp / "w-key", image,

@@ -10,6 +10,7 @@ import pytest
 from runner_in_container import protocol
 from runner_in_container.data.generate import generate
 from tests.test_runner_e2e import common, read_result
+from tests.test_runner_schema import check_result
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,6 +45,7 @@ def test_the_runner_holds_until_the_file_exists(tmp_path):
     assert '"stage": "val"' in rest
     (out / "go").unlink()
     doc = read_result(out)
+    assert check_result(doc) == []
     assert doc["status"] == "ok" and doc["config"]["toolkit_option"] == {"hold_until": "go"}
     (held,) = [w for w in doc["warnings"] if w.startswith("held ")]
     assert held.endswith("until %s existed (hold_until): e2e_time includes it" % (out / "go")), held

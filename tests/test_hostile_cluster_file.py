@@ -177,6 +177,11 @@ def test_an_option_a_toolkit_reads_is_accepted(tmp_path, capsys):
     assert cli.main(["plan", "--cluster", str(write(tmp_path, data))]) == 0
 
 
+def test_the_runners_own_hold_option_is_accepted_with_any_toolkit(tmp_path, capsys):
+    data = with_case(toolkit=["pytorch", "onnxruntime"], toolkit_options={"hold_until": "release"})
+    assert cli.main(["plan", "--cluster", str(write(tmp_path, data))]) == 0
+
+
 def test_a_batch_larger_than_the_images_is_refused(tmp_path, capsys):
     data = with_case(batch_size=[4, 65536])
     data["hosts"][0]["data"]["max_images"] = 16

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.ssh
 
 
 def connect(host: SshHost, **overrides: Any) -> SshTransport:
-    kwargs = dict(host.transport_kwargs(), connect_timeout=5.0)
+    kwargs = dict(host.transport_kwargs(), connect_timeout=60.0)  # a live sshd answers well within it
     kwargs.update(overrides)
     transport = make_transport(**kwargs)
     assert isinstance(transport, SshTransport)
@@ -179,7 +179,7 @@ def test_ssh_config_supplies_hostname_user_port_key(ssh_host: SshHost, tmp_path:
         f"Host bench-alias\n  HostName {ssh_host.address}\n  User root\n  Port 2\n"
         f"  IdentityFile {ssh_host.key_file}\n"
     )
-    common = dict(known_hosts=ssh_host.known_hosts, ssh_config=str(config), connect_timeout=5.0)
+    common = dict(known_hosts=ssh_host.known_hosts, ssh_config=str(config), connect_timeout=60.0)
     with SshTransport("alias", "bench-alias", **common) as from_config:
         assert (from_config.address, from_config.port, from_config.user) == (ssh_host.address, 2, "root")
         with pytest.raises(TransportError, match="refused"):
