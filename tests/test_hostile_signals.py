@@ -9,7 +9,6 @@ meets its container running; the run ends as soon as the test signals it.
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Tuple
 
@@ -19,13 +18,13 @@ from orchestrator.store import Store
 from runner_in_container.data.generate import generate
 from tests.test_faults import (
     CASE,
-    REPO,
     _states,
     _wait_for,
     containers_of,
     local_entry,
     only_run,
     orchestrator,
+    start_orchestrator,
     write_cluster,
 )
 
@@ -40,13 +39,7 @@ def start_long_run(tmp_path: Path, data: Path, image) -> Tuple[subprocess.Popen,
         tmp_path / "hosts.yaml", tmp_path, [local_entry("here", data, tmp_path / "work", image)], cases=[LONG]
     )
     store = tmp_path / "store.sqlite"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run", "--cluster", str(path)],
-        cwd=str(REPO),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_orchestrator("run", "--cluster", str(path))
     _wait_for("the run in the store", lambda: "RUNNING" in _states(store).values(), proc)
     run_id = only_run(store)["run_id"]
     _wait_for("the job's container", lambda: containers_of(run_id) != [], proc)

@@ -11,23 +11,21 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from orchestrator.store import OK, Store, StoreError
 from runner_in_container.data.generate import generate
 from tests.test_faults import (
-    CASE,
-    REPO,
     _states,
     _wait_for,
     containers_of,
     local_entry,
     only_run,
     orchestrator,
+    start_orchestrator,
     write_cluster,
 )
 
@@ -70,6 +68,14 @@ def a_store(path: Path) -> Path:
         store.add_job("r1", "j%d" % index, "h", "cpu", spec)
     store.close()
     return path
+
+
+def one_job_cluster(tmp_path: Path, base_image: str, sdk_dir: Path, **extra: Any) -> Path:
+    """A cluster file with one CPU job on this machine (4 generated images); ``extra``: top-level keys."""
+    data = Path(generate(str(tmp_path / "set"), images=4, layout="imagefolder"))
+    image = {"base_image": base_image, "sdk_dir": str(sdk_dir)}
+    entry = local_entry("here", data, tmp_path / "work", image)
+    return write_cluster(tmp_path / "hosts.yaml", tmp_path, [entry], **extra)
 
 
 def one_error_line(done: subprocess.CompletedProcess) -> str:
@@ -152,23 +158,9 @@ def test_a_full_store_is_a_one_line_store_error_and_keeps_what_it_had(tmp_path):
 def test_a_store_that_fills_mid_run_stops_it_and_resume_keeps_the_fetched_result(
     tmp_path, cpu_image, cpu_sdk_dir, base_image
 ):
-    data = Path(generate(str(tmp_path / "set"), images=4, layout="imagefolder"))
-    image = {"base_image": base_image, "sdk_dir": str(cpu_sdk_dir)}
     with tmpfs(tmp_path / "disk", "2m") as disk:
-        path = write_cluster(
-            tmp_path / "hosts.yaml",
-            tmp_path,
-            [local_entry("here", data, tmp_path / "work", image)],
-            cases=[CASE],
-            store=str(disk / "store.sqlite"),
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "run", "--cluster", str(path)],
-            cwd=str(REPO),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        path = one_job_cluster(tmp_path, base_image, cpu_sdk_dir, store=str(disk / "store.sqlite"))
+        proc = start_orchestrator("run", "--cluster", str(path))
         try:
             _wait_for("the run", lambda: "RUNNING" in _states(disk / "store.sqlite").values(), proc)
             run_id = only_run(disk / "store.sqlite")["run_id"]
