@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from orchestrator import runlock
 from orchestrator.store import OK, Store, StoreError
 from runner_in_container.data.generate import generate
 from tests.test_faults import (
@@ -187,3 +188,12 @@ def test_a_store_that_fills_mid_run_stops_it_and_resume_keeps_the_fetched_result
         assert not (result.parent / "runner.1.log").exists()  # not run again: the fetched result is stored
         stored = Store(str(disk / "store.sqlite")).results(run_id)[job["job_id"]]["result"]
         assert stored == json.loads(result.read_text())
+
+
+def test_ls_tells_a_running_run_from_one_no_orchestrator_holds(tmp_path):
+    store = a_store(tmp_path / "store.sqlite")  # run r1 is RUNNING, as a killed orchestrator leaves it
+    listed = orchestrator("ls", "--store", str(store), timeout=60)
+    assert "RUNNING, no orchestrator left: --resume it" in listed.stdout.replace("\n", " "), listed.stdout
+    with runlock.held(str(store), "r1"):
+        listed = orchestrator("ls", "--store", str(store), timeout=60)
+    assert "RUNNING" in listed.stdout and "no orchestrator" not in listed.stdout
