@@ -20,12 +20,15 @@ from orchestrator import runlock
 from orchestrator.store import OK, Store, StoreError
 from runner_in_container.data.generate import generate
 from tests.test_faults import (
+    HELD,
+    WAIT_S,
+    _holding,
     _states,
     _wait_for,
-    containers_of,
     local_entry,
     only_run,
     orchestrator,
+    release,
     start_orchestrator,
     write_cluster,
 )
@@ -160,13 +163,17 @@ def test_a_store_that_fills_mid_run_stops_it_and_resume_keeps_the_fetched_result
     tmp_path, cpu_image, cpu_sdk_dir, base_image
 ):
     with tmpfs(tmp_path / "disk", "2m") as disk:
-        path = one_job_cluster(tmp_path, base_image, cpu_sdk_dir, store=str(disk / "store.sqlite"))
+        path = one_job_cluster(
+            tmp_path, base_image, cpu_sdk_dir, store=str(disk / "store.sqlite"), cases=[HELD]
+        )
         proc = start_orchestrator("run", "--cluster", str(path))
         try:
             _wait_for("the run", lambda: "RUNNING" in _states(disk / "store.sqlite").values(), proc)
             run_id = only_run(disk / "store.sqlite")["run_id"]
-            _wait_for("the job's container", lambda: containers_of(run_id) != [], proc)
+            job_dir = tmp_path / "results" / run_id / "here.d0.resnet50.pytorch.fp32.bs4"
+            _wait_for("the job to hold", lambda: _holding(job_dir / "runner.log"), proc, timeout=WAIT_S)
             filler = fill(disk)
+            release(tmp_path / "work", run_id, job_dir.name)  # it finishes with the store's disk full
             out, err = proc.communicate(timeout=600)
         finally:
             if proc.poll() is None:
