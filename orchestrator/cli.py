@@ -28,7 +28,7 @@ from .report import tables
 from .safetext import console as safe_console
 from .safetext import shown
 from .scheduler import run_all
-from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, Store, StoreError, new_run_id
+from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, RUNNING, Store, StoreError, new_run_id
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
 
@@ -298,7 +298,10 @@ def cmd_ls(args: argparse.Namespace, console: Console) -> int:
     for column in ("run", "state", "jobs", "ok", "cluster file"):
         table.add_column(column)
     for run in store.runs():
-        table.add_row(run["run_id"], run["state"], str(run["jobs"]), str(run["ok"] or 0), run["cluster_path"])
+        state = run["state"]
+        if state == RUNNING and not runlock.is_held(args.store, run["run_id"]):
+            state = "RUNNING, no orchestrator left: --resume it"  # killed (SIGKILL) or lost its store
+        table.add_row(run["run_id"], state, str(run["jobs"]), str(run["ok"] or 0), run["cluster_path"])
     console.print(table)
     return 0
 

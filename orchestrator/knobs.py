@@ -4,7 +4,8 @@ one line before anything is built, not at run time on each host.
 
 The runner's names are read from its sources, as its packages declare them today (the orchestrator never
 imports torch): a case per module of ``runner_in_container/cases``, and per toolkit (a class with a
-``name``) the keys its module reads with ``self.option("key", ...)`` or ``self.switch("key", ...)``.
+``name``) the keys its module reads with ``self.option("key", ...)`` or ``self.switch("key", ...)``, and
+the runner's own knobs, which every toolkit takes (``hold_until``).
 ``check`` is the one place that knows this, so that it can read a shared contract instead.
 """
 
@@ -18,11 +19,12 @@ from runner_in_container.hold import KNOB as HOLD_KNOB
 
 from .config import Cluster, ConfigError
 
+#: options the runner itself reads, whatever the toolkit
+RUNNER_OPTIONS = frozenset({HOLD_KNOB})
+
 RUNNER = Path(runner_in_container.__file__).resolve().parent
 _TOOLKIT_NAME = re.compile(r'^    name = "([A-Za-z0-9_]+)"$', re.M)  # a class attribute
 _OPTION_KEY = re.compile(r'self\.(?:option|switch)\(\s*"([a-z][a-z0-9_]*)"')
-#: options the runner itself reads from the toolkit options, whatever the toolkit
-RUNNER_OPTIONS = frozenset([HOLD_KNOB])
 
 
 @lru_cache(maxsize=None)
@@ -54,7 +56,7 @@ def check(cluster: Cluster, where: str) -> None:
                 "%s.case: unknown case %r (the runner has: %s)" % (field, entry.case, ", ".join(cases))
             )
         toolkits = _as_list(entry.toolkit)
-        readable = set(RUNNER_OPTIONS).union(*(options.get(t, frozenset()) for t in toolkits))
+        readable = RUNNER_OPTIONS.union(*(options.get(t, frozenset()) for t in toolkits))
         unknown = sorted(set(entry.toolkit_options) - readable)
         if unknown and all(t in options for t in toolkits):
             said = "; ".join("%s reads %s" % (t, ", ".join(sorted(options[t])) or "none") for t in toolkits)

@@ -49,6 +49,21 @@ def held(store: str, run_id: str) -> Iterator[Path]:
         os.close(fd)  # releases the lock
 
 
+def is_held(store: str, run_id: str) -> bool:
+    """Whether an orchestrator holds the run now (creates nothing: reading commands call it)."""
+    try:
+        fd = os.open(str(lock_path(store, run_id)), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def _held_by(run_id: str, fd: int) -> str:
     """The one-line refusal, naming the holder as its lock file says."""
     try:

@@ -123,6 +123,17 @@ def orchestrator(*args: str, timeout: float = 900) -> subprocess.CompletedProces
     )
 
 
+def start_orchestrator(*args: str) -> subprocess.Popen:
+    """``python -m orchestrator ARGS`` started in the background, its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=str(REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def containers_of(run_id: str) -> List[str]:
     """Names of the containers (running or not) that belong to ``run_id``."""
     done = subprocess.run(
@@ -420,13 +431,7 @@ def test_sigint_stops_the_containers_keeps_what_finished_and_resume_completes(
         cases=[CASE, dict(HELD, batch_size=2)],  # two jobs, one after the other on device 0; the second held
     )
     store = tmp_path / "store.sqlite"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run", "--cluster", str(path)],
-        cwd=str(REPO),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_orchestrator("run", "--cluster", str(path))
     try:
         first, second = "sig.d0.resnet50.pytorch.fp32.bs4", "sig.d0.resnet50.pytorch.fp32.bs2"
         _wait_for("the first job to finish", lambda: _states(store).get(first) == "OK", proc)

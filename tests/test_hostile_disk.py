@@ -5,7 +5,6 @@ The full disk is a tmpfs mounted here and filled to the last byte (unmounted aft
 """
 
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -13,9 +12,8 @@ from orchestrator import doctor
 from orchestrator.config import load_cluster
 from orchestrator.store import Store
 from orchestrator.transport.local import LocalTransport
-from runner_in_container.data.generate import generate
 from tests.test_faults import local_entry, orchestrator, write_cluster
-from tests.test_hostile_store import a_store, fill, one_error_line, tmpfs
+from tests.test_hostile_store import a_store, fill, one_error_line, one_job_cluster, tmpfs
 from vendors.cpu import VENDOR as CPU
 
 
@@ -55,15 +53,8 @@ def test_doctor_fails_a_host_without_the_base_image(tmp_path, cpu_sdk_dir, docke
 @pytest.mark.docker
 @pytest.mark.slow
 def test_a_full_results_disk_fails_the_job_naming_the_file(tmp_path, cpu_image, cpu_sdk_dir, base_image):
-    data = Path(generate(str(tmp_path / "set"), images=4, layout="imagefolder"))
-    image = {"base_image": base_image, "sdk_dir": str(cpu_sdk_dir)}
     with tmpfs(tmp_path / "results", "1m") as results:
-        path = write_cluster(
-            tmp_path / "hosts.yaml",
-            tmp_path,
-            [local_entry("here", data, tmp_path / "work", image)],
-            results_dir=str(results),
-        )
+        path = one_job_cluster(tmp_path, base_image, cpu_sdk_dir, results_dir=str(results))
         fill(results)
         done = orchestrator("run", "--cluster", str(path), timeout=600)
     assert done.returncode == 1, done.stderr[-3000:]

@@ -2,14 +2,13 @@
 container stopped, its job CANCELLED, the run "interrupted"), and a second orchestrator on a run in
 progress is refused in one line naming the first one's PID and host.
 
-The job is long on purpose (100 timed passes on the CPU): the signal or the second orchestrator always
-meets its container running; the run ends as soon as the test signals it.
+The job holds in its container (``hold_until``, runner_in_container/hold.py) and is never released: the
+signal or the second orchestrator meets its container running by construction.
 """
 
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Tuple
 
@@ -18,38 +17,37 @@ import pytest
 from orchestrator.store import Store
 from runner_in_container.data.generate import generate
 from tests.test_faults import (
-    CASE,
-    REPO,
+    HELD,
+    WAIT_S,
+    _holding,
     _states,
     _wait_for,
     containers_of,
     local_entry,
     only_run,
     orchestrator,
+    start_orchestrator,
     write_cluster,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-LONG = dict(CASE, repeat=100)
+JOB = "here.d0.resnet50.pytorch.fp32.bs4"
 
 
-def start_long_run(tmp_path: Path, data: Path, image) -> Tuple[subprocess.Popen, Path, str]:
-    """An orchestrator whose one job's container is running: (process, store, run id)."""
+def start_held_run(tmp_path: Path, data: Path, image) -> Tuple[subprocess.Popen, Path, str]:
+    """An orchestrator whose one job holds in its container until released (never here): (process, store,
+    run id)."""
     path = write_cluster(
-        tmp_path / "hosts.yaml", tmp_path, [local_entry("here", data, tmp_path / "work", image)], cases=[LONG]
+        tmp_path / "hosts.yaml", tmp_path, [local_entry("here", data, tmp_path / "work", image)], cases=[HELD]
     )
     store = tmp_path / "store.sqlite"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run", "--cluster", str(path)],
-        cwd=str(REPO),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_orchestrator("run", "--cluster", str(path))
     _wait_for("the run in the store", lambda: "RUNNING" in _states(store).values(), proc)
     run_id = only_run(store)["run_id"]
-    _wait_for("the job's container", lambda: containers_of(run_id) != [], proc)
+    log = tmp_path / "results" / run_id / JOB / "runner.log"
+    _wait_for("the job to hold in its container", lambda: _holding(log), proc, timeout=WAIT_S)
+    assert containers_of(run_id) != []
     return proc, store, run_id
 
 
@@ -74,7 +72,7 @@ def stop(proc: subprocess.Popen, signum: int) -> Tuple[str, str]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_terminating_signal_stops_the_container_and_marks_the_run(tmp_path, tiny, image, signum):
-    proc, store, run_id = start_long_run(tmp_path, tiny, image)
+    proc, store, run_id = start_held_run(tmp_path, tiny, image)
     _, err = stop(proc, signum)
     assert proc.returncode == 128 + signum, err[-3000:]
     assert "Traceback" not in err
@@ -85,7 +83,7 @@ def test_a_terminating_signal_stops_the_container_and_marks_the_run(tmp_path, ti
 
 
 def test_a_second_orchestrator_on_a_running_run_is_refused(tmp_path, tiny, image):
-    proc, store, run_id = start_long_run(tmp_path, tiny, image)
+    proc, store, run_id = start_held_run(tmp_path, tiny, image)
     try:
         second = orchestrator("run", "--resume", run_id, "--store", str(store), timeout=120)
         running = containers_of(run_id)

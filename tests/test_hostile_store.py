@@ -11,23 +11,25 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
+from orchestrator import runlock
 from orchestrator.store import OK, Store, StoreError
 from runner_in_container.data.generate import generate
 from tests.test_faults import (
-    CASE,
-    REPO,
+    HELD,
+    WAIT_S,
+    _holding,
     _states,
     _wait_for,
-    containers_of,
     local_entry,
     only_run,
     orchestrator,
+    release,
+    start_orchestrator,
     write_cluster,
 )
 
@@ -70,6 +72,14 @@ def a_store(path: Path) -> Path:
         store.add_job("r1", "j%d" % index, "h", "cpu", spec)
     store.close()
     return path
+
+
+def one_job_cluster(tmp_path: Path, base_image: str, sdk_dir: Path, **extra: Any) -> Path:
+    """A cluster file with one CPU job on this machine (4 generated images); ``extra``: top-level keys."""
+    data = Path(generate(str(tmp_path / "set"), images=4, layout="imagefolder"))
+    image = {"base_image": base_image, "sdk_dir": str(sdk_dir)}
+    entry = local_entry("here", data, tmp_path / "work", image)
+    return write_cluster(tmp_path / "hosts.yaml", tmp_path, [entry], **extra)
 
 
 def one_error_line(done: subprocess.CompletedProcess) -> str:
@@ -152,28 +162,18 @@ def test_a_full_store_is_a_one_line_store_error_and_keeps_what_it_had(tmp_path):
 def test_a_store_that_fills_mid_run_stops_it_and_resume_keeps_the_fetched_result(
     tmp_path, cpu_image, cpu_sdk_dir, base_image
 ):
-    data = Path(generate(str(tmp_path / "set"), images=4, layout="imagefolder"))
-    image = {"base_image": base_image, "sdk_dir": str(cpu_sdk_dir)}
     with tmpfs(tmp_path / "disk", "2m") as disk:
-        path = write_cluster(
-            tmp_path / "hosts.yaml",
-            tmp_path,
-            [local_entry("here", data, tmp_path / "work", image)],
-            cases=[CASE],
-            store=str(disk / "store.sqlite"),
+        path = one_job_cluster(
+            tmp_path, base_image, cpu_sdk_dir, store=str(disk / "store.sqlite"), cases=[HELD]
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "run", "--cluster", str(path)],
-            cwd=str(REPO),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_orchestrator("run", "--cluster", str(path))
         try:
             _wait_for("the run", lambda: "RUNNING" in _states(disk / "store.sqlite").values(), proc)
             run_id = only_run(disk / "store.sqlite")["run_id"]
-            _wait_for("the job's container", lambda: containers_of(run_id) != [], proc)
+            job_dir = tmp_path / "results" / run_id / "here.d0.resnet50.pytorch.fp32.bs4"
+            _wait_for("the job to hold", lambda: _holding(job_dir / "runner.log"), proc, timeout=WAIT_S)
             filler = fill(disk)
+            release(tmp_path / "work", run_id, job_dir.name)  # it finishes with the store's disk full
             out, err = proc.communicate(timeout=600)
         finally:
             if proc.poll() is None:
@@ -195,3 +195,12 @@ def test_a_store_that_fills_mid_run_stops_it_and_resume_keeps_the_fetched_result
         assert not (result.parent / "runner.1.log").exists()  # not run again: the fetched result is stored
         stored = Store(str(disk / "store.sqlite")).results(run_id)[job["job_id"]]["result"]
         assert stored == json.loads(result.read_text())
+
+
+def test_ls_tells_a_running_run_from_one_no_orchestrator_holds(tmp_path):
+    store = a_store(tmp_path / "store.sqlite")  # run r1 is RUNNING, as a killed orchestrator leaves it
+    listed = orchestrator("ls", "--store", str(store), timeout=60)
+    assert "RUNNING, no orchestrator left: --resume it" in listed.stdout.replace("\n", " "), listed.stdout
+    with runlock.held(str(store), "r1"):
+        listed = orchestrator("ls", "--store", str(store), timeout=60)
+    assert "RUNNING" in listed.stdout and "no orchestrator" not in listed.stdout
