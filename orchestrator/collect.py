@@ -9,7 +9,7 @@ import math
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from runner_in_container import protocol
-from runner_in_container.protocol import SCHEMA_NAME, SCHEMA_VERSION
+from runner_in_container.protocol import SCHEMA_NAME, SCHEMA_VERSION, STATUS_FAILED_ACCURACY, STATUS_OK
 from vendors.base import Vendor
 
 _NUMBER = (int, float)
@@ -35,7 +35,7 @@ _REQUIRED: Sequence[Tuple[Tuple[str, ...], Any]] = (
 
 
 #: statuses whose documents carry every figure (failed_accuracy: all there, flagged)
-FIGURES_PRESENT = ("ok", "failed_accuracy")
+FIGURES_PRESENT = (STATUS_OK, STATUS_FAILED_ACCURACY)
 
 
 class ResultInvalid(ValueError):
@@ -138,7 +138,7 @@ def derive(doc: Dict[str, Any], vendor: Vendor, device_model: Optional[str]) -> 
 def accuracy_failure(doc: Dict[str, Any]) -> Optional[str]:
     """The reason when the case's accuracy gate failed, else None."""
     gate = doc.get("accuracy_gate") or {}
-    if doc.get("status") == "failed_accuracy" or gate.get("passed") is False:
+    if doc.get("status") == STATUS_FAILED_ACCURACY or gate.get("passed") is False:
         return "infer top-1 %.2f%% below the gate %.2f%%: %s" % (
             doc["stages"]["infer"]["top1_pct"],
             gate.get("target_top1_pct") or float("nan"),

@@ -24,10 +24,17 @@ from pydantic import (
     model_validator,
 )
 
+from runner_in_container.contract import (
+    DECODERS,
+    LAYOUTS,
+    MPS_DEFAULT_PIPE_DIRECTORY,
+    OPTION,
+    weights_is_file,
+)
+
 from . import yamlread
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
 #: the most jobs one cluster file may make
 MAX_JOBS = 10000
 
@@ -46,6 +53,19 @@ def _safe_text(value: Optional[str]) -> Optional[str]:
     if value is not None and any(ch in value for ch in ("\n", "\r", "\x00")):
         raise ValueError("must not contain newlines or NUL bytes")
     return value
+
+
+def _runner_option(name: str) -> Any:
+    """A validator: each value (one or a list) as the runner's option ``name`` takes it (contract.OPTIONS)."""
+    option = OPTION[name]
+
+    def check(value: Any) -> Any:
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                option.check(item)
+        return value
+
+    return check
 
 
 def _mount_path(value: Optional[str]) -> Optional[str]:
@@ -77,10 +97,13 @@ class DataSpec(Model):
     """Where the ImageNet val set lies on the host."""
 
     path: str
-    layout: Literal["auto", "imagefolder", "flat", "tar"] = "auto"
+    layout: Literal[LAYOUTS] = OPTION["layout"].default  # type: ignore[valid-type]
     labels: Optional[str] = None
-    md5: Optional[str] = Field(None, pattern=r"^[0-9a-fA-F]{32}$")
-    max_images: Optional[int] = Field(None, gt=0)
+    md5: Optional[str] = None
+    max_images: Optional[int] = None
+
+    _md5 = field_validator("md5")(_runner_option("data_md5"))
+    _max_images = field_validator("max_images")(_runner_option("max_images"))
 
     _paths = field_validator("path", "labels")(_mount_path)
 
@@ -195,14 +218,15 @@ class Host(Model):
     workdir: Optional[str] = None
     data: DataSpec
     weights: str
-    workers: int = Field(8, ge=1, le=256)
+    #: runner --workers (8 here, where the runner alone would take min(4, CPUs))
+    workers: int = 8
     #: runner --decode-processes: processes decoding with nvJPEG (0: the runner's default, by CPUs and MPS)
-    decode_processes: int = Field(0, ge=0, le=64)
+    decode_processes: int = OPTION["decode_processes"].default
     #: CUDA MPS on NVIDIA hosts (orchestrator/mps.py): true, the host runs its own daemon and jobs join it;
     #: false, none; auto, the host's own daemon when there, else one of each job's own where the GPU allows
     mps: Union[bool, Literal["auto"]] = "auto"
     #: the daemon's CUDA_MPS_PIPE_DIRECTORY on the host (absolute, on a local host too)
-    mps_pipe_directory: str = "/tmp/nvidia-mps"
+    mps_pipe_directory: str = MPS_DEFAULT_PIPE_DIRECTORY
     image: ImageSpecConfig = Field(default_factory=ImageSpecConfig)
     docker: DockerOptions = Field(default_factory=DockerOptions)
     #: launcher slurm: this host entry's sbatch options (over slurm.vendors.<vendor> and slurm)
@@ -213,6 +237,8 @@ class Host(Model):
     )
 
     _name = field_validator("name", "vendor")(_safe_name)
+    _workers = field_validator("workers")(_runner_option("workers"))
+    _decode_processes = field_validator("decode_processes")(_runner_option("decode_processes"))
     _text = field_validator("key_file", "known_hosts")(_safe_text)
     _paths = field_validator("weights", "workdir", "mps_pipe_directory")(_mount_path)
 
@@ -248,17 +274,23 @@ class Case(Model):
     """One case entry; list values expand into a matrix of jobs."""
 
     case: str = "resnet50"
-    toolkit: Union[str, List[str]] = "pytorch"
-    precision: Union[str, List[str]] = "fp32"
-    batch_size: Union[int, List[int]] = 256
-    repeat: int = Field(1, ge=1, le=100)
-    warmup: int = Field(5, ge=0, le=1000)
+    toolkit: Union[str, List[str]] = OPTION["toolkit"].default
+    precision: Union[str, List[str]] = OPTION["precision"].default
+    batch_size: Union[int, List[int]] = OPTION["batch_size"].default
+    repeat: int = OPTION["repeat"].default
+    #: runner --warmup (5 here, where the runner alone would take 10)
+    warmup: int = 5
     hosts: Optional[List[str]] = None  # restrict to these host names
     toolkit_options: Dict[str, str] = Field(default_factory=dict)  # --toolkit-option KEY=VALUE
     #: runner --decoder: auto (nvJPEG on a CUDA device where torchvision decodes there, else PIL), nvjpeg, pil
-    decoder: Literal["auto", "nvjpeg", "pil"] = "auto"
+    decoder: Literal[DECODERS] = OPTION["decoder"].default  # type: ignore[valid-type]
 
     _name = field_validator("case")(_safe_name)
+    _toolkits = field_validator("toolkit")(_runner_option("toolkit"))
+    _precisions = field_validator("precision")(_runner_option("precision"))
+    _batch_sizes = field_validator("batch_size")(_runner_option("batch_size"))
+    _repeat = field_validator("repeat")(_runner_option("repeat"))
+    _warmup = field_validator("warmup")(_runner_option("warmup"))
 
     @field_validator("toolkit_options")
     @classmethod
@@ -268,29 +300,6 @@ class Case(Model):
                 raise ValueError("option name %r: lowercase letters, digits and '_'" % key)
             if not re.match(r"^[A-Za-z0-9._:+-]{0,200}$", str(item)):
                 raise ValueError("option %s: value %r has characters outside [A-Za-z0-9._:+-]" % (key, item))
-        return value
-
-    @field_validator("toolkit")
-    @classmethod
-    def _toolkits(cls, value: Union[str, List[str]]) -> Union[str, List[str]]:
-        for item in [value] if isinstance(value, str) else value:
-            _safe_name(item)
-        return value
-
-    @field_validator("precision")
-    @classmethod
-    def _precisions(cls, value: Union[str, List[str]]) -> Union[str, List[str]]:
-        for item in [value] if isinstance(value, str) else value:
-            if item not in PRECISIONS:
-                raise ValueError("precision %r is not one of %s" % (item, ", ".join(PRECISIONS)))
-        return value
-
-    @field_validator("batch_size")
-    @classmethod
-    def _batch_sizes(cls, value: Union[int, List[int]]) -> Union[int, List[int]]:
-        for item in [value] if isinstance(value, int) else value:
-            if not 1 <= item <= 65536:
-                raise ValueError("batch size %d is out of 1..65536" % item)
         return value
 
     @field_validator("toolkit", "precision", "batch_size")
@@ -465,9 +474,7 @@ def _localise(cluster: Cluster, base: Path) -> Cluster:
                     "labels": _resolve_local(base, host.data.labels),
                 }
             )
-            weights = (
-                host.weights if host.weights in ("random", "package") else _resolve_local(base, host.weights)
-            )
+            weights = _resolve_local(base, host.weights) if weights_is_file(host.weights) else host.weights
             workdir = _resolve_local(base, host.workdir or cluster.defaults.workdir)
             host = host.model_copy(update={"data": data, "weights": weights, "workdir": workdir})
         else:
@@ -476,7 +483,7 @@ def _localise(cluster: Cluster, base: Path) -> Cluster:
             _check_remote(
                 where + ".workdir" if host.workdir else "defaults.workdir", cluster.host_workdir(host)
             )
-            if host.weights not in ("random", "package"):
+            if weights_is_file(host.weights):
                 _check_remote(where + ".weights", host.weights)
         image = host.image.model_copy(update={"sdk_dir": _resolve_local(base, host.image.sdk_dir)})
         key_file = _resolve_local(base, host.key_file)

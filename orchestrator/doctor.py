@@ -12,7 +12,6 @@ a one-line fix. On the control machine: results_dir and the store's folder are w
 
 import os
 import posixpath
-import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from runner_in_container.contract import HASH_IN_NAME, weights_is_file
 from vendors.base import Vendor
 
 from . import envinfo, images
@@ -50,7 +50,6 @@ COLUMNS = (
 #: md5sum / sha256sum of a whole ImageNet tar (6.4 GB) may take minutes on a slow disk
 CHECKSUM_TIMEOUT = 1800.0
 #: a sha256 prefix in a torch.hub-style weights name (as runner_in_container.cases checks it)
-HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 GIB = 1024.0**3
 
 
@@ -354,7 +353,7 @@ class _HostProbe:
 
     def weights(self) -> Check:
         weights = self.host.weights
-        if weights in ("random", "package"):
+        if not weights_is_file(weights):
             return Check("weights", PASS, weights)
         if self.run(["test", "-f", weights]).returncode != 0:
             return Check(

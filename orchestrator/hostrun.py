@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional
 
-from runner_in_container.protocol import EXIT_BAD_INPUT, RESULT_FILE, parse_event
+from runner_in_container.contract import weights_is_file
+from runner_in_container.protocol import EXIT_BAD_INPUT, EXIT_FAILED_ACCURACY, RESULT_FILE, parse_event
 from vendors.base import Vendor
 
 from . import collect, containers, envinfo, images, mps
@@ -29,7 +30,6 @@ from .transport import make_transport
 from .transport.base import Cancelled, CommandTimeout, Transport, TransportError
 
 CONTAINER_RESULTS = "/results"
-RUNNER_EXIT_ACCURACY = 3  # the runner's exit status for status "failed_accuracy" (docs/result_schema.md)
 CONTAINER_CACHE = "/cache"
 INTERRUPTED = "run interrupted"
 
@@ -270,7 +270,7 @@ class HostWorker:
         """Data, labels and weights must exist on the host before anything is built or started."""
         assert self.transport is not None
         paths = [("data.path", self.host.data.path), ("data.labels", self.host.data.labels)]
-        if self.host.weights not in ("random", "package"):
+        if weights_is_file(self.host.weights):
             paths.append(("weights", self.host.weights))
         for field_name, path in paths:
             if (
@@ -372,7 +372,7 @@ class HostWorker:
             raise StageFailure("validate", one_line(str(exc))) from None
         if doc["status"] not in collect.FIGURES_PRESENT or outcome.returncode not in (
             0,
-            RUNNER_EXIT_ACCURACY,
+            EXIT_FAILED_ACCURACY,
         ):
             raise StageFailure(outcome.failed_stage(), outcome.reason(doc))
         return self._store_result(job, doc, outcome)
@@ -492,7 +492,7 @@ class HostWorker:
         if spec.labels:
             mounts.append(containers.Mount(spec.labels, "/labels/" + posixpath.basename(spec.labels)))
             labels = mounts[-1].target
-        if weights not in ("random", "package"):
+        if weights_is_file(weights):
             mounts.append(containers.Mount(weights, "/weights/" + posixpath.basename(weights)))
             weights = mounts[-1].target
         return containers.docker_run_argv(

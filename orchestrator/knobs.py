@@ -2,10 +2,10 @@
 its data can fill. Checked at ``plan`` (and by every command that loads the file), so that a typo fails in
 one line before anything is built, not at run time on each host.
 
-The runner's names are read from its sources, as its packages declare them today (the orchestrator never
-imports torch): a case per module of ``runner_in_container/cases``, and per toolkit (a class with a
-``name``) the keys its module reads with ``self.option("key", ...)`` or ``self.switch("key", ...)``, and
-the runner's own knobs, which every toolkit takes (``hold_until``).
+The runner's names come from the torch-free contract (``runner_in_container/contract.py``: its cases)
+and from its sources (the orchestrator never imports torch): per toolkit (a class with a ``name``) the
+keys its module reads with ``self.option("key", ...)`` or ``self.switch("key", ...)``, and the runner's
+own knobs, which every toolkit takes (``hold_until``).
 ``check`` is the one place that knows this, so that it can read a shared contract instead.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, FrozenSet, Sequence, Tuple
 
 import runner_in_container
+from runner_in_container.contract import CASES
 from runner_in_container.hold import KNOB as HOLD_KNOB
 
 from .config import Cluster, ConfigError
@@ -27,10 +28,9 @@ _TOOLKIT_NAME = re.compile(r'^    name = "([A-Za-z0-9_]+)"$', re.M)  # a class a
 _OPTION_KEY = re.compile(r'self\.(?:option|switch)\(\s*"([a-z][a-z0-9_]*)"')
 
 
-@lru_cache(maxsize=None)
 def runner_cases() -> Tuple[str, ...]:
-    """The cases the runner has (one module each)."""
-    return tuple(sorted(p.stem for p in (RUNNER / "cases").glob("*.py") if p.stem != "__init__"))
+    """The cases the runner has (contract.CASES, one module each)."""
+    return CASES
 
 
 @lru_cache(maxsize=None)

@@ -60,7 +60,7 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
             vendor = vendors[host.vendor]
             for combo in entry.matrix():
                 toolkit, precision, bs = combo["toolkit"], combo["precision"], combo["batch_size"]
-                reason = _unsupported(vendor, toolkit, precision)
+                reason = vendor.unsupported(toolkit, precision)
                 if reason:
                     skipped.append(Skipped(host.name, entry.case, toolkit, precision, bs, reason))
                     continue
@@ -83,20 +83,3 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                         )
                     )
     return jobs, skipped  # distinct: Cluster refuses entries that make one job twice
-
-
-def _unsupported(vendor: Vendor, toolkit: str, precision: str) -> str:
-    if toolkit not in vendor.toolkits:
-        return "vendor %s has no toolkit %s (has: %s)" % (
-            vendor.name,
-            toolkit,
-            ", ".join(sorted(vendor.toolkits)),
-        )
-    if precision not in vendor.toolkits[toolkit]:
-        return "toolkit %s on %s runs %s, not %s" % (
-            toolkit,
-            vendor.name,
-            ", ".join(vendor.toolkits[toolkit]),
-            precision,
-        )
-    return ""

@@ -10,25 +10,16 @@ import os
 import re
 import sys
 import tempfile
-from typing import Any, Dict, List, NamedTuple, NoReturn, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, NoReturn, Optional
 
 import torch
 
-from . import cases, device, protocol, run, toolkits
+from . import cases, contract, device, protocol, run, toolkits
+from .contract import VAL_TOOLKIT
 from .data import DataError, open_dataset
 from .data.decode_procs import Spawned
-from .data.gpu import (
-    DECODERS,
-    MAX_DEFAULT_PROCESSES,
-    MAX_DEFAULT_PROCESSES_MPS,
-    DecoderUnavailable,
-    decoding_processes,
-    resolve_decoder,
-)
-from .toolkits.base import PRECISIONS, Toolkit, ToolkitSettings
-
-LAYOUTS = ("auto", "imagefolder", "flat", "tar")
-VAL_TOOLKIT = "pytorch"
+from .data.gpu import DecoderUnavailable, decoding_processes, resolve_decoder
+from .toolkits.base import Toolkit, ToolkitSettings
 
 
 class BadInput(Exception):
@@ -55,37 +46,6 @@ def _fail(message: str) -> NoReturn:
     sys.exit(protocol.EXIT_BAD_INPUT)
 
 
-def _integer(minimum: int):
-    """argparse type: an integer >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _flops(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of FLOP/s, got {text}")
-    return value
-
-
-def _md5(text: str) -> str:
-    if not re.match(r"^[0-9a-fA-F]{32}$", text):
-        raise argparse.ArgumentTypeError(f"must be 32 hex digits, got {text!r}")
-    return text.lower()
-
-
 #: decode threads by default: more compete with an eager model's kernel launches for the GIL and inflate
 #: its core window (H200, 16 cores, ResNet50 fp16 bs 256: 15.3 ms with 4 threads, 29 ms with 8, 191 with 14)
 DEFAULT_WORKERS = 4
@@ -95,7 +55,20 @@ def _default_workers() -> int:
     return max(1, min(DEFAULT_WORKERS, device.usable_cpus()))
 
 
-def build_parser(case_names: List[str]) -> argparse.ArgumentParser:
+def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A contract check as an argparse type: its ValueError message becomes the one-line error."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The runner's parser, derived from the options of the contract (contract.OPTIONS)."""
     parser = _Parser(
         prog="python -m runner_in_container",
         description="Run one image-classification benchmark case: a val stage (PyTorch) and an infer stage "
@@ -103,136 +76,18 @@ def build_parser(case_names: List[str]) -> argparse.ArgumentParser:
         epilog="Exit status: 0 ok, 3 ran but failed its accuracy gate, 1 failed after starting (result.json "
         "says where), 2 bad input (nothing written). Progress events are JSON lines on stdout.",
     )
-    add = parser.add_argument
-    add(
-        "--case",
-        required=True,
-        choices=case_names,
-        help="benchmark case, one of the modules in runner_in_container/cases (required)",
-    )
-    add(
-        "--data",
-        required=True,
-        metavar="PATH",
-        help="dataset: an imagefolder folder (one folder per wnid), a flat folder of images, or a .tar "
-        "(required)",
-    )
-    add(
-        "--labels",
-        metavar="PATH",
-        help="labels file (val.txt, LOC_val_solution.csv, synset_words.txt); needed by the flat and tar "
-        "layouts; default: none",
-    )
-    add("--layout", choices=LAYOUTS, default="auto", help="dataset layout; default: %(default)s (detected)")
-    add(
-        "--data-md5",
-        type=_md5,
-        metavar="HEX",
-        help="expected md5 (32 hex digits) of a .tar dataset, checked before the run; default: not checked",
-    )
-    add(
-        "--max-images",
-        type=_integer(1),
-        metavar="N",
-        help="use only the first N images in dataset order (a subset, recorded in the result); default: all",
-    )
-    add(
-        "--weights",
-        required=True,
-        metavar="PATH|random|package",
-        help="weights: a file (a sha256 prefix in a torch.hub-style name, e.g. resnet50-0676ba61.pth, is "
-        "verified), 'random' (seeded random init; accuracy not meaningful) or 'package' (weights shipped in "
-        "an installed package, for cases that have them) (required)",
-    )
-    add(
-        "--toolkit",
-        default=VAL_TOOLKIT,
-        help="toolkit of the infer stage, a module in runner_in_container/toolkits; default: %(default)s",
-    )
-    add(
-        "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="precision of the infer stage; the val stage runs the same, except that int8 runs val in fp16 "
-        "on cuda and fp32 on cpu; default: %(default)s",
-    )
-    add(
-        "--batch-size",
-        type=_integer(1),
-        metavar="IMAGES",
-        default=256,
-        help="images per batch (the last batch is padded to it); default: %(default)s",
-    )
-    add(
-        "--repeat",
-        type=_integer(1),
-        metavar="R",
-        default=1,
-        help="passes over the whole set per stage; default: %(default)s",
-    )
-    add("--device", metavar="cpu|cuda|cuda:N", help="device to run on; default: cuda if available, else cpu")
-    add(
-        "--workers",
-        type=_integer(1),
-        metavar="THREADS",
-        default=_default_workers(),
-        help="image threads: with the PIL decoder they decode and resize (more decode faster but compete "
-        "with the model's kernel launches for the GIL; see warnings in the result); with nvjpeg they decode "
-        "what nvJPEG cannot take (one reader thread reads the files); default: min(4, CPUs usable by "
-        "this process), here %(default)s",
-    )
-    add(
-        "--decoder",
-        choices=DECODERS,
-        default="auto",
-        help="image decoding: pil (CPU threads), nvjpeg (on the CUDA device through torchvision's "
-        "decode_jpeg, resize and crop on the device matching PIL's), auto (nvjpeg where it works, else pil; "
-        "the result records which ran and why); default: %(default)s",
-    )
-    add(
-        "--decode-processes",
-        type=_integer(0),
-        metavar="N",
-        default=0,
-        help="processes decoding with nvjpeg, each its own decoder (one decodes about 13k img/s on an H200; "
-        "batches go round them); 0: one per 4 usable CPUs, at most %d, or where an MPS daemon is there to "
-        "join (CUDA_MPS_PIPE_DIRECTORY) one per 2, at most %d; default: %%(default)s"
-        % (MAX_DEFAULT_PROCESSES, MAX_DEFAULT_PROCESSES_MPS),
-    )
-    add(
-        "--warmup",
-        type=_integer(0),
-        metavar="BATCHES",
-        default=10,
-        help="batches run through each compiled model before timing, not counted; default: %(default)s",
-    )
-    add(
-        "--out",
-        required=True,
-        metavar="DIR",
-        help="output directory, created if missing; result.json is written there (required)",
-    )
-    add(
-        "--engine-cache",
-        metavar="DIR",
-        help="directory where toolkits keep built engines between runs; default: a temporary directory",
-    )
-    add(
-        "--peak-flops",
-        type=_flops,
-        metavar="FLOP/s",
-        help="dense peak of the device at the infer precision, in FLOP/s (e.g. 9.89e14); with it the runner "
-        "computes MFU; default: none (MFU null)",
-    )
-    add("--peak-source", metavar="TEXT", help="where --peak-flops comes from (required with --peak-flops)")
-    add(
-        "--toolkit-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a knob of the infer toolkit (e.g. inductor_mode=reduce-overhead), repeatable; recorded in the "
-        "stage's toolkit_notes; default: none (the toolkit's defaults, or RN50BENCH_<KEY> variables)",
-    )
+    defaults = {"workers": _default_workers()}  # the one default that depends on where the runner runs
+    for option in contract.OPTIONS:
+        kwargs = {"help": option.help, "metavar": option.metavar}  # type: Dict[str, Any]
+        if option.repeated:
+            kwargs.update(action="append", default=[])
+        else:
+            kwargs.update(default=defaults.get(option.name, option.default), required=option.required)
+        if option.choices is not None:
+            kwargs.update(choices=option.choices, metavar=None)
+        elif option.parse is not contract.text:
+            kwargs["type"] = _argparse_type(option.parse)
+        parser.add_argument(option.flag, **kwargs)
     return parser
 
 
@@ -416,7 +271,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Parse, emit the start event, set up, run; bad input (before or after the start event) exits 2 with
     one line on stderr and nothing written."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(sorted(cases.discover())).parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         request = config_from_args(args, argv)
         protocol.emit(

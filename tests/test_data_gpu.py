@@ -26,7 +26,6 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from runner_in_container import cli, run
-from runner_in_container.cases import discover
 from runner_in_container.data import DataError, gpu, open_dataset
 from runner_in_container.data.decode import decode_rgb
 from runner_in_container.data.generate import encode, generate, labels_path, render
@@ -321,7 +320,7 @@ def test_the_runner_with_the_device_loader_records_its_fallbacks(tmp_path, proce
     out = tmp_path / "out"
     argv = ["--case", "efficientnet_lite0", "--data", data, "--weights", "random", "--device", "cpu"]
     argv += ["--batch-size", "2", "--warmup", "1", "--workers", "2", "--out", str(out)]
-    config = cli.config_from_args(cli.build_parser(sorted(discover())).parse_args(argv), argv)
+    config = cli.config_from_args(cli.build_parser().parse_args(argv), argv)
     assert config.decoder.name == "pil" and "CUDA devices only" in config.decoder.fallback_reason
     description = "libjpeg via decode_jpeg on the CPU (test)"
     warning = gpu.mps_missing({"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}, processes)

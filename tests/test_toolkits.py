@@ -9,7 +9,8 @@ import numpy
 import pytest
 import torch
 
-from runner_in_container.toolkits import ToolkitSettings, ToolkitUnavailable, load, names
+from runner_in_container import contract
+from runner_in_container.toolkits import Toolkit, ToolkitSettings, ToolkitUnavailable, load, names
 from runner_in_container.toolkits.hostio import to_numpy, to_torch
 from runner_in_container.toolkits.onnxruntime import USE_TF32_SINCE, version_tuple
 from runner_in_container.toolkits.precision import set_tf32, tf32_flags
@@ -46,6 +47,18 @@ def test_names_found_by_scanning():
     assert names() == EXPECTED
     for name in EXPECTED:
         assert load(name).name == name
+
+
+def test_the_toolkit_modules_are_the_contracts_and_run_its_precisions():
+    """Each toolkit runs exactly what contract.TOOLKIT_PRECISIONS says; the orchestrator plans from that."""
+    assert tuple(names()) == contract.TOOLKITS
+    for name in names():
+        assert load(name).precisions == contract.TOOLKIT_PRECISIONS[name]
+
+
+def test_a_toolkit_outside_the_contract_is_refused():
+    with pytest.raises(TypeError, match="toolkit nope is not in contract.TOOLKIT_PRECISIONS"):
+        type("Nope", (Toolkit,), {"name": "nope"})
 
 
 def test_unknown_name_lists_the_known_ones():

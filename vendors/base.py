@@ -13,8 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-#: precisions a toolkit may run and a peak table may list
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
+from runner_in_container.contract import PEAK_PRECISIONS, unsupported
 
 #: values an SMI prints where a field is missing
 _MISSING = ("", "n/a", "[n/a]", "[not supported]", "not supported", "-", "--", "[unknown error]")
@@ -46,7 +45,7 @@ class Peak:
     source: str  # document (and table) the figures come from
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.flops) - set(PRECISIONS))
+        unknown = sorted(set(self.flops) - set(PEAK_PRECISIONS))
         if unknown:
             raise VendorError("peak {}: unknown precision(s) {}".format(self.model, ", ".join(unknown)))
         if not all(value > 0 for value in self.flops.values()):
@@ -173,7 +172,8 @@ class Vendor:
     image_vars = {}  # type: Dict[str, str]
     #: installers the build copies from the lab's SDK directory, in install order
     sdk_files = ()  # type: Tuple[SdkFile, ...]
-    #: toolkit name -> precisions it runs on this vendor
+    #: toolkit name -> precisions it runs on this vendor: the vendor's row of the capability matrix, within
+    #: what the toolkit runs anywhere (contract.TOOLKIT_PRECISIONS; ``validate`` checks it)
     toolkits = {}  # type: Dict[str, Tuple[str, ...]]
     #: torch device string the runner uses for the val stage ("cuda" or "cpu")
     runner_device = "cpu"
@@ -210,14 +210,27 @@ class Vendor:
         if not self.toolkits:
             raise VendorError(f"{where}: at least one toolkit is required")
         for toolkit, precisions in self.toolkits.items():
-            unknown = sorted(set(precisions) - set(PRECISIONS)) or ([] if precisions else ["(none)"])
-            if unknown:
-                raise VendorError(
-                    "{}: toolkit {}: bad precisions {}".format(where, toolkit, ", ".join(unknown))
-                )
+            if not precisions:
+                raise VendorError(f"{where}: toolkit {toolkit}: no precisions")
+            for precision in precisions:
+                reason = unsupported(toolkit, precision)
+                if reason:
+                    raise VendorError(f"{where}: toolkits: {reason} (runner_in_container/contract.py)")
         names = [sdk.name for sdk in self.sdk_files]
         if len(set(names)) != len(names):
             raise VendorError(f"{where}: sdk_files repeat a name")
+
+    def unsupported(self, toolkit: str, precision: str) -> Optional[str]:
+        """Why this vendor cannot run ``toolkit`` at ``precision`` (the capability matrix), or None."""
+        if toolkit not in self.toolkits:
+            return "vendor {} has no toolkit {} (has: {})".format(
+                self.name, toolkit, ", ".join(sorted(self.toolkits))
+            )
+        if precision not in self.toolkits[toolkit]:
+            return "toolkit {} on {} runs {}, not {}".format(
+                toolkit, self.name, ", ".join(self.toolkits[toolkit]), precision
+            )
+        return None
 
     # -- containers -------------------------------------------------------------
     def docker_device_args(self, devices: Sequence[int]) -> List[str]:

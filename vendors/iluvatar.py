@@ -49,7 +49,7 @@ class Iluvatar(QueryCsvVendor):
     )
     toolkits = {
         "pytorch": ("fp32", "fp16"),
-        "ixrt": ("fp16", "int8"),
+        "ixrt": ("fp16",),
     }
     runner_device = "cuda"
     visible_devices_env = "CUDA_VISIBLE_DEVICES"

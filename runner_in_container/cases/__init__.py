@@ -8,18 +8,15 @@ import importlib
 import inspect
 import os
 import pkgutil
-import re
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 
+from ..contract import CASES, HASH_IN_NAME
 from ..data.preprocess import Preprocessing
 from ..hashing import sha256_file as sha256_of
 
-#: torch.hub convention: ``<name>-<first hex digits of the file's sha256>.<ext>``
-HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 RANDOM_SEED = 0
-WEIGHT_SPECS = ("random", "package")
 
 
 class WeightsError(ValueError):
@@ -139,11 +136,13 @@ class Case:
 
 
 def discover() -> Dict[str, Case]:
-    """All cases in this package, by name."""
+    """All cases in this package, by name (each one named in contract.CASES)."""
     found: Dict[str, Case] = {}
     for info in pkgutil.iter_modules(__path__):
         module = importlib.import_module(f"{__name__}.{info.name}")
         case = getattr(module, "CASE", None)
         if isinstance(case, Case):
+            if case.name not in CASES:
+                raise RuntimeError(f"case {case.name} is not in contract.CASES")
             found[case.name] = case
     return found

@@ -34,9 +34,9 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from ..contract import DATASET_LAYOUTS
 from .errors import DataError
 
-LAYOUTS = ("imagefolder", "flat", "tar")
 NUM_CLASSES = 1000
 FILE_NAME = "ILSVRC2012_val_{:08d}.JPEG"
 FLAT_DIR = "ILSVRC2012_img_val"
@@ -139,8 +139,8 @@ def _write_set(tmp: str, layout: str, names: List[str], labels: List[int], blobs
 
 
 def _check(out: str, images: int, layout: str, edge_cases: bool, size: Tuple[int, int], workers: int) -> None:
-    if layout not in LAYOUTS:
-        raise DataError(f"{out}: unknown layout {layout!r} ({', '.join(LAYOUTS)})")
+    if layout not in DATASET_LAYOUTS:
+        raise DataError(f"{out}: unknown layout {layout!r} ({', '.join(DATASET_LAYOUTS)})")
     if images < (3 if edge_cases else 1):
         raise DataError(f"{out}: images must be at least {3 if edge_cases else 1}, got {images}")
     if min(size) < 1 or workers < 1:
@@ -193,7 +193,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     parser.add_argument("out", help="folder to create (absent or empty)")
     parser.add_argument("--images", type=int, required=True)
-    parser.add_argument("--layout", choices=LAYOUTS, default="imagefolder")
+    parser.add_argument("--layout", choices=DATASET_LAYOUTS, default="imagefolder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--edge-cases", action="store_true", help="images 1-3: CMYK, grayscale, PNG-as-.JPEG")
     parser.add_argument("--size", type=_size, default=(500, 375), help="mean WIDTHxHEIGHT (default 500x375)")

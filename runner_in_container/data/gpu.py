@@ -38,6 +38,12 @@ import torch
 import torchvision
 from PIL import Image
 
+from ..contract import (
+    DECODERS,
+    MAX_DEFAULT_PROCESSES,
+    MAX_DEFAULT_PROCESSES_MPS,
+    MPS_DEFAULT_PIPE_DIRECTORY,
+)
 from .decode import decode_rgb
 from .jpeg_info import cpu_reason, read_header
 from .layouts import Dataset
@@ -45,16 +51,9 @@ from .loader import Batch, Loader, batch_labels, started_pool
 from .preprocess import Preprocessing, resize_crop_pil
 from .resample import DESCRIPTION, Geometry, geometry, resize_crop_into
 
-DECODERS = ("auto", "nvjpeg", "pil")
 PIL_RESIZE = "torchvision.transforms.functional.resize bilinear antialias"
 #: largest mean |difference| (levels) between the device decoder and PIL on the smooth probe image
 PROBE_TOLERANCE = 8.0
-#: the most decoding processes chosen by default: without MPS (their GPU work is time-sliced with the
-#: model's) and with it (their kernels run beside the model's)
-MAX_DEFAULT_PROCESSES = 4
-MAX_DEFAULT_PROCESSES_MPS = 6
-#: where CUDA clients look for an MPS control daemon's pipes when CUDA_MPS_PIPE_DIRECTORY is unset
-MPS_DEFAULT_PIPE_DIRECTORY = "/tmp/nvidia-mps"
 #: the reason counted for an image the device decoder rejected although its header looked fine
 DECODER_ERROR = "rejected by the device decoder"
 

@@ -17,6 +17,7 @@ import os
 import tarfile
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from ..contract import DATASET_LAYOUTS
 from .errors import DataError
 from .labels import ImageLabels, read_image_labels, read_synsets, stem
 from .tarfile_index import Member, index_members, md5_file, pread_exact, pread_into
@@ -24,7 +25,6 @@ from .tarfile_index import Member, index_members, md5_file, pread_exact, pread_i
 #: ``reserve(n)``: a writable memoryview of n bytes that ``read_into`` fills
 Reserve = Callable[[int], memoryview]
 
-LAYOUTS = ("imagefolder", "flat", "tar")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 OFFICIAL_VAL_TAR_MD5 = "29b22e2961454d5413ddabcf34fc5622"
 
@@ -241,8 +241,8 @@ def open_dataset(
     limit: Optional[int] = None,
 ) -> Dataset:
     """Open the dataset at ``path``; DataError naming the file at fault if anything is wrong."""
-    if layout != "auto" and layout not in LAYOUTS:
-        raise DataError(f"{path}: unknown layout {layout!r} (auto, {', '.join(LAYOUTS)})")
+    if layout != "auto" and layout not in DATASET_LAYOUTS:
+        raise DataError(f"{path}: unknown layout {layout!r} (auto, {', '.join(DATASET_LAYOUTS)})")
     if limit is not None and limit < 1:
         raise DataError(f"{path}: limit must be at least 1, got {limit}")
     if not os.path.exists(path):

@@ -13,13 +13,13 @@ before calling again.
 import abc
 import os
 import time
-from typing import Callable, Dict, Iterable, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
 import torch
 
-Forward = Callable[[torch.Tensor], torch.Tensor]
+from ..contract import PRECISIONS, TOOLKIT_PRECISIONS
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
+Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
 class ToolkitUnavailable(RuntimeError):
@@ -57,8 +57,15 @@ class Toolkit(abc.ABC):
 
     #: name used on the command line and in results
     name = ""
-    #: precisions this toolkit can run
+    #: precisions this toolkit can run: contract.TOOLKIT_PRECISIONS[name], set for each subclass
     precisions = ()  # type: Tuple[str, ...]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            if cls.name not in TOOLKIT_PRECISIONS:
+                raise TypeError("toolkit {} is not in contract.TOOLKIT_PRECISIONS".format(cls.name))
+            cls.precisions = TOOLKIT_PRECISIONS[cls.name]
 
     def __init__(self, settings: ToolkitSettings) -> None:
         if settings.precision not in self.precisions:

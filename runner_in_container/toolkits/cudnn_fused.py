@@ -247,7 +247,6 @@ def _warm_up_and_capture(module: nn.Module, example: torch.Tensor, graph: bool, 
 
 class CudnnFused(Toolkit):
     name = "cudnn_fused"
-    precisions = ("fp32", "tf32", "fp16", "bf16")
 
     def check_settings(self) -> None:
         """CUDA devices only; reads the knobs ``cudnn_fused_graph`` (0/1) and ``cudnn_fused_branches``

@@ -29,7 +29,6 @@ MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagrap
 
 class Inductor(Toolkit):
     name = "inductor"
-    precisions = ("fp32", "tf32", "fp16", "bf16")
 
     def channels_last(self) -> bool:
         return self.settings.device.type == "cuda"

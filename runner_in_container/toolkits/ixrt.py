@@ -30,7 +30,6 @@ IO_TYPES = {"input_types": {INPUT_NAME: "float32"}, "output_types": {OUTPUT_NAME
 
 class Ixrt(Toolkit):
     name = "ixrt"
-    precisions = ("fp16",)
 
     def input_dtype(self) -> torch.dtype:
         return torch.float32  # W16A32: activations enter and leave in fp32

@@ -36,7 +36,6 @@ def version_tuple(version: str) -> Tuple[int, int]:
 
 class OnnxRuntime(Toolkit):
     name = "onnxruntime"
-    precisions = ("fp32", "tf32", "fp16")
 
     def check_settings(self) -> None:
         if self.settings.precision in ("tf32", "fp16") and self.settings.device.type != "cuda":

@@ -23,7 +23,6 @@ def torch_versions() -> Dict[str, str]:
 
 class PyTorch(Toolkit):
     name = "pytorch"
-    precisions = ("fp32", "tf32", "fp16", "bf16")
 
     def channels_last(self) -> bool:
         return self.settings.device.type == "cuda"

@@ -120,7 +120,6 @@ def _calibrator(trt, feeder: CalibrationFeeder, cache_path: str):
 
 class TensorRT(Toolkit):
     name = "tensorrt"
-    precisions = ("fp32", "tf32", "fp16", "int8")
 
     def check_settings(self) -> None:
         if self.settings.device.type != "cuda":

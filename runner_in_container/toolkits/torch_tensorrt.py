@@ -44,7 +44,6 @@ def compile_settings(precision: str, shape: tuple, ir: str) -> Dict[str, Any]:
 
 class TorchTensorRT(Toolkit):
     name = "torch_tensorrt"
-    precisions = ("fp32", "tf32", "fp16")
 
     def check_settings(self) -> None:
         if self.settings.device.type != "cuda":

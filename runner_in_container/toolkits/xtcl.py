@@ -38,7 +38,6 @@ def xtcl_env() -> Dict[str, str]:
 
 class Xtcl(Toolkit):
     name = "xtcl"
-    precisions = ("fp32", "fp16")
 
     def check_settings(self) -> None:
         if self.settings.precision == "fp32":

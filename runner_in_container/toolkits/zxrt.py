@@ -28,7 +28,6 @@ from .sdk import import_sdk, sdk_version
 
 class Zxrt(Toolkit):
     name = "zxrt"
-    precisions = ("fp32", "fp16")
 
     def compile(self, model: torch.nn.Module, example: torch.Tensor) -> Forward:
         tops = import_sdk("TopsInference")
