@@ -17,17 +17,18 @@ from rich.table import Table
 import vendors
 from vendors.base import Vendor
 
-from . import doctor, images, knobs, runlock, signals
+from . import doctor, images, knobs, launchers, runlock, signals
 from .bundle import command as bundle_command
 from .config import Cluster, ConfigError, load_cluster
 from .display import ProgressBoard
-from .hostrun import INTERRUPTED, RunContext, image_overrides
+from .hostprep import image_overrides
 from .plan import Job, expand
 from .report import command as report_command
 from .report import tables
 from .safetext import console as safe_console
 from .safetext import shown
 from .scheduler import run_all
+from .stages import INTERRUPTED, RunContext
 from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, RUNNING, Store, StoreError, new_run_id
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
@@ -48,6 +49,10 @@ def _print_table(console: Console, title: str, rows, columns: Sequence[Tuple[str
 
 def _load(path: str) -> Tuple[Cluster, Dict[str, Vendor]]:
     cluster = load_cluster(path)
+    try:
+        launchers.get(cluster.launcher)
+    except ValueError as exc:
+        raise ConfigError("%s: launcher: %s" % (path, exc)) from None
     return cluster, _check_vendors(cluster, path)
 
 

@@ -353,9 +353,12 @@ class Cluster(Model):
     defaults: Defaults = Field(default_factory=Defaults)
     hosts: List[Host] = Field(min_length=1)
     cases: List[Case] = Field(min_length=1)
-    #: ssh: the orchestrator starts every job itself (local or SSH hosts); slurm: it submits them with sbatch
-    launcher: Literal["ssh", "slurm"] = "ssh"
+    #: a module of orchestrator/launchers: ssh (the orchestrator starts every job itself, on local or SSH
+    #: hosts), slurm (it submits them with sbatch)
+    launcher: str = "ssh"
     slurm: Optional[SlurmSettings] = None
+
+    _launcher = field_validator("launcher")(_safe_name)
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> "Cluster":

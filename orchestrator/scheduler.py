@@ -1,24 +1,13 @@
-"""Fan jobs out: hosts in parallel, the devices of a host in parallel, one job at a time per device."""
+"""Fan jobs out: the host entries in parallel, each through the cluster file's launcher."""
 
 import sys
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Dict, List
 
-from .hostrun import HostWorker, RunContext
-from .launchers import slurm
-from .launchers.queues import run_queues
+from . import launchers
 from .plan import Job
-
-
-def run_host(ctx: RunContext, host_name: str, jobs: List[Job]) -> Dict[str, str]:
-    """Launcher ssh: prepare one host and run its jobs, one queue per device; job id -> final state."""
-    host = next(h for h in ctx.cluster.hosts if h.name == host_name)
-    queues: OrderedDict[int, List[Job]] = OrderedDict()
-    for job in jobs:
-        queues.setdefault(job.device, []).append(job)
-    worker = HostWorker(ctx, host)
-    return run_queues(ctx, worker, jobs, list(queues.values()), len(queues), lambda job: job.device)
+from .stages import RunContext
 
 
 def run_all(ctx: RunContext, jobs: List[Job]) -> Dict[str, str]:
@@ -34,9 +23,10 @@ def run_all(ctx: RunContext, jobs: List[Job]) -> Dict[str, str]:
     states: Dict[str, str] = {}
     if not by_host:
         return states
+    launcher = launchers.get(ctx.cluster.launcher)
+    hosts = {host.name: host for host in ctx.cluster.hosts}
     pool = ThreadPoolExecutor(max_workers=len(by_host), thread_name_prefix="host")
-    launch = slurm.run_host if ctx.cluster.launcher == "slurm" else run_host  # launchers/__init__.py
-    futures = [pool.submit(launch, ctx, name, host_jobs) for name, host_jobs in by_host.items()]
+    futures = [pool.submit(launcher(ctx, hosts[name]).run, host_jobs) for name, host_jobs in by_host.items()]
     try:
         wait(futures)
     except KeyboardInterrupt:

@@ -106,11 +106,8 @@ def _check_dir_target(field: str, path: Optional[str]) -> None:
 
 
 def _toolkit(name: str, settings: ToolkitSettings, field: str, options: Dict[str, str]) -> Toolkit:
-    """The toolkit ``name`` set up for ``settings``; BadInput if it is unknown or cannot run them."""
-    try:
-        cls = toolkits.load(name)
-    except ValueError as exc:
-        raise BadInput("--toolkit", str(exc)) from exc
+    """The toolkit ``name`` set up for ``settings``; BadInput if it cannot run them."""
+    cls = toolkits.load(name)  # a name of contract.TOOLKITS: the parser took no other
     if settings.precision not in cls.precisions:
         raise BadInput(
             field, f"toolkit {name} does not run {settings.precision} (it runs: {', '.join(cls.precisions)})"

@@ -91,7 +91,7 @@ def test_two_hosts_local_and_ssh(tmp_path, sample_set, ssh_host, cpu_image, cpu_
             figures = doc["stages"][stage]
             assert figures["images"] == 6 and figures["padded_slots"] == 2
             assert figures["throughput_core_img_per_s"] >= figures["throughput_whole_img_per_s"] > 0
-        assert derived["tool"] == "onnxruntime" and derived["bs"] == 4
+        assert derived["tool"] == "onnxruntime" and doc["config"]["batch_size"] == 4
         assert derived["mfu"] is None and "no peak" in derived["mfu_note"]  # CPUs have no peak table
         assert derived["acc_meaningful"] is False
         assert doc["environment"]["versions"]["torch"].startswith("1.13")  # Debian's torch in the image

@@ -16,8 +16,9 @@ import pytest
 
 import vendors
 from orchestrator.config import ConfigError, load_cluster
-from orchestrator.hostrun import HostWorker, RunContext
+from orchestrator.launchers.ssh import DirectLauncher
 from orchestrator.plan import expand
+from orchestrator.stages import RunContext
 from orchestrator.store import Store
 from orchestrator.transport.ssh import quote_argv
 from runner_in_container.data.generate import generate
@@ -177,9 +178,10 @@ def _check_argv(cluster, index: int, value: str, tmp_path: Path) -> None:
     for runtime in ("docker", "bare"):
         host = cluster.hosts[index].model_copy(update={"runtime": runtime})
         ctx = RunContext("r1", cluster, Store(str(tmp_path / "s.sqlite")), known, tmp_path, lambda *a: None)
-        worker = HostWorker(ctx, host)
+        worker = DirectLauncher(ctx, host).worker
         worker.image, worker.runner_path = "rn50bench/cpu:0123456789abcdef", "/srv/runner/abc"
-        argv = worker.job_command(job, posixpath.join(cluster.host_workdir(host), "runs", "r1", job.job_id))
+        remote_dir = posixpath.join(cluster.host_workdir(host), "runs", "r1", job.job_id)
+        argv = worker.job_command(job, remote_dir).argv(job.device)
         assert any(value in arg for arg in argv), argv
         assert shlex.split(quote_argv(argv)) == argv  # what the remote shell hands to exec: the same argv
 

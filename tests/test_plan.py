@@ -8,8 +8,9 @@ import pytest
 
 import vendors
 from orchestrator.config import ConfigError, load_cluster
-from orchestrator.hostrun import HostWorker, RunContext
+from orchestrator.launchers.ssh import DirectLauncher
 from orchestrator.plan import expand
+from orchestrator.stages import RunContext
 from orchestrator.store import Store
 
 CLUSTER = """
@@ -58,10 +59,10 @@ def test_the_decoder_and_its_processes_reach_the_runner_argv(tmp_path):
     known = vendors.discover()
     jobs, _ = expand(loaded, known)
     ctx = RunContext("r1", loaded, Store(str(tmp_path / "s.sqlite")), known, tmp_path, lambda *a: None)
-    worker = HostWorker(ctx, loaded.hosts[0])
+    worker = DirectLauncher(ctx, loaded.hosts[0]).worker
     worker.runner_path = "/srv/runner/abc"
     for job in (jobs[0], jobs[-1]):
-        argv = worker.job_command(job, posixpath.join("/tmp/work/runs/r1", job.job_id))
+        argv = worker.job_command(job, posixpath.join("/tmp/work/runs/r1", job.job_id)).argv(job.device)
         assert argv[argv.index("--decoder") + 1] == job.decoder
         assert argv[argv.index("--decode-processes") + 1] == "3"
 
@@ -75,10 +76,11 @@ def test_a_job_joins_the_mps_daemon_only_when_its_host_says_so(tmp_path, mps):
     ctx = RunContext("r1", loaded, Store(str(tmp_path / "s.sqlite")), known, tmp_path, lambda *a: None)
     commands = {}
     for runtime in ("bare", "docker"):
-        worker = HostWorker(ctx, loaded.hosts[0].model_copy(update={"runtime": runtime}))
+        worker = DirectLauncher(ctx, loaded.hosts[0].model_copy(update={"runtime": runtime})).worker
         worker.runner_path, worker.image = "/srv/runner/abc", "rn50bench/nvidia:0123456789abcdef"
         worker.workdir = "/tmp/work"  # as prepare() makes it
-        commands[runtime] = worker.job_command(job, posixpath.join("/tmp/work/runs/r1", job.job_id))
+        command = worker.job_command(job, posixpath.join("/tmp/work/runs/r1", job.job_id))
+        commands[runtime] = command.argv(job.device)
     bare, docker = commands["bare"], commands["docker"]
     variable = "CUDA_MPS_PIPE_DIRECTORY=/run/mps"
     assert bare[0] == "env" and (variable in bare[: bare.index("python3")]) == mps  # set for the runner

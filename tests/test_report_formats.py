@@ -89,10 +89,10 @@ def _store_job(
     state, reason = OK, None
     if proc.returncode == 0:
         t0 = time.time()
-        doc = collect.validate(json.loads((out / RESULT_FILE).read_text()))
+        result = collect.read(json.loads((out / RESULT_FILE).read_text()))
         timings["collect_s"] = time.time() - t0
         model = envinfo.accelerator_models(env, [0]).get(0)
-        store.put_result(run_id, spec.job_id, doc, collect.derive(doc, vendors.get("cpu"), model))
+        store.put_result(run_id, spec.job_id, result.doc, collect.derive(result, vendors.get("cpu"), model))
     else:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         state, reason = "FAILED_START", "exit status %d: %s" % (proc.returncode, last)

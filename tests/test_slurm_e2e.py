@@ -131,7 +131,7 @@ def test_cpu_case_and_a_time_limit_kill(
             figures = doc["stages"][stage]
             assert figures["images"] == 6 and figures["padded_slots"] == 2
             assert figures["throughput_core_img_per_s"] >= figures["throughput_whole_img_per_s"] > 0
-        assert derived["tool"] == "onnxruntime" and derived["bs"] == 4
+        assert derived["tool"] == "onnxruntime" and doc["config"]["batch_size"] == 4
         assert doc["environment"]["versions"]["torch"].startswith(torch)
         log = Path(ok["log_path"]).read_text()
         assert log.startswith("rn50bench-slurm: job=") and log.count('"ev": "result"') == 1

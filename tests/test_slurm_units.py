@@ -13,10 +13,11 @@ import pytest
 
 import vendors
 from orchestrator.config import ConfigError, load_cluster
-from orchestrator.hostrun import RunContext, StageFailure
-from orchestrator.launchers.slurm import BATCH_SCRIPT, DEVICE_TOKEN, OutputFollower, SlurmWorker
+from orchestrator.jobcommand import DEVICE
+from orchestrator.launchers.slurm import BATCH_SCRIPT, OutputFollower, SlurmLauncher
 from orchestrator.launchers.slurmctl import JobStatus, SrunTransport, parse_sacct, parse_squeue
 from orchestrator.plan import expand
+from orchestrator.stages import RunContext, StageFailure
 from orchestrator.store import Store
 from orchestrator.transport.local import LocalTransport
 
@@ -153,7 +154,7 @@ def batch(args, env):
 
 
 def test_batch_script_puts_in_the_allocated_device_and_keeps_every_argument_literal(tmp_path):
-    token = str(DEVICE_TOKEN)
+    token = str(DEVICE)
     odd = '$(touch %s) "quoted" ; `x` *' % (tmp_path / "pwned")
     args = [
         "--device-token",
@@ -188,7 +189,7 @@ def test_batch_script_puts_in_the_allocated_device_and_keeps_every_argument_lite
 
 def test_batch_script_refuses_a_device_job_without_a_device_and_passes_exit_statuses_on():
     env = {"PATH": "/usr/bin:/bin"}
-    done = batch(["--device-token", str(DEVICE_TOKEN), "--device-from", "docker", "--", "true"], env)
+    done = batch(["--device-token", str(DEVICE), "--device-from", "docker", "--", "true"], env)
     assert done.returncode == 2 and "ask for one with gres" in done.stderr
     assert batch(["--", "sh", "-c", "exit 7"], env).returncode == 7
     assert batch(["--bogus", "--", "true"], env).returncode == 2
@@ -205,18 +206,16 @@ def workers(tmp_path):
     jobs, _ = expand(cluster, known)
     built = {}
     for host in cluster.hosts:
-        worker = SlurmWorker(ctx, host)
-        worker.script = "/shared/rn50bench/slurm/slurm_job.sh"
-        worker.user = "1000:1000"
+        launcher = SlurmLauncher(ctx, host)
+        launcher.script = "/shared/rn50bench/slurm/slurm_job.sh"
+        launcher.worker.user = "1000:1000"
         if host.runtime == "docker":
-            worker.image, worker.context = (
-                "rn50bench/nvidia:0123456789abcdef",
-                "/shared/rn50bench/images/x.tar",
-            )
-            worker.labels = (("rn50bench.vendor", "nvidia"),)
+            launcher.worker.image = "rn50bench/nvidia:0123456789abcdef"
+            launcher.context = "/shared/rn50bench/images/x.tar"
+            launcher.labels = (("rn50bench.vendor", "nvidia"),)
         else:
-            worker.runner_path = "/shared/rn50bench/runner/0123"
-        built[host.name] = (worker, next(j for j in jobs if j.host == host.name))
+            launcher.worker.runner_path = "/shared/rn50bench/runner/0123"
+        built[host.name] = (launcher, next(j for j in jobs if j.host == host.name))
     yield built
     store.close()
 
@@ -232,11 +231,11 @@ def test_sbatch_argv_carries_options_script_and_the_job_command_as_separate_word
     assert set(expected) <= set(head)
     script = head.index(worker.script)
     assert head[script + 1 :] == [
-        "--device-token", str(DEVICE_TOKEN), "--device-from", "docker",
-        "--image", worker.image, "--context", worker.context, "--label", "rn50bench.vendor=nvidia",
+        "--device-token", str(DEVICE), "--device-from", "docker",
+        "--image", worker.worker.image, "--context", worker.context, "--label", "rn50bench.vendor=nvidia",
         "--container", command[command.index("--name") + 1],
     ]  # fmt: skip
-    assert command[:2] == ["docker", "run"] and '"device=%d"' % DEVICE_TOKEN in command
+    assert command[:2] == ["docker", "run"] and '"device=%s"' % DEVICE in command
     assert "--output=/shared/rn50bench/runs/r/%s/slurm.out" % job.job_id in head
 
 
@@ -246,8 +245,15 @@ def test_sbatch_argv_for_a_bare_cpu_job_names_no_device_and_escapes_percent_sign
     assert "--output=/shared/100%%/run/slurm.out" in argv and "--chdir=/shared/100%/run" in argv
     command = argv[argv.index("--") + 1 :]
     assert command[0] == "env" and "/opt/venv/bin/python" in command
-    assert str(DEVICE_TOKEN) not in " ".join(argv)
+    assert str(DEVICE) not in " ".join(argv)
     assert argv[argv.index(worker.script) + 1] == "--"
+
+
+def test_a_job_value_holding_the_device_placeholder_is_refused_before_submitting(workers):
+    worker, job = workers["h100-pool"]
+    with pytest.raises(StageFailure) as info:
+        worker.sbatch_argv(job, "/shared/rn50bench/runs/%s/x" % DEVICE)
+    assert info.value.stage == "start" and "the device placeholder" in str(info.value)
 
 
 def test_a_device_vendor_without_gres_is_refused_before_submitting(workers):
@@ -277,7 +283,7 @@ def test_workers_of_one_host_entry_use_one_connection_and_row_per_job_thread(wor
     seen = {}
 
     def record(name):
-        seen[name] = (worker._slot(), worker.transport_for(0))
+        seen[name] = (worker.row(0), worker.transport_for(0))
 
     threads = [threading.Thread(target=record, args=(n,)) for n in ("a", "b")]
     for thread in threads:

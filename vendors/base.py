@@ -11,7 +11,7 @@ Nothing here imports torch: the control machine need not have it.
 import csv
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from runner_in_container.contract import PEAK_PRECISIONS, unsupported
 
@@ -148,14 +148,36 @@ def _seconds(interval_s: float) -> str:
     return f"{interval_s:.3f}".rstrip("0").rstrip(".")
 
 
-def device_indices(devices: Sequence[int]) -> List[int]:
-    """``devices`` as a checked list: non-negative integers, no repeats (ValueError otherwise)."""
+class DevicePlaceholder:
+    """A device index not known yet (Slurm allocates it on the node): it renders as ``token``, which the
+    launcher replaces with the index where it is known."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __str__(self) -> str:
+        return self.token
+
+    def __repr__(self) -> str:
+        return f"DevicePlaceholder({self.token!r})"
+
+
+#: a device in a command: a host index, or a placeholder for one
+DeviceRef = Union[int, DevicePlaceholder]
+
+
+def device_indices(devices: Sequence[DeviceRef]) -> List[DeviceRef]:
+    """``devices`` as a checked list: non-negative integers (or placeholders), no repeats (ValueError
+    otherwise)."""
     out = []
     for device in devices:
+        if isinstance(device, DevicePlaceholder):
+            out.append(device)
+            continue
         if not isinstance(device, int) or isinstance(device, bool) or device < 0:
             raise ValueError(f"device index must be a non-negative integer, got {device!r}")
         out.append(device)
-    if len(set(out)) != len(out):
+    if len({str(d) for d in out}) != len(out):
         raise ValueError("device indices repeat: {}".format(",".join(str(d) for d in out)))
     return out
 
@@ -233,7 +255,7 @@ class Vendor:
         return None
 
     # -- containers -------------------------------------------------------------
-    def docker_device_args(self, devices: Sequence[int]) -> List[str]:
+    def docker_device_args(self, devices: Sequence[DeviceRef]) -> List[str]:
         """docker run arguments that expose exactly ``devices`` (host indices) to the container."""
         indices = device_indices(devices)
         if self.device_node is None or not indices:
@@ -244,16 +266,16 @@ class Vendor:
             args += ["--device", node]
         return args
 
-    def device_env(self, devices: Sequence[int]) -> Dict[str, str]:
+    def device_env(self, devices: Sequence[DeviceRef]) -> Dict[str, str]:
         """Environment that makes ``devices`` (host indices) the visible ones for a runner on the host."""
         return self._visible(device_indices(devices))
 
-    def container_env(self, devices: Sequence[int]) -> Dict[str, str]:
+    def container_env(self, devices: Sequence[DeviceRef]) -> Dict[str, str]:
         """Environment for the runner inside a container started with ``docker_device_args(devices)``."""
         indices = device_indices(devices)
         return self._visible(list(range(len(indices))) if self.container_renumbers else indices)
 
-    def _visible(self, indices: List[int]) -> Dict[str, str]:
+    def _visible(self, indices: Sequence[DeviceRef]) -> Dict[str, str]:
         if not self.visible_devices_env or not indices:
             return {}
         return {self.visible_devices_env: ",".join(str(d) for d in indices)}

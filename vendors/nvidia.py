@@ -10,7 +10,7 @@ the pins below are those of 22.11.
 
 from typing import List, Sequence
 
-from .base import Peak, QueryCsvVendor, device_indices
+from .base import DeviceRef, Peak, QueryCsvVendor, device_indices
 
 _A100 = (
     "NVIDIA A100 Tensor Core GPU datasheet: FP32 19.5, TF32 156, FP16/BF16 312 TFLOPS, INT8 624 TOPS (dense)"
@@ -76,7 +76,7 @@ class Nvidia(QueryCsvVendor):
              {"fp32": 19.5 * T, "tf32": 156 * T, "fp16": 312 * T, "bf16": 312 * T, "int8": 624 * T}, _A100),
     )  # fmt: skip
 
-    def docker_device_args(self, devices: Sequence[int]) -> List[str]:
+    def docker_device_args(self, devices: Sequence[DeviceRef]) -> List[str]:
         """``--gpus "device=0,1"``: docker reads the value as CSV, so the list goes inside double quotes."""
         indices = device_indices(devices)
         return ["--gpus", '"device={}"'.format(",".join(str(d) for d in indices))] if indices else []

@@ -18,12 +18,12 @@ from typing import Dict, List, Tuple
 
 from rich.console import Console
 
+from runner_in_container.contract import HASH_IN_NAME
 from vendors.base import Vendor
 
 from .. import envinfo, images
 from ..config import Cluster, Host
-from ..doctor import HASH_IN_NAME
-from ..hostrun import host_image_spec, host_transport
+from ..hostprep import host_image_spec, host_transport
 from ..plan import Job, expand
 from ..transport.base import Transport
 from ..transport.local import LocalTransport

@@ -25,7 +25,7 @@ from vendors.base import Vendor
 from .. import images
 from .. import workdir as workdirs
 from ..config import Cluster, Host
-from ..hostrun import host_image_spec, host_transport
+from ..hostprep import host_image_spec, host_transport
 from ..transport.base import Transport, TransportError
 from . import export, verify
 from .manifest import MANIFEST, BundleError, BundleImage, Manifest

@@ -1,15 +1,38 @@
-"""Launchers: how the jobs of one host entry get run.
+"""Launchers: how the jobs of one host entry get run, one module each, found by scanning this package.
 
-A launcher is a function ``run_host(ctx, host_name, jobs) -> {job_id: final state}``
-that ``scheduler.run_all`` calls once per host entry, in parallel. Its worker subclasses
-``hostrun.HostWorker`` and overrides only what differs -- ``_check_docker``,
-``_capture_environment``, ``_build`` and ``_run_runner`` (plus, where jobs do not queue per
-device, ``transport_for`` and ``_say``) -- so the job's command
-(``job_command``), result fetching, validation, derived figures and the store are shared;
-``queues.run_queues`` prepares the host and drains the launcher's queues of jobs.
+A launcher module exposes ``LAUNCHER``, a subclass of ``base.Launcher`` whose ``name`` is the
+cluster file's ``launcher:`` value; ``scheduler.run_all`` makes one per host entry and calls
+its ``run(jobs)``, the host entries in parallel. The job's lifecycle (``hostrun.HostWorker``:
+its command, result fetching, validation, derived figures, the store) is shared; the
+launcher says how the host is prepared and how a job's command runs (``base.Launcher``).
+Modules without ``LAUNCHER`` (base, queues, slurmctl) are helpers.
 
-- ``ssh`` (``scheduler.run_host``): the orchestrator starts each job itself on a local or
-  SSH host, one job at a time per device.
-- ``slurm`` (``launchers.slurm.run_host``): it submits each job with ``sbatch`` and
-  follows it through ``squeue``/``sacct`` and the job's output file.
+- ``ssh`` (``ssh.py``): the orchestrator starts each job itself on a local or SSH host, one
+  job at a time per device.
+- ``slurm`` (``slurm.py``): it submits each job with ``sbatch`` and follows it through
+  ``squeue``/``sacct`` and the job's output file.
 """
+
+import importlib
+import pkgutil
+from typing import Dict, Type
+
+from .base import Launcher
+
+
+def discover() -> Dict[str, Type[Launcher]]:
+    """name -> launcher class for every module of this package exposing ``LAUNCHER``."""
+    found: Dict[str, Type[Launcher]] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        launcher = getattr(importlib.import_module("%s.%s" % (__name__, info.name)), "LAUNCHER", None)
+        if launcher is not None:
+            found[launcher.name] = launcher
+    return found
+
+
+def get(name: str) -> Type[Launcher]:
+    """The launcher called ``name``; ValueError listing the known ones otherwise."""
+    known = discover()
+    if name not in known:
+        raise ValueError("unknown launcher %r (known: %s)" % (name, ", ".join(sorted(known))))
+    return known[name]

@@ -4,8 +4,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional
 
-from ..hostrun import INTERRUPTED, HostWorker, RunContext, StageFailure
+from ..hostrun import HostWorker
 from ..plan import Job
+from ..stages import INTERRUPTED, RunContext, StageFailure
 from ..store import CANCELLED
 from ..transport.base import Cancelled
 

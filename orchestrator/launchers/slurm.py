@@ -1,9 +1,10 @@
 """Launcher ``slurm``: one sbatch job per benchmark job, followed until Slurm says it ended.
 
 The job's command is ``HostWorker.job_command`` (``docker run ...`` or, bare,
-``env ... python -m runner_in_container ...``), handed to sbatch as the arguments of a
-constant batch script (``slurm_job.sh``), never as shell text. The submit host (the host
-entry's ``address``: local or SSH) runs sbatch, squeue, sacct, scancel and srun; the
+``env ... python -m runner_in_container ...``) with its device left as the placeholder
+``jobcommand.DEVICE``, handed to sbatch as the arguments of a constant batch script
+(``slurm_job.sh``), never as shell text; the script puts in the device Slurm allocated.
+The submit host (the host entry's ``address``: local or SSH) runs sbatch, squeue, sacct, scancel and srun; the
 job's folder, data, weights and workdir are on a filesystem it shares with the nodes,
 so the job's output file and result.json are read there. Environment capture and the
 vendor's monitor run on the allocated node as ``srun --jobid J --overlap`` steps.
@@ -21,18 +22,19 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from runner_in_container.protocol import parse_event
 
-from .. import containers, envinfo, images
-from ..config import SlurmSettings
-from ..hostrun import INTERRUPTED, HostWorker, RunContext, RunnerOutcome, StageFailure, one_line, stage_errors
+from .. import containers, envinfo, hostprep, images
+from ..config import Host, SlurmSettings
+from ..jobcommand import DEVICE, CommandError
 from ..monitor import Monitor
 from ..plan import Job
+from ..runnerio import RunnerOutcome
+from ..stages import INTERRUPTED, RunContext, StageFailure, one_line, stage_errors
 from ..transport.base import Cancelled, Transport, TransportError
+from .base import Launcher
 from .queues import run_queues
 from .slurmctl import JobStatus, SlurmClient, SrunTransport
 
 BATCH_SCRIPT = Path(__file__).with_name("slurm_job.sh")
-#: how the job's command names its device until the batch script puts in the one Slurm allocated
-DEVICE_TOKEN = 987654321
 OUTPUT_NAME = "slurm.out"
 #: how long a cancelled job may take to end (Slurm's KillWait is 30 s by default)
 CANCEL_WAIT_S = 60.0
@@ -78,11 +80,13 @@ class _Watch:
     monitor: Optional[Monitor] = None
 
 
-class SlurmWorker(HostWorker):
-    private_mps = False  # a node's MPS is the site's: only mps: true joins a daemon there
+class SlurmLauncher(Launcher):
     """A host entry whose jobs Slurm runs: its ``address`` is the submit host."""
 
-    def __init__(self, ctx: RunContext, host: Any) -> None:
+    name = "slurm"
+    private_mps = False  # a node's MPS is the site's: only mps: true joins a daemon there
+
+    def __init__(self, ctx: RunContext, host: Host) -> None:
         super().__init__(ctx, host)
         self.settings = ctx.cluster.slurm or SlurmSettings()
         self.spec = ctx.cluster.slurm_job_spec(host)
@@ -95,36 +99,39 @@ class SlurmWorker(HostWorker):
         self._slots = threading.local()
         self._next_slot = itertools.count()
 
-    # -- preparation: on the submit host; the nodes do the rest -------------------
-    def prepare(self) -> None:
-        super().prepare()
-        assert self.transport is not None
-        self.slurm = SlurmClient(self.transport, self.settings.poll_interval_s, self.timeouts.connect)
+    def run(self, jobs: List[Job]) -> Dict[str, str]:
+        """Prepare the submit host, then keep up to ``slurm.max_jobs`` jobs in Slurm at once."""
+        threads = min(len(jobs), self.settings.max_jobs)
+        return run_queues(self.ctx, self.worker, jobs, [[job] for job in jobs], threads, lambda job: -1)
 
-    def _check_docker(self) -> None:
+    # -- preparation: on the submit host; the nodes do the rest -------------------
+    def check_docker(self) -> None:
         """Nothing to check here: docker runs on the nodes (the batch script fails there without it)."""
 
-    def _capture_environment(self) -> None:
+    def capture_environment(self) -> None:
         """Deferred: the facts are the allocated node's, captured when the first job runs (_on_node)."""
 
-    def _build(self) -> None:
+    def build(self) -> None:
         """Install the batch script; stage the image's build context (docker) or install the runner (bare)."""
-        assert self.transport is not None
-        self.script = posixpath.join(self.workdir, "slurm", BATCH_SCRIPT.name)
-        self.transport.put(BATCH_SCRIPT, self.script, mode=0o755)
+        worker = self.worker
+        transport, timeouts = worker.transport, worker.timeouts
+        assert transport is not None
+        self.slurm = SlurmClient(transport, self.settings.poll_interval_s, timeouts.connect)
+        self.script = posixpath.join(worker.workdir, "slurm", BATCH_SCRIPT.name)
+        transport.put(BATCH_SCRIPT, self.script, mode=0o755)
         if self.host.runtime != "docker":
-            super()._build()
+            super().build()
             return
-        spec = self._image_spec()
-        self.context = posixpath.join(self.workdir, "images", spec.content_hash + ".tar")
-        if self.transport.run(["test", "-f", self.context], timeout=self.timeouts.connect).returncode != 0:
+        spec = hostprep.host_image_spec(self.host, worker.vendor)
+        self.context = posixpath.join(worker.workdir, "images", spec.content_hash + ".tar")
+        if transport.run(["test", "-f", self.context], timeout=timeouts.connect).returncode != 0:
             with tempfile.TemporaryDirectory(prefix="rn50bench-context.") as tmp:
                 tar = Path(tmp) / "context.tar"
                 with tar.open("wb") as handle:
                     images.write_tar(spec.files, handle)
-                self.transport.put(tar, self.context, mode=0o644)
-        self.image, self.labels = spec.tag, spec.labels
-        self._say(None, stage="image", note="%s: built on each node that lacks it" % spec.tag)
+                transport.put(tar, self.context, mode=0o644)
+        worker.image, self.labels = spec.tag, spec.labels
+        worker.say(None, stage="image", note="%s: built on each node that lacks it" % spec.tag)
 
     # -- one connection and one progress row per job thread ------------------------
     def _slot(self) -> int:
@@ -136,29 +143,24 @@ class SlurmWorker(HostWorker):
         """One connection per job thread: each follows its own job (SSH caps sessions per connection)."""
         return super().transport_for(self._slot())
 
-    def _say(self, device: Optional[int], **fields: Any) -> None:
+    def row(self, device: Optional[int]) -> int:
         """Jobs of one host entry run at once under Slurm: their rows are the job threads, not devices."""
-        super()._say(None if device is None else self._slot(), **fields)
+        return -1 if device is None else self._slot()
 
     # -- the job's sbatch command --------------------------------------------------
-    def node_command(self, job: Job, remote_dir: str) -> Tuple[List[str], bool]:
-        """The job's argv for the node with its device written as DEVICE_TOKEN, and whether it names one."""
-        marked = self.job_command(dataclasses.replace(job, device=DEVICE_TOKEN), remote_dir)
-        plain = self.job_command(job, remote_dir)
-        token = str(DEVICE_TOKEN)
-        if len(marked) != len(plain) or any(token in a for a, b in zip(marked, plain) if a == b):
-            raise StageFailure("start", "the job's command contains %s, the device placeholder" % token)
-        return marked, marked != plain
-
     def sbatch_argv(self, job: Job, remote_dir: str) -> List[str]:
         """``sbatch ... slurm_job.sh [options] -- <job command>``: every value is its own argv element."""
         assert self.script is not None
-        command, uses_device = self.node_command(job, remote_dir)
+        try:
+            command, uses_device = self.worker.job_command(job, remote_dir).with_placeholder()
+        except CommandError as exc:
+            raise StageFailure("start", one_line(str(exc))) from None
+        vendor = self.worker.vendor
         if uses_device and not self.spec.gres:
             raise StageFailure(
                 "start",
                 "vendor %s runs on a device: ask Slurm for one with gres (slurm.vendors.%s.gres, e.g. gpu:1)"
-                % (self.vendor.name, self.vendor.name),
+                % (vendor.name, vendor.name),
             )
         spec = self.spec
         output = posixpath.join(remote_dir, OUTPUT_NAME).replace("%", "%%")  # sbatch expands %j, %x, ...
@@ -174,17 +176,17 @@ class SlurmWorker(HostWorker):
         argv.append(self.script)
         docker = self.host.runtime == "docker"
         if uses_device:
-            argv += ["--device-token", str(DEVICE_TOKEN), "--device-from", "docker" if docker else "visible"]
+            argv += ["--device-token", str(DEVICE), "--device-from", "docker" if docker else "visible"]
         if docker:
-            assert self.image is not None and self.context is not None
-            argv += ["--image", self.image, "--context", self.context]
+            assert self.worker.image is not None and self.context is not None
+            argv += ["--image", self.worker.image, "--context", self.context]
             for key, value in self.labels:
                 argv += ["--label", "%s=%s" % (key, value)]
             argv += ["--container", containers.container_name(self.ctx.run_id, job.job_id)]
         return argv + ["--"] + command
 
     # -- running: submit, follow, map the end state ---------------------------------
-    def _run_runner(self, transport: Transport, job: Job, remote_dir: str, log_path: Path) -> RunnerOutcome:
+    def run_command(self, transport: Transport, job: Job, remote_dir: str, log_path: Path) -> RunnerOutcome:
         """Submit the job and follow it to its end; StageFailure when Slurm ended it, Cancelled on Ctrl-C."""
         assert self.slurm is not None
         outcome = RunnerOutcome(self.host.docker.memory if self.host.runtime == "docker" else None)
@@ -194,8 +196,9 @@ class SlurmWorker(HostWorker):
             watch = _Watch(self.slurm.submit(argv))
         except TransportError as exc:
             raise StageFailure("start", one_line(str(exc))) from None
-        self._say(job.device, stage="queued", note="slurm job %s" % watch.slurm_id)
-        follower = OutputFollower(transport, posixpath.join(remote_dir, OUTPUT_NAME), self.timeouts.connect)
+        self.worker.say(job.device, stage="queued", note="slurm job %s" % watch.slurm_id)
+        timeouts = self.worker.timeouts
+        follower = OutputFollower(transport, posixpath.join(remote_dir, OUTPUT_NAME), timeouts.connect)
         with log_path.open("w", buffering=1) as log:
             on_line = self._line_handler(transport, job, watch, outcome, log)
             try:
@@ -251,18 +254,21 @@ class SlurmWorker(HostWorker):
                 if (status.state, status.reason) != shown and not status.terminal:
                     shown = (status.state, status.reason)
                     note = "slurm job %s %s" % (watch.slurm_id, status.state)
-                    self._say(job.device, note=note + (" (%s)" % status.reason if status.reason else ""))
+                    self.worker.say(
+                        job.device, note=note + (" (%s)" % status.reason if status.reason else "")
+                    )
             for line in follower.read():
                 on_line(line)
             if status is not None and status.terminal:
                 for line in follower.read(final=True):
                     on_line(line)
                 return status
-            if watch.ran and time.monotonic() - watch.running_since > self.timeouts.run:
+            run_timeout = self.worker.timeouts.run
+            if watch.ran and time.monotonic() - watch.running_since > run_timeout:
                 raise StageFailure(
                     "run",
                     "runner exceeded the run timeout of %g s (timeouts.run); slurm job %s cancelled"
-                    % (self.timeouts.run, watch.slurm_id),
+                    % (run_timeout, watch.slurm_id),
                 )
             self.ctx.cancel.wait(self.settings.poll_interval_s)
 
@@ -274,7 +280,7 @@ class SlurmWorker(HostWorker):
         def on_event(event: Dict[str, Any]) -> None:
             if event["ev"] == "stage":
                 watch.stage = str(event.get("stage", ""))
-            self._on_event(job, event, watch.monitor)
+            self.worker.on_event(job, event, watch.monitor)
 
         handle = outcome.stdout_handler(log, on_event)
 
@@ -292,27 +298,23 @@ class SlurmWorker(HostWorker):
         """The job runs on ``node``: start the vendor's monitor there and capture its facts once."""
         watch.node, watch.ran = node, True
         watch.running_since = watch.running_since or time.monotonic()
-        self._say(job.device, stage="running", note="slurm job %s on %s" % (watch.slurm_id, node))
+        worker = self.worker
+        worker.say(job.device, stage="running", note="slurm job %s on %s" % (watch.slurm_id, node))
         probe = SrunTransport(transport, watch.slurm_id)
         device = int(visible) if visible.isdigit() else 0  # the index the job's own steps see
         watch.monitor = Monitor.start(
-            probe, self.vendor, device, self.ctx.cluster.defaults.monitor_interval_s
+            probe, worker.vendor, device, self.ctx.cluster.defaults.monitor_interval_s
         )
         with self._env_lock:
             if self._env_node is not None:
                 return
-            env = envinfo.capture_host(probe, self.vendor, self.host.runtime, self.timeouts.connect)
+            env = envinfo.capture_host(probe, worker.vendor, self.host.runtime, worker.timeouts.connect)
             if env.get("hostname") is None:
                 return  # the step did not run (the job already ended): the next job tries
             env.update(launcher="slurm", slurm_node=node, slurm_job=watch.slurm_id)
-            self.env = env
+            worker.env = env
             self.ctx.store.put_environment(self.ctx.run_id, self.host.name, env)
             self._env_node = node
 
 
-def run_host(ctx: RunContext, host_name: str, jobs: List[Job]) -> Dict[str, str]:
-    """Launcher slurm: prepare the submit host, then keep up to ``slurm.max_jobs`` jobs in Slurm at once."""
-    host = next(h for h in ctx.cluster.hosts if h.name == host_name)
-    worker = SlurmWorker(ctx, host)
-    threads = min(len(jobs), worker.settings.max_jobs)
-    return run_queues(ctx, worker, jobs, [[job] for job in jobs], threads, lambda job: -1)
+LAUNCHER = SlurmLauncher

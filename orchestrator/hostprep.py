@@ -1,0 +1,87 @@
+"""Getting a host ready for its jobs: reaching it, checking docker and the input paths, the image it runs.
+
+Shared by the launchers (their ``check_host`` and ``build``), ``doctor`` and ``cli``.
+"""
+
+from pathlib import Path
+from typing import Dict
+
+from runner_in_container.contract import weights_is_file
+from vendors.base import Vendor
+
+from . import envinfo, images
+from .config import Host
+from .stages import StageFailure, one_line
+from .transport import make_transport
+from .transport.base import Transport, TransportError
+
+
+def host_transport(host: Host, connect_timeout: float) -> Transport:
+    """The transport that reaches ``host`` (nothing connects until its first command)."""
+    return make_transport(
+        host.name,
+        host.address,
+        port=host.port,
+        user=host.user,
+        key_file=host.key_file,
+        known_hosts=host.known_hosts,
+        strict_host_keys=host.strict_host_keys,
+        connect_timeout=connect_timeout,
+    )
+
+
+def image_overrides(host: Host) -> Dict[str, str]:
+    """The image variables ``host`` sets over its vendor's (base image, pip index)."""
+    overrides = {}
+    if host.image.base_image:
+        overrides["base_image"] = host.image.base_image
+    if host.image.pip_index_url:
+        overrides["pip_index_url"] = host.image.pip_index_url
+    return overrides
+
+
+def host_image_spec(host: Host, vendor: Vendor) -> images.ImageSpec:
+    """The vendor image ``host`` runs: its template, the host's overrides and SDK files."""
+    return images.image_spec(
+        vendor,
+        image_overrides(host),
+        Path(host.image.sdk_dir) if host.image.sdk_dir else None,
+        host.image.sdk_checksums,
+    )
+
+
+def check_docker(transport: Transport, host: Host, timeout: float) -> None:
+    """The host's docker client must reach its engine."""
+    done = transport.run(envinfo.DOCKER_VERSION, timeout=timeout)
+    if done.returncode != 0:
+        said = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise StageFailure(
+            "connect", one_line("docker on host %s does not answer: %s" % (host.name, said[0]))
+        )
+
+
+def login_user(transport: Transport, timeout: float) -> str:
+    """``uid:gid`` of the SSH (or local) user, who then owns the results a container writes."""
+    ids = [transport.run(["id", flag], timeout=timeout) for flag in ("-u", "-g")]
+    return ":".join(done.check().stdout.strip() for done in ids)
+
+
+def check_paths(transport: Transport, host: Host, timeout: float) -> None:
+    """Data, labels and weights must exist on the host before anything is built or started."""
+    paths = [("data.path", host.data.path), ("data.labels", host.data.labels)]
+    if weights_is_file(host.weights):
+        paths.append(("weights", host.weights))
+    for field_name, path in paths:
+        if path and transport.run(["test", "-e", path], timeout=timeout).returncode != 0:
+            raise StageFailure("start", "%s %s does not exist on host %s" % (field_name, path, host.name))
+
+
+def missing_base(transport: Transport, host: Host, vendor: Vendor) -> str:
+    """After a failed build: a note when the base image is not on the host (and so had to be pulled)."""
+    base = image_overrides(host).get("base_image") or vendor.image_vars["base_image"]
+    try:
+        if images.image_exists(transport, base):
+            return ""
+    except TransportError:
+        return ""
+    return "base image %s is not on host %s and was not pulled: " % (base, host.name)
