@@ -7,15 +7,12 @@ elements, never through a shell.
 """
 
 import math
-import posixpath
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Union
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PositiveFloat,
     ValidationError,
@@ -29,58 +26,15 @@ from runner_in_container.contract import (
     LAYOUTS,
     MPS_DEFAULT_PIPE_DIRECTORY,
     OPTION,
-    weights_is_file,
 )
 
 from . import yamlread
+from .configfields import ConfigError, Model, mount_path, runner_option, safe_name, safe_text
+from .configpaths import localise
+from .slurmconfig import SlurmJobSpec, SlurmSettings
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 #: the most jobs one cluster file may make
 MAX_JOBS = 10000
-
-
-class ConfigError(ValueError):
-    """The cluster file is invalid; the message is one line naming file and field."""
-
-
-def _safe_name(value: str) -> str:
-    if not NAME_RE.match(value):
-        raise ValueError("must match %s (letters, digits, '.', '_', '-')" % NAME_RE.pattern)
-    return value
-
-
-def _safe_text(value: Optional[str]) -> Optional[str]:
-    if value is not None and any(ch in value for ch in ("\n", "\r", "\x00")):
-        raise ValueError("must not contain newlines or NUL bytes")
-    return value
-
-
-def _runner_option(name: str) -> Any:
-    """A validator: each value (one or a list) as the runner's option ``name`` takes it (contract.OPTIONS)."""
-    option = OPTION[name]
-
-    def check(value: Any) -> Any:
-        for item in value if isinstance(value, list) else [value]:
-            if item is not None:
-                option.check(item)
-        return value
-
-    return check
-
-
-def _mount_path(value: Optional[str]) -> Optional[str]:
-    """A host path that may become a bind mount: one line, and nothing docker's --mount syntax splits on."""
-    if _safe_text(value) is None:
-        return None
-    if "," in value or '"' in value:
-        raise ValueError("must not contain ',' or '\"' (docker --mount cannot take them)")
-    return value
-
-
-class Model(BaseModel):
-    """Unknown keys refused; values of the declared type only (``batch_size: true`` is no 1), finite."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Timeouts(Model):
@@ -102,10 +56,10 @@ class DataSpec(Model):
     md5: Optional[str] = None
     max_images: Optional[int] = None
 
-    _md5 = field_validator("md5")(_runner_option("data_md5"))
-    _max_images = field_validator("max_images")(_runner_option("max_images"))
+    _md5 = field_validator("md5")(runner_option("data_md5"))
+    _max_images = field_validator("max_images")(runner_option("max_images"))
 
-    _paths = field_validator("path", "labels")(_mount_path)
+    _paths = field_validator("path", "labels")(mount_path)
 
 
 class ImageSpecConfig(Model):
@@ -116,7 +70,7 @@ class ImageSpecConfig(Model):
     sdk_dir: Optional[str] = None
     sdk_checksums: Dict[str, str] = Field(default_factory=dict)
 
-    _text = field_validator("sdk_dir")(_safe_text)
+    _text = field_validator("sdk_dir")(safe_text)
 
     @field_validator("pip_index_url")
     @classmethod
@@ -146,59 +100,6 @@ class DockerOptions(Model):
     privileged: bool = False
     user: Optional[str] = Field(None, pattern=r"^[0-9]+(:[0-9]+)?$")  # default: the SSH/local user's uid:gid
     memory: Optional[str] = Field(None, pattern=r"^[0-9]+[bkmg]?$")  # docker --memory (and --memory-swap)
-
-
-SLURM_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_GRES = r"[A-Za-z0-9_]+(:[A-Za-z0-9_.-]+)*"  # name[:type][:count]
-
-
-def _slurm_time(value: Any) -> Any:
-    """A Slurm time limit as a quoted string: YAML reads an unquoted 1:00:00 as the number 3600."""
-    if value is not None and not isinstance(value, str):
-        raise ValueError(
-            'give the time limit as a quoted string such as "90" (minutes) or "02:00:00"'
-            " (YAML reads an unquoted 2:00:00 as the number 7200)"
-        )
-    return value
-
-
-class SlurmJobSpec(Model):
-    """sbatch options of one job. Unset fields fall back: host -> slurm.vendors.<vendor> -> slurm."""
-
-    partition: Optional[str] = Field(None, pattern=SLURM_NAME)
-    account: Optional[str] = Field(None, pattern=SLURM_NAME)
-    qos: Optional[str] = Field(None, pattern=SLURM_NAME)
-    reservation: Optional[str] = Field(None, pattern=SLURM_NAME)
-    #: sbatch --time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED
-    time_limit: Optional[str] = Field(None, pattern=r"^(\d+(-\d+)?(:\d{1,2}){0,2}|UNLIMITED|INFINITE)$")
-    #: sbatch --gres, e.g. "gpu:1" or "gpu:h100:1"
-    gres: Optional[str] = Field(None, pattern=r"^%s(,%s)*$" % (_GRES, _GRES))
-    #: sbatch --constraint: node features with & | , * [ ] ( ), e.g. "h100&nvlink"
-    constraint: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.&|,*\[\]()]{0,255}$")
-    cpus_per_task: Optional[int] = Field(None, ge=1, le=4096)
-    mem: Optional[str] = Field(None, pattern=r"^[0-9]+[KMGT]?$")  # sbatch --mem (per node)
-    exclusive: Optional[bool] = None  # sbatch --exclusive: no other job shares the node
-
-    _time = field_validator("time_limit", mode="before")(_slurm_time)
-
-    def over(self, base: "SlurmJobSpec") -> "SlurmJobSpec":
-        """``base`` with this spec's set fields on top."""
-        return base.model_copy(update=self.model_dump(exclude_none=True))
-
-
-class SlurmSettings(SlurmJobSpec):
-    """``slurm:`` of a cluster file with ``launcher: slurm``: sbatch defaults, per-vendor options, polling."""
-
-    vendors: Dict[str, SlurmJobSpec] = Field(default_factory=dict)
-    poll_interval_s: float = Field(2.0, ge=0.2, le=60)  # squeue and job-output polling
-    max_jobs: int = Field(8, ge=1, le=1000)  # jobs of one host entry in Slurm's queue at once
-
-    @field_validator("vendors")
-    @classmethod
-    def _vendor_names(cls, value: Dict[str, SlurmJobSpec]) -> Dict[str, SlurmJobSpec]:
-        for name in value:
-            _safe_name(name)
-        return value
 
 
 class Host(Model):
@@ -236,11 +137,11 @@ class Host(Model):
         default_factory=dict
     )
 
-    _name = field_validator("name", "vendor")(_safe_name)
-    _workers = field_validator("workers")(_runner_option("workers"))
-    _decode_processes = field_validator("decode_processes")(_runner_option("decode_processes"))
-    _text = field_validator("key_file", "known_hosts")(_safe_text)
-    _paths = field_validator("weights", "workdir", "mps_pipe_directory")(_mount_path)
+    _name = field_validator("name", "vendor")(safe_name)
+    _workers = field_validator("workers")(runner_option("workers"))
+    _decode_processes = field_validator("decode_processes")(runner_option("decode_processes"))
+    _text = field_validator("key_file", "known_hosts")(safe_text)
+    _paths = field_validator("weights", "workdir", "mps_pipe_directory")(mount_path)
 
     @field_validator("address")
     @classmethod
@@ -285,12 +186,12 @@ class Case(Model):
     #: runner --decoder: auto (nvJPEG on a CUDA device where torchvision decodes there, else PIL), nvjpeg, pil
     decoder: Literal[DECODERS] = OPTION["decoder"].default  # type: ignore[valid-type]
 
-    _name = field_validator("case")(_safe_name)
-    _toolkits = field_validator("toolkit")(_runner_option("toolkit"))
-    _precisions = field_validator("precision")(_runner_option("precision"))
-    _batch_sizes = field_validator("batch_size")(_runner_option("batch_size"))
-    _repeat = field_validator("repeat")(_runner_option("repeat"))
-    _warmup = field_validator("warmup")(_runner_option("warmup"))
+    _name = field_validator("case")(safe_name)
+    _toolkits = field_validator("toolkit")(runner_option("toolkit"))
+    _precisions = field_validator("precision")(runner_option("precision"))
+    _batch_sizes = field_validator("batch_size")(runner_option("batch_size"))
+    _repeat = field_validator("repeat")(runner_option("repeat"))
+    _warmup = field_validator("warmup")(runner_option("warmup"))
 
     @field_validator("toolkit_options")
     @classmethod
@@ -342,7 +243,7 @@ class Defaults(Model):
     #: air-gapped lab: no build, no pull, no pip; images come from a bundle (python -m orchestrator bundle)
     offline: bool = False
 
-    _paths = field_validator("workdir")(_mount_path)
+    _paths = field_validator("workdir")(mount_path)
 
 
 class Cluster(Model):
@@ -358,7 +259,7 @@ class Cluster(Model):
     launcher: str = "ssh"
     slurm: Optional[SlurmSettings] = None
 
-    _launcher = field_validator("launcher")(_safe_name)
+    _launcher = field_validator("launcher")(safe_name)
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> "Cluster":
@@ -444,65 +345,6 @@ class Cluster(Model):
         return self.defaults.timeouts.model_copy(update=host.timeouts)
 
 
-def _resolve_local(base: Path, value: Optional[str]) -> Optional[str]:
-    """Resolve a control-machine path against the cluster file's folder."""
-    if value is None:
-        return None
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
-
-
-def _check_remote(field: str, value: Optional[str]) -> None:
-    if value is None:
-        return
-    if not value.startswith("/"):
-        raise ValueError("%s: remote paths must be absolute, got %r" % (field, value))
-    if ".." in value.split("/"):
-        raise ValueError("%s: remote paths may not contain '..', got %r" % (field, value))
-    if posixpath.normpath(value) != value.rstrip("/") and value != "/":
-        raise ValueError("%s: path is not normalised (%r)" % (field, value))
-
-
-def _localise(cluster: Cluster, base: Path) -> Cluster:
-    """Resolve relative paths: host paths on local hosts, control paths always; check remote ones, and the
-    MPS pipe directory on every host (the daemon's own path, never resolved)."""
-    hosts = []
-    for index, host in enumerate(cluster.hosts):
-        where = "hosts[%d]" % index
-        _check_remote(where + ".mps_pipe_directory", host.mps_pipe_directory)
-        if host.is_local:
-            data = host.data.model_copy(
-                update={
-                    "path": _resolve_local(base, host.data.path),
-                    "labels": _resolve_local(base, host.data.labels),
-                }
-            )
-            weights = _resolve_local(base, host.weights) if weights_is_file(host.weights) else host.weights
-            workdir = _resolve_local(base, host.workdir or cluster.defaults.workdir)
-            host = host.model_copy(update={"data": data, "weights": weights, "workdir": workdir})
-        else:
-            _check_remote(where + ".data.path", host.data.path)
-            _check_remote(where + ".data.labels", host.data.labels)
-            _check_remote(
-                where + ".workdir" if host.workdir else "defaults.workdir", cluster.host_workdir(host)
-            )
-            if weights_is_file(host.weights):
-                _check_remote(where + ".weights", host.weights)
-        image = host.image.model_copy(update={"sdk_dir": _resolve_local(base, host.image.sdk_dir)})
-        key_file = _resolve_local(base, host.key_file)
-        known_hosts = _resolve_local(base, host.known_hosts)
-        hosts.append(
-            host.model_copy(update={"image": image, "key_file": key_file, "known_hosts": known_hosts})
-        )
-    return cluster.model_copy(
-        update={
-            "hosts": hosts,
-            "store": _resolve_local(base, cluster.store),
-            "results_dir": _resolve_local(base, cluster.results_dir),
-        }
-    )
-
-
 def _format_error(path: Path, error: ValidationError) -> str:
     first = error.errors()[0]
     field = "".join(
@@ -533,7 +375,7 @@ def load_cluster(path: Union[str, Path]) -> Cluster:
         raise ConfigError("%s: expected a mapping with 'hosts' and 'cases' at the top" % path)
     try:
         cluster = Cluster.model_validate(raw)
-        return _localise(cluster, path.resolve().parent)
+        return localise(cluster, path.resolve().parent)
     except ValidationError as exc:
         raise ConfigError(_format_error(path, exc)) from None
     except ValueError as exc:
