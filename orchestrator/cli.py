@@ -2,13 +2,10 @@
 
 import argparse
 import json
-import logging
 import sys
 import tempfile
-import threading
-import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -17,7 +14,7 @@ from rich.table import Table
 import vendors
 from vendors.base import Vendor
 
-from . import doctor, images, knobs, launchers, runlock, signals
+from . import doctor, images, knobs, launchers, logs, runlock, signals
 from .bundle import command as bundle_command
 from .config import Cluster, ConfigError, load_cluster
 from .display import ProgressBoard
@@ -379,45 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Once(logging.Filter):
-    """Let each distinct warning through once (e.g. one unverified host key warning per host)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._seen: Set[Tuple[str, str]] = set()
-        self._lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.getMessage())
-        with self._lock:
-            new = key not in self._seen
-            self._seen.add(key)
-        return new
-
-
-class _Stderr(logging.Handler):
-    """``warning: message`` on the sys.stderr of the moment (the live display may have replaced it)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        line = "%s: %s" % (record.levelname.lower(), self.format(record))
-        print(shown(line), file=sys.stderr, flush=True)
-
-
-def _setup_logging() -> None:
-    """Warnings once each on stderr; paramiko's own chatter is left out (every failure is reported anyway)."""
-    root = logging.getLogger()
-    if not any(isinstance(h, _Stderr) for h in root.handlers):
-        handler = _Stderr(logging.WARNING)
-        handler.addFilter(_Once())
-        root.addHandler(handler)
-    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
-    # the ssh transport itself warns, once per host, when strict_host_keys is off
-    warnings.filterwarnings("ignore", message="Unknown .* host key for", module="paramiko")
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging()
+    logs.setup()
     console = safe_console()
     if not console.is_terminal:  # logs and CI: wide enough for the reference columns
         console = safe_console(width=max(console.width, 200))
