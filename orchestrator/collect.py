@@ -8,7 +8,7 @@ the vendor's peak table for the device model the host's SMI reported, per metric
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from runner_in_container import protocol
 from runner_in_container.protocol import SCHEMA_NAME, SCHEMA_VERSION, STATUS_FAILED_ACCURACY, STATUS_OK
@@ -43,7 +43,7 @@ class Figures:
     val: StageFigures
     infer: StageFigures
     #: metric version 2 and later (None in older documents)
-    metric_version: Optional[str]
+    metric_version: Union[int, str, None]
     core_in_pipeline_img_per_s: Optional[float]
     core_ratio: Optional[float]
     loader_start_s: Optional[float]
@@ -79,7 +79,7 @@ _FIELDS: Sequence[Tuple[str, Tuple[str, ...], Any]] = (
 )
 #: fields that older documents lack (None then)
 _OPTIONAL_FIELDS: Sequence[Tuple[str, Tuple[str, ...], Any]] = (
-    ("metric_version", ("metric_version",), str),
+    ("metric_version", ("metric_version",), (int, str)),  # 2; version 1 wrote "metrics.md/1"
     ("core_in_pipeline_img_per_s", ("stages", "infer", "throughput_core_in_pipeline_img_per_s"), _NUMBER),
     ("core_ratio", ("stages", "infer", "core_ratio"), _NUMBER),
     ("loader_start_s", ("durations", "loader_start_s"), _NUMBER),

@@ -11,6 +11,7 @@ from typing import Dict, List, Tuple
 import pytest
 import torch
 
+from orchestrator import collect
 from runner_in_container import protocol
 from runner_in_container.cases import discover, sha256_of
 from runner_in_container.data.generate import generate
@@ -164,6 +165,8 @@ def test_resnet50_pytorch_random_weights_subset_with_mfu(imageset, tmp_path):
     # the pipeline started before the passes, outside every window; the infer stage found it started
     assert durations["loader_start_s"] > 0 and doc["stages"]["infer"]["pipeline_wait_s"] < 0.01
     assert doc["metric_version"] == 2
+    figures = collect.read(doc).figures  # what the orchestrator reads from it
+    assert figures.metric_version == 2 and figures.loader_start_s == durations["loader_start_s"]
     assert doc["memory"]["mem_used_gib"] > 0 and doc["memory"]["mem_total_gib"] > 0
 
 
