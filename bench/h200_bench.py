@@ -55,6 +55,8 @@ START = time.time()  # the budget's start; a child's own e2e starts here, before
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from runner_in_container import protocol  # noqa: E402 - torch-free: the MFU the runner and collect use
+
 PRECISION_ON = {"cuda": "fp16", "cpu": "fp32"}
 REFERENCE_WORKERS = 8
 TAIL_LINES = 25
@@ -601,9 +603,8 @@ def table_rows(rows: Dict[str, Dict[str, Any]], check: Dict[str, Any], peak: Opt
     ]
     lines = []
     for key, row in rows.items():
-        mfu = None
-        if peak and row.get("p_core") and row.get("flops_per_image"):
-            mfu = "{:.1%}".format(row["flops_per_image"] * row["p_core"] / peak[0])
+        value = protocol.mfu(row.get("flops_per_image"), row.get("p_core"), peak[0] if peak else None)[0]
+        mfu = None if value is None else "{:.1%}".format(value)
         agree = None
         if key == "c" and check.get("status") == "ok":
             agree = "{:.2%}".format(check["fast_vs_reference"]["agreement_top1"])
