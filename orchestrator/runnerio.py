@@ -30,16 +30,15 @@ def show_event(event: Dict[str, Any], monitor: Optional[Monitor], say: Callable[
     kind = event["ev"]
     stage = event.get("stage", "?")
     if kind == "stage":
-        if monitor is not None and event.get("step") == "passes":
-            monitor.mark(stage, "start")  # the timed passes of this stage begin
+        edge = {"passes": "start", "core": "end"}.get(event.get("step") or "")
+        if monitor is not None and edge is not None:
+            monitor.mark(stage, edge)  # the stage's whole passes begin, or end as its core pass begins
         say(stage=stage, note=event.get("step") or "")
     elif kind == "progress":
         rate = event.get("img_per_s")
         note = "%s/%s" % (event.get("images_done"), event.get("images_total"))
         say(stage=stage, note=note + (" %.0f img/s" % rate if rate else ""))
     elif kind == "metric":
-        if monitor is not None:
-            monitor.mark(stage, "end")  # the stage's figures are final: its passes ended
         rate = event.get("throughput_core_img_per_s")
         say(stage=stage, note="core %.1f img/s" % rate if rate else "")
 
