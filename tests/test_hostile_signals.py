@@ -18,7 +18,6 @@ from orchestrator.store import Store
 from runner_in_container.data.generate import generate
 from tests.test_faults import (
     HELD,
-    WAIT_S,
     _holding,
     _states,
     _wait_for,
@@ -43,11 +42,15 @@ def start_held_run(tmp_path: Path, data: Path, image) -> Tuple[subprocess.Popen,
     )
     store = tmp_path / "store.sqlite"
     proc = start_orchestrator("run", "--cluster", str(path))
-    _wait_for("the run in the store", lambda: "RUNNING" in _states(store).values(), proc)
-    run_id = only_run(store)["run_id"]
-    log = tmp_path / "results" / run_id / JOB / "runner.log"
-    _wait_for("the job to hold in its container", lambda: _holding(log), proc, timeout=WAIT_S)
-    assert containers_of(run_id) != []
+    try:
+        _wait_for("the run in the store", lambda: "RUNNING" in _states(store).values(), proc)
+        run_id = only_run(store)["run_id"]
+        log = tmp_path / "results" / run_id / JOB / "runner.log"
+        _wait_for("the job to hold in its container", lambda: _holding(log), proc)
+        assert containers_of(run_id) != []
+    except BaseException:
+        stop(proc, signal.SIGINT)
+        raise
     return proc, store, run_id
 
 

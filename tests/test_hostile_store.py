@@ -21,7 +21,6 @@ from orchestrator.store import OK, Store, StoreError
 from runner_in_container.data.generate import generate
 from tests.test_faults import (
     HELD,
-    WAIT_S,
     _holding,
     _states,
     _wait_for,
@@ -171,7 +170,7 @@ def test_a_store_that_fills_mid_run_stops_it_and_resume_keeps_the_fetched_result
             _wait_for("the run", lambda: "RUNNING" in _states(disk / "store.sqlite").values(), proc)
             run_id = only_run(disk / "store.sqlite")["run_id"]
             job_dir = tmp_path / "results" / run_id / "here.d0.resnet50.pytorch.fp32.bs4"
-            _wait_for("the job to hold", lambda: _holding(job_dir / "runner.log"), proc, timeout=WAIT_S)
+            _wait_for("the job to hold", lambda: _holding(job_dir / "runner.log"), proc)
             filler = fill(disk)
             release(tmp_path / "work", run_id, job_dir.name)  # it finishes with the store's disk full
             out, err = proc.communicate(timeout=600)
