@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.sshd",
     "tests.fixtures.slurm",
     "tests.fixtures.airgap",
+    "tests.fixtures.slurm_multinode",
 ]
 
 

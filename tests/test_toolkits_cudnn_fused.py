@@ -213,8 +213,10 @@ def test_branches_split_the_batch_over_streams_and_join_in_order(monkeypatch):
     assert seen == [("stream1", 3), ("stream2", 2)]
     waits = [entry for entry in _Stream.log if entry[0] == "wait"]
     assert waits == [  # each branch starts after the current stream's work; the current stream joins both
-        ("wait", "stream1", "stream0"), ("wait", "stream2", "stream0"),
-        ("wait", "stream0", "stream1"), ("wait", "stream0", "stream2"),
+        ("wait", "stream1", "stream0"),
+        ("wait", "stream2", "stream0"),
+        ("wait", "stream0", "stream1"),
+        ("wait", "stream0", "stream2"),
     ]
     assert torch.equal(cudnn_fused.branched(module, [batch], []), batch * 2)  # one branch: no streams
 
@@ -234,6 +236,7 @@ class _RecordingGraph:
 def test_the_graphed_forward_keeps_the_module_it_captured(monkeypatch):
     """The graph reads the module's weight memory on every replay: the callable must keep the module alive
     (on the H200 a freed module's memory went to other tensors and the replays computed garbage)."""
+
     @contextlib.contextmanager
     def capture(graph):
         _RecordingGraph.capturing = graph
