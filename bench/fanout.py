@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""What one more SSH host costs the orchestrator: fan-out over k = 1, 2, 4, 8, 16 hosts.
+
+    sudo /path/to/venv/bin/python bench/fanout.py      (as root: network namespaces; a few minutes)
+
+Each host is a real sshd in its own network namespace (tests/fixtures/sshd.py), reached over SSH with its
+host key checked, with ``runtime: bare`` (this interpreter, on one thread: sshd sets OMP_NUM_THREADS=1)
+and one small job: ResNet50, pytorch fp32, bs 1, one pass over 2 generated images, random weights. For each k the whole ``python -m orchestrator run`` is
+timed from outside; the longest job's own wall time (``timings.job_s`` in the store: from the job's start on
+its host to its result stored) is subtracted. What is left is the orchestrator's own cost: starting up,
+planning, connecting, capturing each host's environment, installing the runner, storing, reporting. Its
+growth per extra host, (overhead(k) - overhead(1)) / (k - 1), is the figure to keep under 1 s.
+
+The jobs share this machine's CPUs, so the longest job grows with k; the difference does not include it.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from orchestrator.store import Store  # noqa: E402
+from runner_in_container.data.generate import generate  # noqa: E402
+from tests.fixtures.sshd import SshHost, _Lab  # noqa: E402
+
+CASE = {"toolkit": "pytorch", "precision": "fp32", "batch_size": 1, "repeat": 1, "warmup": 0}
+#: each runner computes on one thread: k runners share this machine's CPUs without oversubscribing them
+ONE_THREAD = ["SetEnv OMP_NUM_THREADS=1"]
+
+
+def cluster_file(folder: Path, hosts: List[SshHost], data: str) -> Path:
+    """A cluster file with one bare host entry per SSH host and one job on each."""
+    entries = [
+        {
+            "name": host.name,
+            "address": host.address,
+            "port": host.port,
+            "user": host.user,
+            "key_file": host.key_file,
+            "known_hosts": host.known_hosts,
+            "vendor": "cpu",
+            "runtime": "bare",
+            "python": sys.executable,
+            "workdir": str(folder / "work" / host.name),
+            "workers": 1,
+            "data": {"path": data},
+            "weights": "random",
+        }
+        for host in hosts
+    ]
+    doc = {
+        "store": str(folder / "store.sqlite"),
+        "results_dir": str(folder / "results"),
+        "hosts": entries,
+        "cases": [CASE],
+    }
+    path = folder / "hosts.yaml"
+    path.write_text(json.dumps(doc))  # JSON is YAML
+    return path
+
+
+def measure(folder: Path, hosts: List[SshHost], data: str) -> Dict[str, float]:
+    """Run the orchestrator over ``hosts``; its wall time and the longest job's."""
+    folder.mkdir()
+    path = cluster_file(folder, hosts, data)
+    argv = [sys.executable, "-m", "orchestrator", "run", "--cluster", str(path)]
+    started = time.monotonic()
+    done = subprocess.run(argv, cwd=str(REPO), capture_output=True, text=True)
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        sys.exit("k=%d: the run failed:\n%s" % (len(hosts), (done.stdout + done.stderr)[-3000:]))
+    store = Store(str(folder / "store.sqlite"))
+    (run,) = store.runs()
+    jobs = store.jobs(run["run_id"])
+    if [j["state"] for j in jobs] != ["OK"] * len(hosts):
+        sys.exit("k=%d: not every job is OK: %s" % (len(hosts), [(j["job_id"], j["state"]) for j in jobs]))
+    return {"wall": wall, "longest": max(j["timings"]["job_s"] for j in jobs)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hosts", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="the k values")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rn50b-fanout.") as tmp:
+        root = Path(tmp)
+        data = generate(str(root / "set"), images=2, layout="imagefolder")
+        (root / "sshd").mkdir()
+        lab = _Lab(root / "sshd")
+        try:
+            hosts = [lab.sshd("h%02d" % i, *lab.namespace(), 22, ONE_THREAD) for i in range(max(args.hosts))]
+            rows = [(k, measure(root / ("k%d" % k), hosts[:k], data)) for k in args.hosts]
+        finally:
+            lab.close()
+    base = rows[0][1]["wall"] - rows[0][1]["longest"]
+    print("| hosts k | run wall (s) | longest job (s) | difference (s) | per extra host (s) |")
+    print("|---|---|---|---|---|")
+    for k, row in rows:
+        overhead = row["wall"] - row["longest"]
+        per_host = "%.2f" % ((overhead - base) / (k - rows[0][0])) if k != rows[0][0] else "-"
+        print("| %d | %.1f | %.1f | %.1f | %s |" % (k, row["wall"], row["longest"], overhead, per_host))
+
+
+if __name__ == "__main__":
+    main()
