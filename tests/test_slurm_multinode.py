@@ -32,9 +32,9 @@ def sample_set(tmp_path_factory) -> Path:
     return Path(generate(str(tmp_path_factory.mktemp("multinode") / "set"), images=2, layout="imagefolder"))
 
 
-def write_cluster(tmp_path: Path, cluster, data: Path, cases: List[Dict]) -> Path:
+def write_cluster(tmp_path: Path, cluster, data: Path, cases: List[Dict], **pool_extra) -> Path:
     login = cluster.login
-    pool = {
+    pool = dict({
         "name": "pool",
         "address": login.address,
         "port": login.port,
@@ -48,7 +48,7 @@ def write_cluster(tmp_path: Path, cluster, data: Path, cases: List[Dict]) -> Pat
         "workers": 1,
         "data": {"path": str(data)},
         "weights": "random",
-    }
+    }, **pool_extra)  # fmt: skip
     doc = {
         "store": str(tmp_path / "store.sqlite"),
         "results_dir": str(tmp_path / "results"),
@@ -173,9 +173,11 @@ def test_jobs_spread_over_both_nodes_one_dies_and_resume_completes_it(tmp_path, 
 
 def test_a_job_slurmctld_forgot_is_followed_through_sacct(tmp_path, sample_set, slurm_multinode):
     """The orchestrator is stopped (SIGSTOP) while its job runs and until slurmctld has forgotten the
-    finished job (MinJobAge): when it goes on, squeue no longer knows the job and sacct tells its end."""
+    finished job (MinJobAge): when it goes on, squeue no longer knows the job and sacct tells its end.
+    A command in flight at the stop is answered only after it, so timeouts.connect allows for the stop."""
     cluster = slurm_multinode
-    path = write_cluster(tmp_path, cluster, sample_set, [dict(CASE, batch_size=2, repeat=1)])
+    case = dict(CASE, batch_size=2, repeat=1)
+    path = write_cluster(tmp_path, cluster, sample_set, [case], timeouts={"connect": 600})
     proc = start(path)
     try:
         running = wait_for(
