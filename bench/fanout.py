@@ -4,12 +4,13 @@
     sudo /path/to/venv/bin/python bench/fanout.py      (as root: network namespaces; a few minutes)
 
 Each host is a real sshd in its own network namespace (tests/fixtures/sshd.py), reached over SSH with its
-host key checked, with ``runtime: bare`` (this interpreter, on one thread: sshd sets OMP_NUM_THREADS=1)
-and one small job: ResNet50, pytorch fp32, bs 1, one pass over 2 generated images, random weights. For each k the whole ``python -m orchestrator run`` is
-timed from outside; the longest job's own wall time (``timings.job_s`` in the store: from the job's start on
-its host to its result stored) is subtracted. What is left is the orchestrator's own cost: starting up,
-planning, connecting, capturing each host's environment, installing the runner, storing, reporting. Its
-growth per extra host, (overhead(k) - overhead(1)) / (k - 1), is the figure to keep under 1 s.
+host key checked, with ``runtime: bare`` (this interpreter, on one thread: sshd sets OMP_NUM_THREADS=1) and
+one small job: ResNet50, pytorch fp32, bs 1, one pass over 2 generated images, random weights. For each k
+the whole ``python -m orchestrator run`` is timed from outside; the longest job's own wall time
+(``timings.job_s`` in the store: from the job's start on its host to its result stored) is subtracted. What
+is left is the orchestrator's own cost: starting up, planning, connecting, capturing each host's
+environment, installing the runner, storing, reporting. Its growth per extra host,
+(overhead(k) - overhead(1)) / (k - 1), is the figure to keep under 1 s.
 
 The jobs share this machine's CPUs, so the longest job grows with k; the difference does not include it.
 """
@@ -28,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from orchestrator.store import Store  # noqa: E402
 from runner_in_container.data.generate import generate  # noqa: E402
-from tests.fixtures.sshd import SshHost, _Lab  # noqa: E402
+from tests.fixtures.sshd import Lab, SshHost  # noqa: E402
 
 CASE = {"toolkit": "pytorch", "precision": "fp32", "batch_size": 1, "repeat": 1, "warmup": 0}
 #: each runner computes on one thread: k runners share this machine's CPUs without oversubscribing them
@@ -92,7 +93,7 @@ def main() -> None:
         root = Path(tmp)
         data = generate(str(root / "set"), images=2, layout="imagefolder")
         (root / "sshd").mkdir()
-        lab = _Lab(root / "sshd")
+        lab = Lab(root / "sshd")
         try:
             hosts = [lab.sshd("h%02d" % i, *lab.namespace(), 22, ONE_THREAD) for i in range(max(args.hosts))]
             rows = [(k, measure(root / ("k%d" % k), hosts[:k], data)) for k in args.hosts]
