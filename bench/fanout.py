@@ -4,8 +4,10 @@
     sudo /path/to/venv/bin/python bench/fanout.py      (as root: network namespaces; a few minutes)
 
 Each host is a real sshd in its own network namespace (tests/fixtures/sshd.py), reached over SSH with its
-host key checked, with ``runtime: bare`` (this interpreter, on one thread: sshd sets OMP_NUM_THREADS=1) and
-one small job: ResNet50, pytorch fp32, bs 1, one pass over 2 generated images, random weights. For each k
+host key checked, with ``runtime: bare`` and one small job: ResNet50, pytorch fp32, bs 1, one pass over 2
+generated images, random weights. The hosts' interpreter is this one run on one thread at the lowest CPU
+priority (``nice -n 19``): on one machine the k "hosts" share its CPUs with the orchestrator, which on real
+hosts would have its own, so the jobs yield to it instead of slowing it down k times. For each k
 the whole ``python -m orchestrator run`` is timed from outside; the longest job's own wall time
 (``timings.job_s`` in the store: from the job's start on its host to its result stored) is subtracted. What
 is left is the orchestrator's own cost: starting up, planning, connecting, capturing each host's
@@ -32,11 +34,11 @@ from runner_in_container.data.generate import generate  # noqa: E402
 from tests.fixtures.sshd import Lab, SshHost  # noqa: E402
 
 CASE = {"toolkit": "pytorch", "precision": "fp32", "batch_size": 1, "repeat": 1, "warmup": 0}
-#: each runner computes on one thread: k runners share this machine's CPUs without oversubscribing them
-ONE_THREAD = ["SetEnv OMP_NUM_THREADS=1"]
+#: the hosts' interpreter: this one, on one thread, at the lowest priority
+PYTHON = '#!/bin/sh\nexec env OMP_NUM_THREADS=1 nice -n 19 %s "$@"\n' % sys.executable
 
 
-def cluster_file(folder: Path, hosts: List[SshHost], data: str) -> Path:
+def cluster_file(folder: Path, hosts: List[SshHost], data: str, python: Path) -> Path:
     """A cluster file with one bare host entry per SSH host and one job on each."""
     entries = [
         {
@@ -48,7 +50,7 @@ def cluster_file(folder: Path, hosts: List[SshHost], data: str) -> Path:
             "known_hosts": host.known_hosts,
             "vendor": "cpu",
             "runtime": "bare",
-            "python": sys.executable,
+            "python": str(python),
             "workdir": str(folder / "work" / host.name),
             "workers": 1,
             "data": {"path": data},
@@ -67,16 +69,19 @@ def cluster_file(folder: Path, hosts: List[SshHost], data: str) -> Path:
     return path
 
 
-def measure(folder: Path, hosts: List[SshHost], data: str) -> Dict[str, float]:
+def measure(folder: Path, hosts: List[SshHost], data: str, python: Path) -> Dict[str, float]:
     """Run the orchestrator over ``hosts``; its wall time and the longest job's."""
     folder.mkdir()
-    path = cluster_file(folder, hosts, data)
+    path = cluster_file(folder, hosts, data, python)
     argv = [sys.executable, "-m", "orchestrator", "run", "--cluster", str(path)]
     started = time.monotonic()
-    done = subprocess.run(argv, cwd=str(REPO), capture_output=True, text=True)
+    with (folder / "orchestrator.out").open("w") as out:
+        code = subprocess.run(argv, cwd=str(REPO), stdout=out, stderr=subprocess.STDOUT).returncode
     wall = time.monotonic() - started
-    if done.returncode != 0:
-        sys.exit("k=%d: the run failed:\n%s" % (len(hosts), (done.stdout + done.stderr)[-3000:]))
+    if code != 0:
+        sys.exit(
+            "k=%d: the run failed:\n%s" % (len(hosts), (folder / "orchestrator.out").read_text()[-3000:])
+        )
     store = Store(str(folder / "store.sqlite"))
     (run,) = store.runs()
     jobs = store.jobs(run["run_id"])
@@ -92,20 +97,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rn50b-fanout.") as tmp:
         root = Path(tmp)
         data = generate(str(root / "set"), images=2, layout="imagefolder")
+        python = root / "python"
+        python.write_text(PYTHON)
+        python.chmod(0o755)
         (root / "sshd").mkdir()
         lab = Lab(root / "sshd")
         try:
-            hosts = [lab.sshd("h%02d" % i, *lab.namespace(), 22, ONE_THREAD) for i in range(max(args.hosts))]
-            rows = [(k, measure(root / ("k%d" % k), hosts[:k], data)) for k in args.hosts]
+            hosts = [lab.host("h%02d" % i) for i in range(max(args.hosts))]
+            print("| hosts k | run wall (s) | longest job (s) | difference (s) | per extra host (s) |")
+            print("|---|---|---|---|---|", flush=True)
+            base = None
+            for k in args.hosts:
+                row = measure(root / ("k%d" % k), hosts[:k], data, python)
+                overhead = row["wall"] - row["longest"]
+                base = base or (k, overhead)
+                per_host = "%.2f" % ((overhead - base[1]) / (k - base[0])) if k != base[0] else "-"
+                print(
+                    "| %d | %.1f | %.1f | %.1f | %s |" % (k, row["wall"], row["longest"], overhead, per_host),
+                    flush=True,
+                )
         finally:
             lab.close()
-    base = rows[0][1]["wall"] - rows[0][1]["longest"]
-    print("| hosts k | run wall (s) | longest job (s) | difference (s) | per extra host (s) |")
-    print("|---|---|---|---|---|")
-    for k, row in rows:
-        overhead = row["wall"] - row["longest"]
-        per_host = "%.2f" % ((overhead - base) / (k - rows[0][0])) if k != rows[0][0] else "-"
-        print("| %d | %.1f | %.1f | %.1f | %s |" % (k, row["wall"], row["longest"], overhead, per_host))
 
 
 if __name__ == "__main__":
