@@ -320,30 +320,32 @@ def _build(transport: Transport, spec: ImageSpec, timeout: float, on_line: Calla
             transport.run(["rm", "-rf", "--", remote], timeout=STEP_TIMEOUT)
 
 
+#: install_runner's one remote command: unless DEST is there (it appears by an atomic rename, so it is
+#: complete), unpack the tar on stdin into STAGING and rename that to DEST (losing the race to another
+#: installer is fine), then remove what is left of STAGING. Constant text; the paths are its arguments.
+INSTALL_SCRIPT = (
+    'dest=$1 staging=$2; test -d "$dest" && exit 0; '
+    'mkdir -p -- "$staging" && tar -x --no-same-owner -f - -C "$staging" '
+    '&& { mv -T -- "$staging" "$dest" 2>/dev/null || test -d "$dest"; }; '
+    'status=$?; rm -rf -- "$staging"; exit $status'
+)
+
+
 def install_runner(transport: Transport, target: str) -> str:
     """Copy runner_in_container/ to ``<target>/<content hash>/`` on the host, for hosts without docker.
 
     Returns that folder (the PYTHONPATH of the runner). A folder that is there already
-    is complete (it appears by an atomic rename), so nothing is copied twice.
+    is complete (it appears by an atomic rename), so nothing is copied twice. One remote
+    command with the files as a tar on its stdin: a host costs one round trip here.
     """
     files = runner_files()
     dest = posixpath.join(target, content_hash(files))
-    if _is_dir(transport, dest):
-        return dest
     staging = f"{dest}.part-{uuid.uuid4().hex[:8]}"
-    try:
-        _unpack_on_host(transport, files, staging, STEP_TIMEOUT)
-        moved = transport.run(["mv", "-T", "--", staging, dest], timeout=STEP_TIMEOUT)
-        if moved.returncode != 0 and not _is_dir(transport, dest):
-            moved.check()  # not a lost race with another installer: a real failure
-    finally:
-        with contextlib.suppress(TransportError):
-            transport.run(["rm", "-rf", "--", staging], timeout=STEP_TIMEOUT)
+    tar = io.BytesIO()
+    write_tar(files, tar)
+    argv = ["sh", "-c", INSTALL_SCRIPT, "rn50bench-install", dest, staging]
+    transport.run(argv, timeout=STEP_TIMEOUT, stdin=tar.getvalue()).check()
     return dest
-
-
-def _is_dir(transport: Transport, path: str) -> bool:
-    return transport.run(["test", "-d", path], timeout=STEP_TIMEOUT).returncode == 0
 
 
 def _unpack_on_host(
