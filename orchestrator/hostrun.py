@@ -74,7 +74,7 @@ class HostWorker:
             self.launcher.capture_environment()
         self._check_cancel()
         self.say(None, stage="build")
-        build_started = time.time()
+        build_started = time.monotonic()
         with stage_errors("build"):
             self.build_log = self.host_log("build.log")
             try:
@@ -84,7 +84,7 @@ class HostWorker:
                 raise StageFailure("build", one_line(missing + str(exc))) from None
             except (TransportError, images.ImageError) as exc:
                 raise StageFailure("build", one_line(str(exc))) from None
-        self.build_s = time.time() - build_started
+        self.build_s = time.monotonic() - build_started
 
     def _check_cancel(self) -> None:
         if self.ctx.cancel.is_set():
@@ -127,7 +127,7 @@ class HostWorker:
         job_dir = self.ctx.results_dir / job.job_id
         log_path = job_dir / "runner.log"
         timings: Dict[str, float] = {} if self.build_s is None else {"build_s": self.build_s}
-        start = time.time()
+        start = time.monotonic()
         try:
             unstored = _finished_result(job_dir / RESULT_FILE) if before == RUNNING else None
             if unstored is not None:
@@ -144,7 +144,7 @@ class HostWorker:
             state, reason = "FAILED_" + exc.stage.upper(), str(exc)
         except Cancelled:
             state, reason = CANCELLED, INTERRUPTED
-        timings["job_s"] = time.time() - start
+        timings["job_s"] = time.monotonic() - start
         log = str(log_path) if log_path.exists() else None
         store.finish_job(run_id, job.job_id, state, reason, log, timings)
         self.say(job.device, stage=state, note=reason or "")
@@ -158,7 +158,7 @@ class HostWorker:
             transport = self.launcher.transport_for(job.device)
             self._make_remote_dirs(transport, remote_dir)
         self.say(job.device, stage="start", job=job.job_id, note="")
-        t0 = time.time()
+        t0 = time.monotonic()
         mode = self.host.mps if self.launcher.private_mps else self.host.mps is True
         with stage_errors("run"), mps.job_sharing(
             transport, mode, self.host.mps_pipe_directory, self.vendor.mps, job.device, self.ctx.run_id
@@ -168,8 +168,8 @@ class HostWorker:
                 self.say(job.device, note="MPS: " + sharing.note)
             outcome = self.launcher.run_command(transport, job, remote_dir, log_path)
             outcome.mps = sharing.note
-        timings["runner_s"] = time.time() - t0
-        t0 = time.time()
+        timings["runner_s"] = time.monotonic() - t0
+        t0 = time.monotonic()
         local_result = job_dir / RESULT_FILE
         with stage_errors("collect"):
             error = self._fetch(transport, posixpath.join(remote_dir, RESULT_FILE), local_result)
@@ -177,7 +177,7 @@ class HostWorker:
             if outcome.returncode != 0:
                 raise StageFailure(outcome.failed_stage(), outcome.reason())
             raise StageFailure("collect", one_line("result.json not fetched: %s" % error))
-        timings["collect_s"] = time.time() - t0
+        timings["collect_s"] = time.monotonic() - t0
         try:
             result = collect.read(json.loads(local_result.read_text()))
         except (ValueError, collect.ResultInvalid) as exc:
