@@ -34,6 +34,8 @@ from runner_in_container.data.generate import generate  # noqa: E402
 from tests.fixtures.sshd import Lab, SshHost  # noqa: E402
 
 CASE = {"toolkit": "pytorch", "precision": "fp32", "batch_size": 1, "repeat": 1, "warmup": 0}
+#: how long a remote command may take to start: generous, for a machine shared with other work
+CONNECT_S = 300
 #: the hosts' interpreter: this one, on one thread, at the lowest priority
 PYTHON = '#!/bin/sh\nexec env OMP_NUM_THREADS=1 nice -n 19 %s "$@"\n' % sys.executable
 
@@ -55,6 +57,7 @@ def cluster_file(folder: Path, hosts: List[SshHost], data: str, python: Path) ->
             "workers": 1,
             "data": {"path": data},
             "weights": "random",
+            "timeouts": {"connect": CONNECT_S},
         }
         for host in hosts
     ]
