@@ -23,6 +23,8 @@ pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
 CASE = {"toolkit": "pytorch", "precision": "fp32", "warmup": 0}
+#: how long a run may take: minutes in CI, far more on a machine shared with other work
+RUN_S = 1800
 #: passes over the 2 images: long enough (seconds on one CPU) for a job to be seen in them and killed
 REPEAT = 8
 
@@ -81,7 +83,7 @@ def kill_if_running(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def finish(proc: subprocess.Popen, timeout: float = 600) -> int:
+def finish(proc: subprocess.Popen, timeout: float = RUN_S) -> int:
     """Wait for the orchestrator to exit (killed past ``timeout``); its exit status."""
     try:
         return proc.wait(timeout=timeout)
@@ -111,7 +113,7 @@ def in_passes(path: Path) -> bool:
     return any(e.get("ev") == "stage" and e.get("step") == "passes" for e in runner_events(path))
 
 
-def wait_for(what: str, check: Callable[[], List], proc: subprocess.Popen, timeout: float = 300) -> List:
+def wait_for(what: str, check: Callable[[], List], proc: subprocess.Popen, timeout: float = RUN_S) -> List:
     """Poll ``check()`` until it returns a non-empty list; fail if ``proc`` exits first or time runs out."""
     deadline = time.monotonic() + timeout
     while True:
@@ -141,7 +143,7 @@ def test_jobs_spread_over_both_nodes_one_dies_and_resume_completes_it(tmp_path, 
         running = {j["name"]: j for j in cluster.jobs() if j["state"] == "RUNNING"}
         dead = running["rn50bench." + victim]["node"]
         cluster.kill_node(dead)
-        code = proc.wait(timeout=600)
+        code = proc.wait(timeout=RUN_S)
     finally:
         kill_if_running(proc)
     assert code == 1, said(path)
@@ -177,7 +179,7 @@ def test_a_job_slurmctld_forgot_is_followed_through_sacct(tmp_path, sample_set, 
     A command in flight at the stop is answered only after it, so timeouts.connect allows for the stop."""
     cluster = slurm_multinode
     case = dict(CASE, batch_size=2, repeat=1)
-    path = write_cluster(tmp_path, cluster, sample_set, [case], timeouts={"connect": 600})
+    path = write_cluster(tmp_path, cluster, sample_set, [case], timeouts={"connect": RUN_S})
     proc = start(path)
     try:
         running = wait_for(
@@ -186,13 +188,13 @@ def test_a_job_slurmctld_forgot_is_followed_through_sacct(tmp_path, sample_set, 
         name = running[0]["name"]
         proc.send_signal(signal.SIGSTOP)
         try:
-            deadline = time.monotonic() + 300  # the job's run, MinJobAge, and slurmctld's 60 s purge cycle
+            deadline = time.monotonic() + RUN_S  # the job's run, MinJobAge, and slurmctld's 60 s purge cycle
             while any(j["name"] == name for j in cluster.jobs()):
                 assert time.monotonic() < deadline, "slurmctld still holds %s" % name
                 time.sleep(1)
         finally:
             proc.send_signal(signal.SIGCONT)
-        code = proc.wait(timeout=600)
+        code = proc.wait(timeout=RUN_S)
     finally:
         kill_if_running(proc)
     assert code == 0, said(path)
