@@ -178,14 +178,14 @@ def test_a_job_slurmctld_forgot_is_followed_through_sacct(tmp_path, sample_set, 
     finished job (MinJobAge): when it goes on, squeue no longer knows the job and sacct tells its end.
     A command in flight at the stop is answered only after it, so timeouts.connect allows for the stop."""
     cluster = slurm_multinode
-    case = dict(CASE, batch_size=2, repeat=1)
+    case = dict(CASE, batch_size=3, repeat=1)  # a job name of its own in the cluster's accounting
     path = write_cluster(tmp_path, cluster, sample_set, [case], timeouts={"connect": RUN_S})
     proc = start(path)
     try:
         running = wait_for(
             "a running job", lambda: [j for j in cluster.jobs() if j["state"] == "RUNNING"], proc
         )
-        name = running[0]["name"]
+        name, slurm_id = running[0]["name"], running[0]["id"]
         proc.send_signal(signal.SIGSTOP)
         try:
             deadline = time.monotonic() + RUN_S  # the job's run, MinJobAge, and slurmctld's 60 s purge cycle
@@ -198,7 +198,7 @@ def test_a_job_slurmctld_forgot_is_followed_through_sacct(tmp_path, sample_set, 
     finally:
         kill_if_running(proc)
     assert code == 0, said(path)
-    (record,) = cluster.accounted(name)
+    (record,) = [r for r in cluster.accounted(name) if r["id"] == slurm_id]
     assert record["state"] == "COMPLETED" and record["node"] in cluster.nodes
     store = Store(str(tmp_path / "store.sqlite"))
     (run,) = store.runs()
