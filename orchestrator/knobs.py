@@ -2,66 +2,36 @@
 its data can fill. Checked at ``plan`` (and by every command that loads the file), so that a typo fails in
 one line before anything is built, not at run time on each host.
 
-The runner's names come from the torch-free contract (``runner_in_container/contract.py``: its cases)
-and from its sources (the orchestrator never imports torch): per toolkit (a class with a ``name``) the
-keys its module reads with ``self.option("key", ...)`` or ``self.switch("key", ...)``, and the runner's
-own knobs, which every toolkit takes (``hold_until``).
-``check`` is the one place that knows this, so that it can read a shared contract instead.
+The runner's names come from the torch-free contract (``runner_in_container/contract.py``): its cases, and
+per toolkit the knobs it reads (``TOOLKIT_KNOBS``) beside the runner's own (``hold_until``), which every
+toolkit takes.
 """
 
-import re
-from functools import lru_cache
-from pathlib import Path
-from typing import Dict, FrozenSet, Sequence, Tuple
+from typing import Sequence
 
-import runner_in_container
-from runner_in_container.contract import CASES
-from runner_in_container.hold import KNOB as HOLD_KNOB
+from runner_in_container.contract import CASES, HOLD_KNOB, TOOLKIT_KNOBS, TOOLKIT_PRECISIONS, knobs
 
 from .config import Cluster, ConfigError
-
-#: options the runner itself reads, whatever the toolkit
-RUNNER_OPTIONS = frozenset({HOLD_KNOB})
-
-RUNNER = Path(runner_in_container.__file__).resolve().parent
-_TOOLKIT_NAME = re.compile(r'^    name = "([A-Za-z0-9_]+)"$', re.M)  # a class attribute
-_OPTION_KEY = re.compile(r'self\.(?:option|switch)\(\s*"([a-z][a-z0-9_]*)"')
-
-
-def runner_cases() -> Tuple[str, ...]:
-    """The cases the runner has (contract.CASES, one module each)."""
-    return CASES
-
-
-@lru_cache(maxsize=None)
-def toolkit_options() -> Dict[str, FrozenSet[str]]:
-    """Toolkit name -> the option keys its module reads."""
-    found: Dict[str, FrozenSet[str]] = {}
-    for module in sorted((RUNNER / "toolkits").glob("*.py")):
-        text = module.read_text()
-        for name in _TOOLKIT_NAME.findall(text):
-            found[name] = frozenset(_OPTION_KEY.findall(text))
-    return found
 
 
 def check(cluster: Cluster, where: str) -> None:
     """ConfigError (one line naming the field) for an unknown case, a toolkit option no toolkit of its
     entry reads, or a batch size larger than a host's ``data.max_images``."""
-    cases = runner_cases()
-    options = toolkit_options()
     for index, entry in enumerate(cluster.cases):
         field = "%s: cases[%d]" % (where, index)
-        if entry.case not in cases:
+        if entry.case not in CASES:
             raise ConfigError(
-                "%s.case: unknown case %r (the runner has: %s)" % (field, entry.case, ", ".join(cases))
+                "%s.case: unknown case %r (the runner has: %s)" % (field, entry.case, ", ".join(CASES))
             )
         toolkits = _as_list(entry.toolkit)
-        readable = RUNNER_OPTIONS.union(*(options.get(t, frozenset()) for t in toolkits))
+        readable = set().union(*(knobs(t) for t in toolkits))
         unknown = sorted(set(entry.toolkit_options) - readable)
-        if unknown and all(t in options for t in toolkits):
-            said = "; ".join("%s reads %s" % (t, ", ".join(sorted(options[t])) or "none") for t in toolkits)
+        if unknown and all(t in TOOLKIT_PRECISIONS for t in toolkits):
+            own = {t: ", ".join(TOOLKIT_KNOBS.get(t, ())) or "none" for t in toolkits}
+            said = "; ".join("%s reads %s" % pair for pair in own.items())
             raise ConfigError(
-                "%s.toolkit_options.%s: no toolkit of this entry reads it (%s)" % (field, unknown[0], said)
+                "%s.toolkit_options.%s: no toolkit of this entry reads it (%s; every toolkit takes %s)"
+                % (field, unknown[0], said, HOLD_KNOB)
             )
         largest = max(_as_list(entry.batch_size))
         for host in cluster.hosts:

@@ -35,6 +35,16 @@ TOOLKIT_PRECISIONS: Dict[str, Tuple[str, ...]] = {
     "zxrt": ("fp32", "fp16"),
 }
 TOOLKITS = tuple(sorted(TOOLKIT_PRECISIONS))
+#: the runner's own knob, taken with any toolkit's options (runner_in_container/hold.py)
+HOLD_KNOB = "hold_until"
+#: toolkit -> the knobs (``toolkit_options``) it reads; Toolkit.option refuses any other key
+TOOLKIT_KNOBS: Dict[str, Tuple[str, ...]] = {
+    "cudnn_fused": ("cudnn_fused_branches", "cudnn_fused_graph"),
+    "inductor": ("inductor_conv_1x1_as_mm", "inductor_cudnn_benchmark", "inductor_freezing", "inductor_mode"),
+    "torch_tensorrt": ("torch_tensorrt_ir",),
+    "xtcl": ("xtcl_device_type",),
+    "zxrt": ("zxrt_card",),
+}
 #: the toolkit of the val stage
 VAL_TOOLKIT = "pytorch"
 
@@ -60,6 +70,11 @@ MPS_DEFAULT_PIPE_DIRECTORY = "/tmp/nvidia-mps"
 def weights_is_file(spec: str) -> bool:
     """Whether the weights spec names a file (rather than one of WEIGHT_SPECS)."""
     return spec not in WEIGHT_SPECS
+
+
+def knobs(toolkit: str) -> Tuple[str, ...]:
+    """The ``toolkit_options`` keys a job with ``toolkit`` reads: the toolkit's own and the runner's."""
+    return (HOLD_KNOB,) + TOOLKIT_KNOBS.get(toolkit, ())
 
 
 def unsupported(toolkit: str, precision: str) -> Optional[str]:

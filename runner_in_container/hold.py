@@ -12,7 +12,8 @@ import os
 import time
 from typing import Any, Callable, Mapping, Optional
 
-KNOB = "hold_until"
+from .contract import HOLD_KNOB
+
 POLL_S = 0.1
 
 
@@ -21,7 +22,7 @@ def hold(options: Mapping[str, str], out: str, enter: Callable[..., Any]) -> Opt
 
     ``enter(stage, **fields)`` announces the stage (the runner's progress event).
     """
-    name = options.get(KNOB)
+    name = options.get(HOLD_KNOB)
     if not name:
         return None
     path = os.path.join(out, name)
@@ -32,5 +33,5 @@ def hold(options: Mapping[str, str], out: str, enter: Callable[..., Any]) -> Opt
     return "held %.1f s at the start until %s existed (%s): e2e_time includes it" % (
         time.monotonic() - started,
         path,
-        KNOB,
+        HOLD_KNOB,
     )

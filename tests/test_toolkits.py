@@ -1,6 +1,7 @@
 """Toolkit discovery, the CPU-runnable toolkits against eager fp32, and the import guards."""
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from runner_in_container.toolkits.onnxruntime import USE_TF32_SINCE, version_tup
 from runner_in_container.toolkits.precision import set_tf32, tf32_flags
 
 from .test_onnx_export import tiny_net
+
+TOOLKITS_DIR = Path(__file__).resolve().parent.parent / "runner_in_container" / "toolkits"
 
 REPO = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
@@ -202,3 +205,20 @@ def test_hostio_round_trip_of_a_channels_last_batch():
     assert array.flags["C_CONTIGUOUS"] and array.dtype == numpy.float16 and array.shape == (2, 3, 4, 5)
     back = to_torch(array, CPU)
     assert back.dtype == torch.float16 and torch.equal(back, batch)
+
+
+def test_every_knob_a_toolkit_reads_is_declared_in_the_contract_and_no_other():
+    """What ``plan`` accepts in ``toolkit_options`` (contract.TOOLKIT_KNOBS) is what each module reads,
+    also for the toolkits that cannot run here (their sources are read)."""
+    read = {}
+    for name in names():
+        source = (TOOLKITS_DIR / (name + ".py")).read_text()
+        read[name] = tuple(sorted(set(re.findall(r'self\.(?:option|switch)\(\s*"([a-z0-9_]+)"', source))))
+    declared = {name: tuple(sorted(knobs)) for name, knobs in contract.TOOLKIT_KNOBS.items()}
+    assert {name: knobs for name, knobs in read.items() if knobs} == declared
+
+
+def test_a_knob_the_contract_does_not_declare_is_refused(tmp_path):
+    toolkit = make("pytorch", tmp_path)
+    with pytest.raises(KeyError, match="knob pytorch_mode of toolkit pytorch is not in contract"):
+        toolkit.option("pytorch_mode", "x")

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
 import torch
 
-from ..contract import PRECISIONS, TOOLKIT_PRECISIONS
+from ..contract import PRECISIONS, TOOLKIT_KNOBS, TOOLKIT_PRECISIONS
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -85,8 +85,11 @@ class Toolkit(abc.ABC):
     def option(self, key: str, default: str) -> str:
         """A toolkit knob: ``settings.options[key]``, else env ``RN50BENCH_<KEY>``, else ``default``.
 
-        The value used is recorded in ``notes``.
+        The value used is recorded in ``notes``. ``key`` must be declared in contract.TOOLKIT_KNOBS, which
+        is what ``plan`` checks a cluster file's ``toolkit_options`` against.
         """
+        if key not in TOOLKIT_KNOBS.get(self.name, ()):
+            raise KeyError("knob %s of toolkit %s is not in contract.TOOLKIT_KNOBS" % (key, self.name))
         env = "RN50BENCH_" + key.upper()
         if key in self.settings.options:
             value, source = str(self.settings.options[key]), "settings"
