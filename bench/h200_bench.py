@@ -55,7 +55,11 @@ START = time.time()  # the budget's start; a child's own e2e starts here, before
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from runner_in_container import protocol  # noqa: E402 - torch-free: the MFU the runner and collect use
+# torch-free: the result reading, MFU and tables the orchestrator uses
+from orchestrator import collect  # noqa: E402
+from orchestrator.report.load import dig  # noqa: E402
+from orchestrator.report.tables import as_markdown  # noqa: E402
+from runner_in_container import protocol  # noqa: E402
 
 PRECISION_ON = {"cuda": "fp16", "cpu": "fp32"}
 REFERENCE_WORKERS = 8
@@ -542,27 +546,28 @@ def runner_row(
             "log_tail": _tail(dest / "runs" / (key + ".log")),
         }
     doc = json.loads(result_path.read_text())
-    infer = doc["stages"]["infer"] or {}
+    figures = collect.read(doc).figures  # None for a failed run: its document carries the error
+    infer, val = (figures.infer, figures.val) if figures else (None, None)
     row = {
         "status": "ok" if rc == 0 else "failed: {} ({})".format(_status(rc, timeout), doc.get("status")),
         "argv": argv[1:],
         "e2e_s": wall,
-        "e2e_own_s": doc["durations"]["e2e_time_s"],
-        "images": infer.get("images"),
-        "passes": infer.get("passes"),
-        "p_core": infer.get("throughput_core_img_per_s"),
-        "p_whole": infer.get("throughput_whole_img_per_s"),
-        "mem_used_gib": (doc.get("memory") or {}).get("mem_used_gib"),
-        "mem_total_gib": (doc.get("memory") or {}).get("mem_total_gib"),
-        "flops_per_image": doc.get("flops_per_image"),
-        "compile_s": infer.get("compile_s"),
-        "latency_ms": infer.get("latency_ms"),
+        "e2e_own_s": figures.e2e_time_s if figures else None,
+        "images": infer.images if infer else None,
+        "passes": dig(doc, "stages", "infer", "passes"),
+        "p_core": infer.throughput_core_img_per_s if infer else None,
+        "p_whole": infer.throughput_whole_img_per_s if infer else None,
+        "mem_used_gib": figures.memory.get("mem_used_gib") if figures else None,
+        "mem_total_gib": figures.memory.get("mem_total_gib") if figures else None,
+        "flops_per_image": figures.flops_per_image if figures else None,
+        "compile_s": dig(doc, "stages", "infer", "compile_s"),
+        "latency_ms": dig(doc, "stages", "infer", "latency_ms"),
         "warnings": doc.get("warnings"),
-        "decoder": doc["data"]["decoder"],
-        "decoder_fallback_reason": doc["data"].get("decoder_fallback_reason"),
-        "cpu_fallback_reasons": doc["data"].get("cpu_fallback_reasons"),
+        "decoder": dig(doc, "data", "decoder"),
+        "decoder_fallback_reason": dig(doc, "data", "decoder_fallback_reason"),
+        "cpu_fallback_reasons": dig(doc, "data", "cpu_fallback_reasons"),
         "agreement_top1_val_vs_infer": doc.get("agreement_top1"),
-        "val_p_whole": (doc["stages"]["val"] or {}).get("throughput_whole_img_per_s"),
+        "val_p_whole": val.throughput_whole_img_per_s if val else None,
         "result": str(result_path),
     }
     if doc.get("error"):
@@ -632,12 +637,6 @@ def render_text(header: List[str], lines: List[List[str]]) -> str:
     out = ["  ".join(str(x).ljust(w) for x, w in zip(header, widths))]
     out.append("  ".join("-" * w for w in widths))
     out += ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in lines]
-    return "\n".join(out)
-
-
-def render_markdown(header: List[str], lines: List[List[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(x) for x in line) + " |" for line in lines]
     return "\n".join(out)
 
 
@@ -787,7 +786,8 @@ def run_rows(
 def write_report(dest: Path, report: Dict[str, Any], text_lines: List[str]) -> None:
     header, lines = table_rows(report["rows"], report["check"], report["peak"])
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime(START))
-    markdown = [f"# H200 bench, {started}", "", render_markdown(header, lines), ""]
+    table = as_markdown([dict(zip(header, line)) for line in lines], [(h, h) for h in header])
+    markdown = [f"# H200 bench, {started}", "", table]
     markdown += [("  - " if line.startswith("  ") else "- ") + line.strip() for line in text_lines]
     (dest / "bench.md").write_text("\n".join(markdown) + "\n")
     (dest / "bench.json").write_text(json.dumps(report, indent=1, default=str))
