@@ -320,7 +320,7 @@ def test_the_runner_with_the_device_loader_records_its_fallbacks(tmp_path, proce
     out = tmp_path / "out"
     argv = ["--case", "efficientnet_lite0", "--data", data, "--weights", "random", "--device", "cpu"]
     argv += ["--batch-size", "2", "--warmup", "1", "--workers", "2", "--out", str(out)]
-    config = cli.config_from_args(cli.build_parser().parse_args(argv), argv)
+    config = cli.set_up(cli.config_from_args(cli.build_parser().parse_args(argv), argv))
     assert config.decoder.name == "pil" and "CUDA devices only" in config.decoder.fallback_reason
     description = "libjpeg via decode_jpeg on the CPU (test)"
     warning = gpu.mps_missing({"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}, processes)
