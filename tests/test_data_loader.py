@@ -98,6 +98,8 @@ def test_a_pass_left_half_way_leaves_the_loader_whole_and_closing_leaves_no_thre
         iterator.close()
         assert len(list(loader)) == len(loader)
         assert loader.start_s is not None and loader.start_s >= 0
+        assert loader.wait_started() == loader.start_s  # started once: a later stage waits for nothing
+        assert [t for t in threading.enumerate() if t not in before] == started
     assert not any(t.is_alive() for t in started)
 
 

@@ -130,7 +130,9 @@ def test_cpu_case_and_a_time_limit_kill(
         for stage in ("val", "infer"):
             figures = doc["stages"][stage]
             assert figures["images"] == 6 and figures["padded_slots"] == 2
-            assert figures["throughput_core_img_per_s"] >= figures["throughput_whole_img_per_s"] > 0
+            # the in-pipeline core is a sub-window of the whole one; the core pass is timed on its own
+            assert figures["throughput_core_in_pipeline_img_per_s"] >= figures["throughput_whole_img_per_s"] > 0
+            assert figures["throughput_core_img_per_s"] > 0 and figures["core_pass"]["batches"] > 0
         assert derived["tool"] == "onnxruntime" and doc["config"]["batch_size"] == 4
         assert doc["environment"]["versions"]["torch"].startswith(torch)
         log = Path(ok["log_path"]).read_text()
@@ -227,8 +229,8 @@ def test_srun_steps_run_on_the_node_stream_and_stop(tmp_path, slurm_cluster, mon
             probe.stream(
                 ["sleep", "60"], lines.append, lines.append, cancel=lambda: time.monotonic() > started + 1
             )
-        assert time.monotonic() - started < 15
-        deadline = time.monotonic() + 15  # the stopped step leaves the job (squeue --steps lists the rest)
+        assert time.monotonic() - started < 45  # the stop, not the 60 s sleep
+        deadline = time.monotonic() + 45  # the stopped step leaves the job (squeue --steps lists the rest)
         while job_id + ".0" in slurm_cluster.run("squeue", "--noheader", "--steps", "--jobs=" + job_id):
             assert time.monotonic() < deadline, "the srun step outlived its stop"
             time.sleep(0.2)
