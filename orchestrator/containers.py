@@ -20,6 +20,8 @@ from orchestrator.transport.base import LineHandler, Transport, TransportError
 from vendors.base import Vendor
 
 DOCKER_TIMEOUT = 60.0
+RUN_PREFIX = ["docker", "run", "--rm"]  # the job container removes itself where docker runs it (Slurm)
+REFUSED = 125  # docker's own exit status when it cannot create or start the container
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -92,7 +94,7 @@ def docker_run_argv(
     if not command:
         raise ContainerError("container command is empty")
     ipc = "private" if mps_pipe is None else "host"
-    argv = ["docker", "run", "--rm", "--name", name, "--init", "--network", "none", "--ipc", ipc]
+    argv = RUN_PREFIX + ["--name", name, "--init", "--network", "none", "--ipc", ipc]
     argv += ["--shm-size", shm_size, "--security-opt", "no-new-privileges"]
     if memory is not None:
         argv += ["--memory", _check(_SHM_RE, memory, "memory"), "--memory-swap", memory]
@@ -135,17 +137,29 @@ def run_container(
     timeout: Optional[float],
     cancel: Optional[Callable[[], bool]] = None,
 ) -> int:
-    """Run the ``docker run`` argv, streaming its lines; return the container's exit status.
+    """Run the argv of ``docker_run_argv``, streaming its lines; return the container's exit status.
 
-    A leftover container of the same name (an earlier attempt of this job) is removed
+    It runs as ``docker create`` and then ``docker start --attach``: a stop at any moment finds the
+    container, where a ``docker run`` client killed early can leave the engine creating one after the
+    removal. A leftover container of the same name (an earlier attempt of this job) is removed
     first. On timeout (CommandTimeout), cancel (Cancelled) or any other error the
     container is killed and removed and the error re-raised; in every case no container
     of that name is left behind. Exit 125 means docker itself refused to start it (the
     reason is on stderr).
     """
+    if list(argv[:3]) != RUN_PREFIX:
+        raise ContainerError(f"not a job container's argv (from docker_run_argv): {list(argv[:3])!r}")
     remove_container(transport, name)
+    created = transport.run(["docker", "create", *argv[len(RUN_PREFIX) :]], timeout=DOCKER_TIMEOUT)
+    if created.returncode != 0:
+        for line in created.stderr.splitlines():
+            on_stderr(line)
+        return REFUSED
     try:
-        code = transport.stream(argv, on_stdout, on_stderr, timeout=timeout, cancel=cancel)
+        start = ["docker", "start", "--attach", name]
+        code = transport.stream(start, on_stdout, on_stderr, timeout=timeout, cancel=cancel)
+        if code != 0 and _never_started(transport, name):
+            code = REFUSED
     except BaseException:
         # the killed docker client leaves its container running: the engine must stop it (rm --force
         # kills); a failure here (the host unreachable) must not hide the error on its way out
@@ -154,6 +168,13 @@ def run_container(
         raise
     remove_container(transport, name)
     return code
+
+
+def _never_started(transport: Transport, name: str) -> bool:
+    """True when the engine created container ``name`` but could not start it."""
+    argv = ["docker", "container", "inspect", "--format", "{{.State.StartedAt}}", name]
+    done = transport.run(argv, timeout=DOCKER_TIMEOUT)
+    return done.returncode == 0 and done.stdout.strip().startswith("0001-01-01")
 
 
 def remove_container(transport: Transport, name: str) -> None:

@@ -5,6 +5,7 @@ from typing import Any, BinaryIO, Callable, Dict, Optional
 
 from runner_in_container.protocol import EXIT_BAD_INPUT, parse_event
 
+from .containers import REFUSED
 from .monitor import Monitor
 from .stages import StageFailure, one_line, os_error
 
@@ -14,8 +15,8 @@ def exit_meaning(code: int, memory: Optional[str]) -> str:
     if code == 137:
         limit = " (docker.memory %s)" % memory if memory else ""
         return "exit status 137: killed by SIGKILL, out of memory%s or killed from outside" % limit
-    if code == 125:
-        return "exit status 125: docker could not start the container"
+    if code == REFUSED:
+        return "exit status %d: docker could not start the container" % code
     if code in (126, 127):
         return "exit status %d: the runner command could not be run" % code
     if code == EXIT_BAD_INPUT:

@@ -329,6 +329,27 @@ def test_cancel_kills_and_removes(cpu_image: ImageSpec) -> None:
 
 
 @pytest.mark.docker
+def test_a_stop_at_launch_leaves_no_container(cpu_image: ImageSpec) -> None:
+    """Stopped the moment it is launched (a start timeout on a loaded host): a ``docker run`` client killed
+    that early can leave the engine creating the container after its removal; none may appear later."""
+    name = container_name("test-" + uuid.uuid4().hex[:8], "at-launch")
+    argv = _argv(name=name, image=cpu_image.tag, command=["sh", "-c", STUBBORN])
+    with pytest.raises(Cancelled):
+        run_container(
+            LocalTransport(kill_grace=1.0), name, argv, print, print, timeout=120, cancel=lambda: True
+        )
+    settled = time.monotonic() + 5
+    while time.monotonic() < settled:
+        assert _leftovers(name) == ""
+        time.sleep(0.5)
+
+
+def test_not_a_job_containers_argv_is_refused() -> None:
+    with pytest.raises(ContainerError, match="docker_run_argv"):
+        run_container(LocalTransport(), "rn50bench-x", ["docker", "run", "x"], print, print, timeout=1)
+
+
+@pytest.mark.docker
 def test_leftover_of_an_earlier_attempt_is_replaced(cpu_image: ImageSpec) -> None:
     name = container_name("test-" + uuid.uuid4().hex[:8], "again")
     subprocess.run(
