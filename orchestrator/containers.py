@@ -150,6 +150,7 @@ def run_container(
     if list(argv[:3]) != RUN_PREFIX:
         raise ContainerError(f"not a job container's argv (from docker_run_argv): {list(argv[:3])!r}")
     remove_container(transport, name)
+    # without --rm: its state can be read after a failed start; it is removed here in every case
     created = transport.run(["docker", "create", *argv[len(RUN_PREFIX) :]], timeout=DOCKER_TIMEOUT)
     if created.returncode != 0:
         for line in created.stderr.splitlines():
