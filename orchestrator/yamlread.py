@@ -7,11 +7,11 @@ the last one silently). Every refusal is ReadRefused with one line; the caller n
 """
 
 import codecs
-import os
-import stat
 from typing import Any, List
 
 import yaml
+
+from . import bounded
 
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 32
@@ -25,12 +25,10 @@ def read_text(path: str) -> str:
     """The file's text; ReadRefused when it is not a regular UTF-8 file of at most MAX_BYTES without NUL.
 
     OSError when it cannot be read at all."""
-    with open(path, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ReadRefused("not a regular file")
-        data = handle.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise ReadRefused("larger than %d KiB: a cluster file is a few KiB of YAML" % (MAX_BYTES // 1024))
+    try:
+        data = bounded.read_regular(path, MAX_BYTES)
+    except bounded.Refused as exc:
+        raise ReadRefused(str(exc)) from None
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or data[:2].count(b"\0") == 1:
         raise ReadRefused("is UTF-16; save it as UTF-8")
     try:

@@ -6,6 +6,7 @@ never a traceback, an endless read, or millions of jobs.
 
 import codecs
 import json
+import os
 import signal
 from pathlib import Path
 from typing import Any, Dict
@@ -68,9 +69,13 @@ def test_dev_zero_is_not_read(capsys):
 
 def test_a_huge_file_is_not_read(tmp_path, capsys):
     text = json.dumps(valid()) + "\n" + "# padding\n" * 200_000
-    assert plan(write(tmp_path, text), capsys).endswith(
-        "larger than 1024 KiB: a cluster file is a few KiB of YAML"
-    )
+    assert plan(write(tmp_path, text), capsys).endswith("larger than 1 MiB")
+
+
+def test_a_fifo_is_refused_at_once(tmp_path, capsys):
+    fifo = tmp_path / "cluster.yaml"
+    os.mkfifo(fifo)
+    assert plan(fifo, capsys).endswith("not a regular file")
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
