@@ -1,49 +1,42 @@
-"""Read a fetched result document through one typed reader and derive the table figures the host side
-owns (MFU).
+"""Read a result document through the one typed reader (``runner_in_container.schema``) and derive the
+table figures the host side owns (MFU).
 
-The runner's schema is documented in docs/result_schema.md; the fields read here (``Figures``)
-are the ones the orchestrator uses, each checked for presence and type. MFU is recomputed from
-the vendor's peak table for the device model the host's SMI reported, per metrics.md.
+Every result the orchestrator takes, fetched from a job or read back from the store, comes through ``read``:
+within bounds (``bounded``: size, depth, no NaN or Infinity) and whole, typed and within its physical bounds
+(``schema.parse``), or ``ResultInvalid`` with one line naming the field. MFU is recomputed from the vendor's
+peak table for the device model the host's SMI reported, per metrics.md.
 """
 
-import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
-from runner_in_container import protocol
-from runner_in_container.protocol import SCHEMA_NAME, SCHEMA_VERSION, STATUS_FAILED_ACCURACY, STATUS_OK
+from runner_in_container import protocol, schema
+from runner_in_container.protocol import STATUS_FAILED_ACCURACY
 from vendors.base import Vendor
 
-_NUMBER = (int, float)
+from . import bounded
 
-
-@dataclass(frozen=True)
-class StageFigures:
-    """The figures of one stage (val or infer) the orchestrator reads."""
-
-    images: int
-    throughput_whole_img_per_s: float
-    throughput_core_img_per_s: float
-    top1_pct: float
-    top5_pct: float
+#: the largest result.json read (a real one is about 10 KiB)
+MAX_RESULT_BYTES = 4 << 20
+FIGURES_PRESENT = schema.FIGURES_PRESENT
 
 
 @dataclass(frozen=True)
 class Figures:
-    """The fields of a result with figures (status ok or failed_accuracy) the orchestrator reads."""
+    """The typed sections of a result with figures (status ok or failed_accuracy) the orchestrator reads."""
 
     toolkit: str
     precision: str
     e2e_time_s: float
     flops_per_image: float
-    memory: Dict[str, Any]
-    device: Dict[str, Any]
-    accuracy_gate: Dict[str, Any]
+    memory: schema.Memory
+    device: schema.Device
+    accuracy_gate: schema.AccuracyGate
     accuracy_meaningful: bool
-    val: StageFigures
-    infer: StageFigures
-    #: metric version 2 and later (None in older documents)
-    metric_version: Union[int, str, None]
+    val: schema.Stage
+    infer: schema.Stage
+    #: 2; version 1 wrote "metrics.md/1"
+    metric_version: Union[int, str]
     core_in_pipeline_img_per_s: Optional[float]
     core_ratio: Optional[float]
     loader_start_s: Optional[float]
@@ -51,97 +44,112 @@ class Figures:
 
 @dataclass(frozen=True)
 class Result:
-    """A fetched result.json: the document as the runner wrote it (stored as is) and, when it carries
-    figures, the fields read from it, typed."""
+    """A valid result: the document as the runner wrote it (stored as is), its typed reading and, when it
+    carries figures, the sections read from it."""
 
     doc: Dict[str, Any]
+    typed: schema.Result
     status: str
     figures: Optional[Figures]
 
 
-#: where each field lies in the document, and its type
-_STAGE_FIELDS: Sequence[Tuple[str, Tuple[str, ...], Any]] = (
-    ("images", ("images",), int),
-    ("throughput_whole_img_per_s", ("throughput_whole_img_per_s",), _NUMBER),
-    ("throughput_core_img_per_s", ("throughput_core_img_per_s",), _NUMBER),
-    ("top1_pct", ("top1_pct",), _NUMBER),
-    ("top5_pct", ("top5_pct",), _NUMBER),
-)
-_FIELDS: Sequence[Tuple[str, Tuple[str, ...], Any]] = (
-    ("toolkit", ("config", "toolkit"), str),
-    ("precision", ("config", "precision"), str),
-    ("e2e_time_s", ("durations", "e2e_time_s"), _NUMBER),
-    ("flops_per_image", ("flops_per_image",), _NUMBER),
-    ("memory", ("memory",), dict),
-    ("device", ("environment", "device"), dict),
-    ("accuracy_gate", ("accuracy_gate",), dict),
-    ("accuracy_meaningful", ("weights", "accuracy_meaningful"), bool),
-)
-#: fields that older documents lack (None then)
-_OPTIONAL_FIELDS: Sequence[Tuple[str, Tuple[str, ...], Any]] = (
-    ("metric_version", ("metric_version",), (int, str)),  # 2; version 1 wrote "metrics.md/1"
-    ("core_in_pipeline_img_per_s", ("stages", "infer", "throughput_core_in_pipeline_img_per_s"), _NUMBER),
-    ("core_ratio", ("stages", "infer", "core_ratio"), _NUMBER),
-    ("loader_start_s", ("durations", "loader_start_s"), _NUMBER),
-)
-
-
-#: statuses whose documents carry every figure (failed_accuracy: all there, flagged)
-FIGURES_PRESENT = (STATUS_OK, STATUS_FAILED_ACCURACY)
-
-
 class ResultInvalid(ValueError):
-    """The result document does not follow the schema (message names the field)."""
+    """The result document is not a whole result within its bounds (one line naming the field)."""
 
 
-def _read(doc: Dict[str, Any], path: Sequence[str], kind: Any) -> Any:
-    """The field at ``path``, checked to be of ``kind`` (a number finite); ResultInvalid naming it."""
-    node: Any = doc
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            raise ResultInvalid("result.json: missing field %s" % ".".join(path))
-        node = node[key]
-    if isinstance(node, bool) and kind is not bool:
-        raise ResultInvalid("result.json: %s is a boolean" % ".".join(path))
-    if not isinstance(node, kind):
-        raise ResultInvalid("result.json: %s has type %s" % (".".join(path), type(node).__name__))
-    if isinstance(node, float) and not math.isfinite(node):
-        raise ResultInvalid("result.json: %s is not finite" % ".".join(path))
-    return node
+def read_file(path: str) -> Result:
+    """The result in the file ``path`` (a regular file, read within bounds); ResultInvalid otherwise, OSError
+    when it cannot be opened."""
+    try:
+        doc = bounded.load_file(path, MAX_RESULT_BYTES)
+    except bounded.Refused as exc:
+        raise ResultInvalid("result.json: %s" % exc) from None
+    return read(doc)
 
 
-def _optional(doc: Dict[str, Any], path: Sequence[str], kind: Any) -> Any:
-    """The field at ``path`` checked as ``_read`` does; None where it (or its section) is missing or null."""
-    node: Any = doc
-    for key in path:
-        if not isinstance(node, dict) or node.get(key) is None:
-            return None
-        node = node[key]
-    return _read(doc, path, kind)
-
-
-def _stage(doc: Dict[str, Any], stage: str) -> StageFigures:
-    return StageFigures(
-        **{name: _read(doc, ("stages", stage) + path, kind) for name, path, kind in _STAGE_FIELDS}
-    )
+def read_text(text: str) -> Result:
+    """The result in the JSON ``text`` (a stored cell), read within bounds; ResultInvalid otherwise."""
+    try:
+        doc = bounded.loads(text)
+    except bounded.Refused as exc:
+        raise ResultInvalid("result.json: %s" % exc) from None
+    return read(doc)
 
 
 def read(doc: Any) -> Result:
-    """The result in ``doc``; ResultInvalid unless it is a result of this schema version, complete when it
-    carries figures."""
-    if not isinstance(doc, dict):
-        raise ResultInvalid("result.json: top level is not an object")
-    if doc.get("schema") != SCHEMA_NAME or doc.get("schema_version") != SCHEMA_VERSION:
-        raise ResultInvalid(
-            "result.json: schema %r v%r, expected %s v%d"
-            % (doc.get("schema"), doc.get("schema_version"), SCHEMA_NAME, SCHEMA_VERSION)
-        )
-    status = doc.get("status")
-    if status not in FIGURES_PRESENT:
-        return Result(doc, str(status), None)  # a failed run's document carries the error, not the figures
-    fields = {name: _read(doc, path, kind) for name, path, kind in _FIELDS}
-    fields.update({name: _optional(doc, path, kind) for name, path, kind in _OPTIONAL_FIELDS})
-    return Result(doc, status, Figures(val=_stage(doc, "val"), infer=_stage(doc, "infer"), **fields))
+    """The result in the decoded document ``doc``; ResultInvalid unless ``schema.parse`` takes it."""
+    try:
+        typed = schema.parse(doc)
+    except schema.Invalid as exc:
+        raise ResultInvalid("result.json: %s" % exc) from None
+    return Result(doc, typed, typed.status, _figures(typed) if typed.status in FIGURES_PRESENT else None)
+
+
+def _figures(typed: schema.Result) -> Figures:
+    """The sections a result with figures carries (``schema.parse`` checked that they are there)."""
+    val, infer = typed.stages.val, typed.stages.infer
+    assert val is not None and infer is not None and typed.environment is not None
+    assert typed.memory is not None and typed.accuracy_gate is not None
+    assert typed.flops_per_image is not None
+    return Figures(
+        toolkit=typed.config.toolkit,
+        precision=typed.config.precision,
+        e2e_time_s=typed.durations.e2e_time_s,
+        flops_per_image=typed.flops_per_image,
+        memory=typed.memory,
+        device=typed.environment.device,
+        accuracy_gate=typed.accuracy_gate,
+        accuracy_meaningful=typed.weights.accuracy_meaningful,
+        val=val,
+        infer=infer,
+        metric_version=typed.metric_version,
+        core_in_pipeline_img_per_s=infer.throughput_core_in_pipeline_img_per_s,
+        core_ratio=infer.core_ratio,
+        loader_start_s=typed.durations.loader_start_s,
+    )
+
+
+@dataclass(frozen=True)
+class Derived:
+    """The derived figures as stored beside a result (``derive``, and the monitor's source and MPS note that
+    hostrun adds), declared like the result so that a stored cell is read through the same checks."""
+
+    tool: str = schema.text()
+    precision: str = schema.text()
+    e2e_time_s: float = schema.seconds()
+    p_val_whole: float = schema.img_per_s()
+    p_val_core: float = schema.img_per_s()
+    p_infer_whole: float = schema.img_per_s()
+    p_infer_core: float = schema.img_per_s()
+    acc_val_top1: float = schema.percent()
+    acc_infer_top1: float = schema.percent()
+    acc_meaningful: bool = schema.flag()
+    mem_used_gib: Optional[float] = schema.gib()
+    mem_total_gib: Optional[float] = schema.gib()
+    mem_source: Optional[str] = schema.text()
+    device_model: Optional[str] = schema.text()
+    mfu: Optional[float] = schema.ratio()
+    mfu_flagperf: Optional[float] = schema.ratio()
+    peak_flops: Optional[float] = schema.flops_per_s()
+    peak_source: Optional[str] = schema.text()
+    mfu_note: Optional[str] = schema.text()
+    p_infer_core_in_pipeline: Optional[float] = schema.img_per_s(present="optional")
+    core_ratio: Optional[float] = schema.ratio(present="optional")
+    loader_start_s: Optional[float] = schema.seconds(present="optional")
+    metric_version: Union[int, str, None] = schema.metric_version(present="optional")
+    samples_source: Optional[str] = schema.text(present="optional")
+    mps: Optional[str] = schema.text(present="optional")
+
+
+def read_derived(text: str) -> Dict[str, Any]:
+    """The stored derived figures in the JSON ``text``, checked against ``Derived``; ResultInvalid
+    otherwise."""
+    try:
+        doc = bounded.loads(text)
+        schema.parse_as(Derived, doc)
+    except (bounded.Refused, schema.Invalid) as exc:
+        raise ResultInvalid("derived figures: %s" % exc) from None
+    return doc
 
 
 def mfu(
@@ -174,7 +182,8 @@ def derive(result: Result, vendor: Vendor, device_model: Optional[str]) -> Dict[
     figures = result.figures
     assert figures is not None
     val, infer, memory = figures.val, figures.infer, figures.memory
-    model = device_model or figures.device.get("name")
+    stage_memory = memory.stages.infer
+    model = device_model or figures.device.name
     out = {
         "tool": figures.toolkit,
         "precision": figures.precision,
@@ -186,9 +195,9 @@ def derive(result: Result, vendor: Vendor, device_model: Optional[str]) -> Dict[
         "acc_val_top1": val.top1_pct,
         "acc_infer_top1": infer.top1_pct,
         "acc_meaningful": figures.accuracy_meaningful,
-        "mem_used_gib": memory.get("mem_used_gib"),
-        "mem_total_gib": memory.get("mem_total_gib"),
-        "mem_source": (memory.get("stages") or {}).get("infer", {}).get("mem_used_source"),
+        "mem_used_gib": memory.mem_used_gib,
+        "mem_total_gib": memory.mem_total_gib,
+        "mem_source": stage_memory.mem_used_source if stage_memory is not None else None,
         "device_model": model,
         "p_infer_core_in_pipeline": figures.core_in_pipeline_img_per_s,
         "core_ratio": figures.core_ratio,
@@ -202,11 +211,10 @@ def derive(result: Result, vendor: Vendor, device_model: Optional[str]) -> Dict[
 def accuracy_failure(result: Result) -> Optional[str]:
     """The reason when the case's accuracy gate failed, else None."""
     figures = result.figures
-    gate = figures.accuracy_gate if figures is not None else {}
-    if figures is not None and (result.status == STATUS_FAILED_ACCURACY or gate.get("passed") is False):
-        return "infer top-1 %.2f%% below the gate %.2f%%: %s" % (
-            figures.infer.top1_pct,
-            gate.get("target_top1_pct") or float("nan"),
-            gate.get("reason", ""),
-        )
+    if figures is None:
+        return None
+    gate = figures.accuracy_gate
+    if result.status == STATUS_FAILED_ACCURACY or gate.passed is False:
+        target = "none" if gate.target_top1_pct is None else "%.2f%%" % gate.target_top1_pct
+        return "infer top-1 %.2f%% below the gate %s: %s" % (figures.infer.top1_pct, target, gate.reason)
     return None

@@ -6,7 +6,6 @@ prepared, a job's command run and followed -- the worker asks of its launcher
 (``launchers.base.Launcher``).
 """
 
-import json
 import posixpath
 import threading
 import time
@@ -179,8 +178,8 @@ class HostWorker:
             raise StageFailure("collect", one_line("result.json not fetched: %s" % error))
         timings["collect_s"] = time.monotonic() - t0
         try:
-            result = collect.read(json.loads(local_result.read_text()))
-        except (ValueError, collect.ResultInvalid) as exc:
+            result = collect.read_file(str(local_result))
+        except (OSError, collect.ResultInvalid) as exc:
             raise StageFailure("validate", one_line(str(exc))) from None
         if result.figures is None or outcome.returncode not in (0, EXIT_FAILED_ACCURACY):
             raise StageFailure(outcome.failed_stage(), outcome.reason(result.doc))
@@ -276,8 +275,8 @@ class HostWorker:
 def _finished_result(path: Path) -> Optional[collect.Result]:
     """The valid result with figures at ``path``, or None (missing, partial, a failed run's)."""
     try:
-        result = collect.read(json.loads(path.read_text()))
-    except (OSError, ValueError, collect.ResultInvalid):
+        result = collect.read_file(str(path))
+    except (OSError, collect.ResultInvalid):
         return None
     return result if result.figures is not None else None
 
