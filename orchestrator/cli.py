@@ -22,6 +22,7 @@ from .hostprep import image_overrides
 from .plan import Job, expand
 from .report import command as report_command
 from .report import tables
+from .report.load import load_run
 from .safetext import console as safe_console
 from .safetext import shown
 from .scheduler import run_all
@@ -276,10 +277,9 @@ def _execute(
 
 
 def _print_run(console: Console, store: Store, run_id: str) -> None:
-    _print_table(
-        console, "results of run %s" % run_id, tables.result_rows(store, run_id), tables.RESULT_COLUMNS
-    )
-    _print_table(console, "environment", tables.environment_rows(store, run_id), tables.ENV_COLUMNS)
+    data = load_run(store, run_id)
+    _print_table(console, "results of run %s" % run_id, tables.result_rows(data), tables.RESULT_COLUMNS)
+    _print_table(console, "environment", tables.environment_rows(data), tables.ENV_COLUMNS)
 
 
 def cmd_doctor(args: argparse.Namespace, console: Console) -> int:

@@ -67,15 +67,6 @@ def read_file(path: str) -> Result:
     return read(doc)
 
 
-def read_text(text: str) -> Result:
-    """The result in the JSON ``text`` (a stored cell), read within bounds; ResultInvalid otherwise."""
-    try:
-        doc = bounded.loads(text)
-    except bounded.Refused as exc:
-        raise ResultInvalid("result.json: %s" % exc) from None
-    return read(doc)
-
-
 def read(doc: Any) -> Result:
     """The result in the decoded document ``doc``; ResultInvalid unless ``schema.parse`` takes it."""
     try:
@@ -141,15 +132,12 @@ class Derived:
     mps: Optional[str] = schema.text(present="optional")
 
 
-def read_derived(text: str) -> Dict[str, Any]:
-    """The stored derived figures in the JSON ``text``, checked against ``Derived``; ResultInvalid
-    otherwise."""
+def check_derived(doc: Any) -> None:
+    """ResultInvalid unless the decoded stored derived figures ``doc`` follow ``Derived``."""
     try:
-        doc = bounded.loads(text)
         schema.parse_as(Derived, doc)
-    except (bounded.Refused, schema.Invalid) as exc:
+    except schema.Invalid as exc:
         raise ResultInvalid("derived figures: %s" % exc) from None
-    return doc
 
 
 def mfu(

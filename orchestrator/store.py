@@ -9,7 +9,9 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Set
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+
+from . import bounded
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -87,6 +89,24 @@ def _expected_columns() -> Dict[str, Set[str]]:
 
 #: what makes a SQLite file this project's store: these tables with (at least) these columns
 EXPECTED = _expected_columns()
+
+
+#: the largest JSON cell read back (a result is about 10 KiB)
+MAX_CELL_BYTES = 16 << 20
+
+
+def read_cell(text: Optional[str], column: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+    """The JSON object stored in a cell of ``column`` (read within ``bounded``'s limits), and None; or None
+    and one line saying why it is unreadable (a store edited by hand, or by another program)."""
+    try:
+        if text is None or len(text) > MAX_CELL_BYTES:
+            raise bounded.Refused("missing" if text is None else "larger than %d bytes" % MAX_CELL_BYTES)
+        value = bounded.loads(text)
+    except bounded.Refused as exc:
+        return None, "%s: %s" % (column, exc)
+    if not isinstance(value, dict):
+        return None, "%s: not a JSON object" % column
+    return value, None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -287,11 +307,15 @@ class Store:
         )
 
     def jobs(self, run_id: str) -> List[Dict[str, Any]]:
+        """The run's jobs in order; a job whose spec or timings cell is unreadable has ``spec`` None (or
+        ``timings`` {}) and ``unreadable``, one line saying why (None otherwise)."""
         out = []
         for row in self._rows("SELECT * FROM jobs WHERE run_id = ? ORDER BY rowid", (run_id,)):
             item = dict(row)
-            item["spec"] = json.loads(item.pop("spec_json"))
-            item["timings"] = json.loads(item.pop("timings_json") or "{}")
+            item["spec"], unreadable = read_cell(item.pop("spec_json"), "spec_json")
+            timings, bad_timings = read_cell(item.pop("timings_json") or "{}", "timings_json")
+            item["timings"] = timings or {}
+            item["unreadable"] = unreadable or bad_timings
             out.append(item)
         return out
 
@@ -303,11 +327,15 @@ class Store:
         )
 
     def results(self, run_id: str) -> Dict[str, Dict[str, Any]]:
+        """job id -> ``result`` and ``derived`` as stored, and ``unreadable``: None, or one line saying why a
+        cell is unreadable (its value is None then); ``report.load`` reads them typed."""
         rows = self._rows("SELECT job_id, result_json, derived_json FROM results WHERE run_id = ?", (run_id,))
-        return {
-            r["job_id"]: {"result": json.loads(r["result_json"]), "derived": json.loads(r["derived_json"])}
-            for r in rows
-        }
+        out = {}
+        for r in rows:
+            result, bad_result = read_cell(r["result_json"], "result_json")
+            derived, bad_derived = read_cell(r["derived_json"], "derived_json")
+            out[r["job_id"]] = {"result": result, "derived": derived, "unreadable": bad_result or bad_derived}
+        return out
 
     def put_environment(self, run_id: str, host: str, env: Dict[str, Any]) -> None:
         self._write(
@@ -316,8 +344,9 @@ class Store:
         )
 
     def environments(self, run_id: str) -> Dict[str, Dict[str, Any]]:
+        """host -> its captured environment ({}: the cell is unreadable, nothing of it is known)."""
         rows = self._rows("SELECT host, env_json FROM environments WHERE run_id = ? ORDER BY host", (run_id,))
-        return {r["host"]: json.loads(r["env_json"]) for r in rows}
+        return {r["host"]: read_cell(r["env_json"], "env_json")[0] or {} for r in rows}
 
     def put_samples(self, run_id: str, job_id: str, samples: Dict[str, Any]) -> None:
         self._write(
@@ -326,5 +355,7 @@ class Store:
         )
 
     def samples(self, run_id: str) -> Dict[str, Dict[str, Any]]:
+        """job id -> its monitor summary (left out where the cell is unreadable)."""
         rows = self._rows("SELECT job_id, samples_json FROM samples WHERE run_id = ?", (run_id,))
-        return {r["job_id"]: json.loads(r["samples_json"]) for r in rows}
+        cells = {r["job_id"]: read_cell(r["samples_json"], "samples_json")[0] for r in rows}
+        return {job_id: cell for job_id, cell in cells.items() if cell is not None}

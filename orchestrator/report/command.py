@@ -3,7 +3,6 @@ MLPerf-style system description, optionally side by side with another run or a b
 
 import argparse
 import io
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -83,7 +82,7 @@ def _block_table(number: int, block: EnvBlock, lang: str) -> Table:
 def _tables(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> List[Table]:
     if comparison is not None:
         return [_rich("\n".join(cmp.notes(comparison)), cmp.rows(comparison), cmp.COLUMNS)]
-    rows = tables.result_rows(data.store, data.run_id)
+    rows = tables.result_rows(data)
     out = [
         _rich(
             "%s: %s %s" % (labels.word("results", lang), labels.word("run", lang), data.run_id),
@@ -97,14 +96,15 @@ def _tables(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> L
 
 def _markdown(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> str:
     if comparison is not None:
-        notes = "".join("- %s\n" % line for line in cmp.notes(comparison))
+        notes = "".join("- %s\n" % tables.md_cell(line) for line in cmp.notes(comparison))
         return "## %s\n\n%s\n%s" % (
             labels.word("compare", lang),
             notes,
             tables.as_markdown(cmp.rows(comparison), cmp.COLUMNS),
         )
-    head = "# %s: %s %s\n\n" % (labels.word("report", lang), labels.word("run", lang), data.run_id)
-    results = tables.as_markdown(tables.result_rows(data.store, data.run_id), labels.result_columns(lang))
+    run = tables.md_cell(data.run_id)
+    head = "# %s: %s %s\n\n" % (labels.word("report", lang), labels.word("run", lang), run)
+    results = tables.as_markdown(tables.result_rows(data), labels.result_columns(lang))
     return head + "## %s\n\n%s\n%s" % (
         labels.word("results", lang),
         results,
@@ -115,10 +115,8 @@ def _markdown(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) ->
 def _csv(data: RunData, comparison: Optional[cmp.Comparison]) -> str:
     if comparison is not None:
         return tables.as_csv(cmp.rows(comparison), cmp.COLUMNS)
-    results = tables.as_csv(tables.result_rows(data.store, data.run_id), tables.RESULT_COLUMNS)
-    return (
-        results + "\n" + tables.as_csv(tables.environment_rows(data.store, data.run_id), tables.ENV_COLUMNS)
-    )
+    results = tables.as_csv(tables.result_rows(data), tables.RESULT_COLUMNS)
+    return results + "\n" + tables.as_csv(tables.environment_rows(data), tables.ENV_COLUMNS)
 
 
 def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> str:
@@ -149,10 +147,10 @@ def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> 
         return _csv(data, comparison)
     if args.format == "json":
         if comparison is not None:
-            return json.dumps(cmp.as_document(comparison), indent=2, sort_keys=True) + "\n"
-        return tables.as_json(store, args.run_id)
+            return tables.json_text(cmp.as_document(comparison))
+        return tables.as_json(data)
     if args.format == "sysdesc":
-        return json.dumps(sysdesc.describe(data), indent=2, ensure_ascii=False) + "\n"
+        return tables.json_text(sysdesc.describe(data))
     return render_html(data, args.lang, comparison)
 
 

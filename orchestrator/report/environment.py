@@ -51,6 +51,8 @@ def _inside(data: RunData, host: str) -> Tuple[Dict[str, str], Dict[str, Dict[st
     for job in data.jobs:
         if job.job["host"] != host:
             continue
+        if job.job["spec"] is None:  # unreadable: nothing of it is shown
+            continue
         name = job.job["spec"]["toolkit"]
         env = (job.result or {}).get("environment") or {}
         versions = versions or env.get("versions") or {}
@@ -60,7 +62,7 @@ def _inside(data: RunData, host: str) -> Tuple[Dict[str, str], Dict[str, Dict[st
 
 def environment_blocks(data: RunData) -> List[EnvBlock]:
     """The blocks of a run, ordered by vendor, then host."""
-    rows = {row["host"]: row for row in tables.environment_rows(data.store, data.run_id)}
+    rows = {row["host"]: row for row in tables.environment_rows(data)}
     labels = _vendor_labels()
     blocks = []
     for host, env in sorted(data.environments.items(), key=lambda kv: (kv[1].get("vendor") or "", kv[0])):
@@ -86,18 +88,20 @@ def environment_blocks(data: RunData) -> List[EnvBlock]:
 
 
 def blocks_markdown(blocks: List[EnvBlock], lang: str) -> str:
-    """The blocks as Markdown in the reference's section-2 layout."""
+    """The blocks as Markdown in the reference's section-2 layout (every captured text through
+    ``tables.md_cell``)."""
+    md = tables.md_cell
     lines = ["## %s" % word("environment", lang), ""]
     for number, block in enumerate(blocks, 1):
-        lines += ["### %d. %s" % (number, block.title), "", "- %s" % word("hardware", lang)]
-        lines += ["    - %s: %s" % (env_label(k, lang), v) for k, v in block.hardware]
+        lines += ["### %d. %s" % (number, md(block.title)), "", "- %s" % word("hardware", lang)]
+        lines += ["    - %s: %s" % (env_label(k, lang), md(v)) for k, v in block.hardware]
         lines.append("- %s" % word("software", lang))
-        lines += ["    - %s: %s" % (env_label(k, lang), v) for k, v in block.software]
+        lines += ["    - %s: %s" % (env_label(k, lang), md(v)) for k, v in block.software]
         lines.append(
             "    - %s:%s" % (env_label("dependencies", lang), "" if block.dependencies else " " + UNKNOWN)
         )
-        lines += ["        - %s: %s" % kv for kv in block.dependencies]
+        lines += ["        - %s: %s" % (md(k), md(v)) for k, v in block.dependencies]
         lines.append("- %s:%s" % (env_label("toolkits", lang), "" if block.toolkits else " " + UNKNOWN))
-        lines += ["    - %s: %s" % kv for kv in block.toolkits]
+        lines += ["    - %s: %s" % (md(k), md(v)) for k, v in block.toolkits]
         lines.append("")
     return "\n".join(lines)

@@ -51,7 +51,7 @@ def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None
         "generated": _when(time.time()),
         "store": data.store.path,
         "columns": labels.result_columns(lang),
-        "rows": tables.result_rows(data.store, data.run_id),
+        "rows": tables.result_rows(data),
         "blocks": environment_blocks(data),
         "throughput": Markup(svg.grouped_bars(figures.throughput_groups(data), "img/s", "throughput")),
         "latency": Markup(svg.grouped_bars(figures.latency_groups(data), "ms", "latency")),

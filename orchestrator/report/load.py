@@ -1,8 +1,17 @@
-"""A stored run read once from the store, with each job's stored result, derived figures and samples."""
+"""A stored run read once from the store, with each job's stored result, derived figures and samples.
+
+Every stored cell is read through the same checks as a fetched result (``store.read_cell``: within bounds;
+``collect.read`` and ``collect.check_derived``: typed, within physical bounds; ``StoredSpec``: the job's
+spec), so a store edited by hand or by another program shows its job as unreadable, in one line, and every
+report goes on.
+"""
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from runner_in_container import schema
+
+from .. import collect
 from ..store import Store
 
 
@@ -10,14 +19,33 @@ class ReportError(Exception):
     """A report cannot be made as asked; the message is one line naming the run, file or field."""
 
 
+@dataclass(frozen=True)
+class StoredSpec:
+    """A job's stored spec (``plan.Job.as_dict``), as the reports read it."""
+
+    job_id: str = schema.text()
+    host: str = schema.text()
+    device: int = schema.counted()
+    case: str = schema.text()
+    toolkit: str = schema.text()
+    precision: str = schema.text()
+    batch_size: int = schema.counted(low=1)
+    repeat: int = schema.counted(low=1)
+    warmup: int = schema.counted()
+    toolkit_options: List[List[str]] = schema.items()
+    decoder: str = schema.text()
+
+
 @dataclass
 class JobData:
-    """One job: its store row, and its result document, derived figures and monitor summary when stored."""
+    """One job: its store row, and its result document, derived figures and monitor summary when stored;
+    ``unreadable``: why a stored cell of it cannot be read (it then shows no spec, result or figures)."""
 
     job: Dict[str, Any]
     result: Optional[Dict[str, Any]]
     derived: Optional[Dict[str, Any]]
     samples: Optional[Dict[str, Any]]
+    unreadable: Optional[str] = None
 
     @property
     def job_id(self) -> str:
@@ -31,6 +59,8 @@ class JobData:
     def label(self) -> str:
         """host (vendor) device toolkit precision bs: how plots and timelines name the job."""
         spec = self.job["spec"]
+        if spec is None:
+            return "%s (%s) %s" % (self.job["host"], self.job["vendor"], self.job_id)
         return "%s (%s) d%s %s %s bs%s" % (
             self.job["host"],
             self.job["vendor"],
@@ -64,9 +94,31 @@ def load_run(store: Store, run_id: str) -> RunData:
     samples = store.samples(run_id)
     jobs = []
     for job in store.jobs(run_id):
-        found = results.get(job["job_id"]) or {}
-        jobs.append(JobData(job, found.get("result"), found.get("derived"), samples.get(job["job_id"])))
+        found = results.get(job["job_id"]) or {"result": None, "derived": None, "unreadable": None}
+        result, derived, why = _typed(job, found)
+        if why is not None:
+            job = dict(job, spec=None)
+        jobs.append(JobData(job, result, derived, samples.get(job["job_id"]), why))
     return RunData(store, run_id, run, jobs, store.environments(run_id))
+
+
+def _typed(
+    job: Dict[str, Any], found: Dict[str, Any]
+) -> Tuple[Optional[Dict], Optional[Dict], Optional[str]]:
+    """(result, derived, None) of a job whose stored cells read typed, or (None, None, why not)."""
+    why = job["unreadable"] or found["unreadable"]
+    try:
+        if why is None:
+            schema.parse_as(StoredSpec, job["spec"])
+            if found["result"] is not None:
+                if collect.read(found["result"]).figures is None:
+                    raise collect.ResultInvalid("result.json: a result without figures")
+                collect.check_derived(found["derived"])
+    except (schema.Invalid, collect.ResultInvalid) as exc:
+        why = str(exc) if isinstance(exc, collect.ResultInvalid) else "spec_json: %s" % exc
+    if why is not None:
+        return None, None, "a stored cell is unreadable: %s" % why
+    return found["result"], found["derived"], None
 
 
 def dig(doc: Optional[Dict[str, Any]], *path: str) -> Any:

@@ -1,16 +1,18 @@
 """The two tables of a run: results (the reference columns) and environment (per host).
 
-Rows are plain dicts of display strings built from the store; renderers turn them
-into a rich table, Markdown, CSV or JSON. Every value comes from a stored capture:
-what was not captured shows as "unknown", never a typed-in value.
+Rows are plain dicts of display strings built from the run as ``load.load_run`` read it (every cell typed,
+an unreadable one shown as such); renderers turn them into a rich table, Markdown, CSV or JSON. Every value
+comes from a stored capture: what was not captured shows as "unknown", never a typed-in value. Display
+decides no state: a job's state is the one stored.
 """
 
 import csv
+import html
 import io
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..store import Store
+from .load import RunData
 
 UNKNOWN = "unknown"
 
@@ -64,24 +66,26 @@ def _mem(derived: Dict[str, Any]) -> str:
     return "%.2f/%s" % (used, _num(total))
 
 
-def result_rows(store: Store, run_id: str) -> List[Dict[str, str]]:
-    """One row per job of the run, in job order; failed jobs show their state and reason."""
-    results = store.results(run_id)
+def result_rows(data: RunData) -> List[Dict[str, str]]:
+    """One row per job of the run, in job order; failed jobs show their state and reason, a job with an
+    unreadable stored cell says so."""
     rows = []
-    for job in store.jobs(run_id):
-        spec = job["spec"]
+    for item in data.jobs:
+        job, spec = item.job, item.job["spec"] or {}
+        state, reason = job["state"], job["reason"]
+        if item.unreadable:  # the stored state stays as stored; what it holds cannot be shown
+            state, reason = "UNREADABLE (stored %s)" % state, item.unreadable
         row = {
             "host": job["host"],
             "vendor": job["vendor"],
-            "device": str(spec["device"]),
-            "tool": spec["toolkit"],
-            "precision": spec["precision"],
-            "bs": str(spec["batch_size"]),
-            "state": job["state"] if not job["reason"] else "%s: %s" % (job["state"], job["reason"]),
+            "device": str(spec.get("device", "?")),
+            "tool": spec.get("toolkit", "?"),
+            "precision": spec.get("precision", "?"),
+            "bs": str(spec.get("batch_size", "?")),
+            "state": "%s: %s" % (state, reason) if reason else state,
         }
-        found = results.get(job["job_id"])
-        if found:
-            d = found["derived"]
+        d = item.derived
+        if d is not None:
             row.update(
                 {
                     "e2e_time": _num(d["e2e_time_s"]),
@@ -110,16 +114,14 @@ def result_rows(store: Store, run_id: str) -> List[Dict[str, str]]:
     return rows
 
 
-def _runner_env(store: Store, run_id: str) -> Dict[str, Dict[str, Any]]:
+def _runner_env(data: RunData) -> Dict[str, Dict[str, Any]]:
     """Host -> versions seen inside the container: framework (``versions``) and every toolkit used."""
     by_host: Dict[str, Dict[str, Any]] = {}
-    results = store.results(run_id)
-    for job in store.jobs(run_id):
-        found = results.get(job["job_id"])
-        if not found:
+    for job in data.jobs:
+        if job.result is None:
             continue
-        env = found["result"].get("environment", {})
-        entry = by_host.setdefault(job["host"], {"versions": env.get("versions", {}), "toolkits": {}})
+        env = job.result.get("environment") or {}
+        entry = by_host.setdefault(job.job["host"], {"versions": env.get("versions", {}), "toolkits": {}})
         for toolkit, versions in (env.get("toolkits") or {}).items():
             if toolkit != "pytorch":  # the framework column shows torch itself
                 entry["toolkits"][toolkit] = versions
@@ -139,11 +141,11 @@ def _image(env: Dict[str, Any]) -> str:
     return "%s (bundle %s)" % (image, env["bundle"]) if env.get("bundle") else image
 
 
-def environment_rows(store: Store, run_id: str) -> List[Dict[str, str]]:
+def environment_rows(data: RunData) -> List[Dict[str, str]]:
     """One row per host: what the host's commands and the runner inside the container reported."""
-    runner = _runner_env(store, run_id)
+    runner = _runner_env(data)
     rows = []
-    for host, env in store.environments(run_id).items():
+    for host, env in data.environments.items():
         inside = runner.get(host, {}).get("versions", {})
         toolkits = runner.get(host, {}).get("toolkits", {})
         accelerators = env.get("accelerators") or []
@@ -173,12 +175,16 @@ def environment_rows(store: Store, run_id: str) -> List[Dict[str, str]]:
     return rows
 
 
+def md_cell(value: str) -> str:
+    """``value`` as the text of one Markdown table cell or list item: HTML escaped (``<script>``, ``onerror=``
+    are shown, never run), the cell separator and line breaks written so that they cannot end the cell."""
+    return html.escape(value, quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
 def as_markdown(rows: List[Dict[str, str]], columns: Sequence[Tuple[str, str]]) -> str:
-    head = "| " + " | ".join(title for _, title in columns) + " |"
+    head = "| " + " | ".join(md_cell(title) for _, title in columns) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = [
-        "| " + " | ".join(row.get(key, "").replace("|", "\\|") for key, _ in columns) + " |" for row in rows
-    ]
+    body = ["| " + " | ".join(md_cell(row.get(key, "")) for key, _ in columns) + " |" for row in rows]
     return "\n".join([head, rule] + body) + "\n"
 
 
@@ -191,13 +197,23 @@ def as_csv(rows: List[Dict[str, str]], columns: Sequence[Tuple[str, str]]) -> st
     return out.getvalue()
 
 
-def as_json(store: Store, run_id: str) -> str:
-    """The whole run as stored: jobs, results with derived figures, environments, samples."""
-    document = {
-        "run": store.run(run_id),
-        "jobs": store.jobs(run_id),
-        "results": store.results(run_id),
-        "environments": store.environments(run_id),
-        "samples": store.samples(run_id),
-    }
-    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+def json_text(document: Any) -> str:
+    """``document`` as the JSON every report writes: indented, sorted, and never a bare NaN or Infinity
+    (ValueError: no stored or derived figure can be one)."""
+    return json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def as_json(data: RunData) -> str:
+    """The whole run as stored: jobs (with ``unreadable`` where a cell is), results with derived figures,
+    environments, samples; an unreadable cell's values are null."""
+    return json_text(
+        {
+            "run": data.run,
+            "jobs": [dict(job.job, unreadable=job.unreadable) for job in data.jobs],
+            "results": {
+                job.job_id: {"result": job.result, "derived": job.derived} for job in data.jobs if job.ok
+            },
+            "environments": data.environments,
+            "samples": {job.job_id: job.samples for job in data.jobs if job.samples is not None},
+        }
+    )

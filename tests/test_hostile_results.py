@@ -1,0 +1,136 @@
+"""What a job hands back and what the store holds are untrusted: a hostile runner's result is one
+FAILED_VALIDATE line naming the field, never stored as OK, a traceback or a false "interrupted"; a store edited
+by hand shows the job as unreadable in one line in every report format and in ``ls``; Markdown and HTML show
+markup from host names, paths and versions as text; ``report --format json`` holds no bare NaN."""
+
+import copy
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+
+import vendors
+from orchestrator import cli, collect
+from orchestrator.plan import Job, job_id
+from orchestrator.report.load import StoredSpec
+from orchestrator.store import OK, Store, new_run_id
+from tests.test_result_typed import REAL, _set
+
+FORMATS = ("table", "md", "csv", "json", "html", "sysdesc")
+HOSTILE_TEXT = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+
+
+def _real() -> Dict[str, Any]:
+    return json.loads(REAL.read_text())
+
+
+def _stored_run(path: Path, doc: Dict[str, Any], env: Dict[str, Any]) -> str:
+    """A run of one OK job storing ``doc`` as hostrun does (its derived figures, its host's environment)."""
+    store = Store(str(path))
+    run_id = new_run_id()
+    host = env.get("hostname", "h")
+    store.create_run(run_id, "hosts.yaml", {"hosts": [{"name": host, "vendor": "cpu"}]})
+    spec = Job(job_id(host, 0, "resnet50", "pytorch", "fp32", 4), host, 0, "resnet50", "pytorch", "fp32", 4, 1, 1)
+    store.add_job(run_id, spec.job_id, host, "cpu", spec.as_dict())
+    store.start_job(run_id, spec.job_id)
+    store.put_environment(run_id, host, env)
+    result = collect.read(doc)
+    store.put_result(run_id, spec.job_id, doc, collect.derive(result, vendors.get("cpu"), None))
+    store.finish_job(run_id, spec.job_id, OK, None, None, {"job_s": 1.0})
+    store.close()
+    return run_id
+
+
+def _cli(capsys, *argv: str):
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_the_stored_spec_declaration_follows_plan_job():
+    assert [f for f in StoredSpec.__dataclass_fields__] == [f for f in Job.__dataclass_fields__]
+
+
+EDITS = [
+    ("results", "result_json", "{", "result_json: Expecting property name"),
+    ("results", "derived_json", "[]", "derived_json: not a JSON object"),
+    ("jobs", "spec_json", "{}", "spec_json: job_id = None: missing"),
+    ("jobs", "spec_json", '{"a": NaN}', "spec_json: NaN is not a number JSON allows"),
+    ("results", "result_json", "[" * 100000 + "]" * 100000, "result_json: nested deeper than 32 levels"),
+    ("results", "result_json", '{"schema": "rn50bench.result"}', "result.json: schema_version = None"),
+    ("results", "derived_json", '{"tool": 5}', "derived figures: tool = 5: not a string"),
+    ("jobs", "timings_json", '"x"', "timings_json: not a JSON object"),
+]
+
+
+@pytest.mark.parametrize("table, column, value, why", EDITS, ids=[e[1] + "=" + e[2][:12] for e in EDITS])
+def test_a_store_edited_by_hand_shows_the_job_unreadable_in_every_report_and_ls(
+    tmp_path, capsys, table, column, value, why
+):
+    path = tmp_path / "store.sqlite"
+    run_id = _stored_run(path, _real(), {"hostname": "h", "vendor": "cpu"})
+    with sqlite3.connect(str(path)) as db:
+        db.execute("UPDATE %s SET %s = ?" % (table, column), (value,))
+    for fmt in FORMATS:
+        status, out, err = _cli(capsys, "report", run_id, "--store", str(path), "--format", fmt)
+        assert status == 0 and err == "", (fmt, err)
+        if fmt == "table":  # wrapped in its column
+            assert "UNREADABLE" in out
+        if fmt in ("md", "csv", "html"):
+            assert "UNREADABLE (stored OK): a stored cell is unreadable: " in out, fmt
+            assert why.split(": ", 1)[1][:30] in out, fmt
+        if fmt == "json":
+            (job,) = json.loads(out)["jobs"]
+            assert job["unreadable"].startswith("a stored cell is unreadable: " + why), job["unreadable"]
+            assert json.loads(out)["results"] == {}
+    status, out, err = _cli(capsys, "ls", "--store", str(path))
+    assert status == 0 and run_id in out and err == ""
+
+
+def test_markup_in_host_names_paths_and_versions_is_shown_as_text(tmp_path, capsys):
+    doc = _real()
+    _set(doc, "environment.versions.torch", HOSTILE_TEXT)
+    _set(doc, "environment.versions.python", "3.8 <b onmouseover=alert(3)>")
+    env = {
+        "hostname": "host" + HOSTILE_TEXT,
+        "vendor": "cpu",
+        "os": "<iframe src=javascript:alert(4)>",
+        "cpu_model": "</textarea><script>x</script>",
+        "image": "/path/<svg onload=alert(5)>",
+    }
+    path = tmp_path / "store.sqlite"
+    run_id = _stored_run(path, doc, env)
+    for fmt in ("md", "html"):
+        status, out, err = _cli(capsys, "report", run_id, "--store", str(path), "--format", fmt)
+        assert status == 0, err
+        for tag in ("<script>", "<img src", "<iframe src", "<svg onload", "<b onmouseover", "</textarea>"):
+            assert tag not in out, (fmt, tag)
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out
+        assert "&lt;svg onload=alert(5)&gt;" in out or fmt == "html"
+
+
+def test_report_json_never_holds_a_bare_nan(tmp_path, capsys):
+    path = tmp_path / "store.sqlite"
+    run_id = _stored_run(path, _real(), {"hostname": "h", "vendor": "cpu"})
+    with sqlite3.connect(str(path)) as db:  # NaN written into every kind of cell by another program
+        db.execute("UPDATE results SET derived_json = replace(derived_json, '\"mfu\": null', '\"mfu\": NaN')")
+        db.execute("UPDATE environments SET env_json = '{\"memory_gib\": NaN}'")
+        db.execute("INSERT INTO samples VALUES (?, (SELECT job_id FROM jobs), '{\"p\": Infinity}')", (run_id,))
+    status, out, err = _cli(capsys, "report", run_id, "--store", str(path), "--format", "json")
+    assert status == 0, err
+    document = json.loads(out, parse_constant=lambda name: pytest.fail("bare %s in the report" % name))
+    assert document["jobs"][0]["unreadable"].startswith("a stored cell is unreadable: derived_json: NaN")
+
+
+def test_a_hostile_result_with_a_valid_figure_elsewhere_stays_valid_in_the_store(tmp_path, capsys):
+    """The checks refuse only what breaks the schema: a copy of a real result with odd but physical
+    figures (a 0.0 % accuracy, a 1 ms e2e) is stored and reported."""
+    doc = copy.deepcopy(_real())
+    _set(doc, "stages.infer.top1_pct", 0.0)
+    _set(doc, "durations.e2e_time_s", 0.001)
+    path = tmp_path / "store.sqlite"
+    run_id = _stored_run(path, doc, {"hostname": "h", "vendor": "cpu"})
+    status, out, err = _cli(capsys, "report", run_id, "--store", str(path), "--format", "csv")
+    assert status == 0 and "unreadable" not in out and ",OK" in out
