@@ -1,7 +1,7 @@
 """What a job hands back and what the store holds are untrusted: a hostile runner's result is one
-FAILED_VALIDATE line naming the field, never stored as OK, a traceback or a false "interrupted"; a store edited
-by hand shows the job as unreadable in one line in every report format and in ``ls``; Markdown and HTML show
-markup from host names, paths and versions as text; ``report --format json`` holds no bare NaN."""
+FAILED_VALIDATE line naming the field, never stored as OK, a traceback or a false "interrupted"; a store
+edited by hand shows the job as unreadable in one line in every report format and in ``ls``; Markdown and
+HTML show markup from host names, paths and versions as text; ``report --format json`` holds no bare NaN."""
 
 import copy
 import json
@@ -32,7 +32,8 @@ def _stored_run(path: Path, doc: Dict[str, Any], env: Dict[str, Any]) -> str:
     run_id = new_run_id()
     host = env.get("hostname", "h")
     store.create_run(run_id, "hosts.yaml", {"hosts": [{"name": host, "vendor": "cpu"}]})
-    spec = Job(job_id(host, 0, "resnet50", "pytorch", "fp32", 4), host, 0, "resnet50", "pytorch", "fp32", 4, 1, 1)
+    job = job_id(host, 0, "resnet50", "pytorch", "fp32", 4)
+    spec = Job(job, host, 0, "resnet50", "pytorch", "fp32", 4, 1, 1)
     store.add_job(run_id, spec.job_id, host, "cpu", spec.as_dict())
     store.start_job(run_id, spec.job_id)
     store.put_environment(run_id, host, env)
@@ -41,6 +42,46 @@ def _stored_run(path: Path, doc: Dict[str, Any], env: Dict[str, Any]) -> str:
     store.finish_job(run_id, spec.job_id, OK, None, None, {"job_s": 1.0})
     store.close()
     return run_id
+
+
+#: what a hostile runner writes as result.json -> the start of the one line the job fails with
+HOSTILE_RESULTS = [
+    ({"doc": _set(_real(), "stages.infer.throughput_core_img_per_s", -12345.6)},
+     "result.json: stages.infer.throughput_core_img_per_s = -12345.6: not above 0 img/s"),
+    ({"doc": _set(_real(), "stages.val.top1_pct", 250.0)},
+     "result.json: stages.val.top1_pct = 250.0: above 100 %"),
+    ({"doc": _set(_real(), "memory.mem_used_gib", "lots")},
+     "result.json: memory.mem_used_gib = 'lots': not a number"),
+    ({"doc": _set(_real(), "stages.infer.latency_ms", "<script>")},
+     "result.json: stages.infer.latency_ms = '<script>': not an object"),
+    ({"doc": _set(_real(), "stages.infer.images", -7)},
+     "result.json: stages.infer.images = -7: below 0"),
+    ({"doc": _set(_real(), "durations.e2e_time_s", 5e-324)},
+     "result.json: durations.e2e_time_s = 5e-324: below 1e-09 s"),
+    ({"raw": json.dumps(_real()).replace('"top1_pct": 0.0', '"top1_pct": NaN', 1)},
+     "result.json: NaN is not a number JSON allows"),
+    ({"raw": "[" * 100000 + "]" * 100000},
+     "result.json: nested deeper than 32 levels"),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec, line", HOSTILE_RESULTS, ids=[line[13:50] for _, line in HOSTILE_RESULTS])
+def test_a_hostile_result_fails_the_job_as_failed_validate_in_one_line(hostile_job, capsys, spec, line):
+    job = hostile_job(dict(spec, mode="write_result"))
+    ran = job.run()
+    stored = job.job()
+    assert stored["state"] == "FAILED_VALIDATE" and stored["reason"].startswith(line), stored["reason"]
+    assert "\n" not in stored["reason"] and len(stored["reason"]) <= 300
+    assert ran.returncode == 1 and "Traceback" not in ran.stderr and "interrupted" not in ran.stderr
+    assert "error: job %s: FAILED_VALIDATE: %s" % (stored["job_id"], line) in ran.stderr
+    store = Store(str(job.store))
+    (run,) = store.runs()
+    assert store.results(run["run_id"]) == {} and run["state"] == "finished"
+    store.close()
+    for fmt in FORMATS:
+        status, out, err = _cli(capsys, "report", run["run_id"], "--store", str(job.store), "--format", fmt)
+        assert status == 0 and err == "", (fmt, err)
 
 
 def _cli(capsys, *argv: str):
@@ -117,7 +158,8 @@ def test_report_json_never_holds_a_bare_nan(tmp_path, capsys):
     with sqlite3.connect(str(path)) as db:  # NaN written into every kind of cell by another program
         db.execute("UPDATE results SET derived_json = replace(derived_json, '\"mfu\": null', '\"mfu\": NaN')")
         db.execute("UPDATE environments SET env_json = '{\"memory_gib\": NaN}'")
-        db.execute("INSERT INTO samples VALUES (?, (SELECT job_id FROM jobs), '{\"p\": Infinity}')", (run_id,))
+        sample = "INSERT INTO samples VALUES (?, (SELECT job_id FROM jobs), '{\"p\": Infinity}')"
+        db.execute(sample, (run_id,))
     status, out, err = _cli(capsys, "report", run_id, "--store", str(path), "--format", "json")
     assert status == 0, err
     document = json.loads(out, parse_constant=lambda name: pytest.fail("bare %s in the report" % name))
