@@ -156,9 +156,11 @@ def metric_version(present: str = PRESENT_ALWAYS) -> Any:
     return text(choices=(protocol.METRIC_VERSION, "metrics.md/1"), present=present)
 
 
-def items(max_items: int = ITEMS_MAX, low: float = 0, high: float = 0, unit: str = "") -> Any:
+def items(
+    max_items: int = ITEMS_MAX, low: float = 0, high: float = 0, unit: str = "", present: str = PRESENT_ALWAYS
+) -> Any:
     """A list or a map of at most ``max_items`` items (texts, or numbers within [low, high])."""
-    return _field(Rule(low, high, unit=unit, max_items=max_items), PRESENT_ALWAYS)
+    return _field(Rule(low, high, unit=unit, max_items=max_items), present)
 
 
 def flag() -> Any:
@@ -473,12 +475,13 @@ def parse(doc: Any) -> Result:
 
 
 def parse_as(cls: Type[_T], doc: Any, path: Tuple[str, ...] = ()) -> _T:
-    """``doc`` read as the dataclass ``cls``: each key declared, typed and within its field's rule."""
+    """``doc`` read as the dataclass ``cls``: each key declared (unless ``cls.EXTRA_KEYS`` lets others
+    through, unread), typed and within its field's rule."""
     if not isinstance(doc, dict):
         raise Invalid(path, doc, "not an object")
     declared = {f.name: f for f in fields(cls)}
     for key in doc:
-        if key not in declared:
+        if key not in declared and not getattr(cls, "EXTRA_KEYS", False):
             raise Invalid(path + (str(key),), doc[key], "not a key of this schema")
     hints = get_type_hints(cls)
     values = {}

@@ -176,3 +176,16 @@ def test_a_hostile_result_with_a_valid_figure_elsewhere_stays_valid_in_the_store
     run_id = _stored_run(path, doc, {"hostname": "h", "vendor": "cpu"})
     status, out, err = _cli(capsys, "report", run_id, "--store", str(path), "--format", "csv")
     assert status == 0 and "unreadable" not in out and ",OK" in out
+
+
+@pytest.mark.parametrize(
+    "env", ['{"accelerators": 5}', '{"accelerators": [{"index": "x"}]}', '{"memory_gib": "lots"}', "[]", "{"]
+)
+def test_a_hand_edited_environment_shows_as_unknown_in_every_report(tmp_path, capsys, env):
+    path = tmp_path / "store.sqlite"
+    run_id = _stored_run(path, _real(), {"hostname": "h", "vendor": "cpu", "cpu_model": "CPU-Q9"})
+    with sqlite3.connect(str(path)) as db:
+        db.execute("UPDATE environments SET env_json = ?", (env,))
+    for fmt in FORMATS:
+        status, out, err = _cli(capsys, "report", run_id, "--store", str(path), "--format", fmt)
+        assert status == 0 and err == "" and "CPU-Q9" not in out, (fmt, err)

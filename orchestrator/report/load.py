@@ -7,7 +7,7 @@ report goes on.
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 from runner_in_container import schema
 
@@ -34,6 +34,39 @@ class StoredSpec:
     warmup: int = schema.counted()
     toolkit_options: List[List[str]] = schema.items()
     decoder: str = schema.text()
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """One device of a host's captured environment (``envinfo``)."""
+
+    index: int = schema.counted()
+    model: Optional[str] = schema.text()
+    memory_total_mib: Optional[float] = schema.gib()  # MiB, under the same ceiling (1e6)
+    driver: Optional[str] = schema.text()
+
+
+@dataclass(frozen=True)
+class HostEnvironment:
+    """The fields of a host's captured environment (``envinfo.capture_host``, the image's origin) that
+    the reports show; other keys (a launcher's) pass unread."""
+
+    EXTRA_KEYS: ClassVar[bool] = True
+
+    hostname: Optional[str] = schema.text(present="optional")
+    os: Optional[str] = schema.text(present="optional")
+    kernel: Optional[str] = schema.text(present="optional")
+    arch: Optional[str] = schema.text(present="optional")
+    cpu_model: Optional[str] = schema.text(present="optional")
+    cpu_count: Optional[int] = schema.counted(present="optional")
+    memory_gib: Optional[float] = schema.gib(present="optional")
+    runtime: Optional[str] = schema.text(present="optional")
+    docker: Optional[str] = schema.text(present="optional")
+    vendor: Optional[str] = schema.text(present="optional")
+    accelerators: Optional[List[Accelerator]] = schema.items(present="optional")
+    driver: Optional[str] = schema.text(present="optional")
+    image: Optional[str] = schema.text(present="optional")
+    bundle: Optional[str] = schema.text(present="optional")
 
 
 @dataclass
@@ -99,7 +132,17 @@ def load_run(store: Store, run_id: str) -> RunData:
         if why is not None:
             job = dict(job, spec=None)
         jobs.append(JobData(job, result, derived, samples.get(job["job_id"]), why))
-    return RunData(store, run_id, run, jobs, store.environments(run_id))
+    environments = {host: _host_environment(env) for host, env in store.environments(run_id).items()}
+    return RunData(store, run_id, run, jobs, environments)
+
+
+def _host_environment(env: Dict[str, Any]) -> Dict[str, Any]:
+    """``env`` when it follows ``HostEnvironment``, else {} (nothing of it is known: shown as unknown)."""
+    try:
+        schema.parse_as(HostEnvironment, env)
+    except schema.Invalid:
+        return {}
+    return env
 
 
 def _typed(
