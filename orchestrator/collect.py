@@ -166,7 +166,8 @@ def mfu(
 
 
 def derive(result: Result, vendor: Vendor, device_model: Optional[str]) -> Dict[str, Any]:
-    """The figures of the results table (reference columns), from a result with figures."""
+    """The figures of the results table (reference columns), from a result with figures; ResultInvalid when
+    they break ``Derived`` (an MFU beyond any physical sense from figures each within its own bounds)."""
     figures = result.figures
     assert figures is not None
     val, infer, memory = figures.val, figures.infer, figures.memory
@@ -193,6 +194,7 @@ def derive(result: Result, vendor: Vendor, device_model: Optional[str]) -> Dict[
         "metric_version": figures.metric_version,
     }
     out.update(mfu(figures.flops_per_image, out["p_infer_core"], vendor, model, figures.precision))
+    check_derived(out)
     return out
 
 

@@ -194,7 +194,10 @@ class HostWorker:
         assert result.figures is not None
         with stage_errors("collect"):
             model = envinfo.accelerator_models(self.env, [job.device]).get(job.device)
-            derived = collect.derive(result, self.vendor, model)
+            try:
+                derived = collect.derive(result, self.vendor, model)
+            except collect.ResultInvalid as exc:
+                raise StageFailure("validate", one_line(str(exc))) from None
             derived["samples_source"] = monitor.source if monitor else None
             derived["mps"] = outcome.mps if outcome is not None else None
             self.ctx.store.put_result(self.ctx.run_id, job.job_id, result.doc, derived)

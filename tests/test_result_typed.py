@@ -191,3 +191,12 @@ def spec_present(key: str) -> str:
 def test_the_schema_module_imports_without_torch():
     code = "import sys, runner_in_container.schema; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(REPO))
+
+
+def test_figures_each_within_bounds_that_derive_an_absurd_mfu_are_refused(doc):
+    import vendors
+
+    _set(doc, "flops_per_image", 10**15)
+    _set(doc, "stages.infer.throughput_core_img_per_s", 1e8)
+    with pytest.raises(collect.ResultInvalid, match=r"^derived figures: mfu = 149\d+\.\d+: above 1e\+06$"):
+        collect.derive(collect.read(doc), vendors.get("nvidia"), "NVIDIA H100 80GB HBM3")
