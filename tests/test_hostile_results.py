@@ -103,6 +103,7 @@ EDITS = [
     ("results", "result_json", '{"schema": "rn50bench.result"}', "result.json: schema_version = None"),
     ("results", "derived_json", '{"tool": 5}', "derived figures: tool = 5: not a string"),
     ("jobs", "timings_json", '"x"', "timings_json: not a JSON object"),
+    ("jobs", "timings_json", '{"runner_s": -1}', "timings_json: runner_s = -1: below 0 s"),
 ]
 
 
@@ -189,3 +190,16 @@ def test_a_hand_edited_environment_shows_as_unknown_in_every_report(tmp_path, ca
     for fmt in FORMATS:
         status, out, err = _cli(capsys, "report", run_id, "--store", str(path), "--format", fmt)
         assert status == 0 and err == "" and "CPU-Q9" not in out, (fmt, err)
+
+
+def test_plain_columns_edited_to_other_types_or_markup_are_shown_as_text(tmp_path, capsys):
+    path = tmp_path / "store.sqlite"
+    run_id = _stored_run(path, _real(), {"hostname": "h", "vendor": "cpu"})
+    with sqlite3.connect(str(path)) as db:  # SQLite keeps whatever type it is given
+        db.execute("UPDATE jobs SET host = 5, reason = 7, vendor = ?, state = ?", (HOSTILE_TEXT, "<b>OK"))
+    for fmt in FORMATS:
+        status, out, err = _cli(capsys, "report", run_id, "--store", str(path), "--format", fmt)
+        assert status == 0 and err == "", (fmt, err)
+        assert fmt not in ("md", "html") or ("<script>" not in out and "<b>OK" not in out), fmt
+    status, out, err = _cli(capsys, "ls", "--store", str(path))
+    assert status == 0 and err == ""

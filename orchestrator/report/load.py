@@ -37,6 +37,16 @@ class StoredSpec:
 
 
 @dataclass(frozen=True)
+class StoredTimings:
+    """A job's stored timings (hostrun: the image build, the runner, the collection, the whole job)."""
+
+    build_s: Optional[float] = schema.seconds(present="optional")
+    runner_s: Optional[float] = schema.seconds(present="optional")
+    collect_s: Optional[float] = schema.seconds(present="optional")
+    job_s: Optional[float] = schema.seconds(present="optional")
+
+
+@dataclass(frozen=True)
 class Accelerator:
     """One device of a host's captured environment (``envinfo``)."""
 
@@ -130,7 +140,7 @@ def load_run(store: Store, run_id: str) -> RunData:
         found = results.get(job["job_id"]) or {"result": None, "derived": None, "unreadable": None}
         result, derived, why = _typed(job, found)
         if why is not None:
-            job = dict(job, spec=None)
+            job = dict(job, spec=None, timings={})
         jobs.append(JobData(job, result, derived, samples.get(job["job_id"]), why))
     environments = {host: _host_environment(env) for host, env in store.environments(run_id).items()}
     return RunData(store, run_id, run, jobs, environments)
@@ -153,6 +163,10 @@ def _typed(
     try:
         if why is None:
             schema.parse_as(StoredSpec, job["spec"])
+            try:
+                schema.parse_as(StoredTimings, job["timings"])
+            except schema.Invalid as exc:
+                raise collect.ResultInvalid("timings_json: %s" % exc) from None
             if found["result"] is not None:
                 if collect.read(found["result"]).figures is None:
                     raise collect.ResultInvalid("result.json: a result without figures")

@@ -175,10 +175,10 @@ def environment_rows(data: RunData) -> List[Dict[str, str]]:
     return rows
 
 
-def md_cell(value: str) -> str:
+def md_cell(value: Any) -> str:
     """``value`` as the text of one Markdown table cell or list item: HTML escaped (``<script>``, ``onerror=``
     are shown, never run), the cell separator and line breaks written so that they cannot end the cell."""
-    return html.escape(value, quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def as_markdown(rows: List[Dict[str, str]], columns: Sequence[Tuple[str, str]]) -> str:
