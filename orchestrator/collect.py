@@ -18,7 +18,6 @@ from . import bounded
 
 #: the largest result.json read (a real one is about 10 KiB)
 MAX_RESULT_BYTES = 4 << 20
-FIGURES_PRESENT = schema.FIGURES_PRESENT
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,8 @@ def read(doc: Any) -> Result:
         typed = schema.parse(doc)
     except schema.Invalid as exc:
         raise ResultInvalid("result.json: %s" % exc) from None
-    return Result(doc, typed, typed.status, _figures(typed) if typed.status in FIGURES_PRESENT else None)
+    figures = _figures(typed) if typed.status in schema.FIGURES_PRESENT else None
+    return Result(doc, typed, typed.status, figures)
 
 
 def _figures(typed: schema.Result) -> Figures:

@@ -200,3 +200,15 @@ def test_figures_each_within_bounds_that_derive_an_absurd_mfu_are_refused(doc):
     _set(doc, "stages.infer.throughput_core_img_per_s", 1e8)
     with pytest.raises(collect.ResultInvalid, match=r"^derived figures: mfu = 149\d+\.\d+: above 1e\+06$"):
         collect.derive(collect.read(doc), vendors.get("nvidia"), "NVIDIA H100 80GB HBM3")
+
+
+def test_a_result_file_beyond_its_size_bound_or_not_a_regular_file_is_refused(tmp_path):
+    big = tmp_path / "big.json"
+    with big.open("wb") as handle:
+        handle.truncate(collect.MAX_RESULT_BYTES + 1)
+    with pytest.raises(collect.ResultInvalid, match="^result.json: larger than 4 MiB$"):
+        collect.read_file(str(big))
+    link = tmp_path / "link.json"
+    link.symlink_to(REAL)
+    with pytest.raises(collect.ResultInvalid, match="^result.json: a symbolic link"):
+        collect.read_file(str(link))
