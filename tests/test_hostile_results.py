@@ -203,3 +203,19 @@ def test_plain_columns_edited_to_other_types_or_markup_are_shown_as_text(tmp_pat
         assert fmt not in ("md", "html") or ("<script>" not in out and "<b>OK" not in out), fmt
     status, out, err = _cli(capsys, "ls", "--store", str(path))
     assert status == 0 and err == ""
+
+
+def test_a_baseline_with_nan_or_huge_figures_never_puts_a_bare_nan_in_json(tmp_path, capsys):
+    path = tmp_path / "store.sqlite"
+    run_id = _stored_run(path, _real(), {"hostname": "h", "vendor": "cpu"})
+    row = {"case": "resnet50", "toolkit": "pytorch", "precision": "fp32", "bs": 4}
+    baseline = tmp_path / "baseline.json"
+    for figures in ({"p_infer_core": 1e-320, "p_val_core": 1e308}, {"p_infer_core": float("nan")}):
+        rows = [dict(row, figures=figures)]
+        baseline.write_text(json.dumps({"format": "rn50bench.baseline/1", "rows": rows}))
+        argv = ("--store", str(path), "--baseline", str(baseline), "--force", "--format", "json")
+        status, out, err = _cli(capsys, "report", run_id, *argv)
+        one_line = status == 2 and err.startswith("error: ") and err.count("\n") == 1
+        assert (status, err) == (0, "") or one_line, err
+        if status == 0:
+            json.loads(out, parse_constant=lambda name: pytest.fail("bare %s in the report" % name))

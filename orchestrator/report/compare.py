@@ -6,6 +6,7 @@ the metric version); where any differs the comparison is refused, naming every f
 """
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -172,7 +173,11 @@ def compare(a: Side, b: Side, force: bool) -> Comparison:
 
 
 def _quotient(one: Optional[float], two: Optional[float]) -> Optional[float]:
-    return None if one is None or two is None or two == 0 else one / two
+    """one / two, or None where either is unknown or the quotient is no finite number."""
+    if one is None or two is None or two == 0:
+        return None
+    quotient = one / two
+    return quotient if math.isfinite(quotient) else None
 
 
 def _ratio(one: Optional[float], two: Optional[float]) -> str:

@@ -12,7 +12,7 @@ import io
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .load import RunData
+from .load import ReportError, RunData
 
 UNKNOWN = "unknown"
 
@@ -199,8 +199,11 @@ def as_csv(rows: List[Dict[str, str]], columns: Sequence[Tuple[str, str]]) -> st
 
 def json_text(document: Any) -> str:
     """``document`` as the JSON every report writes: indented, sorted, and never a bare NaN or Infinity
-    (ValueError: no stored or derived figure can be one)."""
-    return json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    (stored figures are read typed and cannot be one; a baseline's could: ReportError then)."""
+    try:
+        return json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    except ValueError as exc:
+        raise ReportError("the report would hold a figure that is no finite number (%s)" % exc) from None
 
 
 def as_json(data: RunData) -> str:
