@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import sqlite3
@@ -89,6 +90,35 @@ def _expected_columns() -> Dict[str, Set[str]]:
 
 #: what makes a SQLite file this project's store: these tables with (at least) these columns
 EXPECTED = _expected_columns()
+
+
+def _declared_types() -> Dict[str, str]:
+    """Column name -> its declared type (TEXT, REAL), over every table (a name has one type everywhere)."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        db.executescript(SCHEMA)
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {r[1]: r[2] for t in tables for r in db.execute("PRAGMA table_info(%s)" % _quoted(t))}
+
+
+#: SQLite keeps whatever type a writer gives a cell: values are read back as their column declares them
+DECLARED_TYPES = _declared_types()
+
+
+def _as_declared(column: str, value: Any) -> Any:
+    """``value`` of ``column`` as its declared type: TEXT as text (bytes decoded, escaped where not UTF-8),
+    REAL as a finite number or None; other columns (counts made by a query) as read."""
+    kind = DECLARED_TYPES.get(column)
+    if value is None or kind is None:
+        return value
+    if isinstance(value, bytes):
+        value = _text(value)
+    if kind == "TEXT":
+        return str(value)
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "backslashreplace")
 
 
 #: the largest JSON cell read back (a result is about 10 KiB)
@@ -188,6 +218,7 @@ class Store:
         self.path = path
         self._lock = threading.Lock()
         self._db = _connect(path, readonly)
+        self._db.text_factory = _text  # a cell that is not UTF-8 is read, escaped, not refused
 
     def close(self) -> None:
         with self._lock:
@@ -218,9 +249,11 @@ class Store:
         with self._transaction() as db:
             return db.execute(sql, params).rowcount
 
-    def _rows(self, sql: str, params: tuple = ()) -> List[sqlite3.Row]:
+    def _rows(self, sql: str, params: tuple = ()) -> List[Dict[str, Any]]:
+        """The rows of a query, each value as its column declares it (``_as_declared``)."""
         with self._lock, self._errors("read"):
-            return list(self._db.execute(sql, params))
+            rows = list(self._db.execute(sql, params))
+        return [{key: _as_declared(key, row[key]) for key in row.keys()} for row in rows]
 
     # -- runs -------------------------------------------------------------------
     def create_run(self, run_id: str, cluster_path: str, cluster: Dict[str, Any]) -> None:

@@ -197,6 +197,8 @@ def test_plain_columns_edited_to_other_types_or_markup_are_shown_as_text(tmp_pat
     run_id = _stored_run(path, _real(), {"hostname": "h", "vendor": "cpu"})
     with sqlite3.connect(str(path)) as db:  # SQLite keeps whatever type it is given
         db.execute("UPDATE jobs SET host = 5, reason = 7, vendor = ?, state = ?", (HOSTILE_TEXT, "<b>OK"))
+        db.execute("UPDATE jobs SET log_path = X'FF00', started_at = 'soon', finished_at = 1e999")
+        db.execute("UPDATE runs SET state = 5, cluster_path = CAST(X'C3' AS TEXT), created_at = X'00'")
     for fmt in FORMATS:
         status, out, err = _cli(capsys, "report", run_id, "--store", str(path), "--format", fmt)
         assert status == 0 and err == "", (fmt, err)
