@@ -159,23 +159,31 @@ def _typed(
     job: Dict[str, Any], found: Dict[str, Any]
 ) -> Tuple[Optional[Dict], Optional[Dict], Optional[str]]:
     """(result, derived, None) of a job whose stored cells read typed, or (None, None, why not)."""
-    why = job["unreadable"] or found["unreadable"]
-    try:
-        if why is None:
-            schema.parse_as(StoredSpec, job["spec"])
-            try:
-                schema.parse_as(StoredTimings, job["timings"])
-            except schema.Invalid as exc:
-                raise collect.ResultInvalid("timings_json: %s" % exc) from None
-            if found["result"] is not None:
-                if collect.read(found["result"]).figures is None:
-                    raise collect.ResultInvalid("result.json: a result without figures")
-                collect.check_derived(found["derived"])
-    except (schema.Invalid, collect.ResultInvalid) as exc:
-        why = str(exc) if isinstance(exc, collect.ResultInvalid) else "spec_json: %s" % exc
+    why = job["unreadable"] or found["unreadable"] or _problem(job, found)
     if why is not None:
         return None, None, "a stored cell is unreadable: %s" % why
     return found["result"], found["derived"], None
+
+
+def _problem(job: Dict[str, Any], found: Dict[str, Any]) -> Optional[str]:
+    """Why a job's decoded cells do not read typed (one line), or None."""
+    for column, cls, doc in (
+        ("spec_json", StoredSpec, job["spec"]),
+        ("timings_json", StoredTimings, job["timings"]),
+    ):
+        try:
+            schema.parse_as(cls, doc)
+        except schema.Invalid as exc:
+            return "%s: %s" % (column, exc)
+    if found["result"] is None:
+        return None
+    try:
+        if collect.read(found["result"]).figures is None:
+            return "result_json: a result without figures"
+        collect.check_derived(found["derived"])
+    except collect.ResultInvalid as exc:
+        return str(exc)
+    return None
 
 
 def dig(doc: Optional[Dict[str, Any]], *path: str) -> Any:
