@@ -85,8 +85,8 @@ class Rule:
     choices: Tuple[Any, ...] = ()
 
 
-#: where a field may be missing: on the other device (docs/result_schema.md's "present"), or in any document
-#: (a field that older documents lack); such a field reads as None where it is missing
+#: a field in every document (docs/result_schema.md's "present"); the others, "cpu" and "cuda" (only on that
+#: device) and "optional" (a field older documents lack), read as None where they are missing
 PRESENT_ALWAYS = "always"
 
 
@@ -471,7 +471,22 @@ def parse(doc: Any) -> Result:
                 node = getattr(node, key)
                 if node is None:
                     raise Invalid(path[:depth], None, "missing in a result with status %s" % result.status)
+    for name in ("val", "infer"):
+        stage = getattr(result.stages, name)
+        if stage is not None:
+            _check_counts(stage, ("stages", name))
     return result
+
+
+def _check_counts(stage: Stage, path: Tuple[str, ...]) -> None:
+    """Counts of one stage that hold together: images = passes x n_images, top-1 hits <= top-5 hits <= N."""
+    if stage.images != stage.passes * stage.n_images:
+        what = "not passes x n_images (%d x %d)" % (stage.passes, stage.n_images)
+        raise Invalid(path + ("images",), stage.images, what)
+    if stage.top5_count > stage.n_images:
+        raise Invalid(path + ("top5_count",), stage.top5_count, "above n_images (%d)" % stage.n_images)
+    if stage.top1_count > stage.top5_count:
+        raise Invalid(path + ("top1_count",), stage.top1_count, "above top5_count (%d)" % stage.top5_count)
 
 
 def parse_as(cls: Type[_T], doc: Any, path: Tuple[str, ...] = ()) -> _T:
