@@ -221,3 +221,15 @@ def test_a_baseline_with_nan_or_huge_figures_never_puts_a_bare_nan_in_json(tmp_p
         assert (status, err) == (0, "") or one_line, err
         if status == 0:
             json.loads(out, parse_constant=lambda name: pytest.fail("bare %s in the report" % name))
+
+
+def test_a_captured_host_environment_reads_typed():
+    """The reports' typed reading takes what envinfo really captures (a vendor's own device fields too)."""
+    from orchestrator import envinfo
+    from orchestrator.report.load import HostEnvironment
+    from orchestrator.transport.local import LocalTransport
+    from runner_in_container import schema
+
+    env = envinfo.capture_host(LocalTransport(), vendors.get("cpu"), "bare", 60)
+    assert env["accelerators"] and env["cpu_model"]
+    schema.parse_as(HostEnvironment, json.loads(json.dumps(env)))

@@ -48,7 +48,9 @@ class StoredTimings:
 
 @dataclass(frozen=True)
 class Accelerator:
-    """One device of a host's captured environment (``envinfo``)."""
+    """One device of a host's captured environment (``envinfo``); a vendor's own fields pass unread."""
+
+    EXTRA_KEYS: ClassVar[bool] = True
 
     index: int = schema.counted()
     model: Optional[str] = schema.text()
