@@ -1,7 +1,12 @@
 """Bundle manifest and verify on small real folders (the docker and SSH parts: test_bundle_airgap.py)."""
 
+import gzip
+import hashlib
+import io
 import json
+import tarfile
 from pathlib import Path
+from typing import Dict, Optional
 
 import pytest
 
@@ -10,19 +15,41 @@ from orchestrator.bundle.origin import BUNDLE_REPO, origin_tag
 from orchestrator.cli import main
 from orchestrator.config import ConfigError, load_cluster
 
-IMAGE_ID = "sha256:" + "ab" * 32
+CONFIG = b'{"architecture": "amd64", "config": {"Labels": {"rn50bench.content_hash": "0123456789abcdef"}}}'
+IMAGE_ID = "sha256:" + hashlib.sha256(CONFIG).hexdigest()
+ARCHIVE = "images/cpu-0123456789abcdef.tar.gz"
+RUNNER = "runner/runner-0123456789abcdef.tar"
 
 
-def small_bundle(root: Path) -> str:
-    """A bundle folder with an 'image' archive, a runner tar and a manifest; returns its sha256."""
-    for rel, data in (
-        ("images/cpu-0123.tar.gz", b"not really an image" * 100),
-        ("runner/runner-9.tar", b"r"),
-    ):
+def fake_archive(
+    config: bytes = CONFIG, entries: Optional[list] = None, extra: Optional[Dict[str, bytes]] = None
+) -> bytes:
+    """A gzip tar shaped as ``docker save`` of one image ID: its config, manifest.json, and ``extra``."""
+    name = hashlib.sha256(config).hexdigest() + ".json"
+    members = {name: config, "abc/layer.tar": b"\0" * 1024}
+    listed = [{"Config": name, "RepoTags": None, "Layers": ["abc/layer.tar"]}] if entries is None else entries
+    members.update({"manifest.json": json.dumps(listed).encode()}, **(extra or {}))
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for member, data in members.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def small_bundle(
+    root: Path, archive: bytes = b"", wheels: Optional[Dict[str, bytes]] = None, runner: str = "0123456789abcdef"
+) -> str:
+    """A bundle folder with an image archive, a runner tar, ``wheels`` of a bare host ``b`` and a manifest;
+    returns its sha256."""
+    files = {ARCHIVE: archive or fake_archive(), RUNNER: b"r"}
+    files.update({mf.wheel_path("b", name): data for name, data in (wheels or {}).items()})
+    for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
     image = mf.BundleImage(
-        vendor="cpu", tag="rn50bench/cpu:0123", image_id=IMAGE_ID, file="images/cpu-0123.tar.gz",
+        vendor="cpu", tag="rn50bench/cpu:0123456789abcdef", image_id=IMAGE_ID, file=ARCHIVE,
         hosts=["a"], built_on={"docker": "20.10"},
     )  # fmt: skip
     manifest = mf.Manifest(
@@ -30,62 +57,78 @@ def small_bundle(root: Path) -> str:
         cluster="hosts.yaml",
         plan=[{"host": "a"}],
         images=[image],
-        runner="9",
+        runner=runner,
+        wheels={"b": sorted(wheels)} if wheels else {},
         expected=[mf.Expected(host="a", data="/data/val", weights="random")],
-        files=[mf.describe(root, rel) for rel in ("images/cpu-0123.tar.gz", "runner/runner-9.tar")],
+        files=[mf.describe(root, rel) for rel in sorted(files)],
     )
     return mf.write(root, manifest)
 
 
-def verify(root: Path, capsys) -> "tuple[int, list, str]":
-    code = main(["bundle", "verify", str(root)])
+def edit_manifest(root: Path, change) -> None:
+    """Apply ``change`` to the manifest document and write it back, as a forger would."""
+    doc = json.loads((root / mf.MANIFEST).read_text())
+    change(doc)
+    (root / mf.MANIFEST).write_text(json.dumps(doc))
+
+
+def verify(root: Path, capsys, *args: str) -> "tuple[int, list, str]":
+    code = main(["bundle", "verify", str(root), *args])
     out, err = capsys.readouterr()
     return code, err.splitlines(), out
 
 
 def test_a_whole_bundle_verifies_and_names_its_manifest_hash(tmp_path: Path, capsys) -> None:
     digest = small_bundle(tmp_path)
-    code, errors, out = verify(tmp_path, capsys)
+    code, errors, out = verify(tmp_path, capsys, "--expect", digest)
     assert (code, errors) == (0, [])
     assert digest in "".join(out.split())
-    assert mf.read(tmp_path) == (mf.read(tmp_path)[0], digest)
+    assert mf.read(tmp_path).digest == digest
+
+
+def test_verify_without_expect_warns_and_another_digest_is_refused(tmp_path: Path, capsys) -> None:
+    digest = small_bundle(tmp_path)
+    code, errors, _ = verify(tmp_path, capsys)
+    (warning,) = errors
+    assert code == 0 and warning.startswith("warning: no --expect SHA256: ")
+    code, errors, out = verify(tmp_path, capsys, "--expect", "0" * 64)
+    (line,) = errors
+    assert code == 1 and "verified" not in out
+    assert line == "error: %s/%s: manifest sha256 %s, --expect says %s: not the bundle you expected" % (
+        tmp_path, mf.MANIFEST, digest, "0" * 64)  # fmt: skip
+    with pytest.raises(SystemExit) as exited:
+        main(["bundle", "verify", str(tmp_path), "--expect", "not-a-digest"])
+    assert exited.value.code == 2 and "is not a sha256" in capsys.readouterr().err
 
 
 def test_one_byte_changed_is_one_line_naming_the_file(tmp_path: Path, capsys) -> None:
     small_bundle(tmp_path)
-    path = tmp_path / "images" / "cpu-0123.tar.gz"
-    data = bytearray(path.read_bytes())
-    data[7] ^= 0x20
-    path.write_bytes(bytes(data))
+    path = tmp_path / RUNNER
+    path.write_bytes(b"R")
     code, errors, _ = verify(tmp_path, capsys)
     assert code == 1
-    (line,) = errors
-    assert line.startswith("error: %s/images/cpu-0123.tar.gz: sha256 " % tmp_path)
+    (line,) = errors[1:]  # after the warning that no --expect was given
+    assert line.startswith("error: %s/%s: sha256 " % (tmp_path, RUNNER))
 
 
 def test_missing_extra_and_resized_files_each_get_a_line(tmp_path: Path, capsys) -> None:
     small_bundle(tmp_path)
-    (tmp_path / "runner" / "runner-9.tar").unlink()
-    (tmp_path / "images" / "cpu-0123.tar.gz").write_bytes(b"short")
+    (tmp_path / RUNNER).unlink()
+    size = (tmp_path / ARCHIVE).stat().st_size
+    (tmp_path / ARCHIVE).write_bytes(b"short")
     (tmp_path / "images" / "stray.tar").write_bytes(b"x")
     code, errors, _ = verify(tmp_path, capsys)
     assert code == 1
-    assert sorted(line.split("/", len(tmp_path.parts))[-1] for line in errors) == [
-        "images/cpu-0123.tar.gz: 5 bytes, the manifest says 1900",
+    assert sorted(line.split("/", len(tmp_path.parts))[-1] for line in errors[1:]) == [
+        "%s: 5 bytes, the manifest says %d" % (ARCHIVE, size),
         "images/stray.tar: not in the manifest",
-        "runner/runner-9.tar: missing",
+        "%s: missing" % RUNNER,
     ]
 
 
 def test_a_folder_without_a_valid_manifest_is_one_line(tmp_path: Path, capsys) -> None:
     code, errors, _ = verify(tmp_path, capsys)
-    assert code == 1 and len(errors) == 1 and "manifest.json: cannot read" in errors[0]
-    small_bundle(tmp_path)
-    doc = json.loads((tmp_path / mf.MANIFEST).read_text())
-    doc["files"][0]["path"] = "../escape"
-    (tmp_path / mf.MANIFEST).write_text(json.dumps(doc))
-    code, errors, _ = verify(tmp_path, capsys)
-    assert code == 1 and len(errors) == 1 and "not a bundle manifest" in errors[0]
+    assert code == 1 and len(errors) == 2 and "manifest.json: cannot read" in errors[1]
 
 
 def test_export_refuses_a_folder_that_is_not_empty(tmp_path: Path, capsys) -> None:
