@@ -1,10 +1,17 @@
 """Bundle manifest and verify on small real folders (the docker and SSH parts: test_bundle_airgap.py)."""
 
+import contextlib
 import gzip
 import hashlib
 import io
 import json
+import os
+import shutil
+import stat
+import subprocess
 import tarfile
+import time
+import uuid
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -14,6 +21,7 @@ from orchestrator.bundle import manifest as mf
 from orchestrator.bundle.origin import BUNDLE_REPO, origin_tag
 from orchestrator.cli import main
 from orchestrator.config import ConfigError, load_cluster
+from tests.test_hostile_workdir import stranger  # noqa: F401 - a fixture: a second uid
 
 CONFIG = b'{"architecture": "amd64", "config": {"Labels": {"rn50bench.content_hash": "0123456789abcdef"}}}'
 IMAGE_ID = "sha256:" + hashlib.sha256(CONFIG).hexdigest()
@@ -39,7 +47,10 @@ def fake_archive(
 
 
 def small_bundle(
-    root: Path, archive: bytes = b"", wheels: Optional[Dict[str, bytes]] = None, runner: str = "0123456789abcdef"
+    root: Path,
+    archive: bytes = b"",
+    wheels: Optional[Dict[str, bytes]] = None,
+    runner: str = "0123456789abcdef",
 ) -> str:
     """A bundle folder with an image archive, a runner tar, ``wheels`` of a bare host ``b`` and a manifest;
     returns its sha256."""
@@ -183,3 +194,211 @@ def test_run_offline_refuses_the_slurm_launcher_in_one_line(tmp_path: Path, caps
     assert main(["run", "--cluster", str(path), "--offline"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: run --offline: defaults.offline: under launcher slurm")
+
+
+def one_error(code: int, errors: list) -> str:
+    """The one error line after the no-expect warning; fails unless the command exited 1."""
+    assert code == 1 and errors[0].startswith("warning: no --expect")
+    (line,) = errors[1:]
+    return line
+
+
+@pytest.mark.parametrize(
+    "change, said",
+    [
+        (
+            lambda d: d["images"][0].update(file="../../../etc/passwd"),
+            "images[0].file: '../../../etc/passwd' is",
+        ),
+        (lambda d: d["files"][0].update(path="/etc/passwd"), "files[0].path: '/etc/passwd' is"),
+        (lambda d: d.update(wheels={"b": ["../x.whl"]}), "wheels.b[0]: '../x.whl' is"),
+        (lambda d: d.update(wheels={"..": ["x.whl"]}), "wheels: key '..' is"),
+        (
+            lambda d: d["images"][0].update(file="images/other.tar.gz"),
+            "images[0].file: images/other.tar.gz is not",
+        ),
+    ],
+)
+def test_a_path_outside_the_bundle_is_refused_naming_its_field(tmp_path: Path, capsys, change, said) -> None:
+    small_bundle(tmp_path)
+    edit_manifest(tmp_path, change)
+    line = one_error(*verify(tmp_path, capsys)[:2])
+    assert line.startswith("error: %s/manifest.json: not a bundle manifest: %s" % (tmp_path, said)), line
+    cluster = tmp_path.parent / ("%s.yaml" % tmp_path.name)
+    cluster.write_text("hosts: [{name: a, vendor: cpu, data: {path: /d}, weights: random}]\ncases: [{}]\n")
+    code = main(["bundle", "import", str(tmp_path), "--cluster", str(cluster)])  # crashed before
+    assert one_error(code, capsys.readouterr().err.splitlines()).endswith(
+        line.split("not a bundle manifest: ")[1]
+    )
+
+
+def deep(path: Path) -> None:
+    path.write_text("[" * 100_000 + "]" * 100_000)
+
+
+@pytest.mark.parametrize(
+    "make, said",
+    [
+        (lambda p: p.symlink_to("/dev/zero"), "a symbolic link: only regular files are read"),
+        (lambda p: os.mkfifo(p), "not a regular file"),
+        (lambda p: os.mknod(p, 0o600 | stat.S_IFCHR, os.makedev(1, 5)), "not a regular file"),
+        (lambda p: os.truncate(p.open("w").name, 600 << 20), "larger than 16 MiB"),
+        (deep, "nested deeper than 32 levels"),
+    ],
+    ids=["dev-zero", "fifo", "device", "600MB", "deep"],
+)
+def test_manifest_is_read_within_bounds(tmp_path: Path, capsys, make, said) -> None:
+    make(tmp_path / mf.MANIFEST)
+    started = time.monotonic()
+    line = one_error(*verify(tmp_path, capsys)[:2])
+    assert line == "error: %s/manifest.json: %s" % (tmp_path, said) and time.monotonic() - started < 5
+
+
+def test_links_fifos_and_devices_are_named_never_followed(tmp_path: Path, capsys) -> None:
+    small_bundle(tmp_path)
+    outside = tmp_path.parent / ("%s-outside" % tmp_path.name)
+    (outside / "images").mkdir(parents=True)
+    shutil.copy(tmp_path / ARCHIVE, outside / ARCHIVE)  # the same bytes, reached through a link
+    shutil.move(str(tmp_path / "images"), str(tmp_path / "moved"))
+    (tmp_path / "images").symlink_to(outside / "images")
+    (tmp_path / RUNNER).unlink()
+    (tmp_path / RUNNER).symlink_to("/etc/passwd")
+    (tmp_path / "stray-link").symlink_to("/etc")
+    os.mkfifo(tmp_path / "runner" / "fifo")
+    os.mknod(tmp_path / "runner" / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    code, errors, _ = verify(tmp_path, capsys)
+    assert code == 1
+    assert [line.split("/", len(tmp_path.parts))[-1] for line in errors[1:]] == [
+        "%s: images is a symbolic link: only regular files inside the bundle are read" % ARCHIVE,
+        "%s: a symbolic link, not a regular file" % RUNNER,
+        "images: a symbolic link, not in the manifest",
+        "moved/%s: not in the manifest" % ARCHIVE.split("/")[1],
+        "runner/fifo: a FIFO, not in the manifest",
+        "runner/null: a character device, not in the manifest",
+        "stray-link: a symbolic link, not in the manifest",
+    ]
+
+
+@pytest.mark.parametrize(
+    "archive, said",
+    [
+        (
+            fake_archive(b'{"other": 1}'),
+            "the archive holds image sha256:%s, images[0].image_id says %s"
+            % (hashlib.sha256(b'{"other": 1}').hexdigest(), IMAGE_ID),
+        ),
+        (
+            fake_archive(
+                entries=[
+                    {
+                        "Config": hashlib.sha256(CONFIG).hexdigest() + ".json",
+                        "RepoTags": ["rn50bench/cpu:0123456789abcdef"],
+                    }
+                ]
+            ),
+            "it names the image 'rn50bench/cpu:0123456789abcdef' (RepoTags)",
+        ),
+        (fake_archive(extra={"repositories": b"{}"}), "it names images (a repositories file)"),
+        (
+            fake_archive(
+                extra={
+                    "index.json": b'{"manifests": [{"annotations": '
+                    b'{"io.containerd.image.name": "local/debian:bookworm"}}]}'
+                }
+            ),
+            "index.json names the image it holds",
+        ),
+        (
+            fake_archive(entries=[{"Config": "a.json"}, {"Config": "b.json"}]),
+            "manifest.json does not list exactly one image",
+        ),
+        (
+            fake_archive(entries=[{"Config": "abc/layer.tar/../../../etc/passwd"}]),
+            "its config 'abc/layer.tar/../../../etc/passwd' is no regular file of the archive",
+        ),
+        (b"not gzip at all", "not a gzip docker save archive: not a gzip file"),
+    ],
+    ids=["other-image", "repotags", "repositories", "index-name", "two-images", "config-outside", "not-gzip"],
+)
+def test_an_archive_that_is_not_one_unnamed_image_is_refused(tmp_path: Path, capsys, archive, said) -> None:
+    small_bundle(tmp_path, archive=archive)  # self-consistent: its sha256 is in the manifest
+    line = one_error(*verify(tmp_path, capsys)[:2])
+    assert line == "error: %s/%s: %s" % (tmp_path, ARCHIVE, said)
+
+
+def test_a_config_written_through_a_link_is_refused(tmp_path: Path, capsys) -> None:
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        link = tarfile.TarInfo("d")
+        link.type, link.linkname = tarfile.SYMTYPE, "."
+        tar.addfile(link)
+        info = tarfile.TarInfo("d/cfg.json")
+        tar.addfile(info, io.BytesIO(b""))
+    small_bundle(tmp_path, archive=out.getvalue())
+    assert one_error(*verify(tmp_path, capsys)[:2]).endswith("member 'd/cfg.json' is written through a link")
+
+
+@pytest.fixture
+def shared_dir():
+    """A root-owned folder every uid can enter (tmp_path's parents are root's alone)."""
+    path = Path("/var/tmp") / ("rn50bench-bundles-" + uuid.uuid4().hex[:8])
+    path.mkdir(mode=0o755)
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(str(path), ignore_errors=True)
+
+
+def verify_as(ids, root: Path) -> str:
+    """``bundle verify`` run as the uid ``ids`` in a forked child (this interpreter lives in root's home,
+    which others cannot enter); its stderr."""
+    verify_in_child = mf.read  # everything verify imports is loaded here, in the parent
+    assert verify_in_child
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to the uid, run verify, hand back its stderr
+        code = 70
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(ids[1])
+            os.setuid(ids[0])
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                main(["bundle", "verify", str(root)])
+            os.write(write_end, err.getvalue().encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        said = pipe.read().decode()
+    assert os.waitpid(pid, 0)[1] == 0
+    return said
+
+
+def test_verify_never_tells_another_uid_the_size_of_a_root_only_file(
+    shared_dir: Path,
+    stranger,  # noqa: F811 - the fixture imported above
+    capsys,
+) -> None:
+    secret = shared_dir / "secret"
+    secret.write_bytes(b"s" * 54321)
+    secret.chmod(0o600)
+    bundle = shared_dir / "bundle"
+    bundle.mkdir()
+    small_bundle(bundle)
+    (bundle / ARCHIVE).unlink()
+    (bundle / ARCHIVE).symlink_to(secret)  # the stranger's link to root's file
+    (bundle / RUNNER).unlink()
+    subprocess.run(["chown", "-R", "-h", "%d:%d" % stranger, str(bundle)], check=True)
+    os.link(secret, bundle / RUNNER)  # and a root-only file inside the bundle
+    verify(bundle, capsys)  # as root first: every module verify needs is imported before the fork
+    said = verify_as(stranger, bundle)
+    lines = said.splitlines()[1:]
+    assert [line.split("/", len(bundle.parts))[-1] for line in lines] == [
+        "%s: a symbolic link, not a regular file" % ARCHIVE,
+        "%s: cannot read: Permission denied" % RUNNER,
+    ]
+    assert "54321" not in said

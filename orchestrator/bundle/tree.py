@@ -64,7 +64,7 @@ def open_file(root_fd: int, rel: str) -> BinaryIO:
         try:
             mode = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_mode
         except OSError as exc:
-            raise _refused(exc, rel) from None
+            raise _refused(exc) from None
         if not stat.S_ISREG(mode):
             raise Refused("%s, not a regular file" % kind(mode))
         fd = _open(parts[-1], _FILE, parent, rel)
@@ -119,15 +119,17 @@ def _open(name: str, flags: int, dir_fd: int, rel: str) -> int:
     try:
         return os.open(name, flags, dir_fd=dir_fd)
     except OSError as exc:
-        raise _refused(exc, rel) from None
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise _refused(exc) from None
+    try:  # a link, or a file where a folder should be: say which
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except OSError as exc:
+        raise _refused(exc) from None
+    raise Refused("%s is %s: only regular files inside the bundle are read" % (rel, kind(mode)))
 
 
-def _refused(exc: OSError, rel: str) -> Refused:
-    """Why ``rel`` could not be opened, in words: a link on its path, missing, or not readable."""
-    if exc.errno == errno.ELOOP:
-        return Refused("%s is a symbolic link: only regular files inside the bundle are read" % rel)
-    if exc.errno == errno.ENOTDIR:
-        return Refused("%s is not a folder" % rel)
+def _refused(exc: OSError) -> Refused:
+    """Why a path could not be opened or looked at, in words: missing, or not readable."""
     if exc.errno == errno.ENOENT:
         return Refused("missing")
     return Refused("cannot read: %s" % (exc.strerror or exc))

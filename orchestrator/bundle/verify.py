@@ -82,7 +82,7 @@ def _unlisted(bundle: Bundle, root_fd: int) -> List[str]:
     """A line for everything in the folder the manifest does not list: files, links, FIFOs, devices."""
     listed = {entry.path for entry in bundle.manifest.files} | {MANIFEST}
     problems = []
-    for rel, special in tree.entries(root_fd):
+    for rel, special in sorted(tree.entries(root_fd)):
         if rel not in listed:  # a listed one: _files said what is wrong with it, if anything
             problems.append("%s: %snot in the manifest" % (rel, special + ", " if special else ""))
     return problems
