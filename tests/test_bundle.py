@@ -16,11 +16,16 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import pytest
+from rich.console import Console
 
+import vendors
+from orchestrator import images
+from orchestrator.bundle import importer
 from orchestrator.bundle import manifest as mf
 from orchestrator.bundle.origin import BUNDLE_REPO, origin_tag
 from orchestrator.cli import main
 from orchestrator.config import ConfigError, load_cluster
+from orchestrator.transport.local import LocalTransport
 from tests.test_hostile_workdir import stranger  # noqa: F401 - a fixture: a second uid
 
 CONFIG = b'{"architecture": "amd64", "config": {"Labels": {"rn50bench.content_hash": "0123456789abcdef"}}}'
@@ -402,3 +407,75 @@ def test_verify_never_tells_another_uid_the_size_of_a_root_only_file(
         "%s: cannot read: Permission denied" % RUNNER,
     ]
     assert "54321" not in said
+
+
+WHEEL = "w-1.0-py3-none-any.whl"
+
+
+@pytest.fixture
+def bare_import(tmp_path: Path):
+    """(bundle folder, its sha256, import it -> failure lines, the host's bundle folder): a bundle for one
+    bare host on this machine, holding one wheel."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    runner = images.content_hash(images.runner_files())
+    digest = small_bundle(bundle, wheels={WHEEL: b"the wheel that was verified"}, runner=runner)
+    path = tmp_path / "hosts.yaml"
+    host = {"name": "b", "vendor": "cpu", "runtime": "bare", "workdir": str(tmp_path / "work"),
+            "data": {"path": str(tmp_path)}, "weights": "random"}  # fmt: skip
+    path.write_text(json.dumps({"hosts": [host], "cases": [{}]}))
+
+    def run() -> list:
+        return importer.import_bundle(
+            bundle, load_cluster(path), vendors.discover(), Console(file=io.StringIO())
+        )
+
+    return bundle, digest, run, tmp_path / "work" / "bundles" / digest
+
+
+def test_a_bare_host_gets_the_wheels_that_were_verified(bare_import, capsys) -> None:
+    bundle, _, run, remote = bare_import
+    assert run() == []
+    assert "sent 1 files" in capsys.readouterr().out
+    assert (remote / mf.wheel_path("b", WHEEL)).read_bytes() == (
+        bundle / mf.wheel_path("b", WHEEL)
+    ).read_bytes()
+    assert (remote / mf.MANIFEST).read_bytes() == (bundle / mf.MANIFEST).read_bytes()
+
+
+def test_a_wheel_swapped_after_verify_is_refused_and_removed(bare_import, monkeypatch) -> None:
+    bundle, _, run, remote = bare_import
+    checked = importer.verify.check
+
+    def check_then_swap(*args, **kwargs):
+        found = checked(*args, **kwargs)
+        swapped = bundle / "swapped"
+        swapped.write_bytes(b"the wheel of someone else!!")  # same size, a new file put in its place
+        swapped.replace(bundle / mf.wheel_path("b", WHEEL))
+        return found
+
+    monkeypatch.setattr(importer.verify, "check", check_then_swap)
+    (line,) = run()
+    assert line.startswith(
+        "error: host b: %s changed after it was verified: sent sha256 " % mf.wheel_path("b", WHEEL)
+    )
+    assert line.endswith("the copy is removed, nothing used")
+    assert not (remote / mf.wheel_path("b", WHEEL)).exists() and not (remote / mf.MANIFEST).exists()
+
+
+def test_a_copy_changed_on_the_host_is_refused_and_removed(bare_import, monkeypatch) -> None:
+    _, _, run, remote = bare_import
+    put = LocalTransport.put
+
+    def put_then_change(self, local, dest, *args, **kwargs):
+        put(self, local, dest, *args, **kwargs)
+        Path(dest).write_bytes(b"changed on the host")
+
+    monkeypatch.setattr(LocalTransport, "put", put_then_change)
+    (line,) = run()
+    wheel = mf.wheel_path("b", WHEEL)
+    said = hashlib.sha256(b"changed on the host").hexdigest()
+    assert line.startswith(
+        "error: host b: %s: sha256 %s on the host after the copy, the manifest says " % (wheel, said)
+    )
+    assert not (remote / wheel).exists() and not (remote / mf.MANIFEST).exists()
