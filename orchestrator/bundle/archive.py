@@ -75,13 +75,13 @@ def _members(reader: tree.HashingReader) -> _Members:
 
 
 def _image_id(members: _Members) -> str:
-    if "repositories" in members.sha256:
-        raise Refused("it names images (a repositories file)")
     entries = _json(members, "manifest.json")
     if not isinstance(entries, list) or len(entries) != 1 or not isinstance(entries[0], dict):
         raise Refused("manifest.json does not list exactly one image")
     if entries[0].get("RepoTags"):
         raise Refused("it names the image %s (RepoTags)" % ", ".join(map(repr, entries[0]["RepoTags"])))
+    if "repositories" in members.sha256:
+        raise Refused("it names images (a repositories file)")
     index = _json(members, "index.json") if "index.json" in members.sha256 else {}
     listed = index.get("manifests") if isinstance(index, dict) else None
     for entry in listed if isinstance(listed, list) else []:
