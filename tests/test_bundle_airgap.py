@@ -1,7 +1,12 @@
 """Done-when of the air-gapped bundle, on real parts: the CPU image built here is exported, carried over
 SSH into a host with its own dockerd in a network namespace with no route out, and a job runs there
 offline; a bundle with one byte changed is refused naming the file; an interrupted import resumes
-without re-sending what it finished."""
+without re-sending what it finished.
+
+Attacks on that host, with few-byte images (``tiny``): an archive holding another image than the manifest
+says, named with the lab's tag or unnamed, is refused before anything loads, and no tag reaches it; a tag on
+another image (as the old import left it) is not trusted offline and is re-pointed only after import's
+checks; ``--expect``; a tag on an unlabelled image is refused by export in one line."""
 
 import gzip
 import json
