@@ -15,8 +15,6 @@ from typing import BinaryIO, Callable, Iterator, List, Tuple
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
 _CHUNK = 1 << 20
 
 
