@@ -399,12 +399,14 @@ def test_verify_never_tells_another_uid_the_size_of_a_root_only_file(
     (bundle / RUNNER).unlink()
     subprocess.run(["chown", "-R", "-h", "%d:%d" % stranger, str(bundle)], check=True)
     os.link(secret, bundle / RUNNER)  # and a root-only file inside the bundle
+    (bundle / "private").mkdir(mode=0o700)  # and a root-only folder
     verify(bundle, capsys)  # as root first: every module verify needs is imported before the fork
     said = verify_as(stranger, bundle)
     lines = said.splitlines()[1:]
     assert [line.split("/", len(bundle.parts))[-1] for line in lines] == [
         "%s: a symbolic link, not a regular file" % ARCHIVE,
         "%s: cannot read: Permission denied" % RUNNER,
+        "private: cannot read the folder: Permission denied",
     ]
     assert "54321" not in said
 

@@ -16,6 +16,8 @@ from typing import BinaryIO, Callable, Iterator, List, Tuple
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CHUNK = 1 << 20
+#: what entries() says of a folder it cannot read
+UNREADABLE = "cannot read the folder"
 
 
 class Refused(ValueError):
@@ -79,7 +81,8 @@ def open_file(root_fd: int, rel: str) -> BinaryIO:
 
 def entries(root_fd: int) -> Iterator[Tuple[str, str]]:
     """(path, special) of everything below ``root_fd`` that is not a folder, folders walked without
-    following a link; special is '' for a regular file, else what it is (``a FIFO``, ``unreadable: why``)."""
+    following a link; special is '' for a regular file, else what it is (``a FIFO``), or UNREADABLE and why
+    for a folder that cannot be read."""
     stack: List[Tuple[str, int]] = [("", os.dup(root_fd))]
     while stack:
         prefix, fd = stack.pop()
@@ -87,7 +90,7 @@ def entries(root_fd: int) -> Iterator[Tuple[str, str]]:
             with os.scandir(fd) as found:
                 listed = [(entry.name, entry.stat(follow_symlinks=False).st_mode) for entry in found]
         except OSError as exc:
-            yield prefix.rstrip("/") or ".", "unreadable: %s" % (exc.strerror or exc)
+            yield prefix.rstrip("/") or ".", "%s: %s" % (UNREADABLE, exc.strerror or exc)
             listed = []
         for name, mode in sorted(listed):
             rel = prefix + name
@@ -97,7 +100,7 @@ def entries(root_fd: int) -> Iterator[Tuple[str, str]]:
             try:
                 stack.append((rel + "/", _open(name, _DIR, fd, rel)))
             except Refused as exc:
-                yield rel, "unreadable: %s" % exc
+                yield rel, "%s: %s" % (UNREADABLE, str(exc).replace("cannot read: ", ""))
         os.close(fd)
 
 

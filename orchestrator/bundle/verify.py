@@ -83,6 +83,8 @@ def _unlisted(bundle: Bundle, root_fd: int) -> List[str]:
     listed = {entry.path for entry in bundle.manifest.files} | {MANIFEST}
     problems = []
     for rel, special in sorted(tree.entries(root_fd)):
-        if rel not in listed:  # a listed one: _files said what is wrong with it, if anything
+        if special.startswith(tree.UNREADABLE):
+            problems.append("%s: %s" % (rel, special))
+        elif rel not in listed:  # a listed one: _files said what is wrong with it, if anything
             problems.append("%s: %snot in the manifest" % (rel, special + ", " if special else ""))
     return problems
