@@ -127,6 +127,16 @@ def test_one_byte_changed_is_one_line_naming_the_file(tmp_path: Path, capsys) ->
     assert line.startswith("error: %s/%s: sha256 " % (tmp_path, RUNNER))
 
 
+def test_one_byte_changed_in_an_image_archive_is_told_as_such(tmp_path: Path, capsys) -> None:
+    small_bundle(tmp_path)
+    data = bytearray((tmp_path / ARCHIVE).read_bytes())
+    data[len(data) // 2] ^= 0x20  # inside the deflate stream: the gzip breaks too
+    (tmp_path / ARCHIVE).write_bytes(bytes(data))
+    line = one_error(*verify(tmp_path, capsys)[:2])
+    assert line.startswith("error: %s/%s: sha256 %s, the manifest says " % (
+        tmp_path, ARCHIVE, hashlib.sha256(data).hexdigest()))  # fmt: skip
+
+
 def test_missing_extra_and_resized_files_each_get_a_line(tmp_path: Path, capsys) -> None:
     small_bundle(tmp_path)
     (tmp_path / RUNNER).unlink()

@@ -27,18 +27,27 @@ _CHUNK = 1 << 20
 
 
 class Refused(ValueError):
-    """Not an archive of one unnamed image; the message says why in one line."""
+    """Not an archive of one unnamed image; the message says why in one line, ``sha256`` is the file's
+    (so that a changed byte is told as such, not as the broken gzip it makes)."""
+
+    def __init__(self, message: str, sha256: str = "") -> None:
+        super().__init__(message)
+        self.sha256 = sha256
 
 
 def inspect(handle: BinaryIO, advance: Callable[[int], None]) -> Tuple[str, str]:
     """(sha256 of every byte of ``handle``, the ID of the one unnamed image the archive holds); Refused when
-    it is no such archive. Reads ``handle`` once, to its end."""
+    it is no such archive. Reads ``handle`` once, to its end (what tar leaves, for the sha256)."""
     reader = tree.HashingReader(handle, advance)
     try:
         image_id = _image_id(_members(reader))
+    except Refused as exc:
+        why = str(exc)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:  # gzip and tar of a bad file
-        raise Refused("not a gzip docker save archive: %s" % " ".join(str(exc).split())) from None
-    return reader.drain(), image_id  # drain: what tar did not read (padding), for the sha256
+        why = "not a gzip docker save archive: %s" % " ".join(str(exc).split())
+    else:
+        return reader.drain(), image_id
+    raise Refused(why, reader.drain())
 
 
 class _Members:

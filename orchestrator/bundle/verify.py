@@ -62,7 +62,9 @@ def _file(
             if image is None:
                 return _differs(tree.HashingReader(handle, advance).drain(), entry)
             sha256, holds = archive.inspect(handle, advance)
-    except (tree.Refused, archive.Refused) as exc:
+    except archive.Refused as exc:
+        return _differs(exc.sha256, entry) or str(exc)
+    except tree.Refused as exc:
         return str(exc)
     except OSError as exc:
         return "cannot read: %s" % (exc.strerror or exc)
