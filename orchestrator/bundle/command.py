@@ -62,12 +62,8 @@ def run(args: argparse.Namespace, console: Console, load: Loader) -> int:
         if args.bundle_command == "export":
             cluster, known = load(args.cluster)
             digest = export.export(cluster, args.cluster, known, Path(args.out), console)
-            said = "bundle %s: manifest sha256 %s; verify and import it with --expect %s" % (
-                args.out,
-                digest,
-                digest,
-            )
-            console.print(said, markup=False, highlight=False)
+            said = "bundle %s: manifest sha256 %s; verify and import it with --expect %s"
+            console.print(said % (args.out, digest, digest), markup=False, highlight=False)
             return 0
         _warn_unpinned(args)
         if args.bundle_command == "verify":
