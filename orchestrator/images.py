@@ -40,6 +40,8 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "dockerfiles"
 RUNNER = REPO / "runner_in_container"
 SDK_PREFIX = "sdk"
+#: the label that ties an image to the content hash its tag names (checked before any tag is trusted)
+CONTENT_HASH_LABEL = "rn50bench.content_hash"
 STEP_TIMEOUT = 120.0
 _CHUNK = 1 << 20
 # docker build chatter that says nothing about why a build failed
@@ -146,7 +148,7 @@ def image_spec(
     digest = content_hash(files)
     labels = (
         ("org.opencontainers.image.revision", git_revision()),
-        ("rn50bench.content_hash", digest),
+        (CONTENT_HASH_LABEL, digest),
         ("rn50bench.vendor", vendor.name),
         ("rn50bench.created_by", "rn50bench orchestrator.images"),
     )
@@ -258,12 +260,23 @@ def _lock_for(host: str, tag: str) -> threading.Lock:
 
 def image_exists(transport: Transport, tag: str) -> bool:
     """True when ``tag`` is present on the host; TransportError if docker itself does not answer."""
-    done = transport.run(["docker", "image", "inspect", "--format", "{{.Id}}", tag], timeout=STEP_TIMEOUT)
-    if done.returncode == 0:
-        return True
-    if not re.search(r"no such (image|object)", done.stderr, re.IGNORECASE):
-        done.check()  # docker itself failed: raises with its message
-    return False
+    return image_identity(transport, tag) is not None
+
+
+#: ``docker image inspect`` format of image_identity (an image without labels has no map to index)
+_IDENTITY = '{{.Id}} {{with .Config.Labels}}{{index . "%s"}}{{end}}' % CONTENT_HASH_LABEL
+
+
+def image_identity(transport: Transport, ref: str) -> Optional[Tuple[str, str]]:
+    """(image ID, its content-hash label or '') of ``ref`` (a tag or an ID) on the host, None when it is not
+    there; TransportError if docker itself does not answer."""
+    done = transport.run(["docker", "image", "inspect", "--format", _IDENTITY, ref], timeout=STEP_TIMEOUT)
+    if done.returncode != 0:
+        if not re.search(r"no such (image|object)", done.stderr, re.IGNORECASE):
+            done.check()  # docker itself failed: raises with its message
+        return None
+    image_id, _, label = done.stdout.rstrip("\n").partition(" ")
+    return image_id, label
 
 
 def ensure_image(
@@ -273,18 +286,25 @@ def ensure_image(
     on_line: Callable[[str], None],
     offline: bool = False,
 ) -> bool:
-    """Build ``spec`` on the host unless its tag is there already; True when it was built.
+    """Build ``spec`` on the host unless its tag is there already, on an image labelled with its content
+    hash; True when it was built (a tag on any other image is not trusted: built over, or refused offline).
 
     Jobs sharing a transport wait for each other, so one tag is built once.
     Build output lines (stdout and stderr, terminal colour codes removed) go to ``on_line``.
     ``offline``: never build, pull or pip; ImageMissing when the tag is not there.
     """
     with _lock_for(transport.host, spec.tag):
-        if image_exists(transport, spec.tag):
+        found = image_identity(transport, spec.tag)
+        if found is not None and found[1] == spec.content_hash:
             return False
         if offline:
+            where = (
+                f"is not on host {transport.host}" if found is None
+                else f"on host {transport.host} is image {found[0]}, labelled {CONTENT_HASH_LABEL}="
+                f"{found[1]!r}, not the image its tag names,"
+            )  # fmt: skip
             raise ImageMissing(
-                f"image {spec.tag} is not on host {transport.host} and offline forbids building it: "
+                f"image {spec.tag} {where} and offline forbids building it: "
                 "bring it with: python -m orchestrator bundle import BUNDLE_DIR --cluster FILE "
                 "(a bundle made by: python -m orchestrator bundle export --cluster FILE --out BUNDLE_DIR)"
             )

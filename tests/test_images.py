@@ -389,6 +389,28 @@ def test_ensure_image_builds_once(base_image: str, tiny_templates: Path) -> None
 
 
 @pytest.mark.docker
+def test_a_tag_on_an_unlabelled_image_is_not_trusted(base_image: str, tiny_templates: Path) -> None:
+    """The tag names a content hash; an image without that hash in its label is not the image it names:
+    offline refuses it in one line naming the image, online builds over it."""
+    spec = image_spec(_tiny_vendor("tiny.Dockerfile.j2"), {}, None, {})
+    subprocess.run(["docker", "tag", base_image, spec.tag], check=True)  # the base image has no labels
+    base_id = _inspect(base_image)["Id"]
+    try:
+        with pytest.raises(
+            images.ImageMissing, match="is image %s, labelled rn50bench.content_hash=''" % base_id
+        ):
+            ensure_image(LocalTransport(), spec, 300, lambda line: None, offline=True)
+        assert ensure_image(LocalTransport(), spec, 300, lambda line: None) is True
+        built = _inspect(spec.tag)
+        assert (
+            built["Id"] != base_id
+            and built["Config"]["Labels"][images.CONTENT_HASH_LABEL] == spec.content_hash
+        )
+    finally:
+        _rmi(spec.tag)
+
+
+@pytest.mark.docker
 def test_failed_build_raises_with_reason(base_image: str, tiny_templates: Path) -> None:
     vendor = _tiny_vendor("broken.Dockerfile.j2")
     spec = image_spec(vendor, {}, None, {})

@@ -27,6 +27,7 @@ from ..hostprep import host_image_spec, host_transport
 from ..plan import Job, expand
 from ..transport.base import Transport
 from ..transport.local import LocalTransport
+from . import archive
 from . import manifest as mf
 from .progress import byte_bars
 
@@ -80,7 +81,7 @@ def _write(
     console: Console,
 ) -> str:
     local = LocalTransport("control machine")
-    bundle_images = _images(cluster, known, hosts, local, root, console)
+    bundle_images, archives = _images(cluster, known, hosts, local, root, console)
     runner = _runner(root)
     wheels = {h.name: _wheels(h, cluster, local, root, console) for h in hosts if h.runtime == "bare"}
     for host in hosts:  # the SDK installers the images were built from, for the lab's image.sdk_dir
@@ -100,7 +101,7 @@ def _write(
         runner=runner,
         wheels=wheels,
         expected=[_expected(host) for host in hosts],
-        files=[mf.describe(root, rel) for rel in files],
+        files=[archives.get(rel) or mf.describe(root, rel) for rel in files],
     )
     return mf.write(root, manifest)
 
@@ -112,14 +113,15 @@ def _images(
     local: Transport,
     root: Path,
     console: Console,
-) -> List[mf.BundleImage]:
-    """Build (unless there, or offline) and save every image the docker hosts need, once per tag."""
+) -> Tuple[List[mf.BundleImage], Dict[str, mf.BundleFile]]:
+    """Build (unless there, or offline) and save every image the docker hosts need, once per tag; the
+    images and the manifest entries of their archives, each checked to hold its image and name none."""
     specs: Dict[str, Tuple[images.ImageSpec, List[str]]] = {}
     for host in hosts:
         if host.runtime == "docker":
             spec = host_image_spec(host, known[host.vendor])
             specs.setdefault(spec.tag, (spec, []))[1].append(host.name)
-    out = []
+    out, archives = [], {}
     for tag, (spec, names) in sorted(specs.items()):
         vendor = known[spec.vendor]
         with console.status("building %s on this machine (unless it is here)" % tag):
@@ -127,24 +129,31 @@ def _images(
                                 offline=cluster.defaults.offline)  # fmt: skip
         inspect = local.run(["docker", "image", "inspect", "--format", "{{json .}}", tag], timeout=60).check()
         facts = json.loads(inspect.stdout)
+        labels = (facts.get("Config") or {}).get("Labels") or {}
+        if labels.get(images.CONTENT_HASH_LABEL) != spec.content_hash:  # the tag moved since ensure_image
+            raise mf.BundleError("%s: image %s is not labelled with its content hash" % (tag, facts["Id"]))
         rel = "images/%s-%s.tar.gz" % (spec.vendor, spec.content_hash)
-        _save(local, tag, root / rel, cluster.defaults.timeouts.build, console)
+        archives[rel] = _save(local, facts["Id"], root, rel, cluster.defaults.timeouts.build, console)
         built_on = envinfo.capture_host(local, vendor, "docker")
-        built_on.update(created=facts["Created"], labels=facts["Config"]["Labels"])
+        built_on.update(created=facts["Created"], labels=labels)
         out.append(mf.BundleImage(
             vendor=spec.vendor, tag=tag, image_id=facts["Id"], file=rel, hosts=names,
             built_on=built_on,
         ))  # fmt: skip
-    return out
+    return out, archives
 
 
-def _save(local: Transport, tag: str, dest: Path, timeout: float, console: Console) -> None:
-    """``docker save`` the image, then gzip it (fixed header: the same image gives the same bytes)."""
+def _save(
+    local: Transport, image_id: str, root: Path, rel: str, timeout: float, console: Console
+) -> mf.BundleFile:
+    """``docker save`` the image by its ID (so the archive names no image), then gzip it (fixed header: the
+    same image gives the same bytes); its manifest entry, after checking that it holds that image ID."""
+    dest = root / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
     raw = dest.with_name("." + dest.name + ".tar")
     try:
-        with console.status("docker save %s" % tag):
-            local.run(["docker", "save", "-o", str(raw), tag], timeout=timeout).check()
+        with console.status("docker save %s" % image_id):
+            local.run(["docker", "save", "-o", str(raw), image_id], timeout=timeout).check()
         with byte_bars(console) as bars, raw.open("rb") as src, dest.open("wb") as sink:
             task = bars.add_task("compressing %s" % dest.name, total=raw.stat().st_size)
             with gzip.GzipFile(filename="", mode="wb", fileobj=sink, compresslevel=GZIP_LEVEL, mtime=0) as gz:
@@ -154,6 +163,18 @@ def _save(local: Transport, tag: str, dest: Path, timeout: float, console: Conso
     finally:
         with contextlib.suppress(FileNotFoundError):
             raw.unlink()
+    with byte_bars(console) as bars, dest.open("rb") as handle:
+        task = bars.add_task("checking %s" % dest.name, total=dest.stat().st_size)
+        try:
+            sha256, holds = archive.inspect(handle, lambda n: bars.advance(task, n))
+        except archive.Refused as exc:
+            raise mf.BundleError("docker save of %s: %s" % (image_id, exc)) from None
+    if holds != image_id:
+        raise mf.BundleError(
+            "docker save of %s holds image %s: docker's containerd image store is not supported"
+            % (image_id, holds)
+        )
+    return mf.BundleFile(path=rel, sha256=sha256, size=dest.stat().st_size)
 
 
 def _runner(root: Path) -> str:

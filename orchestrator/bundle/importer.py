@@ -1,15 +1,22 @@
 """``bundle import DIR --cluster F``: carry a verified bundle onto the lab's hosts and load it there.
 
-The bundle is verified first (a changed byte stops everything). Then every host, in parallel:
-its files are copied over the host's transport (SFTP for SSH hosts) into
-``<workdir>/bundles/<manifest sha256>/``, skipping any already there with the right sha256, so an
-interrupted import resumes where it stopped; ``manifest.json`` goes last. A docker host then loads
-its image, checks that docker reports the image ID the manifest names, tags it with the bundle
-(origin.py) and removes the archive; a host that holds that image ID already gets nothing.
-A bare host receives the wheels its Python needs and the pip command that installs them.
+The bundle is verified first (a changed byte stops everything; ``--expect`` pins the manifest's
+sha256). Then every host, in parallel: its files are copied over the host's transport (SFTP for SSH hosts)
+into ``<workdir>/bundles/<manifest sha256>/``, skipping any already there with the right sha256, so an
+interrupted import resumes where it stopped; ``manifest.json`` goes last, the very bytes that were
+verified. Each file is sent from one open descriptor, hashed as it is sent, and its sha256 is checked on
+the host after the copy, before anything uses it: a file swapped after verify is refused and removed.
+
+A docker host then loads its image archive, which names no image (archive.py), so the load tags nothing;
+only when docker reports the one image ID the manifest names, labelled with its content hash, does
+import tag that ID with the image's tag and the bundle's (origin.py), and remove the archive. A host that
+holds that image ID, so labelled, already gets nothing but the tags. A bare host receives the wheels its
+Python needs and the pip command that installs them.
 """
 
 import contextlib
+import io
+import os
 import posixpath
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +34,8 @@ from .. import workdir as workdirs
 from ..config import Cluster, Host
 from ..hostprep import host_image_spec, host_transport
 from ..transport.base import Transport, TransportError
-from . import export, verify
-from .manifest import MANIFEST, BundleError, BundleImage, Manifest
+from . import export, tree, verify
+from .manifest import MANIFEST, Bundle, BundleError, BundleImage, Manifest, wheel_path
 from .origin import origin_tag
 from .progress import byte_bars
 
@@ -42,20 +49,22 @@ class HostPlan:
     image: Optional[BundleImage]
 
 
-def import_bundle(root: Path, cluster: Cluster, known: Dict[str, Vendor], console: Console) -> List[str]:
+def import_bundle(
+    root: Path, cluster: Cluster, known: Dict[str, Vendor], console: Console, expect: Optional[str] = None
+) -> List[str]:
     """Import the bundle in ``root`` onto the hosts of ``cluster``'s plan; returns one line per failure."""
-    manifest, digest, problems = verify.check(root, console)
+    bundle, problems = verify.check(root, console, expect)
     if problems:
         raise BundleError("%s: %s (bundle verify lists every mismatch)" % (root, problems[0]))
     _, hosts = export.planned(cluster, known)
     if not hosts:
         raise BundleError("the cluster file has no job to run, so no host to import onto")
-    plans = [_host_plan(host, known[host.vendor], manifest) for host in hosts]
-    total = {plan.host.name: sum(manifest.file(rel).size for rel in plan.files) for plan in plans}
+    plans = [_host_plan(host, known[host.vendor], bundle.manifest) for host in hosts]
+    total = {plan.host.name: sum(bundle.manifest.file(rel).size for rel in plan.files) for plan in plans}
     with byte_bars(console) as bars, ThreadPoolExecutor(max_workers=len(plans)) as pool:
         tasks = {name: bars.add_task("%s: copy" % name, total=size) for name, size in total.items()}
         carried = [
-            pool.submit(_HostImport(plan, cluster, manifest, digest, root, bars, tasks[plan.host.name]).run)
+            pool.submit(_HostImport(plan, cluster, bundle, root, bars, tasks[plan.host.name]).run)
             for plan in plans
         ]
         outcomes = [future.result() for future in carried]
@@ -78,7 +87,7 @@ def _host_plan(host: Host, vendor: Vendor, manifest: Manifest) -> HostPlan:
             raise BundleError(
                 "the bundle has no wheels for bare host %s: export it with that host" % host.name
             )
-        return HostPlan(host, ["wheels/%s/%s" % (host.name, name) for name in wheels], None)
+        return HostPlan(host, [wheel_path(host.name, name) for name in wheels], None)
     try:
         tag = host_image_spec(host, vendor).tag
     except images.ImageError as exc:
@@ -102,16 +111,16 @@ class _HostImport:
         self,
         plan: HostPlan,
         cluster: Cluster,
-        manifest: Manifest,
-        digest: str,
+        bundle: Bundle,
         root: Path,
         bars: Progress,
         task: TaskID,
     ) -> None:
         self.plan = plan
         self.host = plan.host
-        self.manifest = manifest
-        self.digest = digest
+        self.bundle = bundle
+        self.manifest = bundle.manifest
+        self.digest = bundle.digest
         self.root = root
         self.timeouts = cluster.host_timeouts(plan.host)
         self.workdir = cluster.host_workdir(plan.host)  # None: the host's default, found there
@@ -133,7 +142,7 @@ class _HostImport:
 
     def _carry(self, transport: Transport) -> str:
         image = self.plan.image
-        if image is not None and self._image_id(transport, image.tag) == image.image_id:
+        if image is not None and self._holds(transport, image):
             self.bars.update(self.task, completed=self.bars.tasks[self.task].total)
             self._tag(transport, image)
             return "image %s (%s) was loaded already; nothing sent" % (image.tag, image.image_id)
@@ -147,12 +156,12 @@ class _HostImport:
             )  # fmt: skip
         archive = posixpath.join(self.remote, image.file)
         self._say("docker load")
-        transport.run(["docker", "load", "-i", archive], timeout=self.timeouts.build).check()
-        loaded = self._image_id(transport, image.tag)
-        if loaded != image.image_id:
+        loaded = transport.run(["docker", "load", "--quiet", "--input", archive], timeout=self.timeouts.build)
+        said = loaded.check().stdout.strip()
+        if said != "Loaded image ID: %s" % image.image_id or not self._holds(transport, image):
             raise BundleError(
-                "docker load of %s gave image ID %s, the bundle says %s"
-                % (image.file, loaded, image.image_id)
+                "docker load of %s said %r; the bundle says image ID %s, labelled %s=%s: nothing tagged"
+                % (image.file, said[:300], image.image_id, images.CONTENT_HASH_LABEL, image.content_hash)
             )
         self._tag(transport, image)
         with contextlib.suppress(TransportError):  # the image is there now; the archive only takes space
@@ -161,20 +170,54 @@ class _HostImport:
         return "%s; loaded %s, image ID %s verified" % (done, image.tag, image.image_id)
 
     def _copy(self, transport: Transport) -> Tuple[int, int]:
-        """Send the host's files, then manifest.json; (sent, already there)."""
+        """Send the host's files, then manifest.json, each checked on the host; (sent, already there)."""
         sent = there = 0
-        for rel in self.plan.files:
-            entry = self.manifest.file(rel)
-            remote = posixpath.join(self.remote, rel)
-            if self._remote_sha256(transport, remote) == entry.sha256:
-                there += 1
-                self.bars.advance(self.task, entry.size)
-                continue
-            self._say("copy %s" % rel)
-            transport.put(self.root / rel, remote, mode=0o600, progress=self._advance())
-            sent += 1
-        transport.put(self.root / MANIFEST, posixpath.join(self.remote, MANIFEST), mode=0o600)
+        root_fd = tree.open_root(str(self.root))
+        try:
+            for rel in self.plan.files:
+                entry = self.manifest.file(rel)
+                remote = posixpath.join(self.remote, rel)
+                if self._remote_sha256(transport, remote) == entry.sha256:
+                    there += 1
+                    self.bars.advance(self.task, entry.size)
+                    continue
+                self._say("copy %s" % rel)
+                try:
+                    handle = tree.open_file(root_fd, rel)
+                except tree.Refused as exc:
+                    raise BundleError("%s: %s" % (rel, exc)) from None
+                with handle:
+                    self._send(transport, tree.HashingReader(handle), rel, entry.sha256, self._advance())
+                sent += 1
+        finally:
+            os.close(root_fd)
+        manifest = tree.HashingReader(io.BytesIO(self.bundle.data))
+        self._send(transport, manifest, MANIFEST, self.digest, None)
         return sent, there
+
+    def _send(
+        self,
+        transport: Transport,
+        reader: tree.HashingReader,
+        rel: str,
+        sha256: str,
+        progress: Optional[Callable[[int], None]],
+    ) -> None:
+        """Put ``reader`` at ``rel`` on the host, then check that what was sent and what the host holds
+        both have ``sha256``; BundleError (and the host's copy removed) otherwise."""
+        remote = posixpath.join(self.remote, rel)
+        transport.put(reader, remote, mode=0o600, progress=progress)
+        sent = reader.sha256.hexdigest()
+        if sent != sha256:
+            problem = "%s changed after it was verified: sent sha256 %s" % (rel, sent)
+        else:
+            there = self._remote_sha256(transport, remote)
+            if there == sha256:
+                return
+            problem = "%s: sha256 %s on the host after the copy" % (rel, there)
+        with contextlib.suppress(TransportError):
+            transport.run(["rm", "-f", "--", remote], timeout=self.timeouts.connect)
+        raise BundleError("%s, the manifest says %s; the copy is removed, nothing used" % (problem, sha256))
 
     def _advance(self) -> Callable[[int], None]:
         """A progress callback taking bytes-so-far of one file and advancing the host's bar by the change."""
@@ -190,12 +233,12 @@ class _HostImport:
         done = transport.run(["sha256sum", "--", path], timeout=self.timeouts.build)
         return done.stdout.split()[0] if done.returncode == 0 and done.stdout else None
 
-    def _image_id(self, transport: Transport, tag: str) -> Optional[str]:
-        """The ID of ``tag`` on the host, None when it is not there."""
-        done = transport.run(["docker", "image", "inspect", "--format", "{{.Id}}", tag], timeout=60)
-        return done.stdout.strip() if done.returncode == 0 else None
+    def _holds(self, transport: Transport, image: BundleImage) -> bool:
+        """True when the host has the image ID, labelled with the content hash its tag names."""
+        return images.image_identity(transport, image.image_id) == (image.image_id, image.content_hash)
 
     def _tag(self, transport: Transport, image: BundleImage) -> None:
-        """Mark the image as this bundle's, so that a run's environment table names the bundle."""
-        marker = origin_tag(self.digest, image.tag)
-        transport.run(["docker", "tag", image.tag, marker], timeout=self.timeouts.connect).check()
+        """Tag the verified image ID with its tag, and as this bundle's, so a run's environment table names
+        the bundle."""
+        for tag in (image.tag, origin_tag(self.digest, image.tag)):
+            transport.run(["docker", "tag", image.image_id, tag], timeout=self.timeouts.connect).check()

@@ -1,6 +1,6 @@
 """Which bundle an image on a host came from.
 
-``bundle import`` gives every image it loaded and verified a second tag,
+``bundle import`` gives every image it loaded and verified (image ID and content-hash label) a second tag,
 ``rn50bench/bundle:<manifest sha256>-<content hash>``; a run reads the tags back, so its environment
 table names the bundle (and the image ID) its figures were measured with.
 """

@@ -83,9 +83,14 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def put(
-        self, local: Path, remote: str, mode: int = 0o644, progress: Optional[Callable[[int], None]] = None
+        self,
+        local: "Path | BinaryIO",
+        remote: str,
+        mode: int = 0o644,
+        progress: Optional[Callable[[int], None]] = None,
     ) -> None:
-        """Copy a local file to a path on the host (parent directories are created).
+        """Copy a local file, or what is left to read in an open binary file, to a path on the host (parent
+        directories are created). An open file lets the caller hash exactly what is sent.
 
         ``progress`` is called with the bytes sent so far (at the end at least).
         """

@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import BinaryIO, Callable, List, Optional
 
 from .base import Process, ProcessTransport, TransportError, atomic_path
 
@@ -34,11 +34,24 @@ class LocalTransport(ProcessTransport):
         return _LocalProcess(popen, self.kill_grace)
 
     def put(
-        self, local: Path, remote: str, mode: int = 0o644, progress: Optional[Callable[[int], None]] = None
+        self,
+        local: "Path | BinaryIO",
+        remote: str,
+        mode: int = 0o644,
+        progress: Optional[Callable[[int], None]] = None,
     ) -> None:
-        self._copy(Path(local), Path(remote), mode)
+        if isinstance(local, (str, os.PathLike)):
+            self._copy(Path(local), Path(remote), mode)
+            sent = Path(local).stat().st_size
+        else:
+            try:
+                with atomic_path(Path(remote), mode) as tmp, tmp.open("wb") as sink:
+                    shutil.copyfileobj(local, sink)
+                    sent = sink.tell()
+            except OSError as exc:
+                raise TransportError(f"{self.host}: cannot copy to {remote}: {exc.strerror or exc}") from exc
         if progress is not None:
-            progress(Path(local).stat().st_size)
+            progress(sent)
 
     def get(self, remote: str, local: Path) -> None:
         self._copy(Path(remote), Path(local), None)

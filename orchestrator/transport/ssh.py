@@ -17,7 +17,7 @@ import shlex
 import socket
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, BinaryIO, Callable, Dict, List, Optional
 
 import paramiko
 from paramiko.ssh_exception import NoValidConnectionsError
@@ -263,7 +263,11 @@ class SshTransport(ProcessTransport):
     # -- files --------------------------------------------------------------------------------
 
     def put(
-        self, local: Path, remote: str, mode: int = 0o644, progress: Optional[Callable[[int], None]] = None
+        self,
+        local: "Path | BinaryIO",
+        remote: str,
+        mode: int = 0o644,
+        progress: Optional[Callable[[int], None]] = None,
     ) -> None:
         directory, name = posixpath.split(remote)
         if not name:
@@ -272,7 +276,11 @@ class SshTransport(ProcessTransport):
         with self._sftp(f"copy {local} to {remote}") as sftp:
             try:
                 _makedirs(sftp, directory)
-                sftp.put(str(local), tmp, callback=(lambda done, _: progress(done)) if progress else None)
+                callback = (lambda done, _: progress(done)) if progress else None
+                if isinstance(local, (str, os.PathLike)):
+                    sftp.put(str(local), tmp, callback=callback)
+                else:
+                    sftp.putfo(local, tmp, callback=callback)
                 sftp.chmod(tmp, mode)
                 sftp.posix_rename(tmp, remote)
             except BaseException:
