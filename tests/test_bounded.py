@@ -53,5 +53,5 @@ def test_a_document_at_the_bound_is_read():
 
 
 def test_not_json_is_one_line():
-    with pytest.raises(bounded.Refused, match="^Expecting property name enclosed in double quotes: line 1 column 2"):
+    with pytest.raises(bounded.Refused, match="^Expecting property name enclosed in double quotes"):
         bounded.loads("{'a': 1}\n\n")
