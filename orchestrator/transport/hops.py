@@ -133,13 +133,11 @@ def _parse_jump(label: str, text: str) -> Jump:
     address, port = rest, None
     if rest.startswith("["):  # [IPv6]:port
         address, _, tail = rest[1:].partition("]")
-        if tail:
-            port = tail[1:] if tail.startswith(":") else "bad"
+        port = tail[1:] if tail.startswith(":") else tail or None
     elif rest.count(":") == 1:
         address, port = rest.split(":")
-    if not _ADDRESS.match(address) or (user and not _USER.match(user)) or (port is not None and not (
-        port.isdigit() and 1 <= int(port) <= 65535
-    )):
+    bad_port = port is not None and not (port.isdigit() and 1 <= int(port) <= 65535)
+    if bad_port or not _ADDRESS.match(address) or (user and not _USER.match(user)):
         raise TransportError(f"{label}: ProxyJump entry {text!r} is not [user@]host[:port]")
     return Jump(address, int(port) if port is not None else None, user or None)
 
