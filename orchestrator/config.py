@@ -69,6 +69,10 @@ class ImageSpecConfig(Model):
     pip_index_url: Optional[str] = Field(None, pattern=r"^https?://[^\s'\"`$;\\]+$")
     sdk_dir: Optional[str] = None
     sdk_checksums: Dict[str, str] = Field(default_factory=dict)
+    #: a lab registry, host:port[/prefix]: pull by content-hash tag before building, push after (registry.py)
+    registry: Optional[str] = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9.-]{0,252}(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*){0,8}$"
+    )
 
     _text = field_validator("sdk_dir")(safe_text)
 

@@ -29,11 +29,13 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, ContextManager, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import jinja2
 
-from orchestrator.transport.base import Transport, TransportError
+from orchestrator import hostlock
+from orchestrator import registry as registry_io
+from orchestrator.transport.base import ProcessTransport, Transport, TransportError
 from vendors.base import Vendor
 
 REPO = Path(__file__).resolve().parent.parent
@@ -266,30 +268,80 @@ def image_exists(transport: Transport, tag: str) -> bool:
     return False
 
 
+#: what ensure_image did
+CACHED, PULLED, BUILT = "cached", "pulled", "built"
+
+
 def ensure_image(
     transport: Transport,
     spec: ImageSpec,
     timeout: float,
     on_line: Callable[[str], None],
     offline: bool = False,
-) -> bool:
-    """Build ``spec`` on the host unless its tag is there already; True when it was built.
+    registry: Optional[str] = None,
+    lock_dir: Optional[str] = None,
+    on_status: Callable[[str], None] = lambda note: None,
+) -> str:
+    """Make ``spec``'s tag present on the host: CACHED (it was there), PULLED (from ``registry``) or BUILT
+    (then pushed to ``registry``, if set).
 
-    Jobs sharing a transport wait for each other, so one tag is built once.
-    Build output lines (stdout and stderr, terminal colour codes removed) go to ``on_line``.
+    Jobs sharing a transport wait for each other, so one tag is built once; with ``lock_dir`` (a folder
+    on the host) so do orchestrator processes on that host, through a lock file there (``hostlock``).
+    Build, pull and push output lines (terminal colour codes removed) go to ``on_line``; short notes
+    on what is happening (waiting for another build, pulling, pushing) to ``on_status``.
     ``offline``: never build, pull or pip; ImageMissing when the tag is not there.
     """
     with _lock_for(transport.host, spec.tag):
         if image_exists(transport, spec.tag):
-            return False
+            return CACHED
         if offline:
             raise ImageMissing(
                 f"image {spec.tag} is not on host {transport.host} and offline forbids building it: "
                 "bring it with: python -m orchestrator bundle import BUNDLE_DIR --cluster FILE "
                 "(a bundle made by: python -m orchestrator bundle export --cluster FILE --out BUNDLE_DIR)"
             )
-        _build(transport, spec, timeout, on_line)
-        return True
+        with _host_lock(transport, spec, lock_dir, timeout, on_status):
+            if image_exists(transport, spec.tag):  # another run made it while this one waited
+                return CACHED
+            found = None
+            if registry:
+                on_status(f"pulling {spec.tag} from {registry}")
+                found = registry_io.pull(
+                    transport, registry, spec.tag, spec.content_hash, timeout, _clean(on_line)
+                )
+                if found == registry_io.PULLED:
+                    return PULLED
+            _build(transport, spec, timeout, on_line)
+            if registry and found == registry_io.MISSING:
+                on_status(f"pushing {spec.tag} to {registry}")
+                registry_io.push(transport, registry, spec.tag, timeout, _clean(on_line))
+            return BUILT
+
+
+def _host_lock(
+    transport: Transport,
+    spec: ImageSpec,
+    lock_dir: Optional[str],
+    timeout: float,
+    on_status: Callable[[str], None],
+) -> ContextManager[None]:
+    """The lock of ``spec``'s build on the host, shared by orchestrator processes (none without a lock_dir
+    or on a transport that cannot hold a command open)."""
+    if lock_dir is None or not isinstance(transport, ProcessTransport):
+        return contextlib.nullcontext()
+    path = posixpath.join(lock_dir, f"build-{spec.vendor}-{spec.content_hash}.lock")
+    return hostlock.held(
+        transport, path, timeout, lambda: on_status(f"waiting for another run's build of {spec.tag} ({path})")
+    )
+
+
+def _clean(on_line: Callable[[str], None]) -> Callable[[str], None]:
+    """``on_line`` for docker's output: terminal colour codes and carriage returns removed."""
+    return lambda text: on_line(_plain(text))
+
+
+def _plain(text: str) -> str:
+    return _ANSI.sub("", text).replace("\r", "")
 
 
 def _build(transport: Transport, spec: ImageSpec, timeout: float, on_line: Callable[[str], None]) -> None:
@@ -307,7 +359,7 @@ def _build(transport: Transport, spec: ImageSpec, timeout: float, on_line: Calla
         tail: Deque[str] = deque(maxlen=50)
 
         def line(text: str) -> None:
-            text = _ANSI.sub("", text).replace("\r", "")
+            text = _plain(text)
             tail.append(text)
             on_line(text)
 

@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures.slurm",
     "tests.fixtures.airgap",
     "tests.fixtures.slurm_multinode",
+    "tests.fixtures.registry",
 ]
 
 
