@@ -3,6 +3,7 @@ a real registry (tests/fixtures/registry.py), with a tiny image rendered on the 
 
 import logging
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -11,16 +12,15 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from orchestrator import images
+from orchestrator import hostlock, images
 from orchestrator.images import ImageSpec, ensure_image, image_spec
 from orchestrator.registry import remote_tag
-from orchestrator.transport import make_transport
+from orchestrator.transport import TransportError, make_transport
 from orchestrator.transport.local import LocalTransport
 from tests.fixtures.registry import tags
 from tests.fixtures.sshd import SshHost
 from tests.test_images import _inspect, _rmi, _tiny_vendor, tiny_templates  # noqa: F401 - a fixture
 
-pytestmark = pytest.mark.docker
 BUILT_MARK = "runner-copied"  # the tiny image's RUN step prints it: a line of it means a build ran
 
 
@@ -50,6 +50,7 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> List[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+@pytest.mark.docker
 @pytest.mark.ssh
 def test_built_once_pushed_then_pulled_by_another_host(
     tiny: ImageSpec, lab_registry: str, ssh_host: SshHost, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -66,13 +67,16 @@ def test_built_once_pushed_then_pulled_by_another_host(
     _rmi(tiny.tag)  # "another host": the same engine without the image, reached over SSH
     lines.clear()
     with make_transport(**ssh_host.transport_kwargs()) as transport:
-        how = ensure_image(transport, tiny, 300, lines.append, registry=registry)
+        locks = str(tmp_path / "locks")  # the build lock taken over SSH too
+        how = ensure_image(transport, tiny, 300, lines.append, registry=registry, lock_dir=locks)
     assert how == images.PULLED and BUILT_MARK not in lines
+    assert [p.name for p in Path(locks).iterdir()] == [f"build-{tiny.vendor}-{tiny.content_hash}.lock"]
     assert _inspect(tiny.tag)["Config"]["Labels"]["rn50bench.content_hash"] == tiny.content_hash
     assert local_tags(remote_tag(registry, tiny.tag)) == []
     assert warnings_of(caplog) == []
 
 
+@pytest.mark.docker
 def test_registry_down_builds_with_one_warning(
     tiny: ImageSpec, down_registry: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -84,6 +88,7 @@ def test_registry_down_builds_with_one_warning(
     assert warning.endswith("; building it there") and "\n" not in warning
 
 
+@pytest.mark.docker
 def test_image_with_wrong_content_hash_not_used(
     tiny: ImageSpec, base_image: str, lab_registry: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -102,6 +107,7 @@ def test_image_with_wrong_content_hash_not_used(
     assert _inspect(tiny.tag)["Config"]["Labels"]["rn50bench.content_hash"] == tiny.content_hash
 
 
+@pytest.mark.docker
 def test_two_runs_on_one_engine_build_once(tiny: ImageSpec, tmp_path: Path) -> None:
     """Two transports to one engine (as two orchestrator processes have: the in-process lock does not join
     them) wait on the host's lock file; the test holds it first, so both are seen waiting."""
@@ -139,3 +145,44 @@ def test_two_runs_on_one_engine_build_once(tiny: ImageSpec, tmp_path: Path) -> N
     assert notes == {"run-a": [waiting], "run-b": [waiting]}
     assert sorted(outcomes.values()) == [images.BUILT, images.CACHED]
     assert lines.count(BUILT_MARK) == 1
+
+
+HOLD = (
+    "import sys, time\n"
+    "from orchestrator.hostlock import held\n"
+    "from orchestrator.transport.local import LocalTransport\n"
+    "lock = held(LocalTransport(), sys.argv[1], 10, lambda: None)\n"
+    "lock.__enter__()\n"
+    "print('held', flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def lock_is_free(path: Path) -> bool:
+    return subprocess.run(["flock", "-n", str(path), "true"], check=False).returncode == 0
+
+
+def test_lock_freed_when_its_run_dies(tmp_path: Path) -> None:
+    path = tmp_path / "locks" / "build.lock"
+    run = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert run.stdout.readline() == b"held\n"
+        assert not lock_is_free(path)
+    finally:
+        run.kill()  # no clean-up runs: the holder sees its stdin end
+        run.wait()
+    deadline = time.monotonic() + 30
+    while not lock_is_free(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lock_is_free(path)
+
+
+def test_lock_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(TransportError) as caught, hostlock.held(
+        LocalTransport(), str(tmp_path / "file" / "build.lock"), 10, lambda: None
+    ):
+        pass
+    message = str(caught.value)
+    assert message.startswith(f"local: cannot lock {tmp_path}/file/build.lock: mkdir: ")
+    assert "File exists" in message and "\n" not in message
