@@ -118,6 +118,15 @@ def test_wrong_host_key_on_either_hop_refused(
     assert "\n" not in message
 
 
+def test_host_the_jump_host_cannot_reach(bastion: SshHost, inner: SshHost, tmp_path: Path) -> None:
+    known = known_hosts(tmp_path / "known", bastion, inner)
+    with pytest.raises(TransportError) as caught:
+        through(inner, [bastion], known, port=2).run(["true"])
+    message = str(caught.value)
+    assert message.startswith(f"jump host {bastion.address} (root@{bastion.address}:22): cannot reach ")
+    assert f"{inner.address}:2 for inner: " in message and "\n" not in message
+
+
 def test_unknown_jump_host_key_refused(bastion: SshHost, inner: SshHost, tmp_path: Path) -> None:
     known = known_hosts(tmp_path / "known", inner)  # the bastion's key missing
     with pytest.raises(TransportError, match=f"host key for jump host {bastion.address} .* not known"):
