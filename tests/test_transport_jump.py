@@ -127,10 +127,17 @@ def test_host_the_jump_host_cannot_reach(bastion: SshHost, inner: SshHost, tmp_p
     assert f"{inner.address}:2 for inner: " in message and "\n" not in message
 
 
-def test_unknown_jump_host_key_refused(bastion: SshHost, inner: SshHost, tmp_path: Path) -> None:
+def test_unknown_host_keys_refused_with_how_to_fetch_them(
+    bastion: SshHost, inner: SshHost, tmp_path: Path
+) -> None:
     known = known_hosts(tmp_path / "known", inner)  # the bastion's key missing
     with pytest.raises(TransportError, match=f"host key for jump host {bastion.address} .* not known"):
         through(inner, [bastion], known).run(["true"])
+    known = known_hosts(tmp_path / "known", bastion)  # the inner host's key missing: scanned via the bastion
+    with pytest.raises(TransportError, match="host key for inner .* not known") as caught:
+        through(inner, [bastion], known).run(["true"])
+    scan = f"ssh -p 22 root@{bastion.address} ssh-keyscan -p 22 -t ssh-ed25519 {inner.address} >> "
+    assert scan in str(caught.value)
 
 
 def test_proxy_jump_chain_from_ssh_config(

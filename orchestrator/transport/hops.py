@@ -212,7 +212,8 @@ def connect(
         for index, hop in enumerate(hops):
             if index > 0:
                 sock = _forward(hops[index - 1], chain.client, hop, timeout)
-            chain.clients.append(_login(hop, sock, known_hosts, strict, timeout))
+            via = hops[index - 1] if index > 0 else None
+            chain.clients.append(_login(hop, via, sock, known_hosts, strict, timeout))
             chain.client.get_transport().set_keepalive(30)
     except BaseException:
         chain.close()
@@ -233,14 +234,15 @@ def _forward(jump: Hop, client: paramiko.SSHClient, hop: Hop, timeout: float) ->
 
 
 def _login(
-    hop: Hop, sock: Any, known_hosts: Sequence[str], strict: bool, timeout: float
+    hop: Hop, via: Optional[Hop], sock: Any, known_hosts: Sequence[str], strict: bool, timeout: float
 ) -> paramiko.SSHClient:
+    """Log in to ``hop`` over ``sock`` (None: TCP from here; else a channel through the jump host ``via``)."""
     client = paramiko.SSHClient()
     for path in known_hosts:
         if os.path.isfile(path):
             client.load_system_host_keys(path)
     if strict:
-        client.set_missing_host_key_policy(_RefuseUnknownKey(hop))
+        client.set_missing_host_key_policy(_RefuseUnknownKey(hop, via))
     else:
         log.warning("%s: strict_host_keys is off: an unknown host key is accepted", hop.describe())
         client.set_missing_host_key_policy(paramiko.WarningPolicy())
@@ -293,17 +295,21 @@ def connect_error(hop: Hop, exc: BaseException, timeout: float) -> TransportErro
 
 
 class _RefuseUnknownKey(paramiko.MissingHostKeyPolicy):
-    """Refuse a server whose key is in no known_hosts file, naming its fingerprint."""
+    """Refuse a server whose key is in no known_hosts file, naming its fingerprint and how to fetch it
+    (through the jump host ``via`` where the server is behind one)."""
 
-    def __init__(self, hop: Hop) -> None:
+    def __init__(self, hop: Hop, via: Optional[Hop]) -> None:
         self._hop = hop
+        self._via = via
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        hop = self._hop
+        hop, via = self._hop, self._via
+        scan = f"ssh-keyscan -p {hop.port} -t {key.get_name()} {hop.address}"
+        if via is not None:
+            scan = f"ssh -p {via.port} {via.user}@{via.address} {scan}"
         raise TransportError(
             f"host key for {hop.describe()} not known: {fingerprint(key)}; check it, then add it with "
-            f"ssh-keyscan -p {hop.port} -t {key.get_name()} {hop.address} >> ~/.ssh/known_hosts "
-            "(or name a known_hosts file)"
+            f"{scan} >> ~/.ssh/known_hosts (or name a known_hosts file)"
         )
 
 
