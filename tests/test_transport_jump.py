@@ -10,6 +10,8 @@ from typing import Any, List, Tuple
 
 import pytest
 
+import vendors
+from orchestrator import doctor
 from orchestrator.config import ConfigError, load_cluster
 from orchestrator.store import Store
 from orchestrator.transport import TransportError, make_transport
@@ -17,6 +19,7 @@ from orchestrator.transport.hops import Hop, Jump, jumps_from_config, proxy_argv
 from orchestrator.transport.ssh import SshTransport
 from runner_in_container.data.generate import generate
 from tests.fixtures.sshd import Lab, SshHost
+from tests.test_doctor import SMALL
 from tests.test_faults import CASE, local_entry, orchestrator, write_cluster
 from tests.test_transport_ssh import keygen
 
@@ -113,8 +116,11 @@ def test_wrong_host_key_on_either_hop_refused(
     with pytest.raises(TransportError) as caught, through(inner, [bastion], str(known)) as transport:
         transport.run(["true"])
     message = str(caught.value)
-    label = f"jump host {bastion.address}" if wrong == "bastion" else "inner"
-    assert message.startswith(f"host key for {label} (root@{hosts[wrong].address}:22) changed: ")
+    where = {
+        "bastion": f"jump host {bastion.address} (root@{bastion.address}:22)",
+        "inner": f"inner (root@{inner.address}:22 via jump host {bastion.address})",
+    }
+    assert message.startswith(f"host key for {where[wrong]} changed: ")
     assert "\n" not in message
 
 
@@ -230,6 +236,21 @@ def test_jump_field_validated(tmp_path: Path, change: dict, refusal: str) -> Non
     with pytest.raises(ConfigError, match=re.escape(refusal)) as caught:
         load_cluster(cluster_with(tmp_path, entry))
     assert "\n" not in str(caught.value)
+
+
+def test_doctor_names_the_hop_and_fetches_keys_through_the_jump_host(
+    bastion: SshHost, inner: SshHost, tmp_path: Path
+) -> None:
+    entry = local_entry(
+        "inner", tmp_path, tmp_path / "work", {}, address=inner.address, key_file=inner.key_file,
+        known_hosts=known_hosts(tmp_path / "known", bastion),  # the inner host's key not known
+        jump=[{"address": bastion.address, "user": bastion.user, "key_file": bastion.key_file}],
+    )  # fmt: skip
+    cluster = load_cluster(cluster_with(tmp_path, entry))
+    host = cluster.hosts[0]
+    first = doctor.check_host(cluster, host, vendors.get("cpu"), SMALL)[0]
+    assert (first.name, first.status, first.summary) == ("ssh", "fail", "unknown host key")
+    assert f"ssh -p 22 root@{bastion.address} ssh-keyscan -p 22 -t ssh-ed25519 {inner.address}" in first.fix
 
 
 @pytest.mark.slow

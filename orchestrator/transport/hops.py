@@ -14,7 +14,7 @@ import os
 import re
 import shlex
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import paramiko
@@ -55,10 +55,13 @@ class Hop:
     key_files: Tuple[str, ...]
     #: ~/.ssh/config's ProxyCommand for this server (raw, tokens unsubstituted); used for the first hop only
     proxy_command: Optional[str] = None
+    #: the label of the jump host this server is reached through (``linked``), None: reached from here
+    via: Optional[str] = None
 
     def describe(self) -> str:
-        """``label (user@address:port)`` for messages."""
-        return f"{self.label} ({self.user}@{self.address}:{self.port})"
+        """``label (user@address:port)``, with `` via jump host J`` behind one, for messages."""
+        via = f" via {self.via}" if self.via else ""
+        return f"{self.label} ({self.user}@{self.address}:{self.port}{via})"
 
     def known_name(self) -> str:
         """The server's name in known_hosts."""
@@ -115,6 +118,11 @@ def resolve_jump(jump: Jump, config_path: Optional[str]) -> Hop:
     """The jump host ``jump``, what it leaves unset taken from the ssh config at ``config_path``."""
     found = ssh_config(jump.address, config_path)
     return resolve(f"jump host {jump.address}", jump.address, jump.port, jump.user, jump.key_file, found)
+
+
+def linked(chain: Sequence[Hop]) -> List[Hop]:
+    """``chain`` (jump hosts first, the host last), each server naming the jump host it is reached through."""
+    return [replace(hop, via=chain[index - 1].label if index else None) for index, hop in enumerate(chain)]
 
 
 def jumps_from_config(label: str, found: Dict[str, Any]) -> List[Jump]:

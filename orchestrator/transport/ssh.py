@@ -72,8 +72,10 @@ class SshTransport(ProcessTransport):
         jumps = list(jump) if jump else hops.jumps_from_config(host_name, found)
         if jumps:
             found.pop("proxycommand", None)  # the jump hosts are the way there
-        self.target = hops.resolve(host_name, address, port, user, key_file, found)
-        self.jumps = [hops.resolve_jump(j, ssh_config) for j in jumps]
+        *self.jumps, self.target = hops.linked(
+            [*(hops.resolve_jump(j, ssh_config) for j in jumps),
+             hops.resolve(host_name, address, port, user, key_file, found)]
+        )  # fmt: skip
         self.host = host_name
         self.address: str = self.target.address
         self.port: int = self.target.port
