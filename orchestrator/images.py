@@ -1,4 +1,5 @@
-"""Vendor images: render the Dockerfile, tag it by content, build it on a host when missing.
+"""Vendor images: render the Dockerfile, tag it by content, build it on a host when missing (or pull it
+from a lab registry, ``registry.py``), one build of a tag at a time on a host (``hostlock.py``).
 
 Docker is driven through its command-line client, one argv per call, over the host's
 ``Transport`` -- not through the docker SDK. That gives one code path for the local
