@@ -6,16 +6,20 @@ SAMPLE_DIR ?= .cache/sample_data
 SAMPLE_IMAGES ?= 48
 CLUSTER ?= host_configs/local.yaml
 
-.PHONY: setup venv sample run test lint bench bench-spine
+.PHONY: setup venv venv-test sample run test lint bench bench-spine
 
 setup: venv
 	bash scripts/setup_system.sh
 	bash scripts/ensure_dockerd.sh
 	bash scripts/ensure_base_image.sh $(BASE_IMAGE)
-	bash scripts/fetch_cpu_sdk.sh .cache/sdk/cpu
+	PYTHON=$(PY) bash scripts/fetch_cpu_sdk.sh .cache/sdk/cpu
 
+# The control side only (no torch); `make test` adds the runner's and the test stack to the same venv.
 venv:
-	bash scripts/setup_venv.sh
+	VENV=$(VENV) bash scripts/setup_venv.sh host
+
+venv-test:
+	VENV=$(VENV) bash scripts/setup_venv.sh test
 
 # Generated ImageNet-layout sample set for the embedded default (idempotent).
 sample: venv
@@ -25,11 +29,11 @@ sample: venv
 run: setup sample
 	$(PY) -m orchestrator run --cluster $(CLUSTER)
 
-lint: venv
+lint: venv-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --target=3.8- --no-tips --violations --eval-annotations runner_in_container
 
-test: setup lint
+test: setup venv-test lint
 	$(PY) -m pytest -q
 
 bench:  # on an NVIDIA host (the team H200): issue 5's table, every data and compute path side by side

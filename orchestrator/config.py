@@ -69,6 +69,10 @@ class ImageSpecConfig(Model):
     pip_index_url: Optional[str] = Field(None, pattern=r"^https?://[^\s'\"`$;\\]+$")
     sdk_dir: Optional[str] = None
     sdk_checksums: Dict[str, str] = Field(default_factory=dict)
+    #: a lab registry, host:port[/prefix]: pull by content-hash tag before building, push after (registry.py)
+    registry: Optional[str] = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9.-]{0,252}(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*){0,8}$"
+    )
 
     _text = field_validator("sdk_dir")(safe_text)
 
@@ -102,16 +106,43 @@ class DockerOptions(Model):
     memory: Optional[str] = Field(None, pattern=r"^[0-9]+[bkmg]?$")  # docker --memory (and --memory-swap)
 
 
+SSH_USER = r"^[a-z_][a-z0-9_.-]{0,31}$"
+
+
+ADDRESS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,253}$")
+
+
+def ssh_address(value: str) -> str:
+    """A host name or IP address (what ``ssh`` and ~/.ssh/config take)."""
+    if not ADDRESS_RE.match(value):
+        raise ValueError("must be a host name / IP address")
+    return value
+
+
+class JumpHost(Model):
+    """A jump host on the way to a host (``hosts[].jump``, first to last); unset fields: ~/.ssh/config."""
+
+    address: str
+    port: Optional[int] = Field(None, ge=1, le=65535)
+    user: Optional[str] = Field(None, pattern=SSH_USER)
+    key_file: Optional[str] = None
+
+    _address = field_validator("address")(ssh_address)
+    _text = field_validator("key_file")(safe_text)
+
+
 class Host(Model):
     """One machine: how to reach it and what runs there."""
 
     name: str
     address: str = "local"
     port: Optional[int] = Field(None, ge=1, le=65535)  # None: ~/.ssh/config or 22
-    user: Optional[str] = Field(None, pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")
+    user: Optional[str] = Field(None, pattern=SSH_USER)
     key_file: Optional[str] = None
     known_hosts: Optional[str] = None
     strict_host_keys: bool = True
+    #: jump hosts on the way (over ~/.ssh/config's ProxyJump/ProxyCommand), host keys checked like this one's
+    jump: List[JumpHost] = Field(default_factory=list, max_length=8)
     vendor: str
     devices: List[int] = Field(default_factory=lambda: [0], min_length=1)
     runtime: Literal["docker", "bare"] = "docker"
@@ -146,8 +177,15 @@ class Host(Model):
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
-        if value != "local" and not re.match(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,253}$", value):
+        if value != "local" and not ADDRESS_RE.match(value):
             raise ValueError("must be 'local' or a host name / IP address")
+        return value
+
+    @field_validator("jump")
+    @classmethod
+    def _jump_needs_ssh(cls, value: List[JumpHost], info: ValidationInfo) -> List[JumpHost]:
+        if value and info.data.get("address", "local") == "local":
+            raise ValueError("jump hosts need an SSH address (address is local)")
         return value
 
     @field_validator("python")

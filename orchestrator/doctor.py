@@ -282,7 +282,14 @@ class _HostProbe(StorageChecks):
 
 
 def _ssh_fix(exc: TransportError, host: Host) -> Tuple[str, str]:
-    """(summary, fix) for a failed ssh connection."""
+    """(summary, fix) for a failed ssh connection; through a jump host, the error itself is the fix (it
+    names the hop, and how to fetch a key through the jump host; the advice below assumes a direct one)."""
+    summary, fix = _direct_ssh_fix(exc, host)
+    return (summary, str(exc)) if "jump host" in str(exc) else (summary, fix)
+
+
+def _direct_ssh_fix(exc: TransportError, host: Host) -> Tuple[str, str]:
+    """(summary, fix) for a failed ssh connection straight from here."""
     import paramiko  # only remote hosts get here
 
     cause, text = exc.__cause__, str(exc)

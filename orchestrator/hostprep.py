@@ -18,6 +18,11 @@ from .transport.base import Transport, TransportError
 
 def host_transport(host: Host, connect_timeout: float) -> Transport:
     """The transport that reaches ``host`` (nothing connects until its first command)."""
+    jump = None
+    if host.jump:
+        from .transport.hops import Jump  # paramiko, imported where SSH is used
+
+        jump = [Jump(j.address, j.port, j.user, j.key_file) for j in host.jump]
     return make_transport(
         host.name,
         host.address,
@@ -27,6 +32,7 @@ def host_transport(host: Host, connect_timeout: float) -> Transport:
         known_hosts=host.known_hosts,
         strict_host_keys=host.strict_host_keys,
         connect_timeout=connect_timeout,
+        jump=jump,
     )
 
 

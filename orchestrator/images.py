@@ -1,4 +1,5 @@
-"""Vendor images: render the Dockerfile, tag it by content, build it on a host when missing.
+"""Vendor images: render the Dockerfile, tag it by content, build it on a host when missing (or pull it
+from a lab registry, ``registry.py``), one build of a tag at a time on a host (``hostlock.py``).
 
 Docker is driven through its command-line client, one argv per call, over the host's
 ``Transport`` -- not through the docker SDK. That gives one code path for the local
@@ -29,11 +30,13 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, ContextManager, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import jinja2
 
-from orchestrator.transport.base import Transport, TransportError
+from orchestrator import hostlock
+from orchestrator import registry as registry_io
+from orchestrator.transport.base import ProcessTransport, Transport, TransportError
 from vendors.base import Vendor
 
 REPO = Path(__file__).resolve().parent.parent
@@ -279,24 +282,34 @@ def image_identity(transport: Transport, ref: str) -> Optional[Tuple[str, str]]:
     return image_id, label
 
 
+#: what ensure_image did
+CACHED, PULLED, BUILT = "cached", "pulled", "built"
+
+
 def ensure_image(
     transport: Transport,
     spec: ImageSpec,
     timeout: float,
     on_line: Callable[[str], None],
     offline: bool = False,
-) -> bool:
-    """Build ``spec`` on the host unless its tag is there already, on an image labelled with its content
-    hash; True when it was built (a tag on any other image is not trusted: built over, or refused offline).
+    registry: Optional[str] = None,
+    lock_dir: Optional[str] = None,
+    on_status: Callable[[str], None] = lambda note: None,
+) -> str:
+    """Make ``spec``'s tag present on the host: CACHED (it was there, on an image labelled with its content
+    hash: a tag on any other image is not trusted, but built over, or refused offline), PULLED (from
+    ``registry``) or BUILT (then pushed to ``registry``, if set).
 
-    Jobs sharing a transport wait for each other, so one tag is built once.
-    Build output lines (stdout and stderr, terminal colour codes removed) go to ``on_line``.
+    Jobs sharing a transport wait for each other, so one tag is built once; with ``lock_dir`` (a folder
+    on the host) so do orchestrator processes on that host, through a lock file there (``hostlock``).
+    Build, pull and push output lines (terminal colour codes removed) go to ``on_line``; short notes
+    on what is happening (waiting for another build, pulling, pushing) to ``on_status``.
     ``offline``: never build, pull or pip; ImageMissing when the tag is not there.
     """
     with _lock_for(transport.host, spec.tag):
         found = image_identity(transport, spec.tag)
         if found is not None and found[1] == spec.content_hash:
-            return False
+            return CACHED
         if offline:
             where = (
                 f"is not on host {transport.host}" if found is None
@@ -308,8 +321,49 @@ def ensure_image(
                 "bring it with: python -m orchestrator bundle import BUNDLE_DIR --cluster FILE "
                 "(a bundle made by: python -m orchestrator bundle export --cluster FILE --out BUNDLE_DIR)"
             )
-        _build(transport, spec, timeout, on_line)
-        return True
+        with _host_lock(transport, spec, lock_dir, timeout, on_status):
+            made = image_identity(transport, spec.tag)  # another run may have made it while this one waited
+            if made is not None and made[1] == spec.content_hash:
+                return CACHED
+            pulled = None
+            if registry:
+                on_status(f"pulling {spec.tag} from {registry}")
+                pulled = registry_io.pull(
+                    transport, registry, spec.tag, spec.content_hash, timeout, _clean(on_line)
+                )
+                if pulled == registry_io.PULLED:
+                    return PULLED
+            _build(transport, spec, timeout, on_line)
+            if registry and pulled == registry_io.MISSING:
+                on_status(f"pushing {spec.tag} to {registry}")
+                registry_io.push(transport, registry, spec.tag, timeout, _clean(on_line))
+            return BUILT
+
+
+def _host_lock(
+    transport: Transport,
+    spec: ImageSpec,
+    lock_dir: Optional[str],
+    timeout: float,
+    on_status: Callable[[str], None],
+) -> ContextManager[None]:
+    """The lock of ``spec``'s build on the host, shared by orchestrator processes (none without a lock_dir
+    or on a transport that cannot hold a command open)."""
+    if lock_dir is None or not isinstance(transport, ProcessTransport):
+        return contextlib.nullcontext()
+    path = posixpath.join(lock_dir, f"build-{spec.vendor}-{spec.content_hash}.lock")
+    return hostlock.held(
+        transport, path, timeout, lambda: on_status(f"waiting for another run's build of {spec.tag} ({path})")
+    )
+
+
+def _clean(on_line: Callable[[str], None]) -> Callable[[str], None]:
+    """``on_line`` for docker's output: terminal colour codes and carriage returns removed."""
+    return lambda text: on_line(_plain(text))
+
+
+def _plain(text: str) -> str:
+    return _ANSI.sub("", text).replace("\r", "")
 
 
 def _build(transport: Transport, spec: ImageSpec, timeout: float, on_line: Callable[[str], None]) -> None:
@@ -327,7 +381,7 @@ def _build(transport: Transport, spec: ImageSpec, timeout: float, on_line: Calla
         tail: Deque[str] = deque(maxlen=50)
 
         def line(text: str) -> None:
-            text = _ANSI.sub("", text).replace("\r", "")
+            text = _plain(text)
             tail.append(text)
             on_line(text)
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages the orchestrator and its tests use. Idempotent: only missing packages are
-# installed. The test fixtures start their own munged, MariaDB and Slurm daemons on private paths and ports,
-# so system services of these packages, if any run, are left alone.
+# installed. The test fixtures start their own munged, MariaDB, Slurm and image registry daemons on private
+# paths and ports, so system services of these packages, if any run, are left alone.
 set -euo pipefail
 packages=(docker.io openssh-server openssh-client debootstrap iproute2 ca-certificates chromium
-  slurm-wlm slurmdbd munge mariadb-server)
+  slurm-wlm slurmdbd munge mariadb-server docker-registry)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,12 +1,31 @@
 #!/usr/bin/env bash
-# Create .venv with the host side, the runner's dependencies and the test tools. Idempotent.
+# Create the venv $VENV (default .venv) for one use; idempotent, one line per step.
+#   host: the control side only (`make run`): rn50bench[host], no torch (the runner runs in the image)
+#   test: host plus torch/torchvision (the runner's tests run it here), onnx and the test tools (`make test`)
 set -euo pipefail
 venv=${VENV:-.venv}
-stamp="$venv/.installed"
-if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then exit 0; fi
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+use=${1:-host}
+case "$use" in
+  host) stamp="$venv/.installed-host" extras="host" ;;
+  test) stamp="$venv/.installed" extras="host,onnx,test" ;;
+  *) echo "usage: $0 host|test" >&2; exit 2 ;;
+esac
+fresh() { [ -f "$1" ] && [ "$1" -nt pyproject.toml ]; }
+fresh "$stamp" && exit 0
+[ "$use" = host ] && fresh "$venv/.installed" && exit 0  # a test venv holds the host side
+step() { echo "setup_venv ($use): $*"; }
+if [ ! -x "$venv/bin/python" ]; then
+  step "creating $venv"
+  python3 -m venv "$venv"
+fi
+step "upgrading pip"
 "$venv/bin/pip" install -q --upgrade pip
-# torch/torchvision pinned to the builds that lie on this kind of machine's disk.
-"$venv/bin/pip" install -q "torch==2.14.1" "torchvision==0.29.1"
-"$venv/bin/pip" install -q -e ".[host,onnx,test]"
+if [ "$use" = test ]; then
+  # pinned to the builds that lie on this kind of machine's disk
+  step "installing torch and torchvision (about 2 GB on a first install: minutes)"
+  "$venv/bin/pip" install --progress-bar off "torch==2.14.1" "torchvision==0.29.1"
+fi
+step "installing rn50bench[$extras] (editable)"
+"$venv/bin/pip" install --progress-bar off -e ".[$extras]"
 touch "$stamp"
+step "done"

@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.airgap",
     "tests.fixtures.slurm_multinode",
     "tests.fixtures.hostile",
+    "tests.fixtures.registry",
 ]
 
 

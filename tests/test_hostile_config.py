@@ -35,6 +35,7 @@ BASE: Dict[str, Any] = {
             "user": "bench",
             "key_file": "keys/id",
             "known_hosts": "keys/known_hosts",
+            "jump": [{"address": "gate.lab", "user": "bench", "key_file": "keys/gate"}],
             "vendor": "cpu",
             "python": "python3",
             "workdir": "/srv/work",
@@ -58,6 +59,9 @@ FIELDS: List[Tuple[str, str]] = [
     ("hosts.0.user", "hosts[0].user"),
     ("hosts.0.key_file", "hosts[0].key_file"),
     ("hosts.0.known_hosts", "hosts[0].known_hosts"),
+    ("hosts.0.jump.0.address", "hosts[0].jump[0].address"),
+    ("hosts.0.jump.0.user", "hosts[0].jump[0].user"),
+    ("hosts.0.jump.0.key_file", "hosts[0].jump[0].key_file"),
     ("hosts.0.vendor", "hosts[0].vendor"),
     ("hosts.0.runtime", "hosts[0].runtime"),
     ("hosts.0.python", "hosts[0].python"),
@@ -71,6 +75,7 @@ FIELDS: List[Tuple[str, str]] = [
     ("hosts.0.image.base_image", "hosts[0].image.base_image"),
     ("hosts.0.image.pip_index_url", "hosts[0].image.pip_index_url"),
     ("hosts.0.image.sdk_dir", "hosts[0].image.sdk_dir"),
+    ("hosts.0.image.registry", "hosts[0].image.registry"),
     ("hosts.0.image.sdk_checksums.<key>", "hosts[0].image.sdk_checksums"),
     ("hosts.0.image.sdk_checksums.<value>", "hosts[0].image.sdk_checksums"),
     ("hosts.0.docker.shm_size", "hosts[0].docker.shm_size"),
@@ -98,7 +103,10 @@ HOSTILE = [
     "-rf",
 ]
 #: paths only Python opens, on the control machine (the store, keys, the SDK folder)
-CONTROL_PATHS = {"store", "results_dir", "hosts.0.key_file", "hosts.0.known_hosts", "hosts.0.image.sdk_dir"}
+CONTROL_PATHS = {
+    "store", "results_dir", "hosts.0.key_file", "hosts.0.known_hosts", "hosts.0.image.sdk_dir",
+    "hosts.0.jump.0.key_file",
+}  # fmt: skip
 #: paths that reach the host's commands, always as (part of) one argv element; a newline, '"' or ','
 #: (docker --mount syntax) and, on remote hosts, '..' or a relative path stay refused
 HOST_PATHS = {

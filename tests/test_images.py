@@ -336,7 +336,7 @@ def test_cpu_image_built_with_labels_and_cached(cpu_image: ImageSpec) -> None:
     info = _inspect(cpu_image.tag)
     assert "PYTHONPATH=/opt/rn50bench" in info["Config"]["Env"]
     lines: List[str] = []
-    assert ensure_image(LocalTransport(), cpu_image, 60, lines.append) is False
+    assert ensure_image(LocalTransport(), cpu_image, 60, lines.append) == images.CACHED
     assert lines == []
 
 
@@ -379,11 +379,11 @@ def test_ensure_image_builds_once(base_image: str, tiny_templates: Path) -> None
     before = _build_dirs()
     lines: List[str] = []
     try:
-        assert ensure_image(LocalTransport(), spec, 300, lines.append) is True
+        assert ensure_image(LocalTransport(), spec, 300, lines.append) == images.BUILT
         assert "runner-copied" in lines and any(spec.tag in line for line in lines)
         assert dict(spec.labels).items() <= _inspect(spec.tag)["Config"]["Labels"].items()
         assert _build_dirs() == before  # the temporary context on the host is gone
-        assert ensure_image(LocalTransport(), spec, 300, lines.append) is False
+        assert ensure_image(LocalTransport(), spec, 300, lines.append) == images.CACHED
     finally:
         _rmi(spec.tag)
 
@@ -400,7 +400,7 @@ def test_a_tag_on_an_unlabelled_image_is_not_trusted(base_image: str, tiny_templ
             images.ImageMissing, match="is image %s, labelled rn50bench.content_hash=''" % base_id
         ):
             ensure_image(LocalTransport(), spec, 300, lambda line: None, offline=True)
-        assert ensure_image(LocalTransport(), spec, 300, lambda line: None) is True
+        assert ensure_image(LocalTransport(), spec, 300, lambda line: None) == images.BUILT
         built = _inspect(spec.tag)
         assert (
             built["Id"] != base_id
@@ -439,8 +439,8 @@ def test_ensure_image_over_ssh(base_image: str, tiny_templates: Path, ssh_host: 
     lines: List[str] = []
     try:
         with make_transport(**ssh_host.transport_kwargs()) as transport:
-            assert ensure_image(transport, spec, 300, lines.append) is True
-            assert ensure_image(transport, spec, 300, lines.append) is False
+            assert ensure_image(transport, spec, 300, lines.append) == images.BUILT
+            assert ensure_image(transport, spec, 300, lines.append) == images.CACHED
         assert "runner-copied" in lines
         assert dict(spec.labels).items() <= _inspect(spec.tag)["Config"]["Labels"].items()
     finally:

@@ -73,17 +73,20 @@ class Launcher(abc.ABC):
             return
         spec = hostprep.host_image_spec(self.host, worker.vendor)
         with worker.build_log.open("a") as handle:
-            built = images.ensure_image(
+            how = images.ensure_image(
                 worker.transport,
                 spec,
                 worker.timeouts.build,
                 lambda line: handle.write(line + "\n"),
                 offline=self.ctx.cluster.defaults.offline,
+                registry=self.host.image.registry,
+                lock_dir=posixpath.join(worker.workdir, "locks"),
+                on_status=lambda note: worker.say(None, stage="image", note=note),
             )
         worker.image = spec.tag
         worker.env.update(origin.image_origin(worker.transport, spec.tag, worker.timeouts.connect))
         self.ctx.store.put_environment(self.ctx.run_id, self.host.name, worker.env)
-        worker.say(None, stage="image", note=("built " if built else "cached ") + spec.tag)
+        worker.say(None, stage="image", note=f"{how} {spec.tag}")
 
     # -- connections and display lines ---------------------------------------------------
     def transport_for(self, device: int) -> Transport:

@@ -1,9 +1,12 @@
 """Transports: how the orchestrator runs commands and moves files on a host (local or SSH)."""
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from .base import Cancelled, CommandTimeout, Completed, LineHandler, Transport, TransportError
 from .local import LocalTransport
+
+if TYPE_CHECKING:
+    from .hops import Jump
 
 __all__ = [
     "Cancelled",
@@ -26,10 +29,12 @@ def make_transport(
     known_hosts: Optional[str] = None,
     strict_host_keys: bool = True,
     connect_timeout: float = 10.0,
+    jump: Optional[Sequence["Jump"]] = None,
 ) -> Transport:
     """The transport for one host of the cluster file: address "local" runs here, anything else over SSH.
 
-    ``port=None`` lets ~/.ssh/config choose the port (else 22); nothing connects until first use.
+    ``port=None`` lets ~/.ssh/config choose the port (else 22); ``jump``: the jump hosts on the way
+    (else ~/.ssh/config's ProxyJump or ProxyCommand); nothing connects until first use.
     """
     if address == "local":
         return LocalTransport(name)
@@ -44,4 +49,5 @@ def make_transport(
         known_hosts=known_hosts,
         strict_host_keys=strict_host_keys,
         connect_timeout=connect_timeout,
+        jump=jump,
     )

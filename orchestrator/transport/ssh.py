@@ -6,10 +6,7 @@ PID (sshd starts every command in a new session, so the PID is also the process 
 and then ``exec``-s the argv. A timeout or cancel kills that group through a second channel.
 """
 
-import base64
 import contextlib
-import getpass
-import hashlib
 import logging
 import os
 import posixpath
@@ -17,11 +14,11 @@ import shlex
 import socket
 import threading
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, List, Optional
+from typing import Any, BinaryIO, Callable, List, Optional, Sequence
 
 import paramiko
-from paramiko.ssh_exception import NoValidConnectionsError
 
+from . import hops
 from .base import Process, ProcessTransport, TransportError, atomic_path, show_argv, temp_name
 
 log = logging.getLogger(__name__)
@@ -36,15 +33,8 @@ KILL_SCRIPT = (
     'while [ "$n" -lt "$2" ] && kill -0 "$1" 2>/dev/null; do sleep 0.1; n=$((n + 1)); done; '
     'kill -KILL -"$1" 2>/dev/null; kill -KILL "$1" 2>/dev/null; exit 0'
 )
-SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
-USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
-_LINK_ERRORS = (paramiko.SSHException, EOFError, OSError)
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """``<type> SHA256:<base64>``, the form ``ssh-keygen -l`` and ``ssh`` print."""
-    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-    return f"{key.get_name()} SHA256:{digest}"
+_LINK_ERRORS = hops.LINK_ERRORS
+_one_line = hops.one_line
 
 
 def quote_argv(argv: List[str]) -> str:
@@ -53,11 +43,15 @@ def quote_argv(argv: List[str]) -> str:
 
 
 class SshTransport(ProcessTransport):
-    """A host reached with SSH; HostName/User/Port/IdentityFile may come from ~/.ssh/config.
+    """A host reached with SSH; HostName/User/Port/IdentityFile/ProxyJump/ProxyCommand may come from
+    ~/.ssh/config.
 
     Explicit arguments win over the ssh config; ``port=None`` means the config's Port, else 22.
-    Host keys are checked against the system and user known_hosts and ``known_hosts``;
-    an unknown key is refused unless ``strict_host_keys=False`` (then only a warning is logged).
+    ``jump``: the jump hosts on the way, first to last (over the config's ProxyJump; each one's own
+    HostName/User/Port/IdentityFile/ProxyCommand from the config too, see ``hops``).
+    Host keys of the host and of every jump host are checked against the system and user known_hosts
+    and ``known_hosts``; an unknown key is refused unless ``strict_host_keys=False`` (then only a
+    warning is logged).
     """
 
     def __init__(
@@ -72,30 +66,34 @@ class SshTransport(ProcessTransport):
         connect_timeout: float = 10.0,
         ssh_config: Optional[str] = "~/.ssh/config",
         kill_grace: float = 5.0,
+        jump: Optional[Sequence[hops.Jump]] = None,
     ) -> None:
-        found = _ssh_config(address, ssh_config)
+        found = hops.ssh_config(address, ssh_config)
+        jumps = list(jump) if jump else hops.jumps_from_config(host_name, found)
+        if jumps:
+            found.pop("proxycommand", None)  # the jump hosts are the way there
+        *self.jumps, self.target = hops.linked(
+            [*(hops.resolve_jump(j, ssh_config) for j in jumps),
+             hops.resolve(host_name, address, port, user, key_file, found)]
+        )  # fmt: skip
         self.host = host_name
-        self.address: str = found.get("hostname", address)
-        self.port: int = port if port is not None else int(found.get("port", 22))
-        self.user: str = user or found.get("user") or getpass.getuser()
-        if key_file:
-            self.key_files = [os.path.expanduser(key_file)]
-        else:  # like ssh: IdentityFile entries that do not exist are skipped
-            paths = [os.path.expanduser(path) for path in found.get("identityfile", [])]
-            self.key_files = [path for path in paths if os.path.isfile(path)]
+        self.address: str = self.target.address
+        self.port: int = self.target.port
+        self.user: str = self.target.user
+        self.key_files = list(self.target.key_files)
         extra = [known_hosts] if known_hosts else []
         self.known_hosts_files = [
-            os.path.expanduser(p) for p in [SYSTEM_KNOWN_HOSTS, USER_KNOWN_HOSTS, *extra]
+            os.path.expanduser(p) for p in [hops.SYSTEM_KNOWN_HOSTS, hops.USER_KNOWN_HOSTS, *extra]
         ]
         self.strict_host_keys = strict_host_keys
         self.connect_timeout = connect_timeout
         self.kill_grace = kill_grace
         self._lock = threading.Lock()
-        self._client: Optional[paramiko.SSHClient] = None
+        self._client: Optional[hops.Chain] = None
 
     def describe(self) -> str:
         """``name (user@address:port)`` for messages."""
-        return f"{self.host} ({self.user}@{self.address}:{self.port})"
+        return self.target.describe()
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -109,67 +107,12 @@ class SshTransport(ProcessTransport):
                 self._client = None
                 self._client = self._connect()
                 link = self._client.get_transport()
-                link.set_keepalive(30)
             return link
 
-    def _connect(self) -> paramiko.SSHClient:
-        client = paramiko.SSHClient()
-        for path in self.known_hosts_files:
-            if os.path.isfile(path):
-                client.load_system_host_keys(path)
-        if self.strict_host_keys:
-            client.set_missing_host_key_policy(_RefuseUnknownKey(self))
-        else:
-            log.warning("%s: strict_host_keys is off: an unknown host key is accepted", self.describe())
-            client.set_missing_host_key_policy(paramiko.WarningPolicy())
-        for path in self.key_files:
-            if not os.path.isfile(path):
-                raise TransportError(f"{self.describe()}: key file {path} not found")
-        try:
-            client.connect(
-                self.address,
-                port=self.port,
-                username=self.user,
-                key_filename=self.key_files or None,
-                look_for_keys=not self.key_files,
-                allow_agent=True,
-                timeout=self.connect_timeout,
-                banner_timeout=self.connect_timeout,
-                auth_timeout=self.connect_timeout,
-            )
-        except (TransportError, *_LINK_ERRORS) as exc:
-            client.close()
-            raise self._connect_error(exc) from exc
-        return client
-
-    def _connect_error(self, exc: BaseException) -> TransportError:
-        where = self.describe()
-        if isinstance(exc, TransportError):
-            return exc
-        if isinstance(exc, paramiko.BadHostKeyException):
-            return TransportError(
-                f"host key for {where} changed: {fingerprint(exc.key)} "
-                f"(known_hosts has {fingerprint(exc.expected_key)}); if the host was reinstalled, "
-                f"check the new key and remove the old one with ssh-keygen -R {self._known_name()}"
-            )
-        if isinstance(exc, paramiko.AuthenticationException):
-            keys = ", ".join(self.key_files) or "ssh-agent and ~/.ssh/id_*"
-            return TransportError(f"{where}: authentication refused (tried {keys})")
-        if isinstance(exc, socket.gaierror):
-            return TransportError(f"{where}: cannot resolve {self.address}: {exc.strerror}")
-        if isinstance(exc, NoValidConnectionsError):
-            reasons = sorted({os.strerror(e.errno) if e.errno else str(e) for e in exc.errors.values()})
-            return TransportError(f"{where}: cannot connect: {'; '.join(reasons)}")
-        if isinstance(exc, socket.timeout):
-            return TransportError(
-                f"{where}: no answer within {self.connect_timeout:g} s (host down or port filtered)"
-            )
-        if isinstance(exc, OSError) and not isinstance(exc, paramiko.SSHException):
-            return TransportError(f"{where}: cannot connect: {_one_line(exc)}")
-        return TransportError(f"{where}: ssh connection failed: {_one_line(exc)}")
-
-    def _known_name(self) -> str:
-        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+    def _connect(self) -> hops.Chain:
+        return hops.connect(
+            [*self.jumps, self.target], self.known_hosts_files, self.strict_host_keys, self.connect_timeout
+        )
 
     def _channel(self) -> paramiko.Channel:
         """A new session channel; reconnects once if the connection turns out to be dead."""
@@ -348,28 +291,6 @@ class _SshProcess(Process):
         self._chan.close()
 
 
-class _RefuseUnknownKey(paramiko.MissingHostKeyPolicy):
-    """Refuse a host whose key is in no known_hosts file, naming its fingerprint."""
-
-    def __init__(self, owner: SshTransport) -> None:
-        self._owner = owner
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        owner = self._owner
-        raise TransportError(
-            f"host key for {owner.describe()} not known: {fingerprint(key)}; check it, then add it with "
-            f"ssh-keyscan -p {owner.port} -t {key.get_name()} {owner.address} >> ~/.ssh/known_hosts "
-            "(or name a known_hosts file)"
-        )
-
-
-def _ssh_config(address: str, path: Optional[str]) -> Dict[str, Any]:
-    """What ~/.ssh/config says about ``address`` (empty without a config file)."""
-    if not path or not os.path.isfile(os.path.expanduser(path)):
-        return {}
-    return dict(paramiko.SSHConfig.from_path(os.path.expanduser(path)).lookup(address))
-
-
 def _makedirs(sftp: paramiko.SFTPClient, directory: str) -> None:
     """mkdir -p over SFTP."""
     if directory in ("", "/") or _exists(sftp, directory):
@@ -388,8 +309,3 @@ def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def _one_line(exc: BaseException) -> str:
-    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
-    return " ".join(text.split())
