@@ -184,7 +184,7 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     are reached and run (a fixed path, a longer timeout), not which jobs the run has. The stored one runs
     only as its cluster file still says (``_refuse_unasked_changes``); either way the hosts are shown.
     """
-    run_id = args.resume
+    run_id = ids.checked("run", args.resume)
     given = _load(args.cluster) if args.cluster else None
     store_path = args.store or (given[0].store if given else DEFAULT_STORE)
     if not Path(store_path).is_file():
@@ -403,7 +403,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         metavar="RUN_ID",
-        type=ids.run_id_argument,
         help="run again the jobs of a stored run that did not finish OK (cluster file: the run's own)",
     )
     p.add_argument(

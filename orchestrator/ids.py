@@ -1,7 +1,6 @@
 """Run and job ids: one pattern, checked wherever an id comes in (the command line, the store) before it
 names a file or folder (results_dir, the run lock, the host's workdir): one path component, never ``..``."""
 
-import argparse
 import re
 
 #: what a run id (``new_run_id``) or a job id (``plan.job_id``) looks like
@@ -20,11 +19,3 @@ def checked(kind: str, value: str) -> str:
             % (kind, value)
         )
     return value
-
-
-def run_id_argument(value: str) -> str:
-    """argparse ``type`` of a RUN_ID argument: a usage error (one line, exit 2) for an invalid id."""
-    try:
-        return checked("run", value)
-    except BadId as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
