@@ -240,12 +240,16 @@ def _resume_held(
 
 
 def _refuse_unasked_changes(console: Console, run: Dict[str, Any], stored: Cluster) -> None:
-    """UsageError when the store's cluster of ``run`` differs from the cluster file it names: whoever
-    changed the store (not the user, who would have given ``--cluster``) does not choose what runs."""
+    """UsageError when the store's cluster of ``run`` differs from the cluster file it names, or that file is
+    not the run user's alone: whoever changed the store (not the user, who would have given ``--cluster``)
+    does not choose what runs."""
     run_id, path = run["run_id"], run["cluster_path"]
     if not Path(path).exists():
         console.print("run %s: its cluster file %s is gone; the store's hosts run, as below" % (run_id, path))
         return
+    found = workdirs.local_problem(path, "or resume with --cluster FILE")
+    if found:
+        raise UsageError("run %s: its cluster file %s refused: %s" % (run_id, path, found))
     try:
         on_disk = load_cluster(path)
     except ConfigError as exc:

@@ -206,6 +206,12 @@ def secure(transport: Transport, path: Optional[str], timeout: float) -> str:
     return make_private(transport, path or default_workdir(transport, timeout), timeout)
 
 
+def local_problem(path: str, elsewhere: str) -> Optional[Problem]:
+    """Why a file or folder on this machine is not the run user's alone (the workdir's rules, nothing below
+    it checked); None when it is, or when it does not exist."""
+    return inspect(LocalTransport(), os.path.abspath(path), LOCAL_TIMEOUT, os.getuid(), 0, elsewhere)
+
+
 def private_local(path: str, what: str, elsewhere: str, depth: Optional[int] = None) -> str:
     """A folder on this machine that the orchestrator writes in (``what``: the store's, the run locks',
     results_dir), under the workdir's rules down to ``depth`` levels (None: all): made 0700 if missing;

@@ -189,6 +189,17 @@ def test_a_resume_runs_no_host_that_the_store_was_edited_to(tmp_path, tiny):
     assert not mark.exists() and stored(store)[JOB]["state"] == "OK"
 
 
+def test_a_resume_from_the_store_refuses_a_cluster_file_of_another_uid(tmp_path, tiny, stranger):  # noqa: F811
+    (tmp_path / "conf").mkdir()
+    path = write_cluster(tmp_path / "conf" / "hosts.yaml", tmp_path, [bare_entry(tiny, tmp_path / "work")])
+    run_id = stored_run(path)
+    os.chown(str(path), *stranger)  # they could make it say what they edited the store to
+    refused = orchestrator_in(tmp_path, "run", "--resume", run_id, "--store", str(tmp_path / "store.sqlite"))
+    line = one_error_line(refused)
+    assert "its cluster file %s refused: %s is owned by uid %d" % (path, path, stranger[0]) in line, line
+    assert not (tmp_path / "work").exists()
+
+
 # -- item 8: a result file is taken on resume only if this orchestrator fetched it ----------------------
 @pytest.fixture(scope="module")
 def real_result(tmp_path_factory, tiny) -> Dict[str, Any]:
