@@ -16,15 +16,15 @@ from typing import List, Sequence
 _ABSOLUTE_PATH_ONLY = "import sys; sys.path[:] = [p for p in sys.path if p.startswith('/')]"
 #: ``python -m MODULE ARGS`` in folder CWD: ``-c`` arguments CWD MODULE ARGS
 _RUN_MODULE = (
-    "import os, runpy\n"
-    "os.chdir(sys.argv.pop(1))\n"
+    "import os, runpy; os.chdir(sys.argv.pop(1)); "
     "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)"
 )
 
 
 def code_argv(python: str, code: str, args: Sequence[str] = ()) -> List[str]:
-    """``python -c CODE ARGS``, importing nothing from the current folder."""
-    return [python, "-c", _ABSOLUTE_PATH_ONLY + "\n" + code] + list(args)
+    """``python -c CODE ARGS``, importing nothing from the current folder; CODE is one line of simple
+    statements (the command stays one line in logs and process lists)."""
+    return [python, "-c", _ABSOLUTE_PATH_ONLY + "; " + code] + list(args)
 
 
 def module_argv(python: str, module: str, cwd: str, args: Sequence[str]) -> List[str]:
