@@ -14,7 +14,8 @@ from rich.table import Table
 import vendors
 from vendors.base import Vendor
 
-from . import doctor, images, knobs, launchers, logs, runlock, signals
+from . import doctor, ids, images, knobs, launchers, logs, runlock, signals
+from . import workdir as workdirs
 from .bundle import command as bundle_command
 from .config import Cluster, ConfigError, load_cluster
 from .display import ProgressBoard
@@ -109,6 +110,18 @@ def _writable_dir(path: Path, field: str) -> Path:
     return path
 
 
+def _results_dir(cluster: Cluster, run_id: str) -> Path:
+    """The run's folder in results_dir; results_dir made if missing, under the workdir's rules (the run user's
+    alone, at and below it: a result file in it is taken as fetched by this orchestrator)."""
+    try:
+        path = workdirs.private_local(
+            cluster.results_dir, "results_dir", "or set results_dir to a folder of your own"
+        )
+    except workdirs.WorkdirRefused as exc:
+        raise UsageError(str(exc)) from None
+    return _writable_dir(Path(path), "results_dir") / run_id
+
+
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     cluster, known = _load(args.cluster)
     jobs, skipped = expand(cluster, known)
@@ -152,7 +165,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             + ("; and %d more" % (len(reasons) - 3) if len(reasons) > 3 else "")
         )
     run_id = new_run_id()
-    results_dir = _writable_dir(Path(cluster.results_dir), "results_dir") / run_id
+    results_dir = _results_dir(cluster, run_id)
     store = Store(args.store or cluster.store)
     hosts = {h.name: h for h in cluster.hosts}
     with runlock.held(store.path, run_id):
@@ -169,9 +182,10 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     """Run again the jobs of a stored run that are not OK; OK jobs and their results stay as they are.
 
     The run's stored cluster file is used, or ``--cluster`` when given: it may change how hosts
-    are reached and run (a fixed path, a longer timeout), not which jobs the run has.
+    are reached and run (a fixed path, a longer timeout), not which jobs the run has. The stored one runs
+    only as its cluster file still says (``_refuse_unasked_changes``); either way the hosts are shown.
     """
-    run_id = args.resume
+    run_id = ids.checked("run", args.resume)
     given = _load(args.cluster) if args.cluster else None
     store_path = args.store or (given[0].store if given else DEFAULT_STORE)
     if not Path(store_path).is_file():
@@ -201,6 +215,7 @@ def _resume_held(
         except ValueError as exc:
             raise UsageError("run %s: stored cluster file no longer loads: %s" % (run_id, exc)) from None
         known = _check_vendors(cluster, "run %s (stored cluster file)" % run_id)
+        _refuse_unasked_changes(console, run, cluster)
     cluster = _offline(cluster, args)
     jobs, _ = expand(cluster, known)
     stored = {job["job_id"]: job for job in store.jobs(run_id)}
@@ -215,13 +230,70 @@ def _resume_held(
     if not todo:
         console.print("run %s: all %d jobs finished OK; nothing to resume" % (run_id, len(jobs)))
         return 0
-    results_dir = _writable_dir(Path(cluster.results_dir), "results_dir") / run_id
+    results_dir = _results_dir(cluster, run_id)
+    _show_hosts(console, cluster, known)
     store.reopen_run(run_id, cluster_path, cluster.model_dump(mode="json"))
     console.print(
         "resuming run %s: %d of %d jobs to run, %d finished OK are kept; store %s"
         % (run_id, len(todo), len(jobs), len(jobs) - len(todo), store.path)
     )
     return _execute(console, store, run_id, cluster, known, todo, results_dir)
+
+
+def _refuse_unasked_changes(console: Console, run: Dict[str, Any], stored: Cluster) -> None:
+    """UsageError when the store's cluster of ``run`` differs from the cluster file it names, or that file is
+    not the run user's alone: whoever changed the store (not the user, who would have given ``--cluster``)
+    does not choose what runs."""
+    run_id, path = run["run_id"], run["cluster_path"]
+    if not Path(path).exists():
+        console.print("run %s: its cluster file %s is gone; the store's hosts run, as below" % (run_id, path))
+        return
+    found = workdirs.local_problem(path, "or resume with --cluster FILE")
+    if found:
+        raise UsageError("run %s: its cluster file %s refused: %s" % (run_id, path, found))
+    try:
+        on_disk = load_cluster(path)
+    except ConfigError as exc:
+        raise UsageError(
+            "run %s: its cluster file no longer loads (%s); resume with --cluster FILE" % (run_id, exc)
+        ) from None
+    mine, theirs = (c.model_dump(mode="json", exclude={"defaults": {"offline"}}) for c in (stored, on_disk))
+    where = _first_difference(mine, theirs, "")
+    if where is not None:
+        raise UsageError(
+            "run %s: the store's cluster differs from its cluster file %s at %s; a resume runs no host that "
+            "you did not give: resume with --cluster %s to run what the file says"
+            % (run_id, path, where or "the top", path)
+        )
+
+
+def _first_difference(a: Any, b: Any, where: str) -> Optional[str]:
+    """The first place (``hosts[0].python``) where two JSON values differ; None when they are equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(key), b.get(key), "%s.%s" % (where, key) if where else key)
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for index, (x, y) in enumerate(zip(a, b)):
+            found = _first_difference(x, y, "%s[%d]" % (where, index))
+            if found is not None:
+                return found
+        return None
+    return None if a == b else where
+
+
+def _show_hosts(console: Console, cluster: Cluster, known: Dict[str, Vendor]) -> None:
+    """What a resume runs, host by host: where, how (runtime, python or image) and in which workdir."""
+    for host in cluster.hosts:
+        if host.runtime == "docker":
+            base = image_overrides(host).get("base_image") or known[host.vendor].image_vars["base_image"]
+            how = "docker, image of vendor %s on %s" % (host.vendor, base)
+        else:
+            how = "bare, python %s" % host.python
+        workdir = cluster.host_workdir(host) or "the run user's state folder"
+        console.print("  host %s at %s: %s; workdir %s" % (host.name, host.address, how, workdir))
 
 
 def _execute(
@@ -385,7 +457,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     signals.install()
     try:
         return args.func(args, console)
-    except (ConfigError, UsageError, runlock.RunLocked, StoreError) as exc:
+    except (ConfigError, UsageError, runlock.RunLocked, StoreError, ids.BadId) as exc:
         print("error: %s" % shown(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:

@@ -57,10 +57,23 @@ class ResultInvalid(ValueError):
 
 
 def read_file(path: str) -> Result:
-    """The result in the file ``path`` (a regular file, read within bounds); ResultInvalid otherwise, OSError
-    when it cannot be opened."""
+    """The result in the file ``path``: ``read_bytes(load_file(path))``."""
+    return read_bytes(load_file(path))
+
+
+def load_file(path: str) -> bytes:
+    """The bytes of the result file ``path`` (a regular file, read within bounds); ResultInvalid otherwise,
+    OSError when it cannot be opened."""
     try:
-        doc = bounded.load_file(path, MAX_RESULT_BYTES)
+        return bounded.read_regular(path, MAX_RESULT_BYTES)
+    except bounded.Refused as exc:
+        raise ResultInvalid("result.json: %s" % exc) from None
+
+
+def read_bytes(data: bytes) -> Result:
+    """The result in the bytes ``data`` of a result file (JSON within bounds); ResultInvalid otherwise."""
+    try:
+        doc = bounded.loads(data)
     except bounded.Refused as exc:
         raise ResultInvalid("result.json: %s" % exc) from None
     return read(doc)

@@ -24,7 +24,7 @@ from rich.text import Text
 
 from vendors.base import Vendor
 
-from . import envinfo, images
+from . import envinfo, hostpython, images
 from .config import Cluster, Host
 from .hostchecks import FAIL, PASS, SKIP, WARN, Check, Limits, StorageChecks, last_line
 from .hostprep import host_image_spec, host_transport, image_overrides
@@ -148,11 +148,9 @@ class _HostProbe(StorageChecks):
 
     def docker(self) -> Check:
         if self.host.runtime != "docker":
-            argv = [
-                self.host.python,
-                "-c",
-                "import sys, torch; print(sys.version.split()[0], torch.__version__)",
-            ]
+            argv = hostpython.code_argv(
+                self.host.python, "import torch; print(sys.version.split()[0], torch.__version__)"
+            )
             done = self.run(argv)
             if done.returncode != 0:
                 return Check(

@@ -6,6 +6,7 @@ prepared, a job's command run and followed -- the worker asks of its launcher
 (``launchers.base.Launcher``).
 """
 
+import hashlib
 import posixpath
 import threading
 import time
@@ -112,7 +113,8 @@ class HostWorker:
 
         A StoreError (the store cannot be written: disk full, read-only) stops the whole run: its results
         could not be kept. A job left RUNNING by such a run, or by one that was killed, whose result file
-        was fetched, is not run again: that result is stored (``--resume``).
+        was fetched and recorded in the store (its sha256, ``Store.record_fetch``) is not run again: that
+        result is stored (``--resume``). Any other file there is not this orchestrator's: the job runs again.
         """
         try:
             return self._run_job(job)
@@ -122,13 +124,14 @@ class HostWorker:
 
     def _run_job(self, job: Job) -> str:
         store, run_id = self.ctx.store, self.ctx.run_id
+        recorded = store.fetched(run_id, job.job_id)
         before = store.start_job(run_id, job.job_id)
         job_dir = self.ctx.results_dir / job.job_id
         log_path = job_dir / "runner.log"
         timings: Dict[str, float] = {} if self.build_s is None else {"build_s": self.build_s}
         start = time.monotonic()
         try:
-            unstored = _finished_result(job_dir / RESULT_FILE) if before == RUNNING else None
+            unstored = _finished_result(job_dir / RESULT_FILE, recorded) if before == RUNNING else None
             if unstored is not None:
                 result = self._store_result(job, unstored, None)
             else:
@@ -178,7 +181,9 @@ class HostWorker:
             raise StageFailure("collect", one_line("result.json not fetched: %s" % error))
         timings["collect_s"] = time.monotonic() - t0
         try:
-            result = collect.read_file(str(local_result))
+            data = collect.load_file(str(local_result))
+            self.ctx.store.record_fetch(self.ctx.run_id, job.job_id, hashlib.sha256(data).hexdigest())
+            result = collect.read_bytes(data)
         except (OSError, collect.ResultInvalid) as exc:
             raise StageFailure("validate", one_line(str(exc))) from None
         if result.figures is None or outcome.returncode not in (0, EXIT_FAILED_ACCURACY):
@@ -275,10 +280,14 @@ class HostWorker:
         return path
 
 
-def _finished_result(path: Path) -> Optional[collect.Result]:
-    """The valid result with figures at ``path``, or None (missing, partial, a failed run's)."""
+def _finished_result(path: Path, sha256: Optional[str]) -> Optional[collect.Result]:
+    """The valid result with figures at ``path`` if it is the file this orchestrator fetched (``sha256``, as
+    recorded in the store), or None (none recorded, another file, missing, partial, a failed run's)."""
     try:
-        result = collect.read_file(str(path))
+        data = collect.load_file(str(path))
+        if sha256 is None or hashlib.sha256(data).hexdigest() != sha256:
+            return None
+        result = collect.read_bytes(data)
     except (OSError, collect.ResultInvalid):
         return None
     return result if result.figures is not None else None

@@ -2,8 +2,9 @@
 
 ``build`` gathers what the command needs (the runner's options, rendered from the contract, and
 for docker the container's mounts and settings); ``JobCommand.argv(device)`` renders
-``docker run ...`` or, bare, ``env ... python -m runner_in_container ...`` for one device, or for
-``DEVICE``, a placeholder that a launcher fills in where the device is known (Slurm's node).
+``docker run ...`` or, bare, ``env PYTHONPATH=<installed runner> ... python -c ...`` (the runner's
+``-m``, run in the job's folder, importing nothing from where it starts: hostpython.py) for one device,
+or for ``DEVICE``, a placeholder that a launcher fills in where the device is known (Slurm's node).
 """
 
 import posixpath
@@ -13,10 +14,11 @@ from typing import Dict, List, Optional, Tuple
 from runner_in_container.contract import render_argv, weights_is_file
 from vendors.base import DevicePlaceholder, DeviceRef, Vendor
 
-from . import containers
+from . import containers, hostpython
 from .config import Host
 from .plan import Job
 
+RUNNER_MODULE = "runner_in_container"
 CONTAINER_RESULTS = "/results"
 CONTAINER_CACHE = "/cache"
 #: the device of a job command rendered before its device is known
@@ -90,11 +92,9 @@ class JobCommand:
         return argv, any(token in arg for arg in argv)
 
 
-def runner_argv(
-    python: str, job: Job, host: Host, vendor: Vendor, paths: Dict[str, Optional[str]]
-) -> List[str]:
-    """``python -m runner_in_container`` with the job's options; ``paths``: out, data, labels, weights and
-    engine_cache as the runner sees them."""
+def runner_options(job: Job, host: Host, vendor: Vendor, paths: Dict[str, Optional[str]]) -> List[str]:
+    """The runner's options for ``job``; ``paths``: out, data, labels, weights and engine_cache as the
+    runner sees them."""
     values = dict(
         paths,
         case=job.case,
@@ -113,7 +113,7 @@ def runner_argv(
         max_images=host.data.max_images,
     )
     try:
-        return [python, "-m", "runner_in_container"] + render_argv(values)
+        return render_argv(values)
     except ValueError as exc:
         raise CommandError("job %s: %s" % (job.job_id, exc)) from None
 
@@ -142,9 +142,9 @@ def build(
         env = {"PYTHONPATH": runner_path}
         if mps_pipe is not None:
             env["CUDA_MPS_PIPE_DIRECTORY"] = mps_pipe
-        return JobCommand(
-            vendor, tuple(runner_argv(host.python, job, host, vendor, paths)), tuple(env.items())
-        )
+        options = runner_options(job, host, vendor, paths)
+        runner = hostpython.module_argv(host.python, RUNNER_MODULE, remote_dir, options)
+        return JobCommand(vendor, tuple(runner), tuple(env.items()))
     assert image is not None
     mounts = [
         containers.Mount(spec.path, "/data/" + posixpath.basename(spec.path.rstrip("/"))),
@@ -165,4 +165,5 @@ def build(
     run = DockerRun(
         container, image, tuple(mounts), user, docker.shm_size, docker.privileged, docker.memory, mps_pipe
     )
-    return JobCommand(vendor, tuple(runner_argv("python3", job, host, vendor, paths)), docker=run)
+    runner = ["python3", "-m", RUNNER_MODULE] + runner_options(job, host, vendor, paths)
+    return JobCommand(vendor, tuple(runner), docker=run)

@@ -3,6 +3,7 @@
 The lock is ``flock`` on ``<store>-locks/<run id>.lock``, which names its holder (PID and host). The kernel
 drops it when the holder ends, however it ends (even SIGKILL), so a lock is never stale; the file stays
 behind, harmless. A second ``run --resume`` of a run in progress is refused before it touches the run.
+The lock folder follows the workdir's rules (``workdir.private_local``): the run user's alone, 0700.
 """
 
 import contextlib
@@ -15,23 +16,30 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from . import ids
+from . import workdir as workdirs
+from .store import STORE_ELSEWHERE
+
 
 class RunLocked(Exception):
     """Another orchestrator runs this run; the message names it (one line)."""
 
 
 def lock_path(store: str, run_id: str) -> Path:
-    """The lock file of a run: beside the store, whichever way the store's path is spelled."""
-    return Path(os.path.realpath(store) + "-locks") / (run_id + ".lock")
+    """The lock file of a run: beside the store, whichever way the store's path is spelled; ids.BadId for a
+    run id that is no valid id (it could name a file elsewhere)."""
+    return Path(os.path.realpath(store) + "-locks") / (ids.checked("run", run_id) + ".lock")
 
 
 @contextlib.contextmanager
 def held(store: str, run_id: str) -> Iterator[Path]:
     """Hold run ``run_id`` of ``store`` while the block runs; RunLocked when another process holds it."""
-    path = lock_path(store, run_id)
     try:
-        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path = lock_path(store, run_id)
+        workdirs.private_local(str(path.parent), "run lock folder", STORE_ELSEWHERE, 1)
         fd = os.open(str(path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except (ids.BadId, workdirs.WorkdirRefused) as exc:
+        raise RunLocked("cannot lock run %s: %s" % (run_id, exc)) from None
     except OSError as exc:
         raise RunLocked("cannot lock run %s: %s: %s" % (run_id, path, exc.strerror or exc)) from None
     try:
@@ -42,8 +50,11 @@ def held(store: str, run_id: str) -> Iterator[Path]:
                 raise RunLocked("cannot lock run %s: %s: %s" % (run_id, path, exc.strerror)) from None
             raise RunLocked(_held_by(run_id, fd)) from None
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
+        except OSError as exc:  # a full disk
+            raise RunLocked("cannot lock run %s: %s: %s" % (run_id, path, exc.strerror or exc)) from None
         yield path
     finally:
         os.close(fd)  # releases the lock
@@ -53,7 +64,7 @@ def is_held(store: str, run_id: str) -> bool:
     """Whether an orchestrator holds the run now (creates nothing: reading commands call it)."""
     try:
         fd = os.open(str(lock_path(store, run_id)), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    except (OSError, ids.BadId):
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -1,4 +1,10 @@
-"""Results store: one SQLite file holding runs, jobs, results, environments and monitor samples."""
+"""Results store: one SQLite file holding runs, jobs, results, environments and monitor samples.
+
+A writer opens it only in a folder of its user's alone (the workdir's rules, ``workdir.private_local``):
+whoever can write the store decides what a resume runs. A new store appears whole: its tables are made in a
+private file beside it (0600), which then takes the store's name at once, so two runs making one store at
+the same time both find it complete.
+"""
 
 import contextlib
 import json
@@ -12,7 +18,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from . import bounded
+from . import bounded, ids
+from . import workdir as workdirs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -57,11 +64,22 @@ CREATE TABLE IF NOT EXISTS samples (
     PRIMARY KEY (run_id, job_id)
 );
 """
+#: tables added since the first stores: a writer adds them to an older store
+ADDED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fetched (
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (run_id, job_id)
+);
+"""
 
 PENDING = "PENDING"
 RUNNING = "RUNNING"
 OK = "OK"
 CANCELLED = "CANCELLED"
+#: the way out of a store folder that is not the run user's alone, for its fix
+STORE_ELSEWHERE = "or name a store in a folder of your own (--store)"
 #: run states
 RUN_FINISHED = "finished"
 RUN_INTERRUPTED = "interrupted"
@@ -150,8 +168,7 @@ def _connect(path: str, readonly: bool) -> sqlite3.Connection:
         raise StoreError(
             "store %s is a directory; name the store's file (e.g. %s)" % (path, target / "rn50bench.sqlite")
         )
-    exists = target.exists() and target.stat().st_size > 0  # a writer makes a 0-byte file a new store
-    if readonly and not exists:
+    if readonly and not (target.exists() and target.stat().st_size > 0):
         what = "is an empty file (0 bytes)" if target.exists() else "does not exist"
         raise StoreError(
             "store %s %s: no results in it (run something first, or pass --store)" % (path, what)
@@ -160,14 +177,14 @@ def _connect(path: str, readonly: bool) -> sqlite3.Connection:
         if readonly:
             db = _connect_readonly(target)
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _create(target)
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        found = _columns(db)
-        if exists:
-            _check_schema(path, found)
+        _check_schema(path, _columns(db))
         if not readonly:
             db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+            db.executescript(ADDED_SCHEMA)
+    except workdirs.WorkdirRefused as exc:
+        raise StoreError(str(exc)) from None
     except OSError as exc:
         raise StoreError("store %s cannot be opened: %s" % (path, exc.strerror or exc)) from None
     except sqlite3.Error as exc:
@@ -175,6 +192,28 @@ def _connect(path: str, readonly: bool) -> sqlite3.Connection:
         raise StoreError("store %s cannot be %s: %s" % (path, what, _one_line(exc))) from None
     db.row_factory = sqlite3.Row
     return db
+
+
+def _create(target: Path) -> None:
+    """Make the store's folder private (workdir's rules: the folder, the store and what is beside it) and,
+    when no store is there yet (or an empty file), a new one, whole: made in a 0600 file beside it that then
+    takes its name (a hard link: never over a store that another run made meanwhile)."""
+    workdirs.private_local(str(target.parent), "store folder", STORE_ELSEWHERE, 1)
+    if target.exists() and target.stat().st_size > 0:
+        return
+    staging = target.with_name(".%s.new-%s" % (target.name, secrets.token_hex(4)))
+    os.close(os.open(str(staging), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    try:
+        with contextlib.closing(sqlite3.connect(str(staging), isolation_level=None)) as db:
+            db.execute("PRAGMA journal_mode=WAL")  # kept in the file; its -wal and -shm files get its 0600
+            db.executescript(SCHEMA + ADDED_SCHEMA)
+        try:
+            os.link(str(staging), str(target))
+        except FileExistsError:
+            if target.stat().st_size == 0:  # an empty file there: it becomes the new store
+                os.replace(str(staging), str(target))
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def _connect_readonly(target: Path) -> sqlite3.Connection:
@@ -255,8 +294,17 @@ class Store:
             rows = list(self._db.execute(sql, params))
         return [{key: _as_declared(key, row[key]) for key in row.keys()} for row in rows]
 
+    def _checked_ids(self, run_id: str, job_id: str = "j") -> None:
+        """StoreError unless both are valid ids (ids.py): ids name folders."""
+        try:
+            ids.checked("run", run_id)
+            ids.checked("job", job_id)
+        except ids.BadId as exc:
+            raise StoreError("store %s: %s" % (self.path, exc)) from None
+
     # -- runs -------------------------------------------------------------------
     def create_run(self, run_id: str, cluster_path: str, cluster: Dict[str, Any]) -> None:
+        self._checked_ids(run_id)
         self._write(
             "INSERT INTO runs (run_id, created_at, state, cluster_path, cluster_json) VALUES (?, ?, ?, ?, ?)",
             (run_id, time.time(), RUNNING, cluster_path, json.dumps(cluster, sort_keys=True)),
@@ -291,6 +339,7 @@ class Store:
 
     # -- jobs -------------------------------------------------------------------
     def add_job(self, run_id: str, job_id: str, host: str, vendor: str, spec: Dict[str, Any]) -> None:
+        self._checked_ids(run_id, job_id)
         self._write(
             "INSERT OR IGNORE INTO jobs (run_id, job_id, host, vendor, spec_json, state)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -353,6 +402,20 @@ class Store:
         return out
 
     # -- results, environments, samples -----------------------------------------
+    def record_fetch(self, run_id: str, job_id: str, sha256: str) -> None:
+        """Note the sha256 of the result file this orchestrator fetched for a job, before it is read: a
+        resume takes a fetched file that was never stored only when it still has this digest."""
+        self._write(
+            "INSERT OR REPLACE INTO fetched (run_id, job_id, sha256) VALUES (?, ?, ?)",
+            (run_id, job_id, sha256),
+        )
+
+    def fetched(self, run_id: str, job_id: str) -> Optional[str]:
+        """The sha256 recorded by ``record_fetch`` for the job's last fetched result, or None."""
+        where = (run_id, job_id)
+        rows = self._rows("SELECT sha256 FROM fetched WHERE run_id = ? AND job_id = ?", where)
+        return str(rows[0]["sha256"]) if rows else None
+
     def put_result(self, run_id: str, job_id: str, result: Dict[str, Any], derived: Dict[str, Any]) -> None:
         self._write(
             "INSERT OR REPLACE INTO results (run_id, job_id, result_json, derived_json) VALUES (?, ?, ?, ?)",

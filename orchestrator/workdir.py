@@ -9,22 +9,32 @@ transport before anything is made there (and again after ``mkdir``):
 - no folder on the path is writable by group or others, except a sticky one (``/tmp``, ``/var/tmp``: mode
   1777), where others cannot rename or remove what is not theirs; the path is checked both as written and
   with its links resolved;
-- the workdir itself is owned by the run's user and writable by no one else (it is created 0700), and
-  nothing directly inside it is a symbolic link or someone else's.
+- the workdir itself is owned by the run's user (it is created 0700), and nothing at or below it is a symbolic
+  link, someone else's, or writable by group or others -- a sticky folder included: the sticky exemption is
+  for the folders above the workdir only.
+
+The same rules guard the folders the orchestrator writes on its own machine (``private_local``): the store's
+folder, the run locks' folder and results_dir.
 
 The default workdir is the run user's own state folder, never a shared temporary folder:
 ``$XDG_STATE_HOME/rn50bench`` (``~/.local/state/rn50bench``), or ``/var/lib/rn50bench`` for root.
 """
 
+import os
 import posixpath
 import stat
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from .transport.base import Transport, TransportError
+from .transport.local import LocalTransport
 
 ROOT_DEFAULT = "/var/lib/rn50bench"
 STATE_DIR = "rn50bench"
+#: where the fix of a refused workdir points
+WORKDIR_ELSEWHERE = "or set workdir to a folder of your own (unset: the run user's state folder)"
+#: seconds for the checks of a folder on this machine
+LOCAL_TIMEOUT = 30.0
 
 
 class WorkdirRefused(Exception):
@@ -101,21 +111,24 @@ class Problem:
         return "%s; fix: %s" % (self.reason, self.fix)
 
 
-def problem(entries: List[Entry], workdir: str, uid: int) -> Optional[Problem]:
-    """Why the checked ``entries`` (the workdir's path, its links resolved, its direct children) make
-    ``workdir`` unsafe for user ``uid``; None when they do not."""
+def problem(
+    entries: List[Entry], target: str, uid: int, elsewhere: str = WORKDIR_ELSEWHERE
+) -> Optional[Problem]:
+    """Why the checked ``entries`` (the path of ``target``, its links resolved, and what is below it) make
+    ``target`` unsafe for user ``uid``; None when they do not. ``elsewhere``: the other way out, for fixes."""
     who = "root" if uid == 0 else "the run's user (uid %d) or root" % uid
-    elsewhere = "or set workdir to a folder of your own (unset: the run user's state folder)"
+    inside = target.rstrip("/") + "/"
     for entry in entries:
-        if entry.uid not in (0, uid) or (entry.path == workdir and entry.uid != uid):
+        below = entry.path == target or entry.path.startswith(inside)
+        if entry.uid not in (0, uid) or (entry.path == target and entry.uid != uid):
             return Problem(
                 "%s is owned by uid %d, not by %s" % (entry.path, entry.uid, who),
                 "remove %s (what is in it may be forged) %s" % (entry.path, elsewhere),
             )
-        if entry.is_link and entry.path.startswith(workdir.rstrip("/") + "/"):
+        if below and entry.is_link:
             return Problem("%s is a symbolic link" % entry.path, "remove the link %s" % entry.path)
-        lax = entry.is_dir and entry.mode & 0o022
-        if lax and (entry.path == workdir or not entry.mode & stat.S_ISVTX):
+        lax = entry.mode & 0o022 and (below or (entry.is_dir and not entry.mode & stat.S_ISVTX))
+        if lax:
             return Problem(
                 "%s is writable by %s" % (entry.path, "others" if entry.mode & 0o002 else "its group"),
                 "chmod go-w %s %s" % (entry.path, elsewhere),
@@ -123,43 +136,84 @@ def problem(entries: List[Entry], workdir: str, uid: int) -> Optional[Problem]:
     return None
 
 
-def inspect(transport: Transport, path: str, timeout: float, uid: Optional[int] = None) -> Optional[Problem]:
-    """Why ``path`` is no safe workdir on the host (folders not yet made are fine); None when it is."""
+def _unsafe_below(
+    transport: Transport, real: str, uid: int, depth: Optional[int], timeout: float
+) -> List[Entry]:
+    """The first entry below ``real`` (down to ``depth`` levels, None: all) that is a link, someone else's or
+    writable by group or others (``find``, which never follows a link); none when all are safe."""
+    argv = ["find", "-P", real, "-mindepth", "1"] + ([] if depth is None else ["-maxdepth", str(depth)])
+    argv += ["(", "-type", "l", "-o", "-perm", "/022", "-o", "!", "-uid", str(uid), "!", "-uid", "0", ")"]
+    listing = transport.run(argv + ["-printf", "%U %m %y %p\\0", "-quit"], timeout=timeout)
+    found = []
+    for line in filter(None, listing.stdout.split("\0")):
+        owner, mode, kind, name = line.split(" ", 3)
+        kind_bits = stat.S_IFLNK if kind == "l" else stat.S_IFDIR if kind == "d" else stat.S_IFREG
+        found.append(Entry(name, int(owner), kind_bits | int(mode, 8)))
+    return found
+
+
+def inspect(
+    transport: Transport,
+    path: str,
+    timeout: float,
+    uid: Optional[int] = None,
+    depth: Optional[int] = None,
+    elsewhere: str = WORKDIR_ELSEWHERE,
+) -> Optional[Problem]:
+    """Why ``path`` is no safe workdir on the host (folders not yet made are fine); None when it is.
+    ``depth``: how many levels below it are checked (None: all)."""
     uid = run_uid(transport, timeout) if uid is None else uid
     real = transport.run(["readlink", "-m", "--", path], timeout=timeout).stdout.strip() or path
     paths = list(dict.fromkeys(_prefixes(path) + _prefixes(real)))
     entries = _lstat(transport, paths, timeout)
     checked = [entries[p] for p in paths if p in entries]
-    if real in entries:
-        listing = transport.run(
-            ["find", "-P", real, "-mindepth", "1", "-maxdepth", "1", "-printf", "%U %m %y %p\\n"],
-            timeout=timeout,
-        )
-        for line in listing.stdout.splitlines():
-            owner, mode, kind, name = line.split(" ", 3)
-            kind_bits = stat.S_IFLNK if kind == "l" else stat.S_IFDIR if kind == "d" else stat.S_IFREG
-            checked.append(Entry(name, int(owner), kind_bits | int(mode, 8)))
-    return problem(checked, real, uid)
+    if real in entries and entries[real].is_dir:
+        checked += _unsafe_below(transport, real, uid, depth, timeout)
+    return problem(checked, real, uid, elsewhere)
 
 
-def refuse_unsafe(transport: Transport, path: str, timeout: float, uid: Optional[int] = None) -> None:
-    """WorkdirRefused, with the reason and its fix, when ``path`` is no safe workdir on the host."""
-    found = inspect(transport, path, timeout, uid)
-    if found:
-        raise WorkdirRefused("workdir %s refused: %s" % (path, found))
-
-
-def secure(transport: Transport, path: Optional[str], timeout: float) -> str:
-    """The workdir (``path``, or the default): checked, made 0700 if missing, and checked again."""
+def make_private(
+    transport: Transport,
+    path: str,
+    timeout: float,
+    what: str = "workdir",
+    depth: Optional[int] = None,
+    elsewhere: str = WORKDIR_ELSEWHERE,
+) -> str:
+    """``path`` on the host as a folder of the run's user alone: checked, made 0700 if missing, and checked
+    again; WorkdirRefused (one line naming ``what``, the reason and its fix) when it is unsafe."""
     uid = run_uid(transport, timeout)
-    path = path or default_workdir(transport, timeout)
-    refuse_unsafe(transport, path, timeout, uid)
+
+    def refuse_unsafe() -> None:
+        found = inspect(transport, path, timeout, uid, depth, elsewhere)
+        if found:
+            raise WorkdirRefused("%s %s refused: %s" % (what, path, found))
+
+    refuse_unsafe()
     try:
         transport.run(["mkdir", "-p", "-m", "700", "--", path], timeout=timeout).check()
     except TransportError as exc:
         raise WorkdirRefused(
-            "workdir %s cannot be made on host %s: %s; fix: set workdir to a folder the run's user can "
-            "create" % (path, transport.host, exc)
+            "%s %s cannot be made on host %s: %s; fix: set %s to a folder the run's user can create"
+            % (what, path, transport.host, exc, what)
         ) from None
-    refuse_unsafe(transport, path, timeout, uid)
+    refuse_unsafe()
     return path
+
+
+def secure(transport: Transport, path: Optional[str], timeout: float) -> str:
+    """The workdir (``path``, or the default): checked, made 0700 if missing, and checked again."""
+    return make_private(transport, path or default_workdir(transport, timeout), timeout)
+
+
+def local_problem(path: str, elsewhere: str) -> Optional[Problem]:
+    """Why a file or folder on this machine is not the run user's alone (the workdir's rules, nothing below
+    it checked); None when it is, or when it does not exist."""
+    return inspect(LocalTransport(), os.path.abspath(path), LOCAL_TIMEOUT, os.getuid(), 0, elsewhere)
+
+
+def private_local(path: str, what: str, elsewhere: str, depth: Optional[int] = None) -> str:
+    """A folder on this machine that the orchestrator writes in (``what``: the store's, the run locks',
+    results_dir), under the workdir's rules down to ``depth`` levels (None: all): made 0700 if missing;
+    WorkdirRefused (one line, its fix ending in ``elsewhere``) when anyone else could write in it."""
+    return make_private(LocalTransport(), os.path.abspath(path), LOCAL_TIMEOUT, what, depth, elsewhere)

@@ -24,6 +24,7 @@ from vendors.base import Vendor
 from .. import envinfo, images
 from ..config import Cluster, Host
 from ..hostprep import host_image_spec, host_transport
+from ..hostpython import code_argv
 from ..plan import Job, expand
 from ..transport.base import Transport
 from ..transport.local import LocalTransport
@@ -200,7 +201,7 @@ def _wheels(host: Host, cluster: Cluster, local: Transport, root: Path, console:
     """Wheels of BARE_REQUIREMENTS for the bare host's Python version, glibc and machine (asked there)."""
     timeout = cluster.host_timeouts(host).connect
     with host_transport(host, timeout) as transport:
-        said = transport.run([host.python, "-c", _PY_PROBE], timeout=timeout).check().stdout.split()
+        said = transport.run(code_argv(host.python, _PY_PROBE), timeout=timeout).check().stdout.split()
     match = re.match(r"^glibc (\d+)\.(\d+)$", " ".join(said[1:3])) if len(said) == 4 else None
     if not match:
         raise mf.BundleError(
