@@ -27,7 +27,7 @@ from ..config import Host, SlurmSettings
 from ..jobcommand import DEVICE, CommandError
 from ..monitor import Monitor
 from ..plan import Job
-from ..runnerio import RunnerOutcome
+from ..runnerio import JobLog, RunnerOutcome
 from ..stages import INTERRUPTED, RunContext, StageFailure, one_line, stage_errors
 from ..transport.base import Cancelled, Transport, TransportError
 from .base import Launcher
@@ -199,7 +199,7 @@ class SlurmLauncher(Launcher):
         self.worker.say(job.device, stage="queued", note="slurm job %s" % watch.slurm_id)
         timeouts = self.worker.timeouts
         follower = OutputFollower(transport, posixpath.join(remote_dir, OUTPUT_NAME), timeouts.connect)
-        with log_path.open("w", buffering=1) as log:
+        with JobLog(log_path) as log:
             on_line = self._line_handler(transport, job, watch, outcome, log)
             try:
                 status = self._follow(job, watch, follower, on_line)

@@ -2,13 +2,22 @@
 
 from typing import Optional
 
-from .base import Cancelled, CommandTimeout, Completed, LineHandler, Transport, TransportError
+from .base import (
+    Cancelled,
+    CommandTimeout,
+    Completed,
+    FetchRefused,
+    LineHandler,
+    Transport,
+    TransportError,
+)
 from .local import LocalTransport
 
 __all__ = [
     "Cancelled",
     "CommandTimeout",
     "Completed",
+    "FetchRefused",
     "LineHandler",
     "LocalTransport",
     "Transport",
