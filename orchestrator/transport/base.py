@@ -6,7 +6,7 @@ transport quotes each element with ``shlex.quote`` before the remote shell sees 
 
 What comes back from a host is untrusted (a job's image or runner may be hostile): a streamed line is cut
 at MAX_LINE_BYTES, a command is over when its own process exits (whatever it left holding its output open
-is killed after DRAIN_S), and ``get`` fetches only a regular file, never through a link, within a size
+is killed after ``drain_s``), and ``get`` fetches only a regular file, never through a link, within a size
 bound and a time limit, written 0600.
 """
 
@@ -88,7 +88,9 @@ class Transport(abc.ABC):
     ) -> int:
         """Run argv, calling the handlers with each output line (no line break) as it comes.
 
-        Handlers are called from the calling thread, in order within each stream.
+        Handlers are called from the calling thread, in order within each stream. A line longer than
+        MAX_LINE_BYTES is cut there and says how much was dropped. The command is over when its process
+        exits: a process it left behind that holds its output open is killed with its process group.
         Returns the exit status. Raises CommandTimeout after ``timeout`` seconds and
         Cancelled once ``cancel()`` returns True; in both cases the process is killed.
         """
