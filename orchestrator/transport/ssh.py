@@ -299,6 +299,7 @@ class SshTransport(ProcessTransport):
         it, and check that the opened file is the one checked (type, owner, mode, size, time): a swap
         in between is refused. Then read at most ``max_bytes`` within ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        late = f"{self.describe()}: copy of {remote} stopped after {timeout:g} s" if timeout else ""
         with self._sftp(f"copy {remote} to {local}") as sftp:
             if timeout is not None:
                 sftp.get_channel().settimeout(timeout)  # a read that stalls raises socket.timeout
@@ -312,15 +313,11 @@ class SshTransport(ProcessTransport):
                 received = 0
                 while True:
                     if deadline is not None and time.monotonic() >= deadline:
-                        raise CommandTimeout(
-                            f"{self.describe()}: copy of {remote} stopped after {timeout:g} s"
-                        )
+                        raise CommandTimeout(late)
                     try:
                         chunk = source.read(min(_CHUNK, max_bytes + 1 - received))
                     except socket.timeout:
-                        raise CommandTimeout(
-                            f"{self.describe()}: copy of {remote} stopped after {timeout:g} s"
-                        ) from None
+                        raise CommandTimeout(late) from None
                     if not chunk:
                         return
                     received += len(chunk)
