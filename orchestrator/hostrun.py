@@ -8,10 +8,9 @@ prepared, a job's command run and followed -- the worker asks of its launcher
 
 import hashlib
 import posixpath
-import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from runner_in_container.protocol import EXIT_FAILED_ACCURACY, RESULT_FILE
 
@@ -23,10 +22,13 @@ from .plan import Job
 from .runnerio import RunnerOutcome, show_event
 from .stages import INTERRUPTED, RunContext, StageFailure, one_line, stage_errors
 from .store import CANCELLED, OK, RUNNING, StoreError
-from .transport.base import Cancelled, Transport, TransportError
+from .transport.base import Cancelled, CommandTimeout, FetchRefused, Transport, TransportError
 
 if TYPE_CHECKING:
     from .launchers.base import Launcher
+
+#: the largest result.json fetched from a host (a real one is a few KiB)
+MAX_RESULT_BYTES = 4 << 20
 
 
 class HostWorker:
@@ -229,24 +231,21 @@ class HostWorker:
         return posixpath.join(self.workdir, "cache", self.vendor.name)
 
     def _fetch(self, transport: Transport, remote: str, local: Path) -> Optional[str]:
-        """Copy the result to ``local``; None when done, else why not. StageFailure past timeouts.collect."""
-        outcome: List[Optional[str]] = []
-
-        def fetch() -> None:
-            try:
-                transport.get(remote, local)
-                outcome.append(None)
-            except TransportError as exc:
-                outcome.append(str(exc))
-
-        thread = threading.Thread(target=fetch, name="fetch-" + self.host.name, daemon=True)
-        thread.start()
-        thread.join(self.timeouts.collect)
-        if thread.is_alive():
+        """Copy the result to ``local`` (a regular file of at most MAX_RESULT_BYTES, never through a link,
+        made 0600); None when done, else why not. StageFailure when the file was refused (what a job hands
+        back is untrusted) or not fetched within timeouts.collect."""
+        collect_s = self.timeouts.collect
+        try:
+            transport.get(remote, local, MAX_RESULT_BYTES, timeout=collect_s)
+        except CommandTimeout:
             raise StageFailure(
-                "collect", "result.json not fetched within %g s (timeouts.collect)" % self.timeouts.collect
-            )
-        return outcome[0]
+                "collect", "result.json not fetched within %g s (timeouts.collect)" % collect_s
+            ) from None
+        except FetchRefused as exc:
+            raise StageFailure("collect", one_line("result.json not fetched: %s" % exc)) from None
+        except TransportError as exc:
+            return str(exc)
+        return None
 
     def job_command(self, job: Job, remote_dir: str) -> jobcommand.JobCommand:
         """The command that runs ``job`` on the host, its device open (shared by every launcher). With MPS

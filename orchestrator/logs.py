@@ -1,12 +1,19 @@
-"""The orchestrator's log lines: warnings once each on stderr, as ``warning: message``."""
+"""The orchestrator's log lines (warnings once each on stderr, as ``warning: message``) and the log files it
+keeps of what jobs and hosts printed."""
 
 import logging
+import os
 import sys
 import threading
 import warnings
-from typing import Set, Tuple
+from pathlib import Path
+from typing import Any, Set, Tuple
 
+from .bounded import size_text
 from .safetext import shown
+
+#: the most a log file keeps of what one job (or one host's build) printed
+MAX_LOG_BYTES = 32 << 20
 
 
 class _Once(logging.Filter):
@@ -43,3 +50,52 @@ def setup() -> None:
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     # the ssh transport itself warns, once per host, when strict_host_keys is off
     warnings.filterwarnings("ignore", message="Unknown .* host key for", module="paramiko")
+
+
+class LogFile:
+    """A log file of what a job or a host printed (runner.log, build.log). What a job prints is untrusted:
+    the file is made 0600 (never through a link) and keeps at most ``limit`` bytes, then one line saying
+    that the rest was dropped. Unbuffered, so that ``tail -f`` follows it live. A write the disk refuses
+    goes to ``failed`` (which raises it)."""
+
+    def __init__(self, path: Path, limit: int = MAX_LOG_BYTES, append: bool = False) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags | (os.O_APPEND if append else os.O_TRUNC), 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # a file made earlier keeps its mode otherwise
+            self.size = os.fstat(fd).st_size
+        except BaseException:
+            os.close(fd)
+            raise
+        self.path = Path(path)
+        self.limit = limit
+        self.full = False
+        self._handle = os.fdopen(fd, "wb", buffering=0)
+
+    def write(self, text: str) -> None:
+        if self.full:
+            return
+        data = text.encode("utf-8", "replace")
+        if self.size + len(data) > self.limit:
+            self.full = True
+            data = b"[rn50bench: this log reached %s; the rest of the output is dropped]\n" % (
+                size_text(self.limit).encode()
+            )
+        try:
+            self._handle.write(data)
+        except OSError as exc:
+            self.failed(exc)
+        self.size += len(data)
+
+    def failed(self, exc: OSError) -> None:
+        """A write failed (the disk is full): raise ``exc``."""
+        raise exc
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "LogFile":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

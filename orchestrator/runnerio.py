@@ -1,13 +1,28 @@
-"""What the runner says while a job runs: its progress events, its exit status and its last words."""
+"""What the runner says while a job runs: its progress events, its exit status and its last words.
 
-from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Optional
+All of it is untrusted (the runner or its image may be hostile): its lines reach here already cut to a bounded
+length (transport.base), its log is capped (logs.LogFile), its events are shown at a bounded rate (the rest
+are counted and dropped, and the log says so once), and an event whose fields have the wrong type is shown
+as far as it makes sense and never fails the job.
+"""
+
+import math
+import time
+from typing import Any, Callable, Dict, Optional
 
 from runner_in_container.protocol import EXIT_BAD_INPUT, parse_event
 
 from .containers import REFUSED
+from .logs import LogFile
 from .monitor import Monitor
 from .stages import StageFailure, one_line, os_error
+
+#: runner events handled per second on average, EVENT_BURST at once; the rest are dropped (a real runner
+#: sends one every 2 s and a few per stage)
+EVENTS_PER_S = 20.0
+EVENT_BURST = 200
+#: the most characters of an event's text field shown
+FIELD_CHARS = 60
 
 
 def exit_meaning(code: int, memory: Optional[str]) -> str:
@@ -27,38 +42,71 @@ def exit_meaning(code: int, memory: Optional[str]) -> str:
 
 
 def show_event(event: Dict[str, Any], monitor: Optional[Monitor], say: Callable[..., None]) -> None:
-    """Show a runner event on the job's line (``say(stage=..., note=...)``) and mark the monitor's windows."""
+    """Show a runner event on the job's line (``say(stage=..., note=...)``) and mark the monitor's windows.
+
+    Its fields are whatever the runner sent: text is shown cut to FIELD_CHARS, a figure only when it is one.
+    """
     kind = event["ev"]
-    stage = event.get("stage", "?")
+    stage = _text(event.get("stage", "?"))
     if kind == "stage":
-        edge = {"passes": "start", "core": "end"}.get(event.get("step") or "")
+        step = _text(event.get("step") or "")
+        edge = {"passes": "start", "core": "end"}.get(step)
         if monitor is not None and edge is not None:
             monitor.mark(stage, edge)  # the stage's whole passes begin, or end as its core pass begins
-        say(stage=stage, note=event.get("step") or "")
+        say(stage=stage, note=step)
     elif kind == "progress":
-        rate = event.get("img_per_s")
-        note = "%s/%s" % (event.get("images_done"), event.get("images_total"))
+        rate = _number(event.get("img_per_s"))
+        note = "%s/%s" % (_text(event.get("images_done")), _text(event.get("images_total")))
         say(stage=stage, note=note + (" %.0f img/s" % rate if rate else ""))
     elif kind == "metric":
-        rate = event.get("throughput_core_img_per_s")
+        rate = _number(event.get("throughput_core_img_per_s"))
         say(stage=stage, note="core %.1f img/s" % rate if rate else "")
 
 
-class JobLog:
-    """The job's runner.log on this machine. A write that fails (the results disk is full) ends the job
-    FAILED_COLLECT naming the file: its output can no longer be kept."""
+def _text(value: Any) -> str:
+    """A field as text, cut to FIELD_CHARS."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= FIELD_CHARS else text[: FIELD_CHARS - 3] + "..."
 
-    def __init__(self, handle: BinaryIO, path: Path) -> None:
-        self.handle = handle
-        self.path = path
 
-    def write(self, text: str) -> None:
-        try:
-            self.handle.write(text.encode("utf-8", "replace"))
-        except OSError as exc:
-            raise StageFailure(
-                "collect", one_line("cannot keep the job's log: " + os_error(exc, self.path))
-            ) from None
+def _number(value: Any) -> Optional[float]:
+    """A field as a finite number, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+class EventRate:
+    """Admits at most ``per_second`` events a second on average and ``burst`` at once (a token bucket);
+    counts the rest. Cheap: a flood of millions passes through it."""
+
+    def __init__(self, per_second: float = EVENTS_PER_S, burst: int = EVENT_BURST) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self.dropped = 0
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+
+    def admit(self) -> bool:
+        now = time.monotonic()
+        tokens = self._tokens + (now - self._last) * self.per_second
+        self._tokens, self._last = (tokens if tokens < self.burst else self.burst), now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        self.dropped += 1
+        return False
+
+
+class JobLog(LogFile):
+    """The job's runner.log on this machine (made 0600, capped: logs.LogFile). A write that fails (the
+    results disk is full) ends the job FAILED_COLLECT naming the file: its output can no longer be kept."""
+
+    def failed(self, exc: OSError) -> None:
+        raise StageFailure(
+            "collect", one_line("cannot keep the job's log: " + os_error(exc, self.path))
+        ) from None
 
 
 class RunnerOutcome:
@@ -72,10 +120,22 @@ class RunnerOutcome:
         self.last_stderr = ""
         self.monitor: Optional[Monitor] = None
         self.mps: Optional[str] = None  # the MPS daemon the job joined (mps.py's note)
+        self.events = EventRate()
 
     def stdout_handler(self, log, on_event: Callable[[Dict[str, Any]], None]) -> Callable[[str], None]:
+        """Each stdout line into ``log``; each event (within the EventRate) to ``on_event``."""
+
         def handle(line: str) -> None:
             log.write(line + "\n")
+            if not line.lstrip().startswith("{"):
+                return  # ordinary output, not an event
+            if not self.events.admit():
+                if self.events.dropped == 1:
+                    log.write(
+                        "[rn50bench: more than %g events a second from the runner: those beyond are "
+                        "not handled]\n" % EVENTS_PER_S
+                    )
+                return
             event = parse_event(line)
             if event is None:
                 return
@@ -100,7 +160,8 @@ class RunnerOutcome:
         return "run" if self.started else "start"
 
     def reason(self, doc: Optional[Dict[str, Any]] = None) -> str:
-        error = (doc or {}).get("error") or self.error
+        error = (doc or {}).get("error")
+        error = error if isinstance(error, dict) else self.error
         if error:
             where = error.get("stage", "?")
             return one_line("%s: %s: %s" % (where, error.get("type", "error"), error.get("message", "")))

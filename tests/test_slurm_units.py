@@ -14,11 +14,13 @@ import pytest
 import vendors
 from orchestrator.config import ConfigError, load_cluster
 from orchestrator.jobcommand import DEVICE
+from orchestrator.launchers import slurm
 from orchestrator.launchers.slurm import BATCH_SCRIPT, OutputFollower, SlurmLauncher
 from orchestrator.launchers.slurmctl import JobStatus, SrunTransport, parse_sacct, parse_squeue
 from orchestrator.plan import expand
 from orchestrator.stages import RunContext, StageFailure
 from orchestrator.store import Store
+from orchestrator.transport.base import MAX_LINE_BYTES
 from orchestrator.transport.local import LocalTransport
 
 CLUSTER = """
@@ -276,6 +278,27 @@ def test_output_follower_returns_whole_lines_once_and_the_tail_at_the_end(tmp_pa
     assert follower.read() == ["partial line \u00e9"]
     assert follower.read(final=True) == ["last without newline"]
     assert follower.read(final=True) == []
+
+
+def test_output_follower_reads_a_bounded_piece_per_poll_and_cuts_long_lines(tmp_path, monkeypatch):
+    monkeypatch.setattr(slurm, "READ_BYTES", 100_000)
+    path = tmp_path / "slurm.out"
+    long_line = b"x" * (MAX_LINE_BYTES + 150_000)
+    path.write_bytes(
+        b"\xff\xfe not UTF-8\n" + long_line + b"\nafter\n" + b"y" * (MAX_LINE_BYTES + 5) + b"\nend"
+    )
+    follower = OutputFollower(LocalTransport(), str(path), 10)
+    first = follower.read()
+    assert first == ["\ufffd\ufffd not UTF-8"] and follower.offset == 100_000  # the bytes exact, not the text
+    assert follower.read() == [] and follower.offset == 200_000  # the long line goes on; its start is kept
+    cut = " [line cut: %d more bytes dropped]"
+    assert follower.read(final=True) == [
+        "x" * MAX_LINE_BYTES + cut % 150_000,
+        "after",
+        "y" * MAX_LINE_BYTES + cut % 5,
+        "end",
+    ]
+    assert follower.offset == path.stat().st_size
 
 
 def test_workers_of_one_host_entry_use_one_connection_and_row_per_job_thread(workers):

@@ -18,11 +18,13 @@ import pytest
 from orchestrator.transport import (
     Cancelled,
     CommandTimeout,
+    FetchRefused,
     LocalTransport,
     Transport,
     TransportError,
     make_transport,
 )
+from orchestrator.transport.base import MAX_LINE_BYTES
 from orchestrator.transport.ssh import SshTransport
 
 HOSTILE = [
@@ -187,19 +189,66 @@ class TransportContract:
         transport.put(tmp_path / "source.bin", str(remote), mode=0o755)  # replaces in place
         assert stat.S_IMODE(remote.stat().st_mode) == 0o755
         back = tmp_path / "back" / "again" / "file.bin"
-        transport.get(str(remote), back)
+        transport.get(str(remote), back, len(payload))
         assert back.read_bytes() == payload
+        assert stat.S_IMODE(back.stat().st_mode) == 0o600  # what a host hands back is for root's eyes
         assert sorted(p.name for p in remote.parent.iterdir()) == ["file.bin"]  # no temp files left
         assert sorted(p.name for p in back.parent.iterdir()) == ["file.bin"]
 
     def test_copy_errors_name_the_path(self, transport: Transport, tmp_path: Path) -> None:
         with pytest.raises(TransportError, match="nothing-here"):
-            transport.get(str(tmp_path / "nothing-here"), tmp_path / "out")
+            transport.get(str(tmp_path / "nothing-here"), tmp_path / "out", 100)
         assert not (tmp_path / "out").exists()
         blocker = tmp_path / "a-file"
         blocker.write_text("x")
         with pytest.raises(TransportError, match="a-file"):
             transport.put(blocker, str(blocker / "below" / "f"))
+
+    def test_get_refuses_links_special_and_large_files_at_once(self, transport: Transport, tmp_path: Path):
+        secret = tmp_path / "secret"
+        secret.write_text("root's secret\n")
+        secret.chmod(0o600)
+        job = tmp_path / "job"
+        job.mkdir()
+        (job / "to-secret").symlink_to(secret)
+        (job / "to-zero").symlink_to("/dev/zero")
+        os.mkfifo(job / "fifo")  # nobody writes it: opening it for reading would wait for ever
+        (job / "big").write_bytes(b"x" * 101)
+        back = tmp_path / "back"
+        back.mkdir()
+        for name, why in [
+            ("to-secret", "a symbolic link"),
+            ("to-zero", "a symbolic link"),
+            ("fifo", "not a regular file"),
+            ("big", "larger than 100 bytes"),
+        ]:
+            with pytest.raises(FetchRefused, match="%s refused: %s" % (job / name, why)):
+                transport.get(str(job / name), back / name, 100, timeout=60)
+        with pytest.raises(FetchRefused, match="/dev/zero refused: not a regular file"):
+            transport.get("/dev/zero", back / "zero", 100, timeout=60)
+        assert list(back.iterdir()) == []  # no copy, no .part
+
+    def test_stream_cuts_a_long_line(self, transport: Transport) -> None:
+        code = "import sys; sys.stdout.write('x' * 3000000 + '\\nnext\\n' + 'y' * 70000)"
+        out: List[str] = []
+        assert transport.stream([sys.executable, "-c", code], out.append, print, timeout=300) == 0
+        cut = "x" * MAX_LINE_BYTES + " [line cut: %d more bytes dropped]"
+        assert out == [
+            cut % (3000000 - MAX_LINE_BYTES),
+            "next",
+            cut.replace("x", "y") % (70000 - MAX_LINE_BYTES),
+        ]
+
+    def test_stream_ends_when_the_command_exits(self, transport: Transport, tmp_path: Path) -> None:
+        """A child left behind that holds the output open is killed after drain_s, not waited for."""
+        pidfile = tmp_path / "child.pid"
+        script = 'sleep 600 & echo $! > "$1"; echo done'
+        out: List[str] = []
+        started = time.monotonic()
+        assert transport.stream(["sh", "-c", script, "sh", str(pidfile)], out.append, print, timeout=300) == 0
+        assert time.monotonic() - started < 60  # well before the sleep (or the timeout) would end
+        assert out == ["done"]
+        assert wait_gone(read_pid(pidfile)) == []
 
     def test_argv_must_be_a_list(self, transport: Transport) -> None:
         for bad in ("echo hi", [], ["echo", b"bytes"], ["echo", "nul\x00"], ["-rf"]):

@@ -9,7 +9,7 @@ from typing import Any, Iterator, List
 
 import pytest
 
-from orchestrator.transport import TransportError, make_transport
+from orchestrator.transport import CommandTimeout, TransportError, make_transport
 from orchestrator.transport.ssh import SshTransport
 from tests.fixtures.sshd import SshHost
 from tests.test_transport_local import TransportContract, read_pid, wait_gone
@@ -85,6 +85,17 @@ class TestSshTransport(TransportContract):
         ssh_host.drop_connections()
         assert transport.run(["echo", "again"]).check().stdout == "again\n"
         assert ssh_host.session_pids() != before
+
+
+def test_get_stops_at_its_timeout_and_leaves_nothing(ssh_host: SshHost, tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    with big.open("wb") as handle:
+        handle.truncate(1 << 30)  # sparse: a GiB that takes far longer than the timeout to send
+    back = tmp_path / "back"
+    back.mkdir()
+    with connect(ssh_host) as transport, pytest.raises(CommandTimeout, match="stopped after 0.5 s"):
+        transport.get(str(big), back / "big", 2 << 30, timeout=0.5)
+    assert list(back.iterdir()) == []
 
 
 def test_two_hosts(ssh_host: SshHost, second_ssh_host: SshHost, tmp_path: Path) -> None:
@@ -170,7 +181,7 @@ def test_host_down(ssh_host: SshHost, unreachable_address: str) -> None:
 
 def test_name_not_resolved(ssh_host: SshHost) -> None:
     with pytest.raises(TransportError, match="cannot resolve rn50b-no-such-host.invalid"):
-        connect(ssh_host, address="rn50b-no-such-host.invalid").get("/etc/hostname", Path("/dev/null"))
+        connect(ssh_host, address="rn50b-no-such-host.invalid").get("/etc/hostname", Path("/dev/null"), 100)
 
 
 def test_ssh_config_supplies_hostname_user_port_key(ssh_host: SshHost, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from .. import envinfo, hostprep, images
 from ..bundle import origin
 from ..config import Host
 from ..hostrun import HostWorker
+from ..logs import LogFile
 from ..plan import Job
 from ..runnerio import RunnerOutcome
 from ..stages import RunContext
@@ -72,7 +73,7 @@ class Launcher(abc.ABC):
             )
             return
         spec = hostprep.host_image_spec(self.host, worker.vendor)
-        with worker.build_log.open("a") as handle:
+        with LogFile(worker.build_log, append=True) as handle:
             how = images.ensure_image(
                 worker.transport,
                 spec,

@@ -10,6 +10,7 @@ so the job's output file and result.json are read there. Environment capture and
 vendor's monitor run on the allocated node as ``srun --jobid J --overlap`` steps.
 """
 
+import base64
 import dataclasses
 import itertools
 import posixpath
@@ -20,16 +21,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from runner_in_container.protocol import parse_event
-
 from .. import containers, envinfo, hostprep, images
 from ..config import Host, SlurmSettings
 from ..jobcommand import DEVICE, CommandError
 from ..monitor import Monitor
 from ..plan import Job
-from ..runnerio import RunnerOutcome
+from ..runnerio import JobLog, RunnerOutcome
 from ..stages import INTERRUPTED, RunContext, StageFailure, one_line, stage_errors
-from ..transport.base import Cancelled, Transport, TransportError
+from ..transport.base import MAX_LINE_BYTES, Cancelled, Transport, TransportError
 from .base import Launcher
 from .queues import run_queues
 from .slurmctl import JobStatus, SlurmClient, SrunTransport
@@ -40,32 +39,71 @@ OUTPUT_NAME = "slurm.out"
 CANCEL_WAIT_S = 60.0
 #: the batch script's first line: where the job runs and which device it got
 PREAMBLE = re.compile(r"^rn50bench-slurm: job=(\S+) node=(\S+) device=(\S+) visible=(\S+)$")
+#: the most of the job's output file read in one poll (a job that writes faster is followed with a lag)
+READ_BYTES = 4 << 20
+#: ``sh -c FOLLOW_SCRIPT rn50bench-follow START PATH COUNT``: at most COUNT bytes of PATH from byte START
+#: (1-based) as base64, so that every byte arrives as it is; fails while PATH is not there
+FOLLOW_SCRIPT = 'test -f "$2" || exit 1; tail -c +"$1" -- "$2" | head -c "$3" | base64 -w 0'
 #: squeue states in which the batch script has started
 _STARTED = ("RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT")
 
 
 class OutputFollower:
-    """The lines a job appends to its output file, read by byte offset through the submit host."""
+    """The lines a job appends to its output file, read by byte offset through the submit host.
+
+    What the job writes is untrusted: each poll reads at most READ_BYTES (the bytes exact, as base64), and a
+    line longer than MAX_LINE_BYTES is cut there like a streamed one (transport.base).
+    """
 
     def __init__(self, transport: Transport, path: str, timeout: float) -> None:
         self.transport = transport
         self.path = path
         self.timeout = timeout
         self.offset = 0
-        self._partial = ""
+        self._partial = b""
+        self._cut = 0  # bytes dropped so far of the line in _partial
 
     def read(self, final: bool = False) -> List[str]:
         """Complete new lines (all of the rest when ``final``); none while the file does not exist."""
-        done = self.transport.run(["tail", "-c", "+%d" % (self.offset + 1), "--", self.path], self.timeout)
-        if done.returncode == 0:
-            self.offset += len(done.stdout.encode("utf-8"))
-            self._partial += done.stdout
-        lines = self._partial.split("\n")
-        self._partial = lines.pop()
+        lines: List[str] = []
+        while True:
+            data = self._next()
+            lines += self._split(data)
+            if not final or len(data) < READ_BYTES:
+                break
         if final and self._partial:
-            lines.append(self._partial)
-            self._partial = ""
+            lines.append(self._line(self._partial))
+            self._partial, self._cut = b"", 0
         return lines
+
+    def _next(self) -> bytes:
+        argv = ["sh", "-c", FOLLOW_SCRIPT, "rn50bench-follow"]
+        done = self.transport.run(argv + [str(self.offset + 1), self.path, str(READ_BYTES)], self.timeout)
+        if done.returncode != 0:
+            return b""
+        data = base64.b64decode(done.stdout)
+        self.offset += len(data)
+        return data
+
+    def _split(self, data: bytes) -> List[str]:
+        """The lines ``data`` completes; a line growing past MAX_LINE_BYTES keeps its start only."""
+        pieces = (self._partial + data).split(b"\n")
+        self._partial = pieces.pop()
+        lines = []
+        for piece in pieces:
+            lines.append(self._line(piece))
+            self._cut = 0
+        if len(self._partial) > MAX_LINE_BYTES:
+            self._cut += len(self._partial) - MAX_LINE_BYTES
+            self._partial = self._partial[:MAX_LINE_BYTES]
+        return lines
+
+    def _line(self, piece: bytes) -> str:
+        """A line as text; one that was cut says how much of it was dropped."""
+        dropped = self._cut + max(0, len(piece) - MAX_LINE_BYTES)
+        if dropped:
+            piece = piece[:MAX_LINE_BYTES] + b" [line cut: %d more bytes dropped]" % dropped
+        return piece.rstrip(b"\r").decode("utf-8", "replace")
 
 
 @dataclasses.dataclass
@@ -199,7 +237,7 @@ class SlurmLauncher(Launcher):
         self.worker.say(job.device, stage="queued", note="slurm job %s" % watch.slurm_id)
         timeouts = self.worker.timeouts
         follower = OutputFollower(transport, posixpath.join(remote_dir, OUTPUT_NAME), timeouts.connect)
-        with log_path.open("w", buffering=1) as log:
+        with JobLog(log_path) as log:
             on_line = self._line_handler(transport, job, watch, outcome, log)
             try:
                 status = self._follow(job, watch, follower, on_line)
@@ -289,8 +327,8 @@ class SlurmLauncher(Launcher):
             if match and watch.node is None:
                 self._on_node(transport, job, watch, match.group(2), match.group(4))
             handle(line)
-            if parse_event(line) is None and line.strip():
-                outcome.last_stderr = line.strip()  # the job's output mixes stdout and stderr
+            if line.strip() and not line.lstrip().startswith("{"):
+                outcome.last_stderr = line.strip()  # the job's output mixes stdout and stderr; not events
 
         return on_line
 

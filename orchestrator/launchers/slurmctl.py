@@ -251,5 +251,5 @@ class SrunTransport(Transport):
     def put(self, local, remote: str, mode: int = 0o644, progress=None) -> None:
         self.inner.put(local, remote, mode, progress)
 
-    def get(self, remote: str, local) -> None:
-        self.inner.get(remote, local)
+    def get(self, remote: str, local, max_bytes: int, timeout: Optional[float] = None) -> None:
+        self.inner.get(remote, local, max_bytes, timeout)

@@ -54,8 +54,7 @@ class DirectLauncher(Launcher):
             transport, worker.vendor, job.device, self.ctx.cluster.defaults.monitor_interval_s
         )
         outcome.monitor = monitor
-        with log_path.open("wb", buffering=0) as handle:  # unbuffered: follow a live job with tail -f
-            log = JobLog(handle, log_path)
+        with JobLog(log_path) as log:
             on_out = outcome.stdout_handler(log, lambda ev: worker.on_event(job, ev, monitor))
             on_err = outcome.stderr_handler(log)
             try:

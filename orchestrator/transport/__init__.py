@@ -2,7 +2,15 @@
 
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from .base import Cancelled, CommandTimeout, Completed, LineHandler, Transport, TransportError
+from .base import (
+    Cancelled,
+    CommandTimeout,
+    Completed,
+    FetchRefused,
+    LineHandler,
+    Transport,
+    TransportError,
+)
 from .local import LocalTransport
 
 if TYPE_CHECKING:
@@ -12,6 +20,7 @@ __all__ = [
     "Cancelled",
     "CommandTimeout",
     "Completed",
+    "FetchRefused",
     "LineHandler",
     "LocalTransport",
     "Transport",

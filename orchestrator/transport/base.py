@@ -3,25 +3,37 @@
 Every command is an argv list. Implementations never hand a string built from
 config values to a shell: the local transport execs the argv directly; the SSH
 transport quotes each element with ``shlex.quote`` before the remote shell sees it.
+
+What comes back from a host is untrusted (a job's image or runner may be hostile): a streamed line is cut
+at MAX_LINE_BYTES, a command is over when its own process exits (whatever it left holding its output open
+is killed after ``drain_s``), and ``get`` fetches only a regular file, never through a link, within a size
+bound and a time limit, written 0600.
 """
 
 import abc
+import collections
 import contextlib
 import os
-import queue
 import shlex
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, Deque, Iterator, List, Optional, Sequence, Tuple
 
 LineHandler = Callable[[str], None]
+
+#: the longest line ``stream`` hands on: the rest of a longer line is dropped, and the line says how much
+MAX_LINE_BYTES = 64 * 1024
 
 
 class TransportError(RuntimeError):
     """The host could not be reached or the transfer failed (message is one line)."""
+
+
+class FetchRefused(TransportError):
+    """``get`` refused the file: a link, not a regular file, or too large (message is one line)."""
 
 
 class CommandTimeout(TransportError):
@@ -76,7 +88,9 @@ class Transport(abc.ABC):
     ) -> int:
         """Run argv, calling the handlers with each output line (no line break) as it comes.
 
-        Handlers are called from the calling thread, in order within each stream.
+        Handlers are called from the calling thread, in order within each stream. A line longer than
+        MAX_LINE_BYTES is cut there and says how much was dropped. The command is over when its process
+        exits: a process it left behind that holds its output open is killed with its process group.
         Returns the exit status. Raises CommandTimeout after ``timeout`` seconds and
         Cancelled once ``cancel()`` returns True; in both cases the process is killed.
         """
@@ -96,8 +110,14 @@ class Transport(abc.ABC):
         """
 
     @abc.abstractmethod
-    def get(self, remote: str, local: Path) -> None:
-        """Copy a file from the host to a local path."""
+    def get(self, remote: str, local: Path, max_bytes: int, timeout: Optional[float] = None) -> None:
+        """Copy the regular file ``remote`` from the host to ``local`` (parents created), made 0600.
+
+        What a job left on the host is untrusted: a symbolic link is never followed and anything but a
+        regular file is never read (a FIFO, ``/dev/zero``), both refused at once, as is a file larger than
+        ``max_bytes``; each refusal is a one-line FetchRefused naming ``remote``. CommandTimeout after
+        ``timeout`` seconds. ``local`` appears by an atomic rename, complete; nothing is left beside it.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -136,6 +156,9 @@ class ProcessTransport(Transport):
 
     #: seconds between checks of timeout, cancel and exit status while output is quiet
     poll_interval = 0.05
+    #: once the command's process has exited, how long its output is still read while something it left
+    #: behind holds it open; then its process group is killed
+    drain_s = 2.0
 
     @abc.abstractmethod
     def start(self, argv: List[str]) -> Process:
@@ -147,7 +170,7 @@ class ProcessTransport(Transport):
         out: List[str] = []
         err: List[str] = []
         argv = check_argv(argv)
-        returncode = self._drive(argv, out.append, err.append, timeout, None, stdin or b"")
+        returncode = self._drive(argv, out.append, err.append, timeout, None, stdin or b"", streaming=False)
         return Completed(argv, returncode, "".join(out), "".join(err))
 
     def stream(
@@ -158,7 +181,7 @@ class ProcessTransport(Transport):
         timeout: Optional[float] = None,
         cancel: Optional[Callable[[], bool]] = None,
     ) -> int:
-        return self._drive(check_argv(argv), _chomp(on_stdout), _chomp(on_stderr), timeout, cancel, b"")
+        return self._drive(check_argv(argv), on_stdout, on_stderr, timeout, cancel, b"", streaming=True)
 
     def _drive(
         self,
@@ -168,20 +191,26 @@ class ProcessTransport(Transport):
         timeout: Optional[float],
         cancel: Optional[Callable[[], bool]],
         stdin: bytes,
+        streaming: bool,
     ) -> int:
-        """Start argv, hand its lines to the sinks here, stop it on timeout/cancel/error."""
+        """Start argv, hand its lines to the sinks here, stop it on timeout/cancel/error. ``streaming``:
+        lines without their line break, cut at MAX_LINE_BYTES (else whole, as they came).
+
+        The command is over when its process exits: its output is then read until its pipes close, for
+        at most ``drain_s``; a process it left behind that still holds them is killed with its group.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         proc = self.start(argv)
-        lines: queue.Queue[Tuple[Optional[LineHandler], str]] = queue.Queue()
+        lines = _Lines()
         threads = [
-            _daemon(_read_lines, proc.stdout, on_stdout, lines),
-            _daemon(_read_lines, proc.stderr, on_stderr, lines),
+            _daemon(_read_lines, proc.stdout, on_stdout, lines, streaming),
+            _daemon(_read_lines, proc.stderr, on_stderr, lines, streaming),
         ]
         if stdin:
             threads.append(_daemon(proc.feed, stdin))
         else:
             proc.feed(b"")
-        open_pipes, returncode = 2, None
+        open_pipes, returncode, drained_by = 2, None, 0.0
         try:
             while open_pipes or returncode is None:
                 if cancel is not None and cancel():
@@ -190,17 +219,17 @@ class ProcessTransport(Transport):
                     raise CommandTimeout(
                         f"{self.host}: {show_argv(argv)} timed out after {timeout:g} s and was killed"
                     )
-                try:
-                    sink, line = lines.get(timeout=self.poll_interval)
-                except queue.Empty:
-                    pass
-                else:
+                for sink, line in lines.take(self.poll_interval):
                     if sink is None:
                         open_pipes -= 1
                     else:
                         sink(line)
-                if not open_pipes:
+                if returncode is None:
                     returncode = proc.poll()
+                    drained_by = time.monotonic() + self.drain_s
+                elif open_pipes and time.monotonic() >= drained_by:
+                    proc.kill()  # what the command left running holds its output open
+                    break
         except BaseException:
             proc.kill()
             raise
@@ -252,8 +281,22 @@ def atomic_path(dest: Path, mode: Optional[int] = None) -> Iterator[Path]:
         raise
 
 
-def _chomp(handler: LineHandler) -> LineHandler:
-    return lambda line: handler(line.rstrip("\r\n"))
+@contextlib.contextmanager
+def private_file(dest: Path) -> Iterator[BinaryIO]:
+    """A new file beside ``dest``, 0600 from its creation, to write; renamed onto ``dest`` when the block
+    ends without error, else removed (parents of ``dest`` are created)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(temp_name(dest.name))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
 
 
 def _daemon(target: Callable[..., None], *args: object) -> threading.Thread:
@@ -262,14 +305,67 @@ def _daemon(target: Callable[..., None], *args: object) -> threading.Thread:
     return thread
 
 
-def _read_lines(pipe: BinaryIO, sink: LineHandler, lines: "queue.Queue") -> None:
-    """Queue (sink, line) for each line of pipe, then (None, '') at its end; closes the pipe."""
+class _Lines:
+    """Lines on their way from the reader threads to the thread that drives the command: a few hundred
+    nanoseconds a line, so that a flood of lines costs little; a reader waits while ``limit`` are queued."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._items: Deque[Tuple[Optional[LineHandler], str]] = collections.deque()
+        self._ready = threading.Event()
+        self._room = threading.Event()
+        self._limit = limit
+
+    def put(self, sink: Optional[LineHandler], line: str) -> None:
+        while len(self._items) >= self._limit:
+            self._room.clear()
+            self._room.wait(0.1)  # set again by take(); the timeout covers a take that came in between
+        self._items.append((sink, line))
+        if not self._ready.is_set():
+            self._ready.set()
+
+    def take(self, timeout: float, most: int = 1000) -> List[Tuple[Optional[LineHandler], str]]:
+        """Up to ``most`` queued lines, waiting up to ``timeout`` for the first."""
+        if not self._items:
+            self._ready.clear()
+            if not self._items:  # a put between the check and the clear set it again: no lost wake-up
+                self._ready.wait(timeout)
+        batch = []
+        while self._items and len(batch) < most:
+            batch.append(self._items.popleft())
+        self._room.set()
+        return batch
+
+
+def _read_lines(pipe: BinaryIO, sink: LineHandler, lines: _Lines, streaming: bool) -> None:
+    """Queue (sink, line) for each line of pipe, then (None, '') at its end; closes the pipe. ``streaming``:
+    without its line break, and a line longer than MAX_LINE_BYTES is cut there, the rest of it read and
+    dropped, and the line says so."""
     try:
-        for raw in iter(pipe.readline, b""):
-            lines.put((sink, raw.decode("utf-8", "replace")))
+        while True:
+            raw = pipe.readline(MAX_LINE_BYTES if streaming else -1)
+            if not raw:
+                break
+            if streaming:
+                if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    dropped = _skip_line(pipe)
+                    raw += b" [line cut: %d more bytes dropped]" % dropped if dropped else b""
+                raw = raw.rstrip(b"\r\n")
+            lines.put(sink, raw.decode("utf-8", "replace"))
     except (OSError, ValueError, EOFError):
         pass  # the pipe was closed because the command was killed
     finally:
-        lines.put((None, ""))
+        lines.put(None, "")
         with contextlib.suppress(OSError, ValueError):
             pipe.close()
+
+
+def _skip_line(pipe: BinaryIO) -> int:
+    """Read and drop the rest of a line; how many bytes that was (its line break not counted)."""
+    dropped = 0
+    while True:
+        raw = pipe.readline(MAX_LINE_BYTES)
+        if raw.endswith(b"\n"):
+            return dropped + len(raw) - 1
+        if not raw:
+            return dropped
+        dropped += len(raw)

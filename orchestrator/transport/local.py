@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 from typing import BinaryIO, Callable, List, Optional
 
-from .base import Process, ProcessTransport, TransportError, atomic_path
+from .. import bounded
+from .base import FetchRefused, Process, ProcessTransport, TransportError, atomic_path, private_file
 
 
 class LocalTransport(ProcessTransport):
@@ -40,30 +41,33 @@ class LocalTransport(ProcessTransport):
         mode: int = 0o644,
         progress: Optional[Callable[[int], None]] = None,
     ) -> None:
-        if isinstance(local, (str, os.PathLike)):
-            self._copy(Path(local), Path(remote), mode)
-            sent = Path(local).stat().st_size
-        else:
-            try:
-                with atomic_path(Path(remote), mode) as tmp, tmp.open("wb") as sink:
+        try:
+            with atomic_path(Path(remote), mode) as tmp, tmp.open("wb") as sink:
+                if isinstance(local, (str, os.PathLike)):
+                    with open(local, "rb") as source:
+                        shutil.copyfileobj(source, sink)
+                else:
                     shutil.copyfileobj(local, sink)
-                    sent = sink.tell()
-            except OSError as exc:
-                raise TransportError(f"{self.host}: cannot copy to {remote}: {exc.strerror or exc}") from exc
+                sent = sink.tell()
+        except OSError as exc:
+            raise self._copy_error(getattr(local, "name", local), remote, exc) from exc
         if progress is not None:
             progress(sent)
 
-    def get(self, remote: str, local: Path) -> None:
-        self._copy(Path(remote), Path(local), None)
-
-    def _copy(self, source: Path, dest: Path, mode: Optional[int]) -> None:
+    def get(self, remote: str, local: Path, max_bytes: int, timeout: Optional[float] = None) -> None:
+        """Read through ``bounded.read_regular`` (no link, regular files only, at most ``max_bytes``): a
+        local read of a bounded regular file does not wait, so ``timeout`` is never reached."""
         try:
-            with atomic_path(dest, mode) as tmp:
-                shutil.copyfile(source, tmp)
+            data = bounded.read_regular(remote, max_bytes)
+            with private_file(Path(local)) as handle:
+                handle.write(data)
+        except bounded.Refused as exc:
+            raise FetchRefused(f"{self.host}: {remote} refused: {exc}") from None
         except OSError as exc:
-            raise TransportError(
-                f"{self.host}: cannot copy {source} to {dest}: {exc.strerror or exc}"
-            ) from exc
+            raise self._copy_error(remote, local, exc) from exc
+
+    def _copy_error(self, source: object, dest: object, exc: OSError) -> TransportError:
+        return TransportError(f"{self.host}: cannot copy {source} to {dest}: {exc.strerror or exc}")
 
 
 class _LocalProcess(Process):

@@ -12,14 +12,26 @@ import os
 import posixpath
 import shlex
 import socket
+import stat
 import threading
+import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, List, Optional, Sequence
 
 import paramiko
 
+from ..bounded import size_text
 from . import hops
-from .base import Process, ProcessTransport, TransportError, atomic_path, show_argv, temp_name
+from .base import (
+    CommandTimeout,
+    FetchRefused,
+    Process,
+    ProcessTransport,
+    TransportError,
+    private_file,
+    show_argv,
+    temp_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +47,8 @@ KILL_SCRIPT = (
 )
 _LINK_ERRORS = hops.LINK_ERRORS
 _one_line = hops.one_line
+#: bytes asked for per SFTP read (the most one request carries)
+_CHUNK = 32768
 
 
 def quote_argv(argv: List[str]) -> str:
@@ -231,9 +245,38 @@ class SshTransport(ProcessTransport):
                     sftp.remove(tmp)
                 raise
 
-    def get(self, remote: str, local: Path) -> None:
-        with self._sftp(f"copy {remote} to {local}") as sftp, atomic_path(Path(local)) as tmp:
-            sftp.get(remote, str(tmp))
+    def get(self, remote: str, local: Path, max_bytes: int, timeout: Optional[float] = None) -> None:
+        """lstat ``remote`` (a link, a non-regular or too large file is refused before it is opened), open
+        it, and check that the opened file is the one checked (type, owner, mode, size, time): a swap
+        in between is refused. Then read at most ``max_bytes`` within ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        late = f"{self.describe()}: copy of {remote} stopped after {timeout:g} s" if timeout else ""
+        with self._sftp(f"copy {remote} to {local}") as sftp:
+            if timeout is not None:
+                sftp.get_channel().settimeout(timeout)  # a read that stalls raises socket.timeout
+            checked = sftp.lstat(remote)
+            why = _refusal(checked, max_bytes)
+            if why:
+                raise FetchRefused(f"{self.describe()}: {remote} refused: {why}")
+            with sftp.open(remote, "rb") as source, private_file(Path(local)) as dest:
+                if _identity(source.stat()) != _identity(checked):
+                    raise FetchRefused(f"{self.describe()}: {remote} refused: replaced while it was opened")
+                received = 0
+                while True:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise CommandTimeout(late)
+                    try:
+                        chunk = source.read(min(_CHUNK, max_bytes + 1 - received))
+                    except socket.timeout:
+                        raise CommandTimeout(late) from None
+                    if not chunk:
+                        return
+                    received += len(chunk)
+                    if received > max_bytes:  # it grew since it was checked
+                        raise FetchRefused(
+                            f"{self.describe()}: {remote} refused: larger than {size_text(max_bytes)}"
+                        )
+                    dest.write(chunk)
 
     @contextlib.contextmanager
     def _sftp(self, what: str) -> Any:
@@ -309,3 +352,18 @@ def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+def _refusal(attrs: paramiko.SFTPAttributes, max_bytes: int) -> str:
+    """Why a file with these attributes is not fetched ('' when it is fetched)."""
+    if stat.S_ISLNK(attrs.st_mode or 0):
+        return "a symbolic link: only regular files are read"
+    if not stat.S_ISREG(attrs.st_mode or 0):
+        return "not a regular file"
+    if (attrs.st_size or 0) > max_bytes:
+        return "larger than %s" % size_text(max_bytes)
+    return ""
+
+
+def _identity(attrs: paramiko.SFTPAttributes) -> tuple:
+    """What SFTP tells of a file that a swap for another would change (it has no inode numbers)."""
+    return (attrs.st_mode, attrs.st_uid, attrs.st_gid, attrs.st_size, attrs.st_mtime)

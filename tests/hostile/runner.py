@@ -110,10 +110,14 @@ def bad_events(spec, out):
 
 
 def fork_holding_stdout(spec, out):
-    """A child that keeps stdout and stderr open for ``seconds``; the runner itself ends at once."""
-    if os.fork() == 0:
+    """A child that keeps stdout and stderr open for ``seconds`` (its pid in ``child.pid`` in the output
+    folder); the runner itself ends at once."""
+    child = os.fork()
+    if child == 0:
         time.sleep(float(spec.get("seconds", 3600)))
         os._exit(0)
+    with open(os.path.join(out, "child.pid"), "w") as handle:
+        handle.write("%d\n" % child)
     return finish(spec, out)
 
 
