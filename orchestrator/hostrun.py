@@ -27,10 +27,6 @@ from .transport.base import Cancelled, CommandTimeout, FetchRefused, Transport, 
 if TYPE_CHECKING:
     from .launchers.base import Launcher
 
-#: the largest result.json fetched from a host (a real one is a few KiB)
-MAX_RESULT_BYTES = 4 << 20
-
-
 class HostWorker:
     """Runs the jobs of one host entry; one instance per host, shared by its job threads."""
 
@@ -231,12 +227,12 @@ class HostWorker:
         return posixpath.join(self.workdir, "cache", self.vendor.name)
 
     def _fetch(self, transport: Transport, remote: str, local: Path) -> Optional[str]:
-        """Copy the result to ``local`` (a regular file of at most MAX_RESULT_BYTES, never through a link,
+        """Copy the result to ``local`` (a regular file of at most collect.MAX_RESULT_BYTES, never through a link,
         made 0600); None when done, else why not. StageFailure when the file was refused (what a job hands
         back is untrusted) or not fetched within timeouts.collect."""
         collect_s = self.timeouts.collect
         try:
-            transport.get(remote, local, MAX_RESULT_BYTES, timeout=collect_s)
+            transport.get(remote, local, collect.MAX_RESULT_BYTES, timeout=collect_s)
         except CommandTimeout:
             raise StageFailure(
                 "collect", "result.json not fetched within %g s (timeouts.collect)" % collect_s

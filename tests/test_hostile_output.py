@@ -29,8 +29,9 @@ def _store_with_a_hostile_run(tmp_path: Path) -> Path:
     path = tmp_path / HOSTILE / "store.sqlite"
     store = Store(str(path))
     store.create_run("r1", str(tmp_path / HOSTILE / "hosts.yaml"), {})
-    store.add_job("r1", "j1", "h", "cpu", {"device": 0, "toolkit": "pytorch", "precision": "fp32",
-                                           "batch_size": 4})  # fmt: skip
+    spec = dict(job_id="j1", host="h", device=0, case="resnet50", toolkit="pytorch", precision="fp32",
+                batch_size=4, repeat=1, warmup=1, toolkit_options=[], decoder="auto")  # fmt: skip
+    store.add_job("r1", "j1", "h", "cpu", spec)
     store.finish_job("r1", "j1", "FAILED_RUN", "DataError: cannot decode image %s/x.JPEG" % HOSTILE, None, {})
     store.close()
     return path

@@ -19,12 +19,12 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from orchestrator.hostrun import MAX_RESULT_BYTES
+from orchestrator.collect import MAX_RESULT_BYTES
 from orchestrator.logs import MAX_LOG_BYTES, LogFile
 from orchestrator.monitor import Monitor
 from orchestrator.runnerio import EVENT_BURST, RunnerOutcome, show_event
 from orchestrator.transport.local import LocalTransport
-from runner_in_container.protocol import RESULT_FILE
+from runner_in_container.protocol import METRIC_VERSION, RESULT_FILE
 from tests.test_faults import REPO, ssh_entry
 from tests.test_transport_local import read_pid, wait_gone
 from vendors.cpu import VENDOR as CPU
@@ -35,6 +35,7 @@ FAILED = {
     "doc": {
         "schema": "rn50bench.result",
         "schema_version": 1,
+        "metric_version": METRIC_VERSION,
         "status": "failed",
         "error": {"stage": "infer", "type": "Planted", "message": "the stand-in's own failure"},
     }

@@ -32,7 +32,7 @@ def _stored_run(path: Path, doc: Dict[str, Any], env: Dict[str, Any]) -> str:
     run_id = new_run_id()
     host = env.get("hostname", "h")
     store.create_run(run_id, "hosts.yaml", {"hosts": [{"name": host, "vendor": "cpu"}]})
-    job = job_id(host, 0, "resnet50", "pytorch", "fp32", 4)
+    job = job_id("h", 0, "resnet50", "pytorch", "fp32", 4)  # the store takes only plain ids; hosts are text
     spec = Job(job, host, 0, "resnet50", "pytorch", "fp32", 4, 1, 1)
     store.add_job(run_id, spec.job_id, host, "cpu", spec.as_dict())
     store.start_job(run_id, spec.job_id)
