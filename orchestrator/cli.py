@@ -29,6 +29,8 @@ from .stages import INTERRUPTED, RunContext
 from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, RUNNING, Store, StoreError, new_run_id
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
+#: what an interrupted command that only reads (or writes its one output file at the end) has done
+READ_ONLY_STOPPED = "stopped, nothing was written"
 
 
 class UsageError(Exception):
@@ -325,10 +327,12 @@ def cmd_vendors(args: argparse.Namespace, console: Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m orchestrator", description=__doc__)
+    # what a terminating signal does, said while it is done and after (only run has jobs to stop)
+    parser.set_defaults(stopping="stopping", stopped="stopped")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plan", help="show the jobs and rendered Dockerfiles; runs nothing")
     p.add_argument("--cluster", required=True, help="cluster file (host_configs/*.yaml)")
-    p.set_defaults(func=cmd_plan)
+    p.set_defaults(func=cmd_plan, stopped=READ_ONLY_STOPPED)
     p = sub.add_parser("run", help="run every job of the cluster file and print the tables")
     p.add_argument("--cluster", help="cluster file (host_configs/*.yaml); with --resume: optional")
     p.add_argument("--store", help="SQLite results store (default: the cluster file's 'store')")
@@ -342,7 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="air-gapped: no build, no pull, no pip; images must be on the hosts (bundle import)",
     )
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(
+        func=cmd_run,
+        stopping="stopping the containers; finished jobs are stored",
+        stopped="containers stopped, finished jobs are stored",
+    )
     p = sub.add_parser("doctor", help="check every host (ssh, docker, devices, disk, data) before a run")
     p.add_argument("--cluster", required=True, help="cluster file (host_configs/*.yaml)")
     p.add_argument(
@@ -364,12 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("report", help="a stored run as tables, HTML, comparisons or system descriptions")
     report_command.add_arguments(p)
-    p.set_defaults(func=report_command.run)
+    p.set_defaults(func=report_command.run, stopped=READ_ONLY_STOPPED)
     p = sub.add_parser("ls", help="list stored runs")
     p.add_argument("--store", default=DEFAULT_STORE)
-    p.set_defaults(func=cmd_ls)
+    p.set_defaults(func=cmd_ls, stopped=READ_ONLY_STOPPED)
     p = sub.add_parser("vendors", help="list vendors, toolkits, precisions and known devices with peaks")
-    p.set_defaults(func=cmd_vendors)
+    p.set_defaults(func=cmd_vendors, stopped=READ_ONLY_STOPPED)
     p = sub.add_parser("bundle", help="carry the images and files of a plan into an air-gapped lab")
     bundle_command.add_arguments(p)
     p.set_defaults(func=lambda args, console: bundle_command.run(args, console, _load))
@@ -382,12 +390,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     console = safe_console()
     if not console.is_terminal:  # logs and CI: wide enough for the reference columns
         console = safe_console(width=max(console.width, 200))
-    signals.install()
+    signals.install(args.stopping)
     try:
         return args.func(args, console)
     except (ConfigError, UsageError, runlock.RunLocked, StoreError) as exc:
         print("error: %s" % shown(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print("interrupted (%s): containers stopped, finished jobs are stored" % exc, file=sys.stderr)
+        print("interrupted (%s): %s" % (exc, args.stopped), file=sys.stderr)
         return exc.exit_status if isinstance(exc, signals.Terminated) else 130
