@@ -16,9 +16,9 @@ from vendors.base import Vendor
 
 from . import doctor, images, knobs, launchers, logs, runlock, signals
 from .bundle import command as bundle_command
-from .config import Cluster, ConfigError, load_cluster
+from .config import Cluster, ConfigError, Host, load_cluster
 from .display import ProgressBoard
-from .hostprep import image_overrides
+from .hostprep import host_image_spec
 from .plan import Job, expand
 from .report import command as report_command
 from .report import tables
@@ -112,6 +112,7 @@ def _writable_dir(path: Path, field: str) -> Path:
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     cluster, known = _load(args.cluster)
+    dockerfiles = _dockerfiles(cluster, known, args.cluster)
     jobs, skipped = expand(cluster, known)
     table = Table(title="jobs (%d)" % len(jobs))
     for column in ("job", "host", "vendor", "runtime", "device", "toolkit", "precision", "bs", "repeat"):
@@ -127,15 +128,27 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     for item in skipped:
         what = "%s %s/%s/bs%d" % (item.case, item.toolkit, item.precision, item.batch_size)
         console.print("skipped %s on %s: %s" % (what, item.host, item.reason))
-    rendered = set()
-    for host in cluster.hosts:
-        if host.runtime != "docker" or host.vendor in rendered:
-            continue
-        rendered.add(host.vendor)
-        overrides = image_overrides(host)
+    for host, dockerfile in dockerfiles:
         console.rule("dockerfiles/%s (rendered for %s)" % (known[host.vendor].template, host.name))
-        console.print(images.render_dockerfile(known[host.vendor], overrides), markup=False, highlight=False)
+        console.print(dockerfile, markup=False, highlight=False)
     return 0
+
+
+def _dockerfiles(cluster: Cluster, known: Dict[str, Vendor], where: str) -> List[Tuple[Host, str]]:
+    """The Dockerfile each vendor's first docker host builds, with the SDK files it has; ConfigError naming
+    the host when any docker host's image inputs are incomplete (an SDK file missing, not a regular file,
+    unreadable or with another checksum), as its build would fail."""
+    out: List[Tuple[Host, str]] = []
+    for index, host in enumerate(cluster.hosts):
+        if host.runtime != "docker":
+            continue
+        try:
+            spec = host_image_spec(host, known[host.vendor])
+        except images.ImageError as exc:
+            raise ConfigError("%s: hosts[%d].image: %s" % (where, index, exc)) from None
+        if all(other.vendor != host.vendor for other, _ in out):
+            out.append((host, spec.dockerfile))
+    return out
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:

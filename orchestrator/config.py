@@ -107,12 +107,22 @@ class ImageSpecConfig(Model):
 
 
 class DockerOptions(Model):
-    """How the job container is started."""
+    """How the job container is started. It runs as the host's login user (SSH or local), who owns the job
+    folder it writes its results to: there is no other user that could write there (``user`` is refused)."""
 
     shm_size: str = Field("8g", pattern=r"^[0-9]+[bkmg]?$")
     privileged: bool = False
-    user: Optional[str] = Field(None, pattern=r"^[0-9]+(:[0-9]+)?$")  # default: the SSH/local user's uid:gid
     memory: Optional[str] = Field(None, pattern=r"^[0-9]+[bkmg]?$")  # docker --memory (and --memory-swap)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_user(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "user" in value:
+            raise ValueError(
+                "user: the container runs as the host's login user, who owns the job folder; another user "
+                "could not write its results there: remove docker.user (log in as that user instead)"
+            )
+        return value
 
 
 class Host(Model):

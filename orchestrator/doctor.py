@@ -1,11 +1,13 @@
 """``python -m orchestrator doctor``: check every host of a cluster file before a run, all hosts at once.
 
-Per host: SSH reachable with a known host key; docker answers (its version); the vendor's
+Per host: SSH reachable with a known host key; docker answers (its version; job containers
+left there by orchestrators that are gone are removed, orphans.py); the vendor's
 SMI answers and lists the configured devices; the device nodes docker would be given
 exist; free space in the workdir and the docker root; data, labels and weights exist,
 with their md5 / sha256 where the cluster file states them; with ``mps`` on, the MPS
 daemon's control pipe is there; and, on this machine, the
-image's inputs (template, SDK files and their checksums). Every probe is an argv run
+image's inputs (template, SDK files: regular, readable, with their checksums), then the
+image on the host (unknown, a skip, where docker does not answer). Every probe is an argv run
 through the host's transport, exactly as a run reaches the host. Each failure comes with
 a one-line fix. On the control machine: results_dir and the store's folder are writable.
 """
@@ -24,7 +26,7 @@ from rich.text import Text
 
 from vendors.base import Vendor
 
-from . import envinfo, images
+from . import envinfo, images, orphans
 from .config import Cluster, Host
 from .hostchecks import FAIL, PASS, SKIP, WARN, Check, Limits, StorageChecks, last_line
 from .hostprep import host_image_spec, host_transport, image_overrides
@@ -166,7 +168,7 @@ class _HostProbe(StorageChecks):
             return Check("docker", PASS, "bare: python %s, torch %s" % (version, torch))
         done = self.run(envinfo.DOCKER_VERSION)
         if done.returncode == 0:
-            return Check("docker", PASS, "docker %s" % done.stdout.strip())
+            return self._orphans("docker %s" % done.stdout.strip())
         if done.returncode == 127:
             return Check("docker", FAIL, "not installed", last_line(done), "install docker on the host")
         return Check(
@@ -177,6 +179,27 @@ class _HostProbe(StorageChecks):
             "start the docker daemon (systemctl start docker) and let user %s use it (docker group)"
             % (self.host.user or "of the run"),
         )
+
+    def _orphans(self, version: str) -> Check:
+        """Docker answers: remove the job containers of orchestrators that are gone (orphans.py)."""
+        try:
+            removed = orphans.sweep(self.transport, self.timeout)
+        except TransportError as exc:
+            return Check(
+                "docker",
+                WARN,
+                version,
+                "cannot list job containers: %s" % one_line(str(exc)),
+                "check that docker ps works for user %s" % (self.host.user or "of the run"),
+            )
+        if removed:
+            return Check(
+                "docker",
+                PASS,
+                "%s; removed %d left-behind job container(s)" % (version, len(removed)),
+                "removed job containers whose orchestrator is gone: %s" % ", ".join(removed),
+            )
+        return Check("docker", PASS, version)
 
     def smi(self) -> Check:
         argv = self.vendor.inventory_argv()
@@ -250,9 +273,9 @@ class _HostProbe(StorageChecks):
         return Check("mps", PASS, pipe)
 
     def image(self, on_host: bool = False) -> Check:
-        """On this machine: the image's template renders and its SDK files are there with their checksums.
-        ``on_host`` (its docker answers): the image is there, or the base image to build it from (no
-        registry may be reachable)."""
+        """On this machine: the image's template renders and its SDK files are there (regular, readable)
+        with their checksums. ``on_host`` (its docker answers): the image is there, or the base image to
+        build it from (no registry may be reachable); without it, whether it is there is unknown (skip)."""
         if self.host.runtime != "docker":
             return Check("image", PASS, "n/a (bare: the runner is copied)")
         try:
@@ -265,7 +288,9 @@ class _HostProbe(StorageChecks):
                 one_line(str(exc)),
                 "put the vendor's SDK files in image.sdk_dir with the sha256 stated in image.sdk_checksums",
             )
-        if not on_host or images.image_exists(self.transport, spec.tag):
+        if not on_host:
+            return Check("image", SKIP, "inputs complete; on the host: unknown (docker not reached)")
+        if images.image_exists(self.transport, spec.tag):
             return Check("image", PASS, spec.tag)
         base = image_overrides(self.host).get("base_image") or self.vendor.image_vars["base_image"]
         if not images.image_exists(self.transport, base):
@@ -311,7 +336,7 @@ def _ssh_fix(exc: TransportError, host: Host) -> Tuple[str, str]:
 
 
 def render(console: Console, report: Report) -> None:
-    """The host x check table, then every failure and warning with its fix."""
+    """The host x check table, then every failure and warning with its fix, and what a check did."""
     table = Table(title="rn50bench doctor", show_lines=True)
     table.add_column("host")
     for name in COLUMNS:
@@ -330,6 +355,9 @@ def render(console: Console, report: Report) -> None:
         )
         console.print(line)
         console.print(Text(shown("    fix: " + check.fix)))
+    for where, check in ((h, c) for h, checks in report.hosts.items() for c in checks):
+        if check.status == PASS and check.detail:  # something the check did (removed containers)
+            console.print(Text(shown("note %s / %s: %s" % (where, check.name, check.detail))))
     fails = sum(1 for _, c in problems if c.status == FAIL)
     warns = len(problems) - fails
     if not problems:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from runner_in_container.protocol import EXIT_FAILED_ACCURACY, RESULT_FILE
 
-from . import collect, containers, envinfo, hostprep, images, jobcommand, mps
+from . import collect, envinfo, hostprep, images, jobcommand, mps
 from . import workdir as workdirs
 from .config import Host
 from .monitor import Monitor
@@ -44,7 +44,7 @@ class HostWorker:
         self.env: Dict[str, Any] = {}
         self.image: Optional[str] = None
         self.runner_path: Optional[str] = None
-        self.user: Optional[str] = host.docker.user
+        self.user: Optional[str] = None  # docker: the login user's uid:gid, who owns the job folder
         self.build_s: Optional[float] = None  # image build (or runner install) on this host, once per run
         self.build_log: Optional[Path] = None  # where the build wrote its output, once it started
 
@@ -62,8 +62,7 @@ class HostWorker:
                 transport.run(["true"], timeout=self.timeouts.connect).check()
                 if self.host.runtime == "docker":
                     self.launcher.check_docker()
-                    if self.user is None:  # results are written as the SSH (or local) user
-                        self.user = hostprep.login_user(transport, self.timeouts.connect)
+                    self.user = hostprep.login_user(transport, self.timeouts.connect)
             except TransportError as exc:
                 raise StageFailure("connect", one_line(str(exc))) from None
         with stage_errors("start"):
@@ -251,7 +250,7 @@ class HostWorker:
             self.vendor,
             remote_dir,
             self.cache_dir(),
-            containers.container_name(self.ctx.run_id, job.job_id),
+            self.ctx.run_id,
             self.image,
             self.user,
             self.runner_path,

@@ -120,7 +120,8 @@ def test_ssh_failures_name_the_cause_and_the_fix_and_skip_the_rest(report, host,
     assert (first.name, first.status, first.summary) == ("ssh", "fail", summary)
     assert fix in first.fix and first.detail
     assert [c.status for c in rest[:-1]] == ["skip"] * (len(doctor.COLUMNS) - 2)
-    assert rest[-1].name == "image" and rest[-1].status == "pass"  # checked on this machine
+    assert rest[-1].name == "image" and rest[-1].status == "skip"  # its inputs checked on this machine
+    assert rest[-1].summary == "inputs complete; on the host: unknown (docker not reached)"
 
 
 def test_unverified_host_keys_are_a_warning(report):
@@ -136,6 +137,11 @@ def test_a_docker_engine_that_does_not_answer(report):
     assert "Cannot connect to the Docker daemon" in checks["docker"].detail
     assert "systemctl start docker" in checks["docker"].fix
     assert checks["docker disk"].status == "fail"
+    # issue 27 item 16: whether the image is there is unknown, not a pass
+    assert (checks["image"].status, checks["image"].summary) == (
+        "skip",
+        "inputs complete; on the host: unknown (docker not reached)",
+    )
 
 
 def test_missing_data_and_checksum_mismatches(report):
