@@ -30,6 +30,7 @@ from . import envinfo, images, orphans
 from .config import Cluster, Host
 from .hostchecks import FAIL, PASS, SKIP, WARN, Check, Limits, StorageChecks, last_line
 from .hostprep import host_image_spec, host_transport, image_overrides
+from .plan import lacks_sdk_file
 from .safetext import shown
 from .stages import one_line
 from .transport.base import TransportError
@@ -288,6 +289,15 @@ class _HostProbe(StorageChecks):
                 one_line(str(exc)),
                 "put the vendor's SDK files in image.sdk_dir with the sha256 stated in image.sdk_checksums",
             )
+        lacking = self._lacking_toolkits()
+        if lacking:
+            return Check(
+                "image",
+                WARN,
+                "a toolkit will be skipped",
+                lacking[0],
+                "put that SDK file in image.sdk_dir, or leave the toolkit out of this host's cases",
+            )
         if not on_host:
             return Check("image", SKIP, "inputs complete; on the host: unknown (docker not reached)")
         if images.image_exists(self.transport, spec.tag):
@@ -304,6 +314,17 @@ class _HostProbe(StorageChecks):
                 "to one it has",
             )
         return Check("image", PASS, "%s (to build from %s)" % (spec.tag, base))
+
+    def _lacking_toolkits(self) -> List[str]:
+        """Why toolkits the cases ask of this host will be skipped: an optional SDK file is absent."""
+        asked = {
+            combo["toolkit"]
+            for case in self.cluster.cases
+            if case.hosts is None or self.host.name in case.hosts
+            for combo in case.matrix()
+        }
+        reasons = (lacks_sdk_file(self.host, self.vendor, toolkit) for toolkit in sorted(asked))
+        return [reason for reason in reasons if reason]
 
 
 def _ssh_fix(exc: TransportError, host: Host) -> Tuple[str, str]:

@@ -36,7 +36,7 @@ from typing import BinaryIO, Callable, Deque, Dict, List, Mapping, Optional, Seq
 import jinja2
 
 from orchestrator.transport.base import Transport, TransportError
-from vendors.base import Vendor
+from vendors.base import SdkFile, Vendor
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "dockerfiles"
@@ -201,10 +201,11 @@ def _sdk_files(vendor: Vendor, sdk_dir: Optional[Path], checksums: Mapping[str, 
     if required and sdk_dir is None:
         raise ImageError(f"vendor {vendor.name} needs SDK files ({', '.join(required)}): set image.sdk_dir")
     out = []
+    absent = absent_sdk_files(vendor, sdk_dir)
     for sdk in vendor.sdk_files:
-        if sdk.optional and (sdk_dir is None or not os.path.lexists(Path(sdk_dir) / sdk.name)):
-            continue  # absent: left out of the image (anything there, even a broken link, is checked)
-        path = Path(sdk_dir) / sdk.name
+        if sdk in absent:
+            continue  # left out of the image (anything there, even a broken link, is checked)
+        path = Path(sdk_dir) / sdk.name  # type: ignore[arg-type]  # set: required files need it
         expected = (checksums.get(sdk.name) or sdk.sha256).lower()
         if not expected:
             raise ImageError(
@@ -215,6 +216,15 @@ def _sdk_files(vendor: Vendor, sdk_dir: Optional[Path], checksums: Mapping[str, 
             raise ImageError(f"SDK file {path}: sha256 {actual}, expected {expected}")
         out.append(ContextFile(f"{SDK_PREFIX}/{sdk.name}", actual, path=path))
     return out
+
+
+def absent_sdk_files(vendor: Vendor, sdk_dir: Optional[Path]) -> List[SdkFile]:
+    """The optional SDK files of ``vendor`` that ``sdk_dir`` lacks: its image is built without them."""
+    return [
+        sdk
+        for sdk in vendor.sdk_files
+        if sdk.optional and (sdk_dir is None or not os.path.lexists(Path(sdk_dir) / sdk.name))
+    ]
 
 
 def _sdk_sha256(path: Path, vendor: Vendor) -> str:
