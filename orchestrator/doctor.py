@@ -5,7 +5,8 @@ left there by orchestrators that are gone are removed, orphans.py); the vendor's
 SMI answers and lists the configured devices; the device nodes docker would be given
 exist; free space in the workdir and the docker root; data, labels and weights exist,
 with their md5 / sha256 where the cluster file states them; with ``mps`` on, the MPS
-daemon's control pipe is there; and, on this machine, the
+daemon's control pipe is there; docker.memory caps the job's memory (a warning without); and, on this
+machine, the
 image's inputs (template, SDK files: regular, readable, with their checksums), then the
 image on the host (unknown, a skip, where docker does not answer). Every probe is an argv run
 through the host's transport, exactly as a run reaches the host. Each failure comes with
@@ -47,6 +48,7 @@ COLUMNS = (
     "data",
     "weights",
     "mps",
+    "memory cap",
     "image",
 )
 
@@ -117,6 +119,7 @@ def check_host(cluster: Cluster, host: Host, vendor: Vendor, limits: Limits) -> 
             probe.data,
             probe.weights,
             probe.mps,
+            probe.memory_cap,
         )
         checks = [first] + [probe.guard(name, method) for name, method in zip(COLUMNS[1:-1], remote)]
         return checks + [probe.guard("image", lambda: probe.image(on_host=checks[1].status == PASS))]
@@ -272,6 +275,26 @@ class _HostProbe(StorageChecks):
                 "mps: false" % directory,
             )
         return Check("mps", PASS, pipe)
+
+    def memory_cap(self) -> Check:
+        """docker.memory set, or a warning: without it a job (a padded batch, a leak) can take the host's
+        whole memory, and the kernel's OOM killer may then end other processes than the job's."""
+        if self.host.runtime != "docker":
+            return Check("memory cap", PASS, "n/a (bare runtime)")
+        if self.host.docker.memory:
+            return Check("memory cap", PASS, "docker.memory %s" % self.host.docker.memory)
+        done = self.run(["cat", "/proc/meminfo"])
+        total = envinfo.parse_meminfo_gib(done.stdout) if done.returncode == 0 else None
+        example = "%dg (3/4 of its %.0f GiB)" % (total * 0.75, total) if total else "3/4 of its memory"
+        return Check(
+            "memory cap",
+            WARN,
+            "none",
+            "hosts[].docker.memory is not set: a job can take all the memory of host %s, and the kernel may "
+            "then end other processes than the job's" % self.host.name,
+            "set hosts[].docker.memory, e.g. %s: a job over it is killed alone and reported (exit 137)"
+            % example,
+        )
 
     def image(self, on_host: bool = False) -> Check:
         """On this machine: the image's template renders and its SDK files are there (regular, readable)
