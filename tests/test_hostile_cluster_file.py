@@ -254,3 +254,16 @@ def test_run_says_why_every_case_was_skipped(tmp_path, capsys):
 def test_utf8_with_a_byte_order_mark_is_fine(tmp_path, capsys):
     path = write(tmp_path, codecs.BOM_UTF8 + json.dumps(valid()).encode())
     assert cli.main(["plan", "--cluster", str(path)]) == 0
+
+
+def test_docker_user_is_refused_at_plan_with_why(tmp_path, capsys):
+    """Issue 27 item 16: a container user other than the login user could not write the job folder (the
+    login user's) and failed only at the end of the job; the login user is the only one that works."""
+    data = valid()
+    data["hosts"][0]["docker"] = {"user": "1000:1000"}
+    line = plan(write(tmp_path, data), capsys)
+    assert line.endswith(
+        "hosts[0].docker: Value error, user: the container runs as the host's login user, who owns the job "
+        "folder; another user could not write its results there: remove docker.user (log in as that user "
+        "instead)"
+    )
