@@ -117,12 +117,14 @@ class DockerOptions(Model):
     @model_validator(mode="before")
     @classmethod
     def _no_user(cls, value: Any) -> Any:
-        if isinstance(value, dict) and "user" in value:
+        if not isinstance(value, dict) or "user" not in value:
+            return value
+        if value["user"] is not None:
             raise ValueError(
                 "user: the container runs as the host's login user, who owns the job folder; another user "
                 "could not write its results there: remove docker.user (log in as that user instead)"
             )
-        return value
+        return {key: item for key, item in value.items() if key != "user"}  # null: stored by earlier versions
 
 
 class Host(Model):

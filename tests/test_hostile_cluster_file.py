@@ -15,6 +15,7 @@ from typing import Any, Dict
 import pytest
 
 from orchestrator import cli
+from orchestrator.config import Cluster
 
 
 def valid() -> Dict[str, Any]:
@@ -267,3 +268,10 @@ def test_docker_user_is_refused_at_plan_with_why(tmp_path, capsys):
         "folder; another user could not write its results there: remove docker.user (log in as that user "
         "instead)"
     )
+
+
+def test_a_stored_cluster_with_docker_user_null_still_loads():
+    """Runs stored before docker.user was refused hold ``user: null``: their --resume must still load."""
+    data = valid()
+    data["hosts"][0]["docker"] = {"user": None, "memory": "8g"}
+    assert Cluster.model_validate(data).hosts[0].docker.memory == "8g"
