@@ -139,9 +139,12 @@ def _dockerfiles(cluster: Cluster, known: Dict[str, Vendor], where: str) -> List
     the host when any docker host's image inputs are incomplete (an SDK file missing, not a regular file,
     unreadable or with another checksum), as its build would fail."""
     out: List[Tuple[Host, str]] = []
+    checked = set()
     for index, host in enumerate(cluster.hosts):
-        if host.runtime != "docker":
-            continue
+        inputs = (host.vendor, host.image.model_dump_json())
+        if host.runtime != "docker" or inputs in checked:
+            continue  # hosts with the same image inputs: their SDK files are hashed once
+        checked.add(inputs)
         try:
             spec = host_image_spec(host, known[host.vendor])
         except images.ImageError as exc:
