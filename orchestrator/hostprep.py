@@ -5,7 +5,7 @@ Shared by the launchers (their ``check_host`` and ``build``), ``doctor`` and ``c
 
 import logging
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 from runner_in_container.contract import weights_is_file
 from vendors.base import Vendor
@@ -63,14 +63,14 @@ def check_docker(transport: Transport, host: Host, timeout: float) -> None:
         )
 
 
-def remove_orphans(transport: Transport, host: Host, timeout: float) -> List[str]:
-    """Remove the job containers on ``host`` whose orchestrator is gone (orphans.py), saying so; their names.
-    Docker failing to list them is a warning: the run goes on."""
+def remove_orphans(transport: Transport, host: Host, timeout: float) -> None:
+    """Remove the job containers on ``host`` whose orchestrator is gone (orphans.py), saying so. Docker
+    failing to list them is a warning: the run goes on."""
     try:
         removed = orphans.sweep(transport, timeout)
     except TransportError as exc:
         _log.warning("host %s: job containers of stopped orchestrators not looked for: %s", host.name, exc)
-        return []
+        return
     if removed:
         _log.warning(
             "host %s: removed %d job container(s) left by orchestrators that are gone: %s",
@@ -78,7 +78,6 @@ def remove_orphans(transport: Transport, host: Host, timeout: float) -> List[str
             len(removed),
             ", ".join(removed),
         )
-    return removed
 
 
 def login_user(transport: Transport, timeout: float) -> str:
