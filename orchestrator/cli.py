@@ -17,9 +17,9 @@ from vendors.base import Vendor
 from . import doctor, ids, images, knobs, launchers, logs, runlock, signals
 from . import workdir as workdirs
 from .bundle import command as bundle_command
-from .config import Cluster, ConfigError, load_cluster
+from .config import Cluster, ConfigError, Host, load_cluster
 from .display import ProgressBoard
-from .hostprep import image_overrides
+from .hostprep import host_image_spec, image_overrides
 from .plan import Job, expand
 from .report import command as report_command
 from .report import tables
@@ -31,6 +31,8 @@ from .stages import INTERRUPTED, RunContext
 from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, RUNNING, Store, StoreError, new_run_id
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
+#: what an interrupted command that only reads (or writes its one output file at the end) has done
+READ_ONLY_STOPPED = "stopped, nothing was written"
 
 
 class UsageError(Exception):
@@ -124,6 +126,7 @@ def _results_dir(cluster: Cluster, run_id: str) -> Path:
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     cluster, known = _load(args.cluster)
+    dockerfiles = _dockerfiles(cluster, known, args.cluster)
     jobs, skipped = expand(cluster, known)
     table = Table(title="jobs (%d)" % len(jobs))
     for column in ("job", "host", "vendor", "runtime", "device", "toolkit", "precision", "bs", "repeat"):
@@ -139,15 +142,30 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     for item in skipped:
         what = "%s %s/%s/bs%d" % (item.case, item.toolkit, item.precision, item.batch_size)
         console.print("skipped %s on %s: %s" % (what, item.host, item.reason))
-    rendered = set()
-    for host in cluster.hosts:
-        if host.runtime != "docker" or host.vendor in rendered:
-            continue
-        rendered.add(host.vendor)
-        overrides = image_overrides(host)
+    for host, dockerfile in dockerfiles:
         console.rule("dockerfiles/%s (rendered for %s)" % (known[host.vendor].template, host.name))
-        console.print(images.render_dockerfile(known[host.vendor], overrides), markup=False, highlight=False)
+        console.print(dockerfile, markup=False, highlight=False)
     return 0
+
+
+def _dockerfiles(cluster: Cluster, known: Dict[str, Vendor], where: str) -> List[Tuple[Host, str]]:
+    """The Dockerfile each vendor's first docker host builds, with the SDK files it has; ConfigError naming
+    the host when any docker host's image inputs are incomplete (an SDK file missing, not a regular file,
+    unreadable or with another checksum), as its build would fail."""
+    out: List[Tuple[Host, str]] = []
+    checked = set()
+    for index, host in enumerate(cluster.hosts):
+        inputs = (host.vendor, host.image.model_dump_json())
+        if host.runtime != "docker" or inputs in checked:
+            continue  # hosts with the same image inputs: their SDK files are hashed once
+        checked.add(inputs)
+        try:
+            spec = host_image_spec(host, known[host.vendor])
+        except images.ImageError as exc:
+            raise ConfigError("%s: hosts[%d].image: %s" % (where, index, exc)) from None
+        if all(other.vendor != host.vendor for other, _ in out):
+            out.append((host, spec.dockerfile))
+    return out
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -397,10 +415,12 @@ def cmd_vendors(args: argparse.Namespace, console: Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m orchestrator", description=__doc__)
+    # what a terminating signal does, said while it is done and after (only run has jobs to stop)
+    parser.set_defaults(stopping="stopping", stopped="stopped")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plan", help="show the jobs and rendered Dockerfiles; runs nothing")
     p.add_argument("--cluster", required=True, help="cluster file (host_configs/*.yaml)")
-    p.set_defaults(func=cmd_plan)
+    p.set_defaults(func=cmd_plan, stopped=READ_ONLY_STOPPED)
     p = sub.add_parser("run", help="run every job of the cluster file and print the tables")
     p.add_argument("--cluster", help="cluster file (host_configs/*.yaml); with --resume: optional")
     p.add_argument("--store", help="SQLite results store (default: the cluster file's 'store')")
@@ -414,7 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="air-gapped: no build, no pull, no pip; images must be on the hosts (bundle import)",
     )
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(
+        func=cmd_run,
+        stopping="stopping the containers; finished jobs are stored",
+        stopped="containers stopped, finished jobs are stored",
+    )
     p = sub.add_parser("doctor", help="check every host (ssh, docker, devices, disk, data) before a run")
     p.add_argument("--cluster", required=True, help="cluster file (host_configs/*.yaml)")
     p.add_argument(
@@ -436,12 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("report", help="a stored run as tables, HTML, comparisons or system descriptions")
     report_command.add_arguments(p)
-    p.set_defaults(func=report_command.run)
+    p.set_defaults(func=report_command.run, stopped=READ_ONLY_STOPPED)
     p = sub.add_parser("ls", help="list stored runs")
     p.add_argument("--store", default=DEFAULT_STORE)
-    p.set_defaults(func=cmd_ls)
+    p.set_defaults(func=cmd_ls, stopped=READ_ONLY_STOPPED)
     p = sub.add_parser("vendors", help="list vendors, toolkits, precisions and known devices with peaks")
-    p.set_defaults(func=cmd_vendors)
+    p.set_defaults(func=cmd_vendors, stopped=READ_ONLY_STOPPED)
     p = sub.add_parser("bundle", help="carry the images and files of a plan into an air-gapped lab")
     bundle_command.add_arguments(p)
     p.set_defaults(func=lambda args, console: bundle_command.run(args, console, _load))
@@ -454,12 +478,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     console = safe_console()
     if not console.is_terminal:  # logs and CI: wide enough for the reference columns
         console = safe_console(width=max(console.width, 200))
-    signals.install()
+    signals.install(args.stopping)
     try:
         return args.func(args, console)
     except (ConfigError, UsageError, runlock.RunLocked, StoreError, ids.BadId) as exc:
         print("error: %s" % shown(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print("interrupted (%s): containers stopped, finished jobs are stored" % exc, file=sys.stderr)
+        print("interrupted (%s): %s" % (exc, args.stopped), file=sys.stderr)
         return exc.exit_status if isinstance(exc, signals.Terminated) else 130

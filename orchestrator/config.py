@@ -8,18 +8,19 @@ elements, never through a shell.
 
 import math
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Union
 
 import yaml
 from pydantic import (
     Field,
-    PositiveFloat,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from typing_extensions import Annotated  # typing's from Python 3.9
 
 from runner_in_container.contract import (
     DECODERS,
@@ -35,16 +36,28 @@ from .slurmconfig import SlurmJobSpec, SlurmSettings
 
 #: the most jobs one cluster file may make
 MAX_JOBS = 10000
+#: the most items of any list (hosts, cases, devices, a case's toolkits, precisions, batch sizes)
+MAX_ITEMS = 1000
+#: the longest any stage may be given (a week): longer is a typo, and past what a clock can add (1e12)
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+
+#: seconds a stage may take
+Seconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
+
+
+def _items(kind: Any) -> Any:
+    """A list of ``kind`` of 1 to MAX_ITEMS items."""
+    return Annotated[List[kind], Field(min_length=1, max_length=MAX_ITEMS)]
 
 
 class Timeouts(Model):
-    """Seconds each stage of a job may take before it is stopped."""
+    """Seconds each stage of a job may take before it is stopped (at most MAX_TIMEOUT_S)."""
 
-    connect: float = Field(20, gt=0)
-    build: float = Field(3600, gt=0)
-    start: float = Field(300, gt=0)
-    run: float = Field(7200, gt=0)
-    collect: float = Field(300, gt=0)
+    connect: Seconds = 20
+    build: Seconds = 3600
+    start: Seconds = 300
+    run: Seconds = 7200
+    collect: Seconds = 300
 
 
 class DataSpec(Model):
@@ -98,12 +111,24 @@ class ImageSpecConfig(Model):
 
 
 class DockerOptions(Model):
-    """How the job container is started."""
+    """How the job container is started. It runs as the host's login user (SSH or local), who owns the job
+    folder it writes its results to: there is no other user that could write there (``user`` is refused)."""
 
     shm_size: str = Field("8g", pattern=r"^[0-9]+[bkmg]?$")
     privileged: bool = False
-    user: Optional[str] = Field(None, pattern=r"^[0-9]+(:[0-9]+)?$")  # default: the SSH/local user's uid:gid
     memory: Optional[str] = Field(None, pattern=r"^[0-9]+[bkmg]?$")  # docker --memory (and --memory-swap)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_user(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or "user" not in value:
+            return value
+        if value["user"] is not None:
+            raise ValueError(
+                "user: the container runs as the host's login user, who owns the job folder; another user "
+                "could not write its results there: remove docker.user (log in as that user instead)"
+            )
+        return {key: item for key, item in value.items() if key != "user"}  # null: stored by earlier versions
 
 
 SSH_USER = r"^[a-z_][a-z0-9_.-]{0,31}$"
@@ -144,7 +169,7 @@ class Host(Model):
     #: jump hosts on the way (over ~/.ssh/config's ProxyJump/ProxyCommand), host keys checked like this one's
     jump: List[JumpHost] = Field(default_factory=list, max_length=8)
     vendor: str
-    devices: List[int] = Field(default_factory=lambda: [0], min_length=1)
+    devices: _items(int) = Field(default_factory=lambda: [0])
     runtime: Literal["docker", "bare"] = "docker"
     python: str = Field("python3", pattern=r"^[A-Za-z0-9_./+-]+$")  # bare runtime: a name on PATH or a path
     workdir: Optional[str] = None
@@ -164,7 +189,7 @@ class Host(Model):
     #: launcher slurm: this host entry's sbatch options (over slurm.vendors.<vendor> and slurm)
     slurm: Optional[SlurmJobSpec] = None
     #: this host's stage timeouts where they differ from defaults.timeouts (e.g. a slow build)
-    timeouts: Dict[Literal["connect", "build", "start", "run", "collect"], PositiveFloat] = Field(
+    timeouts: Dict[Literal["connect", "build", "start", "run", "collect"], Seconds] = Field(
         default_factory=dict
     )
 
@@ -213,13 +238,13 @@ class Case(Model):
     """One case entry; list values expand into a matrix of jobs."""
 
     case: str = "resnet50"
-    toolkit: Union[str, List[str]] = OPTION["toolkit"].default
-    precision: Union[str, List[str]] = OPTION["precision"].default
-    batch_size: Union[int, List[int]] = OPTION["batch_size"].default
+    toolkit: Union[str, _items(str)] = OPTION["toolkit"].default
+    precision: Union[str, _items(str)] = OPTION["precision"].default
+    batch_size: Union[int, _items(int)] = OPTION["batch_size"].default
     repeat: int = OPTION["repeat"].default
     #: runner --warmup (5 here, where the runner alone would take 10)
     warmup: int = 5
-    hosts: Optional[List[str]] = None  # restrict to these host names
+    hosts: Optional[_items(str)] = None  # restrict to these host names
     toolkit_options: Dict[str, str] = Field(default_factory=dict)  # --toolkit-option KEY=VALUE
     #: runner --decoder: auto (nvJPEG on a CUDA device where torchvision decodes there, else PIL), nvjpeg, pil
     decoder: Literal[DECODERS] = OPTION["decoder"].default  # type: ignore[valid-type]
@@ -245,11 +270,9 @@ class Case(Model):
     @classmethod
     def _distinct(cls, value: Any, info: ValidationInfo) -> Any:
         items = value if isinstance(value, list) else [value]
-        twice = [item for index, item in enumerate(items) if item in items[:index]]
+        twice = [item for item, count in Counter(items).items() if count > 1]
         if twice:
             raise ValueError("%r is listed twice in %s" % (twice[0], info.field_name))
-        if not items:
-            raise ValueError("%s lists nothing" % info.field_name)
         return value
 
     def jobs_per_device(self) -> int:
@@ -277,7 +300,7 @@ class Defaults(Model):
     #: unset: the run user's own state folder on each host (orchestrator/workdir.py), never a shared /tmp
     workdir: Optional[str] = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
-    monitor_interval_s: float = Field(1.0, gt=0)
+    monitor_interval_s: Seconds = 1.0
     #: air-gapped lab: no build, no pull, no pip; images come from a bundle (python -m orchestrator bundle)
     offline: bool = False
 
@@ -290,8 +313,8 @@ class Cluster(Model):
     store: str = "results/rn50bench.sqlite"
     results_dir: str = "results"
     defaults: Defaults = Field(default_factory=Defaults)
-    hosts: List[Host] = Field(min_length=1)
-    cases: List[Case] = Field(min_length=1)
+    hosts: _items(Host)
+    cases: _items(Case)
     #: a module of orchestrator/launchers: ssh (the orchestrator starts every job itself, on local or SSH
     #: hosts), slurm (it submits them with sbatch)
     launcher: str = "ssh"
@@ -302,7 +325,7 @@ class Cluster(Model):
     @model_validator(mode="after")
     def _unique_hosts(self) -> "Cluster":
         names = [h.name for h in self.hosts]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
         if duplicates:
             raise ValueError("host names must be unique; repeated: %s" % ", ".join(duplicates))
         for case in self.cases:
@@ -383,15 +406,23 @@ class Cluster(Model):
         return self.defaults.timeouts.model_copy(update=host.timeouts)
 
 
+#: how pydantic names the member of a Union it tried (``batch_size.list[int]``), not a field of the file
+_UNION_MEMBER = re.compile(r"^(int|str|bool|float|list\[.*\]|literal\[.*\])$")
+
+
 def _format_error(path: Path, error: ValidationError) -> str:
-    first = error.errors()[0]
+    """One line: the first problem, named by its field. Of a Union's members, the one whose type the value
+    has speaks (a list of 65536 batch sizes is too long, not "no integer")."""
+    errors = error.errors()
+    first = next((e for e in errors if not e["type"].endswith("_type")), errors[0])
+    loc = [p for i, p in enumerate(first["loc"]) if not (i and isinstance(p, str) and _UNION_MEMBER.match(p))]
     field = "".join(
         "[%d]" % part if isinstance(part, int) else (".%s" % part if i else str(part))
-        for i, part in enumerate(first["loc"])
+        for i, part in enumerate(loc)
     )
     got = first.get("input")
     got_text = "" if isinstance(got, (dict, list)) or got is None else " (got %r)" % (got,)
-    more = len(error.errors()) - 1
+    more = len(errors) - 1
     suffix = " (+%d more)" % more if more else ""
     return "%s: %s: %s%s%s" % (path, field or "<top>", first["msg"], got_text, suffix)
 

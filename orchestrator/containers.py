@@ -6,7 +6,8 @@ capabilities, no privilege gain, an init process that reaps children, and bind m
 given explicitly (read-only unless asked). The vendor adds only what exposes its
 devices; ``--privileged`` is used only where the lab or the vendor asks for it. Every
 value is a separate argv element; values that docker's own ``--mount`` syntax would
-misread are refused.
+misread are refused. Every job container is labelled with its run and the orchestrator
+that started it, so that one left behind by a killed orchestrator is found (orphans.py).
 """
 
 import contextlib
@@ -16,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
+from orchestrator import orphans
 from orchestrator.transport.base import LineHandler, Transport, TransportError
 from vendors.base import Vendor
 
@@ -65,6 +67,7 @@ def container_name(run_id: str, job_id: str) -> str:
 
 def docker_run_argv(
     name: str,
+    run_id: str,
     image: str,
     vendor: Vendor,
     devices: Sequence[int],
@@ -77,7 +80,7 @@ def docker_run_argv(
     memory: Optional[str] = None,
     mps_pipe: Optional[str] = None,
 ) -> List[str]:
-    """``docker run`` argv for one job; raises ContainerError naming any unusable value.
+    """``docker run`` argv for one job of run ``run_id``; raises ContainerError naming any unusable value.
 
     HOME is /tmp (writable for any ``user``); the vendor's device environment wins
     over ``env``. ``command`` runs as given (no shell inside either). ``privileged``
@@ -95,6 +98,8 @@ def docker_run_argv(
         raise ContainerError("container command is empty")
     ipc = "private" if mps_pipe is None else "host"
     argv = RUN_PREFIX + ["--name", name, "--init", "--network", "none", "--ipc", ipc]
+    argv += ["--label", "%s=%s" % (orphans.RUN_LABEL, _check(_NAME_RE, run_id, "run id"))]
+    argv += ["--label", "%s=%s" % (orphans.OWNER_LABEL, orphans.identity())]
     argv += ["--shm-size", shm_size, "--security-opt", "no-new-privileges"]
     if memory is not None:
         argv += ["--memory", _check(_SHM_RE, memory, "memory"), "--memory-swap", memory]

@@ -1,11 +1,14 @@
 """``python -m orchestrator doctor``: check every host of a cluster file before a run, all hosts at once.
 
-Per host: SSH reachable with a known host key; docker answers (its version); the vendor's
+Per host: SSH reachable with a known host key; docker answers (its version; job containers
+left there by orchestrators that are gone are removed, orphans.py); the vendor's
 SMI answers and lists the configured devices; the device nodes docker would be given
 exist; free space in the workdir and the docker root; data, labels and weights exist,
 with their md5 / sha256 where the cluster file states them; with ``mps`` on, the MPS
-daemon's control pipe is there; and, on this machine, the
-image's inputs (template, SDK files and their checksums). Every probe is an argv run
+daemon's control pipe is there; docker.memory caps the job's memory (a warning without); and, on this
+machine, the
+image's inputs (template, SDK files: regular, readable, with their checksums), then the
+image on the host (unknown, a skip, where docker does not answer). Every probe is an argv run
 through the host's transport, exactly as a run reaches the host. Each failure comes with
 a one-line fix. On the control machine: results_dir and the store's folder are writable.
 """
@@ -24,10 +27,11 @@ from rich.text import Text
 
 from vendors.base import Vendor
 
-from . import envinfo, hostpython, images
+from . import envinfo, hostpython, images, orphans
 from .config import Cluster, Host
 from .hostchecks import FAIL, PASS, SKIP, WARN, Check, Limits, StorageChecks, last_line
 from .hostprep import host_image_spec, host_transport, image_overrides
+from .plan import lacks_sdk_file
 from .safetext import shown
 from .stages import one_line
 from .transport.base import TransportError
@@ -44,6 +48,7 @@ COLUMNS = (
     "data",
     "weights",
     "mps",
+    "memory cap",
     "image",
 )
 
@@ -114,6 +119,7 @@ def check_host(cluster: Cluster, host: Host, vendor: Vendor, limits: Limits) -> 
             probe.data,
             probe.weights,
             probe.mps,
+            probe.memory_cap,
         )
         checks = [first] + [probe.guard(name, method) for name, method in zip(COLUMNS[1:-1], remote)]
         return checks + [probe.guard("image", lambda: probe.image(on_host=checks[1].status == PASS))]
@@ -164,7 +170,7 @@ class _HostProbe(StorageChecks):
             return Check("docker", PASS, "bare: python %s, torch %s" % (version, torch))
         done = self.run(envinfo.DOCKER_VERSION)
         if done.returncode == 0:
-            return Check("docker", PASS, "docker %s" % done.stdout.strip())
+            return self._orphans("docker %s" % done.stdout.strip())
         if done.returncode == 127:
             return Check("docker", FAIL, "not installed", last_line(done), "install docker on the host")
         return Check(
@@ -175,6 +181,27 @@ class _HostProbe(StorageChecks):
             "start the docker daemon (systemctl start docker) and let user %s use it (docker group)"
             % (self.host.user or "of the run"),
         )
+
+    def _orphans(self, version: str) -> Check:
+        """Docker answers: remove the job containers of orchestrators that are gone (orphans.py)."""
+        try:
+            removed = orphans.sweep(self.transport, self.timeout)
+        except TransportError as exc:
+            return Check(
+                "docker",
+                WARN,
+                version,
+                "cannot list job containers: %s" % one_line(str(exc)),
+                "check that docker ps works for user %s" % (self.host.user or "of the run"),
+            )
+        if removed:
+            return Check(
+                "docker",
+                PASS,
+                "%s; removed %d left-behind job container(s)" % (version, len(removed)),
+                "removed job containers whose orchestrator is gone: %s" % ", ".join(removed),
+            )
+        return Check("docker", PASS, version)
 
     def smi(self) -> Check:
         argv = self.vendor.inventory_argv()
@@ -247,10 +274,30 @@ class _HostProbe(StorageChecks):
             )
         return Check("mps", PASS, pipe)
 
+    def memory_cap(self) -> Check:
+        """docker.memory set, or a warning: without it a job (a padded batch, a leak) can take the host's
+        whole memory, and the kernel's OOM killer may then end other processes than the job's."""
+        if self.host.runtime != "docker":
+            return Check("memory cap", PASS, "n/a (bare runtime)")
+        if self.host.docker.memory:
+            return Check("memory cap", PASS, "docker.memory %s" % self.host.docker.memory)
+        done = self.run(["cat", "/proc/meminfo"])
+        total = envinfo.parse_meminfo_gib(done.stdout) if done.returncode == 0 else None
+        example = "%dg (3/4 of its %.0f GiB)" % (total * 0.75, total) if total else "3/4 of its memory"
+        return Check(
+            "memory cap",
+            WARN,
+            "none",
+            "hosts[].docker.memory is not set: a job can take all the memory of host %s, and the kernel may "
+            "then end other processes than the job's" % self.host.name,
+            "set hosts[].docker.memory, e.g. %s: a job over it is killed alone and reported (exit 137)"
+            % example,
+        )
+
     def image(self, on_host: bool = False) -> Check:
-        """On this machine: the image's template renders and its SDK files are there with their checksums.
-        ``on_host`` (its docker answers): the image is there, or the base image to build it from (no
-        registry may be reachable)."""
+        """On this machine: the image's template renders and its SDK files are there (regular, readable)
+        with their checksums. ``on_host`` (its docker answers): the image is there, or the base image to
+        build it from (no registry may be reachable); without it, whether it is there is unknown (skip)."""
         if self.host.runtime != "docker":
             return Check("image", PASS, "n/a (bare: the runner is copied)")
         try:
@@ -263,7 +310,18 @@ class _HostProbe(StorageChecks):
                 one_line(str(exc)),
                 "put the vendor's SDK files in image.sdk_dir with the sha256 stated in image.sdk_checksums",
             )
-        if not on_host or images.image_exists(self.transport, spec.tag):
+        lacking = self._lacking_toolkits()
+        if lacking:
+            return Check(
+                "image",
+                WARN,
+                "a toolkit will be skipped",
+                lacking[0],
+                "put that SDK file in image.sdk_dir, or leave the toolkit out of this host's cases",
+            )
+        if not on_host:
+            return Check("image", SKIP, "inputs complete; on the host: unknown (docker not reached)")
+        if images.image_exists(self.transport, spec.tag):
             return Check("image", PASS, spec.tag)
         base = image_overrides(self.host).get("base_image") or self.vendor.image_vars["base_image"]
         if not images.image_exists(self.transport, base):
@@ -277,6 +335,17 @@ class _HostProbe(StorageChecks):
                 "to one it has",
             )
         return Check("image", PASS, "%s (to build from %s)" % (spec.tag, base))
+
+    def _lacking_toolkits(self) -> List[str]:
+        """Why toolkits the cases ask of this host will be skipped: an optional SDK file is absent."""
+        asked = {
+            combo["toolkit"]
+            for case in self.cluster.cases
+            if case.hosts is None or self.host.name in case.hosts
+            for combo in case.matrix()
+        }
+        reasons = (lacks_sdk_file(self.host, self.vendor, toolkit) for toolkit in sorted(asked))
+        return [reason for reason in reasons if reason]
 
 
 def _ssh_fix(exc: TransportError, host: Host) -> Tuple[str, str]:
@@ -316,7 +385,7 @@ def _direct_ssh_fix(exc: TransportError, host: Host) -> Tuple[str, str]:
 
 
 def render(console: Console, report: Report) -> None:
-    """The host x check table, then every failure and warning with its fix."""
+    """The host x check table, then every failure and warning with its fix, and what a check did."""
     table = Table(title="rn50bench doctor", show_lines=True)
     table.add_column("host")
     for name in COLUMNS:
@@ -335,6 +404,9 @@ def render(console: Console, report: Report) -> None:
         )
         console.print(line)
         console.print(Text(shown("    fix: " + check.fix)))
+    for where, check in ((h, c) for h, checks in report.hosts.items() for c in checks):
+        if check.status == PASS and check.detail:  # something the check did (removed containers)
+            console.print(Text(shown("note %s / %s: %s" % (where, check.name, check.detail))))
     fails = sum(1 for _, c in problems if c.status == FAIL)
     warns = len(problems) - fails
     if not problems:

@@ -3,17 +3,20 @@
 Shared by the launchers (their ``check_host`` and ``build``), ``doctor`` and ``cli``.
 """
 
+import logging
 from pathlib import Path
 from typing import Dict
 
 from runner_in_container.contract import weights_is_file
 from vendors.base import Vendor
 
-from . import envinfo, images
+from . import envinfo, images, orphans
 from .config import Host
 from .stages import StageFailure, one_line
 from .transport import make_transport
 from .transport.base import Transport, TransportError
+
+_log = logging.getLogger(__name__)
 
 
 def host_transport(host: Host, connect_timeout: float) -> Transport:
@@ -63,6 +66,23 @@ def check_docker(transport: Transport, host: Host, timeout: float) -> None:
         said = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
         raise StageFailure(
             "connect", one_line("docker on host %s does not answer: %s" % (host.name, said[0]))
+        )
+
+
+def remove_orphans(transport: Transport, host: Host, timeout: float) -> None:
+    """Remove the job containers on ``host`` whose orchestrator is gone (orphans.py), saying so. Docker
+    failing to list them is a warning: the run goes on."""
+    try:
+        removed = orphans.sweep(transport, timeout)
+    except TransportError as exc:
+        _log.warning("host %s: job containers of stopped orchestrators not looked for: %s", host.name, exc)
+        return
+    if removed:
+        _log.warning(
+            "host %s: removed %d job container(s) left by orchestrators that are gone: %s",
+            host.name,
+            len(removed),
+            ", ".join(removed),
         )
 
 

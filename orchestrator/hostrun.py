@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from runner_in_container.protocol import EXIT_FAILED_ACCURACY, RESULT_FILE
 
-from . import collect, containers, envinfo, hostprep, images, jobcommand, mps
+from . import collect, envinfo, hostprep, images, jobcommand, mps
 from . import workdir as workdirs
 from .config import Host
 from .monitor import Monitor
@@ -42,7 +42,7 @@ class HostWorker:
         self.env: Dict[str, Any] = {}
         self.image: Optional[str] = None
         self.runner_path: Optional[str] = None
-        self.user: Optional[str] = host.docker.user
+        self.user: Optional[str] = None  # docker: the login user's uid:gid, who owns the job folder
         self.build_s: Optional[float] = None  # image build (or runner install) on this host, once per run
         self.build_log: Optional[Path] = None  # where the build wrote its output, once it started
 
@@ -60,8 +60,7 @@ class HostWorker:
                 transport.run(["true"], timeout=self.timeouts.connect).check()
                 if self.host.runtime == "docker":
                     self.launcher.check_docker()
-                    if self.user is None:  # results are written as the SSH (or local) user
-                        self.user = hostprep.login_user(transport, self.timeouts.connect)
+                    self.user = hostprep.login_user(transport, self.timeouts.connect)
             except TransportError as exc:
                 raise StageFailure("connect", one_line(str(exc))) from None
         with stage_errors("start"):
@@ -227,7 +226,7 @@ class HostWorker:
         return posixpath.join(self.workdir, "cache", self.vendor.name)
 
     def _fetch(self, transport: Transport, remote: str, local: Path) -> Optional[str]:
-        """Copy the result to ``local`` (a regular file of at most collect.MAX_RESULT_BYTES, never through a link,
+        """Copy the result to ``local`` (a regular file within collect.MAX_RESULT_BYTES, never through a link,
         made 0600); None when done, else why not. StageFailure when the file was refused (what a job hands
         back is untrusted) or not fetched within timeouts.collect."""
         collect_s = self.timeouts.collect
@@ -253,7 +252,7 @@ class HostWorker:
             self.vendor,
             remote_dir,
             self.cache_dir(),
-            containers.container_name(self.ctx.run_id, job.job_id),
+            self.ctx.run_id,
             self.image,
             self.user,
             self.runner_path,

@@ -20,8 +20,10 @@ the hash.
 import contextlib
 import hashlib
 import io
+import os
 import posixpath
 import re
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -37,7 +39,7 @@ import jinja2
 from orchestrator import hostlock
 from orchestrator import registry as registry_io
 from orchestrator.transport.base import ProcessTransport, Transport, TransportError
-from vendors.base import Vendor
+from vendors.base import SdkFile, Vendor
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "dockerfiles"
@@ -204,22 +206,45 @@ def _sdk_files(vendor: Vendor, sdk_dir: Optional[Path], checksums: Mapping[str, 
     if required and sdk_dir is None:
         raise ImageError(f"vendor {vendor.name} needs SDK files ({', '.join(required)}): set image.sdk_dir")
     out = []
+    absent = absent_sdk_files(vendor, sdk_dir)
     for sdk in vendor.sdk_files:
-        if sdk.optional and (sdk_dir is None or not (Path(sdk_dir) / sdk.name).is_file()):
-            continue
-        path = Path(sdk_dir) / sdk.name
+        if sdk in absent:
+            continue  # left out of the image (anything there, even a broken link, is checked)
+        path = Path(sdk_dir) / sdk.name  # type: ignore[arg-type]  # set: required files need it
         expected = (checksums.get(sdk.name) or sdk.sha256).lower()
         if not expected:
             raise ImageError(
                 f"SDK file {sdk.name} of vendor {vendor.name}: state its sha256 in image.sdk_checksums"
             )
-        if not path.is_file():
-            raise ImageError(f"SDK file {path} not found (vendor {vendor.name} needs it)")
-        actual = file_sha256(path)
+        actual = _sdk_sha256(path, vendor)
         if actual != expected:
             raise ImageError(f"SDK file {path}: sha256 {actual}, expected {expected}")
         out.append(ContextFile(f"{SDK_PREFIX}/{sdk.name}", actual, path=path))
     return out
+
+
+def absent_sdk_files(vendor: Vendor, sdk_dir: Optional[Path]) -> List[SdkFile]:
+    """The optional SDK files of ``vendor`` that ``sdk_dir`` lacks: its image is built without them."""
+    return [
+        sdk
+        for sdk in vendor.sdk_files
+        if sdk.optional and (sdk_dir is None or not os.path.lexists(Path(sdk_dir) / sdk.name))
+    ]
+
+
+def _sdk_sha256(path: Path, vendor: Vendor) -> str:
+    """sha256 of the SDK file ``path`` (a link to one is fine); ImageError unless it is a regular file this
+    process can read (a FIFO would hang the hash, a folder or a device is no installer)."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise ImageError(
+                f"SDK file {path} is not a regular file (vendor {vendor.name} needs the installer)"
+            )
+        return file_sha256(path)
+    except FileNotFoundError:
+        raise ImageError(f"SDK file {path} not found (vendor {vendor.name} needs it)") from None
+    except OSError as exc:
+        raise ImageError(f"SDK file {path} cannot be read: {exc.strerror or exc}") from None
 
 
 def git_revision() -> str:

@@ -34,6 +34,7 @@ class DockerRun:
     """How the job's container is started: everything but its device."""
 
     name: str
+    run_id: str
     image: str
     mounts: Tuple[containers.Mount, ...]
     user: Optional[str]
@@ -61,6 +62,7 @@ class JobCommand:
         run = self.docker
         return containers.docker_run_argv(
             run.name,
+            run.run_id,
             run.image,
             self.vendor,
             [device],
@@ -124,15 +126,16 @@ def build(
     vendor: Vendor,
     remote_dir: str,
     cache_dir: str,
-    container: str,
+    run_id: str,
     image: Optional[str],
     user: Optional[str],
     runner_path: Optional[str],
     mps_pipe: Optional[str],
 ) -> JobCommand:
     """The command of ``job`` on ``host``: results in ``remote_dir``, engines in ``cache_dir``; docker runs
-    ``image`` as container ``container``, a bare host the runner installed at ``runner_path``. With
-    ``mps_pipe`` the job joins that CUDA MPS daemon (mps.py) through its pipe directory."""
+    ``image`` as the job's container of run ``run_id``, a bare host the runner installed at
+    ``runner_path``. With ``mps_pipe`` the job joins that CUDA MPS daemon (mps.py) through its pipe
+    directory."""
     spec = host.data
     if host.runtime != "docker":
         assert runner_path is not None
@@ -163,7 +166,15 @@ def build(
     )
     docker = host.docker
     run = DockerRun(
-        container, image, tuple(mounts), user, docker.shm_size, docker.privileged, docker.memory, mps_pipe
+        containers.container_name(run_id, job.job_id),
+        run_id,
+        image,
+        tuple(mounts),
+        user,
+        docker.shm_size,
+        docker.privileged,
+        docker.memory,
+        mps_pipe,
     )
     runner = ["python3", "-m", RUNNER_MODULE] + runner_options(job, host, vendor, paths)
     return JobCommand(vendor, tuple(runner), docker=run)

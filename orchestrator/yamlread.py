@@ -2,12 +2,14 @@
 
 A regular file of at most 1 MiB (``--cluster /dev/zero`` is refused, not read for ever), UTF-8 (UTF-16 and
 other bytes are refused with the offset), no NUL byte (in the file or written as an escape in a value),
-nesting at most 32 levels deep (no RecursionError), and no key given twice in one mapping (YAML would keep
-the last one silently). Every refusal is ReadRefused with one line; the caller names the file.
+nesting at most 32 levels deep (no RecursionError), at most MAX_EXPANDED in size once every alias is
+written out (a "billion laughs" of nine lines is refused while it is composed, before anything walks it),
+and no key given twice in one mapping (YAML would keep the last one silently). Every refusal is ReadRefused
+with one line; the caller names the file.
 """
 
 import codecs
-from typing import Any, List
+from typing import Any, Dict, Set
 
 import yaml
 
@@ -15,6 +17,8 @@ from . import bounded
 
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 32
+#: the data a file stands for, aliases written out: each value counts 1, each scalar also its characters
+MAX_EXPANDED = 2 << 20
 
 
 class ReadRefused(ValueError):
@@ -41,11 +45,12 @@ def read_text(path: str) -> str:
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that refuses deep nesting and repeated keys."""
+    """SafeLoader that refuses deep nesting, data that aliases make too large, and repeated keys."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
+        self._sizes: Dict[int, int] = {}  # id(node) -> its size with aliases written out
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
@@ -53,19 +58,43 @@ class _BoundedLoader(yaml.SafeLoader):
             if self._depth > MAX_DEPTH:
                 mark = self.peek_event().start_mark
                 raise ReadRefused("line %d: nested deeper than %d levels" % (mark.line + 1, MAX_DEPTH))
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
+        self._size(node)
+        return node
+
+    def _size(self, node: yaml.Node) -> None:
+        """Note ``node``'s expanded size (its children's are noted already: an alias is its anchor's node);
+        ReadRefused above MAX_EXPANDED. Linear in the file, however often an alias repeats a node."""
+        if id(node) in self._sizes:
+            return  # an alias: counted again where its parent adds it up
+        if isinstance(node, yaml.ScalarNode):
+            size = 1 + len(node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._sizes[id(item)] for item in node.value)
+        else:
+            size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+        if size > MAX_EXPANDED:
+            raise ReadRefused(
+                "line %d: with its aliases written out the data is larger than %d values and characters "
+                "(an alias repeated over and over?)" % (node.start_mark.line + 1, MAX_EXPANDED)
+            )
+        self._sizes[id(node)] = size
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
-        seen: List[Any] = []
+        seen: Set[Any] = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # '<<: *defaults' may be overridden by the keys beside it
             key = self.construct_object(key_node, deep=True)
-            if key in seen:
+            try:
+                twice = key in seen
+            except TypeError:
+                break  # an unhashable key: SafeLoader refuses it below
+            if twice:
                 raise ReadRefused("line %d: key %r is given twice" % (key_node.start_mark.line + 1, key))
-            seen.append(key)
+            seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
 

@@ -223,6 +223,12 @@ def _set_up(
         raise BadInput("--data", str(exc)) from exc
     if not dataset.samples:
         raise BadInput("--data", f"{args.data}: no images")
+    if args.batch_size > len(dataset.samples):  # every batch mostly padding, its memory for nothing
+        raise BadInput(
+            "--batch-size",
+            f"{args.batch_size} is larger than the {len(dataset.samples)} images of --data; "
+            f"use at most {len(dataset.samples)}",
+        )
 
     _step("toolkits")
     work_dir = os.path.join(tempfile.gettempdir(), f"rn50bench-{os.getpid()}")

@@ -11,6 +11,7 @@ from typing import List
 
 import pytest
 
+from orchestrator import orphans
 from orchestrator.containers import (
     ContainerError,
     Mount,
@@ -26,6 +27,7 @@ from tests.fixtures.sshd import SshHost
 from vendors.base import Vendor
 from vendors.cpu import VENDOR as CPU
 
+RUN_ID = "20261206-000000-abcdef"
 HOSTILE = [
     "with space",
     "quote'single",
@@ -50,6 +52,7 @@ class Accel(Vendor):
 def _argv(**kwargs: object) -> List[str]:
     args = dict(
         name="rn50bench-job",
+        run_id=RUN_ID,
         image="rn50bench/cpu:0123456789abcdef",
         vendor=CPU,
         devices=[0],
@@ -117,6 +120,7 @@ def test_without_mps_the_argv_is_the_locked_down_one() -> None:
     argv = _argv(user="1000:1000", env={"RN50_A": "1"}, mounts=[Mount("/srv/val", "/data")], mps_pipe=None)
     assert argv == [
         "docker", "run", "--rm", "--name", "rn50bench-job", "--init", "--network", "none", "--ipc", "private",
+        "--label", "rn50bench.run=" + RUN_ID, "--label", "rn50bench.orchestrator=" + orphans.identity(),
         "--shm-size", "8g", "--security-opt", "no-new-privileges", "--cap-drop", "ALL", "--user", "1000:1000",
         "--env", "HOME=/tmp", "--env", "RN50_A=1",
         "--mount", "type=bind,source=/srv/val,target=/data,readonly",
@@ -185,6 +189,7 @@ def test_relative_mount_refused() -> None:
         ("name", "job;rm -rf /", "container name 'job;rm -rf /'"),
         ("name", "-job", "container name '-job'"),
         ("image", "--privileged", "image '--privileged'"),
+        ("run_id", "../r1", "run id '../r1'"),
         ("image", "rn50bench/cpu:x y", "image 'rn50bench/cpu:x y'"),
         ("user", "0:0 --privileged", "user '0:0 --privileged'"),
         ("shm_size", "8g --privileged", "shm_size '8g --privileged'"),
@@ -260,6 +265,7 @@ def test_container_runs_as_user_with_mounts(cpu_image: ImageSpec, tmp_path: Path
     name = container_name("test-" + uuid.uuid4().hex[:8], "probe")
     argv = docker_run_argv(
         name,
+        RUN_ID,
         cpu_image.tag,
         CPU,
         [0],

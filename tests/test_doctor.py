@@ -3,6 +3,7 @@ one unreachable address. Every check's pass / fail / warn, and a fix for every f
 
 import hashlib
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -70,9 +71,9 @@ def report(files, ssh_host, ssh_host_factory, unreachable_address, base_image, c
     tar_md5 = hashlib.md5(files["tar"].read_bytes()).hexdigest()
     tar_data = {"path": str(files["tar"]), "md5": tar_md5}
     hosts = [
-        local_entry("here", files["folder"], tmp / "w", image),
+        local_entry("here", files["folder"], tmp / "w", image, docker={"memory": "8g"}),
         ssh_entry("remote", ssh_host, files["folder"], tmp / "w", image, data=tar_data,
-                  weights=str(files["good_weights"])),
+                  weights=str(files["good_weights"]), docker={"memory": "8g"}),
         ssh_entry("insecure", ssh_host, files["folder"], tmp / "w", image, strict_host_keys=False,
                   known_hosts=str(files["empty"])),
         ssh_entry("hostkey", ssh_host, files["folder"], tmp / "w", image, known_hosts=str(files["empty"])),
@@ -120,7 +121,17 @@ def test_ssh_failures_name_the_cause_and_the_fix_and_skip_the_rest(report, host,
     assert (first.name, first.status, first.summary) == ("ssh", "fail", summary)
     assert fix in first.fix and first.detail
     assert [c.status for c in rest[:-1]] == ["skip"] * (len(doctor.COLUMNS) - 2)
-    assert rest[-1].name == "image" and rest[-1].status == "pass"  # checked on this machine
+    assert rest[-1].name == "image" and rest[-1].status == "skip"  # its inputs checked on this machine
+    assert rest[-1].summary == "inputs complete; on the host: unknown (docker not reached)"
+
+
+def test_a_docker_host_without_a_memory_cap_is_a_warning_with_a_value(report):
+    """Issue 27, item 16: no docker.memory lets one job (65536 images a batch) take the whole host."""
+    assert {c.name: c for c in report[1].hosts["here"]}["memory cap"].summary == "docker.memory 8g"
+    check = {c.name: c for c in report[1].hosts["badworkdir"]}["memory cap"]
+    assert (check.status, check.summary) == ("warn", "none")
+    assert "can take all the memory of host badworkdir" in check.detail
+    assert re.match(r"^set hosts\[\]\.docker\.memory, e\.g\. [0-9]+g \(3/4 of its [0-9]+ GiB\)", check.fix)
 
 
 def test_unverified_host_keys_are_a_warning(report):
@@ -136,6 +147,11 @@ def test_a_docker_engine_that_does_not_answer(report):
     assert "Cannot connect to the Docker daemon" in checks["docker"].detail
     assert "systemctl start docker" in checks["docker"].fix
     assert checks["docker disk"].status == "fail"
+    # issue 27 item 16: whether the image is there is unknown, not a pass
+    assert (checks["image"].status, checks["image"].summary) == (
+        "skip",
+        "inputs complete; on the host: unknown (docker not reached)",
+    )
 
 
 def test_missing_data_and_checksum_mismatches(report):
@@ -207,7 +223,8 @@ def test_cli_prints_the_table_and_fixes_and_exits_1_on_failure(report):
 def test_cli_exits_0_when_all_pass(files, base_image, cpu_sdk_dir):
     tmp = files["tmp"]
     image = {"base_image": base_image, "sdk_dir": str(cpu_sdk_dir)}
-    path = write_cluster(tmp / "ok.yaml", tmp, [local_entry("here", files["folder"], tmp / "w", image)])
+    here = local_entry("here", files["folder"], tmp / "w", image, docker={"memory": "8g"})
+    path = write_cluster(tmp / "ok.yaml", tmp, [here])
     done = orchestrator(
         "doctor", "--cluster", str(path), "--min-free-docker-gib", "0.01", "--min-free-workdir-gib", "0.01"
     )

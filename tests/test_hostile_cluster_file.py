@@ -8,12 +8,14 @@ import codecs
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any, Dict
 
 import pytest
 
 from orchestrator import cli
+from orchestrator.config import Cluster
 
 
 def valid() -> Dict[str, Any]:
@@ -127,8 +129,55 @@ def test_a_repeated_key_is_refused(tmp_path, capsys):
 
 
 def test_lists_that_multiply_into_millions_of_jobs_are_refused(tmp_path, capsys):
-    data = with_case(batch_size=list(range(1, 4001)), precision=["fp32", "fp16", "bf16"])
+    data = with_case(batch_size=list(range(1, 1001)), precision=["fp32", "fp16", "bf16"])
+    data["hosts"][0]["devices"] = [0, 1, 2, 3]
     assert "more than 10000 jobs" in plan(write(tmp_path, data), capsys)
+
+
+def test_a_long_list_is_refused_at_once(tmp_path, capsys):
+    """Issue 27 item 15: 65536 batch sizes took 80 s (a quadratic check of repeats); now every list is
+    bounded, and the check is linear."""
+    path = write(tmp_path, with_case(batch_size=list(range(1, 65537))))
+    started = time.monotonic()
+    line = plan(path, capsys)
+    assert time.monotonic() - started < 10
+    assert "cases[0].batch_size: List should have at most 1000 items" in line
+
+
+def test_an_alias_bomb_is_refused_while_it_is_composed(tmp_path, capsys):
+    """Issue 27 item 15: nine lines that stand for 9**9 strings pinned a CPU for 35 minutes."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += ["a%d: &a%d [%s]" % (n, n, ",".join(["*a%d" % (n - 1)] * 9)) for n in range(1, 9)]
+    started = time.monotonic()
+    line = plan(write(tmp_path, "\n".join(lines) + "\n"), capsys)
+    assert time.monotonic() - started < 1
+    assert line.endswith(
+        "line 6: with its aliases written out the data is larger than 2097152 values and "
+        "characters (an alias repeated over and over?)"
+    )
+
+
+def test_aliases_within_bounds_still_work(tmp_path, capsys):
+    text = "hosts: &h %s\ncases: %s\nstore: s.sqlite\nx_unused: *h\n" % (
+        json.dumps(valid()["hosts"]),
+        json.dumps(valid()["cases"]),
+    )
+    assert "x_unused: Extra inputs are not permitted" in plan(write(tmp_path, text), capsys)
+
+
+@pytest.mark.parametrize("where", ["defaults", "host"])
+@pytest.mark.parametrize("value", [1e12, 10**12, 604801])
+def test_a_timeout_longer_than_a_week_is_refused_naming_the_field(tmp_path, capsys, where, value):
+    """Issue 27 item 15: ``timeouts.collect: 1e12`` passed, then the clock overflowed and lost the job."""
+    data = valid()
+    if where == "defaults":
+        data["defaults"] = {"timeouts": {"collect": value}}
+        field = "defaults.timeouts.collect"
+    else:
+        data["hosts"][0]["timeouts"] = {"collect": value}
+        field = "hosts[0].timeouts.collect"
+    line = plan(write(tmp_path, data), capsys)
+    assert ": %s: Input should be less than or equal to 604800" % field in line
 
 
 @pytest.mark.parametrize("field", ["toolkit", "precision", "batch_size"])
@@ -206,3 +255,23 @@ def test_run_says_why_every_case_was_skipped(tmp_path, capsys):
 def test_utf8_with_a_byte_order_mark_is_fine(tmp_path, capsys):
     path = write(tmp_path, codecs.BOM_UTF8 + json.dumps(valid()).encode())
     assert cli.main(["plan", "--cluster", str(path)]) == 0
+
+
+def test_docker_user_is_refused_at_plan_with_why(tmp_path, capsys):
+    """Issue 27 item 16: a container user other than the login user could not write the job folder (the
+    login user's) and failed only at the end of the job; the login user is the only one that works."""
+    data = valid()
+    data["hosts"][0]["docker"] = {"user": "1000:1000"}
+    line = plan(write(tmp_path, data), capsys)
+    assert line.endswith(
+        "hosts[0].docker: Value error, user: the container runs as the host's login user, who owns the job "
+        "folder; another user could not write its results there: remove docker.user (log in as that user "
+        "instead)"
+    )
+
+
+def test_a_stored_cluster_with_docker_user_null_still_loads():
+    """Runs stored before docker.user was refused hold ``user: null``: their --resume must still load."""
+    data = valid()
+    data["hosts"][0]["docker"] = {"user": None, "memory": "8g"}
+    assert Cluster.model_validate(data).hosts[0].docker.memory == "8g"

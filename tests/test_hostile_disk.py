@@ -47,7 +47,7 @@ def test_doctor_fails_a_host_without_the_base_image(tmp_path, cpu_sdk_dir, docke
     assert (check.status, check.summary) == (doctor.FAIL, "no base image"), check
     assert "its base image %s is not there either" % missing in check.detail
     assert check.fix.startswith("load the base image on the host")
-    assert probe.image().status == doctor.PASS  # the inputs on this machine are complete
+    assert probe.image().status == doctor.SKIP  # the inputs on this machine are complete, the host unknown
 
 
 @pytest.mark.docker

@@ -43,6 +43,7 @@ def _bad(imageset, tmp_path, capsys, *changes):
         "--data": imageset,
         "--weights": "random",
         "--device": "cpu",
+        "--batch-size": "2",  # at most the 3 images
         "--out": str(out),
     }
     extra = []
@@ -75,6 +76,7 @@ def _bad(imageset, tmp_path, capsys, *changes):
             "error: --precision: onnxruntime runs fp16 only on CUDA",
         ),
         (("--batch-size", "0"), "error: --batch-size: must be in 1..65536, got 0"),
+        (("--batch-size", "4"), "error: --batch-size: 4 is larger than the 3 images of --data; use at most"),
         (("--repeat", "two"), "error: --repeat: not an integer: 'two'"),
         (("--device", "tpu"), "error: --device: expected cpu, cuda or cuda:N"),
         (("--labels", "/nonexistent/val.txt"), "error: --labels: /nonexistent/val.txt: no such file"),

@@ -31,7 +31,7 @@ REPEAT = 8
 
 @pytest.fixture(scope="module")
 def sample_set(tmp_path_factory) -> Path:
-    return Path(generate(str(tmp_path_factory.mktemp("multinode") / "set"), images=2, layout="imagefolder"))
+    return Path(generate(str(tmp_path_factory.mktemp("multinode") / "set"), images=4, layout="imagefolder"))
 
 
 def write_cluster(tmp_path: Path, cluster, data: Path, cases: List[Dict], **pool_extra) -> Path:

@@ -71,6 +71,8 @@ class SdkFile:
     sha256: str = ""
     #: an optional file is left out of the build (and the template) when sdk_dir lacks it
     optional: bool = False
+    #: the toolkits the image has only with this file: without it their jobs are skipped, not run to fail
+    toolkits: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _SDK_NAME.match(self.name):

@@ -15,6 +15,7 @@ ONNXRUNTIME_WHEEL = SdkFile(
     purpose="onnxruntime for the infer pass; without it the image has no onnxruntime toolkit",
     sha256="2f823d5eb4807007f3da7b27ca972263df6a1836e6f327384eb266274c53d05d",
     optional=True,
+    toolkits=("onnxruntime",),
 )
 
 

@@ -49,10 +49,12 @@ class Launcher(abc.ABC):
 
     # -- host preparation (HostWorker.prepare) ------------------------------------------
     def check_docker(self) -> None:
-        """The host's docker client must reach its engine."""
+        """The host's docker client must reach its engine; job containers left there by orchestrators that
+        are gone are removed (orphans.py)."""
         worker = self.worker
         assert worker.transport is not None
         hostprep.check_docker(worker.transport, self.host, worker.timeouts.connect)
+        hostprep.remove_orphans(worker.transport, self.host, worker.timeouts.connect)
 
     def capture_environment(self) -> None:
         """Capture and store the host's facts."""

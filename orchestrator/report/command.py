@@ -181,8 +181,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _write_error(out: Path, exc: OSError) -> str:
-    """Why --out could not be written: the file itself, or its folder, which takes no new file (the report
-    is written beside it first and renamed onto it)."""
+    """Why --out could not be written: the file itself (a folder, or the rename onto it failed), or its
+    folder, which takes no new file (the report is written beside it first and renamed onto it)."""
+    if out.is_dir():
+        return "cannot write %s: it is a folder; name a file (e.g. %s)" % (out, out / "report.html")
+    if exc.filename2:  # the rename onto out failed: out is the problem, not the folder
+        return "cannot write %s: %s" % (out, exc.strerror or exc)
     failed = Path(exc.filename) if exc.filename else out
     if failed in out.parents and failed.exists() and not failed.is_dir():
         return "cannot write %s: %s is not a folder" % (out, failed)

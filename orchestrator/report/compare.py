@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .. import bounded
 from .load import JobData, ReportError, RunData, dig
 from .svg import fmt
 
 BASELINE_FORMAT = "rn50bench.baseline/1"
+#: a baseline is a table of figures: the shipped one is 6 KiB
+MAX_BASELINE_BYTES = 16 << 20
 #: the reference table shipped with the package
 REFERENCE_BASELINE = Path(__file__).resolve().parent / "baselines" / "flagperf_reference.json"
 
@@ -108,29 +111,47 @@ def run_side(data: RunData) -> Side:
 
 
 def load_baseline(path: str) -> Side:
-    """A baseline file; ReportError naming the file and field when it is not one."""
+    """A baseline file, read within bounds (bounded.py: a regular file of at most MAX_BASELINE_BYTES, JSON
+    not nested deeper than its bound); ReportError naming the file and field when it is not one."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ReportError("%s: cannot read a baseline: %s" % (path, exc)) from None
+        doc = bounded.load_file(path, MAX_BASELINE_BYTES)
+    except (OSError, bounded.Refused) as exc:
+        said = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ReportError("%s: cannot read a baseline: %s" % (path, said)) from None
     if not isinstance(doc, dict) or doc.get("format") != BASELINE_FORMAT:
         raise ReportError("%s: format: expected %r" % (path, BASELINE_FORMAT))
-    common = doc.get("conditions") or {}
+    common = _mapping(path, "conditions", doc.get("conditions"))
+    rows = doc.get("rows") or []
+    if not isinstance(rows, list):
+        raise ReportError("%s: rows: expected a list" % path)
     entries = []
-    for index, row in enumerate(doc.get("rows") or []):
+    for index, row in enumerate(rows):
+        where = "rows[%d]" % index
         try:
             key = (row["case"], row["toolkit"], row["precision"], str(row["bs"]))
             figures = {k: row["figures"].get(k) for k, _ in FIGURES}
         except (KeyError, TypeError, AttributeError) as exc:
-            raise ReportError("%s: rows[%d]: missing field %s" % (path, index, exc)) from None
+            raise ReportError("%s: %s: missing field %s" % (path, where, exc)) from None
+        for name, value in figures.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ReportError("%s: %s.figures.%s: expected a number, got %r" % (path, where, name, value))
         conditions = {name: common.get(name) for name in CONDITIONS}
-        conditions.update(row.get("conditions") or {})
+        conditions.update(_mapping(path, where + ".conditions", row.get("conditions")))
         entries.append(
             Entry("%s %s" % (row.get("vendor", ""), row.get("device", "")), key, figures, conditions)
         )
     if not entries:
         raise ReportError("%s: rows: no row" % path)
     return Side(str(doc.get("name") or path), entries)
+
+
+def _mapping(path: str, field_name: str, value: Any) -> Dict[str, Any]:
+    """``value`` when it is a JSON object (or absent: empty); ReportError naming the field otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ReportError("%s: %s: expected an object" % (path, field_name))
+    return value
 
 
 def _show(value: Any) -> str:
