@@ -30,22 +30,25 @@ from tests.test_transport_local import read_pid, wait_gone
 from vendors.cpu import VENDOR as CPU
 
 SECRET = "root-only secret 7f3a\n"
-#: a runner's own failure, as its result.json says it: the job ends FAILED_RUN with this reason
-FAILED = {
-    "doc": {
-        "schema": "rn50bench.result",
-        "schema_version": 1,
-        "metric_version": METRIC_VERSION,
-        "status": "failed",
-        "error": {"stage": "infer", "type": "Planted", "message": "the stand-in's own failure"},
-    }
-}
+
+
+def _failed_doc() -> Dict[str, Any]:
+    """A real runner's document (tests/data), failed in the infer stage by the stand-in."""
+    doc = json.loads((REPO / "tests" / "data" / "result_cpu_ok.json").read_text())
+    doc.update(status="failed", metric_version=METRIC_VERSION)
+    message = "the stand-in's own failure"
+    doc["error"] = {"stage": "infer", "step": None, "type": "Planted", "message": message, "traceback": ""}
+    return doc
+
+
+#: what the stand-in writes as result.json when it is to fail as a runner fails, and the job's reason then
+FAILED = {"doc": _failed_doc()}
 FAILED_REASON = "infer: Planted: the stand-in's own failure"
 #: the orchestrator run under a probe that prints its peak resident memory at exit
 PEAK = (
-    "import atexit, resource, runpy, sys\n"
-    "atexit.register(lambda: sys.stderr.write('peak_rss_kib=%d\\n'"
-    " % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+    "import atexit, re, runpy, sys\n"  # VmHWM: this process's own peak (ru_maxrss keeps the forking parent's)
+    "atexit.register(lambda: sys.stderr.write('peak_rss_kib=%s\\n'"
+    " % re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1)))\n"
     "sys.argv[0] = 'orchestrator'\n"
     "runpy.run_module('orchestrator', run_name='__main__', alter_sys=True)\n"
 )
