@@ -27,6 +27,7 @@ from orchestrator.config import load_cluster
 from orchestrator.hostprep import host_image_spec
 from orchestrator.images import CONTENT_HASH_LABEL
 from orchestrator.report import tables
+from orchestrator.report.load import load_run
 from orchestrator.store import Store
 from runner_in_container.data.generate import generate
 from tests.test_e2e_cluster import orchestrator
@@ -39,8 +40,11 @@ def said(done: subprocess.CompletedProcess) -> str:
     return done.stdout[-3000:] + done.stderr[-3000:]
 
 
-def lab_cluster(root: Path, airgapped_host, data: Path, image: Dict[str, str]) -> Path:
-    """A cluster file for the lab: one host, the air-gapped one, offline; written to ``root/hosts.yaml``."""
+def lab_cluster(
+    root: Path, airgapped_host, data: Path, image: Dict[str, str], toolkit: str = "onnxruntime"
+) -> Path:
+    """A cluster file for the lab: one host, the air-gapped one, offline, one ``toolkit`` job; written to
+    ``root/hosts.yaml``."""
     ssh = airgapped_host.ssh
     cluster = {
         "store": str(root / "store.sqlite"),
@@ -62,7 +66,7 @@ def lab_cluster(root: Path, airgapped_host, data: Path, image: Dict[str, str]) -
                 "image": image,
             }
         ],
-        "cases": [{"toolkit": "onnxruntime", "precision": "fp32", "batch_size": 4, "warmup": 1}],
+        "cases": [{"toolkit": toolkit, "precision": "fp32", "batch_size": 4, "warmup": 1}],
     }
     path = root / "hosts.yaml"
     path.write_text(json.dumps(cluster))  # JSON is YAML
@@ -141,7 +145,7 @@ def test_bundle_carries_the_cpu_image_into_an_airgapped_host(lab: Path, airgappe
     assert result["derived"]["p_infer_core"] > 0
     env = store.environments(run["run_id"])["airgapped"]
     assert env["bundle"] == digest and env["image_id"] == image.image_id
-    (row,) = tables.environment_rows(store, run["run_id"])
+    (row,) = tables.environment_rows(load_run(store, run["run_id"]))
     assert row["image"] == "%s (bundle %s)" % (image.tag, digest)
     report = orchestrator("report", run["run_id"], "--store", str(root / "store.sqlite"), "--format", "md")
     assert report.returncode == 0 and "Image (bundle): %s\n" % row["image"] in report.stdout, said(report)
@@ -211,9 +215,8 @@ def tiny(tmp_path_factory, airgapped_host) -> Iterator[TinyLab]:
     image under that tag on this machine, a tiny unlabelled foreign one, and the bundle export made."""
     root = tmp_path_factory.mktemp("tiny")
     nonce = uuid.uuid4().hex[:12]
-    cluster = lab_cluster(
-        root, airgapped_host, root, {"base_image": "rn50bench-bundles/never-built:" + nonce}
-    )
+    image = {"base_image": "rn50bench-bundles/never-built:" + nonce}
+    cluster = lab_cluster(root, airgapped_host, root, image, toolkit="pytorch")  # needs no SDK file
     spec = host_image_spec(load_cluster(cluster).hosts[0], CPU)
     foreign_tag = "rn50bench-bundles/foreign:" + nonce
     lab = TinyLab(cluster, spec.tag, "", "", foreign_tag, root / "bundle", "")
@@ -313,9 +316,8 @@ def test_a_tag_on_another_image_is_not_trusted_and_import_checks_before_it_tags(
 
 
 def test_export_of_a_tag_on_an_unlabelled_image_is_one_line(tiny: TinyLab, airgapped_host, tmp_path) -> None:
-    cluster = lab_cluster(
-        tmp_path, airgapped_host, tmp_path, {"base_image": "rn50bench-bundles/other:" + uuid.uuid4().hex}
-    )
+    image = {"base_image": "rn50bench-bundles/other:" + uuid.uuid4().hex}
+    cluster = lab_cluster(tmp_path, airgapped_host, tmp_path, image, toolkit="pytorch")
     spec = host_image_spec(load_cluster(cluster).hosts[0], CPU)
     assert docker("tag", tiny.foreign, spec.tag).returncode == 0  # an image without any label
     try:
