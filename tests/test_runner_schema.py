@@ -102,7 +102,7 @@ def minimal():
     doc.update(
         schema="rn50bench.result",
         schema_version=1,
-        metric_version=2,
+        metric_version=3,
         status="failed",
         warnings=[],
         case="resnet50",
