@@ -172,6 +172,23 @@ def probe_device_decoder(device: torch.device) -> bool:
     return batched
 
 
+def warm_device(device: torch.device) -> None:
+    """This process's device context, nvJPEG decoder and resize kernels made before any batch: a probe image
+    decoded (as a batch of one where this torchvision takes lists) and resized on ``device``. A decoding
+    process does it while the runner still sets up; whether the decoder is right is ``probe_device_decoder``'s
+    question, asked by the runner."""
+    encoded = torch.frombuffer(bytearray(_probe_jpeg()), dtype=torch.uint8)
+    try:
+        image = torchvision.io.decode_jpeg([encoded], mode=_read_mode(), device=device)[0]
+    except (RuntimeError, TypeError, ValueError):
+        image = torchvision.io.decode_jpeg(encoded, mode=_read_mode(), device=device)
+    pp = Preprocessing()
+    out = torch.empty((1, 3, pp.crop, pp.crop), dtype=torch.uint8, device=device)
+    resize_crop_into(out, [image], [0], pp)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def resolve_decoder(requested: str, device: torch.device, processes: int, cpus: int) -> Decoder:
     """The decoder for ``requested`` (auto, nvjpeg, pil) on ``device``.
 
