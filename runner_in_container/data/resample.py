@@ -4,14 +4,10 @@
 a PIL image, i.e. PIL's ``ImagingResample``: two separable passes; per output pixel the bilinear (triangle)
 filter widened by the reduction factor, its taps normalised to sum 1 and stored as 22-bit fixed point; each
 pass rounded to 8 bits. Here the same coefficients, computed in float64 with the same operations in the
-same order, give per image the taps of each output pixel the center crop keeps, and a batch is two passes of
-batched matrix products, each followed by PIL's rounding. Only the source region those pixels read is
-copied in (about 0.875 x the shorter side squared, plus the filter's reach); images are grouped by region
-size and zero-padded within a group. A pass is banded: the output pixels go in blocks of BLOCK, each block
-reads only the window of source pixels its taps reach (BLOCK x the scale plus the filter's reach), gathered
-per image and block, so each product is (window x BLOCK), not (region x crop): about a sixth of the
-arithmetic of one dense matrix per image, and the same nonzero products (the zeros it leaves out add
-nothing).
+same order, fill per image a horizontal matrix (crop x source columns) and a vertical one (crop x source
+rows) for the output pixels the center crop keeps, so a batch is two batched matrix products, each followed
+by PIL's rounding. Only the source region those pixels read is copied in (about 0.875 x the shorter side
+squared, plus the filter's reach); images are grouped by region size and zero-padded within a group.
 
 Pass order: PIL resizes horizontally first; Pillow >= 13 resizes vertically first when the height loses
 more than twice as many pixels as the width (Pillow PR 9549). ``pil_reorders()`` finds out which the
@@ -37,13 +33,11 @@ from .preprocess import Preprocessing
 FIXED_POINT = float(1 << 22)
 #: region sizes are grouped in steps of this many pixels (padding waste < one step per side)
 GROUP_STEP = 32
-#: output pixels per band block of a pass (each block's product reads only its window of source pixels)
-BLOCK = 32
 
 DESCRIPTION = (
     "PIL's bilinear antialiased resample (torchvision Resize on PIL images) + center crop, reproduced on "
-    "the device: PIL's fixed-point coefficients and pass order, two passes of banded batched float32 "
-    "matmuls over the source region the crop reads, each pass rounded to 8 bits like PIL (data/resample.py)"
+    "the device: PIL's fixed-point coefficients and pass order, two batched float32 matmuls over the "
+    "source region the crop reads, each pass rounded to 8 bits like PIL (data/resample.py)"
 )
 
 
@@ -194,60 +188,6 @@ def _groups(geometries: Sequence[Geometry]) -> List[List[int]]:
     return [groups[key] for key in sorted(groups)]
 
 
-def window(ax: Axis) -> int:
-    """Source pixels that the taps of BLOCK consecutive output pixels of ``ax`` can reach (a bound)."""
-    scale = ax.size / ax.resized
-    return int(math.ceil((BLOCK - 1) * scale + 2 * max(scale, 1.0))) + 2
-
-
-class Band(NamedTuple):
-    """One axis of a group's pass in blocks: where each block's window starts, and its weights."""
-
-    start: torch.Tensor  # int64 [m, blocks]: first source pixel of each block's window (in the region)
-    weights: torch.Tensor  # [m, blocks, window, BLOCK]: weight of window pixel w for the block's pixel j
-
-
-def band(coefficients: Tuple[torch.Tensor, torch.Tensor], width: int, dtype: torch.dtype) -> Band:
-    """The blocks of ``band_weights``'s (index, weight) [m, blocks x BLOCK, taps], ``width`` wide windows."""
-    index, weight = coefficients
-    m, count, taps = index.shape
-    blocks = count // BLOCK
-    index, weight = index.view(m, blocks, BLOCK, taps), weight.view(m, blocks, BLOCK, taps)
-    start = index[:, :, 0, 0]  # a block's first pixel's first tap: the lowest (taps move right with pixels)
-    position = (index - start.view(m, blocks, 1, 1)).clamp(0, width - 1)  # taps past PIL's bound weigh 0
-    weights = torch.zeros((m, blocks, width, BLOCK), dtype=dtype, device=index.device)
-    weights.scatter_add_(2, position.transpose(2, 3), weight.transpose(2, 3).to(dtype))
-    return Band(start, weights)
-
-
-def band_pass(x: torch.Tensor, b: Band) -> torch.Tensor:
-    """One pass along the last dimension of [m, 3, rows, cols] ``x`` (zero-padded past every window):
-    [m, 3, rows, blocks x BLOCK], unrounded."""
-    m, channels, rows, cols = x.shape
-    blocks, width = b.weights.shape[1], b.weights.shape[2]
-    offsets = torch.arange(width, dtype=torch.int64, device=x.device)
-    index = (b.start.unsqueeze(2) + offsets).view(m, blocks, 1, 1, width)
-    windows = torch.gather(
-        x.unsqueeze(1).expand(m, blocks, channels, rows, cols),
-        4,
-        index.expand(m, blocks, channels, rows, width),
-    )
-    out = torch.matmul(windows.view(m, blocks, channels * rows, width), b.weights)
-    return out.view(m, blocks, channels, rows, BLOCK).permute(0, 2, 3, 1, 4).reshape(m, channels, rows, -1)
-
-
-def banded_two_pass(source: torch.Tensor, vertical: Band, horizontal: Band, vertical_first: bool):
-    """``two_pass`` in blocks: PIL's two rounded passes over [m, 3, rows, cols]."""
-
-    def down(x: torch.Tensor) -> torch.Tensor:
-        return _round_8bit(band_pass(x.transpose(2, 3), vertical)).transpose(2, 3)
-
-    def across(x: torch.Tensor) -> torch.Tensor:
-        return _round_8bit(band_pass(x, horizontal))
-
-    return across(down(source)) if vertical_first else down(across(source))
-
-
 def resize_crop_into(
     out: torch.Tensor,
     images: Sequence[torch.Tensor],
@@ -280,23 +220,20 @@ def resize_crop_into(
         table = table.pin_memory()
     table = table.to(device, non_blocking=True)
     params, slot_index = table.double(), table[:, 0].contiguous()
-    count = -(-crop // BLOCK) * BLOCK  # the last block's pixels past the crop are computed, then dropped
-    vertical = band_weights(*params[:, 1:5].unbind(1), count, max(g.rows.taps for g in geometries))
-    horizontal = band_weights(*params[:, 5:9].unbind(1), count, max(g.cols.taps for g in geometries))
+    vertical = band_weights(*params[:, 1:5].unbind(1), crop, max(g.rows.taps for g in geometries))
+    horizontal = band_weights(*params[:, 5:9].unbind(1), crop, max(g.cols.taps for g in geometries))
     first = 0
     with _exact_fp32_matmul(device):
         for group in groups:
             last = first + len(group)
-            row_window = max(window(geometries[i].rows) for i in group)
-            col_window = max(window(geometries[i].cols) for i in group)
-            rows = max(geometries[i].rows.span for i in group) + row_window
-            cols = max(geometries[i].cols.span for i in group) + col_window
+            rows = max(geometries[i].rows.span for i in group)
+            cols = max(geometries[i].cols.span for i in group)
             source = torch.zeros((len(group), 3, rows, cols), dtype=dtype, device=device)
             for k, i in enumerate(group):
                 r, c, _ = geometries[i]
                 source[k, :, : r.span, : c.span].copy_(images[i][:, r.start : r.stop, c.start : c.stop])
-            v = band((vertical[0][first:last], vertical[1][first:last]), row_window, dtype)
-            h = band((horizontal[0][first:last], horizontal[1][first:last]), col_window, dtype)
-            result = banded_two_pass(source, v, h, geometries[group[0]].vertical_first)
-            out.index_copy_(0, slot_index[first:last], result[:, :, :crop, :crop].to(torch.uint8))
+            v = _dense((vertical[0][first:last], vertical[1][first:last]), rows, dtype)
+            h = _dense((horizontal[0][first:last], horizontal[1][first:last]), cols, dtype)
+            result = two_pass(source, v, h, geometries[group[0]].vertical_first)
+            out.index_copy_(0, slot_index[first:last], result.to(torch.uint8))
             first = last
