@@ -173,7 +173,7 @@ def _spawn_decoders(requested: str, dev: torch.device, processes: int) -> Option
     if requested == "pil" or dev.type != "cuda":
         return None
     count = decoding_processes(processes, device.usable_cpus())
-    return Spawned(count) if count > 1 else None
+    return Spawned(count, device=dev) if count > 1 else None
 
 
 def set_up(request: Request) -> run.Config:

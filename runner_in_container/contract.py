@@ -54,9 +54,12 @@ LAYOUTS = ("auto",) + DATASET_LAYOUTS
 
 #: image decoding: auto (nvjpeg where it works, else pil), nvjpeg (on the CUDA device), pil (CPU threads)
 DECODERS = ("auto", "nvjpeg", "pil")
-#: the most nvJPEG decoding processes chosen by default, without MPS and with it
+#: the most nvJPEG decoding processes chosen by default without MPS (their GPU work is time-sliced with the
+#: model's); with MPS the count follows the CPUs alone
 MAX_DEFAULT_PROCESSES = 4
-MAX_DEFAULT_PROCESSES_MPS = 6
+#: usable CPUs per nvJPEG decoding process chosen by default, without MPS and with it
+CPUS_PER_PROCESS = 4
+CPUS_PER_PROCESS_MPS = 2
 
 #: weights that are not a file: seeded random init, or weights shipped in an installed package
 WEIGHT_SPECS = ("random", "package")
@@ -190,9 +193,9 @@ OPTIONS = (
            "pil; the result records which ran and why); default: %(default)s", default="auto",
            choices=DECODERS),
     Option("decode_processes", "processes decoding with nvjpeg, each its own decoder (one decodes about 13k "
-           "img/s on an H200; batches go round them); 0: one per 4 usable CPUs, at most %d, or where an MPS "
-           "daemon is there to join (CUDA_MPS_PIPE_DIRECTORY) one per 2, at most %d; default: %%(default)s"
-           % (MAX_DEFAULT_PROCESSES, MAX_DEFAULT_PROCESSES_MPS),
+           "img/s on an H200; batches go round them); 0: one per %d usable CPUs, at most %d, or where an MPS "
+           "daemon is there to join (CUDA_MPS_PIPE_DIRECTORY) one per %d; default: %%(default)s"
+           % (CPUS_PER_PROCESS, MAX_DEFAULT_PROCESSES, CPUS_PER_PROCESS_MPS),
            parse=integer(0, 64), default=0, metavar="N"),
     Option("warmup", "batches run through each compiled model before timing, not counted; default: "
            "%(default)s", parse=integer(0, 1000), default=10, metavar="BATCHES"),

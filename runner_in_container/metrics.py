@@ -35,9 +35,12 @@ def latency_ms(seconds: Sequence[float]) -> Dict[str, float]:
 SHARED_RATIO = 1.1
 
 
-def core_ratio(in_pipeline_s: float, core_s: float) -> Optional[float]:
-    """The forward calls' time inside the whole passes over the core pass's (the same number of calls)."""
-    return round(in_pipeline_s / core_s, 4) if core_s > 0 else None
+def core_ratio(in_pipeline_s: Sequence[float], core_s: Sequence[float]) -> Optional[float]:
+    """The mean forward call's time inside the whole passes over its mean in the core pass (R passes'
+    calls against one pass's)."""
+    if not in_pipeline_s or not core_s or sum(core_s) <= 0:
+        return None
+    return round((sum(in_pipeline_s) / len(in_pipeline_s)) / (sum(core_s) / len(core_s)), 4)
 
 
 def sharing_warning(stage: str, section: Dict) -> Optional[str]:

@@ -23,8 +23,9 @@ from typing import Any, Dict, Optional, Tuple
 SCHEMA_NAME = "rn50bench.result"
 SCHEMA_VERSION = 1
 #: the version of the metric definitions (metrics.md) the figures follow; 2: the pipeline is started
-#: outside every window (loader_start_s), core comes from a core pass with the model alone
-METRIC_VERSION = 2
+#: outside every window (loader_start_s), core comes from a core pass with the model alone; 3: that core
+#: pass is one pass of the set (N images' worth of calls), not R x N
+METRIC_VERSION = 3
 RESULT_FILE = "result.json"
 
 #: the reference table's convention: multiply-adds per image counted as FLOPs (metrics.md)

@@ -1,4 +1,4 @@
-"""The stage loop: load, count FLOPs, val stage, infer stage, result document (metrics.md version 2).
+"""The stage loop: load, count FLOPs, val stage, infer stage, result document (metrics.md version 3).
 
 The data pipeline starts first (its decoding processes, if any, start up while the model loads and
 compiles) and is started and warm before any window. Each stage compiles the model with its toolkit,
@@ -6,8 +6,9 @@ warms it up, then makes R whole passes over all N images. Per batch: H2D copy of
 (none when the decoder made it on the device), normalisation on the device, the model call between two
 device events (the forward time inside the pipeline, ``core_in_pipeline``), top-5 into a device
 buffer. Per pass: one D2H copy of the predictions, accuracy on the host. No host sync per batch.
-Then the core pass: R x N images' worth of model calls over a bounded number of this set's batches,
-kept on the device from the first pass, with nothing else working on it (the core figure and latency).
+Then the core pass: one pass's worth of model calls (N images, whatever R) over a bounded number of this
+set's batches, kept on the device from the first pass, with nothing else working on it (the core figure
+and latency).
 """
 
 import copy
@@ -308,8 +309,8 @@ def run_stage(
             last = host
             held.batches = len(held.inputs)  # held from the first pass only
 
-        where.enter(name, "core", batches=counts["batches"], held_batches=len(held.inputs))
-        core_batches_s, core_wall_s = core_pass(fn, held, counts["batches"], dev)
+        where.enter(name, "core", batches=len(loader), held_batches=len(held.inputs))
+        core_batches_s, core_wall_s = core_pass(fn, held, len(loader), dev)
     held_count, held_bytes = len(held.inputs), held.bytes
     del held
     section = result.stage_section(

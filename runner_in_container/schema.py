@@ -152,8 +152,10 @@ def text(max_len: int = TEXT_MAX, choices: Tuple[Any, ...] = (), present: str = 
 
 
 def metric_version(present: str = PRESENT_ALWAYS) -> Any:
-    """2, or "metrics.md/1" as version 1 wrote it."""
-    return text(choices=(protocol.METRIC_VERSION, "metrics.md/1"), present=present)
+    """2 up to this runner's version, or "metrics.md/1" as version 1 wrote it (stored results of every
+    version are read back)."""
+    versions = tuple(range(2, protocol.METRIC_VERSION + 1))
+    return text(choices=versions + ("metrics.md/1",), present=present)
 
 
 def items(
@@ -310,6 +312,7 @@ class CorePass:
     held_batches: int = counted()
     held_gib: float = gib()
     wall_s: float = seconds()
+    images: Optional[int] = counted(present="optional")  # metric version 3 and later
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def test_the_processes_start_and_warm_up_before_the_first_pass(flat):
 def test_processes_spawned_ahead_serve_their_loader_or_are_stopped(flat):
     ds = open_dataset(*flat)
     nvjpeg = gpu.Decoder("nvjpeg", "d", "r", True, None, 2)
-    spawned = Spawned(2)
+    spawned = Spawned(2, device=CPU)  # warmed on a probe image while waiting for their set-up
     loader = open_loader(nvjpeg, ds, 4, PP, CPU, 1, False, spawned)
     try:
         assert loader._spawned is spawned and _alive(loader) == 0  # not started: the loader has none yet

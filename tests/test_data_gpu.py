@@ -263,7 +263,7 @@ def test_default_decoding_processes(cpus, processes):
     assert gpu.default_processes(cpus, mps=False) == processes
 
 
-@pytest.mark.parametrize("cpus, processes", [(1, 1), (3, 1), (8, 4), (12, 6), (16, 6), (128, 6)])
+@pytest.mark.parametrize("cpus, processes", [(1, 1), (3, 1), (8, 4), (12, 6), (16, 8), (128, 64)])
 def test_default_decoding_processes_with_mps(cpus, processes):
     assert gpu.default_processes(cpus, mps=True) == processes
 

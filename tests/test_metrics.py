@@ -110,7 +110,9 @@ def test_stage_totals_sum_passes():
 
 
 def test_sharing_warning_when_the_pipeline_slowed_the_model():
-    assert metrics.core_ratio(1.5, 1.0) == 1.5 and metrics.core_ratio(1.0, 0.0) is None
+    # R = 2 passes' calls inside the pipeline against one pass's in the core pass: the mean call's ratio
+    assert metrics.core_ratio([0.3, 0.3, 0.3, 0.3], [0.2, 0.2]) == 1.5
+    assert metrics.core_ratio([1.0], [0.0]) is None and metrics.core_ratio([], [1.0]) is None
     warning = metrics.sharing_warning("val", {"core_ratio": 1.6})
     assert warning.startswith("val: the model's calls inside the whole passes took 1.60x")
     assert metrics.sharing_warning("val", {"core_ratio": 1.1}) is None

@@ -334,7 +334,7 @@ def test_baseline_files(runs, capsys, tmp_path):
     for name in (
         "data.images_counted (6 vs 49920)",
         "data.md5",
-        "metric_version (2 vs flagperf-inference)",
+        "metric_version (3 vs flagperf-inference)",
         "preprocessing.resize (256 vs unknown)",
         "precision.val (fp32 vs unknown)",
     ):
@@ -345,15 +345,17 @@ def test_baseline_files(runs, capsys, tmp_path):
         cmp.load_baseline(str(bad))
 
 
-def test_metric_version_1_and_2_are_not_comparable_unless_forced(runs, capsys, tmp_path):
+@pytest.mark.parametrize("version", ["metrics.md/1", 2])
+def test_other_metric_versions_are_not_comparable_unless_forced(runs, capsys, tmp_path, version):
     old = cmp.run_side(load_run(Store(runs.store), runs.same_data))
-    for entry in old.entries:  # the same figures, measured under metrics.md version 1
-        entry.conditions["metric_version"] = "metrics.md/1"
-    path = _baseline_from(old, tmp_path / "v1.json", {})
+    for entry in old.entries:  # the same figures, measured under an earlier version of metrics.md
+        entry.conditions["metric_version"] = version
+    path = _baseline_from(old, tmp_path / "old.json", {})
     status, out, err = report(runs, capsys, runs.main, "--baseline", str(path))
-    assert status == 2 and out == "" and "metric_version (2 vs metrics.md/1)" in err and "--force" in err
+    differs = "metric_version (3 vs %s)" % version
+    assert status == 2 and out == "" and differs in err and "--force" in err
     status, out, _ = report(runs, capsys, runs.main, "--baseline", str(path), "--force", "--format", "md")
-    assert status == 0 and "forced despite differences: metric_version (2 vs metrics.md/1)" in out
+    assert status == 0 and "forced despite differences: " + differs in out
 
 
 def test_errors_are_one_line(runs, capsys, tmp_path):

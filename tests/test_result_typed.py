@@ -69,7 +69,7 @@ HOSTILE = [
     ("warnings", ["w"] * 2000, "more than 1024 items"),
     ("flops_per_image", 0, "below 1"),
     ("status", "great", "not one of ok, failed_accuracy, failed"),
-    ("metric_version", 3, "not one of 2, metrics.md/1"),
+    ("metric_version", 99, "not one of 2, 3, metrics.md/1"),
     ("error", dict(ERROR, stage="x"), "must be an object exactly when status is failed"),
     ("data.extra", 1, "not a key of this schema"),
     ("config.toolkit_option", {"k": 3}, "not a string", "config.toolkit_option.k"),

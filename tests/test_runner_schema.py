@@ -75,7 +75,7 @@ def test_doc_rows_parse_with_known_types_and_presence():
     assert len(docs) > 100
     for key, (types, present) in docs.items():
         assert set(types) <= set(TYPES), key
-        assert present in ("always", "cpu", "cuda", "failed"), key
+        assert present in ("always", "cpu", "cuda", "failed", "optional"), key
     for top in (
         "status",
         "case",
@@ -102,7 +102,7 @@ def minimal():
     doc.update(
         schema="rn50bench.result",
         schema_version=1,
-        metric_version=2,
+        metric_version=3,
         status="failed",
         warnings=[],
         case="resnet50",

@@ -15,7 +15,9 @@ event that a releaser thread waits for: the consumer itself never waits for the 
 
 ``start()`` spawns the processes and returns: their start-up (torch's import, the device context, the ring,
 their own loader started and warmed on their first batch) overlaps the model's load and compile; each
-says when it is ready, and ``start_s`` runs to the last of them. They serve every pass of both stages;
+says when it is ready, and ``start_s`` runs to the last of them. Processes spawned ahead (``Spawned``, with
+their device) make their device context and warm their decoder and resize kernels on a probe image while
+the runner still sets up, before their set-up comes. They serve every pass of both stages;
 every pass reads and decodes the files again. On the CPU the ring is shared memory and the
 same code runs (the tests run it so). A pass left half-way, or a process that dies, closes the loader.
 """
@@ -32,7 +34,7 @@ from typing import Any, Iterator, List, NamedTuple, Optional, Tuple
 import torch
 import torch.multiprocessing as torch_mp
 
-from .gpu import DeviceBatchLoader
+from .gpu import DeviceBatchLoader, warm_device
 from .layouts import Dataset, Subset
 from .loader import Batch, Loader, batch_count, batch_labels, require_positive
 from .preprocess import Preprocessing
@@ -88,12 +90,19 @@ class _Setup(NamedTuple):
     ring: torch.Tensor
 
 
-def _serve(rank: int, processes: int, channels: Tuple[Any, Any, Any], stop: Any) -> None:
-    """A decoding process: each pass ordered, its batches into its ring slots, then its CPU-path counts."""
+def _serve(
+    rank: int, processes: int, channels: Tuple[Any, Any, Any], stop: Any, device: Optional[torch.device]
+) -> None:
+    """A decoding process: its device warmed (when ``device`` is known ahead), then each pass ordered, its
+    batches into its ring slots, then its CPU-path counts."""
     os.dup2(2, 1)  # the parent's stdout carries progress events: nothing of this process goes there
     torch.set_num_threads(1)  # its CPU tensors are small; intra-op pools in every process would oversubscribe
     orders, results, free = channels
     try:
+        if device is not None:
+            if device.type == "cuda" and device.index is not None:
+                torch.cuda.set_device(device)
+            warm_device(device)
         setup = _wait(orders, stop)
         device, ring = setup.device, setup.ring
         if device.type == "cuda" and device.index is not None:
@@ -121,9 +130,10 @@ def _serve(rank: int, processes: int, channels: Tuple[Any, Any, Any], stop: Any)
 
 class Spawned:
     """Decoding processes spawned ahead of their loader, each waiting for its set-up: they import torch
-    while the run sets up (``ProcessBatchLoader`` spawns its own when it gets none)."""
+    and, given ``device``, warm it while the run sets up (``ProcessBatchLoader`` spawns its own when it
+    gets none)."""
 
-    def __init__(self, processes: int, slots: int = 3) -> None:
+    def __init__(self, processes: int, slots: int = 3, device: Optional[torch.device] = None) -> None:
         require_positive("Spawned", processes=processes, slots=slots)
         self.processes, self.slots = processes, slots
         self.began_unix = time.time()
@@ -136,7 +146,7 @@ class Spawned:
         self.members = [
             context.Process(
                 target=_serve,
-                args=(rank, processes, self.channels[rank], self.stop),
+                args=(rank, processes, self.channels[rank], self.stop, device),
                 name=f"rn50bench-decode-{rank}",
                 daemon=True,
             )

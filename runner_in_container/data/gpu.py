@@ -39,9 +39,10 @@ import torchvision
 from PIL import Image
 
 from ..contract import (
+    CPUS_PER_PROCESS,
+    CPUS_PER_PROCESS_MPS,
     DECODERS,
     MAX_DEFAULT_PROCESSES,
-    MAX_DEFAULT_PROCESSES_MPS,
     MPS_DEFAULT_PIPE_DIRECTORY,
 )
 from .decode import decode_rgb
@@ -92,12 +93,13 @@ def default_processes(cpus: int, mps: bool) -> int:
     """Decoding processes for ``cpus`` usable CPUs. Each runs a reader, a decode and a resize thread.
 
     Without MPS one per 4 CPUs, at most 4: more processes take the model more GPU time slices (H200,
-    16 CPUs, runner whole: 2 processes 10,286 img/s, 4 11,262). With MPS one per 2 CPUs, at most 6
-    (H200, 16 CPUs, MPS: 4 processes 11,735 img/s, 6 15,733).
+    16 CPUs, runner whole: 2 processes 10,286 img/s, 4 11,262). With MPS their kernels run beside the
+    model's and each process's CPU share bounds its decoding, so one per 2 CPUs, however many (H200,
+    16 CPUs, MPS: 4 processes 11,735 img/s, 6 15,733; README "Measured" for more).
     """
     if mps:
-        return max(1, min(MAX_DEFAULT_PROCESSES_MPS, cpus // 2))
-    return max(1, min(MAX_DEFAULT_PROCESSES, cpus // 4))
+        return max(1, cpus // CPUS_PER_PROCESS_MPS)
+    return max(1, min(MAX_DEFAULT_PROCESSES, cpus // CPUS_PER_PROCESS))
 
 
 def decoding_processes(requested: int, cpus: int) -> int:
@@ -168,6 +170,23 @@ def probe_device_decoder(device: torch.device) -> bool:
                 f"{version} decode_jpeg on {device} differs from PIL by {error:.1f} levels on a probe image"
             )
     return batched
+
+
+def warm_device(device: torch.device) -> None:
+    """This process's device context, nvJPEG decoder and resize kernels made before any batch: a probe image
+    decoded (as a batch of one where this torchvision takes lists) and resized on ``device``. A decoding
+    process does it while the runner still sets up; whether the decoder is right is ``probe_device_decoder``'s
+    question, asked by the runner."""
+    encoded = torch.frombuffer(bytearray(_probe_jpeg()), dtype=torch.uint8)
+    try:
+        image = torchvision.io.decode_jpeg([encoded], mode=_read_mode(), device=device)[0]
+    except (RuntimeError, TypeError, ValueError):
+        image = torchvision.io.decode_jpeg(encoded, mode=_read_mode(), device=device)
+    pp = Preprocessing()
+    out = torch.empty((1, 3, pp.crop, pp.crop), dtype=torch.uint8, device=device)
+    resize_crop_into(out, [image], [0], pp)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def resolve_decoder(requested: str, device: torch.device, processes: int, cpus: int) -> Decoder:

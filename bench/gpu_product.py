@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The product path on the H200: each row is ``python -m orchestrator run`` on host_configs/h200_product.yaml.
+"""The product path on one NVIDIA GPU (H100, H200): each row is ``python -m orchestrator run`` on
+host_configs/gpu_product.yaml.
 
 The cluster file holds the NVIDIA bare host's default settings (mps auto, the runner's default decoder and
 decoding processes) and the headline case: ResNet50 cudnn_fused fp16 bs 256. Each row changes one thing
@@ -7,17 +8,18 @@ in a copy of it (the set, the passes, mps) and runs the orchestrator on that cop
 back from the orchestrator's store with the report's own reading (orchestrator/report), so they are what
 a lab admin gets.
 
-Rows:
+Rows (a row may be named several times: each is a run of its own, its log numbered):
   x5      the generated set (N images, default 50,000), 5 passes: the headline
   x1      the same set, 1 pass (whole within 5% of x5's: the pipeline starts outside the window)
   10k     its first 10,000 images, 1 pass
   real    the 630 real ImageNet images (``--real FOLDER``, flat layout, with ``--labels``), 1 pass
   nomps   x5 with mps: false (the decoding processes time-slice the GPU with the model)
+  x5pN    x5 with N decoding processes (hosts[].decode_processes) instead of the runner's default
 
-On the H200, from the repo root:  python3 bench/h200_product.py --dest "$OUT" --real REAL --labels VAL
-Plumbing check on a CPU host:    python3 bench/h200_product.py --cpu --images 24 --rows x1 --dest /tmp/p
+On the GPU host, from the repo root:  python3 bench/gpu_product.py --dest "$OUT" --real REAL --labels VAL
+Plumbing check on a CPU host:        python3 bench/gpu_product.py --cpu --images 24 --rows x1 --dest /tmp/p
 Writes DEST/product.md (the table), DEST/product.json (every row's derived figures and timeline) and
-DEST/logs/<row>.log; prints the table. Exit 0 when every row ran.
+DEST/logs/<k>-<row>.log; prints the table. Exit 0 when every row ran.
 """
 
 import argparse
@@ -38,7 +40,7 @@ from orchestrator.report.figures import timeline  # noqa: E402
 from orchestrator.report.load import load_run  # noqa: E402
 from orchestrator.store import Store  # noqa: E402
 
-BASE = REPO / "host_configs" / "h200_product.yaml"
+BASE = REPO / "host_configs" / "gpu_product.yaml"
 ROWS = ("x5", "x1", "real", "10k", "nomps")
 ROW_TIMEOUT_S = 240
 COLUMNS = (
@@ -53,6 +55,7 @@ COLUMNS = (
     ("p_infer_core_in_pipeline", "infer core in pipeline"),
     ("core_ratio", "ratio"),
     ("mps", "MPS"),
+    ("decode_processes", "decoding processes"),
 )
 
 
@@ -79,6 +82,8 @@ def row_cluster(row: str, args: argparse.Namespace, dest: Path) -> Dict[str, Any
         host["data"] = {"path": real, "layout": "flat", "labels": labels}
     elif row == "nomps":
         host["mps"] = False
+    elif row.startswith("x5p"):
+        host["decode_processes"] = int(row[3:])
     return cluster
 
 
@@ -95,16 +100,17 @@ def figures(store: Path, row: str) -> Dict[str, Any]:
     out = dict(job.derived, row=row, run_id=data.run_id, timeline_s=phases)
     out["other_pct"] = round(100.0 * phases.get("other", 0.0) / e2e, 1) if e2e else None
     out["decoder"] = job.result["data"]["decoder"]
+    out["decode_processes"] = job.result["data"]["decode_processes"]
     out["passes_s"] = {s: job.result["stages"][s]["pass_whole_s"] for s in ("val", "infer")}
     out["core_pass"] = {s: job.result["stages"][s]["core_pass"] for s in ("val", "infer")}
     return out
 
 
-def run_row(row: str, args: argparse.Namespace, dest: Path) -> Dict[str, Any]:
-    path = dest / "clusters" / (row + ".yaml")
+def run_row(number: int, row: str, args: argparse.Namespace, dest: Path) -> Dict[str, Any]:
+    path = dest / "clusters" / ("%d-%s.yaml" % (number, row))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(row_cluster(row, args, dest), sort_keys=False))
-    log = dest / "logs" / (row + ".log")
+    log = dest / "logs" / ("%d-%s.log" % (number, row))
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with log.open("w") as out:
@@ -171,11 +177,11 @@ def main() -> int:
             check=True,
         )
     rows = []
-    for row in args.rows.split(","):
+    for number, row in enumerate(args.rows.split(",")):
         if row == "real" and not (args.real and args.labels):
             rows.append({"row": row, "error": "no --real and --labels"})
             continue
-        rows.append(run_row(row, args, dest))
+        rows.append(run_row(number, row, args, dest))
         print(table(rows[-1:]), flush=True)
         (dest / "product.md").write_text(table(rows) + "\n")  # after each row: a cut-short call keeps them
         (dest / "product.json").write_text(json.dumps(rows, indent=1, sort_keys=True, default=str))
