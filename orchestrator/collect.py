@@ -56,11 +56,6 @@ class ResultInvalid(ValueError):
     """The result document is not a whole result within its bounds (one line naming the field)."""
 
 
-def read_file(path: str) -> Result:
-    """The result in the file ``path``: ``read_bytes(load_file(path))``."""
-    return read_bytes(load_file(path))
-
-
 def load_file(path: str) -> bytes:
     """The bytes of the result file ``path`` (a regular file, read within bounds); ResultInvalid otherwise,
     OSError when it cannot be opened."""

@@ -98,7 +98,7 @@ def test_nan_infinity_and_depth_are_refused_before_the_schema(doc, tmp_path):
         path = tmp_path / "result.json"
         path.write_text(bad)
         with pytest.raises(collect.ResultInvalid) as caught:
-            collect.read_file(str(path))
+            collect.read_bytes(collect.load_file(str(path)))
         assert str(caught.value).startswith("result.json: " + why), caught.value
 
 
@@ -210,8 +210,8 @@ def test_a_result_file_beyond_its_size_bound_or_not_a_regular_file_is_refused(tm
     with big.open("wb") as handle:
         handle.truncate(collect.MAX_RESULT_BYTES + 1)
     with pytest.raises(collect.ResultInvalid, match="^result.json: larger than 4 MiB$"):
-        collect.read_file(str(big))
+        collect.load_file(str(big))
     link = tmp_path / "link.json"
     link.symlink_to(REAL)
     with pytest.raises(collect.ResultInvalid, match="^result.json: a symbolic link"):
-        collect.read_file(str(link))
+        collect.load_file(str(link))
