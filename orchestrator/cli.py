@@ -28,7 +28,7 @@ from .safetext import console as safe_console
 from .safetext import shown
 from .scheduler import run_all
 from .stages import INTERRUPTED, RunContext
-from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, RUNNING, Store, StoreError, new_run_id
+from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, RUNNING, Store, StoreError, new_run_id, read_cell
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
 #: what an interrupted command that only reads (or writes its one output file at the end) has done
@@ -228,8 +228,11 @@ def _resume_held(
         (cluster, known), cluster_path = given, str(Path(args.cluster).resolve())
     else:
         cluster_path = run["cluster_path"]
+        stored_cluster, unreadable = read_cell(run["cluster_json"], "cluster_json")
         try:
-            cluster = Cluster.model_validate(json.loads(run["cluster_json"]))
+            if unreadable:
+                raise ValueError(unreadable)
+            cluster = Cluster.model_validate(stored_cluster)
         except ValueError as exc:
             raise UsageError("run %s: stored cluster file no longer loads: %s" % (run_id, exc)) from None
         known = _check_vendors(cluster, "run %s (stored cluster file)" % run_id)

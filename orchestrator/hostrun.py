@@ -27,6 +27,7 @@ from .transport.base import Cancelled, CommandTimeout, FetchRefused, Transport, 
 if TYPE_CHECKING:
     from .launchers.base import Launcher
 
+
 class HostWorker:
     """Runs the jobs of one host entry; one instance per host, shared by its job threads."""
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from . import ids
+from . import bounded, ids
 from . import workdir as workdirs
 from .store import STORE_ELSEWHERE
 
@@ -78,7 +78,7 @@ def is_held(store: str, run_id: str) -> bool:
 def _held_by(run_id: str, fd: int) -> str:
     """The one-line refusal, naming the holder as its lock file says."""
     try:
-        holder = json.loads(os.pread(fd, 4096, 0).decode())
+        holder = bounded.loads(os.pread(fd, 4096, 0))
         who = "PID %d on host %s (since %s)" % (
             int(holder["pid"]),
             holder["host"],
