@@ -12,23 +12,36 @@ from rich.console import Console
 from rich.table import Table
 
 import vendors
+from orchestrator import launchers
+from orchestrator.bundle import command as bundle_command
+from orchestrator.config import knobs
+from orchestrator.config.cluster import Cluster, ConfigError, Host, load_cluster
+from orchestrator.host import doctor, images
+from orchestrator.host import workdir as workdirs
+from orchestrator.host.prepare import host_image_spec, image_overrides
+from orchestrator.job.plan import Job, expand
+from orchestrator.job.stages import INTERRUPTED, RunContext
+from orchestrator.report import command as report_command
+from orchestrator.report import tables
+from orchestrator.report.load import load_run
+from orchestrator.run import lock as runlock
+from orchestrator.run import signals
+from orchestrator.run.display import ProgressBoard
+from orchestrator.run.scheduler import run_all
+from orchestrator.safeio import ids, logs
+from orchestrator.safeio.text import console as safe_console
+from orchestrator.safeio.text import shown
+from orchestrator.store import (
+    OK,
+    RUN_FINISHED,
+    RUN_INTERRUPTED,
+    RUNNING,
+    Store,
+    StoreError,
+    new_run_id,
+    read_cell,
+)
 from vendors.base import Vendor
-
-from . import doctor, ids, images, knobs, launchers, logs, runlock, signals
-from . import workdir as workdirs
-from .bundle import command as bundle_command
-from .config import Cluster, ConfigError, Host, load_cluster
-from .display import ProgressBoard
-from .hostprep import host_image_spec, image_overrides
-from .plan import Job, expand
-from .report import command as report_command
-from .report import tables
-from .report.load import load_run
-from .safetext import console as safe_console
-from .safetext import shown
-from .scheduler import run_all
-from .stages import INTERRUPTED, RunContext
-from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, RUNNING, Store, StoreError, new_run_id, read_cell
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
 #: what an interrupted command that only reads (or writes its one output file at the end) has done

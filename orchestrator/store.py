@@ -18,8 +18,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from . import bounded, ids
-from . import workdir as workdirs
+from orchestrator.host import workdir as workdirs
+from orchestrator.safeio import bounded, ids
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

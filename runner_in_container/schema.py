@@ -2,7 +2,7 @@
 each with its type and its physical bounds, and ``parse``, the one validation of a whole document.
 
 The runner writes the document (``result.py``); the orchestrator reads every fetched and every stored result
-through ``parse`` (``orchestrator/collect.py``). A document passes only when every key is declared here and
+through ``parse`` (orchestrator/job/collect.py). A document passes only when every key is declared here and
 has its declared type, every figure is finite, within its bounds (a throughput above 0 and below a ceiling, a
 percentage within 0..100, a count a whole number >= 0, a time >= 0) and never a vanishing magnitude such as
 5e-324, every text and list is bounded in length, and a result with figures (status ok or failed_accuracy)

@@ -1,11 +1,11 @@
-"""orchestrator.bounded: files and JSON documents read within bounds, refused in one line otherwise."""
+"""orchestrator.safeio.bounded: files and JSON documents read within bounds, refused in one line otherwise."""
 
 import json
 import os
 
 import pytest
 
-from orchestrator import bounded
+from orchestrator.safeio import bounded
 
 
 def test_a_regular_file_within_its_bound_is_read(tmp_path):

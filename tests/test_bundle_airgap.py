@@ -20,12 +20,12 @@ from typing import Dict, Iterator
 
 import pytest
 
-from orchestrator import collect
 from orchestrator.bundle import manifest as mf
 from orchestrator.bundle.origin import origin_tag
-from orchestrator.config import load_cluster
-from orchestrator.hostprep import host_image_spec
-from orchestrator.images import CONTENT_HASH_LABEL
+from orchestrator.config.cluster import load_cluster
+from orchestrator.host.images import CONTENT_HASH_LABEL
+from orchestrator.host.prepare import host_image_spec
+from orchestrator.job import collect
 from orchestrator.report import tables
 from orchestrator.report.load import load_run
 from orchestrator.store import Store

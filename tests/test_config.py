@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import ConfigError, load_cluster
+from orchestrator.config.cluster import ConfigError, load_cluster
 
 GOOD = """
 hosts:

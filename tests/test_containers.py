@@ -1,4 +1,4 @@
-"""orchestrator.containers: the docker run argv (hostile values included) and real containers."""
+"""orchestrator.job.containers: the docker run argv (hostile values included) and real containers."""
 
 import os
 import re
@@ -11,8 +11,9 @@ from typing import List
 
 import pytest
 
-from orchestrator import orphans
-from orchestrator.containers import (
+from orchestrator.host import orphans
+from orchestrator.host.images import ImageSpec
+from orchestrator.job.containers import (
     ContainerError,
     Mount,
     container_exists,
@@ -20,7 +21,6 @@ from orchestrator.containers import (
     docker_run_argv,
     run_container,
 )
-from orchestrator.images import ImageSpec
 from orchestrator.transport import LocalTransport, make_transport
 from orchestrator.transport.base import Cancelled, CommandTimeout
 from tests.fixtures.sshd import SshHost

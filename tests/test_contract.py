@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 import vendors
-from orchestrator.config import Cluster, load_cluster
+from orchestrator.config.cluster import Cluster, load_cluster
+from orchestrator.job.plan import Job, expand
+from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher
-from orchestrator.plan import Job, expand
-from orchestrator.stages import RunContext
 from orchestrator.store import Store
 from runner_in_container import cli, contract
 

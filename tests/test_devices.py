@@ -12,10 +12,10 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from orchestrator.config import load_cluster
-from orchestrator.hostrun import RunContext
-from orchestrator.plan import expand, job_id
-from orchestrator.scheduler import run_all
+from orchestrator.config.cluster import load_cluster
+from orchestrator.job.lifecycle import RunContext
+from orchestrator.job.plan import expand, job_id
+from orchestrator.run.scheduler import run_all
 from orchestrator.store import Store
 from runner_in_container.data.generate import generate
 from vendors.cpu import Cpu

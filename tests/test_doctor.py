@@ -12,8 +12,8 @@ from typing import Dict, List
 import pytest
 
 import vendors
-from orchestrator import doctor
-from orchestrator.config import load_cluster
+from orchestrator.config.cluster import load_cluster
+from orchestrator.host import doctor
 from runner_in_container.data.generate import generate
 from tests.test_faults import (
     NO_DOCKERD,

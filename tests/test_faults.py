@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from orchestrator.images import image_spec
+from orchestrator.host.images import image_spec
 from orchestrator.store import OK, Store, StoreError
 from orchestrator.transport import make_transport
 from runner_in_container.data.generate import generate

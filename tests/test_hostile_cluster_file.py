@@ -15,7 +15,7 @@ from typing import Any, Dict
 import pytest
 
 from orchestrator import cli
-from orchestrator.config import Cluster
+from orchestrator.config.cluster import Cluster
 
 
 def valid() -> Dict[str, Any]:

@@ -15,10 +15,10 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 import vendors
-from orchestrator.config import ConfigError, load_cluster
+from orchestrator.config.cluster import ConfigError, load_cluster
+from orchestrator.job.plan import expand
+from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher
-from orchestrator.plan import expand
-from orchestrator.stages import RunContext
 from orchestrator.store import Store
 from orchestrator.transport.ssh import quote_argv
 from runner_in_container.data.generate import generate

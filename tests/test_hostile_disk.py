@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from orchestrator import doctor
-from orchestrator.config import load_cluster
+from orchestrator.config.cluster import load_cluster
+from orchestrator.host import doctor
 from orchestrator.store import Store
 from orchestrator.transport.local import LocalTransport
 from tests.test_faults import local_entry, orchestrator, write_cluster

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.safetext import shown
+from orchestrator.safeio.text import shown
 from orchestrator.store import Store
 from tests.test_faults import local_entry, orchestrator, write_cluster
 

@@ -19,10 +19,10 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from orchestrator.collect import MAX_RESULT_BYTES
-from orchestrator.logs import MAX_LOG_BYTES, LogFile
-from orchestrator.monitor import Monitor
-from orchestrator.runnerio import EVENT_BURST, RunnerOutcome, show_event
+from orchestrator.host.monitor import Monitor
+from orchestrator.job.collect import MAX_RESULT_BYTES
+from orchestrator.job.runner_output import EVENT_BURST, RunnerOutcome, show_event
+from orchestrator.safeio.logs import MAX_LOG_BYTES, LogFile
 from orchestrator.transport.local import LocalTransport
 from runner_in_container.protocol import METRIC_VERSION, RESULT_FILE
 from tests.test_faults import REPO, ssh_entry

@@ -20,10 +20,10 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from orchestrator import runlock
-from orchestrator import workdir as workdirs
 from orchestrator.cli import _load
-from orchestrator.plan import expand
+from orchestrator.host import workdir as workdirs
+from orchestrator.job.plan import expand
+from orchestrator.run import lock as runlock
 from orchestrator.store import Store, StoreError
 from orchestrator.transport.local import LocalTransport
 from runner_in_container.data.generate import generate

@@ -12,8 +12,9 @@ from typing import Any, Dict
 import pytest
 
 import vendors
-from orchestrator import cli, collect
-from orchestrator.plan import Job, job_id
+from orchestrator import cli
+from orchestrator.job import collect
+from orchestrator.job.plan import Job, job_id
 from orchestrator.report.load import StoredSpec
 from orchestrator.store import OK, Store, new_run_id
 from tests.test_result_typed import REAL, _set
@@ -225,7 +226,7 @@ def test_a_baseline_with_nan_or_huge_figures_never_puts_a_bare_nan_in_json(tmp_p
 
 def test_a_captured_host_environment_reads_typed():
     """The reports' typed reading takes what envinfo really captures (a vendor's own device fields too)."""
-    from orchestrator import envinfo
+    from orchestrator.host import envinfo
     from orchestrator.report.load import HostEnvironment
     from orchestrator.transport.local import LocalTransport
     from runner_in_container import schema

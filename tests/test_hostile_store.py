@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from orchestrator import runlock
+from orchestrator.run import lock as runlock
 from orchestrator.store import OK, Store, StoreError
 from runner_in_container.data.generate import generate
 from tests.test_faults import (

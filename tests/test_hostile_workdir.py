@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import doctor
-from orchestrator import workdir as workdirs
-from orchestrator.config import Defaults, load_cluster
+from orchestrator.config.cluster import Defaults, load_cluster
+from orchestrator.host import doctor
+from orchestrator.host import workdir as workdirs
 from orchestrator.transport.local import LocalTransport
 from tests.test_faults import local_entry, orchestrator, write_cluster
 from vendors.cpu import VENDOR as CPU

@@ -1,4 +1,4 @@
-"""orchestrator.images: rendering, content tags, SDK checks, the context tar, and real docker builds."""
+"""orchestrator.host.images: rendering, content tags, SDK checks, the context tar, and real docker builds."""
 
 import hashlib
 import io
@@ -13,8 +13,8 @@ from typing import List, Tuple
 
 import pytest
 
-from orchestrator import images
-from orchestrator.images import ImageBuildError, ImageError, ImageSpec, ensure_image, image_spec
+from orchestrator.host import images
+from orchestrator.host.images import ImageBuildError, ImageError, ImageSpec, ensure_image, image_spec
 from orchestrator.transport import LocalTransport, make_transport
 from tests.fixtures.sshd import SshHost
 from vendors.base import SdkFile, Vendor

@@ -1,4 +1,4 @@
-"""orchestrator/mps.py over a real local transport. There is no GPU here: ``nvidia-smi`` and
+"""orchestrator/host/mps.py over a real local transport. There is no GPU here: ``nvidia-smi`` and
 ``nvidia-cuda-mps-control`` are small scripts on PATH that answer as the real ones do for the cases
 below and log how they were called (the control program's daemon is a pipe file it makes and removes)."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import mps
+from orchestrator.host import mps
 from orchestrator.transport.local import LocalTransport
 
 SMI = """#!/bin/sh

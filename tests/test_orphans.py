@@ -15,7 +15,7 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-from orchestrator import orphans
+from orchestrator.host import orphans
 from orchestrator.transport import LocalTransport, make_transport
 from tests.test_faults import containers_of, local_entry, orchestrator, write_cluster
 from tests.test_hostile_signals import image, start_held_run, stop, tiny  # noqa: F401 (fixtures)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 import vendors
-from orchestrator.config import ConfigError, load_cluster
+from orchestrator.config.cluster import ConfigError, load_cluster
+from orchestrator.job.plan import expand
+from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher
-from orchestrator.plan import expand
-from orchestrator.stages import RunContext
 from orchestrator.store import Store
 
 CLUSTER = """

@@ -12,9 +12,10 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from orchestrator import hostlock, images
-from orchestrator.images import ImageSpec, ensure_image, image_spec
-from orchestrator.registry import remote_tag
+from orchestrator.host import images
+from orchestrator.host import lock as hostlock
+from orchestrator.host.images import ImageSpec, ensure_image, image_spec
+from orchestrator.host.registry import remote_tag
 from orchestrator.transport import TransportError, make_transport
 from orchestrator.transport.local import LocalTransport
 from tests.fixtures.registry import tags
@@ -149,7 +150,7 @@ def test_two_runs_on_one_engine_build_once(tiny: ImageSpec, tmp_path: Path) -> N
 
 HOLD = (
     "import sys, time\n"
-    "from orchestrator.hostlock import held\n"
+    "from orchestrator.host.lock import held\n"
     "from orchestrator.transport.local import LocalTransport\n"
     "lock = held(LocalTransport(), sys.argv[1], 10, lambda: None)\n"
     "lock.__enter__()\n"

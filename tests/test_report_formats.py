@@ -22,8 +22,9 @@ from PIL import Image
 from rich.console import Console
 
 import vendors
-from orchestrator import collect, envinfo
-from orchestrator.plan import Job, job_id
+from orchestrator.host import envinfo
+from orchestrator.job import collect
+from orchestrator.job.plan import Job, job_id
 from orchestrator.report import command, labels, tables
 from orchestrator.report import compare as cmp
 from orchestrator.report.load import ReportError, load_run

@@ -1,6 +1,7 @@
-"""The one typed reading of a result (runner_in_container/schema.py through orchestrator/collect.py): a real
-runner's document passes; every hostile value, wrong type or bound-breaking figure is refused in one line that
-names the field and shows the value bounded and escaped; the dataclasses and docs/result_schema.md agree."""
+"""The one typed reading of a result (runner_in_container/schema.py through orchestrator/job/collect.py):
+a real runner's document passes; every hostile value, wrong type or bound-breaking figure is refused in one
+line that names the field and shows the value bounded and escaped; the dataclasses and
+docs/result_schema.md agree."""
 
 import copy
 import json
@@ -12,7 +13,7 @@ from typing import Any, Dict, List, Union, get_args, get_origin, get_type_hints
 
 import pytest
 
-from orchestrator import collect
+from orchestrator.job import collect
 from runner_in_container import schema
 from tests.test_runner_schema import documented
 

@@ -11,7 +11,7 @@ from typing import Dict, List, Tuple
 import pytest
 import torch
 
-from orchestrator import collect
+from orchestrator.job import collect
 from runner_in_container import protocol
 from runner_in_container.cases import discover, sha256_of
 from runner_in_container.data.generate import generate

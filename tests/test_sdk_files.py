@@ -16,8 +16,9 @@ from typing import Dict, Iterator
 
 import pytest
 
-from orchestrator import cli, doctor
-from orchestrator.config import load_cluster
+from orchestrator import cli
+from orchestrator.config.cluster import load_cluster
+from orchestrator.host import doctor
 from orchestrator.transport.local import LocalTransport
 from tests.test_faults import NO_DOCKERD, REPO, local_entry, orchestrator, write_cluster
 from tests.test_hostile_workdir import stranger  # noqa: F401 (a fixture)

@@ -11,8 +11,8 @@ from typing import Any, List, Tuple
 import pytest
 
 import vendors
-from orchestrator import doctor
-from orchestrator.config import ConfigError, load_cluster
+from orchestrator.config.cluster import ConfigError, load_cluster
+from orchestrator.host import doctor
 from orchestrator.store import Store
 from orchestrator.transport import TransportError, make_transport
 from orchestrator.transport.hops import Hop, Jump, jumps_from_config, proxy_argv

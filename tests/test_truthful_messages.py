@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import cli, signals
+from orchestrator import cli
 from orchestrator.report import command as report_command
+from orchestrator.run import signals
 from tests.test_faults import orchestrator
 from tests.test_hostile_store import a_store, one_error_line
 

@@ -27,7 +27,7 @@ OWNED = ("iluvatar", "kunlunxin", "nvidia", "zixiao")
 
 
 def render(name: str, **overrides: str) -> str:
-    """Render like orchestrator.images: image_vars, then host overrides, then sdk_files."""
+    """Render like orchestrator.host.images: image_vars, then host overrides, then sdk_files."""
     vendor = vendors.get(name)
     variables: Dict[str, object] = dict(vendor.image_vars)
     variables.update(overrides)

@@ -15,8 +15,8 @@ import tarfile
 import zlib
 from typing import BinaryIO, Callable, Dict, Optional, Set, Tuple
 
-from .. import bounded
-from . import tree
+from orchestrator.bundle import tree
+from orchestrator.safeio import bounded
 
 #: a config or an index is a few KiB; a JSON member larger than this is no docker save of one image
 MAX_JSON = 16 << 20

@@ -8,13 +8,12 @@ from typing import Callable, Dict, Tuple
 
 from rich.console import Console
 
+from orchestrator.bundle import export, importer, verify
+from orchestrator.bundle.manifest import SHA256, BundleError
+from orchestrator.config.cluster import Cluster
+from orchestrator.host.images import ImageBuildError, ImageError
+from orchestrator.transport.base import TransportError
 from vendors.base import Vendor
-
-from ..config import Cluster
-from ..images import ImageBuildError, ImageError
-from ..transport.base import TransportError
-from . import export, importer, verify
-from .manifest import SHA256, BundleError
 
 Loader = Callable[[str], Tuple[Cluster, Dict[str, Vendor]]]
 

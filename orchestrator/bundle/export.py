@@ -18,19 +18,18 @@ from typing import Dict, List, Tuple
 
 from rich.console import Console
 
+from orchestrator.bundle import archive
+from orchestrator.bundle import manifest as mf
+from orchestrator.bundle.progress import byte_bars
+from orchestrator.config.cluster import Cluster, Host
+from orchestrator.host import envinfo, images
+from orchestrator.host.prepare import host_image_spec, host_transport
+from orchestrator.host.python import code_argv
+from orchestrator.job.plan import Job, expand
+from orchestrator.transport.base import Transport
+from orchestrator.transport.local import LocalTransport
 from runner_in_container.contract import HASH_IN_NAME
 from vendors.base import Vendor
-
-from .. import envinfo, images
-from ..config import Cluster, Host
-from ..hostprep import host_image_spec, host_transport
-from ..hostpython import code_argv
-from ..plan import Job, expand
-from ..transport.base import Transport
-from ..transport.local import LocalTransport
-from . import archive
-from . import manifest as mf
-from .progress import byte_bars
 
 #: what a bare host's Python needs to run the runner (its toolkits come from the vendor's SDK)
 BARE_REQUIREMENTS = ("torch", "torchvision", "numpy", "pillow")

@@ -27,17 +27,16 @@ from typing import Callable, Dict, List, Optional, Tuple
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
+from orchestrator.bundle import export, tree, verify
+from orchestrator.bundle.manifest import MANIFEST, Bundle, BundleError, BundleImage, Manifest, wheel_path
+from orchestrator.bundle.origin import origin_tag
+from orchestrator.bundle.progress import byte_bars
+from orchestrator.config.cluster import Cluster, Host
+from orchestrator.host import images
+from orchestrator.host import workdir as workdirs
+from orchestrator.host.prepare import host_image_spec, host_transport
+from orchestrator.transport.base import Transport, TransportError
 from vendors.base import Vendor
-
-from .. import images
-from .. import workdir as workdirs
-from ..config import Cluster, Host
-from ..hostprep import host_image_spec, host_transport
-from ..transport.base import Transport, TransportError
-from . import export, tree, verify
-from .manifest import MANIFEST, Bundle, BundleError, BundleImage, Manifest, wheel_path
-from .origin import origin_tag
-from .progress import byte_bars
 
 
 @dataclass

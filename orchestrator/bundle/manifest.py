@@ -12,8 +12,8 @@ from typing import Annotated, Any, Dict, List, Literal, NamedTuple, Optional, Se
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .. import bounded
-from ..images import file_sha256
+from orchestrator.host.images import file_sha256
+from orchestrator.safeio import bounded
 
 MANIFEST = "manifest.json"
 #: 2: image archives name no image (``docker save`` of the image ID); import tags them after checking

@@ -8,7 +8,7 @@ table names the bundle (and the image ID) its figures were measured with.
 import json
 from typing import Dict, Optional
 
-from ..transport.base import Transport
+from orchestrator.transport.base import Transport
 
 BUNDLE_REPO = "rn50bench/bundle"
 

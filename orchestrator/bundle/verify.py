@@ -10,9 +10,9 @@ from typing import Callable, List, Optional, Tuple
 
 from rich.console import Console
 
-from . import archive, tree
-from .manifest import MANIFEST, Bundle, BundleError, BundleFile, read
-from .progress import byte_bars
+from orchestrator.bundle import archive, tree
+from orchestrator.bundle.manifest import MANIFEST, Bundle, BundleError, BundleFile, read
+from orchestrator.bundle.progress import byte_bars
 
 
 def check(root: Path, console: Console, expect: Optional[str] = None) -> Tuple[Bundle, List[str]]:

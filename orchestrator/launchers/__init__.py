@@ -17,7 +17,7 @@ import importlib
 import pkgutil
 from typing import Dict, Type
 
-from .base import Launcher
+from orchestrator.launchers.base import Launcher
 
 
 def discover() -> Dict[str, Type[Launcher]]:

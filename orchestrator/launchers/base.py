@@ -12,15 +12,16 @@ import posixpath
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .. import envinfo, hostprep, images
-from ..bundle import origin
-from ..config import Host
-from ..hostrun import HostWorker
-from ..logs import LogFile
-from ..plan import Job
-from ..runnerio import RunnerOutcome
-from ..stages import RunContext
-from ..transport.base import Transport
+from orchestrator.bundle import origin
+from orchestrator.config.cluster import Host
+from orchestrator.host import envinfo, images
+from orchestrator.host import prepare as hostprep
+from orchestrator.job.lifecycle import HostWorker
+from orchestrator.job.plan import Job
+from orchestrator.job.runner_output import RunnerOutcome
+from orchestrator.job.stages import RunContext
+from orchestrator.safeio.logs import LogFile
+from orchestrator.transport.base import Transport
 
 
 class Launcher(abc.ABC):
@@ -50,7 +51,7 @@ class Launcher(abc.ABC):
     # -- host preparation (HostWorker.prepare) ------------------------------------------
     def check_docker(self) -> None:
         """The host's docker client must reach its engine; job containers left there by orchestrators that
-        are gone are removed (orphans.py)."""
+        are gone are removed (host/orphans.py)."""
         worker = self.worker
         assert worker.transport is not None
         hostprep.check_docker(worker.transport, self.host, worker.timeouts.connect)

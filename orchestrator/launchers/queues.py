@@ -4,11 +4,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional
 
-from ..hostrun import HostWorker
-from ..plan import Job
-from ..stages import INTERRUPTED, RunContext, StageFailure
-from ..store import CANCELLED
-from ..transport.base import Cancelled
+from orchestrator.job.lifecycle import HostWorker
+from orchestrator.job.plan import Job
+from orchestrator.job.stages import INTERRUPTED, RunContext, StageFailure
+from orchestrator.store import CANCELLED
+from orchestrator.transport.base import Cancelled
 
 
 def run_queues(

@@ -21,17 +21,19 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .. import containers, envinfo, hostprep, images
-from ..config import Host, SlurmSettings
-from ..jobcommand import DEVICE, CommandError
-from ..monitor import Monitor
-from ..plan import Job
-from ..runnerio import JobLog, RunnerOutcome
-from ..stages import INTERRUPTED, RunContext, StageFailure, one_line, stage_errors
-from ..transport.base import MAX_LINE_BYTES, Cancelled, Transport, TransportError
-from .base import Launcher
-from .queues import run_queues
-from .slurmctl import JobStatus, SlurmClient, SrunTransport
+from orchestrator.config.cluster import Host, SlurmSettings
+from orchestrator.host import envinfo, images
+from orchestrator.host import prepare as hostprep
+from orchestrator.host.monitor import Monitor
+from orchestrator.job import containers
+from orchestrator.job.command import DEVICE, CommandError
+from orchestrator.job.plan import Job
+from orchestrator.job.runner_output import JobLog, RunnerOutcome
+from orchestrator.job.stages import INTERRUPTED, RunContext, StageFailure, one_line, stage_errors
+from orchestrator.launchers.base import Launcher
+from orchestrator.launchers.queues import run_queues
+from orchestrator.launchers.slurmctl import JobStatus, SlurmClient, SrunTransport
+from orchestrator.transport.base import MAX_LINE_BYTES, Cancelled, Transport, TransportError
 
 BATCH_SCRIPT = Path(__file__).with_name("slurm_job.sh")
 OUTPUT_NAME = "slurm.out"

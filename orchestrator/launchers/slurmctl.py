@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..transport.base import Completed, LineHandler, Transport, TransportError
+from orchestrator.transport.base import Completed, LineHandler, Transport, TransportError
 
 #: states after which a job never runs again (squeue/sacct JOB STATE CODES)
 TERMINAL = frozenset(

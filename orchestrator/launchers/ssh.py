@@ -6,14 +6,14 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List
 
-from .. import containers
-from ..monitor import Monitor
-from ..plan import Job
-from ..runnerio import JobLog, RunnerOutcome
-from ..stages import StageFailure, one_line, stage_errors
-from ..transport.base import Cancelled, CommandTimeout, Transport, TransportError
-from .base import Launcher
-from .queues import run_queues
+from orchestrator.host.monitor import Monitor
+from orchestrator.job import containers
+from orchestrator.job.plan import Job
+from orchestrator.job.runner_output import JobLog, RunnerOutcome
+from orchestrator.job.stages import StageFailure, one_line, stage_errors
+from orchestrator.launchers.base import Launcher
+from orchestrator.launchers.queues import run_queues
+from orchestrator.transport.base import Cancelled, CommandTimeout, Transport, TransportError
 
 
 class DirectLauncher(Launcher):

@@ -10,15 +10,15 @@ from typing import List, Optional, Sequence, Tuple
 from rich.console import Console
 from rich.table import Table
 
-from ..safetext import console as safe_console
-from ..safetext import shown
-from ..store import Store, StoreError
-from ..transport.base import atomic_path
-from . import compare as cmp
-from . import labels, sysdesc, tables
-from .environment import EnvBlock, blocks_markdown, environment_blocks
-from .htmlreport import render as render_html
-from .load import ReportError, RunData, load_run
+from orchestrator.report import compare as cmp
+from orchestrator.report import labels, sysdesc, tables
+from orchestrator.report.environment import EnvBlock, blocks_markdown, environment_blocks
+from orchestrator.report.htmlreport import render as render_html
+from orchestrator.report.load import ReportError, RunData, load_run
+from orchestrator.safeio.text import console as safe_console
+from orchestrator.safeio.text import shown
+from orchestrator.store import Store, StoreError
+from orchestrator.transport.base import atomic_path
 
 FORMATS = ("table", "md", "html", "json", "csv", "sysdesc")
 DEFAULT_STORE = "results/rn50bench.sqlite"

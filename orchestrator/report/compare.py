@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .. import bounded
-from .load import JobData, ReportError, RunData, dig
-from .svg import fmt
+from orchestrator.report.load import JobData, ReportError, RunData, dig
+from orchestrator.report.svg import fmt
+from orchestrator.safeio import bounded
 
 BASELINE_FORMAT = "rn50bench.baseline/1"
 #: a baseline is a table of figures: the shipped one is 6 KiB
@@ -111,8 +111,8 @@ def run_side(data: RunData) -> Side:
 
 
 def load_baseline(path: str) -> Side:
-    """A baseline file, read within bounds (bounded.py: a regular file of at most MAX_BASELINE_BYTES, JSON
-    not nested deeper than its bound); ReportError naming the file and field when it is not one."""
+    """A baseline file, read within bounds (safeio/bounded.py: a regular file of at most MAX_BASELINE_BYTES,
+    JSON not nested deeper than its bound); ReportError naming the file and field when it is not one."""
     try:
         doc = bounded.load_file(path, MAX_BASELINE_BYTES)
     except (OSError, bounded.Refused) as exc:

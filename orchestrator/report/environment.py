@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
 import vendors
-
-from . import tables
-from .labels import env_label, word
-from .load import RunData
+from orchestrator.report import tables
+from orchestrator.report.labels import env_label, word
+from orchestrator.report.load import RunData
 
 UNKNOWN = tables.UNKNOWN
 

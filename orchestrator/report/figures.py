@@ -3,8 +3,8 @@
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .load import JobData, RunData, dig
-from .svg import Bar, Group
+from orchestrator.report.load import JobData, RunData, dig
+from orchestrator.report.svg import Bar, Group
 
 #: throughput series, whole and core side by side per stage
 THROUGHPUT = (

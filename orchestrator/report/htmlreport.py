@@ -7,10 +7,10 @@ from typing import Any, Dict, Optional
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from . import compare as cmp
-from . import figures, labels, svg, tables
-from .environment import environment_blocks
-from .load import RunData
+from orchestrator.report import compare as cmp
+from orchestrator.report import figures, labels, svg, tables
+from orchestrator.report.environment import environment_blocks
+from orchestrator.report.load import RunData
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 

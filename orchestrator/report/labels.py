@@ -7,7 +7,7 @@ environment sections.
 
 from typing import Dict, List, Sequence, Tuple
 
-from . import tables
+from orchestrator.report import tables
 
 LANGS = ("en", "zh")
 

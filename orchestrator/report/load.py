@@ -9,10 +9,9 @@ report goes on.
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
+from orchestrator.job import collect
+from orchestrator.store import Store
 from runner_in_container import schema
-
-from .. import collect
-from ..store import Store
 
 
 class ReportError(Exception):

@@ -10,9 +10,8 @@ left out.
 from typing import Any, Dict, List
 
 import vendors
-
-from .environment import EnvBlock, environment_blocks
-from .load import RunData
+from orchestrator.report.environment import EnvBlock, environment_blocks
+from orchestrator.report.load import RunData
 
 UNKNOWN = "unknown"
 

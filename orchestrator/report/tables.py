@@ -12,7 +12,7 @@ import io
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .load import ReportError, RunData
+from orchestrator.report.load import ReportError, RunData
 
 UNKNOWN = "unknown"
 

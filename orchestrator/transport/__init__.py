@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from .base import (
+from orchestrator.transport.base import (
     Cancelled,
     CommandTimeout,
     Completed,
@@ -11,10 +11,10 @@ from .base import (
     Transport,
     TransportError,
 )
-from .local import LocalTransport
+from orchestrator.transport.local import LocalTransport
 
 if TYPE_CHECKING:
-    from .hops import Jump
+    from orchestrator.transport.hops import Jump
 
 __all__ = [
     "Cancelled",
@@ -47,7 +47,7 @@ def make_transport(
     """
     if address == "local":
         return LocalTransport(name)
-    from .ssh import SshTransport  # paramiko is needed only for remote hosts
+    from orchestrator.transport.ssh import SshTransport  # paramiko is needed only for remote hosts
 
     return SshTransport(
         name,

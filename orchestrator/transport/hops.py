@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import paramiko
 from paramiko.ssh_exception import NoValidConnectionsError
 
-from .base import TransportError
+from orchestrator.transport.base import TransportError
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,15 @@ import subprocess
 from pathlib import Path
 from typing import BinaryIO, Callable, List, Optional
 
-from .. import bounded
-from .base import FetchRefused, Process, ProcessTransport, TransportError, atomic_path, private_file
+from orchestrator.safeio import bounded
+from orchestrator.transport.base import (
+    FetchRefused,
+    Process,
+    ProcessTransport,
+    TransportError,
+    atomic_path,
+    private_file,
+)
 
 
 class LocalTransport(ProcessTransport):

@@ -20,9 +20,9 @@ from typing import Any, BinaryIO, Callable, List, Optional, Sequence
 
 import paramiko
 
-from ..bounded import size_text
-from . import hops
-from .base import (
+from orchestrator.safeio.bounded import size_text
+from orchestrator.transport import hops
+from orchestrator.transport.base import (
     CommandTimeout,
     FetchRefused,
     Process,

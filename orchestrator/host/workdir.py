@@ -26,8 +26,8 @@ import stat
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from .transport.base import Transport, TransportError
-from .transport.local import LocalTransport
+from orchestrator.transport.base import Transport, TransportError
+from orchestrator.transport.local import LocalTransport
 
 ROOT_DEFAULT = "/var/lib/rn50bench"
 STATE_DIR = "rn50bench"

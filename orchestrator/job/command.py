@@ -3,7 +3,7 @@
 ``build`` gathers what the command needs (the runner's options, rendered from the contract, and
 for docker the container's mounts and settings); ``JobCommand.argv(device)`` renders
 ``docker run ...`` or, bare, ``env PYTHONPATH=<installed runner> ... python -c ...`` (the runner's
-``-m``, run in the job's folder, importing nothing from where it starts: hostpython.py) for one device,
+``-m``, run in the job's folder, importing nothing from where it starts: host/python.py) for one device,
 or for ``DEVICE``, a placeholder that a launcher fills in where the device is known (Slurm's node).
 """
 
@@ -11,12 +11,12 @@ import posixpath
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from orchestrator.config.cluster import Host
+from orchestrator.host import python as hostpython
+from orchestrator.job import containers
+from orchestrator.job.plan import Job
 from runner_in_container.contract import render_argv, weights_is_file
 from vendors.base import DevicePlaceholder, DeviceRef, Vendor
-
-from . import containers, hostpython
-from .config import Host
-from .plan import Job
 
 RUNNER_MODULE = "runner_in_container"
 CONTAINER_RESULTS = "/results"

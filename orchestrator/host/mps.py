@@ -14,7 +14,7 @@ import contextlib
 import posixpath
 from typing import Iterator, List, NamedTuple, Optional, Union
 
-from .transport.base import Transport, TransportError
+from orchestrator.transport.base import Transport, TransportError
 
 CONTROL = "nvidia-cuda-mps-control"
 NVIDIA_SMI = "nvidia-smi"

@@ -1,5 +1,5 @@
 """Vendor images: render the Dockerfile, tag it by content, build it on a host when missing (or pull it
-from a lab registry, ``registry.py``), one build of a tag at a time on a host (``hostlock.py``).
+from a lab registry, ``registry.py``), one build of a tag at a time on a host (``lock.py``).
 
 Docker is driven through its command-line client, one argv per call, over the host's
 ``Transport`` -- not through the docker SDK. That gives one code path for the local
@@ -36,12 +36,12 @@ from typing import BinaryIO, Callable, ContextManager, Deque, Dict, List, Mappin
 
 import jinja2
 
-from orchestrator import hostlock
-from orchestrator import registry as registry_io
+from orchestrator.host import lock as hostlock
+from orchestrator.host import registry as registry_io
 from orchestrator.transport.base import ProcessTransport, Transport, TransportError
 from vendors.base import SdkFile, Vendor
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "dockerfiles"
 RUNNER = REPO / "runner_in_container"
 SDK_PREFIX = "sdk"
@@ -155,7 +155,7 @@ def image_spec(
         ("org.opencontainers.image.revision", git_revision()),
         (CONTENT_HASH_LABEL, digest),
         ("rn50bench.vendor", vendor.name),
-        ("rn50bench.created_by", "rn50bench orchestrator.images"),
+        ("rn50bench.created_by", "rn50bench orchestrator.host.images"),
     )
     tag = f"rn50bench/{vendor.name}:{digest}"
     return ImageSpec(vendor.name, tag, dockerfile, tuple(files), labels)

@@ -4,10 +4,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from orchestrator.config.cluster import Cluster, Host
+from orchestrator.host import images
 from vendors.base import Vendor
-
-from . import images
-from .config import Cluster, Host
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,13 @@ import logging
 from pathlib import Path
 from typing import Dict
 
+from orchestrator.config.cluster import Host
+from orchestrator.host import envinfo, images, orphans
+from orchestrator.job.stages import StageFailure, one_line
+from orchestrator.transport import make_transport
+from orchestrator.transport.base import Transport, TransportError
 from runner_in_container.contract import weights_is_file
 from vendors.base import Vendor
-
-from . import envinfo, images, orphans
-from .config import Host
-from .stages import StageFailure, one_line
-from .transport import make_transport
-from .transport.base import Transport, TransportError
 
 _log = logging.getLogger(__name__)
 
@@ -23,7 +22,7 @@ def host_transport(host: Host, connect_timeout: float) -> Transport:
     """The transport that reaches ``host`` (nothing connects until its first command)."""
     jump = None
     if host.jump:
-        from .transport.hops import Jump  # paramiko, imported where SSH is used
+        from orchestrator.transport.hops import Jump  # paramiko, imported where SSH is used
 
         jump = [Jump(j.address, j.port, j.user, j.key_file) for j in host.jump]
     return make_transport(
@@ -70,7 +69,7 @@ def check_docker(transport: Transport, host: Host, timeout: float) -> None:
 
 
 def remove_orphans(transport: Transport, host: Host, timeout: float) -> None:
-    """Remove the job containers on ``host`` whose orchestrator is gone (orphans.py), saying so. Docker
+    """Remove the job containers on ``host`` whose orchestrator is gone (host/orphans.py), saying so. Docker
     failing to list them is a warning: the run goes on."""
     try:
         removed = orphans.sweep(transport, timeout)

@@ -12,20 +12,22 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from orchestrator.config.cluster import Host
+from orchestrator.host import envinfo, images, mps
+from orchestrator.host import prepare as hostprep
+from orchestrator.host import workdir as workdirs
+from orchestrator.host.monitor import Monitor
+from orchestrator.job import collect
+from orchestrator.job import command as jobcommand
+from orchestrator.job.plan import Job
+from orchestrator.job.runner_output import RunnerOutcome, show_event
+from orchestrator.job.stages import INTERRUPTED, RunContext, StageFailure, one_line, stage_errors
+from orchestrator.store import CANCELLED, OK, RUNNING, StoreError
+from orchestrator.transport.base import Cancelled, CommandTimeout, FetchRefused, Transport, TransportError
 from runner_in_container.protocol import EXIT_FAILED_ACCURACY, RESULT_FILE
 
-from . import collect, envinfo, hostprep, images, jobcommand, mps
-from . import workdir as workdirs
-from .config import Host
-from .monitor import Monitor
-from .plan import Job
-from .runnerio import RunnerOutcome, show_event
-from .stages import INTERRUPTED, RunContext, StageFailure, one_line, stage_errors
-from .store import CANCELLED, OK, RUNNING, StoreError
-from .transport.base import Cancelled, CommandTimeout, FetchRefused, Transport, TransportError
-
 if TYPE_CHECKING:
-    from .launchers.base import Launcher
+    from orchestrator.launchers.base import Launcher
 
 
 class HostWorker:

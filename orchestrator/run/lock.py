@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from . import bounded, ids
-from . import workdir as workdirs
-from .store import STORE_ELSEWHERE
+from orchestrator.host import workdir as workdirs
+from orchestrator.safeio import bounded, ids
+from orchestrator.store import STORE_ELSEWHERE
 
 
 class RunLocked(Exception):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import List, Optional
 
-from .transport.base import Transport
+from orchestrator.transport.base import Transport
 
 #: label of every job container: the run it belongs to
 RUN_LABEL = "rn50bench.run"

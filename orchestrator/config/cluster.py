@@ -22,17 +22,16 @@ from pydantic import (
 )
 from typing_extensions import Annotated  # typing's from Python 3.9
 
+from orchestrator.config import yamlread
+from orchestrator.config.fields import ConfigError, Model, mount_path, runner_option, safe_name, safe_text
+from orchestrator.config.paths import localise
+from orchestrator.config.slurm import SlurmJobSpec, SlurmSettings
 from runner_in_container.contract import (
     DECODERS,
     LAYOUTS,
     MPS_DEFAULT_PIPE_DIRECTORY,
     OPTION,
 )
-
-from . import yamlread
-from .configfields import ConfigError, Model, mount_path, runner_option, safe_name, safe_text
-from .configpaths import localise
-from .slurmconfig import SlurmJobSpec, SlurmSettings
 
 #: the most jobs one cluster file may make
 MAX_JOBS = 10000
@@ -179,7 +178,7 @@ class Host(Model):
     workers: int = 8
     #: runner --decode-processes: processes decoding with nvJPEG (0: the runner's default, by CPUs and MPS)
     decode_processes: int = OPTION["decode_processes"].default
-    #: CUDA MPS on NVIDIA hosts (orchestrator/mps.py): true, the host runs its own daemon and jobs join it;
+    #: CUDA MPS on NVIDIA hosts (host/mps.py): true, the host runs its own daemon and jobs join it;
     #: false, none; auto, the host's own daemon when there, else one of each job's own where the GPU allows
     mps: Union[bool, Literal["auto"]] = "auto"
     #: the daemon's CUDA_MPS_PIPE_DIRECTORY on the host (absolute, on a local host too)
@@ -297,7 +296,7 @@ class Case(Model):
 class Defaults(Model):
     """Values every host shares unless it says otherwise."""
 
-    #: unset: the run user's own state folder on each host (orchestrator/workdir.py), never a shared /tmp
+    #: unset: the run user's own state folder on each host (orchestrator/host/workdir.py), never a shared /tmp
     workdir: Optional[str] = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
     monitor_interval_s: Seconds = 1.0

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .safetext import console as safe_console
-from .safetext import shown
+from orchestrator.safeio.text import console as safe_console
+from orchestrator.safeio.text import shown
 
 Key = Tuple[str, int]
 

@@ -13,7 +13,7 @@ from typing import Any, Dict, Set
 
 import yaml
 
-from . import bounded
+from orchestrator.safeio import bounded
 
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 32

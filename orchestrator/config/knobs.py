@@ -9,9 +9,8 @@ toolkit takes.
 
 from typing import Sequence
 
+from orchestrator.config.cluster import Cluster, ConfigError
 from runner_in_container.contract import CASES, HOLD_KNOB, TOOLKIT_KNOBS, TOOLKIT_PRECISIONS, knobs
-
-from .config import Cluster, ConfigError
 
 
 def check(cluster: Cluster, where: str) -> None:

@@ -9,8 +9,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Set, Tuple
 
-from .bounded import size_text
-from .safetext import shown
+from orchestrator.safeio.bounded import size_text
+from orchestrator.safeio.text import shown
 
 #: the most a log file keeps of what one job (or one host's build) printed
 MAX_LOG_BYTES = 32 << 20

@@ -12,7 +12,7 @@ import logging
 import re
 from typing import Callable, List, Tuple
 
-from .transport.base import Transport
+from orchestrator.transport.base import Transport
 
 log = logging.getLogger(__name__)
 

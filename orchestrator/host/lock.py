@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Callable, Iterator
 
-from .transport.base import Process, ProcessTransport, TransportError
+from orchestrator.transport.base import Process, ProcessTransport, TransportError
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,8 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from orchestrator.transport.base import Transport, TransportError
 from vendors.base import MonitorSample, Vendor
-
-from .transport.base import Transport, TransportError
 
 
 class Monitor:

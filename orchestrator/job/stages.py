@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
 
+from orchestrator.config.cluster import Cluster
+from orchestrator.store import Store, StoreError
+from orchestrator.transport.base import Cancelled
 from vendors.base import Vendor
-
-from .config import Cluster
-from .store import Store, StoreError
-from .transport.base import Cancelled
 
 INTERRUPTED = "run interrupted"
 

@@ -10,11 +10,10 @@ peak table for the device model the host's SMI reported, per metrics.md.
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Union
 
+from orchestrator.safeio import bounded
 from runner_in_container import protocol, schema
 from runner_in_container.protocol import STATUS_FAILED_ACCURACY
 from vendors.base import Vendor
-
-from . import bounded
 
 #: the largest result.json read (a real one is about 10 KiB)
 MAX_RESULT_BYTES = 4 << 20

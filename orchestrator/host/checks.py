@@ -6,13 +6,12 @@ import posixpath
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
+from orchestrator.config.cluster import Cluster, Host
+from orchestrator.host import workdir as workdirs
+from orchestrator.job.stages import one_line
+from orchestrator.transport.base import Completed, Transport, TransportError
 from runner_in_container.contract import HASH_IN_NAME, weights_is_file
 from vendors.base import Vendor
-
-from . import workdir as workdirs
-from .config import Cluster, Host
-from .stages import one_line
-from .transport.base import Completed, Transport, TransportError
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 #: md5sum / sha256sum of a whole ImageNet tar (6.4 GB) may take minutes on a slow disk

@@ -1,7 +1,7 @@
 """``python -m orchestrator doctor``: check every host of a cluster file before a run, all hosts at once.
 
 Per host: SSH reachable with a known host key; docker answers (its version; job containers
-left there by orchestrators that are gone are removed, orphans.py); the vendor's
+left there by orchestrators that are gone are removed, host/orphans.py); the vendor's
 SMI answers and lists the configured devices; the device nodes docker would be given
 exist; free space in the workdir and the docker root; data, labels and weights exist,
 with their md5 / sha256 where the cluster file states them; with ``mps`` on, the MPS
@@ -25,16 +25,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.config.cluster import Cluster, Host
+from orchestrator.host import envinfo, images, orphans
+from orchestrator.host import python as hostpython
+from orchestrator.host.checks import FAIL, PASS, SKIP, WARN, Check, Limits, StorageChecks, last_line
+from orchestrator.host.prepare import host_image_spec, host_transport, image_overrides
+from orchestrator.job.plan import lacks_sdk_file
+from orchestrator.job.stages import one_line
+from orchestrator.safeio.text import shown
+from orchestrator.transport.base import TransportError
 from vendors.base import Vendor
-
-from . import envinfo, hostpython, images, orphans
-from .config import Cluster, Host
-from .hostchecks import FAIL, PASS, SKIP, WARN, Check, Limits, StorageChecks, last_line
-from .hostprep import host_image_spec, host_transport, image_overrides
-from .plan import lacks_sdk_file
-from .safetext import shown
-from .stages import one_line
-from .transport.base import TransportError
 
 STYLES = {PASS: "green", WARN: "yellow", FAIL: "bold red", SKIP: "dim"}
 #: the checks of a host, in table order
@@ -183,7 +183,7 @@ class _HostProbe(StorageChecks):
         )
 
     def _orphans(self, version: str) -> Check:
-        """Docker answers: remove the job containers of orchestrators that are gone (orphans.py)."""
+        """Docker answers: remove the job containers of orchestrators that are gone (host/orphans.py)."""
         try:
             removed = orphans.sweep(self.transport, self.timeout)
         except TransportError as exc:

@@ -10,12 +10,11 @@ import math
 import time
 from typing import Any, Callable, Dict, Optional
 
+from orchestrator.host.monitor import Monitor
+from orchestrator.job.containers import REFUSED
+from orchestrator.job.stages import StageFailure, one_line, os_error
+from orchestrator.safeio.logs import LogFile
 from runner_in_container.protocol import EXIT_BAD_INPUT, parse_event
-
-from .containers import REFUSED
-from .logs import LogFile
-from .monitor import Monitor
-from .stages import StageFailure, one_line, os_error
 
 #: runner events handled per second on average, EVENT_BURST at once; the rest are dropped (a real runner
 #: sends one every 2 s and a few per stage)

@@ -6,9 +6,8 @@ value as None ("unknown"), never a guess.
 
 from typing import Any, Dict, List, Optional, Sequence
 
+from orchestrator.transport.base import Transport, TransportError
 from vendors.base import Vendor
-
-from .transport.base import Transport, TransportError
 
 #: the docker engine's version (fails when the client cannot reach the engine)
 DOCKER_VERSION = ["docker", "version", "--format", "{{.Server.Version}}"]

@@ -5,9 +5,9 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Dict, List
 
-from . import launchers
-from .plan import Job
-from .stages import RunContext
+from orchestrator import launchers
+from orchestrator.job.plan import Job
+from orchestrator.job.stages import RunContext
 
 
 def run_all(ctx: RunContext, jobs: List[Job]) -> Dict[str, str]:

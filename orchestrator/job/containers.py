@@ -7,7 +7,7 @@ given explicitly (read-only unless asked). The vendor adds only what exposes its
 devices; ``--privileged`` is used only where the lab or the vendor asks for it. Every
 value is a separate argv element; values that docker's own ``--mount`` syntax would
 misread are refused. Every job container is labelled with its run and the orchestrator
-that started it, so that one left behind by a killed orchestrator is found (orphans.py).
+that started it, so that one left behind by a killed orchestrator is found (host/orphans.py).
 """
 
 import contextlib
@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
-from orchestrator import orphans
+from orchestrator.host import orphans
 from orchestrator.transport.base import LineHandler, Transport, TransportError
 from vendors.base import Vendor
 
