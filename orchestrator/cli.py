@@ -12,15 +12,17 @@ from rich.console import Console
 from rich.table import Table
 
 import vendors
-from orchestrator import launchers
 from orchestrator.bundle import command as bundle_command
-from orchestrator.config import knobs
-from orchestrator.config.cluster import Cluster, ConfigError, Host, load_cluster
+from orchestrator.config.cluster import Cluster, Host
+from orchestrator.config.fields import ConfigError
+from orchestrator.config.load import check as config_check
+from orchestrator.config.load import load_checked, load_cluster
 from orchestrator.host import doctor, images
 from orchestrator.host import workdir as workdirs
 from orchestrator.host.prepare import host_image_spec, image_overrides
 from orchestrator.job.plan import Job, expand
-from orchestrator.job.stages import INTERRUPTED, RunContext
+from orchestrator.job.stages import RunContext
+from orchestrator.outcome import INTERRUPTED
 from orchestrator.report import command as report_command
 from orchestrator.report import tables
 from orchestrator.report.load import load_run
@@ -61,15 +63,6 @@ def _print_table(console: Console, title: str, rows, columns: Sequence[Tuple[str
     console.print(table)
 
 
-def _load(path: str) -> Tuple[Cluster, Dict[str, Vendor]]:
-    cluster = load_cluster(path)
-    try:
-        launchers.get(cluster.launcher)
-    except ValueError as exc:
-        raise ConfigError("%s: launcher: %s" % (path, exc)) from None
-    return cluster, _check_vendors(cluster, path)
-
-
 def _offline(cluster: Cluster, args: argparse.Namespace) -> Cluster:
     """``cluster`` with defaults.offline set when ``run --offline`` asks for it."""
     if not args.offline:
@@ -80,38 +73,6 @@ def _offline(cluster: Cluster, args: argparse.Namespace) -> Cluster:
         return Cluster.model_validate(raw)
     except ValidationError as exc:
         raise UsageError("run --offline: %s" % exc.errors()[0]["msg"].replace("Value error, ", "")) from None
-
-
-def _check_vendors(cluster: Cluster, where: str) -> Dict[str, Vendor]:
-    """Every host names a known vendor, joins MPS only on NVIDIA, and runs privileged only when its vendor
-    needs it and it says so; every case, toolkit option and batch size is one the runner takes."""
-    knobs.check(cluster, where)
-    known = vendors.discover()
-    for index, host in enumerate(cluster.hosts):
-        field = "%s: hosts[%d]" % (where, index)
-        vendor = known.get(host.vendor)
-        if vendor is None:
-            raise ConfigError(
-                "%s.vendor: unknown vendor %r (known: %s)" % (field, host.vendor, ", ".join(sorted(known)))
-            )
-        if host.mps is True and not vendor.mps:
-            raise ConfigError(
-                "%s.mps: vendor %s has no MPS daemon to join (CUDA MPS is NVIDIA's); remove it"
-                % (field, vendor.name)
-            )
-        if host.runtime != "docker":
-            continue
-        if vendor.privileged and not host.docker.privileged:
-            raise ConfigError(
-                "%s.docker.privileged: vendor %s runs only in --privileged containers; set it to true to "
-                "allow that on host %s" % (field, vendor.name, host.name)
-            )
-        if host.docker.privileged and not vendor.privileged:
-            raise ConfigError(
-                "%s.docker.privileged: vendor %s does not need --privileged (its containers get only its "
-                "device nodes); remove it" % (field, vendor.name)
-            )
-    return known
 
 
 def _writable_dir(path: Path, field: str) -> Path:
@@ -138,7 +99,7 @@ def _results_dir(cluster: Cluster, run_id: str) -> Path:
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
-    cluster, known = _load(args.cluster)
+    cluster, known = load_checked(args.cluster)
     dockerfiles = _dockerfiles(cluster, known, args.cluster)
     jobs, skipped = expand(cluster, known)
     table = Table(title="jobs (%d)" % len(jobs))
@@ -186,7 +147,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         return _resume(args, console)
     if not args.cluster:
         raise UsageError("run: --cluster FILE is required (or --resume RUN_ID)")
-    cluster, known = _load(args.cluster)
+    cluster, known = load_checked(args.cluster)
     cluster = _offline(cluster, args)
     jobs, skipped = expand(cluster, known)
     if not jobs:
@@ -217,7 +178,7 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     only as its cluster file still says (``_refuse_unasked_changes``); either way the hosts are shown.
     """
     run_id = ids.checked("run", args.resume)
-    given = _load(args.cluster) if args.cluster else None
+    given = load_checked(args.cluster) if args.cluster else None
     store_path = args.store or (given[0].store if given else DEFAULT_STORE)
     if not Path(store_path).is_file():
         raise UsageError("%s: no results store here (name it with --store)" % store_path)
@@ -248,7 +209,7 @@ def _resume_held(
             cluster = Cluster.model_validate(stored_cluster)
         except ValueError as exc:
             raise UsageError("run %s: stored cluster file no longer loads: %s" % (run_id, exc)) from None
-        known = _check_vendors(cluster, "run %s (stored cluster file)" % run_id)
+        known = config_check(cluster, "run %s (stored cluster file)" % run_id)
         _refuse_unasked_changes(console, run, cluster)
     cluster = _offline(cluster, args)
     jobs, _ = expand(cluster, known)
@@ -389,7 +350,7 @@ def _print_run(console: Console, store: Store, run_id: str) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
-    cluster, known = _load(args.cluster)
+    cluster, known = load_checked(args.cluster)
     limits = doctor.Limits(
         docker_gib=args.min_free_docker_gib,
         workdir_gib=args.min_free_workdir_gib,
@@ -484,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_vendors, stopped=READ_ONLY_STOPPED)
     p = sub.add_parser("bundle", help="carry the images and files of a plan into an air-gapped lab")
     bundle_command.add_arguments(p)
-    p.set_defaults(func=lambda args, console: bundle_command.run(args, console, _load))
+    p.set_defaults(func=lambda args, console: bundle_command.run(args, console, load_checked))
     return parser
 
 

@@ -21,10 +21,11 @@ from rich.console import Console
 import vendors
 from orchestrator.bundle import importer
 from orchestrator.bundle import manifest as mf
-from orchestrator.bundle.origin import BUNDLE_REPO, origin_tag
 from orchestrator.cli import main
-from orchestrator.config.cluster import ConfigError, load_cluster
+from orchestrator.config.fields import ConfigError
+from orchestrator.config.load import load_cluster
 from orchestrator.host import images
+from orchestrator.host.origin import BUNDLE_REPO, origin_tag
 from orchestrator.transport.local import LocalTransport
 from tests.test_hostile_workdir import stranger  # noqa: F401 - a fixture: a second uid
 

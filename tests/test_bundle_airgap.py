@@ -21,9 +21,9 @@ from typing import Dict, Iterator
 import pytest
 
 from orchestrator.bundle import manifest as mf
-from orchestrator.bundle.origin import origin_tag
-from orchestrator.config.cluster import load_cluster
+from orchestrator.config.load import load_cluster
 from orchestrator.host.images import CONTENT_HASH_LABEL
+from orchestrator.host.origin import origin_tag
 from orchestrator.host.prepare import host_image_spec
 from orchestrator.job import collect
 from orchestrator.report import tables

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.cluster import ConfigError, load_cluster
+from orchestrator.config.fields import ConfigError
+from orchestrator.config.load import load_cluster
 
 GOOD = """
 hosts:

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 import vendors
-from orchestrator.config.cluster import Cluster, load_cluster
+from orchestrator.config.cluster import Cluster
+from orchestrator.config.load import load_cluster
 from orchestrator.job.plan import Job, expand
 from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher

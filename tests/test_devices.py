@@ -12,7 +12,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from orchestrator.config.cluster import load_cluster
+from orchestrator.config.load import load_cluster
 from orchestrator.job.lifecycle import RunContext
 from orchestrator.job.plan import expand, job_id
 from orchestrator.run.scheduler import run_all

@@ -12,7 +12,7 @@ from typing import Dict, List
 import pytest
 
 import vendors
-from orchestrator.config.cluster import load_cluster
+from orchestrator.config.load import load_cluster
 from orchestrator.host import doctor
 from runner_in_container.data.generate import generate
 from tests.test_faults import (

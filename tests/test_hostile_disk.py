@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from orchestrator.config.cluster import load_cluster
+from orchestrator.config.load import load_cluster
 from orchestrator.host import doctor
 from orchestrator.store import Store
 from orchestrator.transport.local import LocalTransport

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.cluster import Defaults, load_cluster
+from orchestrator.config.cluster import Defaults
+from orchestrator.config.load import load_cluster
 from orchestrator.host import doctor
 from orchestrator.host import workdir as workdirs
 from orchestrator.transport.local import LocalTransport

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import vendors
-from orchestrator.config.cluster import ConfigError, load_cluster
+from orchestrator.config.fields import ConfigError
+from orchestrator.config.load import load_cluster
 from orchestrator.job.plan import expand
 from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher

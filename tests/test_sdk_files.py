@@ -17,7 +17,7 @@ from typing import Dict, Iterator
 import pytest
 
 from orchestrator import cli
-from orchestrator.config.cluster import load_cluster
+from orchestrator.config.load import load_cluster
 from orchestrator.host import doctor
 from orchestrator.transport.local import LocalTransport
 from tests.test_faults import NO_DOCKERD, REPO, local_entry, orchestrator, write_cluster

@@ -12,13 +12,15 @@ from pathlib import Path
 import pytest
 
 import vendors
-from orchestrator.config.cluster import ConfigError, load_cluster
+from orchestrator.config.fields import ConfigError
+from orchestrator.config.load import load_cluster
 from orchestrator.job.command import DEVICE
 from orchestrator.job.plan import expand
-from orchestrator.job.stages import RunContext, StageFailure
+from orchestrator.job.stages import RunContext
 from orchestrator.launchers import slurm
 from orchestrator.launchers.slurm import BATCH_SCRIPT, OutputFollower, SlurmLauncher
 from orchestrator.launchers.slurmctl import JobStatus, SrunTransport, parse_sacct, parse_squeue
+from orchestrator.outcome import StageFailure
 from orchestrator.store import Store
 from orchestrator.transport.base import MAX_LINE_BYTES
 from orchestrator.transport.local import LocalTransport

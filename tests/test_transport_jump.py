@@ -11,7 +11,8 @@ from typing import Any, List, Tuple
 import pytest
 
 import vendors
-from orchestrator.config.cluster import ConfigError, load_cluster
+from orchestrator.config.fields import ConfigError
+from orchestrator.config.load import load_cluster
 from orchestrator.host import doctor
 from orchestrator.store import Store
 from orchestrator.transport import TransportError, make_transport

@@ -11,7 +11,7 @@
     wheels/<host>/<file>.whl              what a bare host's Python needs (pip install --no-index)
 
 The manifest's own sha256 names the bundle: ``verify`` and ``import`` check it against ``--expect``
-(and warn without it), import tags every image it loads and checks with it (origin.py), and a run's
+(and warn without it), import tags every image it loads and checks with it (host/origin.py), and a run's
 environment table shows it. manifest.py validates every path the manifest names, tree.py reads the folder
 without leaving it, archive.py finds the image an archive holds in the read that hashes it.
 """

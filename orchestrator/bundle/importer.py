@@ -9,7 +9,7 @@ the host after the copy, before anything uses it: a file swapped after verify is
 
 A docker host then loads its image archive, which names no image (archive.py), so the load tags nothing;
 only when docker reports the one image ID the manifest names, labelled with its content hash, does
-import tag that ID with the image's tag and the bundle's (origin.py), and remove the archive. A host that
+import tag that ID with the image's tag and the bundle's (host/origin.py), and remove the archive. A host that
 holds that image ID, so labelled, already gets nothing but the tags. A bare host receives the wheels its
 Python needs and the pip command that installs them.
 """
@@ -29,11 +29,11 @@ from rich.progress import Progress, TaskID
 
 from orchestrator.bundle import export, tree, verify
 from orchestrator.bundle.manifest import MANIFEST, Bundle, BundleError, BundleImage, Manifest, wheel_path
-from orchestrator.bundle.origin import origin_tag
 from orchestrator.bundle.progress import byte_bars
 from orchestrator.config.cluster import Cluster, Host
 from orchestrator.host import images
 from orchestrator.host import workdir as workdirs
+from orchestrator.host.origin import origin_tag
 from orchestrator.host.prepare import host_image_spec, host_transport
 from orchestrator.transport.base import Transport, TransportError
 from vendors.base import Vendor

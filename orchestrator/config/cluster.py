@@ -9,22 +9,17 @@ elements, never through a shell.
 import math
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Union
 
-import yaml
 from pydantic import (
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from typing_extensions import Annotated  # typing's from Python 3.9
 
-from orchestrator.config import yamlread
-from orchestrator.config.fields import ConfigError, Model, mount_path, runner_option, safe_name, safe_text
-from orchestrator.config.paths import localise
+from orchestrator.config.fields import Model, mount_path, runner_option, safe_name, safe_text
 from orchestrator.config.slurm import SlurmJobSpec, SlurmSettings
 from runner_in_container.contract import (
     DECODERS,
@@ -403,48 +398,3 @@ class Cluster(Model):
     def host_timeouts(self, host: Host) -> Timeouts:
         """defaults.timeouts with the host's own overrides applied."""
         return self.defaults.timeouts.model_copy(update=host.timeouts)
-
-
-#: how pydantic names the member of a Union it tried (``batch_size.list[int]``), not a field of the file
-_UNION_MEMBER = re.compile(r"^(int|str|bool|float|list\[.*\]|literal\[.*\])$")
-
-
-def _format_error(path: Path, error: ValidationError) -> str:
-    """One line: the first problem, named by its field. Of a Union's members, the one whose type the value
-    has speaks (a list of 65536 batch sizes is too long, not "no integer")."""
-    errors = error.errors()
-    first = next((e for e in errors if not e["type"].endswith("_type")), errors[0])
-    loc = [p for i, p in enumerate(first["loc"]) if not (i and isinstance(p, str) and _UNION_MEMBER.match(p))]
-    field = "".join(
-        "[%d]" % part if isinstance(part, int) else (".%s" % part if i else str(part))
-        for i, part in enumerate(loc)
-    )
-    got = first.get("input")
-    got_text = "" if isinstance(got, (dict, list)) or got is None else " (got %r)" % (got,)
-    more = len(errors) - 1
-    suffix = " (+%d more)" % more if more else ""
-    return "%s: %s: %s%s%s" % (path, field or "<top>", first["msg"], got_text, suffix)
-
-
-def load_cluster(path: Union[str, Path]) -> Cluster:
-    """Read and validate a cluster file; raise ConfigError with one line on any problem."""
-    path = Path(path)
-    try:
-        raw = yamlread.load(yamlread.read_text(str(path)))
-    except OSError as exc:
-        raise ConfigError("%s: cannot read cluster file: %s" % (path, exc.strerror or exc)) from None
-    except yamlread.ReadRefused as exc:
-        raise ConfigError("%s: %s" % (path, exc)) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = ":%d" % (mark.line + 1) if mark else ""
-        raise ConfigError("%s%s: not valid YAML: %s" % (path, where, getattr(exc, "problem", exc))) from None
-    if not isinstance(raw, dict):
-        raise ConfigError("%s: expected a mapping with 'hosts' and 'cases' at the top" % path)
-    try:
-        cluster = Cluster.model_validate(raw)
-        return localise(cluster, path.resolve().parent)
-    except ValidationError as exc:
-        raise ConfigError(_format_error(path, exc)) from None
-    except ValueError as exc:
-        raise ConfigError("%s: %s" % (path, exc)) from None

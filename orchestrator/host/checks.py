@@ -8,7 +8,7 @@ from typing import Callable, List, Optional
 
 from orchestrator.config.cluster import Cluster, Host
 from orchestrator.host import workdir as workdirs
-from orchestrator.job.stages import one_line
+from orchestrator.safeio.text import one_line
 from orchestrator.transport.base import Completed, Transport, TransportError
 from runner_in_container.contract import HASH_IN_NAME, weights_is_file
 from vendors.base import Vendor

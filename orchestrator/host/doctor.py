@@ -29,10 +29,9 @@ from orchestrator.config.cluster import Cluster, Host
 from orchestrator.host import envinfo, images, orphans
 from orchestrator.host import python as hostpython
 from orchestrator.host.checks import FAIL, PASS, SKIP, WARN, Check, Limits, StorageChecks, last_line
+from orchestrator.host.images import lacks_sdk_file
 from orchestrator.host.prepare import host_image_spec, host_transport, image_overrides
-from orchestrator.job.plan import lacks_sdk_file
-from orchestrator.job.stages import one_line
-from orchestrator.safeio.text import shown
+from orchestrator.safeio.text import one_line, shown
 from orchestrator.transport.base import TransportError
 from vendors.base import Vendor
 

@@ -36,6 +36,7 @@ from typing import BinaryIO, Callable, ContextManager, Deque, Dict, List, Mappin
 
 import jinja2
 
+from orchestrator.config.cluster import Host
 from orchestrator.host import lock as hostlock
 from orchestrator.host import registry as registry_io
 from orchestrator.transport.base import ProcessTransport, Transport, TransportError
@@ -472,3 +473,19 @@ def _last_meaningful(lines: Sequence[str]) -> str:
         if text and not _NOISE.match(text):
             return text
     return "(no output)"
+
+
+def lacks_sdk_file(host: Host, vendor: Vendor, toolkit: str) -> Optional[str]:
+    """Why ``host``'s image will not have ``toolkit``: an optional SDK file it needs is not in image.sdk_dir
+    (the image is built without it); None when nothing is missing."""
+    if host.runtime != "docker":
+        return None
+    sdk_dir = Path(host.image.sdk_dir) if host.image.sdk_dir else None
+    for sdk in absent_sdk_files(vendor, sdk_dir):
+        if toolkit in sdk.toolkits:
+            return "toolkit %s needs SDK file %s in image.sdk_dir (%s), which lacks it" % (
+                toolkit,
+                sdk.name,
+                host.image.sdk_dir or "not set",
+            )
+    return None

@@ -9,7 +9,8 @@ from typing import Dict
 
 from orchestrator.config.cluster import Host
 from orchestrator.host import envinfo, images, orphans
-from orchestrator.job.stages import StageFailure, one_line
+from orchestrator.outcome import StageFailure
+from orchestrator.safeio.text import one_line
 from orchestrator.transport import make_transport
 from orchestrator.transport.base import Transport, TransportError
 from runner_in_container.contract import weights_is_file

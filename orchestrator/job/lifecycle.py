@@ -21,7 +21,9 @@ from orchestrator.job import collect
 from orchestrator.job import command as jobcommand
 from orchestrator.job.plan import Job
 from orchestrator.job.runner_output import RunnerOutcome, show_event
-from orchestrator.job.stages import INTERRUPTED, RunContext, StageFailure, one_line, stage_errors
+from orchestrator.job.stages import RunContext, stage_errors
+from orchestrator.outcome import INTERRUPTED, StageFailure
+from orchestrator.safeio.text import one_line
 from orchestrator.store import CANCELLED, OK, RUNNING, StoreError
 from orchestrator.transport.base import Cancelled, CommandTimeout, FetchRefused, Transport, TransportError
 from runner_in_container.protocol import EXIT_FAILED_ACCURACY, RESULT_FILE

@@ -1,10 +1,9 @@
 """Expand a cluster file into jobs: cases x hosts x devices, filtered by what each vendor runs."""
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
-from orchestrator.config.cluster import Cluster, Host
+from orchestrator.config.cluster import Cluster
 from orchestrator.host import images
 from vendors.base import Vendor
 
@@ -50,22 +49,6 @@ def job_id(
     return name if decoder == "auto" else "%s.%s" % (name, decoder)
 
 
-def lacks_sdk_file(host: Host, vendor: Vendor, toolkit: str) -> Optional[str]:
-    """Why ``host``'s image will not have ``toolkit``: an optional SDK file it needs is not in image.sdk_dir
-    (the image is built without it); None when nothing is missing."""
-    if host.runtime != "docker":
-        return None
-    sdk_dir = Path(host.image.sdk_dir) if host.image.sdk_dir else None
-    for sdk in images.absent_sdk_files(vendor, sdk_dir):
-        if toolkit in sdk.toolkits:
-            return "toolkit %s needs SDK file %s in image.sdk_dir (%s), which lacks it" % (
-                toolkit,
-                sdk.name,
-                host.image.sdk_dir or "not set",
-            )
-    return None
-
-
 def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], List[Skipped]]:
     """All jobs of the cluster file in a stable order, and what was skipped and why."""
     jobs: List[Job] = []
@@ -77,7 +60,8 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
             vendor = vendors[host.vendor]
             for combo in entry.matrix():
                 toolkit, precision, bs = combo["toolkit"], combo["precision"], combo["batch_size"]
-                reason = vendor.unsupported(toolkit, precision) or lacks_sdk_file(host, vendor, toolkit)
+                reason = vendor.unsupported(toolkit, precision)
+                reason = reason or images.lacks_sdk_file(host, vendor, toolkit)
                 if reason:
                     skipped.append(Skipped(host.name, entry.case, toolkit, precision, bs, reason))
                     continue

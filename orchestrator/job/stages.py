@@ -1,36 +1,24 @@
-"""What every part of a run shares: the run's context, and how a job stage fails in one line.
-
-A job ends in a state and a one-line reason, never in an exception: OK, or
-FAILED_<stage> for the stage that broke (connect, build, start, run, collect,
-validate, accuracy), or CANCELLED. Other jobs and hosts carry on.
-"""
+"""What every job of a run shares: the run's context, and a stage's unexpected errors turned into its
+one-line failure (``outcome.StageFailure``)."""
 
 import contextlib
 import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator
 
 from orchestrator.config.cluster import Cluster
+from orchestrator.outcome import StageFailure
+from orchestrator.safeio.text import one_line, os_error
 from orchestrator.store import Store, StoreError
 from orchestrator.transport.base import Cancelled
 from vendors.base import Vendor
-
-INTERRUPTED = "run interrupted"
 
 log = logging.getLogger(__name__)
 
 #: called with (host, device, field updates) to drive the live display
 Progress = Callable[[str, int, Dict[str, Any]], None]
-
-
-class StageFailure(Exception):
-    """A job stage failed; ``stage`` names it and the message is the one-line reason."""
-
-    def __init__(self, stage: str, reason: str) -> None:
-        super().__init__(reason)
-        self.stage = stage
 
 
 @dataclass
@@ -46,12 +34,6 @@ class RunContext:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
-def one_line(text: str) -> str:
-    """Collapse a message to one line of at most 300 characters."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= 300 else line[:297] + "..."
-
-
 @contextlib.contextmanager
 def stage_errors(stage: str) -> Iterator[None]:
     """Turn an unexpected error inside ``stage`` into StageFailure(stage), so that no job ends by raising."""
@@ -64,9 +46,3 @@ def stage_errors(stage: str) -> Iterator[None]:
     except Exception as exc:
         log.warning("unexpected error in stage %s", stage, exc_info=True)
         raise StageFailure(stage, one_line("%s: %s" % (type(exc).__name__, exc))) from exc
-
-
-def os_error(exc: OSError, path: Optional[Path] = None) -> str:
-    """``PATH: reason`` of a failed file operation on this machine."""
-    where = path or exc.filename
-    return "%s: %s" % (where, exc.strerror or exc) if where else str(exc.strerror or exc)

@@ -12,9 +12,8 @@ import posixpath
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from orchestrator.bundle import origin
 from orchestrator.config.cluster import Host
-from orchestrator.host import envinfo, images
+from orchestrator.host import envinfo, images, origin
 from orchestrator.host import prepare as hostprep
 from orchestrator.job.lifecycle import HostWorker
 from orchestrator.job.plan import Job

@@ -6,7 +6,8 @@ from typing import Callable, Dict, List, Optional
 
 from orchestrator.job.lifecycle import HostWorker
 from orchestrator.job.plan import Job
-from orchestrator.job.stages import INTERRUPTED, RunContext, StageFailure
+from orchestrator.job.stages import RunContext
+from orchestrator.outcome import INTERRUPTED, StageFailure
 from orchestrator.store import CANCELLED
 from orchestrator.transport.base import Cancelled
 

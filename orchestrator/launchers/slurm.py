@@ -29,10 +29,12 @@ from orchestrator.job import containers
 from orchestrator.job.command import DEVICE, CommandError
 from orchestrator.job.plan import Job
 from orchestrator.job.runner_output import JobLog, RunnerOutcome
-from orchestrator.job.stages import INTERRUPTED, RunContext, StageFailure, one_line, stage_errors
+from orchestrator.job.stages import RunContext, stage_errors
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.queues import run_queues
 from orchestrator.launchers.slurmctl import JobStatus, SlurmClient, SrunTransport
+from orchestrator.outcome import INTERRUPTED, StageFailure
+from orchestrator.safeio.text import one_line
 from orchestrator.transport.base import MAX_LINE_BYTES, Cancelled, Transport, TransportError
 
 BATCH_SCRIPT = Path(__file__).with_name("slurm_job.sh")

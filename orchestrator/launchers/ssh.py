@@ -10,9 +10,11 @@ from orchestrator.host.monitor import Monitor
 from orchestrator.job import containers
 from orchestrator.job.plan import Job
 from orchestrator.job.runner_output import JobLog, RunnerOutcome
-from orchestrator.job.stages import StageFailure, one_line, stage_errors
+from orchestrator.job.stages import stage_errors
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.queues import run_queues
+from orchestrator.outcome import StageFailure
+from orchestrator.safeio.text import one_line
 from orchestrator.transport.base import Cancelled, CommandTimeout, Transport, TransportError
 
 

@@ -7,7 +7,8 @@ Every printing point goes through here once: ``console()`` for rich output (tabl
 """
 
 import re
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 from rich.console import Console
 from rich.text import Text
@@ -43,3 +44,15 @@ class SafeConsole(Console):
 def console(**kwargs: Any) -> Console:
     """The console every command prints through (see SafeConsole)."""
     return SafeConsole(**kwargs)
+
+
+def one_line(text: str) -> str:
+    """Collapse a message to one line of at most 300 characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def os_error(exc: OSError, path: Optional[Path] = None) -> str:
+    """``PATH: reason`` of a failed file operation on this machine."""
+    where = path or exc.filename
+    return "%s: %s" % (where, exc.strerror or exc) if where else str(exc.strerror or exc)
