@@ -6,6 +6,7 @@ prepared, a job's command run and followed -- the worker asks of its launcher
 (``launchers.base.Launcher``).
 """
 
+import dataclasses
 import hashlib
 import posixpath
 import time
@@ -201,13 +202,16 @@ class HostWorker:
                 derived = collect.derive(result, self.vendor, model)
             except collect.ResultInvalid as exc:
                 raise StageFailure("validate", one_line(str(exc))) from None
-            derived["samples_source"] = monitor.source if monitor else None
-            derived["mps"] = outcome.mps if outcome is not None else None
-            self.ctx.store.put_result(self.ctx.run_id, job.job_id, result.doc, derived)
+            derived = dataclasses.replace(
+                derived,
+                samples_source=monitor.source if monitor else None,
+                mps=outcome.mps if outcome is not None else None,
+            )
+            self.ctx.store.put_result(self.ctx.run_id, job.job_id, result.doc, derived.as_stored())
             if monitor is not None:
                 summary = monitor.summary(infer_images=result.figures.infer.images)
                 self.ctx.store.put_samples(self.ctx.run_id, job.job_id, summary)
-        self.say(job.device, note="infer %.0f img/s" % derived["p_infer_core"])
+        self.say(job.device, note="infer %.0f img/s" % derived.figure("p_infer_core"))
         return result
 
     def _make_remote_dirs(self, transport: Transport, remote_dir: str) -> None:
