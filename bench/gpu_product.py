@@ -89,6 +89,7 @@ def figures(store: Path, row: str) -> Dict[str, Any]:
         return {"row": row, "error": "; ".join(states) or "no job"}
     job = jobs[0]
     phases = dict((name, value) for name, value in timeline(job) if value is not None)
+    assert job.derived is not None
     e2e = job.derived.figure("e2e_time_s")
     out = dict(job.derived.as_stored(), row=row, run_id=data.run_id, timeline_s=phases)
     out["other_pct"] = round(100.0 * phases.get("other", 0.0) / e2e, 1) if e2e else None

@@ -18,6 +18,7 @@ from runner_in_container.protocol import EXIT_FAILED_ACCURACY, RESULT_FILE
 from . import collect, envinfo, hostprep, images, jobcommand, mps
 from . import workdir as workdirs
 from .config import Host
+from .metrics.table import BY_KEY
 from .monitor import Monitor
 from .plan import Job
 from .runnerio import RunnerOutcome, show_event
@@ -211,7 +212,9 @@ class HostWorker:
             if monitor is not None:
                 summary = monitor.summary(infer_images=result.figures.infer.images)
                 self.ctx.store.put_samples(self.ctx.run_id, job.job_id, summary)
-        self.say(job.device, note="infer %.0f img/s" % derived.figure("p_infer_core"))
+        self.say(
+            job.device, note="infer %s img/s" % BY_KEY["p_infer_core"].show(derived.figure("p_infer_core"))
+        )
         return result
 
     def _make_remote_dirs(self, transport: Transport, remote_dir: str) -> None:

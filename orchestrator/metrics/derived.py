@@ -8,7 +8,7 @@ the checks of the result itself: each figure typed and within the bounds of its 
 
 from dataclasses import MISSING, asdict, dataclass, field, fields, make_dataclass
 from types import MappingProxyType
-from typing import Any, Dict, Mapping, Optional, Union, get_type_hints
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union, get_type_hints
 
 from runner_in_container import schema
 from vendors.base import Vendor
@@ -51,18 +51,20 @@ def _stored_shape() -> type:
     """The stored record's shape as a dataclass ``schema.parse_as`` reads: the notes as declared, and each
     metric as its row says (always a number, or null or absent in older records)."""
     hints = get_type_hints(Derived)
-    specs = [
-        (f.name, hints[f.name], field(default=f.default, metadata=f.metadata))
-        for f in fields(Derived)
-        if f.name != "figures"
+    entries: List[Tuple[str, Any, Any, Mapping[str, Any]]] = [
+        (f.name, hints[f.name], f.default, f.metadata) for f in fields(Derived) if f.name != "figures"
     ]
     for metric in table.METRICS:
         present = schema.PRESENT_ALWAYS if metric.always else "optional"
-        metadata = {"rule": metric.rule(), "present": present}
         kind = float if metric.always else Optional[float]
-        specs.append((metric.key, kind, field(default=MISSING if metric.always else None, metadata=metadata)))
-    specs.sort(key=lambda spec: spec[2].default is not MISSING)  # fields without a default first
-    return make_dataclass("StoredDerived", specs, frozen=True)
+        default = MISSING if metric.always else None
+        entries.append((metric.key, kind, default, {"rule": metric.rule(), "present": present}))
+    required: List[Tuple[str, Any, Any]] = []
+    optional: List[Tuple[str, Any, Any]] = []  # after those without a default
+    for name, kind, default, metadata in entries:
+        spec = (name, kind, field(default=default, metadata=metadata))
+        (required if default is MISSING else optional).append(spec)
+    return make_dataclass("StoredDerived", required + optional, frozen=True)
 
 
 _STORED = _stored_shape()
