@@ -36,6 +36,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from orchestrator.metrics import table as metric_table  # noqa: E402
 from orchestrator.report.figures import timeline  # noqa: E402
 from orchestrator.report.load import load_run  # noqa: E402
 from orchestrator.store import Store  # noqa: E402
@@ -43,19 +44,11 @@ from orchestrator.store import Store  # noqa: E402
 BASE = REPO / "host_configs" / "gpu_product.yaml"
 ROWS = ("x5", "x1", "real", "10k", "nomps")
 ROW_TIMEOUT_S = 240
+#: the row, the share of e2e outside the listed stages, every figure of the metric table, the row's settings
 COLUMNS = (
-    ("row", "row"),
-    ("e2e_time_s", "e2e (s)"),
-    ("other_pct", "other (%)"),
-    ("loader_start_s", "pipeline start (s)"),
-    ("p_val_whole", "p_val_whole"),
-    ("p_val_core", "p_val_core"),
-    ("p_infer_whole", "p_infer_whole"),
-    ("p_infer_core", "p_infer_core"),
-    ("p_infer_core_in_pipeline", "infer core in pipeline"),
-    ("core_ratio", "ratio"),
-    ("mps", "MPS"),
-    ("decode_processes", "decoding processes"),
+    (("row", "row"), ("other_pct", "other (%)"))
+    + tuple((metric.key, metric.title) for metric in metric_table.METRICS)
+    + (("mps", "MPS"), ("decode_processes", "decoding processes"))
 )
 
 
@@ -96,8 +89,9 @@ def figures(store: Path, row: str) -> Dict[str, Any]:
         return {"row": row, "error": "; ".join(states) or "no job"}
     job = jobs[0]
     phases = dict((name, value) for name, value in timeline(job) if value is not None)
-    e2e = job.derived["e2e_time_s"]
-    out = dict(job.derived, row=row, run_id=data.run_id, timeline_s=phases)
+    assert job.derived is not None
+    e2e = job.derived.figure("e2e_time_s")
+    out = dict(job.derived.as_stored(), row=row, run_id=data.run_id, timeline_s=phases)
     out["other_pct"] = round(100.0 * phases.get("other", 0.0) / e2e, 1) if e2e else None
     out["decoder"] = job.result["data"]["decoder"]
     out["decode_processes"] = job.result["data"]["decode_processes"]
@@ -132,7 +126,9 @@ def run_row(number: int, row: str, args: argparse.Namespace, dest: Path) -> Dict
     return result
 
 
-def show(value: Any) -> str:
+def show(key: str, value: Any) -> str:
+    if key in metric_table.BY_KEY:
+        return metric_table.BY_KEY[key].show(value)
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -146,7 +142,7 @@ def table(rows: List[Dict[str, Any]]) -> str:
         if "error" in row:
             lines.append("| %s | failed: %s |" % (row["row"], row["error"]))
         else:
-            lines.append("| " + " | ".join(show(row.get(key)) for key, _ in COLUMNS) + " |")
+            lines.append("| " + " | ".join(show(key, row.get(key)) for key, _ in COLUMNS) + " |")
     return "\n".join(lines)
 
 

@@ -39,7 +39,7 @@ def _stored_run(path: Path, doc: Dict[str, Any], env: Dict[str, Any]) -> str:
     store.start_job(run_id, spec.job_id)
     store.put_environment(run_id, host, env)
     result = collect.read(doc)
-    store.put_result(run_id, spec.job_id, doc, collect.derive(result, vendors.get("cpu"), None))
+    store.put_result(run_id, spec.job_id, doc, collect.derive(result, vendors.get("cpu"), None).as_stored())
     store.finish_job(run_id, spec.job_id, OK, None, None, {"job_s": 1.0})
     store.close()
     return run_id

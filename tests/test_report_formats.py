@@ -93,7 +93,9 @@ def _store_job(
         result = collect.read(json.loads((out / RESULT_FILE).read_text()))
         timings["collect_s"] = time.time() - t0
         model = envinfo.accelerator_models(env, [0]).get(0)
-        store.put_result(run_id, spec.job_id, result.doc, collect.derive(result, vendors.get("cpu"), model))
+        store.put_result(
+            run_id, spec.job_id, result.doc, collect.derive(result, vendors.get("cpu"), model).as_stored()
+        )
     else:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         state, reason = "FAILED_START", "exit status %d: %s" % (proc.returncode, last)
@@ -158,8 +160,9 @@ def test_fixture_runs_are_real(runs):
     states = {j.job["spec"]["toolkit"]: j.job["state"] for j in data.jobs}
     assert states == {"pytorch": OK, "onnxruntime": OK, "tensorrt": "FAILED_START"}
     for job in data.ok_jobs():
-        assert job.result["status"] == "ok" and job.derived["p_infer_core"] > 0
-        assert job.derived["mfu"] is None and job.derived["peak_flops"] is None  # the CPU has no peak table
+        assert job.result["status"] == "ok" and job.derived.figure("p_infer_core") > 0
+        assert job.derived.figure("mfu") is None  # the CPU has no peak table
+        assert job.derived.figure("peak_flops") is None
 
 
 def test_markdown_has_reference_columns_and_environment_blocks(runs, capsys):
@@ -172,7 +175,7 @@ def test_markdown_has_reference_columns_and_environment_blocks(runs, capsys):
         row = "| %s | cpu | 0 | %s | fp32 | 4 | %.1f |" % (
             HOST,
             job.job["spec"]["toolkit"],
-            job.derived["e2e_time_s"],
+            job.derived.figure("e2e_time_s"),
         )
         assert row in out
     assert "FAILED_START: exit status 2: error: --precision: tensorrt needs a CUDA device, got cpu" in out
@@ -268,7 +271,7 @@ def test_compare_runs(runs, capsys):
     b = load_run(store, runs.same_data).ok_jobs()[0].derived
     (core,) = [r for r in rows if r["figure"] == "p_infer_core (img/s)"]
     assert core["tool"] == "pytorch" and float(core["ratio"]) == pytest.approx(
-        a["p_infer_core"] / b["p_infer_core"], abs=1e-3
+        a.figure("p_infer_core") / b.figure("p_infer_core"), abs=1e-3
     )
     assert {r["tool"] for r in rows} == {"pytorch"}  # onnxruntime has no counterpart in B
     status, out, _ = report(runs, capsys, runs.main, "--compare", runs.same_data, "--format", "md")

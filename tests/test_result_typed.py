@@ -129,8 +129,8 @@ def test_a_failed_result_needs_its_error_and_no_figures(doc):
 def test_stored_derived_figures_are_read_through_the_same_checks(doc):
     import vendors
 
-    derived = collect.derive(collect.read(doc), vendors.get("cpu"), None)
-    collect.check_derived(derived)
+    derived = collect.derive(collect.read(doc), vendors.get("cpu"), None).as_stored()
+    assert collect.read_derived(derived).as_stored() == derived
     for value, what in (
         ([], "derived figures: (top level) = a list of 0 items: not an object"),
         (dict(derived, p_infer_core=-1), "derived figures: p_infer_core = -1: not above 0 img/s"),
@@ -138,7 +138,7 @@ def test_stored_derived_figures_are_read_through_the_same_checks(doc):
         (dict(derived, p_val_core=None), "derived figures: p_val_core = None: not a number"),
     ):
         with pytest.raises(collect.ResultInvalid) as caught:
-            collect.check_derived(value)
+            collect.read_derived(value)
         assert str(caught.value) == what
 
 

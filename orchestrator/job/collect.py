@@ -1,5 +1,5 @@
-"""Read a result document through the one typed reader (``runner_in_container.schema``) and derive the
-table figures the host side owns (MFU).
+"""Read a result document through the one typed reader (``runner_in_container.schema``) and derive its
+figures (``metrics.derived``: the rows of the metric table, MFU from the host's peak table).
 
 Every result the orchestrator takes, fetched from a job or read back from the store, comes through ``read``:
 within bounds (``bounded``: size, depth, no NaN or Infinity) and whole, typed and within its physical bounds
@@ -10,8 +10,10 @@ peak table for the device model the host's SMI reported, per metrics.md.
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Union
 
+from orchestrator.metrics import derived
+from orchestrator.metrics.derived import Derived
 from orchestrator.safeio import bounded
-from runner_in_container import protocol, schema
+from runner_in_container import schema
 from runner_in_container.protocol import STATUS_FAILED_ACCURACY
 from vendors.base import Vendor
 
@@ -107,102 +109,22 @@ def _figures(typed: schema.Result) -> Figures:
     )
 
 
-@dataclass(frozen=True)
-class Derived:
-    """The derived figures as stored beside a result (``derive``, and the monitor's source and MPS note that
-    hostrun adds), declared like the result so that a stored cell is read through the same checks."""
-
-    tool: str = schema.text()
-    precision: str = schema.text()
-    e2e_time_s: float = schema.seconds()
-    p_val_whole: float = schema.img_per_s()
-    p_val_core: float = schema.img_per_s()
-    p_infer_whole: float = schema.img_per_s()
-    p_infer_core: float = schema.img_per_s()
-    acc_val_top1: float = schema.percent()
-    acc_infer_top1: float = schema.percent()
-    acc_meaningful: bool = schema.flag()
-    mem_used_gib: Optional[float] = schema.gib()
-    mem_total_gib: Optional[float] = schema.gib()
-    mem_source: Optional[str] = schema.text()
-    device_model: Optional[str] = schema.text()
-    mfu: Optional[float] = schema.ratio()
-    mfu_flagperf: Optional[float] = schema.ratio()
-    peak_flops: Optional[float] = schema.flops_per_s()
-    peak_source: Optional[str] = schema.text()
-    mfu_note: Optional[str] = schema.text()
-    p_infer_core_in_pipeline: Optional[float] = schema.img_per_s(present="optional")
-    core_ratio: Optional[float] = schema.ratio(present="optional")
-    loader_start_s: Optional[float] = schema.seconds(present="optional")
-    metric_version: Union[int, str, None] = schema.metric_version(present="optional")
-    samples_source: Optional[str] = schema.text(present="optional")
-    mps: Optional[str] = schema.text(present="optional")
-
-
-def check_derived(doc: Any) -> None:
-    """ResultInvalid unless the decoded stored derived figures ``doc`` follow ``Derived``."""
+def derive(result: Result, vendor: Vendor, device_model: Optional[str]) -> Derived:
+    """The derived figures of a result with figures (``metrics.derived``: MFU from ``vendor``'s peak table for
+    ``device_model``); ResultInvalid when one breaks its bounds."""
     try:
-        schema.parse_as(Derived, doc)
+        return derived.derive(result.typed, vendor, device_model)
     except schema.Invalid as exc:
         raise ResultInvalid("derived figures: %s" % exc) from None
 
 
-def mfu(
-    flops_per_image: float, p_infer_core: float, vendor: Vendor, device_model: Optional[str], precision: str
-) -> Dict[str, Any]:
-    """MFU and the FlagPerf-convention figure from the vendor peak table; None when unknown."""
-    peak = vendor.peak_flops(device_model or "", precision) if device_model else None
-    if peak is None:
-        reason = "no peak for %r at %s in vendor %s" % (device_model, precision, vendor.name)
-        return {
-            "mfu": None,
-            "mfu_flagperf": None,
-            "peak_flops": None,
-            "peak_source": None,
-            "mfu_note": reason,
-        }
-    flops, source = peak
-    value, flagperf = protocol.mfu(flops_per_image, p_infer_core, flops)
-    return {
-        "mfu": value,
-        "mfu_flagperf": flagperf,
-        "peak_flops": flops,
-        "peak_source": source,
-        "mfu_note": None,
-    }
-
-
-def derive(result: Result, vendor: Vendor, device_model: Optional[str]) -> Dict[str, Any]:
-    """The figures of the results table (reference columns), from a result with figures; ResultInvalid when
-    they break ``Derived`` (an MFU beyond any physical sense from figures each within its own bounds)."""
-    figures = result.figures
-    assert figures is not None
-    val, infer, memory = figures.val, figures.infer, figures.memory
-    stage_memory = memory.stages.infer
-    model = device_model or figures.device.name
-    out = {
-        "tool": figures.toolkit,
-        "precision": figures.precision,
-        "e2e_time_s": figures.e2e_time_s,
-        "p_val_whole": val.throughput_whole_img_per_s,
-        "p_val_core": val.throughput_core_img_per_s,
-        "p_infer_whole": infer.throughput_whole_img_per_s,
-        "p_infer_core": infer.throughput_core_img_per_s,
-        "acc_val_top1": val.top1_pct,
-        "acc_infer_top1": infer.top1_pct,
-        "acc_meaningful": figures.accuracy_meaningful,
-        "mem_used_gib": memory.mem_used_gib,
-        "mem_total_gib": memory.mem_total_gib,
-        "mem_source": stage_memory.mem_used_source if stage_memory is not None else None,
-        "device_model": model,
-        "p_infer_core_in_pipeline": figures.core_in_pipeline_img_per_s,
-        "core_ratio": figures.core_ratio,
-        "loader_start_s": figures.loader_start_s,
-        "metric_version": figures.metric_version,
-    }
-    out.update(mfu(figures.flops_per_image, out["p_infer_core"], vendor, model, figures.precision))
-    check_derived(out)
-    return out
+def read_derived(doc: Any) -> Derived:
+    """The stored derived figures in the decoded ``doc``; ResultInvalid naming the field unless they follow
+    ``metrics.derived``."""
+    try:
+        return derived.from_stored(doc)
+    except schema.Invalid as exc:
+        raise ResultInvalid("derived figures: %s" % exc) from None
 
 
 def accuracy_failure(result: Result) -> Optional[str]:

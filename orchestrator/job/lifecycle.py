@@ -6,6 +6,7 @@ prepared, a job's command run and followed -- the worker asks of its launcher
 (``launchers.base.Launcher``).
 """
 
+import dataclasses
 import hashlib
 import posixpath
 import time
@@ -22,6 +23,7 @@ from orchestrator.job import command as jobcommand
 from orchestrator.job.plan import Job
 from orchestrator.job.runner_output import RunnerOutcome, show_event
 from orchestrator.job.stages import RunContext, stage_errors
+from orchestrator.metrics.table import BY_KEY
 from orchestrator.outcome import INTERRUPTED, StageFailure
 from orchestrator.safeio.text import one_line
 from orchestrator.store import CANCELLED, OK, RUNNING, StoreError
@@ -205,13 +207,18 @@ class HostWorker:
                 derived = collect.derive(result, self.vendor, model)
             except collect.ResultInvalid as exc:
                 raise StageFailure("validate", one_line(str(exc))) from None
-            derived["samples_source"] = monitor.source if monitor else None
-            derived["mps"] = outcome.mps if outcome is not None else None
-            self.ctx.store.put_result(self.ctx.run_id, job.job_id, result.doc, derived)
+            derived = dataclasses.replace(
+                derived,
+                samples_source=monitor.source if monitor else None,
+                mps=outcome.mps if outcome is not None else None,
+            )
+            self.ctx.store.put_result(self.ctx.run_id, job.job_id, result.doc, derived.as_stored())
             if monitor is not None:
                 summary = monitor.summary(infer_images=result.figures.infer.images)
                 self.ctx.store.put_samples(self.ctx.run_id, job.job_id, summary)
-        self.say(job.device, note="infer %.0f img/s" % derived["p_infer_core"])
+        self.say(
+            job.device, note="infer %s img/s" % BY_KEY["p_infer_core"].show(derived.figure("p_infer_core"))
+        )
         return result
 
     def _make_remote_dirs(self, transport: Transport, remote_dir: str) -> None:

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from orchestrator.metrics import table
+from orchestrator.metrics.table import Metric
 from orchestrator.report.load import JobData, ReportError, RunData, dig
-from orchestrator.report.svg import fmt
 from orchestrator.safeio import bounded
 
 BASELINE_FORMAT = "rn50bench.baseline/1"
@@ -21,19 +22,9 @@ MAX_BASELINE_BYTES = 16 << 20
 #: the reference table shipped with the package
 REFERENCE_BASELINE = Path(__file__).resolve().parent / "baselines" / "flagperf_reference.json"
 
-#: compared figures: key, title; MFU in both conventions (a baseline from the reference has only the second)
-FIGURES: Sequence[Tuple[str, str]] = (
-    ("e2e_time_s", "e2e_time (s)"),
-    ("p_val_whole", "p_val_whole (img/s)"),
-    ("p_val_core", "p_val_core (img/s)"),
-    ("p_infer_whole", "p_infer_whole (img/s)"),
-    ("p_infer_core", "p_infer_core (img/s)"),
-    ("mfu", "MFU (metrics.md)"),
-    ("mfu_flagperf", "MFU (4.12e9 convention)"),
-    ("acc_val_top1", "acc val top-1 (%)"),
-    ("acc_infer_top1", "acc infer top-1 (%)"),
-    ("mem_used_gib", "mem used (GiB)"),
-)
+#: compared figures: the metric table's rows that compare shows (MFU in both conventions: a baseline from the
+#: reference has only the second)
+FIGURES: Sequence[Metric] = tuple(metric for metric in table.METRICS if metric.compare)
 
 #: the conditions under which figures are comparable
 CONDITIONS = (
@@ -85,7 +76,8 @@ class Comparison:
 
 
 def _job_entry(job: JobData) -> Entry:
-    result, derived, spec = job.result, job.derived or {}, job.job["spec"]
+    result, derived, spec = job.result, job.derived, job.job["spec"]
+    assert derived is not None
     infer = dig(result, "stages", "infer") or {}
     passes = infer.get("passes")
     conditions = {
@@ -96,13 +88,13 @@ def _job_entry(job: JobData) -> Entry:
         "preprocessing.method": dig(result, "data", "resize"),
         "precision.val": dig(result, "stages", "val", "precision"),
         "precision.infer_input": infer.get("input_dtype"),
-        "metric_version": derived.get("metric_version") or dig(result, "metric_version"),
+        "metric_version": derived.metric_version or dig(result, "metric_version"),
     }
     for name in ("resize", "crop", "mean", "std"):
         conditions["preprocessing." + name] = dig(result, "data", "preprocessing", name)
     key = (spec["case"], spec["toolkit"], spec["precision"], str(spec["batch_size"]))
-    where = "%s d%s %s" % (job.job["host"], spec["device"], derived.get("device_model") or "")
-    return Entry(where.strip(), key, {k: derived.get(k) for k, _ in FIGURES}, conditions)
+    where = "%s d%s %s" % (job.job["host"], spec["device"], derived.device_model or "")
+    return Entry(where.strip(), key, {m.key: derived.figure(m.key) for m in FIGURES}, conditions)
 
 
 def run_side(data: RunData) -> Side:
@@ -129,7 +121,7 @@ def load_baseline(path: str) -> Side:
         where = "rows[%d]" % index
         try:
             key = (row["case"], row["toolkit"], row["precision"], str(row["bs"]))
-            figures = {k: row["figures"].get(k) for k, _ in FIGURES}
+            figures = {m.key: row["figures"].get(m.key) for m in FIGURES}
         except (KeyError, TypeError, AttributeError) as exc:
             raise ReportError("%s: %s: missing field %s" % (path, where, exc)) from None
         for name, value in figures.items():
@@ -206,10 +198,11 @@ def _ratio(one: Optional[float], two: Optional[float]) -> str:
     return "-" if quotient is None else "%.3f" % quotient
 
 
-def _figure(value: Optional[float], key: str) -> str:
-    if value is None:
-        return "unknown"
-    return "%.1f%%" % (100 * value) if key.startswith("mfu") else fmt(value)
+def _better(metric: Metric, one: Optional[float], two: Optional[float]) -> str:
+    """Which side's figure is the better ("A", "B"), or "" where they are equal or one is unknown."""
+    if one is None or two is None or one == two:
+        return ""
+    return "A" if (one > two) == metric.higher_is_better else "B"
 
 
 COLUMNS: Sequence[Tuple[str, str]] = (
@@ -221,6 +214,7 @@ COLUMNS: Sequence[Tuple[str, str]] = (
     ("a", "A"),
     ("b", "B"),
     ("ratio", "A/B"),
+    ("better", "better"),
 )
 
 
@@ -229,18 +223,19 @@ def rows(comparison: Comparison) -> List[Dict[str, str]]:
     out = []
     for left, right in comparison.pairs:
         case, tool, precision, bs = left.key
-        for key, title in FIGURES:
-            one, two = left.figures.get(key), right.figures.get(key)
+        for metric in FIGURES:
+            one, two = left.figures.get(metric.key), right.figures.get(metric.key)
             out.append(
                 {
                     "case": case,
                     "tool": tool,
                     "precision": precision,
                     "bs": bs,
-                    "figure": title,
-                    "a": _figure(one, key),
-                    "b": _figure(two, key),
+                    "figure": metric.label(),
+                    "a": metric.show(one),
+                    "b": metric.show(two),
                     "ratio": _ratio(one, two),
+                    "better": _better(metric, one, two),
                 }
             )
     return out
@@ -270,7 +265,9 @@ def as_document(comparison: Comparison) -> Dict[str, Any]:
                 "key": dict(zip(("case", "toolkit", "precision", "bs"), left.key)),
                 "a": {"where": left.where, "figures": left.figures, "conditions": left.conditions},
                 "b": {"where": right.where, "figures": right.figures, "conditions": right.conditions},
-                "ratio": {k: _quotient(left.figures.get(k), right.figures.get(k)) for k, _ in FIGURES},
+                "ratio": {
+                    m.key: _quotient(left.figures.get(m.key), right.figures.get(m.key)) for m in FIGURES
+                },
             }
             for left, right in comparison.pairs
         ],

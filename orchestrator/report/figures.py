@@ -3,23 +3,19 @@
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from orchestrator.metrics import table
 from orchestrator.report.load import JobData, RunData, dig
 from orchestrator.report.svg import Bar, Group
 
-#: throughput series, whole and core side by side per stage
-THROUGHPUT = (
-    ("val whole", "p_val_whole"),
-    ("val core", "p_val_core"),
-    ("infer whole", "p_infer_whole"),
-    ("infer core", "p_infer_core"),
-)
+#: throughput series: the metric table's throughputs with a column in the results table
+THROUGHPUT = tuple(metric for metric in table.METRICS if metric.unit == "img/s" and metric.table)
 PERCENTILES = ("p50", "p90", "p99")
 
 
 def throughput_groups(data: RunData) -> List[Group]:
-    """Per job with figures: the four throughputs (img/s)."""
+    """Per job with figures: its throughputs (img/s)."""
     return [
-        (job.label(), [(name, job.derived.get(key)) for name, key in THROUGHPUT])
+        (job.label(), [(metric.key, job.derived.figure(metric.key)) for metric in THROUGHPUT])
         for job in data.ok_jobs()
         if job.derived is not None
     ]
@@ -38,8 +34,9 @@ def latency_groups(data: RunData) -> List[Group]:
 def memory_rows(data: RunData) -> List[Tuple[str, Optional[float], Optional[float]]]:
     """Per job with figures: (label, used GiB, total GiB) of the infer stage."""
     return [
-        (job.label(), (job.derived or {}).get("mem_used_gib"), (job.derived or {}).get("mem_total_gib"))
+        (job.label(), job.derived.figure("mem_used_gib"), job.derived.figure("mem_total_gib"))
         for job in data.ok_jobs()
+        if job.derived is not None
     ]
 
 
@@ -94,13 +91,19 @@ def timeline_groups(data: RunData) -> List[Group]:
 
 def how_measured(job: JobData) -> List[Tuple[str, str]]:
     """Constants, sources and checksums behind a job's figures, as (what, value) lines."""
-    result, derived = job.result or {}, job.derived or {}
+    result, derived = job.result or {}, job.derived
 
     def text(value: Any) -> str:
         return "unknown" if value is None or value == "" else str(value)
 
+    def figure(key: str) -> Optional[float]:
+        return derived.figure(key) if derived is not None else None
+
+    def note(name: str) -> Any:
+        return getattr(derived, name) if derived is not None else None
+
     flops = result.get("flops_per_image")
-    peak = derived.get("peak_flops")
+    peak = figure("peak_flops")
     data, weights = result.get("data") or {}, result.get("weights") or {}
     gate = result.get("accuracy_gate") or {}
 
@@ -115,20 +118,20 @@ def how_measured(job: JobData) -> List[Tuple[str, str]]:
             "FLOP per image",
             "%s (%.3g): %s" % (flops, flops, text(result.get("flops_method"))) if flops else "unknown",
         ),
-        ("device model", text(derived.get("device_model"))),
+        ("device model", text(note("device_model"))),
         (
             "peak FLOP/s",
-            "%.4g, %s" % (peak, text(derived.get("peak_source")))
+            "%.4g, %s" % (peak, text(note("peak_source")))
             if peak
-            else "unknown: %s (MFU null)" % text(derived.get("mfu_note")),
+            else "unknown: %s (MFU null)" % text(note("mfu_note")),
         ),
         (
             "MFU",
             "%s (metrics.md); %s (4.12e9 convention)"
-            % (percent(derived.get("mfu")), percent(derived.get("mfu_flagperf"))),
+            % (percent(figure("mfu")), percent(figure("mfu_flagperf"))),
         ),
         ("core timing", text(dig(result, "stages", "infer", "timing_method"))),
-        ("memory used", text(derived.get("mem_source"))),
+        ("memory used", text(note("mem_source"))),
         ("memory total", text(dig(result, "memory", "mem_total_source"))),
         ("data", pairs(data, ("root", "layout", "n_images", "max_images", "labels_source"))),
         ("data md5", text(data.get("md5")) if data.get("md5") else "not checked (no --data-md5)"),
@@ -146,7 +149,7 @@ def how_measured(job: JobData) -> List[Tuple[str, str]]:
             "accuracy",
             "%s; gate: %s" % (text(weights.get("accuracy_meaningful_reason")), text(gate.get("reason"))),
         ),
-        ("metric version", text(derived.get("metric_version") or result.get("metric_version"))),
+        ("metric version", text(note("metric_version") or result.get("metric_version"))),
     ]
     samples = job.samples or {}
     if samples:

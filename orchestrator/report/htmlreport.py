@@ -20,11 +20,12 @@ def _when(stamp: Optional[float]) -> str:
 
 
 def _compare_context(comparison: cmp.Comparison) -> Dict[str, Any]:
+    compared = [metric.key for metric in figures.THROUGHPUT if metric.compare]
     groups = [
         (
             " ".join(left.key[1:]),
-            [("A " + name, left.figures.get(key)) for name, key in figures.THROUGHPUT[2:]]
-            + [("B " + name, right.figures.get(key)) for name, key in figures.THROUGHPUT[2:]],
+            [("A " + key, left.figures.get(key)) for key in compared]
+            + [("B " + key, right.figures.get(key)) for key in compared],
         )
         for left, right in comparison.pairs
     ]
@@ -32,7 +33,7 @@ def _compare_context(comparison: cmp.Comparison) -> Dict[str, Any]:
         "notes": cmp.notes(comparison),
         "columns": cmp.COLUMNS,
         "rows": cmp.rows(comparison),
-        "chart": Markup(svg.grouped_bars(groups, "img/s", "infer throughput, A vs B")),
+        "chart": Markup(svg.grouped_bars(groups, "img/s", "throughput, A vs B")),
     }
 
 
@@ -52,6 +53,7 @@ def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None
         "store": data.store.path,
         "columns": labels.result_columns(lang),
         "rows": tables.result_rows(data),
+        "numeric": ["bs"] + [column.key for column in tables.FIGURE_COLUMNS],
         "blocks": environment_blocks(data),
         "throughput": Markup(svg.grouped_bars(figures.throughput_groups(data), "img/s", "throughput")),
         "latency": Markup(svg.grouped_bars(figures.latency_groups(data), "ms", "latency")),
@@ -60,7 +62,7 @@ def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None
         "phase_names": names,
         "timeline_rows": timeline_rows,
         "fmt": lambda v: "unknown" if v is None else svg.fmt(v),
-        "metrics": labels.METRICS,
+        "metrics": labels.definitions(),
         "jobs": [(job.label(), job.job_id, figures.how_measured(job)) for job in data.jobs],
         "compare": _compare_context(comparison) if comparison else None,
     }

@@ -1,31 +1,25 @@
 """Titles of columns, fields and sections in English and in the reference's Chinese (FlagPerf's README).
 
 English is the default. Column keys are those of ``tables.RESULT_COLUMNS`` and ``tables.ENV_COLUMNS``;
-the English titles are the lead's, the Chinese ones the labels of the reference's metric list and
-environment sections.
+the figures' titles in both languages are the metric table's (``metrics.table``); the Chinese ones are the
+labels of the reference's metric list and environment sections.
 """
 
 from typing import Dict, List, Sequence, Tuple
 
+from orchestrator.metrics import table
 from orchestrator.report import tables
 
 LANGS = ("en", "zh")
 
-_RESULT_ZH = {
+#: the job's own columns in Chinese
+_JOB_ZH = {
     "host": "主机",
     "vendor": "厂商",
     "device": "设备",
     "tool": "推理工具",
     "precision": "数据精度",
     "bs": "批尺寸",
-    "e2e_time": "端到端时间 (s)",
-    "p_val_whole": "验证总吞吐量",
-    "p_val_core": "验证计算吞吐量",
-    "p_infer_whole": "推理总吞吐量",
-    "p_infer_core": "*推理计算吞吐量",
-    "mfu": "*计算卡使用率",
-    "acc": "推理结果 (验证/推理)",
-    "mem": "硬件存储使用 (GiB)",
     "state": "状态",
 }
 
@@ -82,7 +76,8 @@ def env_label(key: str, lang: str) -> str:
 def result_columns(lang: str) -> List[Tuple[str, str]]:
     """``tables.RESULT_COLUMNS`` with titles in ``lang``."""
     if lang == "zh":
-        return [(key, _RESULT_ZH.get(key, title)) for key, title in tables.RESULT_COLUMNS]
+        figures = {column.key: column.title_zh for column in tables.FIGURE_COLUMNS}
+        return [(key, figures.get(key) or _JOB_ZH[key]) for key, _ in tables.RESULT_COLUMNS]
     return list(tables.RESULT_COLUMNS)
 
 
@@ -95,9 +90,9 @@ def env_columns(lang: str) -> Sequence[Tuple[str, str]]:
     return tables.ENV_COLUMNS
 
 
-#: metric definitions (metrics.md, metric version metrics.md/1): index, zh label, definition (en),
-#: the reference's own note (特殊说明) where it has one
-METRICS: Sequence[Tuple[str, str, str, str]] = (
+#: the definitions of the job's own columns and of the latency the report plots: index, Chinese title,
+#: definition, the reference's own note (特殊说明) where it has one
+_JOB_DEFINITIONS: Sequence[Tuple[str, str, str, str]] = (
     (
         "precision",
         "数据精度",
@@ -110,54 +105,15 @@ METRICS: Sequence[Tuple[str, str, str, str]] = (
         "Images per batch; the last partial batch is padded and padded slots are never counted.",
         "",
     ),
-    (
-        "mem",
-        "硬件存储使用",
-        "Peak device memory held by the runner during the infer stage / the device's total "
-        "(GiB); the source of each figure is recorded per job.",
-        "通常称为“显存”,单位为GiB",
-    ),
-    ("e2e_time", "端到端时间", "Runner process start to result written (s).", "总时间+Perf初始化等时间"),
-    (
-        "p_val_whole",
-        "验证总吞吐量",
-        "R x N / wall time of the val stage's passes (PyTorch): reading, decoding, "
-        "preprocessing, copies, compute, top-k; every pass decodes again.",
-        "实际验证图片数除以总验证时间",
-    ),
-    (
-        "p_val_core",
-        "验证计算吞吐量",
-        "R x N / sum over batches of the model call alone, input already on the "
-        "device in the engine's dtype and layout, timed with device events.",
-        "不包含IO部分耗时",
-    ),
-    (
-        "p_infer_whole",
-        "推理总吞吐量",
-        "As p_val_whole, for the toolkit's compiled model.",
-        "实际推理图片数除以总推理时间",
-    ),
-    (
-        "p_infer_core",
-        "推理计算吞吐量",
-        "As p_val_core, for the toolkit's compiled model; the same window for every toolkit.",
-        "不包含IO部分耗时",
-    ),
-    ("latency", "延迟", "Per-batch core time over all batches of all passes: p50 / p90 / p99 (ms).", ""),
-    (
-        "mfu",
-        "计算卡使用率",
-        "flops_per_image x p_infer_core / dense peak FLOP/s of the detected device at the "
-        "precision that ran; no known peak -> null, never a guess. The reference's convention (4.12e9 "
-        "multiply-adds counted as FLOPs) is shown beside it for comparison only.",
-        "model flops utilization",
-    ),
-    (
-        "acc",
-        "推理结果",
-        "Top-1 over all N images, percent (val / infer); n/m when the weights make accuracy not "
-        "meaningful (random or unverified).",
-        "单位为top1分类准确率(acc1)",
-    ),
+    ("latency", "延迟", "Per-batch core time of the core pass: p50 / p90 / p99 (ms).", ""),
 )
+
+
+def definitions() -> List[Tuple[str, str, str, str]]:
+    """The metric definitions (docs/metrics.md) the HTML report lists: index, Chinese title, definition,
+    the reference's note; the job's columns first, then every row of the metric table."""
+    figures = [
+        (metric.label(), metric.title_zh, metric.definition, metric.reference_note)
+        for metric in table.METRICS
+    ]
+    return list(_JOB_DEFINITIONS) + figures

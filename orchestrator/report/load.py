@@ -1,7 +1,7 @@
 """A stored run read once from the store, with each job's stored result, derived figures and samples.
 
 Every stored cell is read through the same checks as a fetched result (``store.read_cell``: within bounds;
-``collect.read`` and ``collect.check_derived``: typed, within physical bounds; ``StoredSpec``: the job's
+``collect.read`` and ``collect.read_derived``: typed, within physical bounds; ``StoredSpec``: the job's
 spec), so a store edited by hand or by another program shows its job as unreadable, in one line, and every
 report goes on.
 """
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 from orchestrator.job import collect
+from orchestrator.metrics.derived import Derived
 from orchestrator.store import Store
 from runner_in_container import schema
 
@@ -87,7 +88,7 @@ class JobData:
 
     job: Dict[str, Any]
     result: Optional[Dict[str, Any]]
-    derived: Optional[Dict[str, Any]]
+    derived: Optional[Derived]
     samples: Optional[Dict[str, Any]]
     unreadable: Optional[str] = None
 
@@ -158,16 +159,25 @@ def _host_environment(env: Dict[str, Any]) -> Dict[str, Any]:
 
 def _typed(
     job: Dict[str, Any], found: Dict[str, Any]
-) -> Tuple[Optional[Dict], Optional[Dict], Optional[str]]:
+) -> Tuple[Optional[Dict], Optional[Derived], Optional[str]]:
     """(result, derived, None) of a job whose stored cells read typed, or (None, None, why not)."""
-    why = job["unreadable"] or found["unreadable"] or _problem(job, found)
+    why = job["unreadable"] or found["unreadable"] or _problem(job)
+    derived = None
+    if why is None and found["result"] is not None:
+        try:
+            if collect.read(found["result"]).figures is None:
+                why = "result_json: a result without figures"
+            else:
+                derived = collect.read_derived(found["derived"])
+        except collect.ResultInvalid as exc:
+            why = str(exc)
     if why is not None:
         return None, None, "a stored cell is unreadable: %s" % why
-    return found["result"], found["derived"], None
+    return found["result"], derived, None
 
 
-def _problem(job: Dict[str, Any], found: Dict[str, Any]) -> Optional[str]:
-    """Why a job's decoded cells do not read typed (one line), or None."""
+def _problem(job: Dict[str, Any]) -> Optional[str]:
+    """Why a job's decoded spec or timings do not read typed (one line), or None."""
     for column, cls, doc in (
         ("spec_json", StoredSpec, job["spec"]),
         ("timings_json", StoredTimings, job["timings"]),
@@ -176,14 +186,6 @@ def _problem(job: Dict[str, Any], found: Dict[str, Any]) -> Optional[str]:
             schema.parse_as(cls, doc)
         except schema.Invalid as exc:
             return "%s: %s" % (column, exc)
-    if found["result"] is None:
-        return None
-    try:
-        if collect.read(found["result"]).figures is None:
-            return "result_json: a result without figures"
-        collect.check_derived(found["derived"])
-    except collect.ResultInvalid as exc:
-        return str(exc)
     return None
 
 

@@ -1,37 +1,38 @@
 """The two tables of a run: results (the reference columns) and environment (per host).
 
 Rows are plain dicts of display strings built from the run as ``load.load_run`` read it (every cell typed,
-an unreadable one shown as such); renderers turn them into a rich table, Markdown, CSV or JSON. Every value
-comes from a stored capture: what was not captured shows as "unknown", never a typed-in value. Display
-decides no state: a job's state is the one stored.
+an unreadable one shown as such); the figures' columns are the metric table's (``metrics.table``).
+Renderers turn them into a rich table, Markdown, CSV or JSON. Every value comes from a stored capture: what
+was not captured shows as "unknown", never a typed-in value. Display decides no state: a job's state is the
+one stored.
 """
 
 import csv
 import html
 import io
 import json
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
+from orchestrator.metrics import table
+from orchestrator.metrics.derived import Derived
 from orchestrator.report.load import ReportError, RunData
 
 UNKNOWN = "unknown"
 
-RESULT_COLUMNS: Sequence[Tuple[str, str]] = (
+#: the job's own columns before the figures, and after them
+JOB_COLUMNS: Sequence[Tuple[str, str]] = (
     ("host", "host"),
     ("vendor", "vendor"),
     ("device", "device"),
     ("tool", "tool"),
     ("precision", "precision"),
     ("bs", "bs"),
-    ("e2e_time", "e2e_time (s)"),
-    ("p_val_whole", "p_val_whole"),
-    ("p_val_core", "p_val_core"),
-    ("p_infer_whole", "p_infer_whole"),
-    ("p_infer_core", "*p_infer_core"),
-    ("mfu", "*MFU"),
-    ("acc", "acc (val/infer)"),
-    ("mem", "mem (GiB)"),
-    ("state", "state"),
+)
+STATE_COLUMN = ("state", "state")
+#: the figures' columns (the metric table's, in its order)
+FIGURE_COLUMNS = table.columns()
+RESULT_COLUMNS: Sequence[Tuple[str, str]] = (
+    tuple(JOB_COLUMNS) + tuple((column.key, column.title) for column in FIGURE_COLUMNS) + (STATE_COLUMN,)
 )
 
 ENV_COLUMNS: Sequence[Tuple[str, str]] = (
@@ -50,20 +51,12 @@ ENV_COLUMNS: Sequence[Tuple[str, str]] = (
 )
 
 
-def _num(value: Optional[float], digits: int = 1) -> str:
-    return UNKNOWN if value is None else "%.*f" % (digits, value)
-
-
-def _acc(derived: Dict[str, Any]) -> str:
-    text = "%.2f/%.2f" % (derived["acc_val_top1"], derived["acc_infer_top1"])
-    return text if derived["acc_meaningful"] else text + " (n/m)"
-
-
-def _mem(derived: Dict[str, Any]) -> str:
-    used, total = derived.get("mem_used_gib"), derived.get("mem_total_gib")
-    if used is None:
-        return UNKNOWN
-    return "%.2f/%s" % (used, _num(total))
+def figure_cell(column: table.Column, derived: Derived) -> str:
+    """The cell of ``column`` for a job's figures: its rows' values joined by "/", marked "(n/m)" where the
+    weights make them not meaningful."""
+    text = "/".join(metric.show(derived.figure(metric.key)) for metric in column.metrics)
+    flagged = any(metric.needs_meaningful_weights for metric in column.metrics)
+    return text + " (n/m)" if flagged and not derived.acc_meaningful else text
 
 
 def result_rows(data: RunData) -> List[Dict[str, str]]:
@@ -84,32 +77,9 @@ def result_rows(data: RunData) -> List[Dict[str, str]]:
             "bs": str(spec.get("batch_size", "?")),
             "state": "%s: %s" % (state, reason) if reason else state,
         }
-        d = item.derived
-        if d is not None:
-            row.update(
-                {
-                    "e2e_time": _num(d["e2e_time_s"]),
-                    "p_val_whole": _num(d["p_val_whole"]),
-                    "p_val_core": _num(d["p_val_core"]),
-                    "p_infer_whole": _num(d["p_infer_whole"]),
-                    "p_infer_core": _num(d["p_infer_core"]),
-                    "mfu": "/" if d.get("mfu") is None else "%.1f%%" % (100 * d["mfu"]),
-                    "acc": _acc(d),
-                    "mem": _mem(d),
-                }
-            )
-        else:
-            for key in (
-                "e2e_time",
-                "p_val_whole",
-                "p_val_core",
-                "p_infer_whole",
-                "p_infer_core",
-                "mfu",
-                "acc",
-                "mem",
-            ):
-                row[key] = "-"
+        derived = item.derived
+        for column in FIGURE_COLUMNS:
+            row[column.key] = "-" if derived is None else figure_cell(column, derived)
         rows.append(row)
     return rows
 
@@ -208,13 +178,25 @@ def json_text(document: Any) -> str:
 
 def as_json(data: RunData) -> str:
     """The whole run as stored: jobs (with ``unreadable`` where a cell is), results with derived figures,
-    environments, samples; an unreadable cell's values are null."""
+    environments, samples, and each figure's unit, title and definition; an unreadable cell's values are
+    null."""
     return json_text(
         {
             "run": data.run,
             "jobs": [dict(job.job, unreadable=job.unreadable) for job in data.jobs],
             "results": {
-                job.job_id: {"result": job.result, "derived": job.derived} for job in data.jobs if job.ok
+                job.job_id: {"result": job.result, "derived": job.derived.as_stored()}
+                for job in data.jobs
+                if job.derived is not None
+            },
+            "metrics": {
+                metric.key: {
+                    "unit": metric.unit,
+                    "title": metric.title,
+                    "definition": metric.definition,
+                    "higher_is_better": metric.higher_is_better,
+                }
+                for metric in table.METRICS
             },
             "environments": data.environments,
             "samples": {job.job_id: job.samples for job in data.jobs if job.samples is not None},

@@ -1,0 +1,101 @@
+"""A job's derived figures: the typed, frozen record that ``collect`` returns and the store keeps.
+
+``figures`` holds one value per row of the metric table (``table.METRICS``), each read through its row;
+the other fields are the notes the figures rest on (what ran, the sources, the peak and why it is unknown).
+The store keeps the record as one flat JSON object (``as_stored``), read back through ``from_stored`` with
+the checks of the result itself: each figure typed and within the bounds of its row.
+"""
+
+from dataclasses import MISSING, asdict, dataclass, field, fields, make_dataclass
+from types import MappingProxyType
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union, get_type_hints
+
+from orchestrator.metrics import table
+from runner_in_container import schema
+from vendors.base import Vendor
+
+
+@dataclass(frozen=True)
+class Derived:
+    """The figures of one job (metric key -> value or None) and the notes they rest on: texts and flags, never
+    a number (a number is a figure, with its row in the metric table)."""
+
+    figures: Mapping[str, Optional[float]]
+    tool: str = schema.text()
+    precision: str = schema.text()
+    #: accuracy figures mean something (verified weights)
+    acc_meaningful: bool = schema.flag()
+    mem_source: Optional[str] = schema.text()
+    device_model: Optional[str] = schema.text()
+    #: where the dense peak FLOP/s the MFU rests on comes from, or why there is none
+    peak_source: Optional[str] = schema.text()
+    mfu_note: Optional[str] = schema.text()
+    metric_version: Union[int, str, None] = schema.metric_version(present="optional")
+    #: added by hostrun: where the monitor's samples came from, and the MPS daemon's part
+    samples_source: Optional[str] = schema.text(present="optional")
+    mps: Optional[str] = schema.text(present="optional")
+
+    def figure(self, key: str) -> Optional[float]:
+        """The figure of the metric ``key`` (KeyError for a key no row has)."""
+        return self.figures[key]
+
+    def as_stored(self) -> Dict[str, Any]:
+        """The record as the store keeps it: one flat JSON object."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "figures"}
+        out.update(self.figures)
+        return out
+
+
+def _stored_shape() -> type:
+    """The stored record's shape as a dataclass ``schema.parse_as`` reads: the notes as declared, and each
+    metric as its row says (always a number, or null or absent in older records)."""
+    hints = get_type_hints(Derived)
+    entries: List[Tuple[str, Any, Any, Mapping[str, Any]]] = [
+        (f.name, hints[f.name], f.default, f.metadata) for f in fields(Derived) if f.name != "figures"
+    ]
+    for metric in table.METRICS:
+        present = schema.PRESENT_ALWAYS if metric.always else "optional"
+        kind = float if metric.always else Optional[float]
+        default = MISSING if metric.always else None
+        entries.append((metric.key, kind, default, {"rule": metric.rule(), "present": present}))
+    required: List[Tuple[str, Any, Any]] = []
+    optional: List[Tuple[str, Any, Any]] = []  # after those without a default
+    for name, kind, default, metadata in entries:
+        spec = (name, kind, field(default=default, metadata=metadata))
+        (required if default is MISSING else optional).append(spec)
+    return make_dataclass("StoredDerived", required + optional, frozen=True)
+
+
+_STORED = _stored_shape()
+
+
+def from_stored(doc: Any) -> Derived:
+    """The record in the decoded stored object ``doc``; ``schema.Invalid`` naming the first key that breaks
+    its shape."""
+    stored = asdict(schema.parse_as(_STORED, doc))
+    figures = MappingProxyType({metric.key: stored.pop(metric.key) for metric in table.METRICS})
+    return Derived(figures, **stored)
+
+
+def derive(result: schema.Result, vendor: Vendor, device_model: Optional[str]) -> Derived:
+    """The derived figures of a result with figures, MFU from ``vendor``'s peak table for ``device_model``
+    (the host's SMI; the runner's device name when the host knows none); ``schema.Invalid`` when a figure
+    breaks its row's bounds (an MFU beyond any physical sense from figures each within their own)."""
+    assert result.environment is not None and result.memory is not None and result.stages.infer is not None
+    model = device_model or result.environment.device.name
+    precision = result.config.precision
+    peak = vendor.peak_flops(model, precision) if model else None
+    inputs = table.Inputs(result, peak[0] if peak else None)
+    stage_memory = result.memory.stages.infer
+    record = Derived(
+        figures=MappingProxyType({metric.key: metric.value(inputs) for metric in table.METRICS}),
+        tool=result.config.toolkit,
+        precision=precision,
+        acc_meaningful=result.weights.accuracy_meaningful,
+        mem_source=stage_memory.mem_used_source if stage_memory is not None else None,
+        device_model=model,
+        peak_source=peak[1] if peak else None,
+        mfu_note=None if peak else "no peak for %r at %s in vendor %s" % (model, precision, vendor.name),
+        metric_version=result.metric_version,
+    )
+    return from_stored(record.as_stored())

@@ -1,0 +1,190 @@
+"""The metric table holds every figure once: each row is a figure of the derived record, read from a number
+field of the result, and shows in every output format (the results table in the terminal, Markdown, CSV,
+JSON and HTML, in English and Chinese; the metric definitions; compare; the throughput chart; bench) and in
+docs/metrics.md. A row added to the table shows up everywhere with nothing else changed (checked in a fresh
+interpreter with two rows more); a number added to the record beside the table fails."""
+
+import argparse
+import csv
+import importlib.util
+import io
+import json
+import re
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Dict, List, get_args, get_type_hints
+
+import markupsafe
+
+import vendors
+from orchestrator.job import collect
+from orchestrator.metrics import derived, table
+from orchestrator.report import command, labels, tables
+from orchestrator.report.load import load_run
+from orchestrator.store import Store
+from tests.test_hostile_results import _stored_run
+from tests.test_result_typed import REAL
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _report(store: Path, *argv: str) -> str:
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args([*argv, "--store", str(store)])
+    opened = Store(str(store), readonly=True)
+    try:
+        return command.render(args, opened, console_width=2000)
+    finally:
+        opened.close()
+
+
+def _bench_table(row: Dict) -> str:
+    """bench/gpu_product.py's table of one row."""
+    spec = importlib.util.spec_from_file_location("gpu_product", str(REPO / "bench" / "gpu_product.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.table([row])
+
+
+def check_every_format(root: Path) -> List[str]:
+    """Assert that every row of the metric table shows in every output format of a stored run made of the
+    real result; the keys checked."""
+    store = root / "bench.sqlite"
+    doc = json.loads(REAL.read_text())
+    run_a, run_b = (_stored_run(store, doc, {"hostname": "h"}) for _ in range(2))
+    (job,) = load_run(Store(str(store), readonly=True), run_a).ok_jobs()
+    record = job.derived
+    assert record is not None and set(record.figures) == set(table.BY_KEY)
+
+    results_csv = _report(store, run_a, "--format", "csv").split("\n\n")[0]
+    (row,) = csv.DictReader(io.StringIO(results_csv))
+    text = {
+        (fmt, lang): _report(store, run_a, "--format", fmt, "--lang", lang)
+        for fmt in ("table", "md", "html")
+        for lang in labels.LANGS
+    }
+    document = json.loads(_report(store, run_a, "--format", "json"))
+    compared = list(csv.DictReader(io.StringIO(_report(store, run_a, "--compare", run_b, "--format", "csv"))))
+    compared_json = json.loads(_report(store, run_a, "--compare", run_b, "--format", "json"))
+    bench = _bench_table(dict(record.as_stored(), row="x5"))
+    bench_head, _, bench_row = bench.splitlines()
+
+    for metric in table.METRICS:
+        value, shown = record.figure(metric.key), metric.show(record.figure(metric.key))
+        assert document["results"][job.job_id]["derived"][metric.key] == value, metric.key
+        assert document["metrics"][metric.key]["unit"] == metric.unit, metric.key
+        for lang in labels.LANGS:
+            html = text["html", lang]
+            assert "<td>%s</td>" % markupsafe.escape(metric.definition) in html, metric.key
+            assert "<td>%s</td>" % markupsafe.escape(metric.label()) in html, metric.key
+        assert "<td>%s</td>" % markupsafe.escape(metric.title_zh) in text["html", "zh"], metric.key
+        assert " %s |" % metric.title in bench_head and " %s |" % shown in bench_row, metric.key
+        if metric.table:
+            (column,) = [c for c in tables.FIGURE_COLUMNS if metric in c.metrics]
+            cell = row[column.key]
+            joined = "/".join(m.show(record.figure(m.key)) for m in column.metrics)
+            assert shown in cell and cell in (joined, joined + " (n/m)"), metric.key
+            for lang, title in (("en", column.title), ("zh", column.title_zh)):
+                assert "| %s |" % tables.md_cell(title) in text["md", lang].splitlines()[4], metric.key
+                assert " %s |" % tables.md_cell(cell) in text["md", lang], metric.key
+                assert title in text["table", lang] and cell in text["table", lang], metric.key
+                assert "<th>%s</th>" % markupsafe.escape(title) in text["html", lang], metric.key
+                assert '<td class="num">%s</td>' % markupsafe.escape(cell) in text["html", lang], metric.key
+            if metric.unit == "img/s":
+                assert "<title>%s: " % metric.key in text["html", "en"], metric.key  # the throughput chart
+        figures = [r for r in compared if r["figure"] == metric.label()]
+        if metric.compare:
+            assert [(r["a"], r["b"], r["better"]) for r in figures] == [(shown, shown, "")], metric.key
+            assert compared_json["pairs"][0]["a"]["figures"][metric.key] == value, metric.key
+        else:
+            assert figures == [], metric.key
+    return [metric.key for metric in table.METRICS]
+
+
+def test_every_row_shows_in_every_format(tmp_path):
+    assert check_every_format(tmp_path) == [metric.key for metric in table.METRICS]
+
+
+#: two rows more, one of them sharing the accuracy cell: what a new figure is (its row, read from a field
+#: the result has)
+NEW_ROWS = """
+from orchestrator.metrics import table
+new = (
+    table.Metric("p_new", "img/s", "%.3f", "p_new", "新吞吐量", "A new throughput.", True, True,
+                 "stages.infer.throughput_core_in_pipeline_img_per_s"),
+    table.Metric("acc_new_top5", "%", "%.3f", "acc new top-5", "新结果 top-5", "A new accuracy.", True, True,
+                 "stages.infer.top5_pct", cell="acc", needs_meaningful_weights=True),
+)
+table.METRICS += new
+table.BY_KEY.update((metric.key, metric) for metric in new)
+import sys
+from pathlib import Path
+from tests.test_metric_table import check_every_format
+print(" ".join(check_every_format(Path(sys.argv[1]))))
+"""
+
+
+def test_a_row_added_to_the_table_shows_in_every_format(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-c", NEW_ROWS, str(tmp_path)],
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    checked = proc.stdout.split()
+    assert checked[-2:] == ["p_new", "acc_new_top5"] and len(checked) == len(table.METRICS) + 2
+
+
+def test_each_row_reads_a_number_field_of_the_result_or_says_its_bounds():
+    for metric in table.METRICS:
+        rule = metric.rule()
+        if isinstance(metric.source, str):
+            spec = table.field_at(metric.source)
+            assert rule is spec.metadata["rule"], metric.key
+        else:
+            assert metric.bounds is not None, metric.key
+        assert (metric.cell == "") or metric.cell in table.SHARED_CELLS, metric.key
+    assert len(table.BY_KEY) == len(table.METRICS)
+
+
+def test_the_record_holds_every_row_and_no_number_beside_them():
+    record = collect.derive(collect.read(json.loads(REAL.read_text())), vendors.get("cpu"), None)
+    assert list(record.figures) == [metric.key for metric in table.METRICS]
+    notes = [f.name for f in fields(derived.Derived) if f.name != "figures"]
+    assert set(record.as_stored()) == set(notes) | set(table.BY_KEY)
+    hints = get_type_hints(derived.Derived)
+    for name in notes:  # a number is a figure: it has its row in the table, not a field of the record
+        assert float not in (get_args(hints[name]) or (hints[name],)), name
+        assert name not in table.BY_KEY, name
+
+
+def test_a_stored_record_without_a_figure_that_is_always_there_is_refused():
+    stored = collect.derive(collect.read(json.loads(REAL.read_text())), vendors.get("cpu"), None).as_stored()
+    for metric in table.METRICS:
+        rest = {k: v for k, v in stored.items() if k != metric.key}
+        if metric.always:
+            try:
+                collect.read_derived(rest)
+            except collect.ResultInvalid as exc:
+                assert str(exc) == "derived figures: %s = None: missing" % metric.key
+            else:
+                raise AssertionError("%s: read without it" % metric.key)
+        else:  # older stored records lack it: read as null
+            assert collect.read_derived(rest).figure(metric.key) is None
+
+
+def test_the_docs_table_has_one_row_per_metric():
+    page = (REPO / "docs" / "metrics.md").read_text()
+    rows = re.findall(r"^\| `([a-z0-9_]+)` \| ([^|]+) \| (higher|lower) \| (.+) \|$", page, re.M)
+    expected = [
+        (m.key, m.unit or "ratio", "higher" if m.higher_is_better else "lower", m.definition)
+        for m in table.METRICS
+    ]
+    assert rows == expected
