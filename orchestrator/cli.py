@@ -1,101 +1,38 @@
 """python -m orchestrator: plan | run | doctor | report | ls | vendors | bundle."""
 
 import argparse
-import json
 import sys
-import tempfile
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 import vendors
 from orchestrator.bundle import command as bundle_command
-from orchestrator.config.cluster import Cluster, Host
-from orchestrator.config.fields import ConfigError
-from orchestrator.config.load import check as config_check
-from orchestrator.config.load import load_checked, load_cluster
+from orchestrator.config.load import load_checked
 from orchestrator.host import doctor, images
-from orchestrator.host import workdir as workdirs
-from orchestrator.host.prepare import host_image_spec, image_overrides
-from orchestrator.job.plan import Job, expand
-from orchestrator.job.stages import RunContext
-from orchestrator.outcome import INTERRUPTED
+from orchestrator.host.prepare import host_image_spec
+from orchestrator.job.plan import expand
+from orchestrator.model.cluster import Cluster, Host
+from orchestrator.model.fields import ConfigError
+from orchestrator.outcome import UsageError
 from orchestrator.report import command as report_command
-from orchestrator.report import tables
-from orchestrator.report.load import load_run
+from orchestrator.run import command as run_command
 from orchestrator.run import lock as runlock
 from orchestrator.run import signals
-from orchestrator.run.display import ProgressBoard
-from orchestrator.run.scheduler import run_all
 from orchestrator.safeio import ids, logs
 from orchestrator.safeio.text import console as safe_console
 from orchestrator.safeio.text import shown
 from orchestrator.store import (
-    OK,
-    RUN_FINISHED,
-    RUN_INTERRUPTED,
     RUNNING,
     Store,
     StoreError,
-    new_run_id,
-    read_cell,
 )
 from vendors.base import Vendor
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
 #: what an interrupted command that only reads (or writes its one output file at the end) has done
 READ_ONLY_STOPPED = "stopped, nothing was written"
-
-
-class UsageError(Exception):
-    """A problem with what the user asked for; printed as one line, exit 2."""
-
-
-def _print_table(console: Console, title: str, rows, columns: Sequence[Tuple[str, str]]) -> None:
-    table = Table(title=title, show_lines=False)
-    for _, heading in columns:
-        table.add_column(heading, overflow="fold")
-    for row in rows:
-        table.add_row(*[row.get(key, "") for key, _ in columns])
-    console.print(table)
-
-
-def _offline(cluster: Cluster, args: argparse.Namespace) -> Cluster:
-    """``cluster`` with defaults.offline set when ``run --offline`` asks for it."""
-    if not args.offline:
-        return cluster
-    raw = cluster.model_dump()
-    raw["defaults"]["offline"] = True
-    try:
-        return Cluster.model_validate(raw)
-    except ValidationError as exc:
-        raise UsageError("run --offline: %s" % exc.errors()[0]["msg"].replace("Value error, ", "")) from None
-
-
-def _writable_dir(path: Path, field: str) -> Path:
-    """``path``, created if missing; UsageError naming ``field`` unless a file can be written there."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=str(path)):
-            pass
-    except OSError as exc:
-        raise UsageError("%s %s is not writable: %s" % (field, path, exc.strerror or exc)) from None
-    return path
-
-
-def _results_dir(cluster: Cluster, run_id: str) -> Path:
-    """The run's folder in results_dir; results_dir made if missing, under the workdir's rules (the run user's
-    alone, at and below it: a result file in it is taken as fetched by this orchestrator)."""
-    try:
-        path = workdirs.private_local(
-            cluster.results_dir, "results_dir", "or set results_dir to a folder of your own"
-        )
-    except workdirs.WorkdirRefused as exc:
-        raise UsageError(str(exc)) from None
-    return _writable_dir(Path(path), "results_dir") / run_id
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
@@ -140,213 +77,6 @@ def _dockerfiles(cluster: Cluster, known: Dict[str, Vendor], where: str) -> List
         if all(other.vendor != host.vendor for other, _ in out):
             out.append((host, spec.dockerfile))
     return out
-
-
-def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    if args.resume:
-        return _resume(args, console)
-    if not args.cluster:
-        raise UsageError("run: --cluster FILE is required (or --resume RUN_ID)")
-    cluster, known = load_checked(args.cluster)
-    cluster = _offline(cluster, args)
-    jobs, skipped = expand(cluster, known)
-    if not jobs:
-        reasons = sorted({"%s: %s" % (item.host, item.reason) for item in skipped})
-        raise UsageError(
-            "%s: no job to run, every case was skipped: %s" % (args.cluster, "; ".join(reasons[:3]))
-            + ("; and %d more" % (len(reasons) - 3) if len(reasons) > 3 else "")
-        )
-    run_id = new_run_id()
-    results_dir = _results_dir(cluster, run_id)
-    store = Store(args.store or cluster.store)
-    hosts = {h.name: h for h in cluster.hosts}
-    with runlock.held(store.path, run_id):
-        store.create_run(run_id, str(Path(args.cluster).resolve()), cluster.model_dump(mode="json"))
-        for job in jobs:
-            store.add_job(run_id, job.job_id, job.host, hosts[job.host].vendor, job.as_dict())
-        for item in skipped:
-            console.print("skipped %s/%s on %s: %s" % (item.toolkit, item.precision, item.host, item.reason))
-        console.print("run %s: %d jobs on %d hosts; store %s" % (run_id, len(jobs), len(hosts), store.path))
-        return _execute(console, store, run_id, cluster, known, jobs, results_dir)
-
-
-def _resume(args: argparse.Namespace, console: Console) -> int:
-    """Run again the jobs of a stored run that are not OK; OK jobs and their results stay as they are.
-
-    The run's stored cluster file is used, or ``--cluster`` when given: it may change how hosts
-    are reached and run (a fixed path, a longer timeout), not which jobs the run has. The stored one runs
-    only as its cluster file still says (``_refuse_unasked_changes``); either way the hosts are shown.
-    """
-    run_id = ids.checked("run", args.resume)
-    given = load_checked(args.cluster) if args.cluster else None
-    store_path = args.store or (given[0].store if given else DEFAULT_STORE)
-    if not Path(store_path).is_file():
-        raise UsageError("%s: no results store here (name it with --store)" % store_path)
-    store = Store(store_path)
-    run = store.run(run_id)
-    if run is None:
-        raise UsageError("run %s is not in store %s (see: python -m orchestrator ls)" % (run_id, store_path))
-    with runlock.held(store.path, run_id):  # before reading which jobs are left: no one else runs them
-        return _resume_held(args, console, store, run, given)
-
-
-def _resume_held(
-    args: argparse.Namespace,
-    console: Console,
-    store: Store,
-    run: Dict[str, Any],
-    given: Optional[Tuple[Cluster, Dict[str, Vendor]]],
-) -> int:
-    run_id = run["run_id"]
-    if given:
-        (cluster, known), cluster_path = given, str(Path(args.cluster).resolve())
-    else:
-        cluster_path = run["cluster_path"]
-        stored_cluster, unreadable = read_cell(run["cluster_json"], "cluster_json")
-        try:
-            if unreadable:
-                raise ValueError(unreadable)
-            cluster = Cluster.model_validate(stored_cluster)
-        except ValueError as exc:
-            raise UsageError("run %s: stored cluster file no longer loads: %s" % (run_id, exc)) from None
-        known = config_check(cluster, "run %s (stored cluster file)" % run_id)
-        _refuse_unasked_changes(console, run, cluster)
-    cluster = _offline(cluster, args)
-    jobs, _ = expand(cluster, known)
-    stored = {job["job_id"]: job for job in store.jobs(run_id)}
-    specs = {job.job_id: json.loads(json.dumps(job.as_dict(), sort_keys=True)) for job in jobs}
-    if specs != {job_id: job["spec"] for job_id, job in stored.items()}:
-        differ = sorted(set(specs) ^ set(stored)) or sorted(k for k in specs if specs[k] != stored[k]["spec"])
-        raise UsageError(
-            "%s: its jobs differ from those of run %s (first: %s); a resume runs the same jobs, start a "
-            "new run for other ones" % (args.cluster, run_id, differ[0])
-        )
-    todo = [job for job in jobs if stored[job.job_id]["state"] != OK]
-    if not todo:
-        console.print("run %s: all %d jobs finished OK; nothing to resume" % (run_id, len(jobs)))
-        return 0
-    results_dir = _results_dir(cluster, run_id)
-    _show_hosts(console, cluster, known)
-    store.reopen_run(run_id, cluster_path, cluster.model_dump(mode="json"))
-    console.print(
-        "resuming run %s: %d of %d jobs to run, %d finished OK are kept; store %s"
-        % (run_id, len(todo), len(jobs), len(jobs) - len(todo), store.path)
-    )
-    return _execute(console, store, run_id, cluster, known, todo, results_dir)
-
-
-def _refuse_unasked_changes(console: Console, run: Dict[str, Any], stored: Cluster) -> None:
-    """UsageError when the store's cluster of ``run`` differs from the cluster file it names, or that file is
-    not the run user's alone: whoever changed the store (not the user, who would have given ``--cluster``)
-    does not choose what runs."""
-    run_id, path = run["run_id"], run["cluster_path"]
-    if not Path(path).exists():
-        console.print("run %s: its cluster file %s is gone; the store's hosts run, as below" % (run_id, path))
-        return
-    found = workdirs.local_problem(path, "or resume with --cluster FILE")
-    if found:
-        raise UsageError("run %s: its cluster file %s refused: %s" % (run_id, path, found))
-    try:
-        on_disk = load_cluster(path)
-    except ConfigError as exc:
-        raise UsageError(
-            "run %s: its cluster file no longer loads (%s); resume with --cluster FILE" % (run_id, exc)
-        ) from None
-    mine, theirs = (c.model_dump(mode="json", exclude={"defaults": {"offline"}}) for c in (stored, on_disk))
-    where = _first_difference(mine, theirs, "")
-    if where is not None:
-        raise UsageError(
-            "run %s: the store's cluster differs from its cluster file %s at %s; a resume runs no host that "
-            "you did not give: resume with --cluster %s to run what the file says"
-            % (run_id, path, where or "the top", path)
-        )
-
-
-def _first_difference(a: Any, b: Any, where: str) -> Optional[str]:
-    """The first place (``hosts[0].python``) where two JSON values differ; None when they are equal."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            found = _first_difference(a.get(key), b.get(key), "%s.%s" % (where, key) if where else key)
-            if found is not None:
-                return found
-        return None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for index, (x, y) in enumerate(zip(a, b)):
-            found = _first_difference(x, y, "%s[%d]" % (where, index))
-            if found is not None:
-                return found
-        return None
-    return None if a == b else where
-
-
-def _show_hosts(console: Console, cluster: Cluster, known: Dict[str, Vendor]) -> None:
-    """What a resume runs, host by host: where, how (runtime, python or image) and in which workdir."""
-    for host in cluster.hosts:
-        if host.runtime == "docker":
-            base = image_overrides(host).get("base_image") or known[host.vendor].image_vars["base_image"]
-            how = "docker, image of vendor %s on %s" % (host.vendor, base)
-        else:
-            how = "bare, python %s" % host.python
-        workdir = cluster.host_workdir(host) or "the run user's state folder"
-        console.print("  host %s at %s: %s; workdir %s" % (host.name, host.address, how, workdir))
-
-
-def _execute(
-    console: Console,
-    store: Store,
-    run_id: str,
-    cluster: Cluster,
-    known: Dict[str, Vendor],
-    jobs: List[Job],
-    results_dir: Path,
-) -> int:
-    """Run ``jobs`` of a stored run; on Ctrl-C the unfinished ones end CANCELLED and the run "interrupted".
-
-    When the store stops taking writes (disk full) the run stops: the result files already fetched stay in
-    ``results_dir`` and ``--resume`` stores them without running those jobs again (hostrun.run_job).
-    """
-    state: Optional[str] = RUN_INTERRUPTED
-    try:
-        with ProgressBoard() as board:
-            run_all(RunContext(run_id, cluster, store, known, results_dir, board.update), jobs)
-        state = RUN_FINISHED
-    except StoreError as exc:
-        state = None  # nothing more can be marked in it
-        raise StoreError(
-            "%s; run %s stopped, its fetched results are kept in %s: once the store can be written, resume "
-            "it with: python -m orchestrator run --resume %s --store %s"
-            % (exc, run_id, results_dir, run_id, store.path)
-        ) from None
-    finally:
-        if state == RUN_INTERRUPTED:
-            store.cancel_unfinished(run_id, INTERRUPTED)
-            print(
-                "run %s interrupted; resume it with: python -m orchestrator run --resume %s --store %s"
-                % (run_id, run_id, shown(store.path)),
-                file=sys.stderr,
-            )
-        if state is not None:
-            store.finish_run(run_id, state)
-    _print_run(console, store, run_id)
-    stored = store.jobs(run_id)
-    failed = [job for job in stored if job["state"] != OK]
-    for job in failed:
-        line = "error: job %s: %s: %s" % (job["job_id"], job["state"], job["reason"])
-        print(shown(line), file=sys.stderr)
-    if failed:
-        print(
-            "%d of %d jobs did not finish OK (run %s; rerun them with --resume %s)"
-            % (len(failed), len(stored), run_id, run_id),
-            file=sys.stderr,
-        )
-        return 1
-    return 0
-
-
-def _print_run(console: Console, store: Store, run_id: str) -> None:
-    data = load_run(store, run_id)
-    _print_table(console, "results of run %s" % run_id, tables.result_rows(data), tables.RESULT_COLUMNS)
-    _print_table(console, "environment", tables.environment_rows(data), tables.ENV_COLUMNS)
 
 
 def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
@@ -412,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="air-gapped: no build, no pull, no pip; images must be on the hosts (bundle import)",
     )
     p.set_defaults(
-        func=cmd_run,
+        func=run_command.run,
         stopping="stopping the containers; finished jobs are stored",
         stopped="containers stopped, finished jobs are stored",
     )

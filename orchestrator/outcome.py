@@ -1,6 +1,6 @@
-"""How a job ends: OK, FAILED_<stage> for the stage that broke (connect, build, start, run, collect,
-validate, accuracy), or CANCELLED, always with a one-line reason and never by raising. Other jobs and
-hosts carry on."""
+"""How a command or a job ends. A command: done, or a one-line ``UsageError`` (exit 2). A job: OK,
+FAILED_<stage> for the stage that broke (connect, build, start, run, collect, validate, accuracy), or
+CANCELLED, always with a one-line reason and never by raising: other jobs and hosts carry on."""
 
 INTERRUPTED = "run interrupted"
 
@@ -11,3 +11,7 @@ class StageFailure(Exception):
     def __init__(self, stage: str, reason: str) -> None:
         super().__init__(reason)
         self.stage = stage
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; printed as one line, exit 2."""

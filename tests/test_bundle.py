@@ -22,10 +22,10 @@ import vendors
 from orchestrator.bundle import importer
 from orchestrator.bundle import manifest as mf
 from orchestrator.cli import main
-from orchestrator.config.fields import ConfigError
 from orchestrator.config.load import load_cluster
 from orchestrator.host import images
 from orchestrator.host.origin import BUNDLE_REPO, origin_tag
+from orchestrator.model.fields import ConfigError
 from orchestrator.transport.local import LocalTransport
 from tests.test_hostile_workdir import stranger  # noqa: F401 - a fixture: a second uid
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.fields import ConfigError
 from orchestrator.config.load import load_cluster
+from orchestrator.model.fields import ConfigError
 
 GOOD = """
 hosts:

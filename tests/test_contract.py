@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 import vendors
-from orchestrator.config.cluster import Cluster
 from orchestrator.config.load import load_cluster
 from orchestrator.job.plan import Job, expand
 from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher
+from orchestrator.model.cluster import Cluster
 from orchestrator.store import Store
 from runner_in_container import cli, contract
 

@@ -15,7 +15,7 @@ from typing import Any, Dict
 import pytest
 
 from orchestrator import cli
-from orchestrator.config.cluster import Cluster
+from orchestrator.model.cluster import Cluster
 
 
 def valid() -> Dict[str, Any]:

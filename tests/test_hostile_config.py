@@ -15,11 +15,11 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 import vendors
-from orchestrator.config.fields import ConfigError
 from orchestrator.config.load import load_cluster
 from orchestrator.job.plan import expand
 from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher
+from orchestrator.model.fields import ConfigError
 from orchestrator.store import Store
 from orchestrator.transport.ssh import quote_argv
 from runner_in_container.data.generate import generate

@@ -28,7 +28,7 @@ def _real() -> Dict[str, Any]:
 
 
 def _stored_run(path: Path, doc: Dict[str, Any], env: Dict[str, Any]) -> str:
-    """A run of one OK job storing ``doc`` as hostrun does (its derived figures, its host's environment)."""
+    """A run of one OK job storing ``doc`` as a job does (its derived figures, its host's environment)."""
     store = Store(str(path))
     run_id = new_run_id()
     host = env.get("hostname", "h")

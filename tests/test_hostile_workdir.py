@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.cluster import Defaults
 from orchestrator.config.load import load_cluster
 from orchestrator.host import doctor
 from orchestrator.host import workdir as workdirs
+from orchestrator.model.cluster import Defaults
 from orchestrator.transport.local import LocalTransport
 from tests.test_faults import local_entry, orchestrator, write_cluster
 from vendors.cpu import VENDOR as CPU

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 import vendors
-from orchestrator.config.fields import ConfigError
 from orchestrator.config.load import load_cluster
 from orchestrator.job.plan import expand
 from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher
+from orchestrator.model.fields import ConfigError
 from orchestrator.store import Store
 
 CLUSTER = """

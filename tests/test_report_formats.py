@@ -78,7 +78,7 @@ def _runner(data: List[str], toolkit: str, precision: str, out: Path) -> subproc
 def _store_job(
     store: Store, run_id: str, env: Dict, data: List[str], toolkit: str, precision: str, out: Path
 ):
-    """Run the runner for one job and store it as hostrun does: state, timings, result, derived figures."""
+    """Run the runner for one job and store it as a job does: state, timings, result, derived figures."""
     spec = Job(
         job_id(HOST, 0, "resnet50", toolkit, precision, BS), HOST, 0, "resnet50", toolkit, precision, BS, 1, 1
     )

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 import vendors
-from orchestrator.config.fields import ConfigError
 from orchestrator.config.load import load_cluster
 from orchestrator.job.command import DEVICE
 from orchestrator.job.plan import expand
@@ -20,6 +19,7 @@ from orchestrator.job.stages import RunContext
 from orchestrator.launchers import slurm
 from orchestrator.launchers.slurm import BATCH_SCRIPT, OutputFollower, SlurmLauncher
 from orchestrator.launchers.slurmctl import JobStatus, SrunTransport, parse_sacct, parse_squeue
+from orchestrator.model.fields import ConfigError
 from orchestrator.outcome import StageFailure
 from orchestrator.store import Store
 from orchestrator.transport.base import MAX_LINE_BYTES

@@ -11,9 +11,9 @@ from typing import Any, List, Tuple
 import pytest
 
 import vendors
-from orchestrator.config.fields import ConfigError
 from orchestrator.config.load import load_cluster
 from orchestrator.host import doctor
+from orchestrator.model.fields import ConfigError
 from orchestrator.store import Store
 from orchestrator.transport import TransportError, make_transport
 from orchestrator.transport.hops import Hop, Jump, jumps_from_config, proxy_argv

@@ -10,8 +10,8 @@ from rich.console import Console
 
 from orchestrator.bundle import export, importer, verify
 from orchestrator.bundle.manifest import SHA256, BundleError
-from orchestrator.config.cluster import Cluster
 from orchestrator.host.images import ImageBuildError, ImageError
+from orchestrator.model.cluster import Cluster
 from orchestrator.transport.base import TransportError
 from vendors.base import Vendor
 

@@ -21,11 +21,11 @@ from rich.console import Console
 from orchestrator.bundle import archive
 from orchestrator.bundle import manifest as mf
 from orchestrator.bundle.progress import byte_bars
-from orchestrator.config.cluster import Cluster, Host
 from orchestrator.host import envinfo, images
 from orchestrator.host.prepare import host_image_spec, host_transport
 from orchestrator.host.python import code_argv
 from orchestrator.job.plan import Job, expand
+from orchestrator.model.cluster import Cluster, Host
 from orchestrator.transport.base import Transport
 from orchestrator.transport.local import LocalTransport
 from runner_in_container.contract import HASH_IN_NAME

@@ -30,11 +30,11 @@ from rich.progress import Progress, TaskID
 from orchestrator.bundle import export, tree, verify
 from orchestrator.bundle.manifest import MANIFEST, Bundle, BundleError, BundleImage, Manifest, wheel_path
 from orchestrator.bundle.progress import byte_bars
-from orchestrator.config.cluster import Cluster, Host
 from orchestrator.host import images
 from orchestrator.host import workdir as workdirs
 from orchestrator.host.origin import origin_tag
 from orchestrator.host.prepare import host_image_spec, host_transport
+from orchestrator.model.cluster import Cluster, Host
 from orchestrator.transport.base import Transport, TransportError
 from vendors.base import Vendor
 

@@ -1,1 +1,3 @@
-"""The cluster file: read within bounds, checked field by field, paths resolved, runner knobs checked."""
+"""Reading a cluster file (``host_configs/*.yaml``): within bounds (``yamlread``), into the models
+(``model``), its paths resolved (``paths``), then checked against this installation: its launchers, vendors
+and the runner's knobs (``knobs``). Every command calls ``load.load_checked``."""

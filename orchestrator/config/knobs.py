@@ -9,8 +9,8 @@ toolkit takes.
 
 from typing import Sequence
 
-from orchestrator.config.cluster import Cluster
-from orchestrator.config.fields import ConfigError
+from orchestrator.model.cluster import Cluster
+from orchestrator.model.fields import ConfigError
 from runner_in_container.contract import CASES, HOLD_KNOB, TOOLKIT_KNOBS, TOOLKIT_PRECISIONS, knobs
 
 

@@ -12,9 +12,9 @@ from pydantic import ValidationError
 import vendors
 from orchestrator import launchers
 from orchestrator.config import knobs, yamlread
-from orchestrator.config.cluster import Cluster
-from orchestrator.config.fields import ConfigError
 from orchestrator.config.paths import localise
+from orchestrator.model.cluster import Cluster
+from orchestrator.model.fields import ConfigError
 from vendors.base import Vendor
 
 #: how pydantic names the member of a Union it tried (``batch_size.list[int]``), not a field of the file

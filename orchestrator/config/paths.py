@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 from runner_in_container.contract import weights_is_file
 
 if TYPE_CHECKING:
-    from orchestrator.config.cluster import Cluster
+    from orchestrator.model.cluster import Cluster
 
 
 def _resolve_local(base: Path, value: Optional[str]) -> Optional[str]:

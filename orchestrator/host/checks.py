@@ -6,8 +6,8 @@ import posixpath
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
-from orchestrator.config.cluster import Cluster, Host
 from orchestrator.host import workdir as workdirs
+from orchestrator.model.cluster import Cluster, Host
 from orchestrator.safeio.text import one_line
 from orchestrator.transport.base import Completed, Transport, TransportError
 from runner_in_container.contract import HASH_IN_NAME, weights_is_file

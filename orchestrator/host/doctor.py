@@ -25,12 +25,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.config.cluster import Cluster, Host
 from orchestrator.host import envinfo, images, orphans
 from orchestrator.host import python as hostpython
 from orchestrator.host.checks import FAIL, PASS, SKIP, WARN, Check, Limits, StorageChecks, last_line
 from orchestrator.host.images import lacks_sdk_file
 from orchestrator.host.prepare import host_image_spec, host_transport, image_overrides
+from orchestrator.model.cluster import Cluster, Host
 from orchestrator.safeio.text import one_line, shown
 from orchestrator.transport.base import TransportError
 from vendors.base import Vendor

@@ -36,9 +36,9 @@ from typing import BinaryIO, Callable, ContextManager, Deque, Dict, List, Mappin
 
 import jinja2
 
-from orchestrator.config.cluster import Host
 from orchestrator.host import lock as hostlock
 from orchestrator.host import registry as registry_io
+from orchestrator.model.cluster import Host
 from orchestrator.transport.base import ProcessTransport, Transport, TransportError
 from vendors.base import SdkFile, Vendor
 

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import Dict
 
-from orchestrator.config.cluster import Host
 from orchestrator.host import envinfo, images, orphans
+from orchestrator.model.cluster import Host
 from orchestrator.outcome import StageFailure
 from orchestrator.safeio.text import one_line
 from orchestrator.transport import make_transport

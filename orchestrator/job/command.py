@@ -11,10 +11,10 @@ import posixpath
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from orchestrator.config.cluster import Host
 from orchestrator.host import python as hostpython
 from orchestrator.job import containers
 from orchestrator.job.plan import Job
+from orchestrator.model.cluster import Host
 from runner_in_container.contract import render_argv, weights_is_file
 from vendors.base import DevicePlaceholder, DeviceRef, Vendor
 

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
-from orchestrator.config.cluster import Host
 from orchestrator.host import envinfo, images, mps
 from orchestrator.host import prepare as hostprep
 from orchestrator.host import workdir as workdirs
@@ -24,6 +23,7 @@ from orchestrator.job.plan import Job
 from orchestrator.job.runner_output import RunnerOutcome, show_event
 from orchestrator.job.stages import RunContext, stage_errors
 from orchestrator.metrics.table import BY_KEY
+from orchestrator.model.cluster import Host
 from orchestrator.outcome import INTERRUPTED, StageFailure
 from orchestrator.safeio.text import one_line
 from orchestrator.store import CANCELLED, OK, RUNNING, StoreError

@@ -3,8 +3,8 @@
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Tuple
 
-from orchestrator.config.cluster import Cluster
 from orchestrator.host import images
+from orchestrator.model.cluster import Cluster
 from vendors.base import Vendor
 
 

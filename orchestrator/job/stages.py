@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator
 
-from orchestrator.config.cluster import Cluster
+from orchestrator.model.cluster import Cluster
 from orchestrator.outcome import StageFailure
 from orchestrator.safeio.text import one_line, os_error
 from orchestrator.store import Store, StoreError

@@ -2,7 +2,7 @@
 
 A launcher module exposes ``LAUNCHER``, a subclass of ``base.Launcher`` whose ``name`` is the
 cluster file's ``launcher:`` value; ``scheduler.run_all`` makes one per host entry and calls
-its ``run(jobs)``, the host entries in parallel. The job's lifecycle (``hostrun.HostWorker``:
+its ``run(jobs)``, the host entries in parallel. The job's lifecycle (``job.lifecycle.HostWorker``:
 its command, result fetching, validation, derived figures, the store) is shared; the
 launcher says how the host is prepared and how a job's command runs (``base.Launcher``).
 Modules without ``LAUNCHER`` (base, queues, slurmctl) are helpers.

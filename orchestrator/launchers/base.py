@@ -12,13 +12,13 @@ import posixpath
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from orchestrator.config.cluster import Host
 from orchestrator.host import envinfo, images, origin
 from orchestrator.host import prepare as hostprep
 from orchestrator.job.lifecycle import HostWorker
 from orchestrator.job.plan import Job
 from orchestrator.job.runner_output import RunnerOutcome
 from orchestrator.job.stages import RunContext
+from orchestrator.model.cluster import Host
 from orchestrator.safeio.logs import LogFile
 from orchestrator.transport.base import Transport
 

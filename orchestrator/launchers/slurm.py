@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from orchestrator.config.cluster import Host, SlurmSettings
 from orchestrator.host import envinfo, images
 from orchestrator.host import prepare as hostprep
 from orchestrator.host.monitor import Monitor
@@ -33,6 +32,7 @@ from orchestrator.job.stages import RunContext, stage_errors
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.queues import run_queues
 from orchestrator.launchers.slurmctl import JobStatus, SlurmClient, SrunTransport
+from orchestrator.model.cluster import Host, SlurmSettings
 from orchestrator.outcome import INTERRUPTED, StageFailure
 from orchestrator.safeio.text import one_line
 from orchestrator.transport.base import MAX_LINE_BYTES, Cancelled, Transport, TransportError

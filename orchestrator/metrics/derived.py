@@ -31,7 +31,7 @@ class Derived:
     peak_source: Optional[str] = schema.text()
     mfu_note: Optional[str] = schema.text()
     metric_version: Union[int, str, None] = schema.metric_version(present="optional")
-    #: added by hostrun: where the monitor's samples came from, and the MPS daemon's part
+    #: added by the job lifecycle: where the monitor's samples came from, and the MPS daemon's part
     samples_source: Optional[str] = schema.text(present="optional")
     mps: Optional[str] = schema.text(present="optional")
 

@@ -5,7 +5,7 @@ import argparse
 import io
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional
 
 from rich.console import Console
 from rich.table import Table
@@ -53,15 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _rich(title: str, rows: Sequence[dict], columns: Sequence[Tuple[str, str]]) -> Table:
-    table = Table(title=title)
-    for _, heading in columns:
-        table.add_column(heading, overflow="fold")
-    for row in rows:
-        table.add_row(*[str(row.get(key, "")) for key, _ in columns])
-    return table
-
-
 def _block_table(number: int, block: EnvBlock, lang: str) -> Table:
     table = Table(title="%d. %s" % (number, block.title), show_header=False)
     table.add_column(style="bold")
@@ -81,10 +72,10 @@ def _block_table(number: int, block: EnvBlock, lang: str) -> Table:
 
 def _tables(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> List[Table]:
     if comparison is not None:
-        return [_rich("\n".join(cmp.notes(comparison)), cmp.rows(comparison), cmp.COLUMNS)]
+        return [tables.rich_table("\n".join(cmp.notes(comparison)), cmp.rows(comparison), cmp.COLUMNS)]
     rows = tables.result_rows(data)
     out = [
-        _rich(
+        tables.rich_table(
             "%s: %s %s" % (labels.word("results", lang), labels.word("run", lang), data.run_id),
             rows,
             labels.result_columns(lang),

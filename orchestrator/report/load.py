@@ -38,7 +38,7 @@ class StoredSpec:
 
 @dataclass(frozen=True)
 class StoredTimings:
-    """A job's stored timings (hostrun: the image build, the runner, the collection, the whole job)."""
+    """A job's stored timings (lifecycle: the image build, the runner, the collection, the whole job)."""
 
     build_s: Optional[float] = schema.seconds(present="optional")
     runner_s: Optional[float] = schema.seconds(present="optional")

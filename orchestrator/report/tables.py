@@ -13,6 +13,8 @@ import io
 import json
 from typing import Any, Dict, List, Sequence, Tuple
 
+from rich.table import Table
+
 from orchestrator.metrics import table
 from orchestrator.metrics.derived import Derived
 from orchestrator.report.load import ReportError, RunData
@@ -202,3 +204,13 @@ def as_json(data: RunData) -> str:
             "samples": {job.job_id: job.samples for job in data.jobs if job.samples is not None},
         }
     )
+
+
+def rich_table(title: str, rows: Sequence[dict], columns: Sequence[Tuple[str, str]]) -> Table:
+    """A rich table of ``rows`` (dicts), one column per (key, heading) of ``columns``."""
+    table = Table(title=title)
+    for _, heading in columns:
+        table.add_column(heading, overflow="fold")
+    for row in rows:
+        table.add_row(*[str(row.get(key, "")) for key, _ in columns])
+    return table

@@ -4,7 +4,7 @@ from typing import Any, Dict, Optional
 
 from pydantic import Field, field_validator
 
-from orchestrator.config.fields import Model, safe_name
+from orchestrator.model.fields import Model, safe_name
 
 SLURM_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _GRES = r"[A-Za-z0-9_]+(:[A-Za-z0-9_.-]+)*"  # name[:type][:count]

@@ -19,8 +19,8 @@ from pydantic import (
 )
 from typing_extensions import Annotated  # typing's from Python 3.9
 
-from orchestrator.config.fields import Model, mount_path, runner_option, safe_name, safe_text
-from orchestrator.config.slurm import SlurmJobSpec, SlurmSettings
+from orchestrator.model.fields import Model, mount_path, runner_option, safe_name, safe_text
+from orchestrator.model.slurm import SlurmJobSpec, SlurmSettings
 from runner_in_container.contract import (
     DECODERS,
     LAYOUTS,
