@@ -11,8 +11,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from pydantic import ValidationError
 from rich.console import Console
 
-from orchestrator.config.cluster import Cluster
-from orchestrator.config.fields import ConfigError
+from orchestrator.model.cluster import Cluster
+from orchestrator.model.fields import ConfigError
 from orchestrator.config.load import check as config_check
 from orchestrator.config.load import load_checked, load_cluster
 from orchestrator.host import workdir as workdirs
