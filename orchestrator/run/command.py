@@ -11,14 +11,14 @@ from typing import Any, Dict, List, Optional, Tuple
 from pydantic import ValidationError
 from rich.console import Console
 
-from orchestrator.model.cluster import Cluster
-from orchestrator.model.fields import ConfigError
 from orchestrator.config.load import check as config_check
 from orchestrator.config.load import load_checked, load_cluster
 from orchestrator.host import workdir as workdirs
 from orchestrator.host.prepare import image_overrides
 from orchestrator.job.plan import Job, expand
 from orchestrator.job.stages import RunContext
+from orchestrator.model.cluster import Cluster
+from orchestrator.model.fields import ConfigError
 from orchestrator.outcome import INTERRUPTED, UsageError
 from orchestrator.report import tables
 from orchestrator.report.command import DEFAULT_STORE
