@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from orchestrator.cli import _load
+from orchestrator.config.load import load_checked
 from orchestrator.host import workdir as workdirs
 from orchestrator.job.plan import expand
 from orchestrator.run import lock as runlock
@@ -152,7 +152,7 @@ def test_a_world_writable_lock_folder_is_refused(tmp_path):
 
 def stored_run(cluster: Path) -> str:
     """A run of ``cluster`` in its store, as a killed orchestrator leaves it; its id."""
-    loaded, known = _load(str(cluster))
+    loaded, known = load_checked(str(cluster))
     jobs, _ = expand(loaded, known)
     store = Store(loaded.store)
     store.create_run("r1", str(cluster), loaded.model_dump(mode="json"))
