@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 import vendors
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 from . import doctor, ids, images, knobs, launchers, logs, runlock, signals
 from . import workdir as workdirs

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Union
 
 from runner_in_container import protocol, schema
 from runner_in_container.protocol import STATUS_FAILED_ACCURACY
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 from . import bounded
 

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 from . import envinfo, hostpython, images, orphans
 from .config import Cluster, Host

@@ -6,7 +6,7 @@ value as None ("unknown"), never a guess.
 
 from typing import Any, Dict, List, Optional, Sequence
 
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 from .transport.base import Transport, TransportError
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 from runner_in_container.contract import HASH_IN_NAME, weights_is_file
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 from . import workdir as workdirs
 from .config import Cluster, Host

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Dict
 
 from runner_in_container.contract import weights_is_file
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 from . import envinfo, images, orphans
 from .config import Host

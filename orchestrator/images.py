@@ -39,7 +39,8 @@ import jinja2
 from orchestrator import hostlock
 from orchestrator import registry as registry_io
 from orchestrator.transport.base import ProcessTransport, Transport, TransportError
-from vendors.base import SdkFile, Vendor
+from vendors.image import SdkFile
+from vendors.vendor import Vendor
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "dockerfiles"

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from runner_in_container.contract import render_argv, weights_is_file
-from vendors.base import DevicePlaceholder, DeviceRef, Vendor
+from vendors.devices import DevicePlaceholder, DeviceRef
+from vendors.vendor import Vendor
 
 from . import containers, hostpython
 from .config import Host

@@ -4,7 +4,8 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from vendors.base import MonitorSample, Vendor
+from vendors.smi import MonitorSample
+from vendors.vendor import Vendor
 
 from .transport.base import Transport, TransportError
 

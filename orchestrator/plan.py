@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 from . import images
 from .config import Cluster, Host

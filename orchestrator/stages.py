@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
 
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 from .config import Cluster
 from .store import Store, StoreError

@@ -24,7 +24,7 @@ from orchestrator.images import ImageSpec
 from orchestrator.transport import LocalTransport, make_transport
 from orchestrator.transport.base import Cancelled, CommandTimeout
 from tests.fixtures.sshd import SshHost
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 from vendors.cpu import VENDOR as CPU
 
 RUN_ID = "20261206-000000-abcdef"

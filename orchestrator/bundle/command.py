@@ -8,7 +8,7 @@ from typing import Callable, Dict, Tuple
 
 from rich.console import Console
 
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 from ..config import Cluster
 from ..images import ImageBuildError, ImageError

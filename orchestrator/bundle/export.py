@@ -19,7 +19,7 @@ from typing import Dict, List, Tuple
 from rich.console import Console
 
 from runner_in_container.contract import HASH_IN_NAME
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 from .. import envinfo, images
 from ..config import Cluster, Host

@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 from .. import images
 from .. import workdir as workdirs
