@@ -28,7 +28,8 @@ from .safetext import console as safe_console
 from .safetext import shown
 from .scheduler import run_all
 from .stages import INTERRUPTED, RunContext
-from .store import OK, RUN_FINISHED, RUN_INTERRUPTED, RUNNING, Store, StoreError, new_run_id, read_cell
+from .states import JobState, RunState
+from .store import Store, StoreError, new_run_id, read_cell
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
 #: what an interrupted command that only reads (or writes its one output file at the end) has done
@@ -247,7 +248,7 @@ def _resume_held(
             "%s: its jobs differ from those of run %s (first: %s); a resume runs the same jobs, start a "
             "new run for other ones" % (args.cluster, run_id, differ[0])
         )
-    todo = [job for job in jobs if stored[job.job_id]["state"] != OK]
+    todo = [job for job in jobs if stored[job.job_id]["state"] != JobState.OK]
     if not todo:
         console.print("run %s: all %d jobs finished OK; nothing to resume" % (run_id, len(jobs)))
         return 0
@@ -331,11 +332,11 @@ def _execute(
     When the store stops taking writes (disk full) the run stops: the result files already fetched stay in
     ``results_dir`` and ``--resume`` stores them without running those jobs again (hostrun.run_job).
     """
-    state: Optional[str] = RUN_INTERRUPTED
+    state: Optional[RunState] = RunState.INTERRUPTED
     try:
         with ProgressBoard() as board:
             run_all(RunContext(run_id, cluster, store, known, results_dir, board.update), jobs)
-        state = RUN_FINISHED
+        state = RunState.FINISHED
     except StoreError as exc:
         state = None  # nothing more can be marked in it
         raise StoreError(
@@ -344,7 +345,7 @@ def _execute(
             % (exc, run_id, results_dir, run_id, store.path)
         ) from None
     finally:
-        if state == RUN_INTERRUPTED:
+        if state == RunState.INTERRUPTED:
             store.cancel_unfinished(run_id, INTERRUPTED)
             print(
                 "run %s interrupted; resume it with: python -m orchestrator run --resume %s --store %s"
@@ -355,7 +356,7 @@ def _execute(
             store.finish_run(run_id, state)
     _print_run(console, store, run_id)
     stored = store.jobs(run_id)
-    failed = [job for job in stored if job["state"] != OK]
+    failed = [job for job in stored if job["state"] != JobState.OK]
     for job in failed:
         line = "error: job %s: %s: %s" % (job["job_id"], job["state"], job["reason"])
         print(shown(line), file=sys.stderr)
@@ -394,8 +395,8 @@ def cmd_ls(args: argparse.Namespace, console: Console) -> int:
         table.add_column(column)
     for run in store.runs():
         state = run["state"]
-        if state == RUNNING and not runlock.is_held(args.store, run["run_id"]):
-            state = "RUNNING, no orchestrator left: --resume it"  # killed (SIGKILL) or lost its store
+        if state == RunState.RUNNING and not runlock.is_held(args.store, run["run_id"]):
+            state = "%s, no orchestrator left: --resume it" % state  # killed (SIGKILL) or lost its store
         table.add_row(run["run_id"], state, str(run["jobs"]), str(run["ok"] or 0), run["cluster_path"])
     console.print(table)
     return 0

@@ -13,6 +13,7 @@ from vendors.vendor import Vendor
 from . import envinfo, images, orphans
 from .config import Host
 from .stages import StageFailure, one_line
+from .states import Stage
 from .transport import make_transport
 from .transport.base import Transport, TransportError
 
@@ -65,7 +66,7 @@ def check_docker(transport: Transport, host: Host, timeout: float) -> None:
     if done.returncode != 0:
         said = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
         raise StageFailure(
-            "connect", one_line("docker on host %s does not answer: %s" % (host.name, said[0]))
+            Stage.CONNECT, one_line("docker on host %s does not answer: %s" % (host.name, said[0]))
         )
 
 
@@ -99,7 +100,7 @@ def check_paths(transport: Transport, host: Host, timeout: float) -> None:
         paths.append(("weights", host.weights))
     for field_name, path in paths:
         if path and transport.run(["test", "-e", path], timeout=timeout).returncode != 0:
-            raise StageFailure("start", "%s %s does not exist on host %s" % (field_name, path, host.name))
+            raise StageFailure(Stage.START, "%s %s does not exist on host %s" % (field_name, path, host.name))
 
 
 def missing_base(transport: Transport, host: Host, vendor: Vendor) -> str:

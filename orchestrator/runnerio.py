@@ -16,6 +16,7 @@ from .containers import REFUSED
 from .logs import LogFile
 from .monitor import Monitor
 from .stages import StageFailure, one_line, os_error
+from .states import Stage
 
 #: runner events handled per second on average, EVENT_BURST at once; the rest are dropped (a real runner
 #: sends one every 2 s and a few per stage)
@@ -105,7 +106,7 @@ class JobLog(LogFile):
 
     def failed(self, exc: OSError) -> None:
         raise StageFailure(
-            "collect", one_line("cannot keep the job's log: " + os_error(exc, self.path))
+            Stage.COLLECT, one_line("cannot keep the job's log: " + os_error(exc, self.path))
         ) from None
 
 
@@ -155,9 +156,9 @@ class RunnerOutcome:
 
         return handle
 
-    def failed_stage(self) -> str:
-        """'start' when the runner never began (docker or interpreter failed), else 'run'."""
-        return "run" if self.started else "start"
+    def failed_stage(self) -> Stage:
+        """START when the runner never began (docker or interpreter failed), else RUN."""
+        return Stage.runner_ended(self.started)
 
     def reason(self, doc: Optional[Dict[str, Any]] = None) -> str:
         error = (doc or {}).get("error")

@@ -1,8 +1,8 @@
 """What every part of a run shares: the run's context, and how a job stage fails in one line.
 
 A job ends in a state and a one-line reason, never in an exception: OK, or
-FAILED_<stage> for the stage that broke (connect, build, start, run, collect,
-validate, accuracy), or CANCELLED. Other jobs and hosts carry on.
+FAILED_<stage> for the stage that broke (``states.Stage``), or CANCELLED. Other
+jobs and hosts carry on.
 """
 
 import contextlib
@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Iterator, Optional
 from vendors.vendor import Vendor
 
 from .config import Cluster
+from .states import Stage
 from .store import Store, StoreError
 from .transport.base import Cancelled
 
@@ -29,7 +30,7 @@ Progress = Callable[[str, int, Dict[str, Any]], None]
 class StageFailure(Exception):
     """A job stage failed; ``stage`` names it and the message is the one-line reason."""
 
-    def __init__(self, stage: str, reason: str) -> None:
+    def __init__(self, stage: Stage, reason: str) -> None:
         super().__init__(reason)
         self.stage = stage
 
@@ -54,7 +55,7 @@ def one_line(text: str) -> str:
 
 
 @contextlib.contextmanager
-def stage_errors(stage: str) -> Iterator[None]:
+def stage_errors(stage: Stage) -> Iterator[None]:
     """Turn an unexpected error inside ``stage`` into StageFailure(stage), so that no job ends by raising."""
     try:
         yield

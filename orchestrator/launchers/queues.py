@@ -7,7 +7,7 @@ from typing import Callable, Dict, List, Optional
 from ..hostrun import HostWorker
 from ..plan import Job
 from ..stages import INTERRUPTED, RunContext, StageFailure
-from ..store import CANCELLED
+from ..states import JobState, Stage
 from ..transport.base import Cancelled
 
 
@@ -25,7 +25,7 @@ def run_queues(
     states: Dict[str, str] = {}
     lock = threading.Lock()
 
-    def end(job: Job, state: str, reason: str, log_path: Optional[str] = None) -> None:
+    def end(job: Job, state: JobState, reason: str, log_path: Optional[str] = None) -> None:
         ctx.store.finish_job(ctx.run_id, job.job_id, state, reason, log_path, {})
         with lock:
             states[job.job_id] = state
@@ -34,7 +34,7 @@ def run_queues(
     def drain(queue: List[Job]) -> None:
         for job in queue:
             if ctx.cancel.is_set():
-                end(job, CANCELLED, INTERRUPTED)
+                end(job, JobState.CANCELLED, INTERRUPTED)
                 continue
             state = worker.run_job(job)
             with lock:
@@ -44,13 +44,13 @@ def run_queues(
         try:
             worker.prepare()
         except StageFailure as exc:
-            log = worker.build_log if exc.stage == "build" and worker.build_log else None
+            log = worker.build_log if exc.stage == Stage.BUILD and worker.build_log else None
             for job in jobs:
-                end(job, "FAILED_" + exc.stage.upper(), str(exc), str(log) if log else None)
+                end(job, JobState.failed(exc.stage), str(exc), str(log) if log else None)
             return states
         except Cancelled:
             for job in jobs:
-                end(job, CANCELLED, INTERRUPTED)
+                end(job, JobState.CANCELLED, INTERRUPTED)
             return states
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="jobs-" + worker.host.name) as pool:
             for future in [pool.submit(drain, queue) for queue in queues]:

@@ -11,6 +11,7 @@ from ..monitor import Monitor
 from ..plan import Job
 from ..runnerio import JobLog, RunnerOutcome
 from ..stages import StageFailure, one_line, stage_errors
+from ..states import Stage
 from ..transport.base import Cancelled, CommandTimeout, Transport, TransportError
 from .base import Launcher
 from .queues import run_queues
@@ -38,7 +39,7 @@ class DirectLauncher(Launcher):
         """
         worker, timeouts = self.worker, self.worker.timeouts
         outcome = RunnerOutcome(self.host.docker.memory if self.host.runtime == "docker" else None)
-        with stage_errors("start"):
+        with stage_errors(Stage.START):
             name = containers.container_name(self.ctx.run_id, job.job_id)
             argv = worker.job_command(job, remote_dir).argv(job.device)
         start_deadline = time.monotonic() + timeouts.start
@@ -68,13 +69,13 @@ class DirectLauncher(Launcher):
                     )
             except CommandTimeout:
                 raise StageFailure(
-                    "run",
+                    Stage.RUN,
                     "runner exceeded the run timeout of %g s (timeouts.run); stopped" % timeouts.run,
                 ) from None
             except Cancelled:
                 if late:
                     raise StageFailure(
-                        "start",
+                        Stage.START,
                         "runner did not start within %g s (timeouts.start); stopped" % timeouts.start,
                     ) from None
                 raise

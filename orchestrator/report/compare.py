@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from runner_in_container.protocol import STAGE_INFER, STAGE_VAL
+
 from .. import bounded
 from .load import JobData, ReportError, RunData, dig
 from .svg import fmt
@@ -86,7 +88,7 @@ class Comparison:
 
 def _job_entry(job: JobData) -> Entry:
     result, derived, spec = job.result, job.derived or {}, job.job["spec"]
-    infer = dig(result, "stages", "infer") or {}
+    infer = dig(result, "stages", STAGE_INFER) or {}
     passes = infer.get("passes")
     conditions = {
         "data.n_images": dig(result, "data", "n_images"),
@@ -94,7 +96,7 @@ def _job_entry(job: JobData) -> Entry:
         "data.md5": dig(result, "data", "md5"),
         "data.images_counted": infer["images"] // passes if passes else None,
         "preprocessing.method": dig(result, "data", "resize"),
-        "precision.val": dig(result, "stages", "val", "precision"),
+        "precision.val": dig(result, "stages", STAGE_VAL, "precision"),
         "precision.infer_input": infer.get("input_dtype"),
         "metric_version": derived.get("metric_version") or dig(result, "metric_version"),
     }

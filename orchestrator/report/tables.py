@@ -12,6 +12,7 @@ import io
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..states import UNREADABLE
 from .load import ReportError, RunData
 
 UNKNOWN = "unknown"
@@ -74,7 +75,7 @@ def result_rows(data: RunData) -> List[Dict[str, str]]:
         job, spec = item.job, item.job["spec"] or {}
         state, reason = job["state"], job["reason"]
         if item.unreadable:  # the stored state stays as stored; what it holds cannot be shown
-            state, reason = "UNREADABLE (stored %s)" % state, item.unreadable
+            state, reason = "%s (stored %s)" % (UNREADABLE, state), item.unreadable
         row = {
             "host": job["host"],
             "vendor": job["vendor"],
