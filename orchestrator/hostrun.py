@@ -130,8 +130,8 @@ class HostWorker:
         timings: Dict[str, float] = {} if self.build_s is None else {"build_s": self.build_s}
         start = time.monotonic()
         try:
-            interrupted = before == JobState.RUNNING
-            unstored = _finished_result(job_dir / RESULT_FILE, recorded) if interrupted else None
+            left_running = before == JobState.RUNNING
+            unstored = _finished_result(job_dir / RESULT_FILE, recorded) if left_running else None
             if unstored is not None:
                 result = self._store_result(job, unstored, None)
             else:
