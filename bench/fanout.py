@@ -29,6 +29,7 @@ from typing import Dict, List
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from orchestrator.states import JobState  # noqa: E402
 from orchestrator.store import Store  # noqa: E402
 from runner_in_container.data.generate import generate  # noqa: E402
 from tests.fixtures.sshd import Lab, SshHost  # noqa: E402
@@ -88,7 +89,7 @@ def measure(folder: Path, hosts: List[SshHost], data: str, python: Path) -> Dict
     store = Store(str(folder / "store.sqlite"))
     (run,) = store.runs()
     jobs = store.jobs(run["run_id"])
-    if [j["state"] for j in jobs] != ["OK"] * len(hosts):
+    if [j["state"] for j in jobs] != [JobState.OK] * len(hosts):
         sys.exit("k=%d: not every job is OK: %s" % (len(hosts), [(j["job_id"], j["state"]) for j in jobs]))
     return {"wall": wall, "longest": max(j["timings"]["job_s"] for j in jobs)}
 

@@ -40,6 +40,7 @@ from orchestrator.metrics import table as metric_table  # noqa: E402
 from orchestrator.report.figures import timeline  # noqa: E402
 from orchestrator.report.load import load_run  # noqa: E402
 from orchestrator.store import Store  # noqa: E402
+from runner_in_container.protocol import PASS_STAGES  # noqa: E402
 
 BASE = REPO / "host_configs" / "gpu_product.yaml"
 ROWS = ("x5", "x1", "real", "10k", "nomps")
@@ -95,8 +96,8 @@ def figures(store: Path, row: str) -> Dict[str, Any]:
     out["other_pct"] = round(100.0 * phases.get("other", 0.0) / e2e, 1) if e2e else None
     out["decoder"] = job.result["data"]["decoder"]
     out["decode_processes"] = job.result["data"]["decode_processes"]
-    out["passes_s"] = {s: job.result["stages"][s]["pass_whole_s"] for s in ("val", "infer")}
-    out["core_pass"] = {s: job.result["stages"][s]["core_pass"] for s in ("val", "infer")}
+    out["passes_s"] = {s: job.result["stages"][s]["pass_whole_s"] for s in PASS_STAGES}
+    out["core_pass"] = {s: job.result["stages"][s]["core_pass"] for s in PASS_STAGES}
     return out
 
 

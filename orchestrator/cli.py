@@ -23,12 +23,12 @@ from orchestrator.run import signals
 from orchestrator.safeio import ids, logs
 from orchestrator.safeio.text import console as safe_console
 from orchestrator.safeio.text import shown
+from orchestrator.states import RunState
 from orchestrator.store import (
-    RUNNING,
     Store,
     StoreError,
 )
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
 #: what an interrupted command that only reads (or writes its one output file at the end) has done
@@ -98,8 +98,8 @@ def cmd_ls(args: argparse.Namespace, console: Console) -> int:
         table.add_column(column)
     for run in store.runs():
         state = run["state"]
-        if state == RUNNING and not runlock.is_held(args.store, run["run_id"]):
-            state = "RUNNING, no orchestrator left: --resume it"  # killed (SIGKILL) or lost its store
+        if state == RunState.RUNNING and not runlock.is_held(args.store, run["run_id"]):
+            state = "%s, no orchestrator left: --resume it" % state  # killed (SIGKILL) or lost its store
         table.add_row(run["run_id"], state, str(run["jobs"]), str(run["ok"] or 0), run["cluster_path"])
     console.print(table)
     return 0

@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from orchestrator.host import workdir as workdirs
 from orchestrator.safeio import bounded, ids
+from orchestrator.states import JobState, RunState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -74,15 +75,8 @@ CREATE TABLE IF NOT EXISTS fetched (
 );
 """
 
-PENDING = "PENDING"
-RUNNING = "RUNNING"
-OK = "OK"
-CANCELLED = "CANCELLED"
 #: the way out of a store folder that is not the run user's alone, for its fix
 STORE_ELSEWHERE = "or name a store in a folder of your own (--store)"
-#: run states
-RUN_FINISHED = "finished"
-RUN_INTERRUPTED = "interrupted"
 
 
 class StoreError(RuntimeError):
@@ -307,10 +301,10 @@ class Store:
         self._checked_ids(run_id)
         self._write(
             "INSERT INTO runs (run_id, created_at, state, cluster_path, cluster_json) VALUES (?, ?, ?, ?, ?)",
-            (run_id, time.time(), RUNNING, cluster_path, json.dumps(cluster, sort_keys=True)),
+            (run_id, time.time(), RunState.RUNNING, cluster_path, json.dumps(cluster, sort_keys=True)),
         )
 
-    def finish_run(self, run_id: str, state: str) -> None:
+    def finish_run(self, run_id: str, state: RunState) -> None:
         self._write(
             "UPDATE runs SET state = ?, finished_at = ? WHERE run_id = ?", (state, time.time(), run_id)
         )
@@ -320,7 +314,7 @@ class Store:
         self._write(
             "UPDATE runs SET state = ?, finished_at = NULL, cluster_path = ?, cluster_json = ?"
             " WHERE run_id = ?",
-            (RUNNING, cluster_path, json.dumps(cluster, sort_keys=True), run_id),
+            (RunState.RUNNING, cluster_path, json.dumps(cluster, sort_keys=True), run_id),
         )
 
     def run(self, run_id: str) -> Optional[Dict[str, Any]]:
@@ -332,8 +326,9 @@ class Store:
             dict(r)
             for r in self._rows(
                 "SELECT r.run_id, r.created_at, r.finished_at, r.state, r.cluster_path,"
-                " COUNT(j.job_id) AS jobs, SUM(j.state = 'OK') AS ok"
-                " FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id GROUP BY r.run_id ORDER BY r.run_id"
+                " COUNT(j.job_id) AS jobs, SUM(j.state = ?) AS ok"
+                " FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id GROUP BY r.run_id ORDER BY r.run_id",
+                (JobState.OK,),
             )
         ]
 
@@ -343,7 +338,7 @@ class Store:
         self._write(
             "INSERT OR IGNORE INTO jobs (run_id, job_id, host, vendor, spec_json, state)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, job_id, host, vendor, json.dumps(spec, sort_keys=True), PENDING),
+            (run_id, job_id, host, vendor, json.dumps(spec, sort_keys=True), JobState.PENDING),
         )
 
     def start_job(self, run_id: str, job_id: str) -> str:
@@ -353,7 +348,7 @@ class Store:
         where = (run_id, job_id)
         with self._transaction() as db:
             row = db.execute("SELECT state FROM jobs WHERE run_id = ? AND job_id = ?", where).fetchone()
-            if row is None or row["state"] == OK:
+            if row is None or row["state"] == JobState.OK:
                 what = "is unknown" if row is None else "finished OK and is never run again"
                 raise StoreError("job %s of run %s %s" % (job_id, run_id, what))
             for table in ("results", "samples"):
@@ -361,7 +356,7 @@ class Store:
             db.execute(
                 "UPDATE jobs SET state = ?, reason = NULL, started_at = ?, finished_at = NULL"
                 " WHERE run_id = ? AND job_id = ?",
-                (RUNNING, time.time()) + where,
+                (JobState.RUNNING, time.time()) + where,
             )
             return row["state"]
 
@@ -369,7 +364,7 @@ class Store:
         self,
         run_id: str,
         job_id: str,
-        state: str,
+        state: JobState,
         reason: Optional[str],
         log_path: Optional[str],
         timings: Dict[str, float],
@@ -378,14 +373,15 @@ class Store:
         self._write(
             "UPDATE jobs SET state = ?, reason = ?, log_path = ?, timings_json = ?, finished_at = ?"
             " WHERE run_id = ? AND job_id = ? AND state != ?",
-            (state, reason, log_path, json.dumps(timings, sort_keys=True), time.time(), run_id, job_id, OK),
+            (state, reason, log_path, json.dumps(timings, sort_keys=True), time.time(), run_id, job_id)
+            + (JobState.OK,),
         )
 
     def cancel_unfinished(self, run_id: str, reason: str) -> int:
         """Mark the run's pending and running jobs CANCELLED; how many there were."""
         return self._write(
             "UPDATE jobs SET state = ?, reason = ?, finished_at = ? WHERE run_id = ? AND state IN (?, ?)",
-            (CANCELLED, reason, time.time(), run_id, PENDING, RUNNING),
+            (JobState.CANCELLED, reason, time.time(), run_id, JobState.PENDING, JobState.RUNNING),
         )
 
     def jobs(self, run_id: str) -> List[Dict[str, Any]]:

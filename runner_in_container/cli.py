@@ -164,7 +164,7 @@ def config_from_args(args: argparse.Namespace, argv: List[str]) -> Request:
 
 
 def _step(name: str) -> None:
-    protocol.emit("stage", stage="setup", step=name)
+    protocol.emit("stage", stage=protocol.STAGE_SETUP, step=name)
 
 
 def _spawn_decoders(requested: str, dev: torch.device, processes: int) -> Optional[Spawned]:
@@ -241,10 +241,10 @@ def _set_up(
             dev, precision, args.batch_size, os.path.join(work_dir, stage), args.engine_cache, **extra
         )
 
-    infer = _toolkit(
-        args.toolkit, settings("infer", args.precision, calibration=calibration), "--precision", options
-    )
-    val = _toolkit(VAL_TOOLKIT, settings("val", val_precision(args.precision, dev)), "--precision", {})
+    infer_settings = settings(protocol.STAGE_INFER, args.precision, calibration=calibration)
+    infer = _toolkit(args.toolkit, infer_settings, "--precision", options)
+    val_settings = settings(protocol.STAGE_VAL, val_precision(args.precision, dev))
+    val = _toolkit(VAL_TOOLKIT, val_settings, "--precision", {})
     return run.Config(
         case=case,
         dataset=dataset,

@@ -37,6 +37,14 @@ STATUS_FAILED_ACCURACY = "failed_accuracy"
 STATUS_FAILED = "failed"
 STATUSES = (STATUS_OK, STATUS_FAILED_ACCURACY, STATUS_FAILED)
 
+#: the runner's stages, as its events and result.json name them: setup, then a pass stage per model: the
+#: val stage (the reference model) and the infer stage (the toolkit's compiled model)
+STAGE_SETUP = "setup"
+STAGE_VAL = "val"
+STAGE_INFER = "infer"
+#: the stages that pass over the data set, in order: result.json's "stages" keys
+PASS_STAGES = (STAGE_VAL, STAGE_INFER)
+
 #: exit status of ``python -m runner_in_container``
 EXIT_OK = 0
 EXIT_FAILED = 1  # result.json has status "failed" and an "error" section

@@ -90,7 +90,7 @@ def stage_section(config: "Config", run: StageRun) -> Dict[str, Any]:
         "latency_in_pipeline_ms": metrics.latency_ms(totals.core_batches_s),
         "deterministic_across_passes": run.deterministic,
         "timing_method": run.timing_method,
-        "calibration": config.calibration if run.name == "infer" else None,
+        "calibration": config.calibration if run.name == protocol.STAGE_INFER else None,
     }
     section.update(run.accuracy.as_dict())
     return section
@@ -178,7 +178,7 @@ def skeleton(config: "Config") -> Dict:
             "loader_start_s": None,
             "e2e_time_s": None,
         },
-        "stages": {"val": None, "infer": None},
+        "stages": dict.fromkeys(protocol.PASS_STAGES),
         "agreement_top1": None,
         "accuracy_gate": None,
         "memory": None,

@@ -75,7 +75,7 @@ class Where:
     """Which stage and step the run is in, for the error report."""
 
     def __init__(self) -> None:
-        self.stage = "setup"
+        self.stage = protocol.STAGE_SETUP
         self.step: Optional[str] = None
 
     def enter(self, stage: str, step: Optional[str] = None, **fields: Any) -> None:
@@ -358,7 +358,7 @@ def _run_stages(
     example_u8 = example_batch(config.dataset, config.case.preprocessing, config.batch_size, config.workers)
 
     preds = {}
-    for name, toolkit in (("val", config.val_toolkit), ("infer", config.infer_toolkit)):
+    for name, toolkit in zip(protocol.PASS_STAGES, (config.val_toolkit, config.infer_toolkit)):
         doc["stages"][name], doc["memory"]["stages"][name], preds[name] = run_stage(
             name, toolkit, model, config, dev, where, loader, example_u8
         )
@@ -373,24 +373,24 @@ def _run_stages(
 def _measure(config: Config, doc: Dict, dev: Device, where: Where, loader: Loader) -> None:
     """Fill ``doc`` with the figures of a run, section by section (a failure keeps what was done)."""
     doc["environment"] = environment.collect(dev.facts())
-    memory = dict(dev.totals(), mem_used_gib=None, stages={"val": None, "infer": None})
+    memory = dict(dev.totals(), mem_used_gib=None, stages=dict.fromkeys(protocol.PASS_STAGES))
     doc["memory"] = memory
 
     # started first: its decoding processes, if any, get ready while the model loads and compiles
-    where.enter("setup", "loader")
+    where.enter(protocol.STAGE_SETUP, "loader")
     loader.start()
     preds = _run_stages(config, doc, dev, where, loader)
 
     where.enter("report")
-    for name in ("val", "infer"):
+    for name in protocol.PASS_STAGES:
         warning = metrics.sharing_warning(name, doc["stages"][name])
         if warning:
             doc["warnings"].append(warning)
-    infer = doc["stages"]["infer"]
+    infer = doc["stages"][protocol.STAGE_INFER]
     for key in ("export_s", "compile_s", "warmup_s"):
         doc["durations"][key] = infer[key]
-    memory["mem_used_gib"] = memory["stages"]["infer"]["mem_used_gib"]
-    doc["agreement_top1"] = metrics.agreement(preds["val"], preds["infer"])
+    memory["mem_used_gib"] = memory["stages"][protocol.STAGE_INFER]["mem_used_gib"]
+    doc["agreement_top1"] = metrics.agreement(preds[protocol.STAGE_VAL], preds[protocol.STAGE_INFER])
     n = infer["n_images"]
     doc["accuracy_gate"] = config.case.accuracy_gate(
         config.weights, config.precision, n, 100.0 * infer["top1_count"] / n

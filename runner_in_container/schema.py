@@ -450,7 +450,7 @@ _FIGURES: Tuple[Tuple[str, ...], ...] = (
     ("flops_per_image",),
 ) + tuple(
     ("stages", stage, figure)
-    for stage in ("val", "infer")
+    for stage in protocol.PASS_STAGES
     for figure in ("throughput_whole_img_per_s", "throughput_core_img_per_s")
 )
 
@@ -474,7 +474,7 @@ def parse(doc: Any) -> Result:
                 node = getattr(node, key)
                 if node is None:
                     raise Invalid(path[:depth], None, "missing in a result with status %s" % result.status)
-    for name in ("val", "infer"):
+    for name in protocol.PASS_STAGES:
         stage = getattr(result.stages, name)
         if stage is not None:
             _check_counts(stage, ("stages", name))

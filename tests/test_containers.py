@@ -24,8 +24,8 @@ from orchestrator.job.containers import (
 from orchestrator.transport import LocalTransport, make_transport
 from orchestrator.transport.base import Cancelled, CommandTimeout
 from tests.fixtures.sshd import SshHost
-from vendors.base import Vendor
 from vendors.cpu import VENDOR as CPU
+from vendors.vendor import Vendor
 
 RUN_ID = "20261206-000000-abcdef"
 HOSTILE = [

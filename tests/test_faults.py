@@ -41,7 +41,8 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from orchestrator.host.images import image_spec
-from orchestrator.store import OK, Store, StoreError
+from orchestrator.states import JobState
+from orchestrator.store import Store, StoreError
 from orchestrator.transport import make_transport
 from runner_in_container.data.generate import generate
 from vendors.cpu import VENDOR as CPU
@@ -371,7 +372,7 @@ def test_resume_after_repair_completes_the_rest(fault_lab):
     assert "%d of %d jobs to run, 1 finished OK are kept" % (len(EXPECTED) - 1, len(EXPECTED)) in done.stdout
 
     after = jobs_by_host(fault_lab.store, fault_lab.run_id)
-    assert {host: job["state"] for host, job in after.items()} == {host: OK for host in EXPECTED}
+    assert {host: job["state"] for host, job in after.items()} == {host: JobState.OK for host in EXPECTED}
     assert after["good"] == before["good"]  # never rerun: same start, finish, timings
     results = store.results(fault_lab.run_id)
     assert results[before["good"]["job_id"]] == good_result
@@ -487,11 +488,11 @@ def test_the_store_never_reruns_or_overwrites_an_ok_job(tmp_path):
     store.add_job("r", "j", "h", "cpu", {})
     store.start_job("r", "j")
     store.put_result("r", "j", {"figure": 1}, {})
-    store.finish_job("r", "j", OK, None, None, {})
+    store.finish_job("r", "j", JobState.OK, None, None, {})
     with pytest.raises(StoreError, match="finished OK"):
         store.start_job("r", "j")
     store.finish_job("r", "j", "CANCELLED", "run interrupted", None, {})
     assert store.cancel_unfinished("r", "run interrupted") == 0
     (job,) = store.jobs("r")
-    assert (job["state"], job["reason"]) == (OK, None)
+    assert (job["state"], job["reason"]) == (JobState.OK, None)
     assert store.results("r")["j"]["result"] == {"figure": 1}

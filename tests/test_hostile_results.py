@@ -16,7 +16,8 @@ from orchestrator import cli
 from orchestrator.job import collect
 from orchestrator.job.plan import Job, job_id
 from orchestrator.report.load import StoredSpec
-from orchestrator.store import OK, Store, new_run_id
+from orchestrator.states import JobState
+from orchestrator.store import Store, new_run_id
 from tests.test_result_typed import REAL, _set
 
 FORMATS = ("table", "md", "csv", "json", "html", "sysdesc")
@@ -40,7 +41,7 @@ def _stored_run(path: Path, doc: Dict[str, Any], env: Dict[str, Any]) -> str:
     store.put_environment(run_id, host, env)
     result = collect.read(doc)
     store.put_result(run_id, spec.job_id, doc, collect.derive(result, vendors.get("cpu"), None).as_stored())
-    store.finish_job(run_id, spec.job_id, OK, None, None, {"job_s": 1.0})
+    store.finish_job(run_id, spec.job_id, JobState.OK, None, None, {"job_s": 1.0})
     store.close()
     return run_id
 

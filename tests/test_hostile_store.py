@@ -17,7 +17,8 @@ from typing import Any, Iterator
 import pytest
 
 from orchestrator.run import lock as runlock
-from orchestrator.store import OK, Store, StoreError
+from orchestrator.states import JobState
+from orchestrator.store import Store, StoreError
 from runner_in_container.data.generate import generate
 from tests.test_faults import (
     HELD,
@@ -190,7 +191,7 @@ def test_a_store_that_fills_mid_run_stops_it_and_resume_runs_the_unrecorded_job_
         done = orchestrator("run", "--resume", run_id, "--store", str(disk / "store.sqlite"), timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         (job,) = Store(str(disk / "store.sqlite")).jobs(run_id)
-        assert job["state"] == OK
+        assert job["state"] == JobState.OK
         # the fetched file could not be recorded in the full store (its sha256, before it is read): it is not
         # taken as this orchestrator's, the job runs again
         assert (result.parent / "runner.1.log").exists()

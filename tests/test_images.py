@@ -17,8 +17,9 @@ from orchestrator.host import images
 from orchestrator.host.images import ImageBuildError, ImageError, ImageSpec, ensure_image, image_spec
 from orchestrator.transport import LocalTransport, make_transport
 from tests.fixtures.sshd import SshHost
-from vendors.base import SdkFile, Vendor
 from vendors.cpu import VENDOR as CPU
+from vendors.image import SdkFile
+from vendors.vendor import Vendor
 
 BASE = {"base_image": "local/debian:bookworm"}
 

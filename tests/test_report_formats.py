@@ -28,7 +28,8 @@ from orchestrator.job.plan import Job, job_id
 from orchestrator.report import command, labels, tables
 from orchestrator.report import compare as cmp
 from orchestrator.report.load import ReportError, load_run
-from orchestrator.store import OK, Store, new_run_id
+from orchestrator.states import JobState
+from orchestrator.store import Store, new_run_id
 from orchestrator.transport.local import LocalTransport
 from runner_in_container.data.generate import generate, labels_path
 from runner_in_container.protocol import RESULT_FILE
@@ -87,7 +88,7 @@ def _store_job(
     start = time.time()
     proc = _runner(data, toolkit, precision, out)
     timings = {"runner_s": time.time() - start}
-    state, reason = OK, None
+    state, reason = JobState.OK, None
     if proc.returncode == 0:
         t0 = time.time()
         result = collect.read(json.loads((out / RESULT_FILE).read_text()))
@@ -158,7 +159,7 @@ def document_torch(data) -> str:
 def test_fixture_runs_are_real(runs):
     data = load_run(Store(runs.store), runs.main)
     states = {j.job["spec"]["toolkit"]: j.job["state"] for j in data.jobs}
-    assert states == {"pytorch": OK, "onnxruntime": OK, "tensorrt": "FAILED_START"}
+    assert states == {"pytorch": JobState.OK, "onnxruntime": JobState.OK, "tensorrt": "FAILED_START"}
     for job in data.ok_jobs():
         assert job.result["status"] == "ok" and job.derived.figure("p_infer_core") > 0
         assert job.derived.figure("mfu") is None  # the CPU has no peak table

@@ -2,7 +2,8 @@
 
 import threading
 
-from orchestrator.store import OK, PENDING, RUNNING, Store, new_run_id
+from orchestrator.states import JobState
+from orchestrator.store import Store, new_run_id
 
 
 def test_round_trip(tmp_path):
@@ -11,10 +12,10 @@ def test_round_trip(tmp_path):
     store.create_run(run_id, "/x/hosts.yaml", {"hosts": []})
     store.add_job(run_id, "j1", "h1", "cpu", {"device": 0, "toolkit": "pytorch"})
     store.add_job(run_id, "j1", "h1", "cpu", {"device": 0, "toolkit": "pytorch"})  # idempotent
-    assert [j["state"] for j in store.jobs(run_id)] == [PENDING]
+    assert [j["state"] for j in store.jobs(run_id)] == [JobState.PENDING]
     store.start_job(run_id, "j1")
-    assert store.jobs(run_id)[0]["state"] == RUNNING
-    store.finish_job(run_id, "j1", OK, None, "/log", {"job_s": 1.5})
+    assert store.jobs(run_id)[0]["state"] == JobState.RUNNING
+    store.finish_job(run_id, "j1", JobState.OK, None, "/log", {"job_s": 1.5})
     store.put_result(run_id, "j1", {"status": "ok"}, {"mfu": None})
     store.put_environment(run_id, "h1", {"kernel": "6.1"})
     store.put_samples(run_id, "j1", {"samples": []})
@@ -23,7 +24,11 @@ def test_round_trip(tmp_path):
 
     again = Store(str(tmp_path / "s" / "bench.sqlite"))
     job = again.jobs(run_id)[0]
-    assert job["state"] == OK and job["timings"] == {"job_s": 1.5} and job["spec"]["toolkit"] == "pytorch"
+    assert (
+        job["state"] == JobState.OK
+        and job["timings"] == {"job_s": 1.5}
+        and job["spec"]["toolkit"] == "pytorch"
+    )
     assert again.results(run_id)["j1"]["derived"] == {"mfu": None}
     assert again.environments(run_id) == {"h1": {"kernel": "6.1"}}
     assert again.samples(run_id)["j1"] == {"samples": []}

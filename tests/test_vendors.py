@@ -13,7 +13,11 @@ import pytest
 
 import vendors
 from runner_in_container.contract import TOOLKIT_PRECISIONS
-from vendors.base import Peak, SdkFile, Vendor, VendorError, repeat_argv
+from vendors.errors import VendorError
+from vendors.image import SdkFile
+from vendors.peaks import Peak
+from vendors.smi import repeat_argv
+from vendors.vendor import Vendor
 
 REPO = Path(__file__).resolve().parent.parent
 ALL = ("cpu", "iluvatar", "kunlunxin", "nvidia", "zixiao")
@@ -40,7 +44,7 @@ def _copy_of_package(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "vendors", root / "vendors", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "dockerfiles", root / "dockerfiles")
     (root / "runner_in_container").mkdir()
-    for name in ("__init__.py", "contract.py"):  # the torch-free contract vendors are checked against
+    for name in ("__init__.py", "contract.py", "discovery.py"):  # the torch-free parts vendors use
         shutil.copy(REPO / "runner_in_container" / name, root / "runner_in_container" / name)
     return root
 
@@ -58,7 +62,8 @@ def _in_checkout(root: Path, code: str) -> subprocess.CompletedProcess:
 
 ACME = '''
 """A vendor added by files alone."""
-from .base import Peak, Vendor
+from .peaks import Peak
+from .vendor import Vendor
 
 
 class Acme(Vendor):
@@ -113,15 +118,19 @@ def test_a_vendor_is_added_by_dropping_its_two_files_in(tmp_path):
     "module, message",
     [
         ("raise RuntimeError('boom')\n", r"vendors/broken\.py: cannot be imported: RuntimeError: boom"),
-        ("VENDOR = object()\n", r"vendors/broken\.py: VENDOR must be a vendors\.base\.Vendor instance"),
+        ("VENDOR = object()\n", r"vendors/broken\.py: VENDOR must be an instance of vendors\.vendor\.Vendor"),
         (ACME, r"vendors/broken\.py: VENDOR\.name is 'acme'; it must equal the module name"),
+        (ACME.replace("VENDOR = Acme()", ""), r"broken\.py: defines Acme \('acme'\) but exposes no VENDOR"),
+        (ACME.replace('"fp16": 1e12', '"fp64": 1e12'), r"peak Acme A1: unknown precision\(s\) fp64"),
     ],
 )
 def test_a_broken_vendor_module_is_named(tmp_path, module, message):
     root = _copy_of_package(tmp_path)
     (root / "vendors" / "broken.py").write_text(module)
     proc = _in_checkout(
-        root, "import vendors\ntry:\n    vendors.discover()\nexcept vendors.VendorError as e:\n    print(e)"
+        root,
+        "import vendors\nfrom runner_in_container.discovery import PluginError\n"
+        "try:\n    vendors.discover()\nexcept PluginError as e:\n    print(e)",
     )
     assert proc.returncode == 0, proc.stderr
     assert re.search(message, proc.stdout), proc.stdout

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import vendors
-from vendors.base import DeviceInfo, MonitorSample, parse_number
+from vendors.smi import DeviceInfo, MonitorSample, parse_number
 
 SMI = Path(__file__).resolve().parent / "data" / "smi"
 

@@ -1,47 +1,33 @@
 """Vendor plugins, found by scanning this package.
 
 Adding a vendor means adding files, never editing a list: ``vendors/<name>.py``
-exposing ``VENDOR`` (an instance of a ``vendors.base.Vendor`` subclass whose ``name``
-is ``<name>``) and its template ``dockerfiles/<template>``. ``discover()`` imports
-every module of this package and keeps those that expose ``VENDOR``; modules without
-it (``base``) are helpers. There is deliberately no plugin path or entry point: a
-vendor lives in this package, next to the others, so a checkout shows every vendor.
+exposing ``VENDOR`` (an instance of a ``vendors.vendor.Vendor`` subclass whose
+``name`` is ``<name>``) and its template ``dockerfiles/<template>``; the convention is
+``runner_in_container/discovery.py``'s, shared with toolkits, cases and launchers.
+Modules without ``VENDOR`` (vendor, querycsv, smi, image, peaks, devices, errors) are
+the parts vendors share. There is deliberately no plugin path or entry point: a vendor
+lives in this package, next to the others, so a checkout shows every vendor.
 """
 
-import importlib
-import pkgutil
+import sys
 from typing import Dict
 
-from .base import Vendor, VendorError
+from runner_in_container.discovery import discover as discover_plugins
 
-__all__ = ["Vendor", "VendorError", "discover", "get"]
+from .errors import VendorError
+from .vendor import Vendor
 
 
 def discover() -> Dict[str, Vendor]:
-    """name -> Vendor for every module of this package exposing ``VENDOR``.
+    """name -> Vendor for every vendor module of this package.
 
-    Raises VendorError naming the module when one cannot be imported, exposes
-    something that is not a Vendor, names itself differently from its file, or is
-    malformed (see ``Vendor.validate``).
+    Raises PluginError naming the module when one cannot be imported or breaks the
+    convention, and VendorError (a PluginError) when a descriptor is malformed (see
+    ``Vendor.validate``).
     """
-    found = {}  # type: Dict[str, Vendor]
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.ispkg or info.name.startswith("_"):
-            continue
-        where = f"vendors/{info.name}.py"
-        try:
-            module = importlib.import_module(f"{__name__}.{info.name}")
-        except Exception as exc:  # a broken plugin must name itself, whatever it raised
-            raise VendorError(f"{where}: cannot be imported: {type(exc).__name__}: {exc}") from exc
-        vendor = getattr(module, "VENDOR", None)
-        if vendor is None:
-            continue
-        if not isinstance(vendor, Vendor):
-            raise VendorError(f"{where}: VENDOR must be a vendors.base.Vendor instance")
-        if vendor.name != info.name:
-            raise VendorError(f"{where}: VENDOR.name is {vendor.name!r}; it must equal the module name")
+    found = discover_plugins(sys.modules[__name__], "VENDOR", Vendor)  # type: Dict[str, Vendor]
+    for vendor in found.values():
         vendor.validate()
-        found[vendor.name] = vendor
     return found
 
 

@@ -7,7 +7,9 @@ MFU stays null.
 
 from typing import Dict, List, Optional
 
-from .base import DeviceInfo, SdkFile, Vendor
+from .image import SdkFile
+from .smi import DeviceInfo
+from .vendor import Vendor
 
 #: PyPI's onnxruntime 1.17.3 wheel for bookworm's Python 3.11 (sha256 as published on PyPI).
 ONNXRUNTIME_WHEEL = SdkFile(

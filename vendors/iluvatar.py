@@ -12,9 +12,10 @@ container instructions. ixsmi answers nvidia-smi's ``--query-gpu`` flags with
 repeats the query and per-process memory is not read.
 """
 
-from .base import RUNNER_PIP_PINS, Peak, QueryCsvVendor, SdkFile
-
-T = 1e12
+from .image import PY38_BASE_IMAGE, RUNNER_PIP_PINS, SdkFile, cp38_wheel, torch_wheels
+from .peaks import TERA as T
+from .peaks import Peak
+from .querycsv import QueryCsvVendor
 
 
 class Iluvatar(QueryCsvVendor):
@@ -22,7 +23,7 @@ class Iluvatar(QueryCsvVendor):
     label = "Iluvatar CoreX"
     template = "iluvatar.Dockerfile.j2"
     image_vars = {
-        "base_image": "ubuntu:20.04",  # Python 3.8, the cp38 wheels below
+        "base_image": PY38_BASE_IMAGE,
         "corex_version": "3.2.0",
         "cuda_version": "10.2",
         "torch_version": "1.13.1+corex.3.2.0",
@@ -35,17 +36,8 @@ class Iluvatar(QueryCsvVendor):
         SdkFile(
             "corex-installer-linux64-3.2.0_x86_64_10.2.run", "CoreX 3.2.0 toolkit installer (from Iluvatar)"
         ),
-        SdkFile(
-            "torch-1.13.1+corex.3.2.0-cp38-cp38-linux_x86_64.whl", "PyTorch for CoreX 3.2.0 (from Iluvatar)"
-        ),
-        SdkFile(
-            "torchvision-0.14.1+corex.3.2.0-cp38-cp38-linux_x86_64.whl",
-            "torchvision for CoreX 3.2.0 (from Iluvatar)",
-        ),
-        SdkFile(
-            "ixrt-0.4.0+corex.3.2.0-cp38-cp38-linux_x86_64.whl",
-            "IxRT 0.4.0 inference runtime (from Iluvatar)",
-        ),
+        *torch_wheels(image_vars, "Iluvatar"),
+        cp38_wheel("ixrt", image_vars["ixrt_version"], "IxRT inference runtime (from Iluvatar)"),
     )
     toolkits = {
         "pytorch": ("fp32", "fp16"),

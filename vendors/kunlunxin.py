@@ -17,16 +17,9 @@ monitor repeats it.
 import shlex
 from typing import List, Optional, Sequence
 
-from .base import (
-    RUNNER_PIP_PINS,
-    DeviceInfo,
-    MonitorSample,
-    SdkFile,
-    Vendor,
-    parse_int,
-    parse_number,
-    repeat_argv,
-)
+from .image import PY38_BASE_IMAGE, RUNNER_PIP_PINS, TORCH_CPU_VERSIONS, SdkFile, torch_wheels
+from .smi import DeviceInfo, MonitorSample, parse_int, parse_number, repeat_argv
+from .vendor import Vendor
 
 _BUS, _DEVICE, _SERIAL, _POWER, _MEM_USED, _MEM_TOTAL, _UTIL, _FIRMWARE, _MODEL = (
     0,
@@ -57,11 +50,10 @@ class Kunlunxin(Vendor):
     label = "Kunlunxin"
     template = "kunlunxin.Dockerfile.j2"
     image_vars = {
-        "base_image": "ubuntu:20.04",  # Python 3.8, the cp38 wheels below
+        "base_image": PY38_BASE_IMAGE,
         "xtcl_version": "2.1",
         "xre_version": "4.0",
-        "torch_version": "1.13.0+cpu",
-        "torchvision_version": "0.14.0+cpu",
+        **TORCH_CPU_VERSIONS,
         "onnx_version": "1.14.0",
         **RUNNER_PIP_PINS,
     }
@@ -70,11 +62,7 @@ class Kunlunxin(Vendor):
         SdkFile(
             "xre-ubuntu_2004_x86_64.tar.gz", "XRE 4.0 runtime user-space libraries and tools (from Kunlunxin)"
         ),
-        SdkFile("torch-1.13.0+cpu-cp38-cp38-linux_x86_64.whl", "PyTorch 1.13.0 CPU wheel (from pytorch.org)"),
-        SdkFile(
-            "torchvision-0.14.0+cpu-cp38-cp38-linux_x86_64.whl",
-            "torchvision 0.14.0 CPU wheel (from pytorch.org)",
-        ),
+        *torch_wheels(image_vars, "pytorch.org"),
     )
     toolkits = {"xtcl": ("fp32", "fp16")}
     runner_device = "cpu"

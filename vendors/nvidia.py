@@ -10,7 +10,10 @@ the pins below are those of 22.11.
 
 from typing import List, Sequence
 
-from .base import DeviceRef, Peak, QueryCsvVendor, device_indices
+from .devices import DeviceRef, device_indices
+from .peaks import TERA as T
+from .peaks import Peak
+from .querycsv import QueryCsvVendor
 
 _A100 = (
     "NVIDIA A100 Tensor Core GPU datasheet: FP32 19.5, TF32 156, FP16/BF16 312 TFLOPS, INT8 624 TOPS (dense)"
@@ -21,11 +24,15 @@ _HOPPER = (
 )
 _H200 = _HOPPER % ("H200 Tensor Core GPU", "67")
 _H100_SXM = _HOPPER % ("H100 Tensor Core GPU (SXM)", "67")
+_HOPPER_SXM_FLOPS = {
+    "fp32": 67 * T, "tf32": 494.7 * T, "fp16": 989.4 * T, "bf16": 989.4 * T,
+    "fp8": 1978.9 * T, "int8": 1978.9 * T,
+}  # fmt: skip
+_A100_FLOPS = {"fp32": 19.5 * T, "tf32": 156 * T, "fp16": 312 * T, "bf16": 312 * T, "int8": 624 * T}
 _H100_PCIE = (
     "NVIDIA H100 Tensor Core GPU datasheet (PCIe): FP32 51 TFLOPS; TF32 756, FP16/BF16 1,513, FP8/INT8 3,026 "
     "with sparsity, dense = half"
 )
-T = 1e12
 
 
 class Nvidia(QueryCsvVendor):
@@ -61,19 +68,13 @@ class Nvidia(QueryCsvVendor):
     process_fields = ("pid", "used_memory")
     loop_ms_flag = True
     peaks = (
-        Peak("NVIDIA H200 SXM", r"\bH200\b(?!.*\bNVL\b)",
-             {"fp32": 67 * T, "tf32": 494.7 * T, "fp16": 989.4 * T, "bf16": 989.4 * T,
-              "fp8": 1978.9 * T, "int8": 1978.9 * T}, _H200),
-        Peak("NVIDIA H100 SXM5", r"\bH100\b.*\b(SXM|HBM3)\b",
-             {"fp32": 67 * T, "tf32": 494.7 * T, "fp16": 989.4 * T, "bf16": 989.4 * T,
-              "fp8": 1978.9 * T, "int8": 1978.9 * T}, _H100_SXM),
+        Peak("NVIDIA H200 SXM", r"\bH200\b(?!.*\bNVL\b)", _HOPPER_SXM_FLOPS, _H200),
+        Peak("NVIDIA H100 SXM5", r"\bH100\b.*\b(SXM|HBM3)\b", _HOPPER_SXM_FLOPS, _H100_SXM),
         Peak("NVIDIA H100 PCIe", r"\bH100\b.*\bPCIe\b",
              {"fp32": 51 * T, "tf32": 378 * T, "fp16": 756.5 * T, "bf16": 756.5 * T,
               "fp8": 1513 * T, "int8": 1513 * T}, _H100_PCIE),
-        Peak("NVIDIA A100 SXM4 (40/80 GB)", r"\bA100\b.*\bSXM4?\b",
-             {"fp32": 19.5 * T, "tf32": 156 * T, "fp16": 312 * T, "bf16": 312 * T, "int8": 624 * T}, _A100),
-        Peak("NVIDIA A100 PCIe (40/80 GB)", r"\bA100\b.*\bPCIE\b",
-             {"fp32": 19.5 * T, "tf32": 156 * T, "fp16": 312 * T, "bf16": 312 * T, "int8": 624 * T}, _A100),
+        Peak("NVIDIA A100 SXM4 (40/80 GB)", r"\bA100\b.*\bSXM4?\b", _A100_FLOPS, _A100),
+        Peak("NVIDIA A100 PCIe (40/80 GB)", r"\bA100\b.*\bPCIE\b", _A100_FLOPS, _A100),
     )  # fmt: skip
 
     def docker_device_args(self, devices: Sequence[DeviceRef]) -> List[str]:

@@ -15,16 +15,9 @@ a C100. Tencent publishes no peak figures for the C100, so its MFU stays null.
 import re
 from typing import List, Optional, Sequence
 
-from .base import (
-    RUNNER_PIP_PINS,
-    DeviceInfo,
-    MonitorSample,
-    SdkFile,
-    Vendor,
-    parse_int,
-    parse_number,
-    repeat_argv,
-)
+from .image import PY38_BASE_IMAGE, RUNNER_PIP_PINS, TORCH_CPU_VERSIONS, SdkFile, torch_wheels
+from .smi import DeviceInfo, MonitorSample, parse_int, parse_number, repeat_argv
+from .vendor import Vendor
 
 # zx-smi table, two lines per card: "* 0  C100 | 10.19.3 | 00:3d:0.0  Enable *"
 # then "* 30C  Sleep  48.0W  300W | 16G  Disable|  0.0%  UUID *"
@@ -42,10 +35,9 @@ class Zixiao(Vendor):
     label = "Tencent Zixiao"
     template = "zixiao.Dockerfile.j2"
     image_vars = {
-        "base_image": "ubuntu:20.04",  # Python 3.8, the py3.8 / cp38 wheels below
+        "base_image": PY38_BASE_IMAGE,
         "zxrt_version": "2.4.12",
-        "torch_version": "1.13.0+cpu",
-        "torchvision_version": "0.14.0+cpu",
+        **TORCH_CPU_VERSIONS,
         "onnx_version": "1.14.0",
         **RUNNER_PIP_PINS,
     }
@@ -53,11 +45,7 @@ class Zixiao(Vendor):
         SdkFile("topsruntime_2.4.12-1_amd64.deb", "TOPS runtime 2.4.12 (from Tencent)"),
         SdkFile("tops-sdk_2.4.12-1_amd64.deb", "TOPS SDK 2.4.12 (from Tencent)"),
         SdkFile("TopsInference-2.4.12-py3.8-none-any.whl", "zxrt 2.4.12 Python inference API (from Tencent)"),
-        SdkFile("torch-1.13.0+cpu-cp38-cp38-linux_x86_64.whl", "PyTorch 1.13.0 CPU wheel (from pytorch.org)"),
-        SdkFile(
-            "torchvision-0.14.0+cpu-cp38-cp38-linux_x86_64.whl",
-            "torchvision 0.14.0 CPU wheel (from pytorch.org)",
-        ),
+        *torch_wheels(image_vars, "pytorch.org"),
     )
     toolkits = {"zxrt": ("fp16",)}
     runner_device = "cpu"

@@ -13,7 +13,7 @@ from orchestrator.bundle.manifest import SHA256, BundleError
 from orchestrator.host.images import ImageBuildError, ImageError
 from orchestrator.model.cluster import Cluster
 from orchestrator.transport.base import TransportError
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 Loader = Callable[[str], Tuple[Cluster, Dict[str, Vendor]]]
 

@@ -29,7 +29,7 @@ from orchestrator.model.cluster import Cluster, Host
 from orchestrator.transport.base import Transport
 from orchestrator.transport.local import LocalTransport
 from runner_in_container.contract import HASH_IN_NAME
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 #: what a bare host's Python needs to run the runner (its toolkits come from the vendor's SDK)
 BARE_REQUIREMENTS = ("torch", "torchvision", "numpy", "pillow")

@@ -36,7 +36,7 @@ from orchestrator.host.origin import origin_tag
 from orchestrator.host.prepare import host_image_spec, host_transport
 from orchestrator.model.cluster import Cluster, Host
 from orchestrator.transport.base import Transport, TransportError
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 
 @dataclass

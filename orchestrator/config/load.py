@@ -15,7 +15,7 @@ from orchestrator.config import knobs, yamlread
 from orchestrator.config.paths import localise
 from orchestrator.model.cluster import Cluster
 from orchestrator.model.fields import ConfigError
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 #: how pydantic names the member of a Union it tried (``batch_size.list[int]``), not a field of the file
 _UNION_MEMBER = re.compile(r"^(int|str|bool|float|list\[.*\]|literal\[.*\])$")

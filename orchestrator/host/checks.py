@@ -11,7 +11,7 @@ from orchestrator.model.cluster import Cluster, Host
 from orchestrator.safeio.text import one_line
 from orchestrator.transport.base import Completed, Transport, TransportError
 from runner_in_container.contract import HASH_IN_NAME, weights_is_file
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 #: md5sum / sha256sum of a whole ImageNet tar (6.4 GB) may take minutes on a slow disk

@@ -33,7 +33,7 @@ from orchestrator.host.prepare import host_image_spec, host_transport, image_ove
 from orchestrator.model.cluster import Cluster, Host
 from orchestrator.safeio.text import one_line, shown
 from orchestrator.transport.base import TransportError
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 STYLES = {PASS: "green", WARN: "yellow", FAIL: "bold red", SKIP: "dim"}
 #: the checks of a host, in table order

@@ -7,7 +7,7 @@ value as None ("unknown"), never a guess.
 from typing import Any, Dict, List, Optional, Sequence
 
 from orchestrator.transport.base import Transport, TransportError
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 #: the docker engine's version (fails when the client cannot reach the engine)
 DOCKER_VERSION = ["docker", "version", "--format", "{{.Server.Version}}"]

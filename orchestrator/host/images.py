@@ -40,7 +40,8 @@ from orchestrator.host import lock as hostlock
 from orchestrator.host import registry as registry_io
 from orchestrator.model.cluster import Host
 from orchestrator.transport.base import ProcessTransport, Transport, TransportError
-from vendors.base import SdkFile, Vendor
+from vendors.image import SdkFile
+from vendors.vendor import Vendor
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "dockerfiles"

@@ -5,7 +5,9 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from orchestrator.transport.base import Transport, TransportError
-from vendors.base import MonitorSample, Vendor
+from runner_in_container.protocol import STAGE_INFER
+from vendors.smi import MonitorSample
+from vendors.vendor import Vendor
 
 
 class Monitor:
@@ -83,7 +85,7 @@ class Monitor:
             "peak_memory_used_mib": _max(r["memory_used_mib"] for r in rows),
             "windows": self.windows,
         }
-        start, end = self.windows.get("infer", [0.0, 0.0])
+        start, end = self.windows.get(STAGE_INFER, [0.0, 0.0])
         if start and end > start:
             powers = [r["power_w"] for r in rows if start <= r["t"] <= end and r["power_w"] is not None]
             utils = [

@@ -11,10 +11,11 @@ from orchestrator.host import envinfo, images, orphans
 from orchestrator.model.cluster import Host
 from orchestrator.outcome import StageFailure
 from orchestrator.safeio.text import one_line
+from orchestrator.states import Stage
 from orchestrator.transport import make_transport
 from orchestrator.transport.base import Transport, TransportError
 from runner_in_container.contract import weights_is_file
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 _log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def check_docker(transport: Transport, host: Host, timeout: float) -> None:
     if done.returncode != 0:
         said = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
         raise StageFailure(
-            "connect", one_line("docker on host %s does not answer: %s" % (host.name, said[0]))
+            Stage.CONNECT, one_line("docker on host %s does not answer: %s" % (host.name, said[0]))
         )
 
 
@@ -99,7 +100,7 @@ def check_paths(transport: Transport, host: Host, timeout: float) -> None:
         paths.append(("weights", host.weights))
     for field_name, path in paths:
         if path and transport.run(["test", "-e", path], timeout=timeout).returncode != 0:
-            raise StageFailure("start", "%s %s does not exist on host %s" % (field_name, path, host.name))
+            raise StageFailure(Stage.START, "%s %s does not exist on host %s" % (field_name, path, host.name))
 
 
 def missing_base(transport: Transport, host: Host, vendor: Vendor) -> str:

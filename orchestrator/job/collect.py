@@ -15,7 +15,7 @@ from orchestrator.metrics.derived import Derived
 from orchestrator.safeio import bounded
 from runner_in_container import schema
 from runner_in_container.protocol import STATUS_FAILED_ACCURACY
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 #: the largest result.json read (a real one is about 10 KiB)
 MAX_RESULT_BYTES = 4 << 20

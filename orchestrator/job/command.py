@@ -16,7 +16,8 @@ from orchestrator.job import containers
 from orchestrator.job.plan import Job
 from orchestrator.model.cluster import Host
 from runner_in_container.contract import render_argv, weights_is_file
-from vendors.base import DevicePlaceholder, DeviceRef, Vendor
+from vendors.devices import DevicePlaceholder, DeviceRef
+from vendors.vendor import Vendor
 
 RUNNER_MODULE = "runner_in_container"
 CONTAINER_RESULTS = "/results"

@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from orchestrator.host import orphans
 from orchestrator.transport.base import LineHandler, Transport, TransportError
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 DOCKER_TIMEOUT = 60.0
 RUN_PREFIX = ["docker", "run", "--rm"]  # the job container removes itself where docker runs it (Slurm)

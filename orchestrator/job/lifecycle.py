@@ -26,7 +26,8 @@ from orchestrator.metrics.table import BY_KEY
 from orchestrator.model.cluster import Host
 from orchestrator.outcome import INTERRUPTED, StageFailure
 from orchestrator.safeio.text import one_line
-from orchestrator.store import CANCELLED, OK, RUNNING, StoreError
+from orchestrator.states import JobState, Stage
+from orchestrator.store import StoreError
 from orchestrator.transport.base import Cancelled, CommandTimeout, FetchRefused, Transport, TransportError
 from runner_in_container.protocol import EXIT_FAILED_ACCURACY, RESULT_FILE
 
@@ -60,8 +61,8 @@ class HostWorker:
         Raises StageFailure (connect, start or build), or Cancelled when the run is
         interrupted between steps (a build that started runs to its end or its timeout).
         """
-        self.say(None, stage="connect")
-        with stage_errors("connect"):
+        self.say(None, stage=Stage.CONNECT)
+        with stage_errors(Stage.CONNECT):
             try:
                 self.transport = transport = self.connect()
                 transport.run(["true"], timeout=self.timeouts.connect).check()
@@ -69,25 +70,25 @@ class HostWorker:
                     self.launcher.check_docker()
                     self.user = hostprep.login_user(transport, self.timeouts.connect)
             except TransportError as exc:
-                raise StageFailure("connect", one_line(str(exc))) from None
-        with stage_errors("start"):
+                raise StageFailure(Stage.CONNECT, one_line(str(exc))) from None
+        with stage_errors(Stage.START):
             self._secure_workdir()
             hostprep.check_paths(transport, self.host, self.timeouts.connect)
         self._check_cancel()
-        with stage_errors("connect"):
+        with stage_errors(Stage.CONNECT):
             self.launcher.capture_environment()
         self._check_cancel()
-        self.say(None, stage="build")
+        self.say(None, stage=Stage.BUILD)
         build_started = time.monotonic()
-        with stage_errors("build"):
+        with stage_errors(Stage.BUILD):
             self.build_log = self.host_log("build.log")
             try:
                 self.launcher.build()
             except images.ImageBuildError as exc:
                 missing = hostprep.missing_base(transport, self.host, self.vendor)
-                raise StageFailure("build", one_line(missing + str(exc))) from None
+                raise StageFailure(Stage.BUILD, one_line(missing + str(exc))) from None
             except (TransportError, images.ImageError) as exc:
-                raise StageFailure("build", one_line(str(exc))) from None
+                raise StageFailure(Stage.BUILD, one_line(str(exc))) from None
         self.build_s = time.monotonic() - build_started
 
     def _check_cancel(self) -> None:
@@ -100,7 +101,7 @@ class HostWorker:
         try:
             self.workdir = workdirs.secure(self.transport, self.workdir or None, self.timeouts.connect)
         except workdirs.WorkdirRefused as exc:
-            raise StageFailure("start", one_line(str(exc))) from None
+            raise StageFailure(Stage.START, one_line(str(exc))) from None
 
     def connect(self) -> Transport:
         """A new connection to the host."""
@@ -135,21 +136,22 @@ class HostWorker:
         timings: Dict[str, float] = {} if self.build_s is None else {"build_s": self.build_s}
         start = time.monotonic()
         try:
-            unstored = _finished_result(job_dir / RESULT_FILE, recorded) if before == RUNNING else None
+            left_running = before == JobState.RUNNING
+            unstored = _finished_result(job_dir / RESULT_FILE, recorded) if left_running else None
             if unstored is not None:
                 result = self._store_result(job, unstored, None)
             else:
-                with stage_errors("start"):
+                with stage_errors(Stage.START):
                     _clear_earlier_attempt(job_dir, log_path)
                 result = self._run_stages(job, job_dir, log_path, timings)
-            state, reason = OK, None
+            state, reason = JobState.OK, None
             failure = collect.accuracy_failure(result)
             if failure:
-                state, reason = "FAILED_ACCURACY", failure
+                state, reason = JobState.failed(Stage.ACCURACY), failure
         except StageFailure as exc:
-            state, reason = "FAILED_" + exc.stage.upper(), str(exc)
+            state, reason = JobState.failed(exc.stage), str(exc)
         except Cancelled:
-            state, reason = CANCELLED, INTERRUPTED
+            state, reason = JobState.CANCELLED, INTERRUPTED
         timings["job_s"] = time.monotonic() - start
         log = str(log_path) if log_path.exists() else None
         store.finish_job(run_id, job.job_id, state, reason, log, timings)
@@ -160,13 +162,13 @@ class HostWorker:
         self, job: Job, job_dir: Path, log_path: Path, timings: Dict[str, float]
     ) -> collect.Result:
         remote_dir = posixpath.join(self.workdir, "runs", self.ctx.run_id, job.job_id)
-        with stage_errors("start"):
+        with stage_errors(Stage.START):
             transport = self.launcher.transport_for(job.device)
             self._make_remote_dirs(transport, remote_dir)
-        self.say(job.device, stage="start", job=job.job_id, note="")
+        self.say(job.device, stage=Stage.START, job=job.job_id, note="")
         t0 = time.monotonic()
         mode = self.host.mps if self.launcher.private_mps else self.host.mps is True
-        with stage_errors("run"), mps.job_sharing(
+        with stage_errors(Stage.RUN), mps.job_sharing(
             transport, mode, self.host.mps_pipe_directory, self.vendor.mps, job.device, self.ctx.run_id
         ) as sharing:
             self._mps_pipes[job.device] = sharing.pipe
@@ -177,19 +179,19 @@ class HostWorker:
         timings["runner_s"] = time.monotonic() - t0
         t0 = time.monotonic()
         local_result = job_dir / RESULT_FILE
-        with stage_errors("collect"):
+        with stage_errors(Stage.COLLECT):
             error = self._fetch(transport, posixpath.join(remote_dir, RESULT_FILE), local_result)
         if error is not None:
             if outcome.returncode != 0:
                 raise StageFailure(outcome.failed_stage(), outcome.reason())
-            raise StageFailure("collect", one_line("result.json not fetched: %s" % error))
+            raise StageFailure(Stage.COLLECT, one_line("result.json not fetched: %s" % error))
         timings["collect_s"] = time.monotonic() - t0
         try:
             data = collect.load_file(str(local_result))
             self.ctx.store.record_fetch(self.ctx.run_id, job.job_id, hashlib.sha256(data).hexdigest())
             result = collect.read_bytes(data)
         except (OSError, collect.ResultInvalid) as exc:
-            raise StageFailure("validate", one_line(str(exc))) from None
+            raise StageFailure(Stage.VALIDATE, one_line(str(exc))) from None
         if result.figures is None or outcome.returncode not in (0, EXIT_FAILED_ACCURACY):
             raise StageFailure(outcome.failed_stage(), outcome.reason(result.doc))
         return self._store_result(job, result, outcome)
@@ -201,12 +203,12 @@ class HostWorker:
         result that an earlier orchestrator fetched but could not store."""
         monitor = outcome.monitor if outcome is not None else None
         assert result.figures is not None
-        with stage_errors("collect"):
+        with stage_errors(Stage.COLLECT):
             model = envinfo.accelerator_models(self.env, [job.device]).get(job.device)
             try:
                 derived = collect.derive(result, self.vendor, model)
             except collect.ResultInvalid as exc:
-                raise StageFailure("validate", one_line(str(exc))) from None
+                raise StageFailure(Stage.VALIDATE, one_line(str(exc))) from None
             derived = dataclasses.replace(
                 derived,
                 samples_source=monitor.source if monitor else None,
@@ -228,7 +230,7 @@ class HostWorker:
                 transport.run(["mkdir", "-p", "--", path], timeout=self.timeouts.connect).check()
             except TransportError as exc:
                 raise StageFailure(
-                    "start", one_line("cannot create %s on host %s: %s" % (path, self.host.name, exc))
+                    Stage.START, one_line("cannot create %s on host %s: %s" % (path, self.host.name, exc))
                 ) from None
         stale = posixpath.join(remote_dir, RESULT_FILE)
         transport.run(["rm", "-f", "--", stale], timeout=self.timeouts.connect).check()
@@ -246,10 +248,10 @@ class HostWorker:
             transport.get(remote, local, collect.MAX_RESULT_BYTES, timeout=collect_s)
         except CommandTimeout:
             raise StageFailure(
-                "collect", "result.json not fetched within %g s (timeouts.collect)" % collect_s
+                Stage.COLLECT, "result.json not fetched within %g s (timeouts.collect)" % collect_s
             ) from None
         except FetchRefused as exc:
-            raise StageFailure("collect", one_line("result.json not fetched: %s" % exc)) from None
+            raise StageFailure(Stage.COLLECT, one_line("result.json not fetched: %s" % exc)) from None
         except TransportError as exc:
             return str(exc)
         return None

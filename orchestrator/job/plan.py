@@ -5,7 +5,7 @@ from typing import Dict, List, Tuple
 
 from orchestrator.host import images
 from orchestrator.model.cluster import Cluster
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 
 @dataclass(frozen=True)

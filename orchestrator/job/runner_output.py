@@ -15,6 +15,7 @@ from orchestrator.job.containers import REFUSED
 from orchestrator.outcome import StageFailure
 from orchestrator.safeio.logs import LogFile
 from orchestrator.safeio.text import one_line, os_error
+from orchestrator.states import Stage
 from runner_in_container.protocol import EXIT_BAD_INPUT, parse_event
 
 #: runner events handled per second on average, EVENT_BURST at once; the rest are dropped (a real runner
@@ -105,7 +106,7 @@ class JobLog(LogFile):
 
     def failed(self, exc: OSError) -> None:
         raise StageFailure(
-            "collect", one_line("cannot keep the job's log: " + os_error(exc, self.path))
+            Stage.COLLECT, one_line("cannot keep the job's log: " + os_error(exc, self.path))
         ) from None
 
 
@@ -155,9 +156,9 @@ class RunnerOutcome:
 
         return handle
 
-    def failed_stage(self) -> str:
-        """'start' when the runner never began (docker or interpreter failed), else 'run'."""
-        return "run" if self.started else "start"
+    def failed_stage(self) -> Stage:
+        """START when the runner never began (docker or interpreter failed), else RUN."""
+        return Stage.runner_ended(self.started)
 
     def reason(self, doc: Optional[Dict[str, Any]] = None) -> str:
         error = (doc or {}).get("error")

@@ -11,9 +11,10 @@ from typing import Any, Callable, Dict, Iterator
 from orchestrator.model.cluster import Cluster
 from orchestrator.outcome import StageFailure
 from orchestrator.safeio.text import one_line, os_error
+from orchestrator.states import Stage
 from orchestrator.store import Store, StoreError
 from orchestrator.transport.base import Cancelled
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class RunContext:
 
 
 @contextlib.contextmanager
-def stage_errors(stage: str) -> Iterator[None]:
+def stage_errors(stage: Stage) -> Iterator[None]:
     """Turn an unexpected error inside ``stage`` into StageFailure(stage), so that no job ends by raising."""
     try:
         yield

@@ -1,7 +1,8 @@
 """Launchers: how the jobs of one host entry get run, one module each, found by scanning this package.
 
-A launcher module exposes ``LAUNCHER``, a subclass of ``base.Launcher`` whose ``name`` is the
-cluster file's ``launcher:`` value; ``scheduler.run_all`` makes one per host entry and calls
+A launcher module ``<name>.py`` exposes ``LAUNCHER``, a subclass of ``base.Launcher`` whose
+``name`` is ``<name>``, the cluster file's ``launcher:`` value (the convention of
+``runner_in_container/discovery.py``); ``scheduler.run_all`` makes one per host entry and calls
 its ``run(jobs)``, the host entries in parallel. The job's lifecycle (``job.lifecycle.HostWorker``:
 its command, result fetching, validation, derived figures, the store) is shared; the
 launcher says how the host is prepared and how a job's command runs (``base.Launcher``).
@@ -13,21 +14,16 @@ Modules without ``LAUNCHER`` (base, queues, slurmctl) are helpers.
   ``squeue``/``sacct`` and the job's output file.
 """
 
-import importlib
-import pkgutil
+import sys
 from typing import Dict, Type
 
 from orchestrator.launchers.base import Launcher
+from runner_in_container.discovery import discover as discover_plugins
 
 
 def discover() -> Dict[str, Type[Launcher]]:
     """name -> launcher class for every module of this package exposing ``LAUNCHER``."""
-    found: Dict[str, Type[Launcher]] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        launcher = getattr(importlib.import_module("%s.%s" % (__name__, info.name)), "LAUNCHER", None)
-        if launcher is not None:
-            found[launcher.name] = launcher
-    return found
+    return discover_plugins(sys.modules[__name__], "LAUNCHER", Launcher, classes=True)
 
 
 def get(name: str) -> Type[Launcher]:

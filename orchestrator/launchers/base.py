@@ -20,6 +20,7 @@ from orchestrator.job.runner_output import RunnerOutcome
 from orchestrator.job.stages import RunContext
 from orchestrator.model.cluster import Host
 from orchestrator.safeio.logs import LogFile
+from orchestrator.states import Stage
 from orchestrator.transport.base import Transport
 
 
@@ -84,12 +85,12 @@ class Launcher(abc.ABC):
                 offline=self.ctx.cluster.defaults.offline,
                 registry=self.host.image.registry,
                 lock_dir=posixpath.join(worker.workdir, "locks"),
-                on_status=lambda note: worker.say(None, stage="image", note=note),
+                on_status=lambda note: worker.say(None, stage=Stage.IMAGE, note=note),
             )
         worker.image = spec.tag
         worker.env.update(origin.image_origin(worker.transport, spec.tag, worker.timeouts.connect))
         self.ctx.store.put_environment(self.ctx.run_id, self.host.name, worker.env)
-        worker.say(None, stage="image", note=f"{how} {spec.tag}")
+        worker.say(None, stage=Stage.IMAGE, note=f"{how} {spec.tag}")
 
     # -- connections and display lines ---------------------------------------------------
     def transport_for(self, device: int) -> Transport:

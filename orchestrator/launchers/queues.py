@@ -8,7 +8,7 @@ from orchestrator.job.lifecycle import HostWorker
 from orchestrator.job.plan import Job
 from orchestrator.job.stages import RunContext
 from orchestrator.outcome import INTERRUPTED, StageFailure
-from orchestrator.store import CANCELLED
+from orchestrator.states import JobState, Stage
 from orchestrator.transport.base import Cancelled
 
 
@@ -26,7 +26,7 @@ def run_queues(
     states: Dict[str, str] = {}
     lock = threading.Lock()
 
-    def end(job: Job, state: str, reason: str, log_path: Optional[str] = None) -> None:
+    def end(job: Job, state: JobState, reason: str, log_path: Optional[str] = None) -> None:
         ctx.store.finish_job(ctx.run_id, job.job_id, state, reason, log_path, {})
         with lock:
             states[job.job_id] = state
@@ -35,7 +35,7 @@ def run_queues(
     def drain(queue: List[Job]) -> None:
         for job in queue:
             if ctx.cancel.is_set():
-                end(job, CANCELLED, INTERRUPTED)
+                end(job, JobState.CANCELLED, INTERRUPTED)
                 continue
             state = worker.run_job(job)
             with lock:
@@ -45,13 +45,13 @@ def run_queues(
         try:
             worker.prepare()
         except StageFailure as exc:
-            log = worker.build_log if exc.stage == "build" and worker.build_log else None
+            log = worker.build_log if exc.stage == Stage.BUILD and worker.build_log else None
             for job in jobs:
-                end(job, "FAILED_" + exc.stage.upper(), str(exc), str(log) if log else None)
+                end(job, JobState.failed(exc.stage), str(exc), str(log) if log else None)
             return states
         except Cancelled:
             for job in jobs:
-                end(job, CANCELLED, INTERRUPTED)
+                end(job, JobState.CANCELLED, INTERRUPTED)
             return states
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="jobs-" + worker.host.name) as pool:
             for future in [pool.submit(drain, queue) for queue in queues]:

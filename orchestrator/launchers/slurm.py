@@ -35,6 +35,7 @@ from orchestrator.launchers.slurmctl import JobStatus, SlurmClient, SrunTranspor
 from orchestrator.model.cluster import Host, SlurmSettings
 from orchestrator.outcome import INTERRUPTED, StageFailure
 from orchestrator.safeio.text import one_line
+from orchestrator.states import Stage
 from orchestrator.transport.base import MAX_LINE_BYTES, Cancelled, Transport, TransportError
 
 BATCH_SCRIPT = Path(__file__).with_name("slurm_job.sh")
@@ -173,7 +174,7 @@ class SlurmLauncher(Launcher):
                     images.write_tar(spec.files, handle)
                 transport.put(tar, self.context, mode=0o644)
         worker.image, self.labels = spec.tag, spec.labels
-        worker.say(None, stage="image", note="%s: built on each node that lacks it" % spec.tag)
+        worker.say(None, stage=Stage.IMAGE, note="%s: built on each node that lacks it" % spec.tag)
 
     # -- one connection and one progress row per job thread ------------------------
     def _slot(self) -> int:
@@ -196,11 +197,11 @@ class SlurmLauncher(Launcher):
         try:
             command, uses_device = self.worker.job_command(job, remote_dir).with_placeholder()
         except CommandError as exc:
-            raise StageFailure("start", one_line(str(exc))) from None
+            raise StageFailure(Stage.START, one_line(str(exc))) from None
         vendor = self.worker.vendor
         if uses_device and not self.spec.gres:
             raise StageFailure(
-                "start",
+                Stage.START,
                 "vendor %s runs on a device: ask Slurm for one with gres (slurm.vendors.%s.gres, e.g. gpu:1)"
                 % (vendor.name, vendor.name),
             )
@@ -232,13 +233,13 @@ class SlurmLauncher(Launcher):
         """Submit the job and follow it to its end; StageFailure when Slurm ended it, Cancelled on Ctrl-C."""
         assert self.slurm is not None
         outcome = RunnerOutcome(self.host.docker.memory if self.host.runtime == "docker" else None)
-        with stage_errors("start"):
+        with stage_errors(Stage.START):
             argv = self.sbatch_argv(job, remote_dir)
         try:
             watch = _Watch(self.slurm.submit(argv))
         except TransportError as exc:
-            raise StageFailure("start", one_line(str(exc))) from None
-        self.worker.say(job.device, stage="queued", note="slurm job %s" % watch.slurm_id)
+            raise StageFailure(Stage.START, one_line(str(exc))) from None
+        self.worker.say(job.device, stage=Stage.QUEUED, note="slurm job %s" % watch.slurm_id)
         timeouts = self.worker.timeouts
         follower = OutputFollower(transport, posixpath.join(remote_dir, OUTPUT_NAME), timeouts.connect)
         with JobLog(log_path) as log:
@@ -248,7 +249,7 @@ class SlurmLauncher(Launcher):
             except BaseException as exc:
                 self._cancel(watch.slurm_id)
                 if isinstance(exc, TransportError) and not isinstance(exc, Cancelled):
-                    raise StageFailure("run" if watch.ran else "start", one_line(str(exc))) from None
+                    raise StageFailure(Stage.runner_ended(watch.ran), one_line(str(exc))) from None
                 raise
             finally:
                 if watch.monitor is not None:
@@ -308,7 +309,7 @@ class SlurmLauncher(Launcher):
             run_timeout = self.worker.timeouts.run
             if watch.ran and time.monotonic() - watch.running_since > run_timeout:
                 raise StageFailure(
-                    "run",
+                    Stage.RUN,
                     "runner exceeded the run timeout of %g s (timeouts.run); slurm job %s cancelled"
                     % (run_timeout, watch.slurm_id),
                 )
@@ -341,7 +342,7 @@ class SlurmLauncher(Launcher):
         watch.node, watch.ran = node, True
         watch.running_since = watch.running_since or time.monotonic()
         worker = self.worker
-        worker.say(job.device, stage="running", note="slurm job %s on %s" % (watch.slurm_id, node))
+        worker.say(job.device, stage=Stage.RUNNING, note="slurm job %s on %s" % (watch.slurm_id, node))
         probe = SrunTransport(transport, watch.slurm_id)
         device = int(visible) if visible.isdigit() else 0  # the index the job's own steps see
         watch.monitor = Monitor.start(

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from orchestrator.states import Stage
 from orchestrator.transport.base import Completed, LineHandler, Transport, TransportError
 
 #: states after which a job never runs again (squeue/sacct JOB STATE CODES)
@@ -64,12 +65,12 @@ class JobStatus:
             return 128 + self.signal
         return self.exit_code or 0
 
-    def failure(self, ran: bool) -> Optional[Tuple[str, str]]:
+    def failure(self, ran: bool) -> Optional[Tuple[Stage, str]]:
         """(stage, one-line reason) when Slurm, not the command, ended the job; None otherwise.
 
         COMPLETED and FAILED end with the command's own exit status, which the caller
-        judges like any runner's. Any other end state is Slurm's doing: stage "run" when
-        the job had started running, "start" when it never did.
+        judges like any runner's. Any other end state is Slurm's doing: stage RUN when
+        the job had started running, START when it never did.
         """
         if self.state in ("COMPLETED", "FAILED"):
             return None
@@ -78,7 +79,7 @@ class JobStatus:
         text = why.format(state=self.state, reason=self.reason, **where)
         if self.node and "{node}" not in why:
             text += " on " + self.node
-        return ("run" if ran else "start"), "slurm %s: %s (slurm job %s)" % (self.state, text, self.job_id)
+        return Stage.runner_ended(ran), "slurm %s: %s (slurm job %s)" % (self.state, text, self.job_id)
 
 
 def parse_squeue(text: str) -> Dict[str, JobStatus]:

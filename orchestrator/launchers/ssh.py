@@ -15,6 +15,7 @@ from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.queues import run_queues
 from orchestrator.outcome import StageFailure
 from orchestrator.safeio.text import one_line
+from orchestrator.states import Stage
 from orchestrator.transport.base import Cancelled, CommandTimeout, Transport, TransportError
 
 
@@ -40,7 +41,7 @@ class DirectLauncher(Launcher):
         """
         worker, timeouts = self.worker, self.worker.timeouts
         outcome = RunnerOutcome(self.host.docker.memory if self.host.runtime == "docker" else None)
-        with stage_errors("start"):
+        with stage_errors(Stage.START):
             name = containers.container_name(self.ctx.run_id, job.job_id)
             argv = worker.job_command(job, remote_dir).argv(job.device)
         start_deadline = time.monotonic() + timeouts.start
@@ -70,13 +71,13 @@ class DirectLauncher(Launcher):
                     )
             except CommandTimeout:
                 raise StageFailure(
-                    "run",
+                    Stage.RUN,
                     "runner exceeded the run timeout of %g s (timeouts.run); stopped" % timeouts.run,
                 ) from None
             except Cancelled:
                 if late:
                     raise StageFailure(
-                        "start",
+                        Stage.START,
                         "runner did not start within %g s (timeouts.start); stopped" % timeouts.start,
                     ) from None
                 raise

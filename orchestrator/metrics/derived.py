@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union, get_type_hi
 
 from orchestrator.metrics import table
 from runner_in_container import schema
-from vendors.base import Vendor
+from vendors.vendor import Vendor
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from orchestrator.metrics import table
 from orchestrator.metrics.table import Metric
 from orchestrator.report.load import JobData, ReportError, RunData, dig
 from orchestrator.safeio import bounded
+from runner_in_container.protocol import STAGE_INFER, STAGE_VAL
 
 BASELINE_FORMAT = "rn50bench.baseline/1"
 #: a baseline is a table of figures: the shipped one is 6 KiB
@@ -78,7 +79,7 @@ class Comparison:
 def _job_entry(job: JobData) -> Entry:
     result, derived, spec = job.result, job.derived, job.job["spec"]
     assert derived is not None
-    infer = dig(result, "stages", "infer") or {}
+    infer = dig(result, "stages", STAGE_INFER) or {}
     passes = infer.get("passes")
     conditions = {
         "data.n_images": dig(result, "data", "n_images"),
@@ -86,7 +87,7 @@ def _job_entry(job: JobData) -> Entry:
         "data.md5": dig(result, "data", "md5"),
         "data.images_counted": infer["images"] // passes if passes else None,
         "preprocessing.method": dig(result, "data", "resize"),
-        "precision.val": dig(result, "stages", "val", "precision"),
+        "precision.val": dig(result, "stages", STAGE_VAL, "precision"),
         "precision.infer_input": infer.get("input_dtype"),
         "metric_version": derived.metric_version or dig(result, "metric_version"),
     }

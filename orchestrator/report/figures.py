@@ -6,6 +6,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from orchestrator.metrics import table
 from orchestrator.report.load import JobData, RunData, dig
 from orchestrator.report.svg import Bar, Group
+from orchestrator.states import Stage
+from runner_in_container.protocol import PASS_STAGES, STAGE_INFER, STAGE_SETUP, STAGE_VAL
 
 #: throughput series: the metric table's throughputs with a column in the results table
 THROUGHPUT = tuple(metric for metric in table.METRICS if metric.unit == "img/s" and metric.table)
@@ -25,7 +27,7 @@ def latency_groups(data: RunData) -> List[Group]:
     """Per job with figures and per stage: p50 / p90 / p99 of the per-batch core time (ms)."""
     groups = []
     for job in data.ok_jobs():
-        for stage in ("val", "infer"):
+        for stage in PASS_STAGES:
             latency = dig(job.result, "stages", stage, "latency_ms") or {}
             groups.append(("%s %s" % (job.label(), stage), [(p, latency.get(p)) for p in PERCENTILES]))
     return groups
@@ -57,21 +59,21 @@ def timeline(job: JobData) -> List[Bar]:
     result = job.result
     e2e = dig(result, "durations", "e2e_time_s")
     runner = timings.get("runner_s")
-    val = dig(result, "stages", "val") or {}
-    infer = dig(result, "stages", "infer") or {}
+    val = dig(result, "stages", STAGE_VAL) or {}
+    infer = dig(result, "stages", STAGE_INFER) or {}
     stages = [stage for stage in (val, infer) if stage]
     stage_val = _sum([val.get(k) for k in ("export_s", "compile_s", "warmup_s", "whole_s")]) if val else None
     phases: List[Bar] = [
-        ("build", timings.get("build_s")),
-        ("start", runner - e2e if runner is not None and e2e is not None else None),
-        ("setup", dig(result, "durations", "setup_s")),
+        (Stage.BUILD, timings.get("build_s")),
+        (Stage.START, runner - e2e if runner is not None and e2e is not None else None),
+        (STAGE_SETUP, dig(result, "durations", "setup_s")),
         ("load", dig(result, "durations", "load_s")),
         ("pipeline", _sum([stage.get("pipeline_wait_s", 0.0) for stage in stages]) if stages else None),
-        ("val", stage_val),
+        (STAGE_VAL, stage_val),
         ("export", infer.get("export_s")),
         ("compile", infer.get("compile_s")),
         ("warm-up", infer.get("warmup_s")),
-        ("infer", infer.get("whole_s")),
+        (STAGE_INFER, infer.get("whole_s")),
         (
             "core",
             _sum([(stage.get("core_pass") or {}).get("wall_s", 0.0) for stage in stages]) if stages else None,
@@ -130,7 +132,7 @@ def how_measured(job: JobData) -> List[Tuple[str, str]]:
             "%s (metrics.md); %s (4.12e9 convention)"
             % (percent(figure("mfu")), percent(figure("mfu_flagperf"))),
         ),
-        ("core timing", text(dig(result, "stages", "infer", "timing_method"))),
+        ("core timing", text(dig(result, "stages", STAGE_INFER, "timing_method"))),
         ("memory used", text(note("mem_source"))),
         ("memory total", text(dig(result, "memory", "mem_total_source"))),
         ("data", pairs(data, ("root", "layout", "n_images", "max_images", "labels_source"))),

@@ -18,6 +18,7 @@ from rich.table import Table
 from orchestrator.metrics import table
 from orchestrator.metrics.derived import Derived
 from orchestrator.report.load import ReportError, RunData
+from orchestrator.states import UNREADABLE
 
 UNKNOWN = "unknown"
 
@@ -69,7 +70,7 @@ def result_rows(data: RunData) -> List[Dict[str, str]]:
         job, spec = item.job, item.job["spec"] or {}
         state, reason = job["state"], job["reason"]
         if item.unreadable:  # the stored state stays as stored; what it holds cannot be shown
-            state, reason = "UNREADABLE (stored %s)" % state, item.unreadable
+            state, reason = "%s (stored %s)" % (UNREADABLE, state), item.unreadable
         row = {
             "host": job["host"],
             "vendor": job["vendor"],

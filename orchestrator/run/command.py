@@ -28,8 +28,9 @@ from orchestrator.run.display import ProgressBoard
 from orchestrator.run.scheduler import run_all
 from orchestrator.safeio import ids
 from orchestrator.safeio.text import shown
-from orchestrator.store import OK, RUN_FINISHED, RUN_INTERRUPTED, Store, StoreError, new_run_id, read_cell
-from vendors.base import Vendor
+from orchestrator.states import JobState, RunState
+from orchestrator.store import Store, StoreError, new_run_id, read_cell
+from vendors.vendor import Vendor
 
 
 def _offline(cluster: Cluster, args: argparse.Namespace) -> Cluster:
@@ -147,7 +148,7 @@ def _resume_held(
             "%s: its jobs differ from those of run %s (first: %s); a resume runs the same jobs, start a "
             "new run for other ones" % (args.cluster, run_id, differ[0])
         )
-    todo = [job for job in jobs if stored[job.job_id]["state"] != OK]
+    todo = [job for job in jobs if stored[job.job_id]["state"] != JobState.OK]
     if not todo:
         console.print("run %s: all %d jobs finished OK; nothing to resume" % (run_id, len(jobs)))
         return 0
@@ -231,11 +232,11 @@ def _execute(
     When the store stops taking writes (disk full) the run stops: the result files already fetched stay in
     ``results_dir`` and ``--resume`` stores them without running those jobs again (HostWorker.run_job).
     """
-    state: Optional[str] = RUN_INTERRUPTED
+    state: Optional[RunState] = RunState.INTERRUPTED
     try:
         with ProgressBoard() as board:
             run_all(RunContext(run_id, cluster, store, known, results_dir, board.update), jobs)
-        state = RUN_FINISHED
+        state = RunState.FINISHED
     except StoreError as exc:
         state = None  # nothing more can be marked in it
         raise StoreError(
@@ -244,7 +245,7 @@ def _execute(
             % (exc, run_id, results_dir, run_id, store.path)
         ) from None
     finally:
-        if state == RUN_INTERRUPTED:
+        if state == RunState.INTERRUPTED:
             store.cancel_unfinished(run_id, INTERRUPTED)
             print(
                 "run %s interrupted; resume it with: python -m orchestrator run --resume %s --store %s"
@@ -255,7 +256,7 @@ def _execute(
             store.finish_run(run_id, state)
     print_run(console, store, run_id)
     stored = store.jobs(run_id)
-    failed = [job for job in stored if job["state"] != OK]
+    failed = [job for job in stored if job["state"] != JobState.OK]
     for job in failed:
         line = "error: job %s: %s: %s" % (job["job_id"], job["state"], job["reason"])
         print(shown(line), file=sys.stderr)

@@ -1,19 +1,20 @@
 """Benchmark cases: a model, its weights contract, its preprocessing and its accuracy target.
 
-Each module in this package defines one ``Case`` subclass and exposes an instance as
-``CASE``; ``discover()`` finds them by scanning the package (no hand registry).
+Each module ``<name>.py`` in this package defines one ``Case`` subclass named ``<name>`` and
+exposes an instance as ``CASE``; ``discover()`` finds them by scanning the package (the
+convention of ``discovery.py``, shared with vendors, toolkits and launchers).
 """
 
-import importlib
 import inspect
 import os
-import pkgutil
+import sys
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 
 from ..contract import CASES, HASH_IN_NAME
 from ..data.preprocess import Preprocessing
+from ..discovery import discover as discover_plugins
 from ..hashing import sha256_file as sha256_of
 
 RANDOM_SEED = 0
@@ -137,12 +138,8 @@ class Case:
 
 def discover() -> Dict[str, Case]:
     """All cases in this package, by name (each one named in contract.CASES)."""
-    found: Dict[str, Case] = {}
-    for info in pkgutil.iter_modules(__path__):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        case = getattr(module, "CASE", None)
-        if isinstance(case, Case):
-            if case.name not in CASES:
-                raise RuntimeError(f"case {case.name} is not in contract.CASES")
-            found[case.name] = case
+    found: Dict[str, Case] = discover_plugins(sys.modules[__name__], "CASE", Case)
+    for name in found:
+        if name not in CASES:
+            raise RuntimeError(f"case {name} is not in contract.CASES")
     return found

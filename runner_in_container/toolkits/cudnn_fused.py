@@ -300,3 +300,6 @@ class CudnnFused(Toolkit):
 
     def versions(self) -> Dict[str, str]:
         return torch_versions()
+
+
+TOOLKIT = CudnnFused

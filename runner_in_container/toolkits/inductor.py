@@ -86,3 +86,6 @@ class Inductor(Toolkit):
         except ImportError:
             pass
         return versions
+
+
+TOOLKIT = Inductor

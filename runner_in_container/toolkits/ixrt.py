@@ -91,3 +91,6 @@ class Ixrt(Toolkit):
 
     def versions(self) -> Dict[str, str]:
         return {"ixrt": sdk_version(import_sdk("ixrt"))}
+
+
+TOOLKIT = Ixrt

@@ -111,3 +111,6 @@ class OnnxRuntime(Toolkit):
     def versions(self) -> Dict[str, str]:
         ort = import_sdk("onnxruntime")
         return {"onnxruntime": sdk_version(ort)}
+
+
+TOOLKIT = OnnxRuntime

@@ -46,3 +46,6 @@ class PyTorch(Toolkit):
 
     def versions(self) -> Dict[str, str]:
         return torch_versions()
+
+
+TOOLKIT = PyTorch

@@ -227,3 +227,6 @@ class TensorRT(Toolkit):
 
     def versions(self) -> Dict[str, str]:
         return {"tensorrt": sdk_version(import_sdk("tensorrt"))}
+
+
+TOOLKIT = TensorRT

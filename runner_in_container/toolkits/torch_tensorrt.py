@@ -79,3 +79,6 @@ class TorchTensorRT(Toolkit):
         except ToolkitUnavailable:  # torch_tensorrt can run without TensorRT's Python module
             pass
         return versions
+
+
+TOOLKIT = TorchTensorRT

@@ -91,3 +91,6 @@ class Xtcl(Toolkit):
 
     def versions(self) -> Dict[str, str]:
         return {"tvm": sdk_version(import_sdk("tvm"))}
+
+
+TOOLKIT = Xtcl

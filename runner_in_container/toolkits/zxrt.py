@@ -68,3 +68,6 @@ class Zxrt(Toolkit):
 
     def versions(self) -> Dict[str, str]:
         return {"zxrt": sdk_version(import_sdk("TopsInference"))}
+
+
+TOOLKIT = Zxrt

@@ -1,0 +1,60 @@
+"""What a vendor's image is built from: the SDK files the lab supplies, and the pins vendors share."""
+
+import re
+from dataclasses import dataclass
+from typing import Mapping, Tuple
+
+from .errors import VendorError
+
+_SDK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+#: the base image of vendors whose SDK ships Python 3.8 (cp38) wheels: Ubuntu 20.04's Python is 3.8
+PY38_BASE_IMAGE = "ubuntu:20.04"
+
+#: the runner's own dependencies where the vendor image does not ship them (not in the reference
+#: tables; releases of late 2022, contemporary with torch 1.13, that support Python 3.8)
+RUNNER_PIP_PINS = {"numpy_version": "1.23.5", "pillow_version": "9.3.0"}
+
+#: PyTorch's CPU build, for vendors whose val stage runs on the CPU (their engine alone uses the device)
+TORCH_CPU_VERSIONS = {"torch_version": "1.13.0+cpu", "torchvision_version": "0.14.0+cpu"}
+
+
+@dataclass(frozen=True)
+class SdkFile:
+    """An installer the image build copies from the lab's local SDK directory.
+
+    The descriptor declares the file *name* (the exact file the vendor ships for the
+    pinned version) and what it is; the vendor does not publish checksums, so the lab
+    states the sha256 of each file in its cluster file (``image.sdk_checksums``), and
+    the build refuses a file whose digest differs. ``sha256`` here stays empty unless
+    a vendor publishes one. No URL or mirror is ever declared.
+    """
+
+    name: str
+    purpose: str
+    sha256: str = ""
+    #: an optional file is left out of the build (and the template) when sdk_dir lacks it
+    optional: bool = False
+    #: the toolkits the image has only with this file: without it their jobs are skipped, not run to fail
+    toolkits: Tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _SDK_NAME.match(self.name):
+            raise VendorError(f"SDK file name {self.name!r}: use letters, digits and . _ + - only")
+        if self.sha256 and not _SHA256.match(self.sha256):
+            raise VendorError(f"SDK file {self.name}: sha256 must be 64 lowercase hex digits")
+
+
+def cp38_wheel(dist: str, version: str, purpose: str) -> SdkFile:
+    """The Linux x86_64 CPython 3.8 wheel of ``dist`` at ``version``, named as pip names it."""
+    return SdkFile(f"{dist}-{version}-cp38-cp38-linux_x86_64.whl", purpose)
+
+
+def torch_wheels(image_vars: Mapping[str, str], source: str) -> Tuple[SdkFile, SdkFile]:
+    """The torch and torchvision cp38 wheels at the versions ``image_vars`` pins, from ``source``."""
+    torch, vision = image_vars["torch_version"], image_vars["torchvision_version"]
+    return (
+        cp38_wheel("torch", torch, f"PyTorch {torch} wheel (from {source})"),
+        cp38_wheel("torchvision", vision, f"torchvision {vision} wheel (from {source})"),
+    )

@@ -1,0 +1,87 @@
+"""Vendors whose SMI speaks nvidia-smi's query dialect: one mechanism for their argv and parsers."""
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .devices import device_indices
+from .smi import MISSING, DeviceInfo, MonitorSample, csv_records, interval_text, parse_number, repeat_argv
+from .vendor import Vendor
+
+
+class QueryCsvVendor(Vendor):
+    """Vendors whose SMI speaks nvidia-smi's ``--query-gpu=... --format=csv`` dialect."""
+
+    #: fields of the inventory query; index, name, memory.total, driver_version come first
+    inventory_fields: Tuple[str, ...] = ("index", "name", "memory.total", "driver_version")
+    #: fields of the monitor query
+    monitor_fields: Tuple[str, ...] = ("index", "utilization.gpu", "memory.used", "power.draw")
+    #: fields of the per-process query (None: the SMI cannot list processes, or it is unverified)
+    process_fields: Optional[Tuple[str, ...]] = None
+    #: whether the SMI has nvidia-smi's ``-lms`` loop flag (else the query is repeated by sh)
+    loop_ms_flag = False
+    _FORMAT = "--format=csv,noheader,nounits"
+
+    def inventory_argv(self) -> Optional[List[str]]:
+        return [self._tool(), "--query-gpu=" + ",".join(self.inventory_fields), self._FORMAT]
+
+    def parse_inventory(self, text: str) -> List[DeviceInfo]:
+        out = []
+        for rec in csv_records(text, self.inventory_fields, required=4):
+            driver = rec.get("driver_version", "")
+            extra = {
+                k: v
+                for k, v in rec.items()
+                if k not in self.inventory_fields[:4] and v.lower() not in MISSING
+            }
+            out.append(
+                DeviceInfo(
+                    index=int(rec["index"]),
+                    model=rec["name"],
+                    memory_total_mib=parse_number(rec.get("memory.total")),
+                    driver=None if driver.lower() in MISSING else driver,
+                    extra=extra,
+                )
+            )
+        return out
+
+    def monitor_argv(self, devices: Sequence[int], interval_s: float) -> Optional[List[str]]:
+        query = self._query_gpu(devices, self.monitor_fields)
+        if self.loop_ms_flag:
+            interval_text(interval_s)  # validates
+            return query + ["-lms", str(max(1, round(interval_s * 1000)))]
+        return repeat_argv(query, interval_s)
+
+    def parse_monitor_line(self, line: str) -> List[MonitorSample]:
+        out = []
+        for rec in csv_records(line, self.monitor_fields):
+            out.append(
+                MonitorSample(
+                    device=int(rec["index"]),
+                    memory_used_mib=parse_number(rec.get("memory.used")),
+                    utilization_pct=parse_number(rec.get("utilization.gpu")),
+                    power_w=parse_number(rec.get("power.draw")),
+                )
+            )
+        return out
+
+    def process_memory_argv(self, devices: Sequence[int]) -> Optional[List[str]]:
+        if not self.process_fields:
+            return None
+        argv = [self._tool(), "--query-compute-apps=" + ",".join(self.process_fields), self._FORMAT]
+        return argv + self._ids(devices)
+
+    def parse_process_memory(self, text: str) -> Dict[int, float]:
+        out: Dict[int, float] = {}
+        for rec in csv_records(text, self.process_fields or ()):
+            used = parse_number(rec.get("used_memory"))
+            if used is not None:
+                pid = int(rec["pid"])
+                out[pid] = out.get(pid, 0.0) + used
+        return out
+
+    def _query_gpu(self, devices: Sequence[int], fields: Sequence[str]) -> List[str]:
+        return [self._tool(), "--query-gpu=" + ",".join(fields), self._FORMAT] + self._ids(devices)
+
+    @staticmethod
+    def _ids(devices: Sequence[int]) -> List[str]:
+        indices = device_indices(devices)
+        return ["-i", ",".join(str(d) for d in indices)] if indices else []

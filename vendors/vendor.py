@@ -1,0 +1,191 @@
+"""What a vendor plugin declares, and the behaviour all vendors share.
+
+A vendor module (``vendors/<name>.py``) defines one subclass of ``Vendor`` and
+exposes an instance as ``VENDOR`` (the discovery convention of
+``runner_in_container/discovery.py``). A vendor file holds only what differs between
+vendors: its image variables, SDK file names, toolkits, device nodes, SMI tool and
+peak table.
+
+Nothing here imports torch: the control machine need not have it.
+"""
+
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from runner_in_container.contract import unsupported
+
+from .devices import DeviceRef, device_indices
+from .errors import VendorError
+from .image import SdkFile
+from .peaks import Peak
+from .smi import DeviceInfo, MonitorSample
+
+
+class Vendor:
+    """Base vendor. Subclasses override class attributes and, where needed, methods."""
+
+    name = ""
+    #: human label, e.g. "NVIDIA"
+    label = ""
+    #: jinja2 template in dockerfiles/
+    template = ""
+    #: variables handed to the template (base image, pinned versions); see dockerfiles/README.md
+    image_vars: Dict[str, str] = {}
+    #: installers the build copies from the lab's SDK directory, in install order
+    sdk_files: Tuple[SdkFile, ...] = ()
+    #: toolkit name -> precisions it runs on this vendor: the vendor's row of the capability matrix, within
+    #: what the toolkit runs anywhere (contract.TOOLKIT_PRECISIONS; ``validate`` checks it)
+    toolkits: Dict[str, Tuple[str, ...]] = {}
+    #: torch device string the runner uses for the val stage ("cuda" or "cpu")
+    runner_device = "cpu"
+    #: environment variable that selects visible devices, if any
+    visible_devices_env: Optional[str] = None
+    #: device node of accelerator N, e.g. "/dev/xpu{}"; None when the vendor exposes devices otherwise
+    device_node: Optional[str] = None
+    #: device nodes every container needs besides the per-device ones (control devices)
+    control_nodes: Tuple[str, ...] = ()
+    #: True when the container sees its devices renumbered from 0 (NVIDIA's --gpus); False when
+    #: the nodes keep their host names and the visibility variable takes host indices
+    container_renumbers = False
+    #: whether docker must run the container privileged (no vendor needs it)
+    privileged = False
+    #: whether jobs can join a CUDA MPS daemon on the host (hosts[].mps)
+    mps = False
+    #: the SMI executable on the host, None when there is none
+    smi: Optional[str] = None
+    #: dense peak tables, searched in order; first match wins
+    peaks: Tuple[Peak, ...] = ()
+
+    # -- descriptor checks ----------------------------------------------------------
+    def validate(self) -> None:
+        """Raise VendorError naming the first malformed field of this descriptor."""
+        where = f"vendor {self.name or type(self).__name__!r}"
+        if not re.match(r"^[a-z][a-z0-9_]*$", self.name):
+            raise VendorError(f"{where}: name must be lowercase letters, digits and _")
+        if not self.label or not self.template:
+            raise VendorError(f"{where}: label and template are required")
+        if not self.image_vars.get("base_image"):
+            raise VendorError(f"{where}: image_vars.base_image is required")
+        if self.runner_device not in ("cuda", "cpu"):
+            raise VendorError(f"{where}: runner_device must be 'cuda' or 'cpu'")
+        if not self.toolkits:
+            raise VendorError(f"{where}: at least one toolkit is required")
+        for toolkit, precisions in self.toolkits.items():
+            if not precisions:
+                raise VendorError(f"{where}: toolkit {toolkit}: no precisions")
+            for precision in precisions:
+                reason = unsupported(toolkit, precision)
+                if reason:
+                    raise VendorError(f"{where}: toolkits: {reason} (runner_in_container/contract.py)")
+        names = [sdk.name for sdk in self.sdk_files]
+        if len(set(names)) != len(names):
+            raise VendorError(f"{where}: sdk_files repeat a name")
+
+    def unsupported(self, toolkit: str, precision: str) -> Optional[str]:
+        """Why this vendor cannot run ``toolkit`` at ``precision`` (the capability matrix), or None."""
+        if toolkit not in self.toolkits:
+            return "vendor {} has no toolkit {} (has: {})".format(
+                self.name, toolkit, ", ".join(sorted(self.toolkits))
+            )
+        if precision not in self.toolkits[toolkit]:
+            return "toolkit {} on {} runs {}, not {}".format(
+                toolkit, self.name, ", ".join(self.toolkits[toolkit]), precision
+            )
+        return None
+
+    # -- containers -------------------------------------------------------------
+    def docker_device_args(self, devices: Sequence[DeviceRef]) -> List[str]:
+        """docker run arguments that expose exactly ``devices`` (host indices) to the container."""
+        indices = device_indices(devices)
+        if self.device_node is None or not indices:
+            return []
+        nodes = [self.device_node.format(d) for d in indices] + list(self.control_nodes)
+        args: List[str] = []
+        for node in nodes:
+            args += ["--device", node]
+        return args
+
+    def device_env(self, devices: Sequence[DeviceRef]) -> Dict[str, str]:
+        """Environment that makes ``devices`` (host indices) the visible ones for a runner on the host."""
+        return self._visible(device_indices(devices))
+
+    def container_env(self, devices: Sequence[DeviceRef]) -> Dict[str, str]:
+        """Environment for the runner inside a container started with ``docker_device_args(devices)``."""
+        indices = device_indices(devices)
+        return self._visible(list(range(len(indices))) if self.container_renumbers else indices)
+
+    def _visible(self, indices: Sequence[DeviceRef]) -> Dict[str, str]:
+        if not self.visible_devices_env or not indices:
+            return {}
+        return {self.visible_devices_env: ",".join(str(d) for d in indices)}
+
+    # -- SMI --------------------------------------------------------------------
+    def inventory_argv(self) -> Optional[List[str]]:
+        """argv that lists the devices (model, memory, driver); None if there is no SMI."""
+        return None
+
+    def parse_inventory(self, text: str) -> List[DeviceInfo]:
+        """Parse the output of ``inventory_argv()``."""
+        return []
+
+    def monitor_argv(self, devices: Sequence[int], interval_s: float) -> Optional[List[str]]:
+        """argv that prints samples every ``interval_s`` until killed; None without an SMI.
+
+        Its lines may carry devices besides ``devices``: callers keep the samples whose
+        ``device`` they asked for.
+        """
+        return None
+
+    def parse_monitor_line(self, line: str) -> List[MonitorSample]:
+        """Samples in one line of ``monitor_argv()`` output (empty for headers, blanks and noise)."""
+        return []
+
+    def process_memory_argv(self, devices: Sequence[int]) -> Optional[List[str]]:
+        """argv that lists device memory per process; None when the SMI cannot (use device memory then)."""
+        return None
+
+    def parse_process_memory(self, text: str) -> Dict[int, float]:
+        """pid -> device memory in MiB (summed over devices) from ``process_memory_argv()`` output."""
+        return {}
+
+    def _tool(self) -> str:
+        """The SMI executable (VendorError when a vendor that needs one did not set it)."""
+        if not self.smi:
+            raise VendorError(f"vendor {self.name!r}: smi is not set")
+        return self.smi
+
+    # -- peaks ------------------------------------------------------------------
+    def find_peak(self, model: str) -> Optional[Peak]:
+        """Peak table of the device model named by the SMI, or None when the model is unknown."""
+        for peak in self.peaks:
+            if model and re.search(peak.match, model, re.IGNORECASE):
+                return peak
+        return None
+
+    def peak_flops(self, model: str, precision: str) -> Optional[Tuple[float, str]]:
+        """(dense FLOP/s, source) for the device model and precision; None when unknown (no MFU)."""
+        peak = self.find_peak(model)
+        if peak is None or precision not in peak.flops:
+            return None
+        return peak.flops[precision], peak.source
+
+    # -- what `python -m orchestrator vendors` prints ------------------------------
+    def describe(self) -> Dict[str, Any]:
+        """Plain data about this vendor: image, toolkits, devices flags, SMI and known peaks."""
+        return {
+            "name": self.name,
+            "label": self.label,
+            "template": self.template,
+            "image_vars": dict(self.image_vars),
+            "sdk_files": [{"name": s.name, "purpose": s.purpose} for s in self.sdk_files],
+            "toolkits": {k: list(v) for k, v in self.toolkits.items()},
+            "runner_device": self.runner_device,
+            "visible_devices_env": self.visible_devices_env,
+            "docker_device_args_example": self.docker_device_args([0, 1]),
+            "privileged": self.privileged,
+            "smi": self.smi,
+            "devices": [
+                {"model": p.model, "match": p.match, "peak_flops": dict(p.flops), "source": p.source}
+                for p in self.peaks
+            ],
+        }
