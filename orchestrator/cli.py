@@ -5,7 +5,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -39,7 +39,9 @@ class UsageError(Exception):
     """A problem with what the user asked for; printed as one line, exit 2."""
 
 
-def _print_table(console: Console, title: str, rows, columns: Sequence[Tuple[str, str]]) -> None:
+def _print_table(
+    console: Console, title: str, rows: Sequence[Mapping[str, str]], columns: Sequence[Tuple[str, str]]
+) -> None:
     table = Table(title=title, show_lines=False)
     for _, heading in columns:
         table.add_column(heading, overflow="fold")
@@ -483,7 +485,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         console = safe_console(width=max(console.width, 200))
     signals.install(args.stopping)
     try:
-        return args.func(args, console)
+        command: Callable[[argparse.Namespace, Console], int] = args.func
+        return command(args, console)
     except (ConfigError, UsageError, runlock.RunLocked, StoreError, ids.BadId) as exc:
         print("error: %s" % shown(exc), file=sys.stderr)
         return 2

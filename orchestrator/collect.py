@@ -149,7 +149,11 @@ def check_derived(doc: Any) -> None:
 
 
 def mfu(
-    flops_per_image: float, p_infer_core: float, vendor: Vendor, device_model: Optional[str], precision: str
+    flops_per_image: float,
+    p_infer_core: Optional[float],
+    vendor: Vendor,
+    device_model: Optional[str],
+    precision: str,
 ) -> Dict[str, Any]:
     """MFU and the FlagPerf-convention figure from the vendor peak table; None when unknown."""
     peak = vendor.peak_flops(device_model or "", precision) if device_model else None
@@ -181,7 +185,7 @@ def derive(result: Result, vendor: Vendor, device_model: Optional[str]) -> Dict[
     val, infer, memory = figures.val, figures.infer, figures.memory
     stage_memory = memory.stages.infer
     model = device_model or figures.device.name
-    out = {
+    out: Dict[str, Any] = {
         "tool": figures.toolkit,
         "precision": figures.precision,
         "e2e_time_s": figures.e2e_time_s,
@@ -201,7 +205,8 @@ def derive(result: Result, vendor: Vendor, device_model: Optional[str]) -> Dict[
         "loader_start_s": figures.loader_start_s,
         "metric_version": figures.metric_version,
     }
-    out.update(mfu(figures.flops_per_image, out["p_infer_core"], vendor, model, figures.precision))
+    core = infer.throughput_core_img_per_s
+    out.update(mfu(figures.flops_per_image, core, vendor, model, figures.precision))
     check_derived(out)
     return out
 

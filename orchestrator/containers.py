@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from orchestrator import orphans
 from orchestrator.transport.base import LineHandler, Transport, TransportError
-from vendors.base import Vendor
+from vendors.base import DeviceRef, Vendor
 
 DOCKER_TIMEOUT = 60.0
 RUN_PREFIX = ["docker", "run", "--rm"]  # the job container removes itself where docker runs it (Slurm)
@@ -70,7 +70,7 @@ def docker_run_argv(
     run_id: str,
     image: str,
     vendor: Vendor,
-    devices: Sequence[int],
+    devices: Sequence[DeviceRef],
     mounts: Sequence[Mount],
     env: Mapping[str, str],
     command: Sequence[str],
