@@ -4,9 +4,10 @@ into torch)."""
 
 import ast
 import sys
-import tomllib
 from pathlib import Path
 from typing import Dict, Iterator, Set
+
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = "runner_in_container"
