@@ -33,6 +33,7 @@ lint: venv-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --target=3.8- --no-tips --violations --eval-annotations runner_in_container
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy  # what it checks: [tool.mypy] in pyproject.toml
 
 test: setup venv-test lint
 	$(PY) -m pytest -q

@@ -2,7 +2,7 @@
 
 import argparse
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from rich.console import Console
 from rich.table import Table
@@ -187,7 +187,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         console = safe_console(width=max(console.width, 200))
     signals.install(args.stopping)
     try:
-        return args.func(args, console)
+        command: Callable[[argparse.Namespace, Console], int] = args.func
+        return command(args, console)
     except (ConfigError, UsageError, runlock.RunLocked, StoreError, ids.BadId) as exc:
         print("error: %s" % shown(exc), file=sys.stderr)
         return 2

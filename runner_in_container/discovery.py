@@ -59,11 +59,8 @@ def _is_plugin(value: Any, kind: type, classes: bool) -> bool:
 def _check_helper(module: ModuleType, where: str, attribute: str, kind: type) -> None:
     """PluginError when ``module`` defines a named subclass of ``kind`` but does not expose it."""
     for value in vars(module).values():
-        if (
-            isinstance(value, type)
-            and issubclass(value, kind)
-            and value.__module__ == module.__name__
-            and getattr(value, "name", "")
-        ):
-            name = value.name
+        if not (isinstance(value, type) and issubclass(value, kind) and value.__module__ == module.__name__):
+            continue
+        name = getattr(value, "name", "")  # type: Any
+        if name:
             raise PluginError(f"{where}: defines {value.__name__} ({name!r}) but exposes no {attribute}")

@@ -15,6 +15,7 @@ Standard library only, Python 3.8: the orchestrator imports it without torch.
 import math
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import (
+    TYPE_CHECKING,
     Any,
     Dict,
     List,
@@ -30,6 +31,9 @@ from typing import (
 )
 
 from . import protocol
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance  # the checker's name for any dataclass; no module at run time
 
 #: a text field's default bound in characters, and the longer bound of messages and tracebacks
 TEXT_MAX = 4096
@@ -48,7 +52,7 @@ MAX_FLOPS_PER_S = 1e21
 MAX_UNIX = 1e10  # the year 2286
 MAX_RATIO = 1e6
 
-_T = TypeVar("_T")
+_T = TypeVar("_T", bound="DataclassInstance")
 
 
 class Invalid(ValueError):
@@ -509,7 +513,7 @@ def parse_as(cls: Type[_T], doc: Any, path: Tuple[str, ...] = ()) -> _T:
                 raise Invalid(path + (name,), None, "missing")
             continue
         values[name] = _value(hints[name], doc[name], path + (name,), spec.metadata["rule"])
-    return cls(**values)  # type: ignore[call-arg]
+    return cls(**values)
 
 
 def _value(kind: Any, value: Any, path: Tuple[str, ...], rule: Rule) -> Any:
@@ -523,7 +527,7 @@ def _value(kind: Any, value: Any, path: Tuple[str, ...], rule: Rule) -> Any:
             if _is(option, value):
                 return _value(option, value, path, rule)
         return _value(options[-1], value, path, rule)
-    if is_dataclass(kind):
+    if isinstance(kind, type) and is_dataclass(kind):
         return parse_as(kind, value, path)
     if origin is list:
         if not isinstance(value, list):

@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 
 import vendors
+from orchestrator.host.monitor import Monitor
+from orchestrator.transport.local import LocalTransport
 from runner_in_container.contract import TOOLKIT_PRECISIONS
+from runner_in_container.protocol import STAGE_INFER
 from vendors.errors import VendorError
 from vendors.image import SdkFile
 from vendors.peaks import Peak
-from vendors.smi import repeat_argv
+from vendors.smi import MonitorSample, repeat_argv
 from vendors.vendor import Vendor
 
 REPO = Path(__file__).resolve().parent.parent
@@ -296,6 +299,24 @@ def test_repeat_argv_reruns_until_killed_and_stops_when_the_command_fails(tmp_pa
     assert (done.returncode, done.stdout) == (3, "once\n")
     with pytest.raises(ValueError, match="positive"):
         repeat_argv(["true"], 0)
+
+
+def test_monitor_summary_takes_power_and_utilisation_inside_the_infer_window_only():
+    monitor = Monitor(LocalTransport(), vendors.get("nvidia"), 0, ["true"], 1.0)  # not started: a summary
+    monitor.windows[STAGE_INFER] = [10.0, 20.0]
+    monitor.samples = [
+        (9.9996, MonitorSample(0, 1.0, 99.0, 900.0)),  # before the window, though its row rounds to 10.0
+        (10.0, MonitorSample(0, 2.0, 50.0, 100.0)),
+        (15.0, MonitorSample(0, 3.0)),  # the SMI gave memory only
+        (20.0, MonitorSample(0, 4.0, 70.0, 200.0)),
+        (20.5, MonitorSample(0, 8.0, 1.0, 900.0)),  # after it
+    ]
+    out = monitor.summary(infer_images=1000)
+    assert (out["infer_mean_power_w"], out["infer_power_samples"]) == (150.0, 2)
+    assert out["infer_energy_j_per_img"] == pytest.approx(150.0 * 10.0 / 1000)
+    assert out["infer_mean_utilization_pct"] == 60.0
+    assert out["peak_memory_used_mib"] == 8.0
+    assert [row["t"] for row in out["samples"]] == [10.0, 10.0, 15.0, 20.0, 20.5]
 
 
 # -- peaks -----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ DeviceRef = Union[int, DevicePlaceholder]
 def device_indices(devices: Sequence[DeviceRef]) -> List[DeviceRef]:
     """``devices`` as a checked list: non-negative integers (or placeholders), no repeats (ValueError
     otherwise)."""
-    out = []
+    out: List[DeviceRef] = []
     for device in devices:
         if isinstance(device, DevicePlaceholder):
             out.append(device)

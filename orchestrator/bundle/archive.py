@@ -62,7 +62,9 @@ class _Members:
 def _members(reader: tree.HashingReader) -> _Members:
     found = _Members()
     links: Set[str] = set()
-    with tarfile.open(fileobj=reader, mode="r|gz", bufsize=_CHUNK) as tar:
+    tar: tarfile.TarFile
+    # typeshed asks any fileobj for seek and write; a stream ("r|gz") only reads
+    with tarfile.open(fileobj=reader, mode="r|gz", bufsize=_CHUNK) as tar:  # type: ignore[call-overload]
         for count, member in enumerate(tar):
             if count >= MAX_MEMBERS:
                 raise Refused("more than %d members" % MAX_MEMBERS)
@@ -75,8 +77,9 @@ def _members(reader: tree.HashingReader) -> _Members:
                 links.add(name)
             found.docs.pop(name, None)
             found.sha256[name] = None
-            if member.isfile() and member.size <= MAX_JSON:
-                data = tar.extractfile(member).read()
+            content = tar.extractfile(member) if member.isfile() and member.size <= MAX_JSON else None
+            if content is not None:
+                data = content.read()
                 found.sha256[name] = hashlib.sha256(data).hexdigest()
                 if name in ("manifest.json", "index.json"):
                     found.docs[name] = data

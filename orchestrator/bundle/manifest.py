@@ -8,7 +8,7 @@ host's bundle folder; a refusal names the field (``images[0].file: ...``).
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Dict, List, Literal, NamedTuple, Optional, Sequence, Union
+from typing import Annotated, Any, Dict, Final, List, Literal, NamedTuple, Optional, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -17,7 +17,7 @@ from orchestrator.safeio import bounded
 
 MANIFEST = "manifest.json"
 #: 2: image archives name no image (``docker save`` of the image ID); import tags them after checking
-FORMAT = 2
+FORMAT: Final = 2
 SHA256 = r"^[0-9a-f]{64}$"
 IMAGE_ID = r"^sha256:[0-9a-f]{64}$"
 #: one path component: a plain name, never ``.``, ``..`` or hidden

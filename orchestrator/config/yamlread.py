@@ -9,7 +9,7 @@ with one line; the caller names the file.
 """
 
 import codecs
-from typing import Any, Dict, Set
+from typing import Any, Dict, Optional, Set
 
 import yaml
 
@@ -52,7 +52,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._sizes: Dict[int, int] = {}  # id(node) -> its size with aliases written out
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
+    def compose_node(self, parent: Optional[yaml.Node], index: int) -> Optional[yaml.Node]:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -61,7 +61,8 @@ class _BoundedLoader(yaml.SafeLoader):
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        self._size(node)
+        if node is not None:
+            self._size(node)
         return node
 
     def _size(self, node: yaml.Node) -> None:

@@ -230,8 +230,9 @@ class _HostProbe(StorageChecks):
                 ),
                 "fix hosts[].devices, or check that the driver sees every device",
             )
-        models = sorted({found[d].model for d in self.host.devices})
-        drivers = sorted({found[d].driver for d in self.host.devices if found[d].driver})
+        infos = [found[d] for d in self.host.devices]
+        models = sorted({info.model for info in infos})
+        drivers = sorted({info.driver for info in infos if info.driver})
         driver = ", driver %s" % ", ".join(drivers) if drivers else ""
         return Check("smi", PASS, "%d x %s%s" % (len(self.host.devices), ", ".join(models), driver))
 

@@ -210,9 +210,9 @@ def _sdk_files(vendor: Vendor, sdk_dir: Optional[Path], checksums: Mapping[str, 
     out = []
     absent = absent_sdk_files(vendor, sdk_dir)
     for sdk in vendor.sdk_files:
-        if sdk in absent:
+        if sdk in absent or sdk_dir is None:  # no sdk_dir: every file is optional (checked above), absent
             continue  # left out of the image (anything there, even a broken link, is checked)
-        path = Path(sdk_dir) / sdk.name  # type: ignore[arg-type]  # set: required files need it
+        path = Path(sdk_dir) / sdk.name
         expected = (checksums.get(sdk.name) or sdk.sha256).lower()
         if not expected:
             raise ImageError(

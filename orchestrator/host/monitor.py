@@ -2,7 +2,7 @@
 
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from orchestrator.transport.base import Transport, TransportError
 from runner_in_container.protocol import STAGE_INFER
@@ -87,12 +87,9 @@ class Monitor:
         }
         start, end = self.windows.get(STAGE_INFER, [0.0, 0.0])
         if start and end > start:
-            powers = [r["power_w"] for r in rows if start <= r["t"] <= end and r["power_w"] is not None]
-            utils = [
-                r["utilization_pct"]
-                for r in rows
-                if start <= r["t"] <= end and r["utilization_pct"] is not None
-            ]
+            window = [s for t, s in self.samples if start <= t <= end]
+            powers = [s.power_w for s in window if s.power_w is not None]
+            utils = [s.utilization_pct for s in window if s.utilization_pct is not None]
             if powers:
                 mean_power = sum(powers) / len(powers)
                 out["infer_mean_power_w"] = mean_power
@@ -104,6 +101,6 @@ class Monitor:
         return out
 
 
-def _max(values) -> Optional[float]:
+def _max(values: Iterable[Optional[float]]) -> Optional[float]:
     present = [v for v in values if v is not None]
     return max(present) if present else None

@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from orchestrator.host import orphans
 from orchestrator.transport.base import LineHandler, Transport, TransportError
+from vendors.devices import DeviceRef
 from vendors.vendor import Vendor
 
 DOCKER_TIMEOUT = 60.0
@@ -70,7 +71,7 @@ def docker_run_argv(
     run_id: str,
     image: str,
     vendor: Vendor,
-    devices: Sequence[int],
+    devices: Sequence[DeviceRef],
     mounts: Sequence[Mount],
     env: Mapping[str, str],
     command: Sequence[str],

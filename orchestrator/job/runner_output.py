@@ -123,7 +123,9 @@ class RunnerOutcome:
         self.mps: Optional[str] = None  # the MPS daemon the job joined (mps.py's note)
         self.events = EventRate()
 
-    def stdout_handler(self, log, on_event: Callable[[Dict[str, Any]], None]) -> Callable[[str], None]:
+    def stdout_handler(
+        self, log: LogFile, on_event: Callable[[Dict[str, Any]], None]
+    ) -> Callable[[str], None]:
         """Each stdout line into ``log``; each event (within the EventRate) to ``on_event``."""
 
         def handle(line: str) -> None:
@@ -148,7 +150,7 @@ class RunnerOutcome:
 
         return handle
 
-    def stderr_handler(self, log) -> Callable[[str], None]:
+    def stderr_handler(self, log: LogFile) -> Callable[[str], None]:
         def handle(line: str) -> None:
             log.write("[stderr] " + line + "\n")
             if line.strip():

@@ -8,10 +8,11 @@ by default) and from ``sacct`` after that, when the cluster keeps accounting.
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from orchestrator.states import Stage
-from orchestrator.transport.base import Completed, LineHandler, Transport, TransportError
+from orchestrator.transport.base import Completed, LineHandler, Readable, Transport, TransportError
 
 #: states after which a job never runs again (squeue/sacct JOB STATE CODES)
 TERMINAL = frozenset(
@@ -236,7 +237,9 @@ class SrunTransport(Transport):
         step = ["srun", "--jobid=" + self.job_id, "--overlap", "--nodes=1", "--ntasks=1", "--quiet"]
         return step + ["--"] + list(argv)
 
-    def run(self, argv: Sequence[str], timeout: Optional[float] = None, stdin: Optional[bytes] = None):
+    def run(
+        self, argv: Sequence[str], timeout: Optional[float] = None, stdin: Optional[bytes] = None
+    ) -> Completed:
         return self.inner.run(self.wrap(argv), timeout=timeout, stdin=stdin)
 
     def stream(
@@ -249,8 +252,14 @@ class SrunTransport(Transport):
     ) -> int:
         return self.inner.stream(self.wrap(argv), on_stdout, on_stderr, timeout=timeout, cancel=cancel)
 
-    def put(self, local, remote: str, mode: int = 0o644, progress=None) -> None:
+    def put(
+        self,
+        local: "Path | Readable",
+        remote: str,
+        mode: int = 0o644,
+        progress: Optional[Callable[[int], None]] = None,
+    ) -> None:
         self.inner.put(local, remote, mode, progress)
 
-    def get(self, remote: str, local, max_bytes: int, timeout: Optional[float] = None) -> None:
+    def get(self, remote: str, local: Path, max_bytes: int, timeout: Optional[float] = None) -> None:
         self.inner.get(remote, local, max_bytes, timeout)

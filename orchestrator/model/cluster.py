@@ -9,7 +9,7 @@ elements, never through a shell.
 import math
 import re
 from collections import Counter
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, TypeVar, Union
 
 from pydantic import (
     Field,
@@ -39,9 +39,9 @@ MAX_TIMEOUT_S = 7 * 24 * 3600.0
 Seconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
 
 
-def _items(kind: Any) -> Any:
-    """A list of ``kind`` of 1 to MAX_ITEMS items."""
-    return Annotated[List[kind], Field(min_length=1, max_length=MAX_ITEMS)]
+_T = TypeVar("_T")
+#: a list of 1 to MAX_ITEMS items: ``Items[int]``
+Items = Annotated[List[_T], Field(min_length=1, max_length=MAX_ITEMS)]
 
 
 class Timeouts(Model):
@@ -58,6 +58,7 @@ class DataSpec(Model):
     """Where the ImageNet val set lies on the host."""
 
     path: str
+    # a Literal of the contract's tuple: pydantic reads it, mypy takes it as Any
     layout: Literal[LAYOUTS] = OPTION["layout"].default  # type: ignore[valid-type]
     labels: Optional[str] = None
     md5: Optional[str] = None
@@ -163,7 +164,7 @@ class Host(Model):
     #: jump hosts on the way (over ~/.ssh/config's ProxyJump/ProxyCommand), host keys checked like this one's
     jump: List[JumpHost] = Field(default_factory=list, max_length=8)
     vendor: str
-    devices: _items(int) = Field(default_factory=lambda: [0])
+    devices: Items[int] = Field(default_factory=lambda: [0])
     runtime: Literal["docker", "bare"] = "docker"
     python: str = Field("python3", pattern=r"^[A-Za-z0-9_./+-]+$")  # bare runtime: a name on PATH or a path
     workdir: Optional[str] = None
@@ -232,15 +233,16 @@ class Case(Model):
     """One case entry; list values expand into a matrix of jobs."""
 
     case: str = "resnet50"
-    toolkit: Union[str, _items(str)] = OPTION["toolkit"].default
-    precision: Union[str, _items(str)] = OPTION["precision"].default
-    batch_size: Union[int, _items(int)] = OPTION["batch_size"].default
+    toolkit: Union[str, Items[str]] = OPTION["toolkit"].default
+    precision: Union[str, Items[str]] = OPTION["precision"].default
+    batch_size: Union[int, Items[int]] = OPTION["batch_size"].default
     repeat: int = OPTION["repeat"].default
     #: runner --warmup (5 here, where the runner alone would take 10)
     warmup: int = 5
-    hosts: Optional[_items(str)] = None  # restrict to these host names
+    hosts: Optional[Items[str]] = None  # restrict to these host names
     toolkit_options: Dict[str, str] = Field(default_factory=dict)  # --toolkit-option KEY=VALUE
     #: runner --decoder: auto (nvJPEG on a CUDA device where torchvision decodes there, else PIL), nvjpeg, pil
+    # a Literal of the contract's tuple: pydantic reads it, mypy takes it as Any
     decoder: Literal[DECODERS] = OPTION["decoder"].default  # type: ignore[valid-type]
 
     _name = field_validator("case")(safe_name)
@@ -307,8 +309,8 @@ class Cluster(Model):
     store: str = "results/rn50bench.sqlite"
     results_dir: str = "results"
     defaults: Defaults = Field(default_factory=Defaults)
-    hosts: _items(Host)
-    cases: _items(Case)
+    hosts: Items[Host]
+    cases: Items[Case]
     #: a module of orchestrator/launchers: ssh (the orchestrator starts every job itself, on local or SSH
     #: hosts), slurm (it submits them with sbatch)
     launcher: str = "ssh"
@@ -397,4 +399,4 @@ class Cluster(Model):
 
     def host_timeouts(self, host: Host) -> Timeouts:
         """defaults.timeouts with the host's own overrides applied."""
-        return self.defaults.timeouts.model_copy(update=host.timeouts)
+        return self.defaults.timeouts.model_copy(update=dict(host.timeouts.items()))

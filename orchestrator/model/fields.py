@@ -42,7 +42,8 @@ def runner_option(name: str) -> Any:
 
 def mount_path(value: Optional[str]) -> Optional[str]:
     """A host path that may become a bind mount: one line, and nothing docker's --mount syntax splits on."""
-    if safe_text(value) is None:
+    value = safe_text(value)
+    if value is None:
         return None
     if "," in value or '"' in value:
         raise ValueError("must not contain ',' or '\"' (docker --mount cannot take them)")

@@ -25,7 +25,7 @@ def throughput_groups(data: RunData) -> List[Group]:
 
 def latency_groups(data: RunData) -> List[Group]:
     """Per job with figures and per stage: p50 / p90 / p99 of the per-batch core time (ms)."""
-    groups = []
+    groups: List[Group] = []
     for job in data.ok_jobs():
         for stage in PASS_STAGES:
             latency = dig(job.result, "stages", stage, "latency_ms") or {}

@@ -20,9 +20,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Deque, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, BinaryIO, Callable, Deque, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 LineHandler = Callable[[str], None]
+
+
+class Readable(Protocol):
+    """An open binary file as ``put`` reads it: ``read(size)`` until b"" (a file, or a reader that hashes)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 #: the longest line ``stream`` hands on: the rest of a longer line is dropped, and the line says how much
 MAX_LINE_BYTES = 64 * 1024
@@ -98,7 +104,7 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def put(
         self,
-        local: "Path | BinaryIO",
+        local: "Path | Readable",
         remote: str,
         mode: int = 0o644,
         progress: Optional[Callable[[int], None]] = None,
@@ -125,15 +131,15 @@ class Transport(abc.ABC):
     def __enter__(self) -> "Transport":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 class Process(abc.ABC):
     """A command started by a ProcessTransport: its output pipes and how to stop it."""
 
-    stdout: BinaryIO
-    stderr: BinaryIO
+    stdout: IO[bytes]
+    stderr: IO[bytes]
 
     @abc.abstractmethod
     def feed(self, data: bytes) -> None:
@@ -329,14 +335,14 @@ class _Lines:
             self._ready.clear()
             if not self._items:  # a put between the check and the clear set it again: no lost wake-up
                 self._ready.wait(timeout)
-        batch = []
+        batch: List[Tuple[Optional[LineHandler], str]] = []
         while self._items and len(batch) < most:
             batch.append(self._items.popleft())
         self._room.set()
         return batch
 
 
-def _read_lines(pipe: BinaryIO, sink: LineHandler, lines: _Lines, streaming: bool) -> None:
+def _read_lines(pipe: IO[bytes], sink: LineHandler, lines: _Lines, streaming: bool) -> None:
     """Queue (sink, line) for each line of pipe, then (None, '') at its end; closes the pipe. ``streaming``:
     without its line break, and a line longer than MAX_LINE_BYTES is cut there, the rest of it read and
     dropped, and the line says so."""
@@ -359,7 +365,7 @@ def _read_lines(pipe: BinaryIO, sink: LineHandler, lines: _Lines, streaming: boo
             pipe.close()
 
 
-def _skip_line(pipe: BinaryIO) -> int:
+def _skip_line(pipe: IO[bytes]) -> int:
     """Read and drop the rest of a line; how many bytes that was (its line break not counted)."""
     dropped = 0
     while True:

@@ -203,6 +203,14 @@ class Chain:
             self._proxy.close()
 
 
+def live(client: "paramiko.SSHClient | Chain", who: str) -> paramiko.Transport:
+    """The connection of ``client``; TransportError naming ``who`` when it is closed already."""
+    link = client.get_transport()
+    if link is None:
+        raise TransportError(f"{who}: the connection closed")
+    return link
+
+
 def connect(
     hops: Sequence[Hop], known_hosts: Sequence[str], strict: bool, timeout: float
 ) -> Chain:
@@ -222,7 +230,7 @@ def connect(
                 sock = _forward(hops[index - 1], chain.client, hop, timeout)
             via = hops[index - 1] if index > 0 else None
             chain.clients.append(_login(hop, via, sock, known_hosts, strict, timeout))
-            chain.client.get_transport().set_keepalive(30)
+            live(chain.client, hop.describe()).set_keepalive(30)
     except BaseException:
         chain.close()
         raise
@@ -232,7 +240,7 @@ def connect(
 def _forward(jump: Hop, client: paramiko.SSHClient, hop: Hop, timeout: float) -> paramiko.Channel:
     """A ``direct-tcpip`` channel from the jump host ``jump`` to ``hop``'s SSH port."""
     try:
-        return client.get_transport().open_channel(
+        return live(client, jump.describe()).open_channel(
             "direct-tcpip", (hop.address, hop.port), ("127.0.0.1", 0), timeout=timeout
         )
     except LINK_ERRORS as exc:
@@ -262,7 +270,7 @@ def _login(
             hop.address,
             port=hop.port,
             username=hop.user,
-            key_filename=list(hop.key_files) or None,
+            key_filename=list(hop.key_files) or None,  # type: ignore[arg-type]  # a list too: paramiko's docs
             look_for_keys=not hop.key_files,
             allow_agent=True,
             sock=sock,
@@ -293,7 +301,10 @@ def connect_error(hop: Hop, exc: BaseException, timeout: float) -> TransportErro
     if isinstance(exc, socket.gaierror):
         return TransportError(f"{where}: cannot resolve {hop.address}: {exc.strerror}")
     if isinstance(exc, NoValidConnectionsError):
-        reasons = sorted({os.strerror(e.errno) if e.errno else str(e) for e in exc.errors.values()})
+        errors = exc.errors.values()
+        reasons = sorted(
+            {os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e) for e in errors}
+        )
         return TransportError(f"{where}: cannot connect: {'; '.join(reasons)}")
     if isinstance(exc, socket.timeout):
         return TransportError(f"{where}: no answer within {timeout:g} s (host down or port filtered)")

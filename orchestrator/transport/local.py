@@ -8,13 +8,14 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import BinaryIO, Callable, List, Optional
+from typing import Callable, List, Optional
 
 from orchestrator.safeio import bounded
 from orchestrator.transport.base import (
     FetchRefused,
     Process,
     ProcessTransport,
+    Readable,
     TransportError,
     atomic_path,
     private_file,
@@ -43,7 +44,7 @@ class LocalTransport(ProcessTransport):
 
     def put(
         self,
-        local: "Path | BinaryIO",
+        local: "Path | Readable",
         remote: str,
         mode: int = 0o644,
         progress: Optional[Callable[[int], None]] = None,
@@ -79,19 +80,21 @@ class LocalTransport(ProcessTransport):
 
 class _LocalProcess(Process):
     def __init__(self, popen: "subprocess.Popen[bytes]", grace: float) -> None:
+        assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None  # 3 PIPEs
         self._popen = popen
         self._grace = grace
+        self._stdin = popen.stdin
         self.stdout = popen.stdout
         self.stderr = popen.stderr
 
     def feed(self, data: bytes) -> None:
         try:
-            self._popen.stdin.write(data)
+            self._stdin.write(data)
         except BrokenPipeError:
             pass
         finally:
             with contextlib.suppress(BrokenPipeError):
-                self._popen.stdin.close()
+                self._stdin.close()
 
     def poll(self) -> Optional[int]:
         return self._popen.poll()

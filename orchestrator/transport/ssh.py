@@ -16,7 +16,7 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import paramiko
 
@@ -27,6 +27,7 @@ from orchestrator.transport.base import (
     FetchRefused,
     Process,
     ProcessTransport,
+    Readable,
     TransportError,
     private_file,
     show_argv,
@@ -120,7 +121,7 @@ class SshTransport(ProcessTransport):
                     self._client.close()
                 self._client = None
                 self._client = self._connect()
-                link = self._client.get_transport()
+                link = hops.live(self._client, self.describe())
             return link
 
     def _connect(self) -> hops.Chain:
@@ -221,7 +222,7 @@ class SshTransport(ProcessTransport):
 
     def put(
         self,
-        local: "Path | BinaryIO",
+        local: "Path | Readable",
         remote: str,
         mode: int = 0o644,
         progress: Optional[Callable[[int], None]] = None,
