@@ -29,7 +29,7 @@ from typing import Dict, List
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from orchestrator.states import JobState  # noqa: E402
+from orchestrator.outcome import JobState  # noqa: E402
 from orchestrator.store import Store  # noqa: E402
 from runner_in_container.data.generate import generate  # noqa: E402
 from tests.fixtures.sshd import Lab, SshHost  # noqa: E402

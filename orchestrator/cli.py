@@ -15,7 +15,7 @@ from orchestrator.host.prepare import host_image_spec
 from orchestrator.job.plan import expand
 from orchestrator.model.cluster import Cluster, Host
 from orchestrator.model.fields import ConfigError
-from orchestrator.outcome import UsageError
+from orchestrator.outcome import RunState, UsageError
 from orchestrator.report import command as report_command
 from orchestrator.run import command as run_command
 from orchestrator.run import lock as runlock
@@ -23,7 +23,6 @@ from orchestrator.run import signals
 from orchestrator.safeio import ids, logs
 from orchestrator.safeio.text import console as safe_console
 from orchestrator.safeio.text import shown
-from orchestrator.states import RunState
 from orchestrator.store import (
     Store,
     StoreError,

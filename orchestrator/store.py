@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from orchestrator.host import workdir as workdirs
+from orchestrator.outcome import JobState, RunState
 from orchestrator.safeio import bounded, ids
-from orchestrator.states import JobState, RunState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -41,7 +41,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from orchestrator.host.images import image_spec
-from orchestrator.states import JobState
+from orchestrator.outcome import JobState
 from orchestrator.store import Store, StoreError
 from orchestrator.transport import make_transport
 from runner_in_container.data.generate import generate

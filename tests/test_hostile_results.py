@@ -15,8 +15,8 @@ import vendors
 from orchestrator import cli
 from orchestrator.job import collect
 from orchestrator.job.plan import Job, job_id
+from orchestrator.outcome import JobState
 from orchestrator.report.load import StoredSpec
-from orchestrator.states import JobState
 from orchestrator.store import Store, new_run_id
 from tests.test_result_typed import REAL, _set
 

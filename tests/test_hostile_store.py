@@ -16,8 +16,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from orchestrator.outcome import JobState
 from orchestrator.run import lock as runlock
-from orchestrator.states import JobState
 from orchestrator.store import Store, StoreError
 from runner_in_container.data.generate import generate
 from tests.test_faults import (

@@ -25,10 +25,10 @@ import vendors
 from orchestrator.host import envinfo
 from orchestrator.job import collect
 from orchestrator.job.plan import Job, job_id
+from orchestrator.outcome import JobState
 from orchestrator.report import command, labels, tables
 from orchestrator.report import compare as cmp
 from orchestrator.report.load import ReportError, load_run
-from orchestrator.states import JobState
 from orchestrator.store import Store, new_run_id
 from orchestrator.transport.local import LocalTransport
 from runner_in_container.data.generate import generate, labels_path

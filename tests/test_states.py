@@ -7,7 +7,7 @@ from typing import Dict, Iterator, Tuple
 
 import pytest
 
-from orchestrator.states import UNREADABLE, JobState, RunState, Stage
+from orchestrator.outcome import UNREADABLE, JobState, RunState, Stage
 from orchestrator.store import Store, new_run_id
 from runner_in_container import protocol
 
@@ -21,8 +21,8 @@ STORED_JOB_STATES = {
 STORED_RUN_STATES = {"RUNNING", "finished", "interrupted"}
 
 #: words of the vocabulary -> the one module allowed to spell them
-CONTROL_WORDS = {v.value: "orchestrator/states.py" for v in (*JobState, *RunState)}
-CONTROL_WORDS[UNREADABLE] = "orchestrator/states.py"
+CONTROL_WORDS = {v.value: "orchestrator/outcome.py" for v in (*JobState, *RunState)}
+CONTROL_WORDS[UNREADABLE] = "orchestrator/outcome.py"
 RUNNER_WORDS = dict.fromkeys(
     protocol.STATUSES + (protocol.STAGE_SETUP,) + protocol.PASS_STAGES, "runner_in_container/protocol.py"
 )
@@ -61,7 +61,7 @@ def test_no_state_or_stage_word_is_written_bare():
     bare = []
     for rel, path in _sources():
         for line, text in _strings(path):
-            home = words.get(text, "orchestrator/states.py" if text.startswith("FAILED_") else None)
+            home = words.get(text, "orchestrator/outcome.py" if text.startswith("FAILED_") else None)
             if home is not None and rel != home and not _other_meaning(rel, text):
                 bare.append("%s:%d: %r (use %s)" % (rel, line, text, home))
     assert bare == []

@@ -2,7 +2,7 @@
 
 import threading
 
-from orchestrator.states import JobState
+from orchestrator.outcome import JobState
 from orchestrator.store import Store, new_run_id
 
 

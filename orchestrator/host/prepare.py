@@ -9,9 +9,8 @@ from typing import Dict
 
 from orchestrator.host import envinfo, images, orphans
 from orchestrator.model.cluster import Host
-from orchestrator.outcome import StageFailure
+from orchestrator.outcome import Stage, StageFailure
 from orchestrator.safeio.text import one_line
-from orchestrator.states import Stage
 from orchestrator.transport import make_transport
 from orchestrator.transport.base import Transport, TransportError
 from runner_in_container.contract import weights_is_file

@@ -24,9 +24,8 @@ from orchestrator.job.runner_output import RunnerOutcome, show_event
 from orchestrator.job.stages import RunContext, stage_errors
 from orchestrator.metrics.table import BY_KEY
 from orchestrator.model.cluster import Host
-from orchestrator.outcome import INTERRUPTED, StageFailure
+from orchestrator.outcome import INTERRUPTED, JobState, Stage, StageFailure
 from orchestrator.safeio.text import one_line
-from orchestrator.states import JobState, Stage
 from orchestrator.store import StoreError
 from orchestrator.transport.base import Cancelled, CommandTimeout, FetchRefused, Transport, TransportError
 from runner_in_container.protocol import EXIT_FAILED_ACCURACY, RESULT_FILE

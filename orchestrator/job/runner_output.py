@@ -12,10 +12,9 @@ from typing import Any, Callable, Dict, Optional
 
 from orchestrator.host.monitor import Monitor
 from orchestrator.job.containers import REFUSED
-from orchestrator.outcome import StageFailure
+from orchestrator.outcome import Stage, StageFailure
 from orchestrator.safeio.logs import LogFile
 from orchestrator.safeio.text import one_line, os_error
-from orchestrator.states import Stage
 from runner_in_container.protocol import EXIT_BAD_INPUT, parse_event
 
 #: runner events handled per second on average, EVENT_BURST at once; the rest are dropped (a real runner

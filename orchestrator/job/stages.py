@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator
 
 from orchestrator.model.cluster import Cluster
-from orchestrator.outcome import StageFailure
+from orchestrator.outcome import Stage, StageFailure
 from orchestrator.safeio.text import one_line, os_error
-from orchestrator.states import Stage
 from orchestrator.store import Store, StoreError
 from orchestrator.transport.base import Cancelled
 from vendors.vendor import Vendor

@@ -19,8 +19,8 @@ from orchestrator.job.plan import Job
 from orchestrator.job.runner_output import RunnerOutcome
 from orchestrator.job.stages import RunContext
 from orchestrator.model.cluster import Host
+from orchestrator.outcome import Stage
 from orchestrator.safeio.logs import LogFile
-from orchestrator.states import Stage
 from orchestrator.transport.base import Transport
 
 

@@ -7,8 +7,7 @@ from typing import Callable, Dict, List, Optional
 from orchestrator.job.lifecycle import HostWorker
 from orchestrator.job.plan import Job
 from orchestrator.job.stages import RunContext
-from orchestrator.outcome import INTERRUPTED, StageFailure
-from orchestrator.states import JobState, Stage
+from orchestrator.outcome import INTERRUPTED, JobState, Stage, StageFailure
 from orchestrator.transport.base import Cancelled
 
 

@@ -33,9 +33,8 @@ from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.queues import run_queues
 from orchestrator.launchers.slurmctl import JobStatus, SlurmClient, SrunTransport
 from orchestrator.model.cluster import Host, SlurmSettings
-from orchestrator.outcome import INTERRUPTED, StageFailure
+from orchestrator.outcome import INTERRUPTED, Stage, StageFailure
 from orchestrator.safeio.text import one_line
-from orchestrator.states import Stage
 from orchestrator.transport.base import MAX_LINE_BYTES, Cancelled, Transport, TransportError
 
 BATCH_SCRIPT = Path(__file__).with_name("slurm_job.sh")

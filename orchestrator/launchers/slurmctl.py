@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from orchestrator.states import Stage
+from orchestrator.outcome import Stage
 from orchestrator.transport.base import Completed, LineHandler, Readable, Transport, TransportError
 
 #: states after which a job never runs again (squeue/sacct JOB STATE CODES)

@@ -13,9 +13,8 @@ from orchestrator.job.runner_output import JobLog, RunnerOutcome
 from orchestrator.job.stages import stage_errors
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.queues import run_queues
-from orchestrator.outcome import StageFailure
+from orchestrator.outcome import Stage, StageFailure
 from orchestrator.safeio.text import one_line
-from orchestrator.states import Stage
 from orchestrator.transport.base import Cancelled, CommandTimeout, Transport, TransportError
 
 

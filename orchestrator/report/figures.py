@@ -4,9 +4,9 @@ import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.metrics import table
+from orchestrator.outcome import Stage
 from orchestrator.report.load import JobData, RunData, dig
 from orchestrator.report.svg import Bar, Group
-from orchestrator.states import Stage
 from runner_in_container.protocol import PASS_STAGES, STAGE_INFER, STAGE_SETUP, STAGE_VAL
 
 #: throughput series: the metric table's throughputs with a column in the results table

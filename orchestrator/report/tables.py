@@ -17,8 +17,8 @@ from rich.table import Table
 
 from orchestrator.metrics import table
 from orchestrator.metrics.derived import Derived
+from orchestrator.outcome import UNREADABLE
 from orchestrator.report.load import ReportError, RunData
-from orchestrator.states import UNREADABLE
 
 UNKNOWN = "unknown"
 

@@ -19,7 +19,7 @@ from orchestrator.job.plan import Job, expand
 from orchestrator.job.stages import RunContext
 from orchestrator.model.cluster import Cluster
 from orchestrator.model.fields import ConfigError
-from orchestrator.outcome import INTERRUPTED, UsageError
+from orchestrator.outcome import INTERRUPTED, JobState, RunState, UsageError
 from orchestrator.report import tables
 from orchestrator.report.command import DEFAULT_STORE
 from orchestrator.report.load import load_run
@@ -28,7 +28,6 @@ from orchestrator.run.display import ProgressBoard
 from orchestrator.run.scheduler import run_all
 from orchestrator.safeio import ids
 from orchestrator.safeio.text import shown
-from orchestrator.states import JobState, RunState
 from orchestrator.store import Store, StoreError, new_run_id, read_cell
 from vendors.vendor import Vendor
 
