@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator import cli
 from orchestrator.report import command as report_command
+from orchestrator.run import command as run_command
 from orchestrator.run import signals
 from tests.test_faults import orchestrator
 from tests.test_hostile_store import a_store, one_error_line
@@ -105,7 +106,7 @@ def test_run_still_says_its_containers_are_stopped(monkeypatch, capsys, signal_h
     def terminated(args, console):
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(cli, "cmd_run", terminated)
+    monkeypatch.setattr(run_command, "run", terminated)
     assert cli.main(["run", "--cluster", "hosts.yaml"]) == 128 + signal.SIGTERM
     assert capsys.readouterr().err == (
         "interrupted (SIGTERM): containers stopped, finished jobs are stored\n"
