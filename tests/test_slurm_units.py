@@ -16,7 +16,7 @@ from orchestrator.config.load import load_cluster
 from orchestrator.job.command import DEVICE
 from orchestrator.job.plan import expand
 from orchestrator.job.stages import RunContext
-from orchestrator.launchers import slurm
+from orchestrator.launchers import slurm, slurm_settings
 from orchestrator.launchers.slurm import BATCH_SCRIPT, OutputFollower, SlurmLauncher
 from orchestrator.launchers.slurmctl import JobStatus, SrunTransport, parse_sacct, parse_squeue
 from orchestrator.model.fields import ConfigError
@@ -63,7 +63,7 @@ def write(tmp_path: Path, text: str) -> Path:
 # -- cluster file --------------------------------------------------------------------------------------
 def test_sbatch_options_fall_back_host_then_vendor_then_cluster(tmp_path):
     cluster = load_cluster(write(tmp_path, CLUSTER))
-    gpu, cpu = (cluster.slurm_job_spec(h) for h in cluster.hosts)
+    gpu, cpu = (slurm_settings.job_spec(cluster, h) for h in cluster.hosts)
     assert (gpu.partition, gpu.account, gpu.time_limit) == ("gpu", "other", "90")
     assert (gpu.gres, gpu.constraint, gpu.exclusive) == ("gpu:h100:1", "h100&nvlink", True)
     assert (cpu.partition, cpu.account, cpu.time_limit, cpu.gres) == ("gpu", "bench", "02:00:00", None)
@@ -322,7 +322,8 @@ def test_the_readme_example_is_a_valid_cluster_file(tmp_path):
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     block = readme[readme.index("## Slurm") :].split("```yaml\n", 1)[1].split("```", 1)[0]
     cluster = load_cluster(write(tmp_path, block))
-    assert cluster.launcher == "slurm" and cluster.slurm_job_spec(cluster.hosts[1]).time_limit == "20"
+    assert cluster.launcher == "slurm"
+    assert slurm_settings.job_spec(cluster, cluster.hosts[1]).time_limit == "20"
 
 
 # -- the batch script with a real docker engine --------------------------------------------------------

@@ -2,8 +2,8 @@
 stored final state (start, run, fetch the result, validate it, derive and store its figures).
 
 What differs between launchers -- how the host is checked, its environment captured, its image
-prepared, a job's command run and followed -- the worker asks of its launcher
-(``launchers.base.Launcher``).
+prepared, a job's command run and followed -- the worker asks of its launcher, through the narrow
+interface of ``launch.Launch`` whose methods return what they found or made.
 """
 
 import dataclasses
@@ -11,7 +11,7 @@ import hashlib
 import posixpath
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, Optional
 
 from orchestrator.host import envinfo, images, mps
 from orchestrator.host import prepare as hostprep
@@ -19,6 +19,7 @@ from orchestrator.host import workdir as workdirs
 from orchestrator.host.monitor import Monitor
 from orchestrator.job import collect
 from orchestrator.job import command as jobcommand
+from orchestrator.job.launch import Launch
 from orchestrator.job.plan import Job
 from orchestrator.job.runner_output import RunnerOutcome, show_event
 from orchestrator.job.stages import RunContext, stage_errors
@@ -30,14 +31,11 @@ from orchestrator.store import StoreError
 from orchestrator.transport.base import Cancelled, CommandTimeout, FetchRefused, Transport, TransportError
 from runner_in_container.protocol import EXIT_FAILED_ACCURACY, RESULT_FILE
 
-if TYPE_CHECKING:
-    from orchestrator.launchers.base import Launcher
-
 
 class HostWorker:
     """Runs the jobs of one host entry; one instance per host, shared by its job threads."""
 
-    def __init__(self, ctx: RunContext, host: Host, launcher: "Launcher") -> None:
+    def __init__(self, ctx: RunContext, host: Host, launcher: Launch) -> None:
         self.ctx = ctx
         self.host = host
         self.launcher = launcher
@@ -66,7 +64,7 @@ class HostWorker:
                 self.transport = transport = self.connect()
                 transport.run(["true"], timeout=self.timeouts.connect).check()
                 if self.host.runtime == "docker":
-                    self.launcher.check_docker()
+                    self.launcher.check_docker(transport)
                     self.user = hostprep.login_user(transport, self.timeouts.connect)
             except TransportError as exc:
                 raise StageFailure(Stage.CONNECT, one_line(str(exc))) from None
@@ -75,20 +73,31 @@ class HostWorker:
             hostprep.check_paths(transport, self.host, self.timeouts.connect)
         self._check_cancel()
         with stage_errors(Stage.CONNECT):
-            self.launcher.capture_environment()
+            facts = self.launcher.capture_environment(transport)
+            if facts is not None:
+                self.record_environment(facts)
         self._check_cancel()
         self.say(None, stage=Stage.BUILD)
         build_started = time.monotonic()
         with stage_errors(Stage.BUILD):
             self.build_log = self.host_log("build.log")
             try:
-                self.launcher.build()
+                built = self.launcher.build(transport, self.build_log)
             except images.ImageBuildError as exc:
                 missing = hostprep.missing_base(transport, self.host, self.vendor)
                 raise StageFailure(Stage.BUILD, one_line(missing + str(exc))) from None
             except (TransportError, images.ImageError) as exc:
                 raise StageFailure(Stage.BUILD, one_line(str(exc))) from None
+            self.image, self.runner_path = built.image, built.runner_path
+            if built.environment:
+                self.record_environment(built.environment)
         self.build_s = time.monotonic() - build_started
+
+    def record_environment(self, facts: Dict[str, Any]) -> None:
+        """Add ``facts`` to the host's environment and store it (a launcher that captures it where the jobs
+        run hands it here)."""
+        self.env = {**self.env, **facts}
+        self.ctx.store.put_environment(self.ctx.run_id, self.host.name, self.env)
 
     def _check_cancel(self) -> None:
         if self.ctx.cancel.is_set():

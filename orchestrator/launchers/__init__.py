@@ -5,13 +5,14 @@ A launcher module ``<name>.py`` exposes ``LAUNCHER``, a subclass of ``base.Launc
 ``runner_in_container/discovery.py``); ``scheduler.run_all`` makes one per host entry and calls
 its ``run(jobs)``, the host entries in parallel. The job's lifecycle (``job.lifecycle.HostWorker``:
 its command, result fetching, validation, derived figures, the store) is shared; the
-launcher says how the host is prepared and how a job's command runs (``base.Launcher``).
-Modules without ``LAUNCHER`` (base, queues, slurmctl) are helpers.
+launcher says how the host is prepared and how a job's command runs (``job.launch.Launch``),
+and owns its sections of the cluster file (``settings_class``, ``host_settings_class``, ``check``).
+Modules without ``LAUNCHER`` (base, queues, slurmctl, slurm_settings) are helpers.
 
 - ``ssh`` (``ssh.py``): the orchestrator starts each job itself on a local or SSH host, one
   job at a time per device.
-- ``slurm`` (``slurm.py``): it submits each job with ``sbatch`` and follows it through
-  ``squeue``/``sacct`` and the job's output file.
+- ``slurm`` (``slurm.py``, its settings ``slurm_settings.py``): it submits each job with ``sbatch``
+  and follows it through ``squeue``/``sacct`` and the job's output file.
 """
 
 import sys

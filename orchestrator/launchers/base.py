@@ -1,24 +1,32 @@
 """The one interface every launcher implements, with what most of them share.
 
 A launcher decides how the jobs of one host entry get run. One instance serves one host
-entry; its ``HostWorker`` (``self.worker``) owns the job lifecycle and asks the launcher
-for what differs: checking the host's docker, capturing its environment, preparing the
-image, the connection and display line of a job, and running the job's command to its
-end. The defaults here are those of a host the orchestrator reaches itself.
+entry; its ``HostWorker`` (``self.worker``) owns the job lifecycle and asks the launcher,
+through ``job.launch.Launch``, for what differs: checking the host's docker, capturing its
+environment, preparing the image, the connection and display line of a job, and running the
+job's command to its end; each answer is returned, the worker keeps it. The defaults here are
+those of a host the orchestrator reaches itself.
+
+A launcher also owns its part of the cluster file: the section named after it (``slurm:``) and a
+host entry's section of that name (``hosts[].slurm``), as pydantic models, and the rules that join
+them with the rest of the file (``check``). The cluster models keep those sections as opaque data;
+``config/load.py`` validates them with the chosen launcher's classes.
 """
 
 import abc
 import posixpath
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional, Type
 
 from orchestrator.host import envinfo, images, origin
 from orchestrator.host import prepare as hostprep
+from orchestrator.job.launch import Built
 from orchestrator.job.lifecycle import HostWorker
 from orchestrator.job.plan import Job
 from orchestrator.job.runner_output import RunnerOutcome
 from orchestrator.job.stages import RunContext
-from orchestrator.model.cluster import Host
+from orchestrator.model.cluster import Cluster, Host
+from orchestrator.model.fields import Model
 from orchestrator.outcome import Stage
 from orchestrator.safeio.logs import LogFile
 from orchestrator.transport.base import Transport
@@ -31,6 +39,15 @@ class Launcher(abc.ABC):
     name = ""
     #: this launcher starts a job's own MPS daemon on its host (mps: auto); a batch system's does not
     private_mps = True
+    #: the model of the cluster file's section named after this launcher (``slurm:``); None: it takes none
+    settings_class: ClassVar[Optional[Type[Model]]] = None
+    #: the model of a host entry's section named after it (``hosts[].slurm``); None: it takes none
+    host_settings_class: ClassVar[Optional[Type[Model]]] = None
+
+    @classmethod  # noqa: B027 (not abstract: a launcher without rules of its own keeps this one)
+    def check(cls, cluster: Cluster) -> None:
+        """Rules joining this launcher and its (valid) sections with the rest of ``cluster``: ValueError whose
+        message starts with the field, e.g. ``hosts[0].devices: ...``."""
 
     def __init__(self, ctx: RunContext, host: Host) -> None:
         self.ctx = ctx
@@ -49,36 +66,28 @@ class Launcher(abc.ABC):
         Cancelled when the run stops."""
 
     # -- host preparation (HostWorker.prepare) ------------------------------------------
-    def check_docker(self) -> None:
+    def check_docker(self, transport: Transport) -> None:
         """The host's docker client must reach its engine; job containers left there by orchestrators that
         are gone are removed (host/orphans.py)."""
-        worker = self.worker
-        assert worker.transport is not None
-        hostprep.check_docker(worker.transport, self.host, worker.timeouts.connect)
-        hostprep.remove_orphans(worker.transport, self.host, worker.timeouts.connect)
+        timeout = self.worker.timeouts.connect
+        hostprep.check_docker(transport, self.host, timeout)
+        hostprep.remove_orphans(transport, self.host, timeout)
 
-    def capture_environment(self) -> None:
-        """Capture and store the host's facts."""
+    def capture_environment(self, transport: Transport) -> Optional[Dict[str, Any]]:
+        """The host's facts."""
         worker = self.worker
-        assert worker.transport is not None
-        worker.env = envinfo.capture_host(
-            worker.transport, worker.vendor, self.host.runtime, worker.timeouts.connect
-        )
-        self.ctx.store.put_environment(self.ctx.run_id, self.host.name, worker.env)
+        return envinfo.capture_host(transport, worker.vendor, self.host.runtime, worker.timeouts.connect)
 
-    def build(self) -> None:
+    def build(self, transport: Transport, log: Path) -> Built:
         """Build (or find) the image, or install the runner on a bare host."""
         worker = self.worker
-        assert worker.transport is not None and worker.build_log is not None
         if self.host.runtime != "docker":
-            worker.runner_path = images.install_runner(
-                worker.transport, posixpath.join(worker.workdir, "runner")
-            )
-            return
+            runner = images.install_runner(transport, posixpath.join(worker.workdir, "runner"))
+            return Built(runner_path=runner)
         spec = hostprep.host_image_spec(self.host, worker.vendor)
-        with LogFile(worker.build_log, append=True) as handle:
+        with LogFile(log, append=True) as handle:
             how = images.ensure_image(
-                worker.transport,
+                transport,
                 spec,
                 worker.timeouts.build,
                 lambda line: handle.write(line + "\n"),
@@ -87,10 +96,9 @@ class Launcher(abc.ABC):
                 lock_dir=posixpath.join(worker.workdir, "locks"),
                 on_status=lambda note: worker.say(None, stage=Stage.IMAGE, note=note),
             )
-        worker.image = spec.tag
-        worker.env.update(origin.image_origin(worker.transport, spec.tag, worker.timeouts.connect))
-        self.ctx.store.put_environment(self.ctx.run_id, self.host.name, worker.env)
         worker.say(None, stage=Stage.IMAGE, note=f"{how} {spec.tag}")
+        facts = origin.image_origin(transport, spec.tag, worker.timeouts.connect)
+        return Built(image=spec.tag, environment=facts)
 
     # -- connections and display lines ---------------------------------------------------
     def transport_for(self, device: int) -> Transport:

@@ -26,13 +26,16 @@ from orchestrator.host import prepare as hostprep
 from orchestrator.host.monitor import Monitor
 from orchestrator.job import containers
 from orchestrator.job.command import DEVICE, CommandError
+from orchestrator.job.launch import Built
 from orchestrator.job.plan import Job
 from orchestrator.job.runner_output import JobLog, RunnerOutcome
 from orchestrator.job.stages import RunContext, stage_errors
+from orchestrator.launchers import slurm_settings
 from orchestrator.launchers.base import Launcher
 from orchestrator.launchers.queues import run_queues
+from orchestrator.launchers.slurm_settings import SlurmJobSpec, SlurmSettings
 from orchestrator.launchers.slurmctl import JobStatus, SlurmClient, SrunTransport
-from orchestrator.model.cluster import Host, SlurmSettings
+from orchestrator.model.cluster import Cluster, Host
 from orchestrator.outcome import INTERRUPTED, Stage, StageFailure
 from orchestrator.safeio.text import one_line
 from orchestrator.transport.base import MAX_LINE_BYTES, Cancelled, Transport, TransportError
@@ -127,11 +130,13 @@ class SlurmLauncher(Launcher):
 
     name = "slurm"
     private_mps = False  # a node's MPS is the site's: only mps: true joins a daemon there
+    settings_class = SlurmSettings
+    host_settings_class = SlurmJobSpec
 
     def __init__(self, ctx: RunContext, host: Host) -> None:
         super().__init__(ctx, host)
-        self.settings = ctx.cluster.slurm or SlurmSettings()
-        self.spec = ctx.cluster.slurm_job_spec(host)
+        self.settings = slurm_settings.settings(ctx.cluster)
+        self.spec = slurm_settings.job_spec(ctx.cluster, host)
         self.slurm: Optional[SlurmClient] = None
         self.script: Optional[str] = None  # the batch script on the submit host
         self.context: Optional[str] = None  # the image's build context (a tar) on the shared filesystem
@@ -147,23 +152,25 @@ class SlurmLauncher(Launcher):
         return run_queues(self.ctx, self.worker, jobs, [[job] for job in jobs], threads, lambda job: -1)
 
     # -- preparation: on the submit host; the nodes do the rest -------------------
-    def check_docker(self) -> None:
+    @classmethod
+    def check(cls, cluster: Cluster) -> None:
+        slurm_settings.check(cluster)
+
+    def check_docker(self, transport: Transport) -> None:
         """Nothing to check here: docker runs on the nodes (the batch script fails there without it)."""
 
-    def capture_environment(self) -> None:
+    def capture_environment(self, transport: Transport) -> Optional[Dict[str, Any]]:
         """Deferred: the facts are the allocated node's, captured when the first job runs (_on_node)."""
+        return None
 
-    def build(self) -> None:
+    def build(self, transport: Transport, log: Path) -> Built:
         """Install the batch script; stage the image's build context (docker) or install the runner (bare)."""
-        worker = self.worker
-        transport, timeouts = worker.transport, worker.timeouts
-        assert transport is not None
+        worker, timeouts = self.worker, self.worker.timeouts
         self.slurm = SlurmClient(transport, self.settings.poll_interval_s, timeouts.connect)
         self.script = posixpath.join(worker.workdir, "slurm", BATCH_SCRIPT.name)
         transport.put(BATCH_SCRIPT, self.script, mode=0o755)
         if self.host.runtime != "docker":
-            super().build()
-            return
+            return super().build(transport, log)
         spec = hostprep.host_image_spec(self.host, worker.vendor)
         self.context = posixpath.join(worker.workdir, "images", spec.content_hash + ".tar")
         if transport.run(["test", "-f", self.context], timeout=timeouts.connect).returncode != 0:
@@ -172,8 +179,9 @@ class SlurmLauncher(Launcher):
                 with tar.open("wb") as handle:
                     images.write_tar(spec.files, handle)
                 transport.put(tar, self.context, mode=0o644)
-        worker.image, self.labels = spec.tag, spec.labels
+        self.labels = spec.labels
         worker.say(None, stage=Stage.IMAGE, note="%s: built on each node that lacks it" % spec.tag)
+        return Built(image=spec.tag)
 
     # -- one connection and one progress row per job thread ------------------------
     def _slot(self) -> int:
@@ -354,8 +362,7 @@ class SlurmLauncher(Launcher):
             if env.get("hostname") is None:
                 return  # the step did not run (the job already ended): the next job tries
             env.update(launcher="slurm", slurm_node=node, slurm_job=watch.slurm_id)
-            worker.env = env
-            self.ctx.store.put_environment(self.ctx.run_id, self.host.name, env)
+            worker.record_environment(env)
             self._env_node = node
 
 

@@ -19,8 +19,7 @@ from pydantic import (
 )
 from typing_extensions import Annotated  # typing's from Python 3.9
 
-from orchestrator.model.fields import Model, mount_path, runner_option, safe_name, safe_text
-from orchestrator.model.slurm import SlurmJobSpec, SlurmSettings
+from orchestrator.model.fields import Model, WithSections, mount_path, runner_option, safe_name, safe_text
 from runner_in_container.contract import (
     DECODERS,
     LAYOUTS,
@@ -151,8 +150,8 @@ class JumpHost(Model):
     _text = field_validator("key_file")(safe_text)
 
 
-class Host(Model):
-    """One machine: how to reach it and what runs there."""
+class Host(WithSections):
+    """One machine: how to reach it and what runs there; its launcher's own section (``slurm:``) beside."""
 
     name: str
     address: str = "local"
@@ -181,8 +180,6 @@ class Host(Model):
     mps_pipe_directory: str = MPS_DEFAULT_PIPE_DIRECTORY
     image: ImageSpecConfig = Field(default_factory=ImageSpecConfig)
     docker: DockerOptions = Field(default_factory=DockerOptions)
-    #: launcher slurm: this host entry's sbatch options (over slurm.vendors.<vendor> and slurm)
-    slurm: Optional[SlurmJobSpec] = None
     #: this host's stage timeouts where they differ from defaults.timeouts (e.g. a slow build)
     timeouts: Dict[Literal["connect", "build", "start", "run", "collect"], Seconds] = Field(
         default_factory=dict
@@ -303,8 +300,8 @@ class Defaults(Model):
     _paths = field_validator("workdir")(mount_path)
 
 
-class Cluster(Model):
-    """The whole cluster file."""
+class Cluster(WithSections):
+    """The whole cluster file; the launcher's own section (``slurm:``) beside its fields."""
 
     store: str = "results/rn50bench.sqlite"
     results_dir: str = "results"
@@ -314,7 +311,6 @@ class Cluster(Model):
     #: a module of orchestrator/launchers: ssh (the orchestrator starts every job itself, on local or SSH
     #: hosts), slurm (it submits them with sbatch)
     launcher: str = "ssh"
-    slurm: Optional[SlurmSettings] = None
 
     _launcher = field_validator("launcher")(safe_name)
 
@@ -330,7 +326,6 @@ class Cluster(Model):
                 raise ValueError(
                     "case %s names unknown hosts: %s" % (case.case, ", ".join(map(repr, unknown)))
                 )
-        self._check_launcher()
         self._check_jobs()
         return self
 
@@ -359,39 +354,6 @@ class Cluster(Model):
                             "cases[%d] makes the job of cases[%d] again (host %s, %s %s %s batch size %d)"
                             % ((index, first) + key)
                         )
-
-    def _check_launcher(self) -> None:
-        """Slurm settings only with launcher slurm; under it Slurm, not the file, picks devices."""
-        given = ["slurm"] if self.slurm else []
-        given += ["hosts[%d].slurm" % i for i, h in enumerate(self.hosts) if h.slurm]
-        if self.launcher != "slurm":
-            if given:
-                raise ValueError("%s: set launcher: slurm to use Slurm settings" % given[0])
-            return
-        for index, host in enumerate(self.hosts):
-            if self.defaults.offline and host.runtime == "docker":
-                raise ValueError(
-                    "defaults.offline: under launcher slurm, images are built on the allocated nodes; "
-                    "hosts[%d] runs docker, so offline runs need launcher: ssh" % index
-                )
-            if host.devices != [0]:
-                raise ValueError(
-                    "hosts[%d].devices: under launcher slurm, Slurm allocates the device (ask for it with"
-                    " gres); leave devices out" % index
-                )
-        used = {h.vendor for h in self.hosts}
-        unused = sorted(set(self.slurm.vendors) - used) if self.slurm else []
-        if unused:
-            raise ValueError("slurm.vendors.%s: no host uses vendor %s" % (unused[0], unused[0]))
-
-    def slurm_job_spec(self, host: Host) -> SlurmJobSpec:
-        """The sbatch options of ``host``'s jobs: slurm, then slurm.vendors.<vendor>, then hosts[].slurm."""
-        settings = self.slurm or SlurmSettings()
-        spec = SlurmJobSpec(**settings.model_dump(include=set(SlurmJobSpec.model_fields)))
-        vendor = settings.vendors.get(host.vendor)
-        if vendor is not None:
-            spec = vendor.over(spec)
-        return host.slurm.over(spec) if host.slurm else spec
 
     def host_workdir(self, host: Host) -> Optional[str]:
         """The workdir the file sets for ``host``; None: the default, found on the host (workdir.py)."""

@@ -2,7 +2,7 @@
 can become bind mounts, values the runner takes (its contract), and the strict base model."""
 
 import re
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from pydantic import BaseModel, ConfigDict
 
@@ -54,3 +54,18 @@ class Model(BaseModel):
     """Unknown keys refused; values of the declared type only (``batch_size: true`` is no 1), finite."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class WithSections(Model):
+    """A model whose keys beyond its fields are other modules' sections of the file (a launcher's ``slurm:``),
+    kept as given: ``config/load.py`` validates each with its owner's model and refuses any that has none."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def sections(self) -> Dict[str, Any]:
+        """Every section given, by name (null ones too)."""
+        return dict(self.model_extra or {})
+
+    def section(self, name: str) -> Any:
+        """The section ``name`` as the file gives it; None where absent."""
+        return self.sections().get(name)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from orchestrator.config.load import check as config_check
-from orchestrator.config.load import load_checked, load_cluster
+from orchestrator.config.load import check_launcher, load_checked, load_cluster
 from orchestrator.host import workdir as workdirs
 from orchestrator.host.prepare import image_overrides
 from orchestrator.job.plan import Job, expand
@@ -39,9 +39,13 @@ def _offline(cluster: Cluster, args: argparse.Namespace) -> Cluster:
     raw = cluster.model_dump()
     raw["defaults"]["offline"] = True
     try:
-        return Cluster.model_validate(raw)
+        offline = Cluster.model_validate(raw)
+        check_launcher(offline, "run --offline")
     except ValidationError as exc:
         raise UsageError("run --offline: %s" % exc.errors()[0]["msg"].replace("Value error, ", "")) from None
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return offline
 
 
 def _writable_dir(path: Path, field: str) -> Path:

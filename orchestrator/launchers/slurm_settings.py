@@ -1,9 +1,11 @@
-"""``slurm:`` of a cluster file, and a host entry's own sbatch options (launcher slurm)."""
+"""What launcher slurm takes from a cluster file: its ``slurm:`` section, a host entry's own sbatch options
+(``hosts[].slurm``), and the rules joining them with the rest of the file."""
 
 from typing import Any, Dict, Optional
 
 from pydantic import Field, field_validator
 
+from orchestrator.model.cluster import Cluster, Host
 from orchestrator.model.fields import Model, safe_name
 
 SLURM_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -57,3 +59,39 @@ class SlurmSettings(SlurmJobSpec):
         for name in value:
             safe_name(name)
         return value
+
+
+def settings(cluster: Cluster) -> SlurmSettings:
+    """``cluster``'s ``slurm:`` section (its defaults where absent)."""
+    return SlurmSettings.model_validate(cluster.section("slurm") or {})
+
+
+def job_spec(cluster: Cluster, host: Host) -> SlurmJobSpec:
+    """The sbatch options of ``host``'s jobs: slurm, then slurm.vendors.<vendor>, then hosts[].slurm."""
+    given = settings(cluster)
+    spec = SlurmJobSpec(**given.model_dump(include=set(SlurmJobSpec.model_fields)))
+    vendor = given.vendors.get(host.vendor)
+    if vendor is not None:
+        spec = vendor.over(spec)
+    own = host.section("slurm")
+    return SlurmJobSpec.model_validate(own).over(spec) if own else spec
+
+
+def check(cluster: Cluster) -> None:
+    """Under launcher slurm, Slurm, not the file, picks devices, and images are built on the nodes; every
+    vendor of slurm.vendors is one a host uses. ValueError naming the field."""
+    for index, host in enumerate(cluster.hosts):
+        if cluster.defaults.offline and host.runtime == "docker":
+            raise ValueError(
+                "defaults.offline: under launcher slurm, images are built on the allocated nodes; "
+                "hosts[%d] runs docker, so offline runs need launcher: ssh" % index
+            )
+        if host.devices != [0]:
+            raise ValueError(
+                "hosts[%d].devices: under launcher slurm, Slurm allocates the device (ask for it with"
+                " gres); leave devices out" % index
+            )
+    used = {h.vendor for h in cluster.hosts}
+    unused = sorted(set(settings(cluster).vendors) - used)
+    if unused:
+        raise ValueError("slurm.vendors.%s: no host uses vendor %s" % (unused[0], unused[0]))
