@@ -18,7 +18,10 @@ from . import cases, contract, device, protocol, run, toolkits
 from .contract import VAL_TOOLKIT
 from .data import DataError, open_dataset
 from .data.decode_procs import Spawned
-from .data.gpu import DecoderUnavailable, decoding_processes, resolve_decoder
+from .data.decoder_choice import decoding_processes, resolve_decoder
+from .data.errors import DecoderUnavailable
+from .host_batches import calibration_source
+from .runconfig import Config
 from .toolkits.base import Toolkit, ToolkitSettings
 
 
@@ -176,7 +179,7 @@ def _spawn_decoders(requested: str, dev: torch.device, processes: int) -> Option
     return Spawned(count, device=dev) if count > 1 else None
 
 
-def set_up(request: Request) -> run.Config:
+def set_up(request: Request) -> Config:
     """The run's Config: the device opened (its memory baseline taken), decoding processes spawned, the
     decoder probed, weights and data set opened (hashes checked), toolkits built; BadInput on a problem."""
     args, options = request.args, request.options
@@ -203,7 +206,7 @@ def _set_up(
     opened: device.Device,
     spawned: Optional[Spawned],
     options: Dict[str, str],
-) -> run.Config:
+) -> Config:
     args, dev = request.args, opened.device
     _step("decoder")
     try:
@@ -234,7 +237,7 @@ def _set_up(
     work_dir = os.path.join(tempfile.gettempdir(), f"rn50bench-{os.getpid()}")
     calibration, calibration_info = None, None
     if args.precision == "int8":
-        calibration, calibration_info = run.calibration_source(dataset, case.preprocessing, args.batch_size)
+        calibration, calibration_info = calibration_source(dataset, case.preprocessing, args.batch_size)
 
     def settings(stage: str, precision: str, **extra: Any) -> ToolkitSettings:
         return ToolkitSettings(
@@ -245,7 +248,7 @@ def _set_up(
         args.toolkit, settings("infer", args.precision, calibration=calibration), "--precision", options
     )
     val = _toolkit(VAL_TOOLKIT, settings("val", val_precision(args.precision, dev)), "--precision", {})
-    return run.Config(
+    return Config(
         case=case,
         dataset=dataset,
         weights=weights,
