@@ -148,7 +148,8 @@ class Request(NamedTuple):
 
 
 def config_from_args(args: argparse.Namespace, argv: List[str]) -> Request:
-    """Check what is quick to check (paths, paired options); raise BadInput on the first problem.
+    """Check what is quick to check (paths, the options and knobs together: contract.check_run); raise
+    BadInput on the first problem.
 
     The slow set-up (the device and its decoder probed, the weights and a tar hashed, the toolkits built)
     is ``set_up``'s, after the start event.
@@ -157,13 +158,15 @@ def config_from_args(args: argparse.Namespace, argv: List[str]) -> Request:
     _check_path("--labels", args.labels, "file")
     _check_dir_target("--out", args.out)
     _check_dir_target("--engine-cache", args.engine_cache)
-    if args.peak_flops is not None and not args.peak_source:
-        raise BadInput("--peak-source", "required with --peak-flops (where the peak figure comes from)")
-    if args.peak_source and args.peak_flops is None:
-        raise BadInput("--peak-flops", "required with --peak-source")
-    if args.decoder == "pil" and args.decode_processes > 1:
-        raise BadInput("--decode-processes", "applies to nvjpeg; PIL decodes in --workers threads")
-    return Request(args, argv, _options(args.toolkit_option))
+    options = _options(args.toolkit_option)
+    try:
+        contract.check_run(vars(args), options)
+    except contract.Conflict as exc:
+        option = contract.OPTION.get(exc.name)
+        if option is None:  # a knob
+            raise BadInput("--toolkit-option", str(exc)) from None
+        raise BadInput(option.flag, exc.what) from None
+    return Request(args, argv, options)
 
 
 def _step(name: str) -> None:
