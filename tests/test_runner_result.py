@@ -4,8 +4,9 @@ fails the run, so what the runner writes is always what collect reads; a documen
 conform is not written at all (one line on stderr)."""
 
 import json
+from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, get_args, get_type_hints
 
 import pytest
 
@@ -13,6 +14,7 @@ from orchestrator import collect
 from runner_in_container import protocol, result, schema
 from runner_in_container.data.generate import generate
 from tests.test_runner_e2e import common, run_runner
+from tests.test_runner_schema import DOC, ROW
 
 REAL = Path(__file__).resolve().parent / "data" / "result_cpu_ok.json"
 
@@ -98,3 +100,43 @@ def test_the_runner_fails_a_run_whose_figures_break_the_schema(tmp_path):
     assert [e["ev"] for e in events][-2:] == ["error", "result"]
     assert events[-2]["step"] == "schema" and events[-1]["status"] == protocol.STATUS_FAILED
     assert collect.read(doc).status == protocol.STATUS_FAILED
+
+
+def test_the_schema_page_names_the_schema_and_version_the_runner_writes_and_collect_reads():
+    page = DOC.read_text()
+    assert "Schema `%s`, version %d " % (protocol.SCHEMA_NAME, protocol.SCHEMA_VERSION) in page
+    doc = json.loads(REAL.read_text())
+    assert (doc["schema"], doc["schema_version"]) == (protocol.SCHEMA_NAME, protocol.SCHEMA_VERSION)
+
+
+def test_the_schema_page_gives_each_bounded_figure_the_unit_its_dataclass_field_has():
+    """Keys, types and presence are held both ways by test_result_typed; here the units of the bounds."""
+    units = {key: unit for key, (_types, unit, _present) in documented_rows().items()}
+    for key, rule in declared_rules(schema.Result, "").items():
+        if rule.unit:
+            assert units[key] == rule.unit.split(" ")[0], (key, rule.unit, units[key])
+
+
+def documented_rows() -> Dict[str, Any]:
+    """key -> (types, unit, present) of the tables of docs/result_schema.md."""
+    rows = {}
+    for line in DOC.read_text().splitlines():
+        match = ROW.match(line)
+        if match:
+            key, types, unit, present = (group.strip() for group in match.groups())
+            rows[key] = (types, unit, present)
+    return rows
+
+
+def declared_rules(cls: Any, prefix: str) -> Dict[str, schema.Rule]:
+    """Dotted key (``<stage>`` for val and infer) -> the field's rule, for every field under ``cls``."""
+    rules = {}
+    hints = get_type_hints(cls)
+    for spec in fields(cls):
+        stage = cls in (schema.Stages, schema.MemoryStages)
+        key = prefix + ("<stage>" if stage else spec.name)
+        rules[key] = spec.metadata["rule"]
+        for member in get_args(hints[spec.name]) or (hints[spec.name],):
+            if is_dataclass(member):
+                rules.update(declared_rules(member, key + "."))
+    return rules

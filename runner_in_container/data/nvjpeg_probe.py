@@ -25,7 +25,7 @@ def read_mode() -> Any:
     return torchvision.io.ImageReadMode.RGB
 
 
-def probe_jpeg() -> bytes:
+def _probe_jpeg() -> bytes:
     """A smooth 64x48 4:2:0 JPEG: every decoder renders it within a level or two of libjpeg."""
     ramp = np.linspace(0, 255, 64, dtype=np.float32)
     pixels = np.stack([np.tile(ramp, (48, 1)), np.tile(ramp[::-1], (48, 1)), np.full((48, 64), 128.0)], 2)
@@ -43,7 +43,7 @@ def probe_device_decoder(device: torch.device) -> bool:
     decode = getattr(torchvision.io, "decode_jpeg", None)
     if decode is None or "device" not in inspect.signature(decode).parameters:
         raise DecoderUnavailable(f"{version} has no decode_jpeg(device=...)")
-    data = probe_jpeg()
+    data = _probe_jpeg()
     encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
         images, batched = decode([encoded, encoded], mode=read_mode(), device=device), True
@@ -71,7 +71,7 @@ def warm_device(device: torch.device) -> None:
     decoded (as a batch of one where this torchvision takes lists) and resized on ``device``. A decoding
     process does it while the runner still sets up; whether the decoder is right is ``probe_device_decoder``'s
     question, asked by the runner."""
-    encoded = torch.frombuffer(bytearray(probe_jpeg()), dtype=torch.uint8)
+    encoded = torch.frombuffer(bytearray(_probe_jpeg()), dtype=torch.uint8)
     try:
         image = torchvision.io.decode_jpeg([encoded], mode=read_mode(), device=device)[0]
     except (RuntimeError, TypeError, ValueError):
