@@ -24,9 +24,15 @@ from runner_in_container.contract import (
 from . import yamlread
 from .config import Case, Cluster, ConfigError, Host
 
-#: the runner's options a cluster file sets on a case entry, and on a host
+#: the runner's options a cluster file sets on a case entry (same name), and on a host (where below it)
 CASE_OPTIONS = ("case", "toolkit", "precision", "batch_size", "repeat", "warmup", "decoder")
-HOST_OPTIONS = ("workers", "decode_processes")
+HOST_OPTIONS: Dict[str, Tuple[str, ...]] = {
+    "workers": ("workers",),
+    "decode_processes": ("decode_processes",),
+    "layout": ("data", "layout"),
+    "labels": ("data", "labels"),
+    "data_md5": ("data", "md5"),
+}
 
 
 def check(cluster: Cluster, where: str) -> None:
@@ -71,7 +77,7 @@ def _check_jobs(entry: Case, index: int, host: Host, host_index: int, where: str
     that it does not hold together with."""
     for toolkit in _as_list(entry.toolkit):
         options: Dict[str, Any] = {name: getattr(entry, name) for name in CASE_OPTIONS}
-        options.update({name: getattr(host, name) for name in HOST_OPTIONS}, toolkit=toolkit)
+        options.update({name: _get(host, keys) for name, keys in HOST_OPTIONS.items()}, toolkit=toolkit)
         try:
             check_run(options, entry.toolkit_options)
         except Conflict as exc:
@@ -87,10 +93,16 @@ def _check_jobs(entry: Case, index: int, host: Host, host_index: int, where: str
 def _keys(name: str, index: int, host_index: int) -> Tuple[Union[str, int], ...]:
     """Where the runner's option or knob ``name`` of the job of cases[index] on hosts[host_index] is set."""
     if name in HOST_OPTIONS:
-        return ("hosts", host_index, name)
+        return ("hosts", host_index) + HOST_OPTIONS[name]
     if name in CASE_OPTIONS:
         return ("cases", index, name)
     return ("cases", index, "toolkit_options", name)
+
+
+def _get(value: Any, keys: Sequence[str]) -> Any:
+    for key in keys:
+        value = getattr(value, key)
+    return value
 
 
 def _dotted(keys: Sequence[Union[str, int]]) -> str:

@@ -90,6 +90,18 @@ def test_plan_refuses_knobs_that_do_not_hold_together(tmp_path):
     )
 
 
+def test_plan_refuses_a_flat_layout_without_labels_at_the_data_it_names(tmp_path):
+    path = cluster(tmp_path)
+    flat = "data: {path: /data/val, layout: flat}"
+    path.write_text(path.read_text().replace("data: {path: /data/val}", flat))
+    proc = plan(path)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "error: %s:7: hosts[0].data.labels: required with the flat and tar layouts (val.txt or "
+        "LOC_val_solution.csv); with hosts[0].data.layout: flat\n" % path
+    )
+
+
 @pytest.fixture(scope="module")
 def imageset(tmp_path_factory) -> str:
     return generate(str(tmp_path_factory.mktemp("knobs") / "set"), 2, layout="imagefolder", size=(64, 48))
