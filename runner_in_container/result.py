@@ -26,7 +26,7 @@ def rounded_s(seconds: float) -> float:
 
 
 class StageRun(NamedTuple):
-    """What a stage measured (run.py's run_stage), before it becomes the stage's section."""
+    """What a stage measured (stage.py's run_stage), before it becomes the stage's section."""
 
     name: str  # val or infer
     toolkit: Toolkit

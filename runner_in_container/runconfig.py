@@ -1,5 +1,5 @@
 """The run's Config: everything one run needs, checked and set up by the CLI (``cli.set_up``), read by the
-stage loop (``run.py``) and the result document (``result.py``)."""
+run (``run.py``, ``stage.py``) and the result document (``result.py``)."""
 
 from typing import Any, Dict, NamedTuple, Optional
 
