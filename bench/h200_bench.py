@@ -349,7 +349,7 @@ def _data_path_rates(args: argparse.Namespace, dev, pp, batched: bool) -> Dict[s
     import torchvision
 
     from runner_in_container.data import open_dataset
-    from runner_in_container.data.gpu import DeviceBatchLoader
+    from runner_in_container.data.device_loader import DeviceBatchLoader
     from runner_in_container.data.jpeg_info import cpu_reason, read_header
 
     def sync() -> None:
@@ -391,8 +391,9 @@ def child_check(args: argparse.Namespace) -> Dict[str, Any]:
     import torch
 
     from runner_in_container.data import open_dataset
-    from runner_in_container.data.gpu import DeviceBatchLoader, probe_device_decoder
+    from runner_in_container.data.device_loader import DeviceBatchLoader
     from runner_in_container.data.loader import BatchLoader
+    from runner_in_container.data.nvjpeg_probe import probe_device_decoder
 
     dev = torch.device(args.device)
     case, model = _model(args.weights)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Where the device loader's time goes: each part of data/gpu.py alone, then the whole loader, one table.
+"""Where the device loader's time goes: each part of data/device_loader.py alone, then the whole loader,
+one table.
 
     python3 bench/loader_profile.py --data /tmp/loader_set --images 5000     (on the H200)
 Generates the set (imagefolder layout) when DATA/val is missing. img/s per part, on one pass each (for
@@ -22,8 +23,9 @@ sys.path.insert(0, str(REPO))
 from runner_in_container.cases import discover  # noqa: E402
 from runner_in_container.data import open_dataset  # noqa: E402
 from runner_in_container.data.decode_procs import ProcessBatchLoader  # noqa: E402
-from runner_in_container.data.gpu import DeviceBatchLoader, _Arena, probe_device_decoder  # noqa: E402
+from runner_in_container.data.device_loader import DeviceBatchLoader, _Arena  # noqa: E402
 from runner_in_container.data.jpeg_info import cpu_reason, read_header  # noqa: E402
+from runner_in_container.data.nvjpeg_probe import probe_device_decoder  # noqa: E402
 from runner_in_container.data.resample import geometry, resize_crop_into  # noqa: E402
 
 

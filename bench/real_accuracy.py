@@ -29,7 +29,7 @@ from h200_bench import _logits, render_text  # noqa: E402
 
 from runner_in_container.cases import discover  # noqa: E402
 from runner_in_container.data import open_dataset  # noqa: E402
-from runner_in_container.data.gpu import DeviceBatchLoader  # noqa: E402
+from runner_in_container.data.device_loader import DeviceBatchLoader  # noqa: E402
 from runner_in_container.data.loader import BatchLoader  # noqa: E402
 
 Batches = List[Tuple[torch.Tensor, int]]

@@ -18,7 +18,10 @@ from . import cases, contract, device, protocol, run, toolkits
 from .contract import VAL_TOOLKIT
 from .data import DataError, open_dataset
 from .data.decode_procs import Spawned
-from .data.gpu import DecoderUnavailable, decoding_processes, resolve_decoder
+from .data.decoder_choice import decoding_processes, resolve_decoder
+from .data.errors import DecoderUnavailable
+from .host_batches import calibration_source
+from .runconfig import Config
 from .toolkits.base import Toolkit, ToolkitSettings
 
 
@@ -145,7 +148,8 @@ class Request(NamedTuple):
 
 
 def config_from_args(args: argparse.Namespace, argv: List[str]) -> Request:
-    """Check what is quick to check (paths, paired options); raise BadInput on the first problem.
+    """Check what is quick to check (paths, the options and knobs together: contract.check_run); raise
+    BadInput on the first problem.
 
     The slow set-up (the device and its decoder probed, the weights and a tar hashed, the toolkits built)
     is ``set_up``'s, after the start event.
@@ -154,13 +158,15 @@ def config_from_args(args: argparse.Namespace, argv: List[str]) -> Request:
     _check_path("--labels", args.labels, "file")
     _check_dir_target("--out", args.out)
     _check_dir_target("--engine-cache", args.engine_cache)
-    if args.peak_flops is not None and not args.peak_source:
-        raise BadInput("--peak-source", "required with --peak-flops (where the peak figure comes from)")
-    if args.peak_source and args.peak_flops is None:
-        raise BadInput("--peak-flops", "required with --peak-source")
-    if args.decoder == "pil" and args.decode_processes > 1:
-        raise BadInput("--decode-processes", "applies to nvjpeg; PIL decodes in --workers threads")
-    return Request(args, argv, _options(args.toolkit_option))
+    options = _options(args.toolkit_option)
+    try:
+        contract.check_run(vars(args), options)
+    except contract.Conflict as exc:
+        option = contract.OPTION.get(exc.name)
+        if option is None:  # a knob
+            raise BadInput("--toolkit-option", str(exc)) from None
+        raise BadInput(option.flag, exc.what) from None
+    return Request(args, argv, options)
 
 
 def _step(name: str) -> None:
@@ -176,7 +182,7 @@ def _spawn_decoders(requested: str, dev: torch.device, processes: int) -> Option
     return Spawned(count, device=dev) if count > 1 else None
 
 
-def set_up(request: Request) -> run.Config:
+def set_up(request: Request) -> Config:
     """The run's Config: the device opened (its memory baseline taken), decoding processes spawned, the
     decoder probed, weights and data set opened (hashes checked), toolkits built; BadInput on a problem."""
     args, options = request.args, request.options
@@ -203,7 +209,7 @@ def _set_up(
     opened: device.Device,
     spawned: Optional[Spawned],
     options: Dict[str, str],
-) -> run.Config:
+) -> Config:
     args, dev = request.args, opened.device
     _step("decoder")
     try:
@@ -234,7 +240,7 @@ def _set_up(
     work_dir = os.path.join(tempfile.gettempdir(), f"rn50bench-{os.getpid()}")
     calibration, calibration_info = None, None
     if args.precision == "int8":
-        calibration, calibration_info = run.calibration_source(dataset, case.preprocessing, args.batch_size)
+        calibration, calibration_info = calibration_source(dataset, case.preprocessing, args.batch_size)
 
     def settings(stage: str, precision: str, **extra: Any) -> ToolkitSettings:
         return ToolkitSettings(
@@ -245,7 +251,7 @@ def _set_up(
     infer = _toolkit(args.toolkit, infer_settings, "--precision", options)
     val_settings = settings(protocol.STAGE_VAL, val_precision(args.precision, dev))
     val = _toolkit(VAL_TOOLKIT, val_settings, "--precision", {})
-    return run.Config(
+    return Config(
         case=case,
         dataset=dataset,
         weights=weights,

@@ -3,9 +3,10 @@
 The input side lives here: the runner's command-line options (name, type, range, default,
 help), from which the runner derives its parser (``cli.build_parser``) and the orchestrator
 renders the runner's argv (``render_argv``), and the vocabulary both sides check against:
-cases, toolkits and the precisions each runs, precisions, dataset layouts, decoders, weight
-specs, the MPS pipe folder. The output side (result file, statuses, exit codes, progress
-events, stage names) lives in ``protocol.py``.
+cases, toolkits and the precisions each runs, each toolkit's knobs (name, default, parser, help), the
+rules that join options and knobs (``check_run``, applied by the runner at its start and by ``plan``),
+precisions, dataset layouts, decoders, weight specs, the MPS pipe folder. The output side (result file,
+statuses, exit codes, progress events, stage names) lives in ``protocol.py``.
 
 Standard library only, Python 3.8: the orchestrator imports it without torch.
 """
@@ -35,16 +36,6 @@ TOOLKIT_PRECISIONS: Dict[str, Tuple[str, ...]] = {
     "zxrt": ("fp32", "fp16"),
 }
 TOOLKITS = tuple(sorted(TOOLKIT_PRECISIONS))
-#: the runner's own knob, taken with any toolkit's options (runner_in_container/hold.py)
-HOLD_KNOB = "hold_until"
-#: toolkit -> the knobs (``toolkit_options``) it reads; Toolkit.option refuses any other key
-TOOLKIT_KNOBS: Dict[str, Tuple[str, ...]] = {
-    "cudnn_fused": ("cudnn_fused_branches", "cudnn_fused_graph"),
-    "inductor": ("inductor_conv_1x1_as_mm", "inductor_cudnn_benchmark", "inductor_freezing", "inductor_mode"),
-    "torch_tensorrt": ("torch_tensorrt_ir",),
-    "xtcl": ("xtcl_device_type",),
-    "zxrt": ("zxrt_card",),
-}
 #: the toolkit of the val stage
 VAL_TOOLKIT = "pytorch"
 
@@ -73,11 +64,6 @@ MPS_DEFAULT_PIPE_DIRECTORY = "/tmp/nvidia-mps"
 def weights_is_file(spec: str) -> bool:
     """Whether the weights spec names a file (rather than one of WEIGHT_SPECS)."""
     return spec not in WEIGHT_SPECS
-
-
-def knobs(toolkit: str) -> Tuple[str, ...]:
-    """The ``toolkit_options`` keys a job with ``toolkit`` reads: the toolkit's own and the runner's."""
-    return (HOLD_KNOB,) + TOOLKIT_KNOBS.get(toolkit, ())
 
 
 def unsupported(toolkit: str, precision: str) -> Optional[str]:
@@ -129,6 +115,13 @@ def text(value: str) -> str:
     if any(ch in value for ch in ("\n", "\r", "\x00")):
         raise ValueError("must not contain newlines or NUL bytes")
     return value
+
+
+def switch(text: str) -> bool:
+    """ "1" (on) or "0" (off)."""
+    if text not in ("0", "1"):
+        raise ValueError("must be 0 or 1, got %r" % (text,))
+    return text == "1"
 
 
 @dataclass(frozen=True)
@@ -230,3 +223,135 @@ def render_argv(values: Mapping[str, Any]) -> List[str]:
             option.check(item)
             argv += [option.flag, str(item)]
     return argv
+
+
+# -- rules that join options and knobs, checked by the runner at its start and by ``plan`` --------------
+class Conflict(ValueError):
+    """Options or knobs a run cannot start with: ``name`` (of the option or knob at fault), ``what``, and
+    ``others``, the options and knobs a rule joins it with (none for a value wrong on its own)."""
+
+    def __init__(self, name: str, what: str, others: Tuple[str, ...] = ()) -> None:
+        self.name, self.what, self.others = name, what, others
+        super().__init__("%s: %s" % (name, what))
+
+
+# -- toolkit knobs: ``--toolkit-option KEY=VALUE``, ``toolkit_options`` in a cluster file ---------------
+@dataclass(frozen=True)
+class Knob:
+    """One knob a toolkit (or, with toolkit None, the runner for every toolkit) reads (``Toolkit.option``:
+    the option, else env ``RN50BENCH_<KEY>``, else its default)."""
+
+    name: str
+    toolkit: Optional[str]  # None: the runner's own, taken with any toolkit
+    help: str
+    parse: Callable[[str], Any] = text
+    default: Optional[str] = None  # None: chosen where the toolkit runs (the help says how) or unset
+    choices: Optional[Tuple[str, ...]] = None
+
+    def check(self, value: Any) -> Any:
+        """The value as the toolkit reads it; Conflict naming the knob when it would refuse it."""
+        try:
+            parsed = self.parse(str(value))
+        except ValueError as exc:
+            raise Conflict(self.name, str(exc)) from None
+        if self.choices is not None and parsed not in self.choices:
+            raise Conflict(self.name, "%r is not one of %s" % (parsed, ", ".join(self.choices)))
+        return parsed
+
+
+#: the runner's own knob, taken with any toolkit's options (runner_in_container/hold.py)
+HOLD_KNOB = "hold_until"
+#: cudnn_fused: the most concurrent branches its CUDA graph splits a batch into
+CUDNN_FUSED_MAX_BRANCHES = 8
+INDUCTOR_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+TORCH_TENSORRT_IRS = ("ts", "dynamo")
+
+KNOBS = (
+    Knob(HOLD_KNOB, None, "hold the run at its start until this file (relative to --out) exists"),
+    Knob("cudnn_fused_graph", "cudnn_fused", "capture one forward in a CUDA graph that each call replays",
+         parse=switch, default="1"),
+    Knob("cudnn_fused_branches", "cudnn_fused", "concurrent branches the graph splits the batch into "
+         "(more than 1 only with cudnn_fused_graph=1); default 2 with the graph, else 1",
+         parse=integer(1, CUDNN_FUSED_MAX_BRANCHES)),
+    Knob("inductor_mode", "inductor", "torch.compile mode; default reduce-overhead on CUDA, else default",
+         choices=INDUCTOR_MODES),
+    Knob("inductor_freezing", "inductor", "inline the weights as constants, fold BatchNorm", parse=switch,
+         default="1"),
+    Knob("inductor_conv_1x1_as_mm", "inductor", "1x1 convolutions as matmuls", parse=switch, default="0"),
+    Knob("inductor_cudnn_benchmark", "inductor", "cuDNN times its algorithms (process-wide)", parse=switch,
+         default="0"),
+    Knob("torch_tensorrt_ir", "torch_tensorrt", "the IR torch_tensorrt.compile uses; default ts for "
+         "torch_tensorrt 1.x, dynamo from 2.0", choices=TORCH_TENSORRT_IRS),
+    Knob("xtcl_device_type", "xtcl", "XTCL's -device-type", default="xpu2"),
+    Knob("zxrt_card", "zxrt", "the Enflame card index", parse=integer(0, 255), default="0"),
+)  # fmt: skip
+KNOB: Dict[str, Knob] = {knob.name: knob for knob in KNOBS}
+#: toolkit -> the knobs (``toolkit_options``) it reads; Toolkit.option refuses any other key
+TOOLKIT_KNOBS: Dict[str, Tuple[str, ...]] = {
+    toolkit: tuple(sorted(knob.name for knob in KNOBS if knob.toolkit == toolkit))
+    for toolkit in TOOLKITS
+    if any(knob.toolkit == toolkit for knob in KNOBS)
+}
+
+
+def knobs(toolkit: str) -> Tuple[str, ...]:
+    """The ``toolkit_options`` keys a job with ``toolkit`` reads: the toolkit's own and the runner's."""
+    return (HOLD_KNOB,) + TOOLKIT_KNOBS.get(toolkit, ())
+
+
+@dataclass(frozen=True)
+class Joint:
+    """A rule over several options and knobs (by name, as parsed): ``broken`` says whether the values
+    break it; ``name`` is the one at fault, ``others`` the ones it is read with."""
+
+    name: str
+    others: Tuple[str, ...]
+    broken: Callable[[Mapping[str, Any]], bool]
+    what: str
+
+
+JOINTS = (
+    Joint("decode_processes", ("decoder",),
+          lambda v: v.get("decoder") == "pil" and (v.get("decode_processes") or 0) > 1,
+          "applies to nvjpeg; the pil decoder decodes in the workers' threads"),
+    Joint("peak_source", ("peak_flops",),
+          lambda v: v.get("peak_flops") is not None and not v.get("peak_source"),
+          "required with --peak-flops (where the peak figure comes from)"),
+    Joint("peak_flops", ("peak_source",),
+          lambda v: bool(v.get("peak_source")) and v.get("peak_flops") is None,
+          "required with --peak-source"),
+    Joint("labels", ("layout",), lambda v: v.get("layout") in ("flat", "tar") and not v.get("labels"),
+          "required with the flat and tar layouts (val.txt or LOC_val_solution.csv)"),
+    Joint("data_md5", ("layout",),
+          lambda v: bool(v.get("data_md5")) and v.get("layout") in ("imagefolder", "flat"),
+          "applies to the tar layout only"),
+    Joint("cudnn_fused_branches", ("cudnn_fused_graph",),
+          lambda v: (v.get("cudnn_fused_branches") or 1) > 1 and v.get("cudnn_fused_graph") is False,
+          "more than 1 needs cudnn_fused_graph=1 (the branches run in the graph)"),
+)  # fmt: skip
+
+
+def check_knobs(toolkit_options: Mapping[str, Any]) -> Dict[str, Any]:
+    """Each knob of ``toolkit_options`` parsed; Conflict for a key no toolkit reads or a value its knob
+    refuses."""
+    parsed = {}
+    for key, value in toolkit_options.items():
+        knob = KNOB.get(key)
+        if knob is None:
+            raise Conflict(key, "no toolkit reads it (knobs: %s)" % ", ".join(sorted(KNOB)))
+        parsed[key] = knob.check(value)
+    return parsed
+
+
+def check_joined(values: Mapping[str, Any]) -> None:
+    """Conflict for the first rule of JOINTS that ``values`` (options and knobs by name, parsed; a name
+    absent: not given) break."""
+    for joint in JOINTS:
+        if joint.broken(values):
+            raise Conflict(joint.name, joint.what, joint.others)
+
+
+def check_run(options: Mapping[str, Any], toolkit_options: Mapping[str, Any]) -> None:
+    """The one check of a run's options (by name, parsed) and knobs (text) together: every knob known and
+    valid, every rule of JOINTS kept; Conflict naming the first option or knob at fault."""
+    check_joined(dict(options, **check_knobs(toolkit_options)))

@@ -1,27 +1,32 @@
 """The result document (docs/result_schema.md), built here and nowhere else in the runner: the skeleton
-with what is known before anything runs, each stage's section from its measured figures, the MFU section.
+with what is known before anything runs, each stage's section from its measured figures, the MFU section,
+the error section, and ``conform``, which holds the finished document to its schema (schema.py) before it
+is written.
 """
 
+import json
 import os
-from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional
+import traceback
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 
-from . import metrics, protocol
+from . import metrics, protocol, schema
+from .runconfig import Config
 from .toolkits.base import Toolkit
 
-if TYPE_CHECKING:  # run.py builds the document with these functions and owns the Config
-    from .run import Config
-
 GIB = float(1 << 30)
+#: the most keys ``conform`` drops from one document before it gives up
+MAX_DROPPED = 64
 
 
-def _r(seconds: float) -> float:
+def rounded_s(seconds: float) -> float:
+    """Seconds as the document gives them (microseconds)."""
     return round(seconds, 6)
 
 
 class StageRun(NamedTuple):
-    """What a stage measured (run.py's run_stage), before it becomes the stage's section."""
+    """What a stage measured (stage.py's run_stage), before it becomes the stage's section."""
 
     name: str  # val or infer
     toolkit: Toolkit
@@ -41,7 +46,7 @@ class StageRun(NamedTuple):
     accuracy: metrics.Accuracy
 
 
-def stage_section(config: "Config", run: StageRun) -> Dict[str, Any]:
+def stage_section(config: Config, run: StageRun) -> Dict[str, Any]:
     """``stages.<stage>`` of the document."""
     toolkit, totals = run.toolkit, run.totals
     precision = toolkit.settings.precision
@@ -63,26 +68,26 @@ def stage_section(config: "Config", run: StageRun) -> Dict[str, Any]:
         "images": images,
         "batches": run.counts["batches"],
         "padded_slots": run.counts["padded_slots"],
-        "export_s": _r(toolkit.durations.get("export_s", 0.0)),
-        "compile_s": _r(toolkit.durations.get("compile_s", 0.0)),
-        "warmup_s": _r(run.warmup_s),
+        "export_s": rounded_s(toolkit.durations.get("export_s", 0.0)),
+        "compile_s": rounded_s(toolkit.durations.get("compile_s", 0.0)),
+        "warmup_s": rounded_s(run.warmup_s),
         "warmup_batches": config.warmup,
         "warmup_latency_ms": metrics.latency_ms(run.warm_s) if run.warm_s else None,
-        "pipeline_wait_s": _r(run.waited_s),
-        "whole_s": _r(totals.whole_s),
-        "pass_whole_s": [_r(s) for s in totals.pass_whole_s],
-        "core_s": _r(core_s),
-        "core_in_pipeline_s": _r(totals.core_s),
+        "pipeline_wait_s": rounded_s(run.waited_s),
+        "whole_s": rounded_s(totals.whole_s),
+        "pass_whole_s": [rounded_s(s) for s in totals.pass_whole_s],
+        "core_s": rounded_s(core_s),
+        "core_in_pipeline_s": rounded_s(totals.core_s),
         "core_ratio": metrics.core_ratio(totals.core_batches_s, run.core_batches_s),
         "core_pass": {
             "images": n,
             "batches": len(run.core_batches_s),
             "held_batches": run.held_batches,
             "held_gib": round(run.held_bytes / GIB, 4),
-            "wall_s": _r(run.core_wall_s),
+            "wall_s": rounded_s(run.core_wall_s),
         },
-        "h2d_s": _r(totals.h2d_s),
-        "d2h_s": _r(totals.d2h_s),
+        "h2d_s": rounded_s(totals.h2d_s),
+        "d2h_s": rounded_s(totals.d2h_s),
         "throughput_whole_img_per_s": metrics.rate(images, totals.whole_s),
         "throughput_core_img_per_s": metrics.rate(n, core_s),
         "throughput_core_in_pipeline_img_per_s": metrics.rate(images, totals.core_s),
@@ -96,7 +101,7 @@ def stage_section(config: "Config", run: StageRun) -> Dict[str, Any]:
     return section
 
 
-def mfu_section(config: "Config", flops: int, core_img_per_s: Optional[float]) -> Dict:
+def mfu_section(config: Config, flops: int, core_img_per_s: Optional[float]) -> Dict:
     """The ``mfu`` section: MFU from the given peak (protocol.mfu), or why there is none."""
     section = {
         "mfu": None,
@@ -118,7 +123,7 @@ def mfu_section(config: "Config", flops: int, core_img_per_s: Optional[float]) -
     return section
 
 
-def skeleton(config: "Config") -> Dict:
+def skeleton(config: Config) -> Dict:
     """The result document with what is known before anything runs."""
     ds, weights = config.dataset, config.weights
     meaningful, why = config.case.meaningful_accuracy(weights)
@@ -186,3 +191,52 @@ def skeleton(config: "Config") -> Dict:
         "flops_method": None,
         "mfu": None,
     }
+
+
+def error_section(stage: str, step: Optional[str], exc: BaseException) -> Dict[str, Any]:
+    """``error`` of a run that failed in ``stage``/``step`` with ``exc`` (while handling it), its texts
+    within the schema's bounds (a traceback keeps its end, where the failure is)."""
+    return {
+        "stage": stage,
+        "step": step,
+        "type": type(exc).__name__,
+        "message": str(exc)[: schema.LONG_TEXT_MAX],
+        "traceback": traceback.format_exc()[-schema.LONG_TEXT_MAX :],
+    }
+
+
+def conform(doc: Dict[str, Any]) -> Dict[str, Any]:
+    """``doc`` as it will be written (JSON: tuples become lists) and as the orchestrator will read it
+    (schema.parse): the same when it conforms. Otherwise each value that breaks the schema is dropped (the
+    nearest enclosing key that may be null is set to null, a warning says which and why) and the run is
+    failed at step "schema" of the report unless it had failed already; schema.Invalid when no such key
+    can hold it (nothing to write)."""
+    written = json.loads(json.dumps(doc))
+    for _ in range(MAX_DROPPED):  # each round nulls one more key, or returns
+        try:
+            schema.parse(written)
+            return written
+        except schema.Invalid as exc:
+            keys = schema.nullable(exc.keys)
+            if keys is None or not isinstance(written.get("warnings"), list):
+                raise
+            _set_null(written, keys)
+            written["warnings"].append("%s dropped from the result: %s" % (".".join(keys), exc))
+            if written.get("status") != protocol.STATUS_FAILED or written.get("error") is None:
+                written["status"] = protocol.STATUS_FAILED
+                written["error"] = {
+                    "stage": "report",
+                    "step": "schema",
+                    "type": type(exc).__name__,
+                    "message": "the result breaks its schema (docs/result_schema.md): %s" % exc,
+                    "traceback": "",
+                }
+    schema.parse(written)
+    return written
+
+
+def _set_null(doc: Dict[str, Any], keys: Sequence[str]) -> None:
+    node = doc
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = None

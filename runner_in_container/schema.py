@@ -59,6 +59,7 @@ class Invalid(ValueError):
     """The document breaks its schema: one line naming the key and its value."""
 
     def __init__(self, path: Sequence[str], value: Any, what: str) -> None:
+        self.keys = tuple(path)
         self.path = ".".join(path) or "(top level)"
         super().__init__("%s = %s: %s" % (self.path, shown(value), what))
 
@@ -483,6 +484,23 @@ def parse(doc: Any) -> Result:
         if stage is not None:
             _check_counts(stage, ("stages", name))
     return result
+
+
+def nullable(keys: Sequence[str]) -> Optional[Tuple[str, ...]]:
+    """The longest start of the dotted path ``keys`` (through nested objects from ``Result``) whose field
+    may be null, or None when none may."""
+    cls: Any = Result
+    found = None
+    for depth, key in enumerate(keys, 1):
+        hints = get_type_hints(cls) if is_dataclass(cls) else {}
+        if key not in hints:
+            break
+        kind = hints[key]
+        members = get_args(kind) if get_origin(kind) is Union else (kind,)
+        if type(None) in members:
+            found = tuple(keys[:depth])
+        cls = next((member for member in members if is_dataclass(member)), None)
+    return found
 
 
 def _check_counts(stage: Stage, path: Tuple[str, ...]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from runner_in_container.data import DataError, gpu, open_dataset
+from runner_in_container.data import DataError, decoder_choice, device_loader, open_dataset
 from runner_in_container.data.decode_procs import ProcessBatchLoader, Spawned, shard_indices
 from runner_in_container.data.generate import generate, labels_path
 from runner_in_container.data.layouts import Subset
@@ -51,7 +51,7 @@ def test_a_subset_reads_through_its_parent(flat):
 def test_batches_equal_one_process_in_order_pass_after_pass(flat):
     path, labels = flat
     ds = open_dataset(path, labels)
-    alone = gpu.DeviceBatchLoader(ds, 4, PP, CPU, workers=2)
+    alone = device_loader.DeviceBatchLoader(ds, 4, PP, CPU, workers=2)
     want = [(b.images.clone(), b.labels, b.valid) for b in alone]
     loader = ProcessBatchLoader(ds, 4, PP, CPU, processes=2, workers=2, slots=2)
     try:
@@ -84,7 +84,7 @@ def test_the_tar_layout_reopens_in_each_process(tmp_path):
         got = [b.images.clone() for b in loader]
     finally:
         loader.close()
-    want = [b.images for b in gpu.DeviceBatchLoader(ds, 2, PP, CPU, workers=1)]
+    want = [b.images for b in device_loader.DeviceBatchLoader(ds, 2, PP, CPU, workers=1)]
     assert len(got) == 3 and all(torch.equal(g, w) for g, w in zip(got, want))
 
 
@@ -124,21 +124,24 @@ def test_the_processes_start_and_warm_up_before_the_first_pass(flat):
 
 def test_processes_spawned_ahead_serve_their_loader_or_are_stopped(flat):
     ds = open_dataset(*flat)
-    nvjpeg = gpu.Decoder("nvjpeg", "d", "r", True, None, 2)
+    nvjpeg = decoder_choice.Decoder("nvjpeg", "d", "r", True, None, 2)
     spawned = Spawned(2, device=CPU)  # warmed on a probe image while waiting for their set-up
     loader = open_loader(nvjpeg, ds, 4, PP, CPU, 1, False, spawned)
     try:
         assert loader._spawned is spawned and _alive(loader) == 0  # not started: the loader has none yet
         loader.start()
         assert loader._processes == spawned.members and _alive(loader) == 2
-        want = [b.images for b in gpu.DeviceBatchLoader(ds, 4, PP, CPU, workers=1)]
+        want = [b.images for b in device_loader.DeviceBatchLoader(ds, 4, PP, CPU, workers=1)]
         assert all(torch.equal(b.images, w) for b, w in zip(loader, want))
         assert loader.start_s >= 0
     finally:
         loader.close()
     assert not any(p.is_alive() for p in spawned.members)
     other = Spawned(3)  # as many as another decoder would use: stopped, and the loader spawns none
-    assert type(open_loader(gpu.pil_decoder(), ds, 4, PP, CPU, 1, False, other)).__name__ == "BatchLoader"
+    assert (
+        type(open_loader(decoder_choice.pil_decoder(), ds, 4, PP, CPU, 1, False, other)).__name__
+        == "BatchLoader"
+    )
     assert not any(p.is_alive() for p in other.members)
 
 

@@ -26,8 +26,9 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from runner_in_container import cli, run
-from runner_in_container.data import DataError, gpu, open_dataset
+from runner_in_container.data import DataError, decoder_choice, device_loader, open_dataset
 from runner_in_container.data.decode import decode_rgb
+from runner_in_container.data.errors import DecoderUnavailable
 from runner_in_container.data.generate import encode, generate, labels_path, render
 from runner_in_container.data.jpeg_info import cpu_reason, read_header
 from runner_in_container.data.loader import BatchLoader
@@ -163,7 +164,7 @@ def flat(tmp_path):
 
 def test_batches_match_the_pil_loader_in_order_with_padding_and_fallbacks(flat):
     ds = open_dataset(*flat)
-    loader = gpu.DeviceBatchLoader(ds, 4, PP, CPU, workers=3, prefetch=1)
+    loader = device_loader.DeviceBatchLoader(ds, 4, PP, CPU, workers=3, prefetch=1)
     assert loader.cpu_fallbacks is None
     batches = list(loader)
     expected = list(BatchLoader(ds, 4, PP, workers=2))
@@ -182,7 +183,7 @@ def test_batches_match_the_pil_loader_in_order_with_padding_and_fallbacks(flat):
 def test_every_pass_decodes_again(flat):
     path, labels = flat
     ds = open_dataset(path, labels)
-    loader = gpu.DeviceBatchLoader(ds, 4, PP, CPU, workers=2)
+    loader = device_loader.DeviceBatchLoader(ds, 4, PP, CPU, workers=2)
     first = [b.images.clone() for b in loader]
     Path(path, ds.samples[6].name).write_bytes(Path(path, ds.samples[4].name).read_bytes())
     second = [b.images for b in loader]
@@ -203,12 +204,12 @@ def test_an_image_the_device_decoder_rejects_takes_the_cpu_path(flat, monkeypatc
         return real(data, mode=mode, device=device)
 
     monkeypatch.setattr(torchvision.io, "decode_jpeg", decode)
-    loader = gpu.DeviceBatchLoader(ds, 4, PP, CPU, workers=2)
+    loader = device_loader.DeviceBatchLoader(ds, 4, PP, CPU, workers=2)
     loader.wait_started()
     assert calls == [True]  # started: warmed up on the first batch
     calls.clear()
     batches = list(loader)
-    assert loader.cpu_fallbacks[gpu.DECODER_ERROR] == 1 and sum(loader.cpu_fallbacks.values()) == 4
+    assert loader.cpu_fallbacks[device_loader.DECODER_ERROR] == 1 and sum(loader.cpu_fallbacks.values()) == 4
     assert calls.count(True) == 3 and calls.count(False) == 4  # batch 2 retried image by image
     want = list(BatchLoader(ds, 4, PP, workers=2))
     assert torch.equal(batches[1].images[3], want[1].images[3])
@@ -221,11 +222,11 @@ def test_a_broken_file_fails_the_pass_naming_it_and_no_thread_is_left(flat):
     before = set(threading.enumerate())
     seen = []
     with pytest.raises(DataError, match=ds.samples[9].name + ": cannot decode image"):
-        with gpu.DeviceBatchLoader(ds, 4, PP, CPU, workers=3) as loader:
+        with device_loader.DeviceBatchLoader(ds, 4, PP, CPU, workers=3) as loader:
             for batch in loader:
                 seen.append(batch.valid)
     assert seen == [4, 4] and not any(t.is_alive() for t in set(threading.enumerate()) - before)
-    with gpu.DeviceBatchLoader(ds, 2, PP, CPU, workers=3, prefetch=3) as loader:
+    with device_loader.DeviceBatchLoader(ds, 2, PP, CPU, workers=3, prefetch=3) as loader:
         iterator = iter(loader)
         next(iterator)
         iterator.close()
@@ -238,59 +239,60 @@ def test_a_broken_file_fails_the_pass_naming_it_and_no_thread_is_left(flat):
 def test_bad_settings(flat, field):
     settings = {"batch_size": 4, "workers": 2, "prefetch": 2, field: 0}
     with pytest.raises(ValueError, match=f"{field} must be at least 1, got 0"):
-        gpu.DeviceBatchLoader(open_dataset(*flat), pp=PP, device=CPU, **settings)
+        device_loader.DeviceBatchLoader(open_dataset(*flat), pp=PP, device=CPU, **settings)
 
 
 # -- which decoder runs ------------------------------------------------------------------------
 
 
 def test_decoder_choice_on_the_cpu():
-    assert gpu.resolve_decoder("pil", CPU, 0, 16) == gpu.pil_decoder()
-    auto = gpu.resolve_decoder("auto", CPU, 3, 16)
+    assert decoder_choice.resolve_decoder("pil", CPU, 0, 16) == decoder_choice.pil_decoder()
+    auto = decoder_choice.resolve_decoder("auto", CPU, 3, 16)
     assert auto.name == "pil" and auto.description.startswith("PIL ") and auto.processes == 1
     assert auto.fallback_reason == "the device is cpu: nvJPEG decodes on CUDA devices only"
-    with pytest.raises(gpu.DecoderUnavailable, match="CUDA devices only"):
-        gpu.resolve_decoder("nvjpeg", CPU, 0, 16)
+    with pytest.raises(DecoderUnavailable, match="CUDA devices only"):
+        decoder_choice.resolve_decoder("nvjpeg", CPU, 0, 16)
     with pytest.raises(ValueError, match="decoder must be one of"):
-        gpu.resolve_decoder("dali", CPU, 0, 16)
-    nvjpeg = gpu.Decoder("nvjpeg", "x", "y", True, None, 1)
-    assert isinstance(open_loader(nvjpeg, None, 4, PP, CPU, 2, False), gpu.DeviceBatchLoader)
+        decoder_choice.resolve_decoder("dali", CPU, 0, 16)
+    nvjpeg = decoder_choice.Decoder("nvjpeg", "x", "y", True, None, 1)
+    assert isinstance(open_loader(nvjpeg, None, 4, PP, CPU, 2, False), device_loader.DeviceBatchLoader)
     assert isinstance(open_loader(auto, None, 4, PP, CPU, 2, False), BatchLoader)
 
 
 @pytest.mark.parametrize("cpus, processes", [(1, 1), (7, 1), (8, 2), (12, 3), (16, 4), (128, 4)])
 def test_default_decoding_processes(cpus, processes):
-    assert gpu.default_processes(cpus, mps=False) == processes
+    assert decoder_choice.default_processes(cpus, mps=False) == processes
 
 
 @pytest.mark.parametrize("cpus, processes", [(1, 1), (3, 1), (8, 4), (12, 6), (16, 8), (128, 64)])
 def test_default_decoding_processes_with_mps(cpus, processes):
-    assert gpu.default_processes(cpus, mps=True) == processes
+    assert decoder_choice.default_processes(cpus, mps=True) == processes
 
 
 def test_the_mps_control_pipe_is_found_where_the_cuda_driver_looks(tmp_path, monkeypatch):
     pipes = tmp_path / "mps"
-    assert gpu.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) is None  # no directory
+    assert decoder_choice.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) is None  # no directory
     pipes.mkdir()
-    assert gpu.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) is None  # no daemon
+    assert decoder_choice.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) is None  # no daemon
     os.mkfifo(pipes / "control")
-    assert gpu.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) == str(pipes / "control")
-    monkeypatch.setattr(gpu, "MPS_DEFAULT_PIPE_DIRECTORY", str(pipes))
-    assert gpu.mps_control_pipe({}) == str(pipes / "control")  # the driver's default directory
-    assert gpu.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}) is None
-    assert "MPS daemon of " + str(pipes / "control") in gpu.gpu_sharing(str(pipes / "control"))
-    assert "time-sliced" in gpu.gpu_sharing(None)
+    assert decoder_choice.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) == str(pipes / "control")
+    monkeypatch.setattr(decoder_choice, "MPS_DEFAULT_PIPE_DIRECTORY", str(pipes))
+    assert decoder_choice.mps_control_pipe({}) == str(pipes / "control")  # the driver's default directory
+    assert decoder_choice.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}) is None
+    assert "MPS daemon of " + str(pipes / "control") in decoder_choice.gpu_sharing(str(pipes / "control"))
+    assert "time-sliced" in decoder_choice.gpu_sharing(None)
 
 
 def test_an_mps_daemon_asked_for_and_not_there_is_a_warning(tmp_path):
     asked = {"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}
-    warning = gpu.mps_missing(asked, 6)
+    warning = decoder_choice.mps_missing(asked, 6)
     assert warning.startswith(f"CUDA_MPS_PIPE_DIRECTORY is {tmp_path} but no MPS daemon")
     assert "6 decoding processes" in warning
-    assert gpu.mps_missing(asked, 1) is None  # decoding in the runner's own process: nothing to share
-    assert gpu.mps_missing({}, 6) is None  # not asked for
+    # decoding in the runner's own process: nothing to share
+    assert decoder_choice.mps_missing(asked, 1) is None
+    assert decoder_choice.mps_missing({}, 6) is None  # not asked for
     os.mkfifo(tmp_path / "control")
-    assert gpu.mps_missing(asked, 6) is None  # there
+    assert decoder_choice.mps_missing(asked, 6) is None  # there
 
 
 def test_decoding_processes_with_the_pil_decoder_are_bad_input(tmp_path, capsys):
@@ -323,8 +325,8 @@ def test_the_runner_with_the_device_loader_records_its_fallbacks(tmp_path, proce
     config = cli.set_up(cli.config_from_args(cli.build_parser().parse_args(argv), argv))
     assert config.decoder.name == "pil" and "CUDA devices only" in config.decoder.fallback_reason
     description = "libjpeg via decode_jpeg on the CPU (test)"
-    warning = gpu.mps_missing({"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}, processes)
-    on_cpu = gpu.Decoder("nvjpeg", description, "device resize", True, None, processes, warning)
+    warning = decoder_choice.mps_missing({"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}, processes)
+    on_cpu = decoder_choice.Decoder("nvjpeg", description, "device resize", True, None, processes, warning)
     assert run.run(config._replace(decoder=on_cpu)) == 0
     doc = json.loads((out / "result.json").read_text())
     assert check_result(doc) == []

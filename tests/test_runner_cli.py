@@ -87,7 +87,12 @@ def _bad(imageset, tmp_path, capsys, *changes):
         (("--weights", "package"), "error: --weights: package: case resnet50 ships no package weights"),
         (("--weights", None), "error: --weights: required"),
         (("--toolkit-option", "novalue"), "error: --toolkit-option: expected KEY=VALUE"),
-        (("--layout", "flat"), "error: --data: "),
+        (("--layout", "flat"), "error: --labels: required with the flat and tar layouts"),
+        (("--data-md5", "0" * 32), "error: --data: "),  # a folder (auto): the data says it is no tar
+        (
+            ("--data-md5", "0" * 32, "--layout", "imagefolder"),
+            "error: --data-md5: applies to the tar layout only",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_written(imageset, tmp_path, capsys, changes, expected):

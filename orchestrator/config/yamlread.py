@@ -9,7 +9,7 @@ with one line; the caller names the file.
 """
 
 import codecs
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, Optional, Sequence, Set, Union
 
 import yaml
 
@@ -109,6 +109,33 @@ def load(text: str) -> Any:
         loader.dispose()
     _refuse_nul(data, "")
     return data
+
+
+def line_of(text: str, keys: Sequence[Union[str, int]]) -> Optional[int]:
+    """The line (from 1) where the value at ``keys`` (mapping keys and list indices from the top) is written
+    in the YAML ``text`` (its key's line in a mapping, its own in a list), or where the nearest enclosing
+    one is when it is not written (a default); None when not even the first is, or the text is refused."""
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+    except (yaml.YAMLError, ReadRefused):
+        return None
+    finally:
+        loader.dispose()
+    line = None
+    for key in keys:
+        if isinstance(node, yaml.MappingNode):
+            found = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(key)]
+            if not found:
+                return line
+            key_node, node = found[-1]
+            line = key_node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
 
 
 def _refuse_nul(value: Any, where: str) -> None:

@@ -5,8 +5,8 @@ Huffman decoding, launches) bounds it. On the H200, decode_jpeg alone on batches
 JPEGs: one process 13,258 img/s (cpu/wall 1.00), two 18,948, three 22,626, four 23,304, six 26,744.
 One process cannot feed a model that computes 31,000 img/s; several can.
 
-``ProcessBatchLoader`` starts ``processes`` spawned processes; process r runs gpu.py's device loader over
-batches r, r + P, r + 2P, ... (a ``Subset`` of the set), so each keeps its reader, decode and resize
+``ProcessBatchLoader`` starts ``processes`` spawned processes; process r runs device_loader.py's loader
+over batches r, r + P, r + 2P, ... (a ``Subset`` of the set), so each keeps its reader, decode and resize
 threads. The parent allocates a ring of ``slots`` uint8 batch buffers per process on the device and hands
 it over once, at start (CUDA IPC through torch.multiprocessing). A process copies each finished batch
 into a free slot of its own, waits for its stream and sends the slot's number; the parent yields a view of
@@ -34,9 +34,10 @@ from typing import Any, Iterator, List, NamedTuple, Optional, Tuple
 import torch
 import torch.multiprocessing as torch_mp
 
-from .gpu import DeviceBatchLoader, warm_device
+from .device_loader import DeviceBatchLoader
 from .layouts import Dataset, Subset
 from .loader import Batch, Loader, batch_count, batch_labels, require_positive
+from .nvjpeg_probe import warm_device
 from .preprocess import Preprocessing
 
 #: seconds between checks, while waiting, that the other side is still there
@@ -168,8 +169,8 @@ class Spawned:
 
 class ProcessBatchLoader(Loader):
     """Iterate over ``dataset`` in order, ``batch_size`` images at a time, decoded on ``device`` by
-    ``processes`` processes (gpu.py's loader each, in ``spawned`` when given); ``cpu_fallbacks`` as
-    gpu.py's, for the last pass."""
+    ``processes`` processes (device_loader.py's loader each, in ``spawned`` when given); ``cpu_fallbacks`` as
+    device_loader.py's, for the last pass."""
 
     def __init__(
         self,

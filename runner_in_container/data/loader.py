@@ -1,6 +1,6 @@
 """The loader interface, and batches of preprocessed uint8 images decoded by a thread pool in dataset order.
 
-Every loader (this PIL one, gpu.py's device loader, decode_procs.py's decoding processes) is a ``Loader``:
+Every loader (this PIL one, device_loader.py's, decode_procs.py's decoding processes) is a ``Loader``:
 ``start()`` gets its pipeline running (threads, processes, device contexts, decoder handles) and warmed,
 ``wait_started()`` blocks until it is, each iteration is one pass over the set, ``close()`` stops it.
 Starting is timed (``start_s``) and lies outside every throughput window (metrics.md version 2).

@@ -5,7 +5,8 @@ from typing import Optional
 import torch
 
 from .decode_procs import ProcessBatchLoader, Spawned
-from .gpu import Decoder, DeviceBatchLoader
+from .decoder_choice import Decoder
+from .device_loader import DeviceBatchLoader
 from .layouts import Dataset
 from .loader import BatchLoader, Loader
 from .preprocess import Preprocessing

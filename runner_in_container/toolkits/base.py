@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
 import torch
 
-from ..contract import PRECISIONS, TOOLKIT_KNOBS, TOOLKIT_PRECISIONS
+from ..contract import KNOB, PRECISIONS, TOOLKIT_KNOBS, TOOLKIT_PRECISIONS, switch
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -82,30 +82,31 @@ class Toolkit(abc.ABC):
     def check_settings(self) -> None:  # noqa: B027 - optional hook, no check by default
         """Raise ValueError for settings this toolkit cannot run (called by __init__)."""
 
-    def option(self, key: str, default: str) -> str:
-        """A toolkit knob: ``settings.options[key]``, else env ``RN50BENCH_<KEY>``, else ``default``.
+    def option(self, key: str, default: Optional[str] = None) -> str:
+        """A toolkit knob: ``settings.options[key]``, else env ``RN50BENCH_<KEY>``, else ``default``, else
+        the knob's declared default (contract.KNOBS).
 
-        The value used is recorded in ``notes``. ``key`` must be declared in contract.TOOLKIT_KNOBS, which
-        is what ``plan`` checks a cluster file's ``toolkit_options`` against.
+        The value is checked as the knob's declaration parses it (contract.Conflict, a ValueError
+        "<key>: <what>") and recorded in ``notes``. ``key`` must be one of this toolkit's knobs in
+        contract.KNOBS, which is what ``plan`` checks a cluster file's ``toolkit_options`` against.
         """
         if key not in TOOLKIT_KNOBS.get(self.name, ()):
-            raise KeyError("knob %s of toolkit %s is not in contract.TOOLKIT_KNOBS" % (key, self.name))
+            raise KeyError("knob %s of toolkit %s is not in contract.KNOBS" % (key, self.name))
+        knob = KNOB[key]
         env = "RN50BENCH_" + key.upper()
         if key in self.settings.options:
             value, source = str(self.settings.options[key]), "settings"
         elif env in os.environ:
             value, source = os.environ[env], env
         else:
-            value, source = default, "default"
+            value, source = default if default is not None else knob.default, "default"
+        knob.check(value)
         self.notes.append(f"{key}={value} ({source})")
         return value
 
-    def switch(self, key: str, default: str) -> bool:
-        """A "0"/"1" knob (``option``); ValueError naming the knob for any other value."""
-        value = self.option(key, default)
-        if value not in ("0", "1"):
-            raise ValueError(f"{key} must be 0 or 1, got {value!r}")
-        return value == "1"
+    def switch(self, key: str) -> bool:
+        """An on/off knob (``option``, declared with contract.switch): whether it is on."""
+        return switch(self.option(key))
 
     # -- what the engine consumes -------------------------------------------------
     def input_dtype(self) -> torch.dtype:

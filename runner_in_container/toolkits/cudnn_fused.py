@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
+from ..contract import check_joined
 from .base import Forward, Toolkit, ToolkitUnavailable
 from .precision import prepare_model, tf32_flags
 from .pytorch import torch_versions
@@ -45,7 +46,6 @@ WARMUP_CALLS = 3
 #: the batch split into this many concurrent chunks in the graph, by default (H200, fp16, bs 256:
 #: 1 branch 35,734 img/s, 2 branches 37,140, 4 branches 37,658)
 DEFAULT_BRANCHES = "2"
-MAX_BRANCHES = 8
 
 
 class FusedConvReLU(nn.Module):
@@ -250,19 +250,14 @@ class CudnnFused(Toolkit):
 
     def check_settings(self) -> None:
         """CUDA devices only; reads the knobs ``cudnn_fused_graph`` (0/1) and ``cudnn_fused_branches``
-        (1 .. MAX_BRANCHES, more than 1 only with the graph); ValueError naming the knob otherwise."""
+        (1 .. contract.CUDNN_FUSED_MAX_BRANCHES, more than 1 only with the graph: contract.JOINTS);
+        ValueError naming the knob otherwise."""
         device = self.settings.device
         if device.type != "cuda":
             raise ValueError(f"toolkit {self.name} runs on CUDA devices (cuDNN); got {device.type}")
-        self.graph = self.switch("cudnn_fused_graph", "1")
-        value = self.option("cudnn_fused_branches", DEFAULT_BRANCHES if self.graph else "1")
-        if not (value.isdigit() and 1 <= int(value) <= MAX_BRANCHES):
-            raise ValueError(
-                f"cudnn_fused_branches must be an integer from 1 to {MAX_BRANCHES}, got {value!r}"
-            )
-        self.branches = int(value)
-        if self.branches > 1 and not self.graph:
-            raise ValueError("cudnn_fused_branches > 1 needs cudnn_fused_graph=1 (branches run in the graph)")
+        self.graph = self.switch("cudnn_fused_graph")
+        self.branches = int(self.option("cudnn_fused_branches", DEFAULT_BRANCHES if self.graph else "1"))
+        check_joined({"cudnn_fused_graph": self.graph, "cudnn_fused_branches": self.branches})
 
     def channels_last(self) -> bool:
         return True

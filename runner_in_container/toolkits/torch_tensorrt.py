@@ -16,11 +16,10 @@ from typing import Any, Dict
 
 import torch
 
+from ..contract import TORCH_TENSORRT_IRS
 from .base import Forward, Toolkit, ToolkitUnavailable
 from .precision import prepare_model
 from .sdk import import_sdk, major_version, sdk_version
-
-IRS = ("ts", "dynamo")
 
 
 def default_ir(torch_tensorrt_version: str) -> str:
@@ -30,8 +29,10 @@ def default_ir(torch_tensorrt_version: str) -> str:
 
 def compile_settings(precision: str, shape: tuple, ir: str) -> Dict[str, Any]:
     """Keyword arguments for torch_tensorrt.compile, without the Input objects (pure, tested)."""
-    if ir not in IRS:
-        raise ValueError("torch_tensorrt_ir must be one of {}, got {!r}".format(", ".join(IRS), ir))
+    if ir not in TORCH_TENSORRT_IRS:
+        raise ValueError(
+            "torch_tensorrt_ir must be one of {}, got {!r}".format(", ".join(TORCH_TENSORRT_IRS), ir)
+        )
     dtype = torch.float16 if precision == "fp16" else torch.float32
     return {
         "ir": ir,

@@ -56,7 +56,7 @@ class Xtcl(Toolkit):
         graph_executor = import_sdk("tvm.contrib.graph_executor")
         # the ONNX graph stays fp32; XTCL lowers it to fp16 through its build config
         onnx_path, _ = export_for(self, model, example.float())
-        device_type = self.option("xtcl_device_type", "xpu2")
+        device_type = self.option("xtcl_device_type")
         target = f"xpu -libs=xdnn -split-device-funcs -device-type={device_type}"
         build_config = {}
         if self.settings.precision == "fp16":

@@ -32,7 +32,7 @@ class Zxrt(Toolkit):
     def compile(self, model: torch.nn.Module, example: torch.Tensor) -> Forward:
         tops = import_sdk("TopsInference")
         version = sdk_version(tops)
-        card = int(self.option("zxrt_card", "0"))
+        card = int(self.option("zxrt_card"))
         # the ONNX graph stays fp32; zxrt builds the fp16 executable from it (KFP16_MIX)
         onnx_path, onnx_sha = export_for(self, model, example.float())
         fp16 = self.settings.precision == "fp16"

@@ -19,205 +19,31 @@ Per pass (one iteration over the loader), these threads:
   Decode, resize and the model of three successive batches overlap on the GPU.
 
 Every pass reads and decodes the files again. On the CPU (tests run this same pipeline without a GPU)
-``decode_jpeg`` decodes with libjpeg. ``resolve_decoder`` picks the PIL loader or this one (--decoder).
+``decode_jpeg`` decodes with libjpeg. ``decoder_choice.resolve_decoder`` picks the PIL loader or this one
+(--decoder).
 """
 
-import contextlib
-import inspect
-import io
-import os
 import queue
 import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
-import PIL
 import torch
 import torchvision
-from PIL import Image
 
-from ..contract import (
-    CPUS_PER_PROCESS,
-    CPUS_PER_PROCESS_MPS,
-    DECODERS,
-    MAX_DEFAULT_PROCESSES,
-    MPS_DEFAULT_PIPE_DIRECTORY,
-)
 from .decode import decode_rgb
 from .jpeg_info import cpu_reason, read_header
 from .layouts import Dataset
 from .loader import Batch, Loader, batch_labels, started_pool
+from .nvjpeg_probe import read_mode
+from .pipeline_threads import done, drain, offer, on_stream, run_on, take
 from .preprocess import Preprocessing, resize_crop_pil
-from .resample import DESCRIPTION, Geometry, geometry, resize_crop_into
+from .resample import Geometry, geometry, resize_crop_into
 
-PIL_RESIZE = "torchvision.transforms.functional.resize bilinear antialias"
-#: largest mean |difference| (levels) between the device decoder and PIL on the smooth probe image
-PROBE_TOLERANCE = 8.0
 #: the reason counted for an image the device decoder rejected although its header looked fine
 DECODER_ERROR = "rejected by the device decoder"
-
-
-class DecoderUnavailable(RuntimeError):
-    """The device decoder cannot run here (the message says why)."""
-
-
-class Decoder(NamedTuple):
-    """The decoder a run uses, as the result records it."""
-
-    name: str  # "pil" or "nvjpeg"
-    description: str  # data.decoder
-    resize: str  # data.resize
-    batched: bool  # decode_jpeg takes a list of images (torchvision >= 0.19)
-    fallback_reason: Optional[str]  # why "auto" chose PIL
-    processes: int  # decoding processes (decode_procs.py); 1: in the runner's own
-    warning: Optional[str] = None  # for the result's warnings: an MPS daemon asked for and not there
-
-
-def pil_decoder(fallback_reason: Optional[str] = None) -> Decoder:
-    return Decoder("pil", "PIL " + PIL.__version__, PIL_RESIZE, False, fallback_reason, 1)
-
-
-def mps_control_pipe(environ: Mapping[str, str]) -> Optional[str]:
-    """The control pipe of the MPS daemon that this process's CUDA driver joins, None without one.
-
-    The driver looks in ``CUDA_MPS_PIPE_DIRECTORY`` (default /tmp/nvidia-mps) when CUDA starts.
-    """
-    directory = environ.get("CUDA_MPS_PIPE_DIRECTORY") or MPS_DEFAULT_PIPE_DIRECTORY
-    pipe = os.path.join(directory, "control")
-    return pipe if os.path.exists(pipe) else None
-
-
-def default_processes(cpus: int, mps: bool) -> int:
-    """Decoding processes for ``cpus`` usable CPUs. Each runs a reader, a decode and a resize thread.
-
-    Without MPS one per 4 CPUs, at most 4: more processes take the model more GPU time slices (H200,
-    16 CPUs, runner whole: 2 processes 10,286 img/s, 4 11,262). With MPS their kernels run beside the
-    model's and each process's CPU share bounds its decoding, so one per 2 CPUs, however many (H200,
-    16 CPUs, MPS: 4 processes 11,735 img/s, 6 15,733; README "Measured" for more).
-    """
-    if mps:
-        return max(1, cpus // CPUS_PER_PROCESS_MPS)
-    return max(1, min(MAX_DEFAULT_PROCESSES, cpus // CPUS_PER_PROCESS))
-
-
-def decoding_processes(requested: int, cpus: int) -> int:
-    """The nvJPEG decoding processes for ``--decode-processes`` ``requested`` (0: ``default_processes``,
-    more where an MPS daemon is there to join)."""
-    return requested or default_processes(cpus, mps_control_pipe(os.environ) is not None)
-
-
-def mps_missing(environ: Mapping[str, str], processes: int) -> Optional[str]:
-    """A warning when ``CUDA_MPS_PIPE_DIRECTORY`` asks for an MPS daemon that is not there to join."""
-    directory = environ.get("CUDA_MPS_PIPE_DIRECTORY")
-    if processes == 1 or not directory or mps_control_pipe(environ) is not None:
-        return None
-    return (
-        f"CUDA_MPS_PIPE_DIRECTORY is {directory} but no MPS daemon's control pipe is there: the {processes} "
-        "decoding processes' GPU work is time-sliced with the model's (start nvidia-cuda-mps-control -d "
-        "with that directory)"
-    )
-
-
-def gpu_sharing(mps_pipe: Optional[str]) -> str:
-    """How the decoding processes share the GPU with the model, as the decoder's description says it."""
-    if mps_pipe is None:
-        return "no MPS daemon: their GPU work is time-sliced with the model's"
-    return f"sharing the GPU through the MPS daemon of {mps_pipe}"
-
-
-def _read_mode() -> Any:
-    return torchvision.io.ImageReadMode.RGB
-
-
-def _probe_jpeg() -> bytes:
-    """A smooth 64x48 4:2:0 JPEG: every decoder renders it within a level or two of libjpeg."""
-    ramp = np.linspace(0, 255, 64, dtype=np.float32)
-    pixels = np.stack([np.tile(ramp, (48, 1)), np.tile(ramp[::-1], (48, 1)), np.full((48, 64), 128.0)], 2)
-    buf = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8), "RGB").save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
-def probe_device_decoder(device: torch.device) -> bool:
-    """Decode a probe JPEG with ``decode_jpeg`` on ``device``; whether it takes a batch (list) in one call.
-
-    Raises DecoderUnavailable when this torchvision cannot decode on the device or gets the image wrong.
-    """
-    version = "torchvision " + torchvision.__version__
-    decode = getattr(torchvision.io, "decode_jpeg", None)
-    if decode is None or "device" not in inspect.signature(decode).parameters:
-        raise DecoderUnavailable(f"{version} has no decode_jpeg(device=...)")
-    data = _probe_jpeg()
-    encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-    try:
-        images, batched = decode([encoded, encoded], mode=_read_mode(), device=device), True
-    except (RuntimeError, TypeError, ValueError):  # torchvision < 0.19 decodes one image per call
-        try:
-            images, batched = [decode(encoded, mode=_read_mode(), device=device)], False
-        except (RuntimeError, TypeError, ValueError) as exc:
-            raise DecoderUnavailable(
-                f"{version} decode_jpeg on {device} failed on a probe image: {exc}"
-            ) from exc
-    expected = torch.from_numpy(np.asarray(decode_rgb(data, "probe")).transpose(2, 0, 1).copy()).float()
-    for image in images:
-        if tuple(image.shape) != tuple(expected.shape):
-            raise DecoderUnavailable(f"{version} decode_jpeg on {device} gave shape {tuple(image.shape)}")
-        error = float((image.cpu().float() - expected).abs().mean())
-        if error > PROBE_TOLERANCE:
-            raise DecoderUnavailable(
-                f"{version} decode_jpeg on {device} differs from PIL by {error:.1f} levels on a probe image"
-            )
-    return batched
-
-
-def warm_device(device: torch.device) -> None:
-    """This process's device context, nvJPEG decoder and resize kernels made before any batch: a probe image
-    decoded (as a batch of one where this torchvision takes lists) and resized on ``device``. A decoding
-    process does it while the runner still sets up; whether the decoder is right is ``probe_device_decoder``'s
-    question, asked by the runner."""
-    encoded = torch.frombuffer(bytearray(_probe_jpeg()), dtype=torch.uint8)
-    try:
-        image = torchvision.io.decode_jpeg([encoded], mode=_read_mode(), device=device)[0]
-    except (RuntimeError, TypeError, ValueError):
-        image = torchvision.io.decode_jpeg(encoded, mode=_read_mode(), device=device)
-    pp = Preprocessing()
-    out = torch.empty((1, 3, pp.crop, pp.crop), dtype=torch.uint8, device=device)
-    resize_crop_into(out, [image], [0], pp)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def resolve_decoder(requested: str, device: torch.device, processes: int, cpus: int) -> Decoder:
-    """The decoder for ``requested`` (auto, nvjpeg, pil) on ``device``.
-
-    auto: nvJPEG on a CUDA device whose torchvision decodes there, else PIL with the reason recorded.
-    nvjpeg where it cannot run: DecoderUnavailable. nvJPEG decodes in ``processes`` processes, or when 0
-    in ``default_processes`` (more where an MPS daemon is there to join); PIL in the runner's own (its
-    threads).
-    """
-    if requested not in DECODERS:
-        raise ValueError("decoder must be one of {}, got {!r}".format(", ".join(DECODERS), requested))
-    if requested == "pil":
-        return pil_decoder()
-    try:
-        if device.type != "cuda":
-            raise DecoderUnavailable(f"the device is {device}: nvJPEG decodes on CUDA devices only")
-        batched = probe_device_decoder(device)
-    except DecoderUnavailable as exc:
-        if requested == "nvjpeg":
-            raise
-        return pil_decoder(str(exc))
-    how = "a batch per call" if batched else "one image per call"
-    mps_pipe = mps_control_pipe(os.environ)
-    processes = decoding_processes(processes, cpus)
-    where = (
-        "in the runner's process" if processes == 1 else f"in {processes} processes, {gpu_sharing(mps_pipe)}"
-    )
-    description = f"nvJPEG: torchvision {torchvision.__version__} decode_jpeg on {device}, {how}, {where}"
-    warning = mps_missing(os.environ, processes)
-    return Decoder("nvjpeg", description, DESCRIPTION, batched, None, processes, warning)
 
 
 class _Routed(NamedTuple):
@@ -254,51 +80,6 @@ class _Arena:
         return view
 
 
-def _done(value: Any) -> "Future[Any]":
-    future: Future = Future()
-    future.set_result(value)
-    return future
-
-
-def _offer(ready: queue.Queue, item: Any, stop: threading.Event) -> bool:
-    """Put ``item`` unless the consumer has stopped; whether it was put."""
-    while not stop.is_set():
-        try:
-            ready.put(item, timeout=0.05)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _take(source: queue.Queue, stop: threading.Event) -> Any:
-    """The next item of ``source``, or None once the consumer has stopped."""
-    while not stop.is_set():
-        try:
-            return source.get(timeout=0.05)
-        except queue.Empty:
-            continue
-    return None
-
-
-def _side(stream: Optional[torch.cuda.Stream]) -> Any:
-    """A context that runs device work on ``stream`` (nothing on the CPU)."""
-    return torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
-
-
-def _on(stream: Optional[torch.cuda.Stream], work: Callable[[], Any]) -> Any:
-    with _side(stream):
-        return work()
-
-
-def _drain(ready: queue.Queue) -> None:
-    while True:
-        try:
-            ready.get_nowait()
-        except queue.Empty:
-            return
-
-
 class DeviceBatchLoader(Loader):
     """Iterate over ``dataset`` in order, ``batch_size`` images at a time, decoded on ``device``.
 
@@ -329,8 +110,8 @@ class DeviceBatchLoader(Loader):
     def _start(self) -> None:
         self._pool = started_pool(self.workers, "rn50bench-cpu")
         if len(self):
-            decoded = _on(self._stream, lambda: self._decode(self._read(0, _Arena(), self._pool)))
-            _on(self._resize_stream, lambda: self._resized(0, decoded))
+            decoded = run_on(self._stream, lambda: self._decode(self._read(0, _Arena(), self._pool)))
+            run_on(self._resize_stream, lambda: self._resized(0, decoded))
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
 
@@ -368,10 +149,10 @@ class DeviceBatchLoader(Loader):
         arenas = [_Arena() for _ in range(self.prefetch + 3)]  # reader, queue, decode thread
         try:
             for number in range(len(self)):
-                if not _offer(encoded, self._read(number, arenas[number % len(arenas)], pool), stop):
+                if not offer(encoded, self._read(number, arenas[number % len(arenas)], pool), stop):
                     return
         except BaseException as exc:
-            _offer(encoded, exc, stop)
+            offer(encoded, exc, stop)
 
     # -- the decode thread ------------------------------------------------------------
     def _device_decode(self, encoded: List[torch.Tensor]) -> List[Optional[torch.Tensor]]:
@@ -381,13 +162,13 @@ class DeviceBatchLoader(Loader):
         decode = torchvision.io.decode_jpeg
         if self.batched:
             try:
-                return list(decode(encoded, mode=_read_mode(), device=self.device))
+                return list(decode(encoded, mode=read_mode(), device=self.device))
             except RuntimeError:
                 pass  # one image the decoder rejects fails the whole call: find it below
         results: List[Optional[torch.Tensor]] = []
         for data in encoded:
             try:
-                results.append(decode(data, mode=_read_mode(), device=self.device))
+                results.append(decode(data, mode=read_mode(), device=self.device))
             except RuntimeError:
                 results.append(None)
         return results
@@ -402,7 +183,7 @@ class DeviceBatchLoader(Loader):
                 decoded.geometries.append(item.geometry)
             else:
                 pixels = self._cpu_path(item.encoded.numpy().tobytes(), item.index)
-                decoded.cpu.append(item._replace(encoded=None, pixels=_done(pixels), reason=DECODER_ERROR))
+                decoded.cpu.append(item._replace(encoded=None, pixels=done(pixels), reason=DECODER_ERROR))
         for item in decoded.cpu:
             item.pixels.result()  # raises the CPU path's error here, in batch order
         return decoded
@@ -419,17 +200,17 @@ class DeviceBatchLoader(Loader):
         """One pipeline thread: ``work(number, item)`` on ``stream`` for each batch's item from ``source``, in
         order, into ``sink``; an exception (its own or one from upstream) goes to ``sink`` the same way."""
         try:
-            with _side(stream):
+            with on_stream(stream):
                 for number in range(len(self)):
-                    item = _take(source, stop)
+                    item = take(source, stop)
                     if item is None:
                         return
                     if isinstance(item, BaseException):
                         raise item
-                    if not _offer(sink, work(number, item), stop):
+                    if not offer(sink, work(number, item), stop):
                         return
         except BaseException as exc:  # raised again in the consumer, in batch order
-            _offer(sink, exc, stop)
+            offer(sink, exc, stop)
 
     # -- the consumer -----------------------------------------------------------------
     def _assemble(self, number: int, decoded: _Decoded) -> Batch:
@@ -502,6 +283,6 @@ class DeviceBatchLoader(Loader):
         finally:
             stop.set()
             for pipe in pipes:
-                _drain(pipe)
+                drain(pipe)
             for thread in threads:
                 thread.join()
