@@ -14,7 +14,7 @@ class Where:
     """Which stage and step the run is in, for the error report."""
 
     def __init__(self) -> None:
-        self.stage = "setup"
+        self.stage = protocol.STAGE_SETUP
         self.step: Optional[str] = None
 
     def enter(self, stage: str, step: Optional[str] = None, **fields: Any) -> None:
