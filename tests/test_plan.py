@@ -31,7 +31,7 @@ cases:
   - toolkit: pytorch
     precision: fp16
     batch_size: 256
-    decoder: pil
+    decoder: nvjpeg
 """
 
 
@@ -49,10 +49,10 @@ def test_cases_expand_per_device_and_the_decoder_names_a_job_apart(tmp_path):
         "gpu.d1.resnet50.pytorch.fp16.bs256",
         "gpu.d0.resnet50.inductor.fp16.bs256",
         "gpu.d1.resnet50.inductor.fp16.bs256",
-        "gpu.d0.resnet50.pytorch.fp16.bs256.pil",
-        "gpu.d1.resnet50.pytorch.fp16.bs256.pil",
+        "gpu.d0.resnet50.pytorch.fp16.bs256.nvjpeg",
+        "gpu.d1.resnet50.pytorch.fp16.bs256.nvjpeg",
     ]
-    assert [j.decoder for j in jobs] == ["auto"] * 4 + ["pil"] * 2
+    assert [j.decoder for j in jobs] == ["auto"] * 4 + ["nvjpeg"] * 2
 
 
 def test_the_decoder_and_its_processes_reach_the_runner_argv(tmp_path):
@@ -94,9 +94,9 @@ def test_a_job_joins_the_mps_daemon_only_when_its_host_says_so(tmp_path, mps):
 
 def test_an_unknown_decoder_is_refused_naming_the_field(tmp_path):
     with pytest.raises(ConfigError, match=r"cases\[1\]\.decoder"):
-        cluster(tmp_path, CLUSTER.replace("decoder: pil", "decoder: dali"))
+        cluster(tmp_path, CLUSTER.replace("decoder: nvjpeg", "decoder: dali"))
 
 
 def test_two_entries_making_the_same_job_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"cases\[1\] makes the job of cases\[0\] again \(host gpu"):
-        cluster(tmp_path, CLUSTER.replace("decoder: pil", "decoder: auto"))
+        cluster(tmp_path, CLUSTER.replace("decoder: nvjpeg", "decoder: auto"))
