@@ -39,7 +39,7 @@ test: setup venv-test lint
 	$(PY) -m pytest -q
 
 bench:  # on an NVIDIA host (the team H200): issue 5's table, every data and compute path side by side
-	python3 bench/h200_bench.py --dest results/bench_h200
+	python3 -m bench.h200_bench --dest results/bench_h200
 
 bench-spine:  # on an NVIDIA host: the orchestrator end to end, runtime bare
 	bash bench/h200_spine.sh

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """JPEG decoding on the GPU beside the model: where a decoder can run while the model computes.
 
-    python3 bench/decode_contention.py --data /tmp/contention_set      (on the H200, about 3 minutes)
+    python -m bench.decode_contention --data /tmp/contention_set      (on the H200, about 3 minutes)
 
 The model is the runner's fastest (cudnn_fused, ResNet50 fp16, batch 256, CUDA graph), replayed flat out
 on a side stream. Each decoder decodes batches of 256 of the set's JPEGs in a loop, waiting for each batch
@@ -29,15 +28,12 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 import torchvision
 
+from bench.nvjpeg_hw import BatchDecoder, load
+from runner_in_container.data.jpeg_info import cpu_reason, read_header
+from runner_in_container.toolkits.base import ToolkitSettings
+from runner_in_container.toolkits.cudnn_fused import CudnnFused
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from nvjpeg_hw import BatchDecoder, load  # noqa: E402
-
-from runner_in_container.data.jpeg_info import cpu_reason, read_header  # noqa: E402
-from runner_in_container.toolkits.base import ToolkitSettings  # noqa: E402
-from runner_in_container.toolkits.cudnn_fused import CudnnFused  # noqa: E402
 
 BATCH = 256
 DECODERS = ("torchvision", "hardware")

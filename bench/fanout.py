@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """What one more SSH host costs the orchestrator: fan-out over k = 1, 2, 4, 8, 16 hosts.
 
-    sudo /path/to/venv/bin/python bench/fanout.py      (as root: network namespaces; a few minutes)
+    sudo /path/to/venv/bin/python -m bench.fanout      (as root: network namespaces; a few minutes)
 
-Each host is a real sshd in its own network namespace (tests/fixtures/sshd.py), reached over SSH with its
+Each host is a real sshd in its own network namespace (bench/sshlab.py), reached over SSH with its
 host key checked, with ``runtime: bare`` and one small job: ResNet50, pytorch fp32, bs 1, one pass over 2
 generated images, random weights. The hosts' interpreter is this one run on one thread at the lowest CPU
 priority (``nice -n 19``): on one machine the k "hosts" share its CPUs with the orchestrator, which on real
@@ -26,13 +25,12 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.sshlab import Lab, SshHost
+from orchestrator.outcome import JobState
+from orchestrator.store import Store
+from runner_in_container.data.generate import generate
 
-from orchestrator.outcome import JobState  # noqa: E402
-from orchestrator.store import Store  # noqa: E402
-from runner_in_container.data.generate import generate  # noqa: E402
-from tests.fixtures.sshd import Lab, SshHost  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 CASE = {"toolkit": "pytorch", "precision": "fp32", "batch_size": 1, "repeat": 1, "warmup": 0}
 #: how long a remote command may take to start: generous, for a machine shared with other work

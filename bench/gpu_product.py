@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The product path on one NVIDIA GPU (H100, H200): each row is ``python -m orchestrator run`` on
 host_configs/gpu_product.yaml.
 
@@ -16,8 +15,8 @@ Rows (a row may be named several times: each is a run of its own, its log number
   nomps   x5 with mps: false (the decoding processes time-slice the GPU with the model)
   x5pN    x5 with N decoding processes (hosts[].decode_processes) instead of the runner's default
 
-On the GPU host, from the repo root:  python3 bench/gpu_product.py --dest "$OUT" --real REAL --labels VAL
-Plumbing check on a CPU host:        python3 bench/gpu_product.py --cpu --images 24 --rows x1 --dest /tmp/p
+On the GPU host, from the repo root:  python -m bench.gpu_product --dest "$OUT" --real REAL --labels VAL
+Plumbing check on a CPU host:        python -m bench.gpu_product --cpu --images 24 --rows x1 --dest /tmp/p
 Writes DEST/product.md (the table), DEST/product.json (every row's derived figures and timeline) and
 DEST/logs/<k>-<row>.log; prints the table. Exit 0 when every row ran.
 """
@@ -33,14 +32,13 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from orchestrator.metrics import table as metric_table
+from orchestrator.report.figures import timeline
+from orchestrator.report.load import load_run
+from orchestrator.store import Store
+from runner_in_container.protocol import PASS_STAGES
 
-from orchestrator.metrics import table as metric_table  # noqa: E402
-from orchestrator.report.figures import timeline  # noqa: E402
-from orchestrator.report.load import load_run  # noqa: E402
-from orchestrator.store import Store  # noqa: E402
-from runner_in_container.protocol import PASS_STAGES  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 BASE = REPO / "host_configs" / "gpu_product.yaml"
 ROWS = ("x5", "x1", "real", "10k", "nomps")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Issue 5's bench: one call on the H200, one table, every path on the same generated JPEG set.
 
 Rows (ResNet50, fp16, batch 256, each pass over the whole set, every pass decoding the files again):
@@ -31,9 +30,9 @@ row (``--weights FILE`` takes a real file instead). That model's logits are stil
 check also gives the logit error relative to the logits' spread, which does not depend on ties.
 
 On the H200, from the repo root (about 7 minutes; 9 at most, --budget-s):
-    python3 bench/h200_bench.py --dest "$OUT/bench"
+    python -m bench.h200_bench --dest "$OUT/bench"
 Plumbing check on a CPU (small numbers, pytorch in place of cudnn_fused and inductor, the PIL loader):
-    python3 bench/h200_bench.py --dry-run --device cpu --images 64 --dest /tmp/bench
+    python -m bench.h200_bench --dry-run --device cpu --images 64 --dest /tmp/bench
 Writes DEST/bench.json, DEST/bench.md, DEST/runs/<row>/ (result.json, logs); prints the table; exit 0
 when every row and the check ran, 1 otherwise (the table says which failed and why).
 """
@@ -51,15 +50,14 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+# torch-free: the result reading, MFU and tables the orchestrator uses
+from orchestrator.job import collect
+from orchestrator.report.load import dig
+from orchestrator.report.tables import as_markdown
+from runner_in_container import protocol
+
 START = time.time()  # the budget's start; a child's own e2e starts here, before torch is imported
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-# torch-free: the result reading, MFU and tables the orchestrator uses
-from orchestrator import collect  # noqa: E402
-from orchestrator.report.load import dig  # noqa: E402
-from orchestrator.report.tables import as_markdown  # noqa: E402
-from runner_in_container import protocol  # noqa: E402
 
 PRECISION_ON = {"cuda": "fp16", "cpu": "fp32"}
 REFERENCE_WORKERS = 8
@@ -253,7 +251,7 @@ def child_reference(args: argparse.Namespace) -> Dict[str, Any]:
     return result
 
 
-def _logits(name: str, precision: str, model, batches, dev, pp, work_dir: str, options=None):
+def toolkit_logits(name: str, precision: str, model, batches, dev, pp, work_dir: str, options=None):
     """Logits [N, 1000] (float32, CPU) of toolkit ``name`` over uint8 ``batches`` [(images, valid)]."""
     import torch
 
@@ -404,8 +402,8 @@ def child_check(args: argparse.Namespace) -> Dict[str, Any]:
     loader = DeviceBatchLoader(dataset, args.batch_size, pp, dev, workers=args.workers, batched=batched)
     device = [(b.images, b.valid) for b in loader]
     work = str(Path(args.out).parent / "work")
-    reference = _logits("pytorch", "fp32", model, pil, dev, pp, work)
-    fast = _logits(args.toolkit, args.precision, model, device, dev, pp, work)
+    reference = toolkit_logits("pytorch", "fp32", model, pil, dev, pp, work)
+    fast = toolkit_logits(args.toolkit, args.precision, model, device, dev, pp, work)
     ref_pil, ref_device = reference(pil), reference(device)
     fast_device, fast_pil = fast(device), fast(pil)
     top = ref_pil.topk(2, dim=1).values
@@ -430,7 +428,7 @@ CHILDREN = {"weights": child_weights, "reference": child_reference, "check": chi
 
 
 def child_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog="h200_bench.py child")
+    parser = argparse.ArgumentParser(prog="python -m bench.h200_bench child")
     parser.add_argument("kind", choices=sorted(CHILDREN))
     for flag in ("--data", "--weights", "--device", "--precision", "--out", "--toolkit"):
         parser.add_argument(flag)
@@ -496,7 +494,7 @@ def child_row(
         return {"status": "skipped: the time budget is spent"}
     out = dest / "runs" / step
     out.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, str(Path(__file__).resolve()), "child", kind, "--device", args.device]
+    argv = [sys.executable, "-m", "bench.h200_bench", "child", kind, "--device", args.device]
     argv += ["--out", str(out / "child.json")] + extra
     rc, wall = run_child(argv, out / "child.log", timeout)
     if rc != 0:

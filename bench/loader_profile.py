@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Where the device loader's time goes: each part of data/device_loader.py alone, then the whole loader,
 one table.
 
-    python3 bench/loader_profile.py --data /tmp/loader_set --images 5000     (on the H200)
+    python -m bench.loader_profile --data /tmp/loader_set --images 5000     (on the H200)
 Generates the set (imagefolder layout) when DATA/val is missing. img/s per part, on one pass each (for
 several decoding processes, the second pass: the first one starts them).
 """
@@ -17,16 +16,15 @@ from typing import Callable, List, Tuple
 import torch
 import torchvision
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from runner_in_container.cases import discover
+from runner_in_container.data import open_dataset
+from runner_in_container.data.decode_procs import ProcessBatchLoader
+from runner_in_container.data.device_loader import DeviceBatchLoader, _Arena
+from runner_in_container.data.jpeg_info import cpu_reason, read_header
+from runner_in_container.data.nvjpeg_probe import probe_device_decoder
+from runner_in_container.data.resample import geometry, resize_crop_into
 
-from runner_in_container.cases import discover  # noqa: E402
-from runner_in_container.data import open_dataset  # noqa: E402
-from runner_in_container.data.decode_procs import ProcessBatchLoader  # noqa: E402
-from runner_in_container.data.device_loader import DeviceBatchLoader, _Arena  # noqa: E402
-from runner_in_container.data.jpeg_info import cpu_reason, read_header  # noqa: E402
-from runner_in_container.data.nvjpeg_probe import probe_device_decoder  # noqa: E402
-from runner_in_container.data.resample import geometry, resize_crop_into  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:

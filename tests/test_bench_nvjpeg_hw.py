@@ -1,11 +1,6 @@
 """bench/nvjpeg_hw.py's layout of a decoded batch: planar RGB images packed one after another."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-
-from nvjpeg_hw import destinations, planar_layout  # noqa: E402
+from bench.nvjpeg_hw import destinations, planar_layout
 
 
 def test_planar_layout_packs_images_one_after_another():

@@ -6,7 +6,6 @@ interpreter with two rows more); a number added to the record beside the table f
 
 import argparse
 import csv
-import importlib.util
 import io
 import json
 import re
@@ -14,11 +13,12 @@ import subprocess
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Dict, List, get_args, get_type_hints
+from typing import List, get_args, get_type_hints
 
 import markupsafe
 
 import vendors
+from bench import gpu_product
 from orchestrator.job import collect
 from orchestrator.metrics import derived, table
 from orchestrator.report import command, labels, tables
@@ -41,15 +41,6 @@ def _report(store: Path, *argv: str) -> str:
         opened.close()
 
 
-def _bench_table(row: Dict) -> str:
-    """bench/gpu_product.py's table of one row."""
-    spec = importlib.util.spec_from_file_location("gpu_product", str(REPO / "bench" / "gpu_product.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.table([row])
-
-
 def check_every_format(root: Path) -> List[str]:
     """Assert that every row of the metric table shows in every output format of a stored run made of the
     real result; the keys checked."""
@@ -70,7 +61,7 @@ def check_every_format(root: Path) -> List[str]:
     document = json.loads(_report(store, run_a, "--format", "json"))
     compared = list(csv.DictReader(io.StringIO(_report(store, run_a, "--compare", run_b, "--format", "csv"))))
     compared_json = json.loads(_report(store, run_a, "--compare", run_b, "--format", "json"))
-    bench = _bench_table(dict(record.as_stored(), row="x5"))
+    bench = gpu_product.table([dict(record.as_stored(), row="x5")])  # bench/gpu_product.py's table
     bench_head, _, bench_row = bench.splitlines()
 
     for metric in table.METRICS:

@@ -1,5 +1,5 @@
 """Hosts behind jump hosts: real sshd daemons in network namespaces where the host is reachable only through
-the jump host (tests/fixtures/sshd.py ``host_behind``), reached with ``jump:``, a ProxyJump chain from an
+the jump host (bench/sshlab.py ``Lab.host_behind``), reached with ``jump:``, a ProxyJump chain from an
 ssh_config file and a ProxyCommand; every hop's host key is checked."""
 
 import ipaddress
