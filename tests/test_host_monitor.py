@@ -1,21 +1,32 @@
 """The host monitor: its sampling script on captured /proc text, CPU % and memory from two readings, node
-power through ``ipmitool dcmi power reading`` (a stand-in on PATH) or recorded as unavailable with the reason, its
-per-stage summary, old stores without its table, and a real local job whose store, JSON and HTML carry it."""
+power through ``ipmitool dcmi power reading`` (a stand-in on PATH) or recorded as unavailable with the reason,
+its per-stage summary, old stores without its table, and a real local job whose store, JSON and HTML
+carry it."""
 
 import json
+import shutil
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from orchestrator.config.load import load_cluster
 from orchestrator.host import hostmonitor
 from orchestrator.host.hostmonitor import SAMPLE_SCRIPT, HostMonitor, HostReading, cpu_percent, parse_line
+from orchestrator.job.lifecycle import RunContext
+from orchestrator.job.plan import expand
+from orchestrator.report.figures import CPU_LINES
+from orchestrator.run.scheduler import run_all
 from orchestrator.store import SCHEMA, Store
 from orchestrator.transport.local import LocalTransport
+from runner_in_container.data.generate import generate
 from runner_in_container.protocol import STAGE_INFER, STAGE_VAL
+from tests.test_metric_table import _report
+from vendors.cpu import VENDOR as CPU
 
 DATA = Path(__file__).resolve().parent / "data" / "host"
 DCMI = DATA / "ipmitool-dcmi-power-reading.txt"
@@ -167,3 +178,48 @@ def test_a_store_from_before_the_host_monitor_still_reads(tmp_path):
     writer.put_host_samples("r1", "j1", {"samples": []})
     assert writer.host_samples("r1") == {"j1": {"samples": []}}
     writer.close()
+
+
+# -- a real job ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_real_local_job_stores_and_shows_its_host_series(tmp_path):
+    """The CPU vendor (no device monitor), runtime bare, through the real lifecycle and ssh launcher."""
+    data = generate(str(tmp_path / "set"), images=8, layout="imagefolder", size=(160, 120))
+    (tmp_path / "hosts.yaml").write_text(
+        "defaults: {monitor_interval_s: 0.2}\n"
+        "hosts:\n"
+        "  - {name: here, vendor: cpu, runtime: bare, python: %s, workdir: %s, workers: 1,\n"
+        "     data: {path: %s}, weights: random}\n"
+        "cases:\n"
+        "  - {toolkit: pytorch, precision: fp32, batch_size: 2, repeat: 2, warmup: 0}\n"
+        % (sys.executable, tmp_path / "work", data)
+    )
+    cluster = load_cluster(tmp_path / "hosts.yaml")
+    known = {"cpu": CPU}
+    (job,), _ = expand(cluster, known)
+    store_path = tmp_path / "store.sqlite"
+    store = Store(str(store_path))
+    store.create_run("r1", str(tmp_path / "hosts.yaml"), cluster.model_dump(mode="json"))
+    store.add_job("r1", job.job_id, job.host, "cpu", job.as_dict())
+    ctx = RunContext("r1", cluster, store, known, tmp_path / "results", lambda *row: None)
+    assert run_all(ctx, [job]) == {job.job_id: "OK"}
+
+    host = store.host_samples("r1")[job.job_id]
+    store.close()
+    assert host["samples"] and all(0 <= row["cpu_pct"] <= 100 for row in host["samples"])
+    assert set(host["windows"]) == {STAGE_VAL, STAGE_INFER}
+    infer = host["stages"][STAGE_INFER]
+    assert infer["samples"] >= 1 and infer["cpu_pct_mean"] > 0 and infer["mem_used_peak_mib"] > 0
+    if shutil.which("ipmitool") is None:
+        assert host["power"] == {"available": False, "reason": "ipmitool is not installed on the host"}
+
+    document = json.loads(_report(store_path, "r1", "--format", "json"))
+    assert document["host_samples"][job.job_id] == host
+    derived = document["results"][job.job_id]["derived"]
+    assert derived["host_cpu_pct"] == pytest.approx(infer["cpu_pct_mean"])
+    assert derived["host_mem_used_gib"] == pytest.approx(infer["mem_used_peak_mib"] / 1024)
+    html = _report(store_path, "r1", "--format", "html")
+    chart = html[html.index("<title>host CPU</title>") :]
+    chart = chart[: chart.index("</svg>")]
+    assert chart.count("<polyline ") == len(CPU_LINES) and ">infer: " in chart and ">val: " in chart
+    assert "<td>host monitor</td>" in html and "node power unavailable" in html
