@@ -218,13 +218,11 @@ def _panel(panel: Panel, names: Dict[str, str], y: float, unit: str, top: float)
             _rect(left, y, right - left, PANEL_H, SPAN_FILL, "%s: %s-%s s" % (name, fmt(start), fmt(end)))
         )
         body.append(_text(left + 3, y + 12, name, "start", "tick"))
-    for value in (0.0, top):
+    for value in (0.0, top / 2, top):
         line_y = at(0, value)[1]
-        body.append(
-            '<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" class="grid"/>'
-            % (LABEL_W, line_y, WIDTH - RIGHT_PAD, line_y)
-        )
-    body.append(_text(LABEL_W + PLOT_W + 4, y + 4, "%s %s" % (fmt(top), unit), "start", "tick"))
+        grid = '<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" class="grid"/>'
+        body.append(grid % (LABEL_W, line_y, WIDTH - RIGHT_PAD, line_y))
+        body.append(_text(LABEL_W + PLOT_W + 4, line_y + 4, "%s %s" % (fmt(value), unit), "start", "tick"))
     for name, points in lines:
         path = " ".join("%.1f,%.1f" % at(t, v) for t, v in points)
         body.append(
