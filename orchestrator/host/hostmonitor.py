@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from orchestrator.host.sampler import Sampler, mean, peak
 from orchestrator.safeio.text import one_line
 from orchestrator.transport.base import Transport, TransportError
-from runner_in_container.protocol import STAGE_INFER
+from runner_in_container.protocol import PASS_STAGES, STAGE_INFER
 from vendors.smi import repeat_argv
 
 #: /proc/stat's all-CPU fields in order (guest time is counted in user and nice already)
@@ -170,7 +170,8 @@ class HostMonitor(Sampler):
         }
 
     def summary(self, infer_images: Optional[int] = None) -> Dict[str, Any]:
-        """The series and, per stage window seen, its summary (energy per image for the infer stage only)."""
+        """The series and, per pass stage whose window was seen (val, infer; whatever else the runner named is
+        kept in ``windows`` only), its summary; energy per image for the infer stage only."""
         rows = self.rows()
         return {
             "source": self.source,
@@ -182,6 +183,7 @@ class HostMonitor(Sampler):
             "windows": self.windows,
             "stages": {
                 stage: self.stage_summary(rows, stage, infer_images if stage == STAGE_INFER else None)
-                for stage in self.windows
+                for stage in PASS_STAGES
+                if stage in self.windows
             },
         }

@@ -90,7 +90,7 @@ def _numbers(row: Any, *keys: Any) -> bool:
 
 
 def _host_line(host: Dict[str, Any]) -> str:
-    """The host monitor's source, its infer-stage summary beside nothing else, and why power is missing."""
+    """The host monitor's source, its summary of the infer stage, and why node power is missing."""
     infer = _dict(_dict(host.get("stages")).get(STAGE_INFER))
     power = _dict(host.get("power"))
     parts = [
