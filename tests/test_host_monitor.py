@@ -147,7 +147,7 @@ def test_the_monitor_samples_a_real_host_and_summarises_the_stage_windows(workin
     assert len(out["samples"]) >= 5 and all(0 <= row["cpu_pct"] <= 100 for row in out["samples"])
     infer = out["stages"][STAGE_INFER]
     start, end = out["windows"][STAGE_INFER]
-    assert infer["samples"] >= 3 and 0 <= infer["cpu_pct_mean"] <= 100 and infer["mem_used_peak_mib"] > 0
+    assert infer["intervals"] >= 3 and 0 <= infer["cpu_pct_mean"] <= 100 and infer["mem_used_peak_mib"] > 0
     assert infer["power_mean_w"] == 412.0
     assert infer["energy_j_per_img"] == pytest.approx(412.0 * (end - start) / 100)
     json.dumps(out, allow_nan=False)  # what the store keeps
@@ -161,9 +161,9 @@ def test_the_window_mean_weights_each_interval_by_its_overlap():
     out = monitor.summary(infer_images=10)
     assert [(row["cpu_pct"], row["mem_used_mib"]) for row in out["samples"]] == [(100.0, 2.0), (0.0, 3.0)]
     infer = out["stages"][STAGE_INFER]  # half of the busy second, half of the idle one
-    assert (infer["cpu_pct_mean"], infer["mem_used_peak_mib"], infer["samples"]) == (50.0, 3.0, 2)
+    assert (infer["cpu_pct_mean"], infer["mem_used_peak_mib"], infer["intervals"]) == (50.0, 3.0, 2)
     assert infer["power_mean_w"] is None and infer["energy_j_per_img"] is None
-    assert out["stages"][STAGE_VAL]["samples"] == 0 and "hold" not in out["stages"]  # pass stages only
+    assert out["stages"][STAGE_VAL]["intervals"] == 0 and "hold" not in out["stages"]  # pass stages only
 
 
 # -- the store ---------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def test_a_real_local_job_stores_and_shows_its_host_series(tmp_path):
     assert host["samples"] and all(0 <= row["cpu_pct"] <= 100 for row in host["samples"])
     assert set(host["windows"]) == {STAGE_VAL, STAGE_INFER}
     infer = host["stages"][STAGE_INFER]
-    assert infer["samples"] >= 1 and infer["cpu_pct_mean"] > 0 and infer["mem_used_peak_mib"] > 0
+    assert infer["intervals"] >= 1 and infer["cpu_pct_mean"] > 0 and infer["mem_used_peak_mib"] > 0
     if shutil.which("ipmitool") is None:
         assert host["power"] == {"available": False, "reason": "ipmitool is not installed on the host"}
 

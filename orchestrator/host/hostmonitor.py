@@ -102,7 +102,7 @@ class HostMonitor(Sampler):
 
     def __init__(self, transport: Transport, interval_s: float) -> None:
         super().__init__(transport, [], interval_s, "host-monitor")
-        #: None until probed; then None when power is read, else why not
+        #: why node power is not read ("not probed" until the probe has run); None when it is
         self.power_unavailable: Optional[str] = "not probed"
         self.readings: List[Tuple[float, HostReading]] = []
 
@@ -162,7 +162,7 @@ class HostMonitor(Sampler):
         power = mean([row["power_w"] for row, _ in inside])
         return {
             "window_s": end - start,
-            "samples": len(inside),
+            "intervals": len(inside),
             "cpu_pct_mean": sum(row["cpu_pct"] * w for row, w in inside) / weight if weight else None,
             "mem_used_peak_mib": peak([row["mem_used_mib"] for row, _ in inside]),
             "power_mean_w": power,
