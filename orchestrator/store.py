@@ -1,4 +1,5 @@
-"""Results store: one SQLite file holding runs, jobs, results, environments and monitor samples.
+"""Results store: one SQLite file holding runs, jobs, results, environments and monitor samples (the device's
+and, since the host monitor, the host's).
 
 A writer opens it only in a folder of its user's alone (the workdir's rules, ``workdir.private_local``):
 whoever can write the store decides what a resume runs. A new store appears whole: its tables are made in a
@@ -71,6 +72,12 @@ CREATE TABLE IF NOT EXISTS fetched (
     run_id TEXT NOT NULL,
     job_id TEXT NOT NULL,
     sha256 TEXT NOT NULL,
+    PRIMARY KEY (run_id, job_id)
+);
+CREATE TABLE IF NOT EXISTS host_samples (
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    samples_json TEXT NOT NULL,
     PRIMARY KEY (run_id, job_id)
 );
 """
@@ -351,7 +358,7 @@ class Store:
             if row is None or row["state"] == JobState.OK:
                 what = "is unknown" if row is None else "finished OK and is never run again"
                 raise StoreError("job %s of run %s %s" % (job_id, run_id, what))
-            for table in ("results", "samples"):
+            for table in ("results", "samples", "host_samples"):
                 db.execute("DELETE FROM %s WHERE run_id = ? AND job_id = ?" % table, where)
             db.execute(
                 "UPDATE jobs SET state = ?, reason = NULL, started_at = ?, finished_at = NULL"
@@ -447,7 +454,25 @@ class Store:
         )
 
     def samples(self, run_id: str) -> Dict[str, Dict[str, Any]]:
-        """job id -> its monitor summary (left out where the cell is unreadable)."""
-        rows = self._rows("SELECT job_id, samples_json FROM samples WHERE run_id = ?", (run_id,))
+        """job id -> its device monitor summary (left out where the cell is unreadable)."""
+        return self._summaries("samples", run_id)
+
+    def _summaries(self, table: str, run_id: str) -> Dict[str, Dict[str, Any]]:
+        """job id -> the monitor summary in ``table`` (left out where the cell is unreadable)."""
+        rows = self._rows("SELECT job_id, samples_json FROM %s WHERE run_id = ?" % table, (run_id,))
         cells = {r["job_id"]: read_cell(r["samples_json"], "samples_json")[0] for r in rows}
         return {job_id: cell for job_id, cell in cells.items() if cell is not None}
+
+    def put_host_samples(self, run_id: str, job_id: str, samples: Dict[str, Any]) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO host_samples (run_id, job_id, samples_json) VALUES (?, ?, ?)",
+            (run_id, job_id, json.dumps(samples, sort_keys=True)),
+        )
+
+    def host_samples(self, run_id: str) -> Dict[str, Dict[str, Any]]:
+        """job id -> its host monitor summary (none in a store older than the host monitor, read read-only;
+        left out where the cell is unreadable)."""
+        with self._lock, self._errors("read"):
+            if "host_samples" not in _columns(self._db):
+                return {}
+        return self._summaries("host_samples", run_id)

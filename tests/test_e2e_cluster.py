@@ -99,6 +99,9 @@ def test_two_hosts_local_and_ssh(tmp_path, sample_set, ssh_host, cpu_image, cpu_
         assert derived["acc_meaningful"] is False
         assert doc["environment"]["versions"]["torch"].startswith("1.13")  # Debian's torch in the image
         assert Path(job["log_path"]).read_text().count('"ev": "result"') == 1
+        host_series = store.host_samples(run["run_id"])[job["job_id"]]  # docker, local or SSH
+        assert host_series["samples"] and set(host_series["windows"]) == {"val", "infer"}, host_series
+        assert derived["host_cpu_pct"] is not None and derived["host_mem_used_gib"] > 0
 
     envs = store.environments(run["run_id"])
     assert set(envs) == {"here", "remote"}

@@ -46,6 +46,24 @@ def test_used_of_total_and_timelines():
     assert "8.0 s; unknown: build" in [t.text for t in root.iter(NS + "text")]
 
 
+def test_time_series_draws_lines_over_the_shaded_windows_and_says_when_a_panel_has_none():
+    panels = [
+        ("job <a>", [("busy", [(0.5, 100.0), (5.0, 50.0), (10.0, 150.0)])], [("infer", 2.5, 7.5)]),
+        ("empty", [("busy", [])], []),
+    ]
+    root = _parse(svg.time_series(panels, "%", 100.0, "cpu"))
+    (line,) = [p for p in root.iter(NS + "polyline") if p.get("points")]
+    points = [tuple(float(v) for v in p.split(",")) for p in line.get("points").split()]
+    assert [x for x, _ in points] == [svg.LABEL_W + svg.PLOT_W * t / 10 for t in (0.5, 5.0, 10.0)]
+    top, middle, clipped = (y for _, y in points)
+    assert top == clipped and middle - top == svg.PANEL_H / 2  # above the top is drawn at the top
+    (window,) = [r for r in root.iter(NS + "rect") if r.get("fill") == svg.SPAN_FILL]
+    assert float(window.get("width")) == svg.PLOT_W / 2
+    assert window.find(NS + "title").text == "infer: 2.5-7.5 s"
+    texts = [t.text for t in root.iter(NS + "text")]
+    assert "job <a>" in texts and "infer" in texts and "no samples" in texts and "100 %" in texts
+
+
 def test_labels_cover_every_column_in_both_languages():
     for lang in labels.LANGS:
         assert [k for k, _ in labels.result_columns(lang)] == [k for k, _ in tables.RESULT_COLUMNS]

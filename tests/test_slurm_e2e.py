@@ -138,6 +138,8 @@ def test_cpu_case_and_a_time_limit_kill(
         assert doc["environment"]["versions"]["torch"].startswith(torch)
         log = Path(ok["log_path"]).read_text()
         assert log.startswith("rn50bench-slurm: job=") and log.count('"ev": "result"') == 1
+        host_series = store.host_samples(run_id)[ok["job_id"]]  # the host monitor, an srun step on the node
+        assert host_series["samples"] and "infer" in host_series["windows"], host_series
 
     assert killed["state"] == "FAILED_RUN", killed
     reason = killed["reason"]

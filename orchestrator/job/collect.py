@@ -8,7 +8,7 @@ peak table for the device model the host's SMI reported, per metrics.md.
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 from orchestrator.metrics import derived
 from orchestrator.metrics.derived import Derived
@@ -109,11 +109,14 @@ def _figures(typed: schema.Result) -> Figures:
     )
 
 
-def derive(result: Result, vendor: Vendor, device_model: Optional[str]) -> Derived:
+def derive(
+    result: Result, vendor: Vendor, device_model: Optional[str], host: Optional[Mapping[str, Any]] = None
+) -> Derived:
     """The derived figures of a result with figures (``metrics.derived``: MFU from ``vendor``'s peak table for
-    ``device_model``); ResultInvalid when one breaks its bounds."""
+    ``device_model``, the host figures from the host monitor's ``host`` summary of the infer stage);
+    ResultInvalid when one breaks its bounds."""
     try:
-        return derived.derive(result.typed, vendor, device_model)
+        return derived.derive(result.typed, vendor, device_model, host)
     except schema.Invalid as exc:
         raise ResultInvalid("derived figures: %s" % exc) from None
 

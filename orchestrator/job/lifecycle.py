@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 from orchestrator.host import envinfo, images, mps
 from orchestrator.host import prepare as hostprep
 from orchestrator.host import workdir as workdirs
-from orchestrator.host.monitor import Monitor
+from orchestrator.host.monitors import JobMonitors
 from orchestrator.job import collect
 from orchestrator.job import command as jobcommand
 from orchestrator.job.launch import Launch
@@ -29,7 +29,7 @@ from orchestrator.outcome import INTERRUPTED, JobState, Stage, StageFailure
 from orchestrator.safeio.text import one_line
 from orchestrator.store import StoreError
 from orchestrator.transport.base import Cancelled, CommandTimeout, FetchRefused, Transport, TransportError
-from runner_in_container.protocol import EXIT_FAILED_ACCURACY, RESULT_FILE
+from runner_in_container.protocol import EXIT_FAILED_ACCURACY, RESULT_FILE, STAGE_INFER
 
 
 class HostWorker:
@@ -207,25 +207,32 @@ class HostWorker:
     def _store_result(
         self, job: Job, result: collect.Result, outcome: Optional[RunnerOutcome]
     ) -> collect.Result:
-        """Store a valid result with its derived figures (and the monitor's samples); ``outcome`` None: a
+        """Store a valid result with its derived figures (and the monitors' samples); ``outcome`` None: a
         result that an earlier orchestrator fetched but could not store."""
-        monitor = outcome.monitor if outcome is not None else None
+        monitors = outcome.monitors if outcome is not None else None
         assert result.figures is not None
+        infer_images = result.figures.infer.images
+        host = monitors.host.summary(infer_images=infer_images) if monitors is not None else None
+        device = monitors.device if monitors is not None else None
         with stage_errors(Stage.COLLECT):
             model = envinfo.accelerator_models(self.env, [job.device]).get(job.device)
             try:
-                derived = collect.derive(result, self.vendor, model)
+                derived = collect.derive(
+                    result, self.vendor, model, host["stages"].get(STAGE_INFER) if host else None
+                )
             except collect.ResultInvalid as exc:
                 raise StageFailure(Stage.VALIDATE, one_line(str(exc))) from None
             derived = dataclasses.replace(
                 derived,
-                samples_source=monitor.source if monitor else None,
+                samples_source=device.source if device else None,
                 mps=outcome.mps if outcome is not None else None,
             )
             self.ctx.store.put_result(self.ctx.run_id, job.job_id, result.doc, derived.as_stored())
-            if monitor is not None:
-                summary = monitor.summary(infer_images=result.figures.infer.images)
+            if device is not None:
+                summary = device.summary(infer_images=infer_images)
                 self.ctx.store.put_samples(self.ctx.run_id, job.job_id, summary)
+            if host is not None:
+                self.ctx.store.put_host_samples(self.ctx.run_id, job.job_id, host)
         self.say(
             job.device, note="infer %s img/s" % BY_KEY["p_infer_core"].show(derived.figure("p_infer_core"))
         )
@@ -282,9 +289,9 @@ class HostWorker:
         )
 
     # -- what the job shows -------------------------------------------------------
-    def on_event(self, job: Job, event: Dict[str, Any], monitor: Optional[Monitor]) -> None:
-        """A runner event of ``job``: onto its display line, and into the monitor's stage windows."""
-        show_event(event, monitor, lambda **fields: self.say(job.device, **fields))
+    def on_event(self, job: Job, event: Dict[str, Any], monitors: Optional[JobMonitors]) -> None:
+        """A runner event of ``job``: onto its display line, and into the monitors' stage windows."""
+        show_event(event, monitors, lambda **fields: self.say(job.device, **fields))
 
     def say(self, device: Optional[int], **fields: Any) -> None:
         """Update the display line of ``device`` (None: the host's line), as the launcher lays them out."""

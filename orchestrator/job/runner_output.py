@@ -10,7 +10,7 @@ import math
 import time
 from typing import Any, Callable, Dict, Optional
 
-from orchestrator.host.monitor import Monitor
+from orchestrator.host.monitors import JobMonitors
 from orchestrator.job.containers import REFUSED
 from orchestrator.outcome import Stage, StageFailure
 from orchestrator.safeio.logs import LogFile
@@ -41,8 +41,8 @@ def exit_meaning(code: int, memory: Optional[str]) -> str:
     return "exit status %d" % code
 
 
-def show_event(event: Dict[str, Any], monitor: Optional[Monitor], say: Callable[..., None]) -> None:
-    """Show a runner event on the job's line (``say(stage=..., note=...)``) and mark the monitor's windows.
+def show_event(event: Dict[str, Any], monitors: Optional[JobMonitors], say: Callable[..., None]) -> None:
+    """Show a runner event on the job's line (``say(stage=..., note=...)``) and mark the monitors' windows.
 
     Its fields are whatever the runner sent: text is shown cut to FIELD_CHARS, a figure only when it is one.
     """
@@ -51,8 +51,8 @@ def show_event(event: Dict[str, Any], monitor: Optional[Monitor], say: Callable[
     if kind == "stage":
         step = _text(event.get("step") or "")
         edge = {"passes": "start", "core": "end"}.get(step)
-        if monitor is not None and edge is not None:
-            monitor.mark(stage, edge)  # the stage's whole passes begin, or end as its core pass begins
+        if monitors is not None and edge is not None:
+            monitors.mark(stage, edge)  # the stage's whole passes begin, or end as its core pass begins
         say(stage=stage, note=step)
     elif kind == "progress":
         rate = _number(event.get("img_per_s"))
@@ -118,7 +118,7 @@ class RunnerOutcome:
         self.started = False
         self.error: Optional[Dict[str, Any]] = None
         self.last_stderr = ""
-        self.monitor: Optional[Monitor] = None
+        self.monitors: Optional[JobMonitors] = None
         self.mps: Optional[str] = None  # the MPS daemon the job joined (mps.py's note)
         self.events = EventRate()
 

@@ -7,7 +7,8 @@ The job's command is ``HostWorker.job_command`` (``docker run ...`` or, bare,
 The submit host (the host entry's ``address``: local or SSH) runs sbatch, squeue, sacct, scancel and srun; the
 job's folder, data, weights and workdir are on a filesystem it shares with the nodes,
 so the job's output file and result.json are read there. Environment capture and the
-vendor's monitor run on the allocated node as ``srun --jobid J --overlap`` steps.
+job's monitors (the vendor's SMI, the host's /proc) run on the allocated node as
+``srun --jobid J --overlap`` steps.
 """
 
 import base64
@@ -23,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from orchestrator.host import envinfo, images
 from orchestrator.host import prepare as hostprep
-from orchestrator.host.monitor import Monitor
+from orchestrator.host.monitors import JobMonitors
 from orchestrator.job import containers
 from orchestrator.job.command import DEVICE, CommandError
 from orchestrator.job.launch import Built
@@ -122,7 +123,7 @@ class _Watch:
     ran: bool = False
     running_since: float = 0.0
     stage: str = ""  # the runner's last stage event
-    monitor: Optional[Monitor] = None
+    monitors: Optional[JobMonitors] = None
 
 
 class SlurmLauncher(Launcher):
@@ -259,10 +260,10 @@ class SlurmLauncher(Launcher):
                     raise StageFailure(Stage.runner_ended(watch.ran), one_line(str(exc))) from None
                 raise
             finally:
-                if watch.monitor is not None:
-                    watch.monitor.stop()
+                if watch.monitors is not None:
+                    watch.monitors.stop()
                 self.slurm.forget(watch.slurm_id)
-        outcome.monitor = watch.monitor
+        outcome.monitors = watch.monitors
         failure = status.failure(watch.ran or status.state == "TIMEOUT")
         if failure is not None:
             stage, reason = failure
@@ -330,7 +331,7 @@ class SlurmLauncher(Launcher):
         def on_event(event: Dict[str, Any]) -> None:
             if event["ev"] == "stage":
                 watch.stage = str(event.get("stage", ""))
-            self.worker.on_event(job, event, watch.monitor)
+            self.worker.on_event(job, event, watch.monitors)
 
         handle = outcome.stdout_handler(log, on_event)
 
@@ -345,14 +346,14 @@ class SlurmLauncher(Launcher):
         return on_line
 
     def _on_node(self, transport: Transport, job: Job, watch: _Watch, node: str, visible: str) -> None:
-        """The job runs on ``node``: start the vendor's monitor there and capture its facts once."""
+        """The job runs on ``node``: start the job's monitors there and capture its facts once."""
         watch.node, watch.ran = node, True
         watch.running_since = watch.running_since or time.monotonic()
         worker = self.worker
         worker.say(job.device, stage=Stage.RUNNING, note="slurm job %s on %s" % (watch.slurm_id, node))
         probe = SrunTransport(transport, watch.slurm_id)
         device = int(visible) if visible.isdigit() else 0  # the index the job's own steps see
-        watch.monitor = Monitor.start(
+        watch.monitors = JobMonitors.start(
             probe, worker.vendor, device, self.ctx.cluster.defaults.monitor_interval_s
         )
         with self._env_lock:

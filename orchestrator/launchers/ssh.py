@@ -6,7 +6,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List
 
-from orchestrator.host.monitor import Monitor
+from orchestrator.host.monitors import JobMonitors
 from orchestrator.job import containers
 from orchestrator.job.plan import Job
 from orchestrator.job.runner_output import JobLog, RunnerOutcome
@@ -52,12 +52,12 @@ class DirectLauncher(Launcher):
                 return True
             return self.ctx.cancel.is_set()
 
-        monitor = Monitor.start(
+        monitors = JobMonitors.start(
             transport, worker.vendor, job.device, self.ctx.cluster.defaults.monitor_interval_s
         )
-        outcome.monitor = monitor
+        outcome.monitors = monitors
         with JobLog(log_path) as log:
-            on_out = outcome.stdout_handler(log, lambda ev: worker.on_event(job, ev, monitor))
+            on_out = outcome.stdout_handler(log, lambda ev: worker.on_event(job, ev, monitors))
             on_err = outcome.stderr_handler(log)
             try:
                 if self.host.runtime == "docker":
@@ -83,8 +83,7 @@ class DirectLauncher(Launcher):
             except TransportError as exc:
                 raise StageFailure(outcome.failed_stage(), one_line(str(exc))) from None
             finally:
-                if monitor is not None:
-                    monitor.stop()
+                monitors.stop()
         return outcome
 
 

@@ -77,15 +77,21 @@ def from_stored(doc: Any) -> Derived:
     return Derived(figures, **stored)
 
 
-def derive(result: schema.Result, vendor: Vendor, device_model: Optional[str]) -> Derived:
+def derive(
+    result: schema.Result,
+    vendor: Vendor,
+    device_model: Optional[str],
+    host: Optional[Mapping[str, Any]] = None,
+) -> Derived:
     """The derived figures of a result with figures, MFU from ``vendor``'s peak table for ``device_model``
-    (the host's SMI; the runner's device name when the host knows none); ``schema.Invalid`` when a figure
+    (the host's SMI; the runner's device name when the host knows none), the host figures from ``host`` (the
+    host monitor's summary of the infer stage; None: not monitored); ``schema.Invalid`` when a figure
     breaks its row's bounds (an MFU beyond any physical sense from figures each within their own)."""
     assert result.environment is not None and result.memory is not None and result.stages.infer is not None
     model = device_model or result.environment.device.name
     precision = result.config.precision
     peak = vendor.peak_flops(model, precision) if model else None
-    inputs = table.Inputs(result, peak[0] if peak else None)
+    inputs = table.Inputs(result, peak[0] if peak else None, host or {})
     stage_memory = result.memory.stages.infer
     record = Derived(
         figures=MappingProxyType({metric.key: metric.value(inputs) for metric in table.METRICS}),

@@ -10,21 +10,39 @@ rows; ``derived.derive`` reads each figure through its row.
 """
 
 from dataclasses import Field, dataclass, fields, is_dataclass
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union, get_args, get_type_hints
+from types import MappingProxyType
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Union,
+    get_args,
+    get_type_hints,
+)
 
 from runner_in_container import protocol, schema
 
 
 class Inputs(NamedTuple):
-    """What a host-side figure is derived from: the typed result and the device's dense peak FLOP/s at the
-    precision that ran (None when the vendor's table has none)."""
+    """What a host-side figure is derived from: the typed result, the device's dense peak FLOP/s at the
+    precision that ran (None when the vendor's table has none) and the host monitor's summary of the infer
+    stage (``host.hostmonitor``: {} when the host was not monitored or the window not seen)."""
 
     result: schema.Result
     peak_flops: Optional[float]
+    host: Mapping[str, Any] = MappingProxyType({})
 
 
 #: a result path ("stages.infer.throughput_core_img_per_s") or a function of ``Inputs``
 Source = Union[str, Callable[[Inputs], Optional[float]]]
+
+#: the most power a figure may state (W): beyond any node
+MAX_WATTS = 1e6
 
 #: results-table columns that several rows share, their values joined by "/" (the reference's layout):
 #: cell key -> (English title, Chinese title)
@@ -116,6 +134,16 @@ def _mfu(inputs: Inputs) -> Optional[float]:
 
 def _mfu_flagperf(inputs: Inputs) -> Optional[float]:
     return protocol.mfu(inputs.result.flops_per_image, _infer_core(inputs.result), inputs.peak_flops)[1]
+
+
+def _host(key: str, scale: float = 1.0) -> Callable[[Inputs], Optional[float]]:
+    """The figure ``key`` of the host monitor's infer summary, times ``scale``."""
+
+    def value(inputs: Inputs) -> Optional[float]:
+        found = inputs.host.get(key)
+        return None if found is None else float(found) * scale
+
+    return value
 
 
 def _infer_core(result: schema.Result) -> Optional[float]:
@@ -214,6 +242,32 @@ METRICS: Tuple[Metric, ...] = (
         "loader_start_s", "s", "%.1f", "pipeline start (s)", "数据流水线启动 (s)",
         "Starting the data pipeline, inside no window.",
         False, False, "durations.loader_start_s", always=False, table=False,
+    ),
+    Metric(
+        "host_cpu_pct", "%", "%.1f", "host CPU (%)", "主机 CPU 使用率 (%)",
+        "Mean busy share of all the host's CPUs (/proc/stat) over the infer stage's whole passes.",
+        False, False, _host("cpu_pct_mean"), always=False, table=False, absent="/",
+        bounds=schema.Rule(0, 100, unit="%"),
+    ),
+    Metric(
+        "host_mem_used_gib", "GiB", "%.2f", "host mem used (GiB)", "主机内存使用 (GiB)",
+        "Peak host memory in use (MemTotal - MemAvailable, /proc/meminfo) over the infer stage's whole "
+        "passes.",
+        False, False, _host("mem_used_peak_mib", 1 / 1024), always=False, table=False, absent="/",
+        bounds=schema.Rule(0, schema.MAX_GIB, unit="GiB"),
+    ),
+    Metric(
+        "node_power_w", "W", "%.0f", "node power (W)", "整机功耗 (W)",
+        "Mean node power (ipmitool dcmi power reading) over the infer stage's whole passes; null where IPMI "
+        "DCMI gives none.",
+        False, False, _host("power_mean_w"), always=False, table=False, absent="/",
+        bounds=schema.Rule(0, MAX_WATTS, unit="W"),
+    ),
+    Metric(
+        "node_j_per_img", "J/img", "%.3g", "node energy (J/img)", "整机能耗 (J/img)",
+        "node_power_w x the infer stage's whole-pass wall time / its images; null without node power.",
+        False, False, _host("energy_j_per_img"), always=False, table=False, absent="/",
+        bounds=schema.Rule(0, MAX_WATTS * schema.MAX_SECONDS, unit="J"),
     ),
 )  # fmt: skip
 

@@ -1,12 +1,13 @@
 """What the HTML report plots and lists per job, taken from the stored result, derived figures and timings."""
 
 import json
+import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.metrics import table
 from orchestrator.outcome import Stage
 from orchestrator.report.load import JobData, RunData, dig
-from orchestrator.report.svg import Bar, Group
+from orchestrator.report.svg import Bar, Group, Panel
 from runner_in_container.protocol import PASS_STAGES, STAGE_INFER, STAGE_SETUP, STAGE_VAL
 
 #: throughput series: the metric table's throughputs with a column in the results table
@@ -40,6 +41,71 @@ def memory_rows(data: RunData) -> List[Tuple[str, Optional[float], Optional[floa
         for job in data.ok_jobs()
         if job.derived is not None
     ]
+
+
+#: the host monitor's CPU series drawn: busy, and the modes that tell decoding (user) from the kernel's part
+CPU_LINES = (("cpu_pct", "busy"), ("user_pct", "user"), ("system_pct", "system"), ("iowait_pct", "iowait"))
+
+
+def host_cpu_panels(data: RunData) -> List[Panel]:
+    """Per job the host monitor sampled: its CPU % lines over seconds from the first sample's start, and its
+    stage windows on the same clock."""
+    panels: List[Panel] = []
+    for job in data.jobs:
+        host = job.host_samples
+        if host is None:
+            continue
+        rows = [row for row in _list(host.get("samples")) if _numbers(row, "t", "span_s")]
+        windows = {
+            stage: (window[0], window[1])
+            for stage, window in _dict(host.get("windows")).items()
+            if _numbers(dict(enumerate(_list(window))), 0, 1) and 0 < window[0] < window[1]
+        }
+        origin = (
+            rows[0]["t"] - rows[0]["span_s"] if rows else min((w[0] for w in windows.values()), default=0.0)
+        )
+        lines = [
+            (name, [(row["t"] - origin, row[key]) for row in rows if _numbers(row, key)])
+            for key, name in CPU_LINES
+        ]
+        spans = [(stage, start - origin, end - origin) for stage, (start, end) in windows.items()]
+        panels.append((job.label(), lines, spans))
+    return panels
+
+
+def _list(value: Any) -> List[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> Dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _numbers(row: Any, *keys: Any) -> bool:
+    """``row`` is a dict with a finite number at each of ``keys`` (a stored summary is read as it is)."""
+    return isinstance(row, dict) and all(
+        isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) and math.isfinite(row[k])
+        for k in keys
+    )
+
+
+def _host_line(host: Dict[str, Any]) -> str:
+    """The host monitor's source, its summary of the infer stage, and why node power is missing."""
+    infer = _dict(_dict(host.get("stages")).get(STAGE_INFER))
+    power = _dict(host.get("power"))
+    parts = [
+        str(host.get("source")),
+        "%d samples" % len(_list(host.get("samples"))),
+        "infer: mean CPU %s %%, peak memory used %s MiB, mean node power %s W, node energy %s J/img"
+        % tuple(
+            "%.4g" % infer[key] if _numbers(infer, key) else "unknown"
+            for key in ("cpu_pct_mean", "mem_used_peak_mib", "power_mean_w", "energy_j_per_img")
+        ),
+        "node power " + ("read" if power.get("available") else "unavailable: %s" % power.get("reason")),
+    ]
+    if host.get("error"):
+        parts.append("error: %s" % host["error"])
+    return "; ".join(parts)
 
 
 def _sum(values: Sequence[Optional[float]]) -> Optional[float]:
@@ -167,6 +233,8 @@ def how_measured(job: JobData) -> List[Tuple[str, str]]:
                 ),
             )
         )
+    if job.host_samples:
+        lines.append(("host monitor", _host_line(job.host_samples)))
     for warning in result.get("warnings") or []:
         lines.append(("warning", warning))
     if not job.ok:

@@ -59,6 +59,9 @@ def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None
         "latency": Markup(svg.grouped_bars(figures.latency_groups(data), "ms", "latency")),
         "memory": Markup(svg.used_of_total(figures.memory_rows(data), "GiB", "memory")),
         "timelines": Markup(svg.timelines(timeline_groups, "timelines")),
+        "host_cpu": Markup(svg.time_series(figures.host_cpu_panels(data), "%", 100.0, "host CPU"))
+        if any(job.host_samples for job in data.jobs)
+        else None,
         "phase_names": names,
         "timeline_rows": timeline_rows,
         "fmt": lambda v: "unknown" if v is None else svg.fmt(v),

@@ -53,6 +53,7 @@ WORDS: Dict[str, Tuple[str, str]] = {
     "latency": ("Per-batch core latency (ms)", "单批计算延迟 (ms)"),
     "memory": ("Memory used / total (GiB)", "硬件存储使用 / 总量 (GiB)"),
     "timelines": ("Job timelines (s)", "任务时间线 (s)"),
+    "host_cpu": ("Host CPU % through each job, stage windows shaded", "任务期间主机 CPU 使用率 (%)"),
     "how": ("How measured", "测量方法"),
     "metrics": ("Metric definitions", "指标列表"),
     "per_job": ("Per job: constants, sources, checksums", "每个任务: 常数、来源、校验和"),

@@ -83,7 +83,7 @@ class HostEnvironment:
 
 @dataclass
 class JobData:
-    """One job: its store row, and its result document, derived figures and monitor summary when stored;
+    """One job: its store row, and its result document, derived figures and monitor summaries when stored;
     ``unreadable``: why a stored cell of it cannot be read (it then shows no spec, result or figures)."""
 
     job: Dict[str, Any]
@@ -91,6 +91,8 @@ class JobData:
     derived: Optional[Derived]
     samples: Optional[Dict[str, Any]]
     unreadable: Optional[str] = None
+    #: the host monitor's summary (None: not stored, as in runs before the host monitor)
+    host_samples: Optional[Dict[str, Any]] = None
 
     @property
     def job_id(self) -> str:
@@ -137,13 +139,16 @@ def load_run(store: Store, run_id: str) -> RunData:
         raise ReportError("run %s: not in %s (see 'ls')" % (run_id, store.path))
     results = store.results(run_id)
     samples = store.samples(run_id)
+    host_samples = store.host_samples(run_id)
     jobs = []
     for job in store.jobs(run_id):
         found = results.get(job["job_id"]) or {"result": None, "derived": None, "unreadable": None}
         result, derived, why = _typed(job, found)
         if why is not None:
             job = dict(job, spec=None, timings={})
-        jobs.append(JobData(job, result, derived, samples.get(job["job_id"]), why))
+        jobs.append(
+            JobData(job, result, derived, samples.get(job["job_id"]), why, host_samples.get(job["job_id"]))
+        )
     environments = {host: _host_environment(env) for host, env in store.environments(run_id).items()}
     return RunData(store, run_id, run, jobs, environments)
 

@@ -179,3 +179,59 @@ def timelines(rows: Sequence[Group], title: str) -> str:
         y += BAR_H + 4 + GROUP_GAP
     body += _axis(top, y, ticks, "s")
     return _svg(y + AXIS_H, body, title)
+
+
+Point = Tuple[float, float]  # (seconds, value)
+Span = Tuple[str, float, float]  # (name, start s, end s)
+Panel = Tuple[str, Sequence[Tuple[str, Sequence[Point]]], Sequence[Span]]  # (row label, its lines, its spans)
+PANEL_H = 90
+SPAN_FILL = "#eef2f7"
+
+
+def time_series(panels: Sequence[Panel], unit: str, top: float, title: str) -> str:
+    """One panel per row: its lines over seconds (from 0, each panel to its own end), values from 0 to
+    ``top`` ``unit``, its spans (stage windows) shaded and named behind them; a panel without points says
+    so."""
+    names = colours([name for _, lines, _ in panels for name, _ in lines])
+    body, y = _legend(names)
+    for panel in panels:
+        body += _panel(panel, names, y, unit, top)
+        y += PANEL_H + AXIS_H + GROUP_GAP
+    return _svg(y, body, title)
+
+
+def _panel(panel: Panel, names: Dict[str, str], y: float, unit: str, top: float) -> List[str]:
+    """One panel of ``time_series`` whose plot starts at ``y``."""
+    label, lines, spans = panel
+    ends = [t for _, points in lines for t, _ in points] + [end for _, _, end in spans]
+    span = nice_ticks(max(ends) if ends else 0.0)[-1]
+    ticks = nice_ticks(span)
+    xs = [LABEL_W + PLOT_W * tick / span for tick in ticks]
+
+    def at(t: float, value: float) -> Tuple[float, float]:
+        return LABEL_W + PLOT_W * max(t, 0.0) / span, y + PANEL_H * (1 - min(max(value, 0.0), top) / top)
+
+    body = [_text(LABEL_W - 8, y + PANEL_H / 2, label, "end", "label")]
+    for name, start, end in spans:
+        left, right = at(start, 0)[0], at(end, 0)[0]
+        body.append(
+            _rect(left, y, right - left, PANEL_H, SPAN_FILL, "%s: %s-%s s" % (name, fmt(start), fmt(end)))
+        )
+        body.append(_text(left + 3, y + 12, name, "start", "tick"))
+    for value in (0.0, top / 2, top):
+        line_y = at(0, value)[1]
+        grid = '<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" class="grid"/>'
+        body.append(grid % (LABEL_W, line_y, WIDTH - RIGHT_PAD, line_y))
+        body.append(_text(LABEL_W + PLOT_W + 4, line_y + 4, "%s %s" % (fmt(value), unit), "start", "tick"))
+    for name, points in lines:
+        path = " ".join("%.1f,%.1f" % at(t, v) for t, v in points)
+        body.append(
+            '<polyline points="%s" fill="none" stroke="%s" stroke-width="1.5"><title>%s</title></polyline>'
+            % (path, names[name], escape(name))
+        )
+    if not any(points for _, points in lines):
+        body.append(_text(LABEL_W + 4, y + PANEL_H / 2, "no samples", "start", "unknown"))
+    for tick, x in zip(ticks, xs):
+        body.append(_text(x, y + PANEL_H + 14, fmt(tick), "middle", "tick"))
+    body.append(_text(LABEL_W + PLOT_W + 28, y + PANEL_H + 14, "s", "start", "tick"))
+    return body

@@ -181,8 +181,8 @@ def json_text(document: Any) -> str:
 
 def as_json(data: RunData) -> str:
     """The whole run as stored: jobs (with ``unreadable`` where a cell is), results with derived figures,
-    environments, samples, and each figure's unit, title and definition; an unreadable cell's values are
-    null."""
+    environments, samples (the device's and the host's), and each figure's unit, title and definition; an
+    unreadable cell's values are null."""
     return json_text(
         {
             "run": data.run,
@@ -203,6 +203,9 @@ def as_json(data: RunData) -> str:
             },
             "environments": data.environments,
             "samples": {job.job_id: job.samples for job in data.jobs if job.samples is not None},
+            "host_samples": {
+                job.job_id: job.host_samples for job in data.jobs if job.host_samples is not None
+            },
         }
     )
 
