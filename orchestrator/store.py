@@ -73,6 +73,12 @@ CREATE TABLE IF NOT EXISTS fetched (
     sha256 TEXT NOT NULL,
     PRIMARY KEY (run_id, job_id)
 );
+CREATE TABLE IF NOT EXISTS conditions (
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    conditions_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, job_id)
+);
 """
 
 #: the way out of a store folder that is not the run user's alone, for its fix
@@ -351,7 +357,7 @@ class Store:
             if row is None or row["state"] == JobState.OK:
                 what = "is unknown" if row is None else "finished OK and is never run again"
                 raise StoreError("job %s of run %s %s" % (job_id, run_id, what))
-            for table in ("results", "samples"):
+            for table in ("results", "samples", "conditions"):
                 db.execute("DELETE FROM %s WHERE run_id = ? AND job_id = ?" % table, where)
             db.execute(
                 "UPDATE jobs SET state = ?, reason = NULL, started_at = ?, finished_at = NULL"
@@ -450,4 +456,22 @@ class Store:
         """job id -> its monitor summary (left out where the cell is unreadable)."""
         rows = self._rows("SELECT job_id, samples_json FROM samples WHERE run_id = ?", (run_id,))
         cells = {r["job_id"]: read_cell(r["samples_json"], "samples_json")[0] for r in rows}
+        return {job_id: cell for job_id, cell in cells.items() if cell is not None}
+
+    def put_conditions(self, run_id: str, job_id: str, conditions: Dict[str, Any]) -> None:
+        """Store the conditions a job ran under (``host/conditions.py``)."""
+        self._write(
+            "INSERT OR REPLACE INTO conditions (run_id, job_id, conditions_json) VALUES (?, ?, ?)",
+            (run_id, job_id, json.dumps(conditions, sort_keys=True)),
+        )
+
+    def conditions(self, run_id: str) -> Dict[str, Dict[str, Any]]:
+        """job id -> the conditions it ran under (left out where the cell is unreadable; {} from a store
+        older than the table, read without adding it)."""
+        with self._lock, self._errors("read"):
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "conditions" not in tables:
+            return {}
+        rows = self._rows("SELECT job_id, conditions_json FROM conditions WHERE run_id = ?", (run_id,))
+        cells = {r["job_id"]: read_cell(r["conditions_json"], "conditions_json")[0] for r in rows}
         return {job_id: cell for job_id, cell in cells.items() if cell is not None}
