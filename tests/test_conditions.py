@@ -2,25 +2,30 @@
 load read on this machine, the isolation policy on a real job run beside ``stress-ng --cpu 2``, the page
 cache, the plan's warning about two entries on one machine, and stores older than the conditions table."""
 
+import pwd
 import shutil
 import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Optional, Sequence
 
 import pytest
 
 import vendors
 from orchestrator import cli
 from orchestrator.config.load import load_cluster
-from orchestrator.host import conditions
+from orchestrator.host import conditions, envinfo
+from orchestrator.host.orphans import RUN_LABEL
 from orchestrator.job.plan import expand
 from orchestrator.job.stages import RunContext
 from orchestrator.report.load import load_run
 from orchestrator.report.tables import NOT_CHECKED, as_json, result_rows
 from orchestrator.run.scheduler import run_all
 from orchestrator.store import SCHEMA, Store
+from orchestrator.transport.base import Completed
 from orchestrator.transport.local import LocalTransport
 from runner_in_container.data.generate import generate
 from vendors.smi import DeviceProcess
@@ -110,6 +115,60 @@ def test_two_local_entries_get_a_plan_warning(tmp_path, capsys):
     path.write_text("hosts:\n" + host % "a" + "cases:\n  - {toolkit: pytorch}\n")
     assert cli.main(["plan", "--cluster", str(path)]) == 0
     assert "one machine" not in capsys.readouterr().out
+
+
+def test_host_entries_whose_machine_id_is_one_get_a_warning_after_the_run():
+    environments = {"a": {"machine_id": "m1"}, "b": {"machine_id": "m1"}, "c": {"machine_id": "m2"}, "d": {}}
+    assert envinfo.shared_machines(environments) == [
+        "warning: hosts a, b are one machine (machine id m1): their jobs ran at the same time on it"
+    ]
+    with LocalTransport("here") as transport:
+        assert envinfo.capture_host(transport, vendors.get("cpu"), "bare")["machine_id"] == (
+            Path("/etc/machine-id").read_text().strip()
+        )
+
+
+class Nobody(LocalTransport):
+    """This machine logged in as ``nobody`` (util-linux's setpriv): a host whose login user is not root."""
+
+    def run(
+        self, argv: Sequence[str], timeout: Optional[float] = None, stdin: Optional[bytes] = None
+    ) -> Completed:
+        entry = pwd.getpwnam("nobody")
+        ids = ["--reuid", str(entry.pw_uid), "--regid", str(entry.pw_gid), "--clear-groups"]
+        return super().run(["setpriv", *ids, "--", *argv], timeout=timeout, stdin=stdin)
+
+
+def test_the_page_cache_is_cleared_by_root_and_says_why_not_otherwise():
+    with LocalTransport("here") as transport:
+        assert conditions.drop_caches(transport, 30) == "cleared"  # root here
+    with Nobody("here") as transport:
+        assert conditions.drop_caches(transport, 30) == (
+            "could not clear: tee: /proc/sys/vm/drop_caches: Permission denied (the login user is not root)"
+        )
+
+
+@pytest.mark.docker
+def test_other_running_containers_are_named_and_this_runs_own_are_not(base_image):
+    tag = "cond-" + uuid.uuid4().hex[:8]
+    names = {"ours": tag + "-ours", "theirs": tag + "-theirs"}
+    try:
+        for run, name in ((tag, names["ours"]), ("another-run", names["theirs"])):
+            subprocess.run(
+                ["docker", "run", "-d", "--name", name, "--label", "%s=%s" % (RUN_LABEL, run), base_image]
+                + ["sleep", "600"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        with LocalTransport("here") as transport:
+            found = conditions.check(transport, vendors.get("cpu"), 0, tag, True, 30)
+        assert names["theirs"] in found.containers and names["ours"] not in found.containers
+        assert any(line.startswith("other containers run: ") for line in found.busy)
+        assert (
+            found.unknown == [] and found.device_processes is None
+        )  # no SMI: nothing to ask, nothing unknown
+    finally:
+        subprocess.run(["docker", "rm", "-f", *names.values()], stdout=subprocess.DEVNULL, check=False)
 
 
 def test_a_store_older_than_the_conditions_table_reads(tmp_path):

@@ -59,7 +59,7 @@ class QueryCsvVendor(Vendor):
         return out
 
     def monitor_argv(self, devices: Sequence[int], interval_s: float) -> Optional[List[str]]:
-        query = self.sample_argv(devices)
+        query = self._query_gpu(devices, self.monitor_fields)  # sample_argv's, repeated
         if self.loop_ms_flag:
             interval_text(interval_s)  # validates
             return query + ["-lms", str(max(1, round(interval_s * 1000)))]

@@ -132,15 +132,20 @@ class Watch:
 
     def before(self) -> None:
         cache = drop_caches(self.transport, self.timeout) if self.clear_caches else self.conditions.cache
-        self.conditions = dataclasses.replace(self.conditions, cache=cache)
-        self._check("before")
+        found = self._check()
+        self.conditions = dataclasses.replace(self.conditions, cache=cache, before=found)
+        self._enforce(found, "before")
 
     def after(self) -> None:
-        self._check("after")
+        found = self._check()
+        self.conditions = dataclasses.replace(self.conditions, after=found)
+        self._enforce(found, "after")
 
-    def _check(self, when: str) -> None:
-        found = check(self.transport, self.vendor, self.device, self.run_id, self.docker, self.timeout)
-        self.conditions = dataclasses.replace(self.conditions, **{when: found})
+    def _check(self) -> Check:
+        return check(self.transport, self.vendor, self.device, self.run_id, self.docker, self.timeout)
+
+    def _enforce(self, found: Check, when: str) -> None:
+        """Under policy ``error``, StageFailure(ISOLATION) naming the first thing ``found`` busy."""
         if self.policy == "error" and found.busy:
             raise StageFailure(Stage.ISOLATION, "%s %s the job (isolation: error)" % (found.busy[0], when))
 

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from orchestrator.config.load import check as config_check
 from orchestrator.config.load import check_launcher, load_checked, load_cluster
+from orchestrator.host import envinfo
 from orchestrator.host import workdir as workdirs
 from orchestrator.host.prepare import image_overrides
 from orchestrator.job.plan import Job, expand
@@ -260,6 +261,8 @@ def _execute(
         if state is not None:
             store.finish_run(run_id, state)
     print_run(console, store, run_id)
+    for line in envinfo.shared_machines(store.environments(run_id)):
+        console.print(line, markup=False, highlight=False)
     stored = store.jobs(run_id)
     failed = [job for job in stored if job["state"] != JobState.OK]
     for job in failed:
