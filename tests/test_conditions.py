@@ -59,12 +59,11 @@ def test_nvidia_lists_the_devices_compute_processes_with_names_and_memory():
 
 
 def test_nvidia_throttle_reasons_are_named_from_the_mask():
-    assert NVIDIA.throttle_argv([0]) == [
-        "nvidia-smi",
-        "--query-gpu=index,clocks_throttle_reasons.active",
-        "--format=csv,noheader,nounits",
-        "-i", "0",
-    ]  # fmt: skip
+    head, tail = ["nvidia-smi"], ["--format=csv,noheader,nounits", "-i", "0"]
+    assert NVIDIA.throttle_argvs([0]) == [
+        head + ["--query-gpu=index,clocks_event_reasons.active"] + tail,  # drivers from 535 on
+        head + ["--query-gpu=index,clocks_throttle_reasons.active"] + tail,  # older ones
+    ]
     text = "0, 0x0000000000000001\n1, 0x0000000000000044\n2, 0x0000000000000000\n3, [N/A]\n"
     assert NVIDIA.parse_throttle(text) == {
         0: ["GpuIdle"],
@@ -73,11 +72,47 @@ def test_nvidia_throttle_reasons_are_named_from_the_mask():
     }
 
 
+#: a stand-in nvidia-smi answering the check's queries with documented output: a driver that knows only the
+#: older throttle field, a device 37% busy with two other processes and the MPS control server on it
+STAND_IN_SMI = (
+    """#!/bin/sh
+case "$1" in
+  --query-compute-apps=*) printf '%s' '"""
+    + COMPUTE_APPS
+    + """' ;;
+  --query-gpu=index,timestamp,*) echo '0, 2026/12/06 10:00:00.000, 37, 81559, 500, 70.10' ;;
+  --query-gpu=index,clocks_event_reasons.active) echo 'Field is not a valid field to query.'; exit 2 ;;
+  --query-gpu=index,clocks_throttle_reasons.active) echo '0, 0x0000000000000004' ;;
+  *) exit 9 ;;
+esac
+"""
+)
+
+
+def test_the_device_check_names_other_processes_and_utilisation_through_the_smi(tmp_path):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(STAND_IN_SMI)
+    smi.chmod(0o755)
+    vendor = type("StandIn", (type(NVIDIA),), {"smi": str(smi)})()
+    with LocalTransport("here") as transport:
+        found = conditions.check(transport, vendor, 0, "r1", False, 30)
+    assert found.device_processes == ["1234 /usr/bin/python3", "987 /opt/app/serve,v2"]  # MPS server: no work
+    assert found.device_utilization_pct == 37.0 and found.throttle == ["SwPowerCap"]
+    assert found.unknown == [] and found.containers is None
+    assert [line for line in found.busy if not line.startswith("CPUs")] == [
+        "device 0 has other processes: 1234 /usr/bin/python3, 987 /opt/app/serve,v2",
+        "device 0 37% utilised at idle",
+    ]
+    record = conditions.Conditions("warn", "cleared", before=found)
+    assert record.summary().startswith("busy: ") and "throttle: SwPowerCap; cache cleared" in record.summary()
+    assert conditions.read(record.as_stored()) == record  # stored and read back typed
+
+
 def test_each_smi_reads_one_sample_and_lists_processes_only_where_documented():
     assert NVIDIA.sample_argv([0]) == NVIDIA.monitor_argv([0], 1.0)[:-2]  # the monitor's query, once
     ixsmi = vendors.get("iluvatar")
     assert ixsmi.processes_argv([2])[:2] == ["ixsmi", "--query-compute-apps=pid,process_name,used_memory"]
-    assert ixsmi.throttle_argv([2]) is None
+    assert ixsmi.throttle_argvs([2]) == []
     assert vendors.get("kunlunxin").sample_argv([0]) == ["xpu_smi", "-m"]
     assert vendors.get("zixiao").sample_argv([0]) == ["zx-smi", "-dmon", "-s", "mp", "-c", "1"]
     for name in ("kunlunxin", "zixiao", "cpu"):

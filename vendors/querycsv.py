@@ -29,8 +29,8 @@ class QueryCsvVendor(Vendor):
     process_fields: Optional[Tuple[str, ...]] = None
     #: whether the SMI lists compute processes like nvidia-smi's ``--query-compute-apps``
     lists_processes = False
-    #: the query field of the active clock-throttle reasons (a hex mask), None where not reported
-    throttle_field: Optional[str] = None
+    #: the query fields of the active clock-throttle reasons (a hex mask), tried in turn; () where none
+    throttle_fields: Tuple[str, ...] = ()
     #: whether the SMI has nvidia-smi's ``-lms`` loop flag (else the query is repeated by sh)
     loop_ms_flag = False
     _FORMAT = "--format=csv,noheader,nounits"
@@ -97,8 +97,8 @@ class QueryCsvVendor(Vendor):
             out.append(DeviceProcess(pid, ",".join(cells[1:-1]), parse_number(cells[-1])))
         return out
 
-    def throttle_argv(self, devices: Sequence[int]) -> Optional[List[str]]:
-        return self._query_gpu(devices, ("index", self.throttle_field)) if self.throttle_field else None
+    def throttle_argvs(self, devices: Sequence[int]) -> List[List[str]]:
+        return [self._query_gpu(devices, ("index", name)) for name in self.throttle_fields]
 
     def parse_throttle(self, text: str) -> Dict[int, List[str]]:
         out = {}

@@ -153,12 +153,13 @@ class Vendor:
         """The processes in ``processes_argv()`` output."""
         return []
 
-    def throttle_argv(self, devices: Sequence[int]) -> Optional[List[str]]:
-        """argv that prints each device's active clock-throttle reasons; None where the SMI reports none."""
-        return None
+    def throttle_argvs(self, devices: Sequence[int]) -> List[List[str]]:
+        """argvs that print each device's active clock-throttle reasons, to try in turn until one works (a
+        field's name differs between driver versions); none where the SMI reports no such reasons."""
+        return []
 
     def parse_throttle(self, text: str) -> Dict[int, List[str]]:
-        """device -> its active throttle reasons (names) from ``throttle_argv()`` output."""
+        """device -> its active throttle reasons (names) from the output of one of ``throttle_argvs()``."""
         return {}
 
     def process_memory_argv(self, devices: Sequence[int]) -> Optional[List[str]]:

@@ -298,6 +298,11 @@ def _utilization(
 def _throttle(
     transport: Transport, vendor: Vendor, device: int, timeout: float, unknown: List[str]
 ) -> Optional[List[str]]:
-    argv = vendor.throttle_argv([device])
-    out = _run(transport, argv, timeout, "throttle reasons", unknown) if argv else None
-    return vendor.parse_throttle(out).get(device) if out is not None else None
+    """The device's active throttle reasons, from the first of the vendor's queries that works."""
+    tried: List[str] = []
+    for argv in vendor.throttle_argvs([device]):
+        out = _run(transport, argv, timeout, "throttle reasons", tried)
+        if out is not None:
+            return vendor.parse_throttle(out).get(device)
+    unknown.extend(tried[-1:])
+    return None
