@@ -284,7 +284,11 @@ def test_a_job_beside_stress_ng_carries_the_warning_naming_the_load(tmp_path, st
     cell = result_rows(data)[0]["conditions"]
     assert cell.startswith("busy: CPUs ") and "load average" in cell and "before the job" in cell
     assert "cache cleared" in cell
-    assert '"busy": [\n        "CPUs ' in as_json(data)
+    for form in ("table", "md", "csv", "json", "html"):
+        out = tmp_path / ("report." + form)
+        assert cli.main(["report", "r1", "--store", str(tmp_path / "store.sqlite"), "--format", form,
+                         "--out", str(out)]) == 0  # fmt: skip
+        assert "busy: CPUs " in out.read_text() or '"CPUs ' in out.read_text(), form
 
 
 @pytest.mark.slow
