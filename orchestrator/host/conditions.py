@@ -112,8 +112,9 @@ def read(doc: Dict[str, Any]) -> Conditions:
 
 
 class Watch:
-    """The checks of one job on its host: ``before`` (dropping the page cache first where asked), ``after``;
-    ``record`` what they found. Under policy ``error`` a busy check raises StageFailure(ISOLATION)."""
+    """The checks of one job on its host: ``before`` (dropping the page cache first where asked) and
+    ``after``; ``conditions`` holds what they found. Under policy ``error`` a busy check raises
+    StageFailure(ISOLATION)."""
 
     def __init__(
         self,
