@@ -49,6 +49,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
             str(job.batch_size), str(job.repeat),
         )  # fmt: skip
     console.print(table)
+    for line in cluster.shared_machines():
+        console.print(line, markup=False, highlight=False)
     for item in skipped:
         what = "%s %s/%s/bs%d" % (item.case, item.toolkit, item.precision, item.batch_size)
         console.print("skipped %s on %s: %s" % (what, item.host, item.reason))

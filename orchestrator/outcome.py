@@ -28,6 +28,7 @@ class Stage(Word):
     CONNECT = "connect"  # reach the host, check its docker and environment
     IMAGE = "image"  # find or load the image (shown only: a failure is BUILD's)
     BUILD = "build"  # build the image
+    ISOLATION = "isolation"  # the host and device are idle just before and after the job (host/conditions.py)
     START = "start"  # prepare the job's folders, start its container, until the runner's start event
     QUEUED = "queued"  # a Slurm job waits for its node (shown only)
     RUNNING = "running"  # a Slurm job runs on its node (shown only; a failure is RUN's)
@@ -56,6 +57,7 @@ class JobState(Word):
     FAILED_COLLECT = "FAILED_COLLECT"
     FAILED_VALIDATE = "FAILED_VALIDATE"
     FAILED_ACCURACY = "FAILED_ACCURACY"
+    FAILED_ISOLATION = "FAILED_ISOLATION"
 
     @classmethod
     def failed(cls, stage: Stage) -> "JobState":

@@ -80,6 +80,12 @@ CREATE TABLE IF NOT EXISTS host_samples (
     samples_json TEXT NOT NULL,
     PRIMARY KEY (run_id, job_id)
 );
+CREATE TABLE IF NOT EXISTS conditions (
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    conditions_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, job_id)
+);
 """
 
 #: the way out of a store folder that is not the run user's alone, for its fix
@@ -358,7 +364,7 @@ class Store:
             if row is None or row["state"] == JobState.OK:
                 what = "is unknown" if row is None else "finished OK and is never run again"
                 raise StoreError("job %s of run %s %s" % (job_id, run_id, what))
-            for table in ("results", "samples", "host_samples"):
+            for table in ("results", "samples", "host_samples", "conditions"):
                 db.execute("DELETE FROM %s WHERE run_id = ? AND job_id = ?" % table, where)
             db.execute(
                 "UPDATE jobs SET state = ?, reason = NULL, started_at = ?, finished_at = NULL"
@@ -457,10 +463,14 @@ class Store:
         """job id -> its device monitor summary (left out where the cell is unreadable)."""
         return self._summaries("samples", run_id)
 
-    def _summaries(self, table: str, run_id: str) -> Dict[str, Dict[str, Any]]:
-        """job id -> the monitor summary in ``table`` (left out where the cell is unreadable)."""
-        rows = self._rows("SELECT job_id, samples_json FROM %s WHERE run_id = ?" % table, (run_id,))
-        cells = {r["job_id"]: read_cell(r["samples_json"], "samples_json")[0] for r in rows}
+    def _summaries(self, table: str, run_id: str, column: str = "samples_json") -> Dict[str, Dict[str, Any]]:
+        """job id -> its JSON cell in ``table`` (left out where unreadable; {} where an older store, read
+        read-only, lacks the table)."""
+        with self._lock, self._errors("read"):
+            if table not in _columns(self._db):
+                return {}
+        rows = self._rows("SELECT job_id, %s FROM %s WHERE run_id = ?" % (column, table), (run_id,))
+        cells = {r["job_id"]: read_cell(r[column], column)[0] for r in rows}
         return {job_id: cell for job_id, cell in cells.items() if cell is not None}
 
     def put_host_samples(self, run_id: str, job_id: str, samples: Dict[str, Any]) -> None:
@@ -472,7 +482,16 @@ class Store:
     def host_samples(self, run_id: str) -> Dict[str, Dict[str, Any]]:
         """job id -> its host monitor summary (none in a store older than the host monitor, read read-only;
         left out where the cell is unreadable)."""
-        with self._lock, self._errors("read"):
-            if "host_samples" not in _columns(self._db):
-                return {}
         return self._summaries("host_samples", run_id)
+
+    def put_conditions(self, run_id: str, job_id: str, conditions: Dict[str, Any]) -> None:
+        """Store the conditions a job ran under (``host/conditions.py``)."""
+        self._write(
+            "INSERT OR REPLACE INTO conditions (run_id, job_id, conditions_json) VALUES (?, ?, ?)",
+            (run_id, job_id, json.dumps(conditions, sort_keys=True)),
+        )
+
+    def conditions(self, run_id: str) -> Dict[str, Dict[str, Any]]:
+        """job id -> the conditions it ran under (none in a store older than the table, read read-only; left
+        out where the cell is unreadable)."""
+        return self._summaries("conditions", run_id, "conditions_json")

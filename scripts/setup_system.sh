@@ -4,7 +4,7 @@
 # paths and ports, so system services of these packages, if any run, are left alone.
 set -euo pipefail
 packages=(docker.io openssh-server openssh-client debootstrap iproute2 ca-certificates chromium
-  slurm-wlm slurmdbd munge mariadb-server docker-registry)
+  slurm-wlm slurmdbd munge mariadb-server docker-registry stress-ng)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

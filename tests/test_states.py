@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 #: what stores written by every earlier version hold: a value here never changes, or old stores misread
 STORED_JOB_STATES = {
     "PENDING", "RUNNING", "OK", "CANCELLED", "FAILED_CONNECT", "FAILED_BUILD", "FAILED_START", "FAILED_RUN",
-    "FAILED_COLLECT", "FAILED_VALIDATE", "FAILED_ACCURACY",
+    "FAILED_COLLECT", "FAILED_VALIDATE", "FAILED_ACCURACY", "FAILED_ISOLATION",
 }  # fmt: skip
 STORED_RUN_STATES = {"RUNNING", "finished", "interrupted"}
 

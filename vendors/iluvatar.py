@@ -9,7 +9,8 @@ to initialise (cudaGetDeviceCount fails without it); the nodes keep their host n
 in the container and CUDA_VISIBLE_DEVICES takes host indices, as in Iluvatar's own
 container instructions. ixsmi answers nvidia-smi's ``--query-gpu`` flags with
 ``--format=csv``; its loop and per-process flags are not documented, so the monitor
-repeats the query and per-process memory is not read.
+repeats the query and per-process memory is not read. The isolation check lists the device's compute
+processes with nvidia-smi's ``--query-compute-apps``, which ixsmi mirrors (not checked on a card).
 """
 
 from .image import PY38_BASE_IMAGE, RUNNER_PIP_PINS, SdkFile, cp38_wheel, torch_wheels
@@ -48,6 +49,7 @@ class Iluvatar(QueryCsvVendor):
     device_node = "/dev/iluvatar{}"
     control_nodes = ("/dev/itrctl",)
     smi = "ixsmi"
+    lists_processes = True
     peaks = (
         Peak("Iluvatar MR-V100 (Zhikai 100)", r"\bMR-?V100\b",
              {"fp32": 24 * T, "fp16": 96 * T, "int8": 192 * T},

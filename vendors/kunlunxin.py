@@ -11,7 +11,8 @@ the R200 that could be checked, so its MFU stays null (FlagPerf used 0).
 ``xpu_smi -m`` prints one whitespace-separated line per device (the model quoted):
 0 PCI bus id, 2 device index, 3 serial, 4 temperature C, 8 power W, 17/18 memory
 used/total MiB, 19 utilisation %, 20 firmware, 21 model. It has no loop mode, so the
-monitor repeats it.
+monitor repeats it (and the isolation check reads it once). It lists no processes, as documented:
+the isolation check reports the device's processes as unknown.
 """
 
 import shlex
@@ -94,8 +95,11 @@ class Kunlunxin(Vendor):
             )
         return out
 
+    def sample_argv(self, devices: Sequence[int]) -> Optional[List[str]]:
+        return [self._tool(), "-m"]
+
     def monitor_argv(self, devices: Sequence[int], interval_s: float) -> Optional[List[str]]:
-        return repeat_argv([self._tool(), "-m"], interval_s)
+        return repeat_argv(self.sample_argv(devices) or [], interval_s)
 
     def parse_monitor_line(self, line: str) -> List[MonitorSample]:
         tokens = _fields(line)

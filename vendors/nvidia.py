@@ -66,6 +66,9 @@ class Nvidia(QueryCsvVendor):
     )  # fmt: skip
     monitor_fields = ("index", "timestamp", "utilization.gpu", "memory.total", "memory.used", "power.draw")
     process_fields = ("pid", "used_memory")
+    lists_processes = True
+    #: the name of drivers from 535 on, then the older one (deprecated since)
+    throttle_fields = ("clocks_event_reasons.active", "clocks_throttle_reasons.active")
     loop_ms_flag = True
     peaks = (
         Peak("NVIDIA H200 SXM", r"\bH200\b(?!.*\bNVL\b)", _HOPPER_SXM_FLOPS, _H200),

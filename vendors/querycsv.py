@@ -3,7 +3,18 @@
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .devices import device_indices
-from .smi import MISSING, DeviceInfo, MonitorSample, csv_records, interval_text, parse_number, repeat_argv
+from .smi import (
+    MISSING,
+    DeviceInfo,
+    DeviceProcess,
+    MonitorSample,
+    csv_records,
+    interval_text,
+    parse_int,
+    parse_number,
+    repeat_argv,
+    throttle_names,
+)
 from .vendor import Vendor
 
 
@@ -16,6 +27,10 @@ class QueryCsvVendor(Vendor):
     monitor_fields: Tuple[str, ...] = ("index", "utilization.gpu", "memory.used", "power.draw")
     #: fields of the per-process query (None: the SMI cannot list processes, or it is unverified)
     process_fields: Optional[Tuple[str, ...]] = None
+    #: whether the SMI lists compute processes like nvidia-smi's ``--query-compute-apps``
+    lists_processes = False
+    #: the query fields of the active clock-throttle reasons (a hex mask), tried in turn; () where none
+    throttle_fields: Tuple[str, ...] = ()
     #: whether the SMI has nvidia-smi's ``-lms`` loop flag (else the query is repeated by sh)
     loop_ms_flag = False
     _FORMAT = "--format=csv,noheader,nounits"
@@ -44,7 +59,7 @@ class QueryCsvVendor(Vendor):
         return out
 
     def monitor_argv(self, devices: Sequence[int], interval_s: float) -> Optional[List[str]]:
-        query = self._query_gpu(devices, self.monitor_fields)
+        query = self._query_gpu(devices, self.monitor_fields)  # sample_argv's, repeated
         if self.loop_ms_flag:
             interval_text(interval_s)  # validates
             return query + ["-lms", str(max(1, round(interval_s * 1000)))]
@@ -61,6 +76,36 @@ class QueryCsvVendor(Vendor):
                     power_w=parse_number(rec.get("power.draw")),
                 )
             )
+        return out
+
+    def sample_argv(self, devices: Sequence[int]) -> Optional[List[str]]:
+        return self._query_gpu(devices, self.monitor_fields)
+
+    #: the per-process query of the isolation check: pid, name (which may hold commas), memory
+    _APPS = "--query-compute-apps=pid,process_name,used_memory"
+
+    def processes_argv(self, devices: Sequence[int]) -> Optional[List[str]]:
+        return [self._tool(), self._APPS, self._FORMAT] + self._ids(devices) if self.lists_processes else None
+
+    def parse_processes(self, text: str) -> List[DeviceProcess]:
+        out = []
+        for line in text.splitlines():
+            cells = [cell.strip() for cell in line.split(",")]
+            pid = parse_int(cells[0])
+            if pid is None or len(cells) < 3:
+                continue
+            out.append(DeviceProcess(pid, ",".join(cells[1:-1]), parse_number(cells[-1])))
+        return out
+
+    def throttle_argvs(self, devices: Sequence[int]) -> List[List[str]]:
+        return [self._query_gpu(devices, ("index", name)) for name in self.throttle_fields]
+
+    def parse_throttle(self, text: str) -> Dict[int, List[str]]:
+        out = {}
+        for rec in csv_records(text, ("index", "reasons")):
+            names = throttle_names(rec["reasons"])
+            if names is not None:
+                out[int(rec["index"])] = names
         return out
 
     def process_memory_argv(self, devices: Sequence[int]) -> Optional[List[str]]:

@@ -37,6 +37,40 @@ class MonitorSample:
     memory_used_pct: Optional[float] = None
 
 
+@dataclass(frozen=True)
+class DeviceProcess:
+    """A compute process on a device, as the SMI lists it (the isolation check's "other processes")."""
+
+    pid: int
+    name: str
+    used_memory_mib: Optional[float] = None
+
+
+#: NVML's clock-throttle (clock-event) reason bits, as ``clocks_throttle_reasons.active`` reports them
+THROTTLE_REASONS = (
+    (0x1, "GpuIdle"),
+    (0x2, "ApplicationsClocksSetting"),
+    (0x4, "SwPowerCap"),
+    (0x8, "HwSlowdown"),
+    (0x10, "SyncBoost"),
+    (0x20, "SwThermalSlowdown"),
+    (0x40, "HwThermalSlowdown"),
+    (0x80, "HwPowerBrakeSlowdown"),
+    (0x100, "DisplayClockSetting"),
+)
+
+
+def throttle_names(mask: str) -> Optional[List[str]]:
+    """The reasons a hex bit mask ("0x0000000000000004") names ([] for none; None when it is no mask)."""
+    try:
+        bits = int(mask.strip(), 16)
+    except ValueError:
+        return None
+    names = [name for bit, name in THROTTLE_REASONS if bits & bit]
+    unknown = bits & ~sum(bit for bit, _ in THROTTLE_REASONS)
+    return names + (["0x%x" % unknown] if unknown else [])
+
+
 def parse_number(text: Optional[str]) -> Optional[float]:
     """Leading number of an SMI field ("143771 MiB", "79.81 W", "0 %"); None for N/A and the like."""
     if text is None:

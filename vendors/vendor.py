@@ -18,7 +18,7 @@ from .devices import DeviceRef, device_indices
 from .errors import VendorError
 from .image import SdkFile
 from .peaks import Peak
-from .smi import DeviceInfo, MonitorSample
+from .smi import DeviceInfo, DeviceProcess, MonitorSample
 
 
 class Vendor:
@@ -139,6 +139,28 @@ class Vendor:
     def parse_monitor_line(self, line: str) -> List[MonitorSample]:
         """Samples in one line of ``monitor_argv()`` output (empty for headers, blanks and noise)."""
         return []
+
+    def sample_argv(self, devices: Sequence[int]) -> Optional[List[str]]:
+        """argv that prints one reading of ``monitor_argv``'s samples (``parse_monitor_line``) and exits;
+        None without an SMI. The isolation check reads the device's utilisation at idle with it."""
+        return None
+
+    def processes_argv(self, devices: Sequence[int]) -> Optional[List[str]]:
+        """argv that lists the compute processes on ``devices``; None when the SMI has no documented way."""
+        return None
+
+    def parse_processes(self, text: str) -> List[DeviceProcess]:
+        """The processes in ``processes_argv()`` output."""
+        return []
+
+    def throttle_argvs(self, devices: Sequence[int]) -> List[List[str]]:
+        """argvs that print each device's active clock-throttle reasons, to try in turn until one works (a
+        field's name differs between driver versions); none where the SMI reports no such reasons."""
+        return []
+
+    def parse_throttle(self, text: str) -> Dict[int, List[str]]:
+        """device -> its active throttle reasons (names) from the output of one of ``throttle_argvs()``."""
+        return {}
 
     def process_memory_argv(self, devices: Sequence[int]) -> Optional[List[str]]:
         """argv that lists device memory per process; None when the SMI cannot (use device memory then)."""

@@ -9,7 +9,9 @@ topsruntime_2.4.12 and tops-sdk_2.4.12 for it) and zx-smi is Enflame's efsmi 1.2
 renamed (FlagPerf puts /usr/local/zx-smi/zx-smi-1.20.0 on PATH and reads the same
 dmon columns). So devices are taken to be Enflame's /dev/gcuN nodes, selected with
 TOPS_VISIBLE_DEVICES (as Tencent's Zixiao vLLM platform does); neither was checked on
-a C100. Tencent publishes no peak figures for the C100, so its MFU stays null.
+a C100. zx-smi documents no per-process listing: the isolation check reports the device's processes
+as unknown (its utilisation comes from one ``-dmon`` reading). Tencent publishes no peak figures for the
+C100, so its MFU stays null.
 """
 
 import re
@@ -81,8 +83,11 @@ class Zixiao(Vendor):
             card = _CARD.match(line) or card
         return out
 
+    def sample_argv(self, devices: Sequence[int]) -> Optional[List[str]]:
+        return [self._tool(), "-dmon", "-s", "mp", "-c", "1"]
+
     def monitor_argv(self, devices: Sequence[int], interval_s: float) -> Optional[List[str]]:
-        return repeat_argv([self._tool(), "-dmon", "-s", "mp", "-c", "1"], interval_s)
+        return repeat_argv(self.sample_argv(devices) or [], interval_s)
 
     def parse_monitor_line(self, line: str) -> List[MonitorSample]:
         tokens = line.split()

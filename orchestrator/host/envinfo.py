@@ -16,7 +16,7 @@ DOCKER_VERSION = ["docker", "version", "--format", "{{.Server.Version}}"]
 FACT_MARK = "@rn50bench-fact"
 FACT_PROBES = (
     "cat /etc/os-release", "uname -n", "uname -r", "uname -m", "nproc", "cat /proc/cpuinfo",
-    "cat /proc/meminfo",
+    "cat /proc/meminfo", "cat /etc/machine-id",
 )  # fmt: skip
 FACTS = [
     "sh", "-c", 'for probe in "$@"; do echo "%s $probe"; $probe 2>/dev/null; done; exit 0' % FACT_MARK,
@@ -83,6 +83,7 @@ def capture_host(transport: Transport, vendor: Vendor, runtime: str, timeout: fl
         "arch": _first_line(facts.get("uname -m")),
         "cpu_model": parse_cpu_model(facts.get("cat /proc/cpuinfo")),
         "cpu_count": _as_int(_first_line(facts.get("nproc"))),
+        "machine_id": _first_line(facts.get("cat /etc/machine-id")),
         "memory_gib": parse_meminfo_gib(facts.get("cat /proc/meminfo")),
         "runtime": runtime,
         "docker": None,
@@ -98,6 +99,21 @@ def capture_host(transport: Transport, vendor: Vendor, runtime: str, timeout: fl
     drivers = sorted({d.driver for d in devices if d.driver})
     env["driver"] = ", ".join(drivers) if drivers else None
     return env
+
+
+def shared_machines(environments: Dict[str, Dict[str, Any]]) -> List[str]:
+    """One warning line for each group of hosts whose captured environments name one machine (the same
+    /etc/machine-id): their jobs ran at the same time on it."""
+    by_id: Dict[str, List[str]] = {}
+    for host, env in sorted(environments.items()):
+        if env.get("machine_id"):
+            by_id.setdefault(str(env["machine_id"]), []).append(host)
+    return [
+        "warning: hosts %s are one machine (machine id %s): their jobs ran at the same time on it"
+        % (", ".join(hosts), machine)
+        for machine, hosts in by_id.items()
+        if len(hosts) > 1
+    ]
 
 
 def _device_dict(device: Any) -> Dict[str, Any]:

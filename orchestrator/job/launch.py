@@ -26,6 +26,9 @@ class Launch(Protocol):
 
     #: this launcher starts a job's own MPS daemon on its host (mps: auto); a batch system's does not
     private_mps: bool
+    #: a job runs on the host the worker reaches (its conditions are checked there); a batch system's node
+    #: is not reached: its jobs' conditions are not checked
+    reaches_job_host: bool
 
     def check_docker(self, transport: Transport) -> None:
         """The host's docker must answer; StageFailure or TransportError otherwise."""

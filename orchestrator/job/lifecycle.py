@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from orchestrator.host import envinfo, images, mps
+from orchestrator.host import conditions, envinfo, images, mps
 from orchestrator.host import prepare as hostprep
 from orchestrator.host import workdir as workdirs
 from orchestrator.host.monitors import JobMonitors
@@ -151,7 +151,7 @@ class HostWorker:
             else:
                 with stage_errors(Stage.START):
                     _clear_earlier_attempt(job_dir, log_path)
-                result = self._run_stages(job, job_dir, log_path, timings)
+                result = self._run_watched(job, job_dir, log_path, timings)
             state, reason = JobState.OK, None
             failure = collect.accuracy_failure(result)
             if failure:
@@ -165,6 +165,39 @@ class HostWorker:
         store.finish_job(run_id, job.job_id, state, reason, log, timings)
         self.say(job.device, stage=state, note=reason or "")
         return state
+
+    def _run_watched(
+        self, job: Job, job_dir: Path, log_path: Path, timings: Dict[str, float]
+    ) -> collect.Result:
+        """``_run_stages`` between the checks of the job's conditions, which are stored with it (a launcher
+        that does not reach the job's node checks none)."""
+        if not self.launcher.reaches_job_host:
+            return self._run_stages(job, job_dir, log_path, timings)
+        with stage_errors(Stage.START):
+            transport = self.launcher.transport_for(job.device)
+        watch = conditions.Watch(
+            transport,
+            self.vendor,
+            job.device,
+            self.ctx.run_id,
+            self.host.runtime == "docker",
+            self.ctx.cluster.host_isolation(self.host),
+            self.ctx.cluster.host_clear_caches(self.host),
+            self.timeouts.connect,
+        )
+        try:
+            self.say(job.device, stage=Stage.ISOLATION, job=job.job_id, note="")
+            with stage_errors(Stage.ISOLATION):
+                watch.before()
+            result = self._run_stages(job, job_dir, log_path, timings)
+            with stage_errors(Stage.ISOLATION):
+                watch.after()
+        finally:
+            self.ctx.store.put_conditions(self.ctx.run_id, job.job_id, watch.conditions.as_stored())
+        busy = watch.conditions.busy()
+        if busy:
+            self.say(job.device, note="busy: " + busy[0])
+        return result
 
     def _run_stages(
         self, job: Job, job_dir: Path, log_path: Path, timings: Dict[str, float]

@@ -39,6 +39,8 @@ class Launcher(abc.ABC):
     name = ""
     #: this launcher starts a job's own MPS daemon on its host (mps: auto); a batch system's does not
     private_mps = True
+    #: a job runs on the host this launcher reaches, where its conditions are checked
+    reaches_job_host = True
     #: the model of the cluster file's section named after this launcher (``slurm:``); None: it takes none
     settings_class: ClassVar[Optional[Type[Model]]] = None
     #: the model of a host entry's section named after it (``hosts[].slurm``); None: it takes none

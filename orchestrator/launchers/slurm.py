@@ -131,6 +131,7 @@ class SlurmLauncher(Launcher):
 
     name = "slurm"
     private_mps = False  # a node's MPS is the site's: only mps: true joins a daemon there
+    reaches_job_host = False  # the job's node is Slurm's pick: its conditions are not checked
     settings_class = SlurmSettings
     host_settings_class = SlurmJobSpec
 

@@ -34,6 +34,9 @@ MAX_ITEMS = 1000
 #: the longest any stage may be given (a week): longer is a typo, and past what a clock can add (1e12)
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 
+#: what a busy host does to a job (host/conditions.py): warn marks its figures, error fails it
+Isolation = Literal["warn", "error"]
+
 #: seconds a stage may take
 Seconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
 
@@ -180,6 +183,9 @@ class Host(WithSections):
     mps_pipe_directory: str = MPS_DEFAULT_PIPE_DIRECTORY
     image: ImageSpecConfig = Field(default_factory=ImageSpecConfig)
     docker: DockerOptions = Field(default_factory=DockerOptions)
+    #: defaults.isolation and defaults.clear_caches, where this host differs
+    isolation: Optional[Isolation] = None
+    clear_caches: Optional[bool] = None
     #: this host's stage timeouts where they differ from defaults.timeouts (e.g. a slow build)
     timeouts: Dict[Literal["connect", "build", "start", "run", "collect"], Seconds] = Field(
         default_factory=dict
@@ -296,6 +302,11 @@ class Defaults(Model):
     monitor_interval_s: Seconds = 1.0
     #: air-gapped lab: no build, no pull, no pip; images come from a bundle (python -m orchestrator bundle)
     offline: bool = False
+    #: a job whose host or device is busy just before or after it (host/conditions.py): warn marks its
+    #: figures with the reason, error fails it (FAILED_ISOLATION)
+    isolation: Isolation = "warn"
+    #: drop the host's page cache before each job (sync; 3 > /proc/sys/vm/drop_caches: root only)
+    clear_caches: bool = False
 
     _paths = field_validator("workdir")(mount_path)
 
@@ -358,6 +369,28 @@ class Cluster(WithSections):
     def host_workdir(self, host: Host) -> Optional[str]:
         """The workdir the file sets for ``host``; None: the default, found on the host (workdir.py)."""
         return host.workdir or self.defaults.workdir
+
+    def shared_machines(self) -> List[str]:
+        """One warning line for each group of host entries that are one machine, as the file tells without
+        connecting (the same address; every ``local`` entry is this machine): their jobs run at once and
+        share its CPUs, memory and page cache."""
+        by_address: Dict[str, List[str]] = {}
+        for host in self.hosts:
+            by_address.setdefault(host.address, []).append(host.name)
+        return [
+            "warning: hosts %s are one machine (address %s): their jobs run at the same time and share it"
+            % (", ".join(names), address)
+            for address, names in by_address.items()
+            if len(names) > 1
+        ]
+
+    def host_isolation(self, host: Host) -> str:
+        """The isolation policy of ``host``: its own, else defaults.isolation."""
+        return host.isolation or self.defaults.isolation
+
+    def host_clear_caches(self, host: Host) -> bool:
+        """Whether ``host``'s page cache is dropped before each job: its own setting, else the default."""
+        return self.defaults.clear_caches if host.clear_caches is None else host.clear_caches
 
     def host_timeouts(self, host: Host) -> Timeouts:
         """defaults.timeouts with the host's own overrides applied."""

@@ -21,6 +21,7 @@ _JOB_ZH = {
     "precision": "数据精度",
     "bs": "批尺寸",
     "state": "状态",
+    "conditions": "运行条件",
 }
 
 #: environment fields: key -> (English, Chinese)
@@ -104,6 +105,14 @@ _JOB_DEFINITIONS: Sequence[Tuple[str, str, str, str]] = (
         "bs",
         "批尺寸",
         "Images per batch; the last partial batch is padded and padded slots are never counted.",
+        "",
+    ),
+    (
+        "conditions",
+        "运行条件",
+        "The host and device just before and after the job (host/conditions.py): idle, or busy with the "
+        "reason (CPUs over half busy, device over 5% utilised at idle, another process on the device, "
+        "another container); non-idle clock-throttle reasons; the page cache it ran with.",
         "",
     ),
     ("latency", "延迟", "Per-batch core time of the core pass: p50 / p90 / p99 (ms).", ""),

@@ -9,6 +9,7 @@ report goes on.
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
+from orchestrator.host import conditions as jobconditions
 from orchestrator.job import collect
 from orchestrator.metrics.derived import Derived
 from orchestrator.store import Store
@@ -93,6 +94,8 @@ class JobData:
     unreadable: Optional[str] = None
     #: the host monitor's summary (None: not stored, as in runs before the host monitor)
     host_samples: Optional[Dict[str, Any]] = None
+    #: the conditions it ran under; None where none were checked or their cell is unreadable
+    conditions: Optional[jobconditions.Conditions] = None
 
     @property
     def job_id(self) -> str:
@@ -140,17 +143,26 @@ def load_run(store: Store, run_id: str) -> RunData:
     results = store.results(run_id)
     samples = store.samples(run_id)
     host_samples = store.host_samples(run_id)
+    conditions = store.conditions(run_id)
     jobs = []
     for job in store.jobs(run_id):
         found = results.get(job["job_id"]) or {"result": None, "derived": None, "unreadable": None}
         result, derived, why = _typed(job, found)
         if why is not None:
             job = dict(job, spec=None, timings={})
-        jobs.append(
-            JobData(job, result, derived, samples.get(job["job_id"]), why, host_samples.get(job["job_id"]))
-        )
+        checked = _conditions(conditions.get(job["job_id"]))
+        host = host_samples.get(job["job_id"])
+        jobs.append(JobData(job, result, derived, samples.get(job["job_id"]), why, host, checked))
     environments = {host: _host_environment(env) for host, env in store.environments(run_id).items()}
     return RunData(store, run_id, run, jobs, environments)
+
+
+def _conditions(doc: Optional[Dict[str, Any]]) -> Optional[jobconditions.Conditions]:
+    """A job's stored conditions, typed; None where none are stored or they do not read as conditions."""
+    try:
+        return jobconditions.read(doc) if doc is not None else None
+    except schema.Invalid:
+        return None
 
 
 def _host_environment(env: Dict[str, Any]) -> Dict[str, Any]:

@@ -32,10 +32,16 @@ JOB_COLUMNS: Sequence[Tuple[str, str]] = (
     ("bs", "bs"),
 )
 STATE_COLUMN = ("state", "state")
+#: the conditions the job ran under (host/conditions.py), after its state
+CONDITIONS_COLUMN = ("conditions", "conditions")
+#: what the conditions column shows for a job whose conditions were not checked (older store, Slurm)
+NOT_CHECKED = "not checked"
 #: the figures' columns (the metric table's, in its order)
 FIGURE_COLUMNS = table.columns()
 RESULT_COLUMNS: Sequence[Tuple[str, str]] = (
-    tuple(JOB_COLUMNS) + tuple((column.key, column.title) for column in FIGURE_COLUMNS) + (STATE_COLUMN,)
+    tuple(JOB_COLUMNS)
+    + tuple((column.key, column.title) for column in FIGURE_COLUMNS)
+    + (STATE_COLUMN, CONDITIONS_COLUMN)
 )
 
 ENV_COLUMNS: Sequence[Tuple[str, str]] = (
@@ -79,6 +85,7 @@ def result_rows(data: RunData) -> List[Dict[str, str]]:
             "precision": spec.get("precision", "?"),
             "bs": str(spec.get("batch_size", "?")),
             "state": "%s: %s" % (state, reason) if reason else state,
+            "conditions": item.conditions.summary() if item.conditions else NOT_CHECKED,
         }
         derived = item.derived
         for column in FIGURE_COLUMNS:
@@ -205,6 +212,11 @@ def as_json(data: RunData) -> str:
             "samples": {job.job_id: job.samples for job in data.jobs if job.samples is not None},
             "host_samples": {
                 job.job_id: job.host_samples for job in data.jobs if job.host_samples is not None
+            },
+            "conditions": {
+                job.job_id: dict(job.conditions.as_stored(), busy=job.conditions.busy())
+                for job in data.jobs
+                if job.conditions is not None
             },
         }
     )

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from orchestrator.config.load import check as config_check
 from orchestrator.config.load import check_launcher, load_checked, load_cluster
+from orchestrator.host import envinfo
 from orchestrator.host import workdir as workdirs
 from orchestrator.host.prepare import image_overrides
 from orchestrator.job.plan import Job, expand
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
             store.add_job(run_id, job.job_id, job.host, hosts[job.host].vendor, job.as_dict())
         for item in skipped:
             console.print("skipped %s/%s on %s: %s" % (item.toolkit, item.precision, item.host, item.reason))
+        for line in cluster.shared_machines():
+            console.print(line, markup=False, highlight=False)
         console.print("run %s: %d jobs on %d hosts; store %s" % (run_id, len(jobs), len(hosts), store.path))
         return _execute(console, store, run_id, cluster, known, jobs, results_dir)
 
@@ -258,6 +261,8 @@ def _execute(
         if state is not None:
             store.finish_run(run_id, state)
     print_run(console, store, run_id)
+    for line in envinfo.shared_machines(store.environments(run_id)):
+        console.print(line, markup=False, highlight=False)
     stored = store.jobs(run_id)
     failed = [job for job in stored if job["state"] != JobState.OK]
     for job in failed:
