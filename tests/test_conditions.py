@@ -300,3 +300,8 @@ def test_a_job_beside_stress_ng_fails_under_isolation_error(tmp_path, stress):
     assert reason.startswith("CPUs ") and "load average" in reason
     assert reason.endswith("before the job (isolation: error)") and "\n" not in reason
     assert job.result is None and job.conditions.after is None  # it never ran
+
+
+def test_the_summary_names_the_page_cache_only_where_it_was_asked_to_drop_it():
+    assert conditions.Conditions(policy="warn", cache=conditions.NOT_CLEARED).summary() == "idle"
+    assert conditions.Conditions(policy="warn", cache="cleared").summary() == "idle; cache cleared"

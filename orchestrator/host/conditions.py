@@ -39,6 +39,8 @@ MOST_NAMED = 20
 IDLE_PROCESSES = ("nvidia-cuda-mps-server",)
 POLICIES = ("warn", "error")
 DROP_CACHES = "/proc/sys/vm/drop_caches"
+#: the page cache of a job whose host was not asked to drop it (the default, so summaries leave it out)
+NOT_CLEARED = "not cleared (clear_caches: false)"
 
 #: a constant script (no value reaches it): load average, CPU count, /proc/stat's CPU line before and after
 #: the window, the governors (none where cpufreq is absent); sections between "--" lines
@@ -77,7 +79,7 @@ class Conditions:
     """The conditions of one job: its policy, the page cache's state, and the checks before and after."""
 
     policy: str = schema.text(choices=POLICIES)
-    #: "cleared", "not cleared (clear_caches: false)" or "could not clear: why"
+    #: "cleared", NOT_CLEARED or "could not clear: why"
     cache: str = schema.text()
     before: Optional[Check] = _optional()
     after: Optional[Check] = _optional()
@@ -91,7 +93,8 @@ class Conditions:
         ]
 
     def summary(self) -> str:
-        """One compact line: idle or busy (with the reasons), the throttle reasons, the page cache."""
+        """One compact line: idle or busy (with the reasons), the throttle reasons, the page cache where the
+        host was asked to drop it."""
         busy = self.busy()
         parts = ["busy: " + "; ".join(busy) if busy else "idle"]
         throttled = sorted(
@@ -99,7 +102,8 @@ class Conditions:
         )
         if throttled:
             parts.append("throttle: " + ", ".join(throttled))
-        parts.append("cache " + self.cache)
+        if self.cache != NOT_CLEARED:
+            parts.append("cache " + self.cache)
         return "; ".join(parts)
 
     def as_stored(self) -> Dict[str, Any]:
@@ -129,7 +133,7 @@ class Watch:
     ) -> None:
         self.transport, self.vendor, self.device, self.run_id = transport, vendor, device, run_id
         self.docker, self.policy, self.clear_caches, self.timeout = docker, policy, clear_caches, timeout
-        self.conditions = Conditions(policy=policy, cache="not cleared (clear_caches: false)")
+        self.conditions = Conditions(policy=policy, cache=NOT_CLEARED)
 
     def before(self) -> None:
         cache = drop_caches(self.transport, self.timeout) if self.clear_caches else self.conditions.cache
