@@ -109,15 +109,24 @@ def spread_parts(derived: Derived) -> Dict[str, str]:
 
 
 def spread_legend(data: RunData) -> str:
-    """The line that says what the ± beside the figures means and over how many passes; "" where no job
-    stored a spread."""
-    counts = sorted({s.n for job in data.jobs if job.derived for s in job.derived.spreads.values()})
+    """The line that says what the ± beside the figures means and over how many passes, or that one pass
+    gives none; "" where no job stored a spread."""
+    counts = {s.n for job in data.jobs if job.derived for s in job.derived.spreads.values()}
     if not counts:
         return ""
     keys = ", ".join(m.key for m in table.METRICS if m.per_pass)
+    none = "%s = 1: no spread" % PASSES
+    if counts == {1}:
+        return "%s: %s (a spread over passes needs repeat 2 or more)." % (keys, none)
     return (
-        "±: CV (sample std / mean) of %s over the stage's %s passes, one figure per pass (%s = %s); "
-        "%s = 1: no spread." % (keys, PASSES, PASSES, ", ".join(str(n) for n in counts), PASSES)
+        "±: CV (sample std / mean) of %s over the stage's %s passes, one figure per pass (%s = %s); %s."
+        % (
+            keys,
+            PASSES,
+            PASSES,
+            ", ".join(str(n) for n in sorted(counts - {1})),
+            none,
+        )
     )
 
 
