@@ -83,8 +83,9 @@ def _stored_shape() -> type:
     entries: List[Tuple[str, Any, Any, Mapping[str, Any]]] = [
         (f.name, hints[f.name], f.default, f.metadata) for f in fields(Derived) if f.name not in _RECORDS
     ]
-    optional = {"rule": schema.Rule(), "present": "optional"}
-    entries.append(("spreads", Optional[_spreads_shape()], None, optional))
+    entries.append(
+        ("spreads", Optional[_spreads_shape()], None, {"rule": schema.Rule(), "present": "optional"})
+    )
     for metric in table.METRICS:
         present = schema.PRESENT_ALWAYS if metric.always else "optional"
         kind = float if metric.always else Optional[float]

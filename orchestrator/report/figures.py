@@ -82,14 +82,10 @@ def spread_line(job: JobData) -> str:
         if spread.cv is None:
             parts.append("%s: R = %d: no spread" % (key, spread.n))
             continue
+        median, low, high = (metric.show(v) for v in (spread.median, spread.min, spread.max))
         parts.append(
             "%s: R = %d, median %s, min %s, max %s, CV %.2g%%"
-            % (
-                key,
-                spread.n,
-                *(metric.show(v) for v in (spread.median, spread.min, spread.max)),
-                100 * spread.cv,
-            )
+            % (key, spread.n, median, low, high, 100 * spread.cv)
         )
     return "; ".join(parts)
 
