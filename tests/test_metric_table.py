@@ -5,17 +5,19 @@ docs/metrics.md. A row added to the table shows up everywhere with nothing else 
 interpreter with two rows more); a number added to the record beside the table fails."""
 
 import argparse
+import copy
 import csv
 import io
 import json
 import re
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import List, get_args, get_type_hints
+from typing import Any, Dict, List, Optional, get_args, get_type_hints
 
 import markupsafe
+import pytest
 
 import vendors
 from bench import gpu_product
@@ -41,11 +43,22 @@ def _report(store: Path, *argv: str) -> str:
         opened.close()
 
 
-def check_every_format(root: Path) -> List[str]:
-    """Assert that every row of the metric table shows in every output format of a stored run made of the
-    real result; the keys checked."""
+def with_passes(doc: Dict[str, Any], passes: int) -> Dict[str, Any]:
+    """``doc`` as if each stage had made ``passes`` whole passes, each 10% slower than the one before."""
+    doc = copy.deepcopy(doc)
+    for stage in doc["stages"].values():
+        first = stage["pass_whole_s"][0]
+        stage["pass_whole_s"] = [first * (1 + 0.1 * i) for i in range(passes)]
+        stage.update(passes=passes, images=passes * stage["n_images"], whole_s=sum(stage["pass_whole_s"]))
+        stage["throughput_whole_img_per_s"] = stage["images"] / stage["whole_s"]
+    return doc
+
+
+def check_every_format(root: Path, doc: Optional[Dict[str, Any]] = None) -> List[str]:
+    """Assert that every row of the metric table shows in every output format of a stored run made of
+    ``doc`` (the real result unless given), each spread too; the keys checked."""
     store = root / "bench.sqlite"
-    doc = json.loads(REAL.read_text())
+    doc = doc or json.loads(REAL.read_text())
     run_a, run_b = (_stored_run(store, doc, {"hostname": "h"}) for _ in range(2))
     (job,) = load_run(Store(str(store), readonly=True), run_a).ok_jobs()
     record = job.derived
@@ -74,11 +87,16 @@ def check_every_format(root: Path) -> List[str]:
             assert "<td>%s</td>" % markupsafe.escape(metric.label()) in html, metric.key
         assert "<td>%s</td>" % markupsafe.escape(metric.title_zh) in text["html", "zh"], metric.key
         assert " %s |" % metric.title in bench_head and " %s |" % shown in bench_row, metric.key
+        spread = record.spreads.get(metric.key)
+        assert (spread is not None) == bool(metric.per_pass), metric.key
+        if spread is not None:
+            check_spread(metric, spread, document["results"][job.job_id]["derived"], row, text)
         if metric.table:
             (column,) = [c for c in tables.FIGURE_COLUMNS if metric in c.metrics]
-            cell = row[column.key]
+            plain = row[column.key]  # the CSV's cell: the figure alone, its spread in columns of their own
             joined = "/".join(m.show(record.figure(m.key)) for m in column.metrics)
-            assert shown in cell and cell in (joined, joined + " (n/m)"), metric.key
+            assert shown in plain and plain in (joined, joined + " (n/m)"), metric.key
+            cell = plain + (" " + spread.compact(tables.PASSES) if spread is not None else "")
             for lang, title in (("en", column.title), ("zh", column.title_zh)):
                 assert "| %s |" % tables.md_cell(title) in text["md", lang].splitlines()[4], metric.key
                 assert " %s |" % tables.md_cell(cell) in text["md", lang], metric.key
@@ -96,8 +114,38 @@ def check_every_format(root: Path) -> List[str]:
     return [metric.key for metric in table.METRICS]
 
 
+def check_spread(metric: table.Metric, spread: Any, stored: Dict[str, Any], row: Dict, text: Dict) -> None:
+    """A figure's spread over passes shows in the JSON (the whole record), the CSV (a column per part), the
+    legend of the results table in every format and, with two passes or more, as an error bar in the
+    throughput chart; with one pass, each says there is none."""
+    assert stored["spreads"][metric.key] == asdict(spread), metric.key
+    assert row["%s_n" % metric.key] == str(spread.n), metric.key
+    for part in ("median", "min", "max"):
+        assert row["%s_%s" % (metric.key, part)] == metric.show(getattr(spread, part)), metric.key
+    cv = row["%s_cv" % metric.key]
+    legend = "(R = %d); R = 1: no spread." % spread.n if spread.n > 1 else "R = 1: no spread (a spread over"
+    for shown in text.values():
+        assert legend in re.sub(r"\s+", " ", shown), metric.key
+    if spread.n < 2:
+        assert spread.cv is None and cv == "R = 1: no spread", metric.key
+        assert spread.compact(tables.PASSES) == "(R = 1: no spread)", metric.key
+        assert "min..max over" not in text["html", "en"], metric.key
+        return
+    assert spread.min <= spread.median <= spread.max and spread.cv > 0, metric.key
+    assert float(cv) == float("%.4g" % spread.cv), metric.key
+    assert spread.compact(tables.PASSES) == "±%.2g%%" % (100 * spread.cv), metric.key
+    assert "<title>%s: min..max over R = %d passes " % (metric.key, spread.n) in text["html", "en"], (
+        metric.key
+    )
+
+
 def test_every_row_shows_in_every_format(tmp_path):
     assert check_every_format(tmp_path) == [metric.key for metric in table.METRICS]
+
+
+def test_every_spread_over_passes_shows_in_every_format(tmp_path):
+    doc = with_passes(json.loads(REAL.read_text()), 3)
+    assert check_every_format(tmp_path, doc) == [metric.key for metric in table.METRICS]
 
 
 #: two rows more, one of them sharing the accuracy cell: what a new figure is (its row, read from a field
@@ -106,7 +154,7 @@ NEW_ROWS = """
 from orchestrator.metrics import table
 new = (
     table.Metric("p_new", "img/s", "%.3f", "p_new", "新吞吐量", "A new throughput.", True, True,
-                 "stages.infer.throughput_core_in_pipeline_img_per_s"),
+                 "stages.infer.throughput_core_in_pipeline_img_per_s", per_pass="stages.infer"),
     table.Metric("acc_new_top5", "%", "%.3f", "acc new top-5", "新结果 top-5", "A new accuracy.", True, True,
                  "stages.infer.top5_pct", cell="acc", needs_meaningful_weights=True),
 )
@@ -114,8 +162,9 @@ table.METRICS += new
 table.BY_KEY.update((metric.key, metric) for metric in new)
 import sys
 from pathlib import Path
-from tests.test_metric_table import check_every_format
-print(" ".join(check_every_format(Path(sys.argv[1]))))
+import json
+from tests.test_metric_table import REAL, check_every_format, with_passes
+print(" ".join(check_every_format(Path(sys.argv[1]), with_passes(json.loads(REAL.read_text()), 2))))
 """
 
 
@@ -179,3 +228,26 @@ def test_the_docs_table_has_one_row_per_metric():
         for m in table.METRICS
     ]
     assert rows == expected
+
+
+def test_a_record_stored_before_spreads_reads_with_none_and_a_bad_spread_is_refused():
+    stored = collect.derive(
+        collect.read(with_passes(json.loads(REAL.read_text()), 3)), vendors.get("cpu"), None
+    )
+    doc = json.loads(json.dumps(stored.as_stored()))
+    old = collect.read_derived({k: v for k, v in doc.items() if k != "spreads"})
+    assert dict(old.spreads) == {} and old.figures == stored.figures
+    assert tables.spread_parts(old)["p_infer_whole_cv"] == tables.UNKNOWN
+    for change, what in (
+        (
+            {"p_infer_whole": dict(doc["spreads"]["p_infer_whole"], max=-1.0)},
+            "p_infer_whole.max = -1.0: not above 0",
+        ),
+        (
+            {"p_infer_whole": dict(doc["spreads"]["p_infer_whole"], cv="wide")},
+            "p_infer_whole.cv = 'wide': not a number",
+        ),
+        ({"p_infer_core": doc["spreads"]["p_infer_whole"]}, "p_infer_core = an object of 5 keys: not a key"),
+    ):
+        with pytest.raises(collect.ResultInvalid, match="derived figures: spreads.%s" % re.escape(what)):
+            collect.read_derived(dict(doc, spreads=change))

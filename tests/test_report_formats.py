@@ -44,9 +44,12 @@ class Runs(NamedTuple):
     main: str  # pytorch + onnxruntime on set 1, and a job the runner refuses (tensorrt on the CPU)
     same_data: str  # pytorch on set 1 again
     other_data: str  # pytorch on set 2 (tar layout, md5 checked, fewer images)
+    passes: str  # pytorch on set 1, three passes per stage (repeat 3)
 
 
-def _runner(data: List[str], toolkit: str, precision: str, out: Path) -> subprocess.CompletedProcess:
+def _runner(
+    data: List[str], toolkit: str, precision: str, out: Path, repeat: int
+) -> subprocess.CompletedProcess:
     argv = [
         sys.executable,
         "-m",
@@ -63,7 +66,7 @@ def _runner(data: List[str], toolkit: str, precision: str, out: Path) -> subproc
         "--batch-size",
         str(BS),
         "--repeat",
-        "1",
+        str(repeat),
         "--warmup",
         "1",
         "--workers",
@@ -77,16 +80,32 @@ def _runner(data: List[str], toolkit: str, precision: str, out: Path) -> subproc
 
 
 def _store_job(
-    store: Store, run_id: str, env: Dict, data: List[str], toolkit: str, precision: str, out: Path
+    store: Store,
+    run_id: str,
+    env: Dict,
+    data: List[str],
+    toolkit: str,
+    precision: str,
+    out: Path,
+    repeat: int = 1,
 ):
-    """Run the runner for one job and store it as a job does: state, timings, result, derived figures."""
+    """Run the runner for one job (``repeat`` passes per stage) and store it as a job does: state, timings,
+    result, derived figures."""
     spec = Job(
-        job_id(HOST, 0, "resnet50", toolkit, precision, BS), HOST, 0, "resnet50", toolkit, precision, BS, 1, 1
+        job_id(HOST, 0, "resnet50", toolkit, precision, BS),
+        HOST,
+        0,
+        "resnet50",
+        toolkit,
+        precision,
+        BS,
+        repeat,
+        1,
     )
     store.add_job(run_id, spec.job_id, HOST, "cpu", spec.as_dict())
     store.start_job(run_id, spec.job_id)
     start = time.time()
-    proc = _runner(data, toolkit, precision, out)
+    proc = _runner(data, toolkit, precision, out, repeat)
     timings = {"runner_s": time.time() - start}
     state, reason = JobState.OK, None
     if proc.returncode == 0:
@@ -121,25 +140,26 @@ def runs(tmp_path_factory) -> Runs:
     data2 = ["--data", set2, "--labels", labels_path(str(root / "set2"), "tar"), "--data-md5", md5]
     env = envinfo.capture_host(LocalTransport(), vendors.get("cpu"), "bare")
     store = Store(str(root / "bench.sqlite"))
-    main, same, other = (_new_run(store, env) for _ in range(3))
+    main, same, other, passes = (_new_run(store, env) for _ in range(4))
     jobs = [
-        (main, data1, "pytorch", "fp32"),
-        (main, data1, "onnxruntime", "fp32"),
-        (main, data1, "tensorrt", "fp16"),
-        (same, data1, "pytorch", "fp32"),
-        (other, data2, "pytorch", "fp32"),
+        (main, data1, "pytorch", "fp32", 1),
+        (main, data1, "onnxruntime", "fp32", 1),
+        (main, data1, "tensorrt", "fp16", 1),
+        (same, data1, "pytorch", "fp32", 1),
+        (other, data2, "pytorch", "fp32", 1),
+        (passes, data1, "pytorch", "fp32", 3),
     ]
     with ThreadPoolExecutor(2) as pool:
         futures = [
-            pool.submit(_store_job, store, run, env, data, tk, prec, root / ("out%d" % i))
-            for i, (run, data, tk, prec) in enumerate(jobs)
+            pool.submit(_store_job, store, run, env, data, tk, prec, root / ("out%d" % i), repeat)
+            for i, (run, data, tk, prec, repeat) in enumerate(jobs)
         ]
         for future in futures:
             future.result()
-    for run_id in (main, same, other):
+    for run_id in (main, same, other, passes):
         store.finish_run(run_id, "finished")
     store.close()
-    return Runs(str(root / "bench.sqlite"), main, same, other)
+    return Runs(str(root / "bench.sqlite"), main, same, other, passes)
 
 
 def report(runs: Runs, capsys, *argv: str):
@@ -231,7 +251,7 @@ def test_table_and_csv_and_json(runs, capsys):
     assert status == 0
     results, environment = out.split("\n\n")
     rows = list(csv.DictReader(io.StringIO(results)))
-    assert list(rows[0]) == [key for key, _ in tables.RESULT_COLUMNS]
+    assert list(rows[0]) == [key for key, _ in tables.CSV_COLUMNS]
     assert [r["tool"] for r in rows] == ["pytorch", "onnxruntime", "tensorrt"]
     assert rows[2]["p_infer_core"] == "-" and rows[2]["state"].startswith("FAILED_START")
     env_rows = list(csv.DictReader(io.StringIO(environment)))
@@ -443,3 +463,53 @@ def test_html_screenshot_shows_tables_and_plots(runs, capsys, tmp_path):
         rgb = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
         assert counts.get(rgb, 0) > 200, hex_colour
     assert labels.word("results", "en") in html.read_text()
+
+
+def test_three_passes_give_a_spread_in_every_format_and_one_pass_says_it_has_none(runs, capsys):
+    """A real runner job with repeat 3: each whole throughput's CV, and min <= median <= max, in the JSON,
+    the CSV, the Markdown and the HTML (an error bar); a job with repeat 1 says R = 1: no spread."""
+    (job,) = load_run(Store(runs.store), runs.passes).ok_jobs()
+    assert job.result["stages"]["infer"]["pass_whole_s"] and job.result["stages"]["infer"]["passes"] == 3
+    keys = ("p_val_whole", "p_infer_whole")
+    status, out, _ = report(runs, capsys, runs.passes, "--format", "json")
+    spreads = json.loads(out)["results"][job.job_id]["derived"]["spreads"]
+    for key in keys:
+        spread = spreads[key]
+        assert spread["n"] == 3 and spread["min"] <= spread["median"] <= spread["max"] and spread["cv"] > 0
+    status, out, _ = report(runs, capsys, runs.passes, "--format", "csv")
+    (row,) = csv.DictReader(io.StringIO(out.split("\n\n")[0]))
+    for key in keys:
+        low, mid, high = (float(row["%s_%s" % (key, part)]) for part in ("min", "median", "max"))
+        assert row[key + "_n"] == "3" and low <= mid <= high and float(row[key + "_cv"]) > 0
+        assert "±" not in row[key]  # the figure's own cell stays a number
+    status, out, _ = report(runs, capsys, runs.passes, "--format", "md")
+    assert status == 0 and "(R = 3); R = 1: no spread." in out
+    for key in keys:
+        assert " %s ±%.2g%% |" % (row[key], 100 * spreads[key]["cv"]) in out
+    status, out, _ = report(runs, capsys, runs.passes, "--format", "html")
+    for key in keys:
+        assert "<title>%s: min..max over R = 3 passes " % key in out
+    assert "R = 3, median" in out and "(n=%d" % job.result["stages"]["infer"]["batches"] in out
+
+    status, out, _ = report(runs, capsys, runs.same_data, "--format", "md")
+    assert (
+        "(R = 1: no spread) |" in out
+        and "p_infer_whole: R = 1: no spread (a spread" in out
+        and "±" not in out
+    )
+    status, out, _ = report(runs, capsys, runs.same_data, "--format", "csv")
+    (row,) = csv.DictReader(io.StringIO(out.split("\n\n")[0]))
+    assert row["p_infer_whole_n"] == "1" and row["p_infer_whole_cv"] == "R = 1: no spread"
+    status, out, _ = report(runs, capsys, runs.same_data, "--format", "html")
+    assert "min..max over" not in out and "p_infer_whole: R = 1: no spread" in out
+
+
+def test_latency_shows_its_sample_count(runs, capsys):
+    """p50 / p90 / p99 with n, the model calls they are taken over, and a coarse mark under 100."""
+    (job,) = load_run(Store(runs.store), runs.passes).ok_jobs()
+    infer = job.result["stages"]["infer"]
+    status, out, _ = report(runs, capsys, runs.passes, "--format", "html")
+    core, whole = infer["core_pass"]["batches"], infer["batches"]
+    assert whole == 3 * core  # the whole passes' calls: R x the core pass's
+    assert "%s infer (n=%d)" % (job.label(), core) in out  # the latency chart's label
+    assert "ms (n=%d; coarse: under 100 samples)" % core in out and "ms (n=%d; coarse" % whole in out

@@ -32,6 +32,18 @@ def test_grouped_bars_scale_and_show_unknown():
     assert "job <a&b>" in texts and "other: unknown" in texts and "100" in texts and "50.0" in texts
 
 
+def test_grouped_bars_draw_an_error_bar_over_the_bars_given_a_range():
+    ranges = {("job", "whole"): (40.0, 120.0, "min..max over R = 3 passes")}
+    root = _parse(svg.grouped_bars([("job", [("whole", 50.0), ("core", 100.0)])], "img/s", "t", ranges))
+    (bar,) = [g for g in root.iter(NS + "g") if g.get("class") == "range"]
+    assert bar.find(NS + "title").text == "whole: min..max over R = 3 passes 40.0..120 img/s"
+    line = bar.find(NS + "line")
+    scale = svg.PLOT_W / svg.nice_ticks(120.0)[-1]  # the top tick covers the range's high end
+    assert float(line.get("x1")) == round(svg.LABEL_W + 40 * scale, 1) and float(line.get("x2")) == round(
+        svg.LABEL_W + 120 * scale, 1
+    )
+
+
 def test_used_of_total_and_timelines():
     root = _parse(svg.used_of_total([("a", 1.5, 40.0), ("b", None, None)], "GiB", "m"))
     texts = [t.text for t in root.iter(NS + "text")]

@@ -1,9 +1,11 @@
 """A job's derived figures: the typed, frozen record that ``collect`` returns and the store keeps.
 
 ``figures`` holds one value per row of the metric table (``table.METRICS``), each read through its row;
+``spreads`` the spread over the passes of each row that declares them (``per_pass``, ``spread.Spread``);
 the other fields are the notes the figures rest on (what ran, the sources, the peak and why it is unknown).
-The store keeps the record as one flat JSON object (``as_stored``), read back through ``from_stored`` with
-the checks of the result itself: each figure typed and within the bounds of its row.
+The store keeps the record as one flat JSON object (``as_stored``; the spreads under "spreads"), read back
+through ``from_stored`` with the checks of the result itself: each figure typed and within the bounds of its
+row, each spread's values within the same bounds (records stored before spreads read with none).
 """
 
 from dataclasses import MISSING, asdict, dataclass, field, fields, make_dataclass
@@ -11,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union, get_type_hints
 
 from orchestrator.metrics import table
+from orchestrator.metrics.spread import Spread, of
 from runner_in_container import schema
 from vendors.vendor import Vendor
 
@@ -21,6 +24,8 @@ class Derived:
     a number (a number is a figure, with its row in the metric table)."""
 
     figures: Mapping[str, Optional[float]]
+    #: metric key -> its spread over the passes, for the rows with ``per_pass`` whose stage ran
+    spreads: Mapping[str, Spread]
     tool: str = schema.text()
     precision: str = schema.text()
     #: accuracy figures mean something (verified weights)
@@ -41,9 +46,34 @@ class Derived:
 
     def as_stored(self) -> Dict[str, Any]:
         """The record as the store keeps it: one flat JSON object."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "figures"}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _RECORDS}
         out.update(self.figures)
+        out["spreads"] = {key: asdict(spread) for key, spread in self.spreads.items()}
         return out
+
+
+#: the record's fields that are no note: the figures (stored flat) and their spreads
+_RECORDS = ("figures", "spreads")
+
+
+def _spread_shape(metric: table.Metric) -> type:
+    """A stored spread of ``metric``: its values within the row's bounds, the CV a ratio."""
+    rule = {"rule": metric.rule(), "present": schema.PRESENT_ALWAYS}
+    count = {"rule": schema.Rule(1, schema.MAX_COUNT)}
+    specs: List[Tuple[str, Any, Any]] = [("n", int, field(metadata=count))]
+    specs += [(name, float, field(metadata=rule)) for name in ("median", "min", "max")]
+    specs.append(("cv", Optional[float], field(metadata={"rule": schema.Rule(0, schema.MAX_RATIO)})))
+    return make_dataclass("StoredSpread_" + metric.key, specs, frozen=True)
+
+
+def _spreads_shape() -> type:
+    """The stored spreads: one optional key per row with ``per_pass``."""
+    specs = [
+        (m.key, Optional[_spread_shape(m)], field(default=None, metadata={"rule": schema.Rule()}))
+        for m in table.METRICS
+        if m.per_pass
+    ]
+    return make_dataclass("StoredSpreads", specs, frozen=True)
 
 
 def _stored_shape() -> type:
@@ -51,8 +81,11 @@ def _stored_shape() -> type:
     metric as its row says (always a number, or null or absent in older records)."""
     hints = get_type_hints(Derived)
     entries: List[Tuple[str, Any, Any, Mapping[str, Any]]] = [
-        (f.name, hints[f.name], f.default, f.metadata) for f in fields(Derived) if f.name != "figures"
+        (f.name, hints[f.name], f.default, f.metadata) for f in fields(Derived) if f.name not in _RECORDS
     ]
+    entries.append(
+        ("spreads", Optional[_spreads_shape()], None, {"rule": schema.Rule(), "present": "optional"})
+    )
     for metric in table.METRICS:
         present = schema.PRESENT_ALWAYS if metric.always else "optional"
         kind = float if metric.always else Optional[float]
@@ -74,7 +107,8 @@ def from_stored(doc: Any) -> Derived:
     its shape."""
     stored = asdict(schema.parse_as(_STORED, doc))
     figures = MappingProxyType({metric.key: stored.pop(metric.key) for metric in table.METRICS})
-    return Derived(figures, **stored)
+    spreads = {key: Spread(**value) for key, value in (stored.pop("spreads") or {}).items() if value}
+    return Derived(figures, MappingProxyType(spreads), **stored)
 
 
 def derive(
@@ -95,6 +129,9 @@ def derive(
     stage_memory = result.memory.stages.infer
     record = Derived(
         figures=MappingProxyType({metric.key: metric.value(inputs) for metric in table.METRICS}),
+        spreads=MappingProxyType(
+            {m.key: spread for m in table.METRICS if (spread := of(m.pass_values(inputs))) is not None}
+        ),
         tool=result.config.toolkit,
         precision=precision,
         acc_meaningful=result.weights.accuracy_meaningful,

@@ -81,6 +81,9 @@ class Metric:
     bounds: Optional[schema.Rule] = None
     #: the reference's own note on it (特殊说明), where it has one
     reference_note: str = ""
+    #: the result path of the stage ("stages.val") whose passes give the figure pass by pass (n_images / each
+    #: pass's whole wall time, ``pass_whole_s``): its spread over the passes (``spread.Spread``)
+    per_pass: str = ""
 
     def show(self, value: Optional[float]) -> str:
         """``value`` as the reports write it."""
@@ -108,6 +111,18 @@ class Metric:
                 return None
         assert isinstance(node, (int, float)), self.key
         return float(node)
+
+    def pass_values(self, inputs: Inputs) -> List[float]:
+        """The figure pass by pass, from the stage ``per_pass`` names ([] without one, or where a pass took
+        no measurable time)."""
+        if not self.per_pass:
+            return []
+        stage: object = inputs.result
+        for name in self.per_pass.split("."):
+            stage = getattr(stage, name)
+        if not isinstance(stage, schema.Stage) or not all(s > 0 for s in stage.pass_whole_s):
+            return []
+        return [stage.n_images / seconds for seconds in stage.pass_whole_s]
 
 
 def field_at(path: str) -> Field:
@@ -165,7 +180,7 @@ METRICS: Tuple[Metric, ...] = (
         "p_val_whole", "img/s", "%.1f", "p_val_whole", "验证总吞吐量",
         _WHOLE + "preprocessing, copies, compute, top-k; framework model (val stage).",
         True, True, "stages.val.throughput_whole_img_per_s",
-        reference_note="实际验证图片数除以总验证时间",
+        reference_note="实际验证图片数除以总验证时间", per_pass="stages.val",
     ),
     Metric(
         "p_val_core", "img/s", "%.1f", "p_val_core", "验证计算吞吐量",
@@ -177,7 +192,7 @@ METRICS: Tuple[Metric, ...] = (
         "p_infer_whole", "img/s", "%.1f", "p_infer_whole", "推理总吞吐量",
         "As p_val_whole, for the toolkit's compiled model (infer stage).",
         True, True, "stages.infer.throughput_whole_img_per_s",
-        reference_note="实际推理图片数除以总推理时间",
+        reference_note="实际推理图片数除以总推理时间", per_pass="stages.infer",
     ),
     Metric(
         "p_infer_core", "img/s", "%.1f", "*p_infer_core", "*推理计算吞吐量",

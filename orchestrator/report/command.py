@@ -79,6 +79,7 @@ def _tables(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> L
             "%s: %s %s" % (labels.word("results", lang), labels.word("run", lang), data.run_id),
             rows,
             labels.result_columns(lang),
+            tables.spread_legend(data),
         )
     ]
     out += [_block_table(n, block, lang) for n, block in enumerate(environment_blocks(data), 1)]
@@ -96,6 +97,8 @@ def _markdown(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) ->
     run = tables.md_cell(data.run_id)
     head = "# %s: %s %s\n\n" % (labels.word("report", lang), labels.word("run", lang), run)
     results = tables.as_markdown(tables.result_rows(data), labels.result_columns(lang))
+    legend = tables.spread_legend(data)
+    results += "\n%s\n" % tables.md_cell(legend) if legend else ""
     return head + "## %s\n\n%s\n%s" % (
         labels.word("results", lang),
         results,
@@ -106,7 +109,7 @@ def _markdown(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) ->
 def _csv(data: RunData, comparison: Optional[cmp.Comparison]) -> str:
     if comparison is not None:
         return tables.as_csv(cmp.rows(comparison), cmp.COLUMNS)
-    results = tables.as_csv(tables.result_rows(data), tables.RESULT_COLUMNS)
+    results = tables.as_csv(tables.result_rows(data, compact_spread=False), tables.CSV_COLUMNS)
     return results + "\n" + tables.as_csv(tables.environment_rows(data), tables.ENV_COLUMNS)
 
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from orchestrator.metrics import table
 from orchestrator.outcome import Stage
 from orchestrator.report.load import JobData, RunData, dig
-from orchestrator.report.svg import Bar, Group, Panel
+from orchestrator.report.svg import Bar, Group, Panel, Ranges, fmt
 from runner_in_container.protocol import PASS_STAGES, STAGE_INFER, STAGE_SETUP, STAGE_VAL
 
 #: throughput series: the metric table's throughputs with a column in the results table
@@ -24,14 +24,70 @@ def throughput_groups(data: RunData) -> List[Group]:
     ]
 
 
+def throughput_ranges(data: RunData) -> Ranges:
+    """Per job and throughput with a spread over two passes or more: its min..max over the passes."""
+    return {
+        (job.label(), key): (spread.min, spread.max, "min..max over R = %d passes" % spread.n)
+        for job in data.ok_jobs()
+        if job.derived is not None
+        for key, spread in job.derived.spreads.items()
+        if spread.cv is not None
+    }
+
+
+#: the latencies of a stage: (result key, its samples' count: a path in the stage, what the samples are)
+LATENCIES = (
+    ("latency_ms", ("core_pass", "batches"), "core pass"),
+    ("latency_in_pipeline_ms", ("batches",), "whole passes"),
+)
+#: fewer samples than this make a coarse p99 (docs/metrics.md)
+FEW_SAMPLES = 100
+
+
+def latency(job: JobData, stage: str, key: str) -> Tuple[Dict[str, Any], Optional[int]]:
+    """A stage's latency ``key`` (p50, p90, p99 ... in ms) and the count of model calls it is taken over."""
+    count_path = next(path for name, path, _ in LATENCIES if name == key)
+    count = dig(job.result, "stages", stage, *count_path)
+    return dig(job.result, "stages", stage, key) or {}, count if isinstance(count, int) else None
+
+
+def latency_text(job: JobData, stage: str, key: str) -> str:
+    """ "7.6 / 7.6 / 7.6 ms (n=196)": p50 / p90 / p99 with their sample count, "coarse" under FEW_SAMPLES."""
+    values, count = latency(job, stage, key)
+    shown = " / ".join("unknown" if values.get(p) is None else fmt(values[p]) for p in PERCENTILES)
+    coarse = "; coarse: under %d samples" % FEW_SAMPLES if count is not None and count < FEW_SAMPLES else ""
+    return "%s ms (n=%s%s)" % (shown, "unknown" if count is None else count, coarse)
+
+
 def latency_groups(data: RunData) -> List[Group]:
-    """Per job with figures and per stage: p50 / p90 / p99 of the per-batch core time (ms)."""
+    """Per job with figures and per stage: p50 / p90 / p99 of the per-batch core time (ms), the label with
+    their sample count."""
     groups: List[Group] = []
     for job in data.ok_jobs():
         for stage in PASS_STAGES:
-            latency = dig(job.result, "stages", stage, "latency_ms") or {}
-            groups.append(("%s %s" % (job.label(), stage), [(p, latency.get(p)) for p in PERCENTILES]))
+            values, count = latency(job, stage, "latency_ms")
+            label = "%s %s (n=%s)" % (job.label(), stage, "unknown" if count is None else count)
+            groups.append((label, [(p, values.get(p)) for p in PERCENTILES]))
     return groups
+
+
+def spread_line(job: JobData) -> str:
+    """The job's spreads over passes: per figure R, median, min, max and CV, or that R = 1 gives none."""
+    derived = job.derived
+    if derived is None or not derived.spreads:
+        return "not stored (an older record)"
+    parts = []
+    for key, spread in derived.spreads.items():
+        metric = table.BY_KEY[key]
+        if spread.cv is None:
+            parts.append("%s: R = %d: no spread" % (key, spread.n))
+            continue
+        median, low, high = (metric.show(v) for v in (spread.median, spread.min, spread.max))
+        parts.append(
+            "%s: R = %d, median %s, min %s, max %s, CV %.2g%%"
+            % (key, spread.n, median, low, high, 100 * spread.cv)
+        )
+    return "; ".join(parts)
 
 
 def memory_rows(data: RunData) -> List[Tuple[str, Optional[float], Optional[float]]]:
@@ -199,6 +255,15 @@ def how_measured(job: JobData) -> List[Tuple[str, str]]:
             % (percent(figure("mfu")), percent(figure("mfu_flagperf"))),
         ),
         ("core timing", text(dig(result, "stages", STAGE_INFER, "timing_method"))),
+        ("spread over passes", spread_line(job)),
+    ]
+    lines += [
+        ("latency %s, %s" % (stage, what), latency_text(job, stage, key))
+        for stage in PASS_STAGES
+        if dig(result, "stages", stage)
+        for key, _, what in LATENCIES
+    ]
+    lines += [
         ("memory used", text(note("mem_source"))),
         ("memory total", text(dig(result, "memory", "mem_total_source"))),
         ("data", pairs(data, ("root", "layout", "n_images", "max_images", "labels_source"))),

@@ -55,7 +55,12 @@ def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None
         "rows": tables.result_rows(data),
         "numeric": ["bs"] + [column.key for column in tables.FIGURE_COLUMNS],
         "blocks": environment_blocks(data),
-        "throughput": Markup(svg.grouped_bars(figures.throughput_groups(data), "img/s", "throughput")),
+        "spread_legend": tables.spread_legend(data),
+        "throughput": Markup(
+            svg.grouped_bars(
+                figures.throughput_groups(data), "img/s", "throughput", figures.throughput_ranges(data)
+            )
+        ),
         "latency": Markup(svg.grouped_bars(figures.latency_groups(data), "ms", "latency")),
         "memory": Markup(svg.used_of_total(figures.memory_rows(data), "GiB", "memory")),
         "timelines": Markup(svg.timelines(timeline_groups, "timelines")),

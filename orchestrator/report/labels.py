@@ -115,7 +115,13 @@ _JOB_DEFINITIONS: Sequence[Tuple[str, str, str, str]] = (
         "another container); non-idle clock-throttle reasons; the page cache it ran with.",
         "",
     ),
-    ("latency", "延迟", "Per-batch core time of the core pass: p50 / p90 / p99 (ms).", ""),
+    (
+        "latency",
+        "延迟",
+        "Per-batch core time of the core pass: p50 / p90 / p99 (ms) over its n model calls; a percentile of "
+        "fewer than 100 calls is coarse.",
+        "",
+    ),
 )
 
 

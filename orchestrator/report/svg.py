@@ -6,10 +6,12 @@ each value at its bar and shows a missing value as "unknown" rather than a bar.
 
 import math
 from html import escape
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 Bar = Tuple[str, Optional[float]]  # (series or segment name, value)
 Group = Tuple[str, Sequence[Bar]]  # (row label, its bars)
+#: (row label, series name) -> (low, high, what the range is): an error bar over that bar
+Ranges = Mapping[Tuple[str, str], Tuple[float, float, str]]
 
 LABEL_W = 300
 PLOT_W = 620
@@ -115,10 +117,21 @@ def _svg(height: float, body: List[str], title: str) -> str:
     )
 
 
-def grouped_bars(groups: Sequence[Group], unit: str, title: str) -> str:
-    """One block of bars per group, one bar per series, a legend of the series."""
+def _error_bar(low: float, high: float, y: float, scale: float, title: str) -> str:
+    """A range drawn across a bar at ``y``: a line from ``low`` to ``high`` with a tick at each end."""
+    x1, x2, mid = LABEL_W + low * scale, LABEL_W + high * scale, y + BAR_H / 2
+    line = '<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" class="range"/>'
+    parts = [line % (x1, mid, x2, mid)] + [line % (x, y + 2, x, y + BAR_H - 2) for x in (x1, x2)]
+    return '<g class="range"><title>%s</title>%s</g>' % (escape(title), "".join(parts))
+
+
+def grouped_bars(groups: Sequence[Group], unit: str, title: str, ranges: Optional[Ranges] = None) -> str:
+    """One block of bars per group, one bar per series, a legend of the series; an error bar over each bar
+    ``ranges`` has (its low and high, and what they are)."""
+    ranges = ranges or {}
     names = colours([name for _, bars in groups for name, _ in bars])
     values = [v for _, bars in groups for _, v in bars if v is not None]
+    values += [high for _, high, _ in ranges.values()]
     ticks = nice_ticks(max(values) if values else 0.0)
     body, top = _legend(names)
     y = top + 4
@@ -130,7 +143,17 @@ def grouped_bars(groups: Sequence[Group], unit: str, title: str) -> str:
             else:
                 w = PLOT_W * value / ticks[-1]
                 body.append(_rect(LABEL_W, y, w, BAR_H, names[name], "%s: %s %s" % (name, fmt(value), unit)))
-                body.append(_text(LABEL_W + w + 4, y + BAR_H - 3, fmt(value), "start", "value"))
+                end = w
+                if (label, name) in ranges:
+                    low, high, what = ranges[label, name]
+                    scale = PLOT_W / ticks[-1]
+                    body.append(
+                        _error_bar(
+                            low, high, y, scale, "%s: %s %s..%s %s" % (name, what, fmt(low), fmt(high), unit)
+                        )
+                    )
+                    end = max(w, high * scale)
+                body.append(_text(LABEL_W + end + 4, y + BAR_H - 3, fmt(value), "start", "value"))
             y += BAR_H + GAP
         y += GROUP_GAP
     body += _axis(top, y, ticks, unit)

@@ -43,6 +43,17 @@ RESULT_COLUMNS: Sequence[Tuple[str, str]] = (
     + tuple((column.key, column.title) for column in FIGURE_COLUMNS)
     + (STATE_COLUMN, CONDITIONS_COLUMN)
 )
+#: the letter that counts the samples of a spread over passes (metrics.md: R passes per stage)
+PASSES = "R"
+#: the parts of a spread the CSV gives a column each ("<key>_<part>"), after the results table's columns
+SPREAD_PARTS = ("n", "median", "min", "max", "cv")
+SPREAD_COLUMNS: Sequence[Tuple[str, str]] = tuple(
+    ("%s_%s" % (metric.key, part), "%s %s" % (metric.key, part))
+    for metric in table.METRICS
+    if metric.per_pass
+    for part in SPREAD_PARTS
+)
+CSV_COLUMNS = tuple(RESULT_COLUMNS) + tuple(SPREAD_COLUMNS)
 
 ENV_COLUMNS: Sequence[Tuple[str, str]] = (
     ("host", "host"),
@@ -68,9 +79,61 @@ def figure_cell(column: table.Column, derived: Derived) -> str:
     return text + " (n/m)" if flagged and not derived.acc_meaningful else text
 
 
-def result_rows(data: RunData) -> List[Dict[str, str]]:
+def spread_cell(column: table.Column, derived: Derived) -> str:
+    """The compact spread of ``column``'s rows over the passes ("±0.83%", "(R = 1: no spread)"), "" where
+    none is stored."""
+    spreads = [derived.spreads[m.key] for m in column.metrics if m.key in derived.spreads]
+    return " ".join(spread.compact(PASSES) for spread in spreads)
+
+
+def spread_parts(derived: Derived) -> Dict[str, str]:
+    """The CSV's spread columns of a job's figures: each part as a number, the CV "R = 1: no spread" where
+    one pass gives none, "unknown" where no spread is stored (older records)."""
+    out = {}
+    for metric in table.METRICS:
+        if not metric.per_pass:
+            continue
+        spread = derived.spreads.get(metric.key)
+        for part in SPREAD_PARTS:
+            value = getattr(spread, part) if spread is not None else None
+            if spread is None:
+                text = UNKNOWN
+            elif part == "n":
+                text = str(value)
+            elif part == "cv":
+                text = "%s = %d: no spread" % (PASSES, spread.n) if value is None else "%.4g" % value
+            else:
+                text = metric.show(value)
+            out["%s_%s" % (metric.key, part)] = text
+    return out
+
+
+def spread_legend(data: RunData) -> str:
+    """The line that says what the ± beside the figures means and over how many passes, or that one pass
+    gives none; "" where no job stored a spread."""
+    counts = {s.n for job in data.jobs if job.derived for s in job.derived.spreads.values()}
+    if not counts:
+        return ""
+    keys = ", ".join(m.key for m in table.METRICS if m.per_pass)
+    none = "%s = 1: no spread" % PASSES
+    if counts == {1}:
+        return "%s: %s (a spread over passes needs repeat 2 or more)." % (keys, none)
+    return (
+        "±: CV (sample std / mean) of %s over the stage's %s passes, one figure per pass (%s = %s); %s."
+        % (
+            keys,
+            PASSES,
+            PASSES,
+            ", ".join(str(n) for n in sorted(counts - {1})),
+            none,
+        )
+    )
+
+
+def result_rows(data: RunData, compact_spread: bool = True) -> List[Dict[str, str]]:
     """One row per job of the run, in job order; failed jobs show their state and reason, a job with an
-    unreadable stored cell says so."""
+    unreadable stored cell says so. Each figure's cell carries its compact spread unless ``compact_spread``
+    is off (the CSV: its spread columns hold each part)."""
     rows = []
     for item in data.jobs:
         job, spec = item.job, item.job["spec"] or {}
@@ -89,7 +152,13 @@ def result_rows(data: RunData) -> List[Dict[str, str]]:
         }
         derived = item.derived
         for column in FIGURE_COLUMNS:
-            row[column.key] = "-" if derived is None else figure_cell(column, derived)
+            if derived is None:
+                row[column.key] = "-"
+                continue
+            spread = spread_cell(column, derived) if compact_spread else ""
+            row[column.key] = (figure_cell(column, derived) + " " + spread).strip()
+        if derived is not None:
+            row.update(spread_parts(derived))
         rows.append(row)
     return rows
 
@@ -205,6 +274,7 @@ def as_json(data: RunData) -> str:
                     "title": metric.title,
                     "definition": metric.definition,
                     "higher_is_better": metric.higher_is_better,
+                    "per_pass": metric.per_pass or None,
                 }
                 for metric in table.METRICS
             },
@@ -222,9 +292,12 @@ def as_json(data: RunData) -> str:
     )
 
 
-def rich_table(title: str, rows: Sequence[dict], columns: Sequence[Tuple[str, str]]) -> Table:
-    """A rich table of ``rows`` (dicts), one column per (key, heading) of ``columns``."""
-    table = Table(title=title)
+def rich_table(
+    title: str, rows: Sequence[dict], columns: Sequence[Tuple[str, str]], caption: str = ""
+) -> Table:
+    """A rich table of ``rows`` (dicts), one column per (key, heading) of ``columns``; ``caption`` under
+    it."""
+    table = Table(title=title, caption=caption or None)
     for _, heading in columns:
         table.add_column(heading, overflow="fold")
     for row in rows:
