@@ -11,6 +11,7 @@ from typing import List
 
 import pytest
 
+from bench.sshlab import SshHost
 from orchestrator.host import orphans
 from orchestrator.host.images import ImageSpec
 from orchestrator.job.containers import (
@@ -23,7 +24,6 @@ from orchestrator.job.containers import (
 )
 from orchestrator.transport import LocalTransport, make_transport
 from orchestrator.transport.base import Cancelled, CommandTimeout
-from tests.fixtures.sshd import SshHost
 from vendors.cpu import VENDOR as CPU
 from vendors.vendor import Vendor
 

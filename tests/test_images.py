@@ -13,10 +13,10 @@ from typing import List, Tuple
 
 import pytest
 
+from bench.sshlab import SshHost
 from orchestrator.host import images
 from orchestrator.host.images import ImageBuildError, ImageError, ImageSpec, ensure_image, image_spec
 from orchestrator.transport import LocalTransport, make_transport
-from tests.fixtures.sshd import SshHost
 from vendors.cpu import VENDOR as CPU
 from vendors.image import SdkFile
 from vendors.vendor import Vendor

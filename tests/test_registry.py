@@ -12,6 +12,7 @@ from typing import Dict, Iterator, List
 
 import pytest
 
+from bench.sshlab import SshHost
 from orchestrator.host import images
 from orchestrator.host import lock as hostlock
 from orchestrator.host.images import ImageSpec, ensure_image, image_spec
@@ -19,7 +20,6 @@ from orchestrator.host.registry import remote_tag
 from orchestrator.transport import TransportError, make_transport
 from orchestrator.transport.local import LocalTransport
 from tests.fixtures.registry import tags
-from tests.fixtures.sshd import SshHost
 from tests.test_images import _inspect, _rmi, _tiny_vendor, tiny_templates  # noqa: F401 - a fixture
 
 BUILT_MARK = "runner-copied"  # the tiny image's RUN step prints it: a line of it means a build ran

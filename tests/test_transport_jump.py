@@ -11,6 +11,7 @@ from typing import Any, List, Tuple
 import pytest
 
 import vendors
+from bench.sshlab import Lab, SshHost
 from orchestrator.config.load import load_cluster
 from orchestrator.host import doctor
 from orchestrator.model.fields import ConfigError
@@ -19,7 +20,6 @@ from orchestrator.transport import TransportError, make_transport
 from orchestrator.transport.hops import Hop, Jump, jumps_from_config, proxy_argv
 from orchestrator.transport.ssh import SshTransport
 from runner_in_container.data.generate import generate
-from tests.fixtures.sshd import Lab, SshHost
 from tests.test_doctor import SMALL
 from tests.test_faults import CASE, local_entry, orchestrator, write_cluster
 from tests.test_transport_ssh import keygen

@@ -9,9 +9,9 @@ from typing import Any, Iterator, List
 
 import pytest
 
+from bench.sshlab import SshHost
 from orchestrator.transport import CommandTimeout, TransportError, make_transport
 from orchestrator.transport.ssh import SshTransport
-from tests.fixtures.sshd import SshHost
 from tests.test_transport_local import TransportContract, read_pid, wait_gone
 
 pytestmark = pytest.mark.ssh
