@@ -32,7 +32,7 @@ from runner_in_container.data.generate import generate
 
 REPO = Path(__file__).resolve().parent.parent
 
-CASE = {"toolkit": "pytorch", "precision": "fp32", "batch_size": 1, "repeat": 1, "warmup": 0}
+CASE = {"toolkit": "pytorch", "precision": "fp32", "batch_size": 1, "repeat": 1, "warmup": 0, "runs": 1}
 #: how long a remote command may take to start: generous, for a machine shared with other work
 CONNECT_S = 300
 #: the hosts' interpreter: this one, on one thread, at the lowest priority

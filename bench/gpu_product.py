@@ -14,6 +14,8 @@ Rows (a row may be named several times: each is a run of its own, its log number
   real    the 630 real ImageNet images (``--real FOLDER``, flat layout, with ``--labels``), 1 pass
   nomps   x5 with mps: false (the decoding processes time-slice the GPU with the model)
   x5pN    x5 with N decoding processes (hosts[].decode_processes) instead of the runner's default
+A row name ending rK (x1r3) runs the job K times (``runs: K``): the row gives each figure's mean over the
+K runs, with the CV and 95% interval of the headline throughputs.
 
 On the GPU host, from the repo root:  python -m bench.gpu_product --dest "$OUT" --real REAL --labels VAL
 Plumbing check on a CPU host:        python -m bench.gpu_product --cpu --images 24 --rows x1 --dest /tmp/p
@@ -24,15 +26,17 @@ DEST/logs/<k>-<row>.log; prints the table. Exit 0 when every row ran.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
 from orchestrator.metrics import table as metric_table
+from orchestrator.report import series
 from orchestrator.report.figures import timeline
 from orchestrator.report.load import load_run
 from orchestrator.store import Store
@@ -43,12 +47,22 @@ REPO = Path(__file__).resolve().parent.parent
 BASE = REPO / "host_configs" / "gpu_product.yaml"
 ROWS = ("x5", "x1", "real", "10k", "nomps")
 ROW_TIMEOUT_S = 240
-#: the row, the share of e2e outside the listed stages, every figure of the metric table, the row's settings
+#: the figures whose spread over runs the table shows (CV and 95% interval)
+SPREAD_OVER_RUNS = ("p_infer_core", "p_infer_whole")
+#: the row, the share of e2e outside the listed stages, every figure of the metric table (a mean over the
+#: row's runs), the spread over runs, the row's settings
 COLUMNS = (
-    (("row", "row"), ("other_pct", "other (%)"))
+    (("row", "row"), ("runs", "K"), ("other_pct", "other (%)"))
     + tuple((metric.key, metric.title) for metric in metric_table.METRICS)
-    + (("mps", "MPS"), ("decode_processes", "decoding processes"))
+    + tuple(("%s_over_runs" % key, "%s over runs" % key) for key in SPREAD_OVER_RUNS)
+    + (("conditions", "conditions"), ("mps", "MPS"), ("decode_processes", "decoding processes"))
 )
+
+
+def split_row(row: str) -> Tuple[str, int]:
+    """A row name and its runs: "x1r3" -> ("x1", 3); "x5" -> ("x5", 1)."""
+    match = re.fullmatch(r"(.+?)r(\d+)", row)
+    return (match.group(1), int(match.group(2))) if match else (row, 1)
 
 
 def row_cluster(row: str, args: argparse.Namespace, dest: Path) -> Dict[str, Any]:
@@ -60,6 +74,7 @@ def row_cluster(row: str, args: argparse.Namespace, dest: Path) -> Dict[str, Any
     host["workdir"] = str(REPO / ".cache" / "work")
     host["data"] = {"path": str(Path(args.data).resolve()), "layout": "imagefolder"}
     case = cluster["cases"][0]
+    row, case["runs"] = split_row(row)
     if args.cpu:  # plumbing only: the CPU vendor, pytorch, fp32
         host.update(vendor="cpu", runtime="bare", python=sys.executable)
         case.update(toolkit="pytorch", precision="fp32", batch_size=4, warmup=1)
@@ -80,21 +95,35 @@ def row_cluster(row: str, args: argparse.Namespace, dest: Path) -> Dict[str, Any
 
 
 def figures(store: Path, row: str) -> Dict[str, Any]:
-    """The row's derived figures and timeline, from the orchestrator's store (its last run)."""
+    """The row's derived figures (each the mean over its runs) and its first run's timeline, from the
+    orchestrator's store (its last run)."""
     data = load_run(Store(str(store)), Store(str(store)).runs()[-1]["run_id"])
     jobs = data.ok_jobs()
     if not jobs:
         states = ["%s %s" % (j.job.get("state"), j.job.get("reason")) for j in data.jobs]
         return {"row": row, "error": "; ".join(states) or "no job"}
+    (found,) = series.of_run(data)
     job = jobs[0]
     phases = dict((name, value) for name, value in timeline(job) if value is not None)
     assert job.derived is not None
-    e2e = job.derived.figure("e2e_time_s")
-    out = dict(job.derived.as_stored(), row=row, run_id=data.run_id, timeline_s=phases)
+    out = dict(job.derived.as_stored(), row=row, run_id=data.run_id, timeline_s=phases, runs=found.k)
+    out.update({key: interval.mean for key, interval in found.intervals.items()})
+    for key in SPREAD_OVER_RUNS:
+        interval = found.interval(key)
+        if interval is not None and interval.cv is not None:
+            out["%s_over_runs" % key] = "CV %.2f%%, 95%% %s" % (
+                100 * interval.cv,
+                " .. ".join(metric_table.BY_KEY[key].show(v) for v in (interval.low, interval.high)),
+            )
+    out["conditions"] = "; ".join(
+        "r%d: %s" % (n, j.conditions.summary() if j.conditions else "not checked")
+        for n, j in enumerate(found.jobs, 1)
+    )
+    e2e = out["e2e_time_s"]
     out["other_pct"] = round(100.0 * phases.get("other", 0.0) / e2e, 1) if e2e else None
     out["decoder"] = job.result["data"]["decoder"]
     out["decode_processes"] = job.result["data"]["decode_processes"]
-    out["passes_s"] = {s: job.result["stages"][s]["pass_whole_s"] for s in PASS_STAGES}
+    out["passes_s"] = {s: [j.result["stages"][s]["pass_whole_s"] for j in jobs] for s in PASS_STAGES}
     out["core_pass"] = {s: job.result["stages"][s]["core_pass"] for s in PASS_STAGES}
     return out
 
@@ -113,7 +142,7 @@ def run_row(number: int, row: str, args: argparse.Namespace, dest: Path) -> Dict
                 cwd=str(REPO),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                timeout=ROW_TIMEOUT_S,
+                timeout=ROW_TIMEOUT_S * split_row(row)[1],
             ).returncode
         except subprocess.TimeoutExpired:
             rc = None

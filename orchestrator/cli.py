@@ -39,14 +39,15 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     dockerfiles = _dockerfiles(cluster, known, args.cluster)
     jobs, skipped = expand(cluster, known)
     table = Table(title="jobs (%d)" % len(jobs))
-    for column in ("job", "host", "vendor", "runtime", "device", "toolkit", "precision", "bs", "repeat"):
+    columns = ("job", "host", "vendor", "runtime", "device", "toolkit", "precision", "bs", "repeat", "run")
+    for column in columns:
         table.add_column(column)
     hosts = {h.name: h for h in cluster.hosts}
     for job in jobs:
         host = hosts[job.host]
         table.add_row(
             job.job_id, job.host, host.vendor, host.runtime, str(job.device), job.toolkit, job.precision,
-            str(job.batch_size), str(job.repeat),
+            str(job.batch_size), str(job.repeat), "%d/%d" % (job.run, job.runs),
         )  # fmt: skip
     console.print(table)
     for line in cluster.shared_machines():

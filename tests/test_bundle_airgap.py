@@ -66,7 +66,7 @@ def lab_cluster(
                 "image": image,
             }
         ],
-        "cases": [{"toolkit": toolkit, "precision": "fp32", "batch_size": 4, "warmup": 1}],
+        "cases": [{"toolkit": toolkit, "precision": "fp32", "batch_size": 4, "warmup": 1, "runs": 1}],
     }
     path = root / "hosts.yaml"
     path.write_text(json.dumps(cluster))  # JSON is YAML

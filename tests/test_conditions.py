@@ -235,7 +235,7 @@ hosts:
     data: {path: %s}
     weights: random
 cases:
-  - {toolkit: pytorch, precision: fp32, batch_size: 1, repeat: 1, warmup: 0}
+  - {toolkit: pytorch, precision: fp32, batch_size: 1, repeat: 1, warmup: 0, runs: 1}
 """
 
 

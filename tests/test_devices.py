@@ -57,7 +57,7 @@ def test_a_two_device_host_runs_one_runner_per_device_in_parallel(tmp_path):
         "    data: {path: %s}\n"
         "    weights: random\n"
         "cases:\n"
-        "  - {toolkit: pytorch, precision: fp32, batch_size: 1, repeat: 2, warmup: 0}\n"
+        "  - {toolkit: pytorch, precision: fp32, batch_size: 1, repeat: 2, warmup: 0, runs: 1}\n"
         % (python, tmp_path / "work", data)
     )
     cluster = load_cluster(tmp_path / "hosts.yaml")

@@ -52,7 +52,7 @@ def cluster_file(tmp_path: Path, data: Path, ssh_host, sdk_dir: Path, base_image
                 "image": image,
             },
         ],
-        "cases": [{"toolkit": "onnxruntime", "precision": "fp32", "batch_size": 4, "warmup": 1}],
+        "cases": [{"toolkit": "onnxruntime", "precision": "fp32", "batch_size": 4, "warmup": 1, "runs": 1}],
     }
     path = tmp_path / "hosts.yaml"
     path.write_text(json.dumps(cluster))  # JSON is YAML

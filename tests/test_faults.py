@@ -45,6 +45,7 @@ from orchestrator.outcome import JobState
 from orchestrator.store import Store, StoreError
 from orchestrator.transport import make_transport
 from runner_in_container.data.generate import generate
+from tests.fixtures.cases import one_run
 from vendors.cpu import VENDOR as CPU
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
@@ -109,6 +110,7 @@ def write_cluster(path: Path, tmp: Path, hosts: List[Dict[str, Any]], **extra: A
         "cases": [CASE],
     }
     cluster.update(extra)
+    cluster["cases"] = one_run(cluster["cases"])
     path.write_text(json.dumps(cluster))  # JSON is YAML
     return path
 

@@ -191,7 +191,7 @@ def test_a_real_local_job_stores_and_shows_its_host_series(tmp_path):
         "  - {name: here, vendor: cpu, runtime: bare, python: %s, workdir: %s, workers: 1,\n"
         "     data: {path: %s}, weights: random}\n"
         "cases:\n"
-        "  - {toolkit: pytorch, precision: fp32, batch_size: 2, repeat: 2, warmup: 0}\n"
+        "  - {toolkit: pytorch, precision: fp32, batch_size: 2, repeat: 2, warmup: 0, runs: 1}\n"
         % (sys.executable, tmp_path / "work", data)
     )
     cluster = load_cluster(tmp_path / "hosts.yaml")

@@ -47,7 +47,15 @@ BASE: Dict[str, Any] = {
         },
         {"name": "here", "vendor": "cpu", "data": {"path": "val"}, "weights": "w/resnet50-0676ba61.pth"},
     ],
-    "cases": [{"case": "resnet50", "toolkit": "pytorch", "precision": "fp32", "hosts": ["remote", "here"]}],
+    "cases": [
+        {
+            "case": "resnet50",
+            "toolkit": "pytorch",
+            "precision": "fp32",
+            "hosts": ["remote", "here"],
+            "runs": 1,
+        }
+    ],
 }
 
 #: every string field: (where, how it names itself in an error)

@@ -32,6 +32,7 @@ cases:
     precision: fp16
     batch_size: 256
     decoder: nvjpeg
+    runs: 1
 """
 
 
@@ -44,15 +45,48 @@ def cluster(tmp_path: Path, text: str = CLUSTER):
 def test_cases_expand_per_device_and_the_decoder_names_a_job_apart(tmp_path):
     jobs, skipped = expand(cluster(tmp_path), vendors.discover())
     assert not skipped
-    assert [j.job_id for j in jobs] == [
-        "gpu.d0.resnet50.pytorch.fp16.bs256",
-        "gpu.d1.resnet50.pytorch.fp16.bs256",
-        "gpu.d0.resnet50.inductor.fp16.bs256",
-        "gpu.d1.resnet50.inductor.fp16.bs256",
-        "gpu.d0.resnet50.pytorch.fp16.bs256.nvjpeg",
-        "gpu.d1.resnet50.pytorch.fp16.bs256.nvjpeg",
+    first = [
+        "gpu.d0.resnet50.pytorch.fp16.bs256.r%d",
+        "gpu.d1.resnet50.pytorch.fp16.bs256.r%d",
+        "gpu.d0.resnet50.inductor.fp16.bs256.r%d",
+        "gpu.d1.resnet50.inductor.fp16.bs256.r%d",
     ]
-    assert [j.decoder for j in jobs] == ["auto"] * 4 + ["nvjpeg"] * 2
+    # the default 3 runs, interleaved: run 1 of every job, then run 2 ...; runs: 1 names no run
+    assert [j.job_id for j in jobs] == (
+        [name % 1 for name in first]
+        + ["gpu.d0.resnet50.pytorch.fp16.bs256.nvjpeg", "gpu.d1.resnet50.pytorch.fp16.bs256.nvjpeg"]
+        + [name % 2 for name in first]
+        + [name % 3 for name in first]
+    )
+    assert [j.decoder for j in jobs[4:6]] == ["nvjpeg"] * 2
+    assert {j.decoder for j in jobs[:4] + jobs[6:]} == {"auto"}
+
+
+def test_the_runs_of_a_job_share_its_series_and_say_which_they_are(tmp_path):
+    jobs, _ = expand(cluster(tmp_path), vendors.discover())
+    series = [j for j in jobs if j.series == "gpu.d1.resnet50.inductor.fp16.bs256"]
+    assert [(j.run, j.runs) for j in series] == [(1, 3), (2, 3), (3, 3)]
+    assert series[1].as_dict()["series"] == "gpu.d1.resnet50.inductor.fp16.bs256"
+    single = [j for j in jobs if j.decoder == "nvjpeg"]
+    assert [(j.job_id == j.series, j.run, j.runs) for j in single] == [(True, 1, 1)] * 2
+
+
+@pytest.mark.parametrize("runs", [0, 31, -1])
+def test_runs_out_of_bounds_is_refused_in_one_line(tmp_path, runs):
+    with pytest.raises(ConfigError) as caught:
+        cluster(tmp_path, CLUSTER.replace("runs: 1", "runs: %d" % runs))
+    said = str(caught.value)
+    assert "cases[1].runs" in said and "1 to 30 runs" in said and "\n" not in said
+
+
+def test_runs_count_against_the_most_jobs_a_file_may_make(tmp_path):
+    sizes = ", ".join(str(n) for n in range(1, 201))  # 2 toolkits x 200 x 2 devices x 30 runs > 10,000
+    text = CLUSTER.replace(
+        "  - toolkit: [pytorch, inductor]\n    precision: fp16\n    batch_size: 256",
+        "  - toolkit: [pytorch, inductor]\n    precision: fp16\n    batch_size: [%s]\n    runs: 30" % sizes,
+    )
+    with pytest.raises(ConfigError, match="batch_size x runs x devices"):
+        cluster(tmp_path, text)
 
 
 def test_the_decoder_and_its_processes_reach_the_runner_argv(tmp_path):

@@ -19,6 +19,7 @@ from orchestrator.store import Store
 from orchestrator.transport.base import Cancelled
 from orchestrator.transport.local import LocalTransport
 from runner_in_container.data.generate import generate
+from tests.fixtures.cases import one_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -47,7 +48,7 @@ def write_cluster(tmp_path: Path, hosts: List[Dict], cases: List[Dict], slurm: D
         "launcher": "slurm",
         "slurm": dict({"cpus_per_task": 1, "poll_interval_s": 1, "time_limit": "10"}, **slurm),
         "hosts": hosts,
-        "cases": cases,
+        "cases": one_run(cases),
     }
     path = tmp_path / "hosts.yaml"
     path.write_text(json.dumps(cluster))  # JSON is YAML

@@ -18,6 +18,7 @@ import pytest
 
 from orchestrator.store import Store
 from runner_in_container.data.generate import generate
+from tests.fixtures.cases import one_run
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
@@ -62,7 +63,7 @@ def write_cluster(tmp_path: Path, cluster, data: Path, cases: List[Dict], **pool
             "time_limit": "10",
         },
         "hosts": [pool],
-        "cases": cases,
+        "cases": one_run(cases),
     }
     path = tmp_path / "hosts.yaml"
     path.write_text(json.dumps(doc))  # JSON is YAML

@@ -1,6 +1,11 @@
-"""Expand a cluster file into jobs: cases x hosts x devices, filtered by what each vendor runs."""
+"""Expand a cluster file into jobs: cases x hosts x devices x runs, filtered by what each vendor runs.
 
-from dataclasses import asdict, dataclass
+The K runs of a job (``runs: K``) are K jobs of one series, each a fresh runner process; they are
+interleaved (run 1 of every job, then run 2 ...), so that drift over the run (heat, the page cache, other
+work) spreads over every job instead of biasing the last ones.
+"""
+
+from dataclasses import asdict, dataclass, replace
 from typing import Dict, List, Tuple
 
 from orchestrator.host import images
@@ -23,9 +28,19 @@ class Job:
     warmup: int
     toolkit_options: Tuple[Tuple[str, str], ...] = ()
     decoder: str = "auto"
+    #: which of the series' runs this is (1-based), of how many
+    run: int = 1
+    runs: int = 1
+
+    @property
+    def series(self) -> str:
+        """The id the K runs of this job share (the job id without its run)."""
+        return job_id(
+            self.host, self.device, self.case, self.toolkit, self.precision, self.batch_size, self.decoder
+        )
 
     def as_dict(self) -> Dict[str, object]:
-        return asdict(self)
+        return dict(asdict(self), series=self.series)
 
 
 @dataclass(frozen=True)
@@ -41,17 +56,26 @@ class Skipped:
 
 
 def job_id(
-    host: str, device: int, case: str, toolkit: str, precision: str, batch_size: int, decoder: str = "auto"
+    host: str,
+    device: int,
+    case: str,
+    toolkit: str,
+    precision: str,
+    batch_size: int,
+    decoder: str = "auto",
+    run: int = 1,
+    runs: int = 1,
 ) -> str:
     """Stable, filesystem- and docker-safe identifier of a job within a run (a decoder other than auto
-    is named at the end)."""
+    is named at the end, then the run of a series of several: ".r2")."""
     name = "%s.d%d.%s.%s.%s.bs%d" % (host, device, case, toolkit, precision, batch_size)
-    return name if decoder == "auto" else "%s.%s" % (name, decoder)
+    name = name if decoder == "auto" else "%s.%s" % (name, decoder)
+    return name if runs == 1 else "%s.r%d" % (name, run)
 
 
 def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], List[Skipped]]:
-    """All jobs of the cluster file in a stable order, and what was skipped and why."""
-    jobs: List[Job] = []
+    """All jobs of the cluster file in a stable order (runs interleaved), and what was skipped and why."""
+    series: List[Job] = []  # each job's first run
     skipped: List[Skipped] = []
     for entry in cluster.cases:
         for host in cluster.hosts:
@@ -66,11 +90,9 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                     skipped.append(Skipped(host.name, entry.case, toolkit, precision, bs, reason))
                     continue
                 for device in host.devices:
-                    jobs.append(
+                    series.append(
                         Job(
-                            job_id=job_id(
-                                host.name, device, entry.case, toolkit, precision, bs, entry.decoder
-                            ),
+                            job_id="",
                             host=host.name,
                             device=device,
                             case=entry.case,
@@ -81,6 +103,21 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                             warmup=entry.warmup,
                             toolkit_options=tuple(sorted(entry.toolkit_options.items())),
                             decoder=entry.decoder,
+                            runs=entry.runs,
                         )
                     )
+    most = max((job.runs for job in series), default=0)
+    jobs = [
+        replace(job, run=run, job_id=_run_id(job, run))
+        for run in range(1, most + 1)
+        for job in series
+        if run <= job.runs
+    ]
     return jobs, skipped  # distinct: Cluster refuses entries that make one job twice
+
+
+def _run_id(job: Job, run: int) -> str:
+    """The id of run ``run`` of ``job``'s series."""
+    return job_id(
+        job.host, job.device, job.case, job.toolkit, job.precision, job.batch_size, job.decoder, run, job.runs
+    )

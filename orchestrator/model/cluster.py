@@ -34,6 +34,11 @@ MAX_ITEMS = 1000
 #: the longest any stage may be given (a week): longer is a typo, and past what a clock can add (1e12)
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 
+#: fresh runner processes per job by default (metrics.md "Spread": K runs give a 95% interval over runs;
+#: 3 is the fewest that give one a lab can use) and at most (a Student t interval narrows little beyond)
+DEFAULT_RUNS = 3
+MAX_RUNS = 30
+
 #: what a busy host does to a job (host/conditions.py): warn marks its figures, error fails it
 Isolation = Literal["warn", "error"]
 
@@ -240,6 +245,8 @@ class Case(Model):
     precision: Union[str, Items[str]] = OPTION["precision"].default
     batch_size: Union[int, Items[int]] = OPTION["batch_size"].default
     repeat: int = OPTION["repeat"].default
+    #: fresh runner processes of each job, results kept apart: their mean, 95% interval and CV per figure
+    runs: int = DEFAULT_RUNS
     #: runner --warmup (5 here, where the runner alone would take 10)
     warmup: int = 5
     hosts: Optional[Items[str]] = None  # restrict to these host names
@@ -254,6 +261,13 @@ class Case(Model):
     _batch_sizes = field_validator("batch_size")(runner_option("batch_size"))
     _repeat = field_validator("repeat")(runner_option("repeat"))
     _warmup = field_validator("warmup")(runner_option("warmup"))
+
+    @field_validator("runs")
+    @classmethod
+    def _runs(cls, value: int) -> int:
+        if not 1 <= value <= MAX_RUNS:
+            raise ValueError("%d: give 1 to %d runs (1: no interval over runs)" % (value, MAX_RUNS))
+        return value
 
     @field_validator("toolkit_options")
     @classmethod
@@ -275,9 +289,10 @@ class Case(Model):
         return value
 
     def jobs_per_device(self) -> int:
-        """How many jobs this entry makes on each device of each of its hosts (without making them)."""
+        """How many jobs this entry makes on each device of each of its hosts (without making them): one per
+        combination and run."""
         lists = (self.toolkit, self.precision, self.batch_size)
-        return math.prod(len(v) if isinstance(v, list) else 1 for v in lists)
+        return self.runs * math.prod(len(v) if isinstance(v, list) else 1 for v in lists)
 
     def matrix(self) -> List[Dict[str, Any]]:
         """The (toolkit, precision, batch_size) combinations this entry stands for."""
@@ -350,7 +365,7 @@ class Cluster(WithSections):
             if total > MAX_JOBS:
                 raise ValueError(
                     "cases[%d]: the cases make more than %d jobs (lists multiply: toolkit x precision x "
-                    "batch_size x devices); split the file into several runs" % (index, MAX_JOBS)
+                    "batch_size x runs x devices); split the file into several runs" % (index, MAX_JOBS)
                 )
         made: Dict[tuple, int] = {}
         for index, case in enumerate(self.cases):

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.report import compare as cmp
-from orchestrator.report import labels, sysdesc, tables
+from orchestrator.report import labels, series, sysdesc, tables
 from orchestrator.report.environment import EnvBlock, blocks_markdown, environment_blocks
 from orchestrator.report.htmlreport import render as render_html
 from orchestrator.report.load import ReportError, RunData, load_run
@@ -45,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="put RUN_ID (A) beside a baseline file (B); 'reference' is the reference table (A100 and "
         "others, FlagPerf conventions: needs --force), shipped as orchestrator/report/baselines/%s"
         % cmp.REFERENCE_BASELINE.name,
+    )
+    parser.add_argument(
+        "--pair-by",
+        default=",".join(cmp.KEY_FIELDS),
+        metavar="FIELDS",
+        help="with --compare or --baseline: the fields rows pair by (default: %(default)s); leave out "
+        "toolkit to put toolkits side by side",
     )
     parser.add_argument(
         "--force",
@@ -82,8 +89,27 @@ def _tables(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> L
             tables.spread_legend(data),
         )
     ]
+    out.append(over_runs_table(data, lang))
     out += [_block_table(n, block, lang) for n, block in enumerate(environment_blocks(data), 1)]
     return out
+
+
+def over_runs_table(data: RunData, lang: str = "en") -> Table:
+    """The figures over each job's runs, or (every job one run) a title saying there is no interval."""
+    found = series.of_run(data)
+    if not series.any_repeated(found):
+        return Table(title=series.legend(found), show_header=False, show_edge=False)
+    return tables.rich_table(labels.word("over_runs", lang), series.rows(found), series.COLUMNS,
+                             series.legend(found))  # fmt: skip
+
+
+def _over_runs_markdown(data: RunData, lang: str) -> str:
+    found = series.of_run(data)
+    legend = tables.md_cell(series.legend(found))
+    if not series.any_repeated(found):
+        return legend + "\n\n"
+    body = tables.as_markdown(series.rows(found), series.COLUMNS)
+    return "## %s\n\n%s\n%s\n\n" % (labels.word("over_runs", lang), body, legend)
 
 
 def _markdown(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> str:
@@ -99,9 +125,10 @@ def _markdown(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) ->
     results = tables.as_markdown(tables.result_rows(data), labels.result_columns(lang))
     legend = tables.spread_legend(data)
     results += "\n%s\n" % tables.md_cell(legend) if legend else ""
-    return head + "## %s\n\n%s\n%s" % (
+    return head + "## %s\n\n%s\n%s%s" % (
         labels.word("results", lang),
         results,
+        _over_runs_markdown(data, lang),
         blocks_markdown(environment_blocks(data), lang),
     )
 
@@ -110,7 +137,8 @@ def _csv(data: RunData, comparison: Optional[cmp.Comparison]) -> str:
     if comparison is not None:
         return tables.as_csv(cmp.rows(comparison), cmp.COLUMNS)
     results = tables.as_csv(tables.result_rows(data, compact_spread=False), tables.CSV_COLUMNS)
-    return results + "\n" + tables.as_csv(tables.environment_rows(data), tables.ENV_COLUMNS)
+    over_runs = tables.as_csv(series.csv_rows(series.of_run(data)), series.CSV_COLUMNS)
+    return "\n".join((results, over_runs, tables.as_csv(tables.environment_rows(data), tables.ENV_COLUMNS)))
 
 
 def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> str:
@@ -128,7 +156,8 @@ def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> 
             other = cmp.load_baseline(
                 str(cmp.REFERENCE_BASELINE) if args.baseline == "reference" else args.baseline
             )
-        comparison = cmp.compare(cmp.run_side(data), other, args.force)
+        pair_by = [name.strip() for name in args.pair_by.split(",") if name.strip()]
+        comparison = cmp.compare(cmp.run_side(data), other, args.force, pair_by)
     if args.format == "table":
         buffer = io.StringIO()
         console = safe_console(file=buffer, width=console_width, color_system=None, force_terminal=False)

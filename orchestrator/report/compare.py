@@ -1,8 +1,12 @@
-"""Put two runs, or a run and a baseline file, side by side: both figures and their ratio.
+"""Put two runs, or a run and a baseline file, side by side: both figures, their ratio and what the noise
+lets one say about them (metrics.md "Spread": beyond noise where the 95% intervals over runs do not overlap).
 
-Rows pair by (case, toolkit, precision, batch size), in job order where a key repeats. Paired rows
-must share their measuring conditions (the data set, its preprocessing, the precision in detail and
-the metric version); where any differs the comparison is refused, naming every field, unless forced.
+A run's side has one entry per series (a job's K runs: the mean of each figure and its interval). Entries
+pair by (case, toolkit, precision, batch size), or the fields ``--pair-by`` names (leave out toolkit to put
+toolkits side by side), in job order where a key repeats; an entry pairs with itself (a run compared with
+itself) only where no other entry has its key. Paired entries
+must share their measuring conditions (the data set, its preprocessing, the precision in detail and the
+metric version); where any differs the comparison is refused, naming every field, unless forced.
 """
 
 import json
@@ -11,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from orchestrator.metrics import interval as noise
 from orchestrator.metrics import table
+from orchestrator.metrics.interval import Interval
 from orchestrator.metrics.table import Metric
+from orchestrator.report import series as runs
 from orchestrator.report.load import JobData, ReportError, RunData, dig
 from orchestrator.safeio import bounded
 from runner_in_container.protocol import STAGE_INFER, STAGE_VAL
@@ -44,16 +51,22 @@ CONDITIONS = (
 )
 
 Key = Tuple[str, str, str, str]
+#: the fields of ``Key``, which ``--pair-by`` chooses from
+KEY_FIELDS = ("case", "toolkit", "precision", "bs")
 
 
 @dataclass
 class Entry:
-    """One side of a comparison row: where it ran, its pairing key, figures and conditions."""
+    """One side of a comparison row: where it ran, its pairing key, figures (a series' means) and
+    conditions, and each figure's interval over the runs (none for a baseline's figure)."""
 
     where: str
     key: Key
     figures: Dict[str, Optional[float]]
     conditions: Dict[str, Any]
+    intervals: Dict[str, Interval] = field(default_factory=dict)
+    #: the stored series it is ("RUN_ID/SERIES"; "" for a baseline's row): no entry pairs with itself
+    origin: str = ""
 
 
 @dataclass
@@ -74,6 +87,18 @@ class Comparison:
     only_a: List[Entry]
     only_b: List[Entry]
     differences: List[str] = field(default_factory=list)
+    #: the key fields entries paired by
+    pair_by: Sequence[str] = KEY_FIELDS
+
+
+def _series_entry(run_id: str, item: runs.Series) -> Entry:
+    """A series as one entry: its first run with figures for the conditions, its means and intervals."""
+    first = next(job for job in item.jobs if job.ok)
+    entry = _job_entry(first)
+    entry.intervals = {m.key: i for m in FIGURES if (i := item.interval(m.key)) is not None}
+    entry.figures = {m.key: (i.mean if (i := entry.intervals.get(m.key)) else None) for m in FIGURES}
+    entry.origin = "%s/%s" % (run_id, item.series)
+    return entry
 
 
 def _job_entry(job: JobData) -> Entry:
@@ -99,8 +124,9 @@ def _job_entry(job: JobData) -> Entry:
 
 
 def run_side(data: RunData) -> Side:
-    """The jobs of a run that stored figures."""
-    return Side("run %s" % data.run_id, [_job_entry(job) for job in data.ok_jobs()])
+    """The series of a run that stored figures, one entry each."""
+    entries = [_series_entry(data.run_id, item) for item in runs.of_run(data) if item.k]
+    return Side("run %s" % data.run_id, entries)
 
 
 def load_baseline(path: str) -> Side:
@@ -153,23 +179,34 @@ def _show(value: Any) -> str:
     )
 
 
-def compare(a: Side, b: Side, force: bool) -> Comparison:
-    """Pair the entries; ReportError naming the differing fields unless ``force``."""
-    pool: Dict[Key, List[Entry]] = {}
+def compare(a: Side, b: Side, force: bool, pair_by: Sequence[str] = KEY_FIELDS) -> Comparison:
+    """Pair the entries by the key fields ``pair_by``; ReportError naming the differing fields unless
+    ``force``."""
+    unknown = sorted(set(pair_by) - set(KEY_FIELDS))
+    if unknown or not pair_by:
+        raise ReportError(
+            "--pair-by: %s: give some of %s" % (", ".join(unknown) or "nothing", ",".join(KEY_FIELDS))
+        )
+
+    def key(entry: Entry) -> Tuple[str, ...]:
+        return tuple(part for name, part in zip(KEY_FIELDS, entry.key) if name in pair_by)
+
+    pool: Dict[Tuple[str, ...], List[Entry]] = {}
     for entry in b.entries:
-        pool.setdefault(entry.key, []).append(entry)
+        pool.setdefault(key(entry), []).append(entry)
     pairs, only_a = [], []
     for entry in a.entries:
-        partners = pool.get(entry.key)
-        if partners:
-            pairs.append((entry, partners.pop(0)))
+        partners = pool.get(key(entry), [])
+        partner = next((p for p in partners if not _same(entry, p)), partners[0] if partners else None)
+        if partner is not None:
+            pairs.append((entry, partner))
+            partners.remove(partner)
         else:
             only_a.append(entry)
-    only_b = [entry for entry in b.entries if any(entry is e for e in pool.get(entry.key, []))]
+    only_b = [entry for entries in pool.values() for entry in entries]
     if not pairs:
         raise ReportError(
-            "%s and %s have no row in common (rows pair by case, toolkit, precision and batch size)"
-            % (a.name, b.name)
+            "%s and %s have no row in common (rows pair by %s)" % (a.name, b.name, ", ".join(pair_by))
         )
     differences: List[str] = []
     for left, right in pairs:
@@ -183,7 +220,12 @@ def compare(a: Side, b: Side, force: bool) -> Comparison:
             "%s and %s are not comparable: %s differ; --force puts them side by side anyway"
             % (a.name, b.name, "; ".join(differences))
         )
-    return Comparison(a, b, pairs, only_a, only_b, differences)
+    return Comparison(a, b, pairs, only_a, only_b, differences, tuple(pair_by))
+
+
+def _same(one: Entry, two: Entry) -> bool:
+    """Whether two entries are one stored series (a run compared with itself, toolkits side by side)."""
+    return bool(one.origin) and one.origin == two.origin
 
 
 def _quotient(one: Optional[float], two: Optional[float]) -> Optional[float]:
@@ -199,11 +241,36 @@ def _ratio(one: Optional[float], two: Optional[float]) -> str:
     return "-" if quotient is None else "%.3f" % quotient
 
 
-def _better(metric: Metric, one: Optional[float], two: Optional[float]) -> str:
-    """Which side's figure is the better ("A", "B"), or "" where they are equal or one is unknown."""
-    if one is None or two is None or one == two:
+def verdict(metric: Metric, left: Entry, right: Entry) -> str:
+    """What A's figure is against B's, from their intervals over runs: "A better" / "A worse" beyond noise
+    (in the figure's own sense), "within noise", or that single runs cannot tell and how many runs would;
+    "" where a figure is unknown."""
+    one, two = left.intervals.get(metric.key), right.intervals.get(metric.key)
+    if left.figures.get(metric.key) is None or right.figures.get(metric.key) is None:
         return ""
-    return "A" if (one > two) == metric.higher_is_better else "B"
+    if one is not None and two is not None:
+        said = noise.verdict(one, two, metric.higher_is_better)
+        if said in (noise.BETTER, noise.WORSE):
+            return "A %s (beyond noise)" % said
+        if said == noise.WITHIN_NOISE:
+            return said
+    single = [name for name, i in (("A", one), ("B", two)) if i is None or i.cv is None]
+    said = "%s: %s %s one run" % (noise.CANNOT_TELL, " and ".join(single), "are each" if single[1:] else "is")
+    return said + "; " + _runs_hint(left.figures[metric.key], right.figures[metric.key], one, two)
+
+
+def _runs_hint(a: Optional[float], b: Optional[float], *intervals: Optional[Interval]) -> str:
+    """How many runs a side would need for the difference seen to show beyond noise, from the spread of a
+    side that has one."""
+    spreads = [i.cv * i.mean for i in intervals if i is not None and i.cv is not None]
+    if a is None or b is None:
+        return "runs: 3 or more on both sides"
+    if not spreads:
+        return "runs: 3 or more on both sides would give intervals"
+    needed = noise.runs_to_tell(a - b, max(spreads))
+    if needed is None:
+        return "no number of runs up to %d would tell a difference this small" % noise.MAX_PROPOSED_RUNS
+    return "about %d runs on both sides would tell a difference this size" % max(needed, 3)
 
 
 COLUMNS: Sequence[Tuple[str, str]] = (
@@ -215,7 +282,7 @@ COLUMNS: Sequence[Tuple[str, str]] = (
     ("a", "A"),
     ("b", "B"),
     ("ratio", "A/B"),
-    ("better", "better"),
+    ("verdict", "A vs B"),
 )
 
 
@@ -224,6 +291,8 @@ def rows(comparison: Comparison) -> List[Dict[str, str]]:
     out = []
     for left, right in comparison.pairs:
         case, tool, precision, bs = left.key
+        if tool != right.key[1]:
+            tool = "%s vs %s" % (tool, right.key[1])
         for metric in FIGURES:
             one, two = left.figures.get(metric.key), right.figures.get(metric.key)
             out.append(
@@ -233,18 +302,29 @@ def rows(comparison: Comparison) -> List[Dict[str, str]]:
                     "precision": precision,
                     "bs": bs,
                     "figure": metric.label(),
-                    "a": metric.show(one),
-                    "b": metric.show(two),
+                    "a": _shown(metric, one, left.intervals.get(metric.key)),
+                    "b": _shown(metric, two, right.intervals.get(metric.key)),
                     "ratio": _ratio(one, two),
-                    "better": _better(metric, one, two),
+                    "verdict": verdict(metric, left, right),
                 }
             )
     return out
 
 
+def _shown(metric: Metric, value: Optional[float], interval: Optional[Interval]) -> str:
+    """A side's figure with its interval's compact form where it has one."""
+    if value is None or interval is None:
+        return metric.show(value)
+    return "%s %s" % (metric.show(value), interval.compact())
+
+
 def notes(comparison: Comparison) -> List[str]:
     """What a reader must know besides the table: the sides, forced differences, unpaired rows."""
     lines = ["A = %s; B = %s" % (comparison.a.name, comparison.b.name)]
+    lines.append(
+        "A and B: the mean over each job's K runs, ± the 95%% interval's half width; beyond noise: the 95%% "
+        "intervals do not overlap; rows pair by %s" % ", ".join(comparison.pair_by)
+    )
     for left, right in comparison.pairs:
         lines.append("%s: A on %s, B on %s" % (" ".join(left.key), left.where, right.where))
     if comparison.differences:
@@ -255,20 +335,36 @@ def notes(comparison: Comparison) -> List[str]:
     return lines
 
 
+def _side_document(entry: Entry) -> Dict[str, Any]:
+    return {
+        "where": entry.where,
+        "key": dict(zip(KEY_FIELDS, entry.key)),
+        "figures": entry.figures,
+        "intervals": {
+            key: {"k": i.k, "mean": i.mean, "low": i.low, "high": i.high, "cv": i.cv}
+            for key, i in entry.intervals.items()
+        },
+        "conditions": entry.conditions,
+    }
+
+
 def as_document(comparison: Comparison) -> Dict[str, Any]:
-    """The comparison as JSON-ready data."""
+    """The comparison as JSON-ready data: per pair both sides' figures with their intervals, the ratio and
+    the verdict of each figure."""
     return {
         "a": comparison.a.name,
         "b": comparison.b.name,
+        "pair_by": list(comparison.pair_by),
         "differences": comparison.differences,
         "pairs": [
             {
-                "key": dict(zip(("case", "toolkit", "precision", "bs"), left.key)),
-                "a": {"where": left.where, "figures": left.figures, "conditions": left.conditions},
-                "b": {"where": right.where, "figures": right.figures, "conditions": right.conditions},
+                "key": dict(zip(KEY_FIELDS, left.key)),
+                "a": _side_document(left),
+                "b": _side_document(right),
                 "ratio": {
                     m.key: _quotient(left.figures.get(m.key), right.figures.get(m.key)) for m in FIGURES
                 },
+                "verdict": {m.key: verdict(m, left, right) for m in FIGURES},
             }
             for left, right in comparison.pairs
         ],

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from orchestrator.metrics import table
 from orchestrator.outcome import Stage
 from orchestrator.report.load import JobData, RunData, dig
+from orchestrator.report.series import Series
 from orchestrator.report.svg import Bar, Group, Panel, Ranges, fmt
 from runner_in_container.protocol import PASS_STAGES, STAGE_INFER, STAGE_SETUP, STAGE_VAL
 
@@ -32,6 +33,34 @@ def throughput_ranges(data: RunData) -> Ranges:
         if job.derived is not None
         for key, spread in job.derived.spreads.items()
         if spread.cv is not None
+    }
+
+
+def runs_groups(found: Sequence[Series]) -> List[Group]:
+    """Per series with figures: the mean of each throughput over its runs (img/s)."""
+    return [
+        (
+            item.plot_label(),
+            [(m.key, i.mean if (i := item.interval(m.key)) else None) for m in THROUGHPUT],
+        )
+        for item in found
+        if item.intervals
+    ]
+
+
+def runs_ranges(found: Sequence[Series]) -> Ranges:
+    """Per series and throughput with an interval (K >= 2): the 95% interval of its mean."""
+    return {
+        (item.plot_label(), metric.key): (
+            interval.low,
+            interval.high,
+            "95%% interval over K = %d runs" % interval.k,
+        )
+        for item in found
+        for metric in THROUGHPUT
+        if (interval := item.interval(metric.key)) is not None
+        and interval.low is not None
+        and interval.high is not None
     }
 
 

@@ -8,7 +8,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from orchestrator.report import compare as cmp
-from orchestrator.report import figures, labels, svg, tables
+from orchestrator.report import figures, labels, series, svg, tables
 from orchestrator.report.environment import environment_blocks
 from orchestrator.report.load import RunData
 
@@ -37,6 +37,25 @@ def _compare_context(comparison: cmp.Comparison) -> Dict[str, Any]:
     }
 
 
+def _over_runs_context(data: RunData) -> Dict[str, Any]:
+    """The over-runs table, its legend and the chart of the throughputs' means with their intervals (none
+    where every job ran once)."""
+    found = series.of_run(data)
+    repeated = series.any_repeated(found)
+    return {
+        "rows": series.rows(found) if repeated else [],
+        "columns": series.COLUMNS,
+        "legend": series.legend(found),
+        "chart": Markup(
+            svg.grouped_bars(
+                figures.runs_groups(found), "img/s", "throughput over runs", figures.runs_ranges(found)
+            )
+        )
+        if repeated
+        else None,
+    }
+
+
 def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None) -> str:
     """The report of a run, in ``lang``, with a comparison section when one is given."""
     timeline_groups = figures.timeline_groups(data)
@@ -56,6 +75,7 @@ def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None
         "numeric": ["bs"] + [column.key for column in tables.FIGURE_COLUMNS],
         "blocks": environment_blocks(data),
         "spread_legend": tables.spread_legend(data),
+        "over_runs": _over_runs_context(data),
         "throughput": Markup(
             svg.grouped_bars(
                 figures.throughput_groups(data), "img/s", "throughput", figures.throughput_ranges(data)

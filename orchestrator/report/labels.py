@@ -20,6 +20,7 @@ _JOB_ZH = {
     "tool": "推理工具",
     "precision": "数据精度",
     "bs": "批尺寸",
+    "run": "轮次",
     "state": "状态",
     "conditions": "运行条件",
 }
@@ -59,6 +60,11 @@ WORDS: Dict[str, Tuple[str, str]] = {
     "metrics": ("Metric definitions", "指标列表"),
     "per_job": ("Per job: constants, sources, checksums", "每个任务: 常数、来源、校验和"),
     "compare": ("Comparison", "对比"),
+    "over_runs": ("Over runs: mean, 95% interval, CV", "多次运行: 均值、95% 置信区间、变异系数"),
+    "runs_chart": (
+        "Throughput over runs (img/s): mean, 95% interval",
+        "多次运行吞吐量 (img/s): 均值、95% 置信区间",
+    ),
     "failed": ("Failed jobs", "失败的任务"),
 }
 
@@ -105,6 +111,13 @@ _JOB_DEFINITIONS: Sequence[Tuple[str, str, str, str]] = (
         "bs",
         "批尺寸",
         "Images per batch; the last partial batch is padded and padded slots are never counted.",
+        "",
+    ),
+    (
+        "run",
+        "轮次",
+        "Which of the job's K runs (runs: K in the case) the row is, each a fresh runner process; the "
+        "over-runs table gives each figure's mean, 95% interval (Student t) and CV over them.",
         "",
     ),
     (

@@ -35,6 +35,11 @@ class StoredSpec:
     warmup: int = schema.counted()
     toolkit_options: List[List[str]] = schema.items()
     decoder: str = schema.text()
+    #: the series of runs the job belongs to, and which of its runs it is (absent: one run, stored before
+    #: runs)
+    series: Optional[str] = schema.text(present="optional")
+    run: Optional[int] = schema.counted(low=1, present="optional")
+    runs: Optional[int] = schema.counted(low=1, present="optional")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from rich.table import Table
 from orchestrator.metrics import table
 from orchestrator.metrics.derived import Derived
 from orchestrator.outcome import UNREADABLE
+from orchestrator.report import series
 from orchestrator.report.load import ReportError, RunData
 
 UNKNOWN = "unknown"
@@ -30,6 +31,7 @@ JOB_COLUMNS: Sequence[Tuple[str, str]] = (
     ("tool", "tool"),
     ("precision", "precision"),
     ("bs", "bs"),
+    ("run", "run"),
 )
 STATE_COLUMN = ("state", "state")
 #: the conditions the job ran under (host/conditions.py), after its state
@@ -147,6 +149,7 @@ def result_rows(data: RunData, compact_spread: bool = True) -> List[Dict[str, st
             "tool": spec.get("toolkit", "?"),
             "precision": spec.get("precision", "?"),
             "bs": str(spec.get("batch_size", "?")),
+            "run": "%s/%s" % (spec.get("run") or 1, spec.get("runs") or 1) if spec else "?",
             "state": "%s: %s" % (state, reason) if reason else state,
             "conditions": item.conditions.summary() if item.conditions else NOT_CHECKED,
         }
@@ -288,6 +291,7 @@ def as_json(data: RunData) -> str:
                 for job in data.jobs
                 if job.conditions is not None
             },
+            "series": series.as_document(series.of_run(data)),
         }
     )
 

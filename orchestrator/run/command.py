@@ -22,7 +22,7 @@ from orchestrator.model.cluster import Cluster
 from orchestrator.model.fields import ConfigError
 from orchestrator.outcome import INTERRUPTED, JobState, RunState, UsageError
 from orchestrator.report import tables
-from orchestrator.report.command import DEFAULT_STORE
+from orchestrator.report.command import DEFAULT_STORE, over_runs_table
 from orchestrator.report.load import load_run
 from orchestrator.run import lock as runlock
 from orchestrator.run.display import ProgressBoard
@@ -282,4 +282,5 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
     data = load_run(store, run_id)
     title = "results of run %s" % run_id
     console.print(tables.rich_table(title, tables.result_rows(data), tables.RESULT_COLUMNS))
+    console.print(over_runs_table(data))
     console.print(tables.rich_table("environment", tables.environment_rows(data), tables.ENV_COLUMNS))
