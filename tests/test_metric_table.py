@@ -107,7 +107,9 @@ def check_every_format(root: Path, doc: Optional[Dict[str, Any]] = None) -> List
                 assert "<title>%s: " % metric.key in text["html", "en"], metric.key  # the throughput chart
         figures = [r for r in compared if r["figure"] == metric.label()]
         if metric.compare:
-            assert [(r["a"], r["b"], r["better"]) for r in figures] == [(shown, shown, "")], metric.key
+            side = shown if value is None else shown + " (K = 1: no interval)"  # one run each
+            said = "" if value is None else "cannot tell: A and B are each one run; runs: 3 or more"
+            assert [(r["a"], r["b"], r["verdict"][: len(said)]) for r in figures] == [(side, side, said)]
             assert compared_json["pairs"][0]["a"]["figures"][metric.key] == value, metric.key
         else:
             assert figures == [], metric.key

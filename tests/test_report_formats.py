@@ -193,7 +193,7 @@ def test_markdown_has_reference_columns_and_environment_blocks(runs, capsys):
     assert header in out
     data = load_run(Store(runs.store), runs.main)
     for job in data.ok_jobs():
-        row = "| %s | cpu | 0 | %s | fp32 | 4 | %.1f |" % (
+        row = "| %s | cpu | 0 | %s | fp32 | 4 | 1/1 | %.1f |" % (
             HOST,
             job.job["spec"]["toolkit"],
             job.derived.figure("e2e_time_s"),
@@ -249,8 +249,10 @@ def test_table_and_csv_and_json(runs, capsys):
     assert status == 0 and "p_infer_whole" in out and "onnxruntime" in out and "OS kernel version" in out
     status, out, _ = report(runs, capsys, runs.main, "--format", "csv")
     assert status == 0
-    results, environment = out.split("\n\n")
+    results, over_runs, environment = out.split("\n\n")
     rows = list(csv.DictReader(io.StringIO(results)))
+    single = list(csv.DictReader(io.StringIO(over_runs)))  # one run per job: a mean, no interval
+    assert {(r["k"], r["low"], r["high"], r["cv"]) for r in single} == {("1", "", "", "")}
     assert list(rows[0]) == [key for key, _ in tables.CSV_COLUMNS]
     assert [r["tool"] for r in rows] == ["pytorch", "onnxruntime", "tensorrt"]
     assert rows[2]["p_infer_core"] == "-" and rows[2]["state"].startswith("FAILED_START")
