@@ -4,6 +4,8 @@ edited by hand shows the job as unreadable in one line in every report format an
 HTML show markup from host names, paths and versions as text; ``report --format json`` holds no bare NaN."""
 
 import copy
+import csv
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -93,7 +95,8 @@ def _cli(capsys, *argv: str):
 
 
 def test_the_stored_spec_declaration_follows_plan_job():
-    assert [f for f in StoredSpec.__dataclass_fields__] == [f for f in Job.__dataclass_fields__]
+    stored = [f for f in Job.__dataclass_fields__] + ["series"]  # Job.as_dict adds its series
+    assert [f for f in StoredSpec.__dataclass_fields__] == stored
 
 
 EDITS = [
@@ -122,9 +125,13 @@ def test_a_store_edited_by_hand_shows_the_job_unreadable_in_every_report_and_ls(
         assert status == 0 and err == "", (fmt, err)
         if fmt == "table":  # wrapped in its column
             assert "UNREADABLE" in out
-        if fmt in ("md", "csv", "html"):
+        if fmt in ("md", "html"):
             assert "UNREADABLE (stored OK): a stored cell is unreadable: " in out, fmt
             assert why.split(": ", 1)[1][:30] in out, fmt
+        if fmt == "csv":  # the state and the reason in columns of their own
+            (row,) = csv.DictReader(io.StringIO(out))
+            assert row["state"] == "UNREADABLE (stored OK)" and why.split(": ", 1)[1][:30] in row["reason"]
+            assert row["reason"].startswith("a stored cell is unreadable: ")
         if fmt == "json":
             (job,) = json.loads(out)["jobs"]
             assert job["unreadable"].startswith("a stored cell is unreadable: " + why), job["unreadable"]

@@ -23,7 +23,7 @@ import vendors
 from bench import gpu_product
 from orchestrator.job import collect
 from orchestrator.metrics import derived, table
-from orchestrator.report import command, labels, tables
+from orchestrator.report import command, csvexport, labels, tables
 from orchestrator.report.load import load_run
 from orchestrator.store import Store
 from tests.test_hostile_results import _stored_run
@@ -64,7 +64,7 @@ def check_every_format(root: Path, doc: Optional[Dict[str, Any]] = None) -> List
     record = job.derived
     assert record is not None and set(record.figures) == set(table.BY_KEY)
 
-    results_csv = _report(store, run_a, "--format", "csv").split("\n\n")[0]
+    results_csv = _report(store, run_a, "--format", "csv")
     (row,) = csv.DictReader(io.StringIO(results_csv))
     text = {
         (fmt, lang): _report(store, run_a, "--format", fmt, "--lang", lang)
@@ -91,11 +91,14 @@ def check_every_format(root: Path, doc: Optional[Dict[str, Any]] = None) -> List
         assert (spread is not None) == bool(metric.per_pass), metric.key
         if spread is not None:
             check_spread(metric, spread, document["results"][job.job_id]["derived"], row, text)
+        raw = row[csvexport.heading(metric)]  # the CSV: the stored number, its unit in the header
+        assert (float(raw) if raw else None) == value and metric.unit in csvexport.heading(metric), metric.key
         if metric.table:
             (column,) = [c for c in tables.FIGURE_COLUMNS if metric in c.metrics]
-            plain = row[column.key]  # the CSV's cell: the figure alone, its spread in columns of their own
-            joined = "/".join(m.show(record.figure(m.key)) for m in column.metrics)
-            assert shown in plain and plain in (joined, joined + " (n/m)"), metric.key
+            plain = "/".join(m.show(record.figure(m.key)) for m in column.metrics)
+            needs = any(m.needs_meaningful_weights for m in column.metrics) and not record.acc_meaningful
+            plain += " (n/m)" if needs else ""
+            assert shown in plain, metric.key
             cell = plain + (" " + spread.compact(tables.PASSES) if spread is not None else "")
             for lang, title in (("en", column.title), ("zh", column.title_zh)):
                 assert "| %s |" % tables.md_cell(title) in text["md", lang].splitlines()[4], metric.key
@@ -121,20 +124,20 @@ def check_spread(metric: table.Metric, spread: Any, stored: Dict[str, Any], row:
     legend of the results table in every format and, with two passes or more, as an error bar in the
     throughput chart; with one pass, each says there is none."""
     assert stored["spreads"][metric.key] == asdict(spread), metric.key
-    assert row["%s_n" % metric.key] == str(spread.n), metric.key
+    assert row[csvexport.heading(metric, "n")] == str(spread.n), metric.key
     for part in ("median", "min", "max"):
-        assert row["%s_%s" % (metric.key, part)] == metric.show(getattr(spread, part)), metric.key
-    cv = row["%s_cv" % metric.key]
+        assert float(row[csvexport.heading(metric, part)]) == getattr(spread, part), metric.key
+    cv = row[csvexport.heading(metric, "cv")]
     legend = "(R = %d); R = 1: no spread." % spread.n if spread.n > 1 else "R = 1: no spread (a spread over"
     for shown in text.values():
         assert legend in re.sub(r"\s+", " ", shown), metric.key
     if spread.n < 2:
-        assert spread.cv is None and cv == "R = 1: no spread", metric.key
+        assert spread.cv is None and cv == "", metric.key
         assert spread.compact(tables.PASSES) == "(R = 1: no spread)", metric.key
         assert "min..max over" not in text["html", "en"], metric.key
         return
     assert spread.min <= spread.median <= spread.max and spread.cv > 0, metric.key
-    assert float(cv) == float("%.4g" % spread.cv), metric.key
+    assert float(cv) == spread.cv, metric.key
     assert spread.compact(tables.PASSES) == "±%.2g%%" % (100 * spread.cv), metric.key
     assert "<title>%s: min..max over R = %d passes " % (metric.key, spread.n) in text["html", "en"], (
         metric.key
@@ -239,7 +242,6 @@ def test_a_record_stored_before_spreads_reads_with_none_and_a_bad_spread_is_refu
     doc = json.loads(json.dumps(stored.as_stored()))
     old = collect.read_derived({k: v for k, v in doc.items() if k != "spreads"})
     assert dict(old.spreads) == {} and old.figures == stored.figures
-    assert tables.spread_parts(old)["p_infer_whole_cv"] == tables.UNKNOWN
     for change, what in (
         (
             {"p_infer_whole": dict(doc["spreads"]["p_infer_whole"], max=-1.0)},

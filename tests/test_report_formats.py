@@ -25,8 +25,9 @@ import vendors
 from orchestrator.host import envinfo
 from orchestrator.job import collect
 from orchestrator.job.plan import Job, job_id
+from orchestrator.metrics import table
 from orchestrator.outcome import JobState
-from orchestrator.report import command, labels, tables
+from orchestrator.report import command, csvexport, labels, tables
 from orchestrator.report import compare as cmp
 from orchestrator.report.load import ReportError, load_run
 from orchestrator.store import Store, new_run_id
@@ -240,24 +241,32 @@ def test_zh_labels(runs, capsys):
     ):
         assert label in out, label
     assert "Results" not in out and "OS version" not in out
-    status, table, _ = report(runs, capsys, runs.main, "--lang", "zh")
-    assert status == 0 and "数据精度" in table and "加速卡驱动版本" in table
+    status, text, _ = report(runs, capsys, runs.main, "--lang", "zh")
+    assert status == 0 and "数据精度" in text and "加速卡驱动版本" in text
 
 
 def test_table_and_csv_and_json(runs, capsys):
     status, out, _ = report(runs, capsys, runs.main)
     assert status == 0 and "p_infer_whole" in out and "onnxruntime" in out and "OS kernel version" in out
     status, out, _ = report(runs, capsys, runs.main, "--format", "csv")
-    assert status == 0
-    results, over_runs, environment = out.split("\n\n")
-    rows = list(csv.DictReader(io.StringIO(results)))
-    single = list(csv.DictReader(io.StringIO(over_runs)))  # one run per job: a mean, no interval
-    assert {(r["k"], r["low"], r["high"], r["cv"]) for r in single} == {("1", "", "", "")}
-    assert list(rows[0]) == [key for key, _ in tables.CSV_COLUMNS]
-    assert [r["tool"] for r in rows] == ["pytorch", "onnxruntime", "tensorrt"]
-    assert rows[2]["p_infer_core"] == "-" and rows[2]["state"].startswith("FAILED_START")
-    env_rows = list(csv.DictReader(io.StringIO(environment)))
+    assert status == 0 and "\n\n" not in out  # one table per file
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == list(csvexport.RESULT_COLUMNS)
+    assert [r["toolkit"] for r in rows] == ["pytorch", "onnxruntime", "tensorrt"]
+    assert rows[2]["p_infer_core [img/s]"] == "" and rows[2]["state"] == "FAILED_START"
+    assert rows[2]["reason"].startswith("exit status")
+    status, out, _ = report(runs, capsys, runs.main, "--format", "csv", "--table", "runs")
+    single = list(csv.DictReader(io.StringIO(out)))  # one run per job: a mean, no interval
+    assert single and {(r["k"], r["low"], r["high"], r["cv"]) for r in single} == {("1", "", "", "")}
+    status, out, _ = report(runs, capsys, runs.main, "--format", "csv", "--table", "environment")
+    env_rows = list(csv.DictReader(io.StringIO(out)))
     assert env_rows[0]["driver"] == "unknown" and env_rows[0]["kernel"] == platform.release()
+    document = json.loads(report(runs, capsys, runs.main, "--format", "json")[1])
+    for row in rows[:2]:  # the figures read back equal to the JSON's
+        derived = document["results"][row["job_id"]]["derived"]
+        for metric in table.METRICS:
+            raw = row[csvexport.heading(metric)]
+            assert (float(raw) if raw else None) == derived[metric.key], metric.key
     status, out, _ = report(runs, capsys, runs.main, "--format", "json")
     document = json.loads(out)
     assert status == 0 and len(document["results"]) == 2 and HOST in document["environments"]

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.report import compare as cmp
-from orchestrator.report import labels, series, sysdesc, tables
+from orchestrator.report import csvexport, labels, series, sysdesc, tables
 from orchestrator.report.environment import EnvBlock, blocks_markdown, environment_blocks
 from orchestrator.report.htmlreport import render as render_html
 from orchestrator.report.load import ReportError, RunData, load_run
@@ -33,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lang", choices=labels.LANGS, default="en", help="labels and headings (default: en)"
+    )
+    parser.add_argument(
+        "--table",
+        choices=csvexport.TABLES,
+        default="results",
+        help="with --format csv: the table to write, one per file (default: %(default)s; raw numbers, units "
+        "in the header)",
     )
     parser.add_argument("--out", metavar="FILE", help="write to FILE (atomically) instead of standard output")
     against = parser.add_mutually_exclusive_group()
@@ -133,12 +140,10 @@ def _markdown(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) ->
     )
 
 
-def _csv(data: RunData, comparison: Optional[cmp.Comparison]) -> str:
+def _csv(data: RunData, comparison: Optional[cmp.Comparison], which: str) -> str:
     if comparison is not None:
         return tables.as_csv(cmp.rows(comparison), cmp.COLUMNS)
-    results = tables.as_csv(tables.result_rows(data, compact_spread=False), tables.CSV_COLUMNS)
-    over_runs = tables.as_csv(series.csv_rows(series.of_run(data)), series.CSV_COLUMNS)
-    return "\n".join((results, over_runs, tables.as_csv(tables.environment_rows(data), tables.ENV_COLUMNS)))
+    return csvexport.render(data, which)
 
 
 def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> str:
@@ -167,7 +172,7 @@ def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> 
     if args.format == "md":
         return _markdown(data, args.lang, comparison)
     if args.format == "csv":
-        return _csv(data, comparison)
+        return _csv(data, comparison, args.table)
     if args.format == "json":
         if comparison is not None:
             return tables.json_text(cmp.as_document(comparison))

@@ -35,11 +35,10 @@ class StoredSpec:
     warmup: int = schema.counted()
     toolkit_options: List[List[str]] = schema.items()
     decoder: str = schema.text()
-    #: the series of runs the job belongs to, and which of its runs it is (absent: one run, stored before
-    #: runs)
-    series: Optional[str] = schema.text(present="optional")
+    #: which of its series' runs the job is, and the series (absent: one run, stored before runs)
     run: Optional[int] = schema.counted(low=1, present="optional")
     runs: Optional[int] = schema.counted(low=1, present="optional")
+    series: Optional[str] = schema.text(present="optional")
 
 
 @dataclass(frozen=True)

@@ -47,15 +47,6 @@ RESULT_COLUMNS: Sequence[Tuple[str, str]] = (
 )
 #: the letter that counts the samples of a spread over passes (metrics.md: R passes per stage)
 PASSES = "R"
-#: the parts of a spread the CSV gives a column each ("<key>_<part>"), after the results table's columns
-SPREAD_PARTS = ("n", "median", "min", "max", "cv")
-SPREAD_COLUMNS: Sequence[Tuple[str, str]] = tuple(
-    ("%s_%s" % (metric.key, part), "%s %s" % (metric.key, part))
-    for metric in table.METRICS
-    if metric.per_pass
-    for part in SPREAD_PARTS
-)
-CSV_COLUMNS = tuple(RESULT_COLUMNS) + tuple(SPREAD_COLUMNS)
 
 ENV_COLUMNS: Sequence[Tuple[str, str]] = (
     ("host", "host"),
@@ -88,28 +79,6 @@ def spread_cell(column: table.Column, derived: Derived) -> str:
     return " ".join(spread.compact(PASSES) for spread in spreads)
 
 
-def spread_parts(derived: Derived) -> Dict[str, str]:
-    """The CSV's spread columns of a job's figures: each part as a number, the CV "R = 1: no spread" where
-    one pass gives none, "unknown" where no spread is stored (older records)."""
-    out = {}
-    for metric in table.METRICS:
-        if not metric.per_pass:
-            continue
-        spread = derived.spreads.get(metric.key)
-        for part in SPREAD_PARTS:
-            value = getattr(spread, part) if spread is not None else None
-            if spread is None:
-                text = UNKNOWN
-            elif part == "n":
-                text = str(value)
-            elif part == "cv":
-                text = "%s = %d: no spread" % (PASSES, spread.n) if value is None else "%.4g" % value
-            else:
-                text = metric.show(value)
-            out["%s_%s" % (metric.key, part)] = text
-    return out
-
-
 def spread_legend(data: RunData) -> str:
     """The line that says what the ± beside the figures means and over how many passes, or that one pass
     gives none; "" where no job stored a spread."""
@@ -132,10 +101,9 @@ def spread_legend(data: RunData) -> str:
     )
 
 
-def result_rows(data: RunData, compact_spread: bool = True) -> List[Dict[str, str]]:
+def result_rows(data: RunData) -> List[Dict[str, str]]:
     """One row per job of the run, in job order; failed jobs show their state and reason, a job with an
-    unreadable stored cell says so. Each figure's cell carries its compact spread unless ``compact_spread``
-    is off (the CSV: its spread columns hold each part)."""
+    unreadable stored cell says so. Each figure's cell carries its compact spread over passes."""
     rows = []
     for item in data.jobs:
         job, spec = item.job, item.job["spec"] or {}
@@ -158,10 +126,7 @@ def result_rows(data: RunData, compact_spread: bool = True) -> List[Dict[str, st
             if derived is None:
                 row[column.key] = "-"
                 continue
-            spread = spread_cell(column, derived) if compact_spread else ""
-            row[column.key] = (figure_cell(column, derived) + " " + spread).strip()
-        if derived is not None:
-            row.update(spread_parts(derived))
+            row[column.key] = (figure_cell(column, derived) + " " + spread_cell(column, derived)).strip()
         rows.append(row)
     return rows
 
