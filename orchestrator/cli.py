@@ -191,7 +191,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         command: Callable[[argparse.Namespace, Console], int] = args.func
         return command(args, console)
     except (ConfigError, UsageError, runlock.RunLocked, StoreError, ids.BadId) as exc:
-        print("error: %s" % shown(exc), file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:  # a cluster file's problems: one line each
+            print("error: %s" % shown(line), file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         print("interrupted (%s): %s" % (exc, args.stopped), file=sys.stderr)

@@ -48,8 +48,8 @@ class Launcher(abc.ABC):
 
     @classmethod  # noqa: B027 (not abstract: a launcher without rules of its own keeps this one)
     def check(cls, cluster: Cluster) -> None:
-        """Rules joining this launcher and its (valid) sections with the rest of ``cluster``: ValueError whose
-        message starts with the field, e.g. ``hosts[0].devices: ...``."""
+        """Rules joining this launcher and its (valid) sections with the rest of ``cluster``: model.fields'
+        Problems, each naming its field (``("hosts", 0, "devices")``)."""
 
     def __init__(self, ctx: RunContext, host: Host) -> None:
         self.ctx = ctx

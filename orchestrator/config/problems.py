@@ -1,0 +1,144 @@
+"""Problems of a cluster file told in plain words: pydantic's errors rewritten (``explain``: one problem per
+field, "unknown key 'batch_sise'; did you mean batch_size?" where the model has a close name, no "Value
+error," or union member names), and every problem found made into one ConfigError of one line each,
+``FILE:LINE: field: what``, in the order of the file (``config_error``)."""
+
+import re
+from typing import Any, Dict, List, Optional, Sequence, Type, get_args
+
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.config.yamlread import Lines
+from orchestrator.model.fields import ConfigError, Keys, Problem, Problems, dotted, unknown
+
+#: how pydantic names the member of a Union or the step it tried (``batch_size.list[int]``), not a field
+_UNION_MEMBER = re.compile(r"^(int|str|bool|float|list\[.*\]|dict\[.*\]|literal\[.*\]|function-.*)$")
+
+#: the kind of value each of pydantic's type errors asked for
+_KINDS = {
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "text",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping (key: value lines)",
+    "model_type": "a mapping (key: value lines)",
+    "model_attributes_type": "a mapping (key: value lines)",
+}
+
+#: the other errors in plain words, from the error's ``ctx``
+_WORDS = {
+    "missing": "required but not given",
+    "greater_than": "must be more than {gt:g}",
+    "greater_than_equal": "must be at least {ge:g}",
+    "less_than": "must be less than {lt:g}",
+    "less_than_equal": "must be at most {le:g}",
+    "too_long": "has {actual_length} items; at most {max_length} are allowed",
+    "too_short": "needs at least {min_length} item(s)",
+    "string_pattern_mismatch": "must match {pattern}",
+    "finite_number": "must be a finite number",
+}
+
+
+def explain(error: ValidationError, model: Type[BaseModel], within: Keys = ()) -> List[Problem]:
+    """``error`` of validating ``model`` (which sits at ``within`` in the file) as problems, one a field."""
+    by_place: Dict[Keys, List[Dict[str, Any]]] = {}
+    for details in error.errors():
+        item: Dict[str, Any] = dict(details)
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, Problems):  # a model validator's own problems, each with its place
+            base = within + _place(item["loc"])
+            by_place.update({base + p.keys: [dict(item, msg=p.message, own=True)] for p in cause.problems})
+            continue
+        by_place.setdefault(within + _place(item["loc"]), []).append(item)
+    return [
+        _problem(keys, items, model, within)
+        for keys, items in by_place.items()
+        if not (_wrong_type(items) and any(len(k) > len(keys) and k[: len(keys)] == keys for k in by_place))
+    ]  # a union's member of the wrong type is no problem where another's items tell what is wrong
+
+
+def _wrong_type(items: List[Dict[str, Any]]) -> bool:
+    return all(item["type"] in _KINDS for item in items)
+
+
+def _place(loc: Sequence[Any]) -> Keys:
+    """pydantic's ``loc`` without the union members it tried; a dict's ``[key]`` marker is kept."""
+    return tuple(p for i, p in enumerate(loc) if not (i and isinstance(p, str) and _UNION_MEMBER.match(p)))
+
+
+def _problem(keys: Keys, items: List[Dict[str, Any]], model: Type[BaseModel], within: Keys) -> Problem:
+    """One problem of the errors pydantic gave for one place: the type errors of a union's members joined
+    ("must be a whole number or a list"), else the first other error (a list that is too long is that, not
+    "no whole number")."""
+    if items[0].get("own"):
+        return Problem(keys, items[0]["msg"])
+    other = [i for i in items if i["type"] not in _KINDS]
+    if _wrong_type(items):
+        kinds = sorted({_KINDS[i["type"]] for i in items}, key=list(_KINDS.values()).index)
+        return Problem(keys, "must be %s%s" % (" or ".join(kinds), _got(items[0].get("input"))))
+    first, ctx = other[0], other[0].get("ctx") or {}
+    kind = first["type"]
+    at = _model_at(model, keys[len(within) : -1])
+    if kind == "extra_forbidden":
+        return Problem(keys, unknown("key", keys[-1], at.model_fields if at else ()))
+    if kind == "missing" and at is not None and at.model_fields[str(keys[-1])].description:
+        return Problem(keys, "required but not given: %s" % at.model_fields[str(keys[-1])].description)
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", ctx.get("expected", ""))
+        if keys[-1] == "[key]":
+            return Problem(keys[:-1], unknown("key", first["input"], choices))
+        return Problem(keys, "must be one of %s%s" % (", ".join(choices), _got(first.get("input"))))
+    if kind in ("value_error", "assertion_error") and "error" in ctx:
+        return Problem(keys, str(ctx["error"]))
+    if kind in _WORDS:
+        return Problem(keys, _WORDS[kind].format(**ctx) + _got(first.get("input")))
+    return Problem(keys, first["msg"] + _got(first.get("input")))
+
+
+def _got(value: object) -> str:
+    """`` (got 'x')`` for a scalar; nothing for a mapping, a list or nothing."""
+    return "" if isinstance(value, (dict, list)) or value is None else " (got %r)" % (value,)
+
+
+def _model_at(model: Type[BaseModel], keys: Keys) -> Optional[Type[BaseModel]]:
+    """The model at ``keys`` below ``model`` (list indices passed through); None where a key is no field
+    holding a model."""
+    for key in keys:
+        if isinstance(key, int):
+            continue
+        field = model.model_fields.get(str(key))
+        found = _model_in(field.annotation) if field else None
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _model_in(annotation: Any) -> Optional[Type[BaseModel]]:
+    """The model class an annotation holds (``List[Host]``, ``Optional[DataSpec]``, ``Annotated[...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def config_error(where: object, problems: Sequence[Problem], lines: Optional[Lines] = None) -> ConfigError:
+    """One ConfigError of ``problems``: a line each, ``WHERE:LINE: field: what`` (the line where the file
+    writes the field or the nearest enclosing one, by ``lines``), in the order of the file, each said once."""
+    lines = lines or Lines()
+    said = dict.fromkeys((lines.of(p.keys) or 0, dotted(p.keys), p.message) for p in problems)
+    placed = sorted(said, key=lambda t: t[0])
+    return ConfigError(
+        "\n".join(
+            "%s%s: %s: %s" % (where, ":%d" % line if line else "", field, message)
+            for line, field, message in placed
+        )
+    )
