@@ -130,7 +130,8 @@ def test_the_lifecycle_keeps_what_its_launcher_returns(tmp_path):
     (tmp_path / "val").mkdir()
     work = tmp_path / "work"
     work.mkdir(mode=0o700)
-    text = POOL.replace("launcher: pool\npool: {max_jobs: 1}\n", "").replace(",\n     pool: {queue: fast}", "")
+    text = POOL.replace("launcher: pool\npool: {max_jobs: 1}\n", "")
+    text = text.replace(",\n     pool: {queue: fast}", "")
     text = text.replace("/d}", "%s}, workdir: %s" % (tmp_path / "val", work))
     cluster = load_cluster(write(tmp_path, text))
     known = vendors.discover()

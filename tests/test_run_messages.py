@@ -18,7 +18,8 @@ def test_a_wrong_data_path_is_told_once_for_the_host_with_the_resume_command(tmp
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     (line,) = errors  # not one per job
     said = r"error: host here, 4 jobs \(here\.d0\.\S+, here\.\S+, here\.\S+ and 1 more\): FAILED_START: "
-    assert re.fullmatch(said + "data.path %s does not exist on host here" % re.escape(str(missing)), line), line
+    said += "data.path %s does not exist on host here" % re.escape(str(missing))
+    assert re.fullmatch(said, line), line
     run_id = only_run(tmp_path / "store.sqlite")["run_id"]
     (said,) = [line for line in done.stderr.splitlines() if "did not finish OK" in line]
     command = said.split("rerun them with: ", 1)[1]
