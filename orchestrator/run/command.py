@@ -32,6 +32,7 @@ from orchestrator.run.scheduler import run_all
 from orchestrator.safeio import ids
 from orchestrator.safeio.text import shown
 from orchestrator.store import Store, StoreError, new_run_id, read_cell
+from orchestrator.version import version
 from vendors.vendor import Vendor
 
 
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     store = Store(args.store or cluster.store)
     hosts = {h.name: h for h in cluster.hosts}
     with runlock.held(store.path, run_id):
-        store.create_run(run_id, str(Path(args.cluster).resolve()), cluster.model_dump(mode="json"))
+        cluster_path = str(Path(args.cluster).resolve())
+        store.create_run(run_id, cluster_path, cluster.model_dump(mode="json"), version())
         for job in jobs:
             store.add_job(run_id, job.job_id, job.host, hosts[job.host].vendor, job.as_dict())
         for item in skipped:
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         for line in cluster.shared_machines():
             console.print(line, markup=False, highlight=False)
         console.print("run %s: %d jobs on %d hosts; store %s" % (run_id, len(jobs), len(hosts), store.path))
-        resume = resume_command(run_id, str(Path(args.cluster).resolve()), store.path)
+        resume = resume_command(run_id, cluster_path, store.path)
         return _execute(console, store, run_id, cluster, known, jobs, results_dir, resume)
 
 
