@@ -20,6 +20,7 @@ def test_a_wrong_data_path_is_told_once_for_the_host_with_the_resume_command(tmp
     said = r"error: host here, 4 jobs \(here\.d0\.\S+, here\.\S+, here\.\S+ and 1 more\): FAILED_START: "
     said += "data.path %s does not exist on host here" % re.escape(str(missing))
     assert re.fullmatch(said, line), line
+    assert "[4/4 jobs done]" in done.stderr  # the progress lines count the jobs that ended
     run_id = only_run(tmp_path / "store.sqlite")["run_id"]
     (said,) = [line for line in done.stderr.splitlines() if "did not finish OK" in line]
     command = said.split("rerun them with: ", 1)[1]

@@ -248,7 +248,7 @@ def _execute(
     """
     state: Optional[RunState] = RunState.INTERRUPTED
     try:
-        with ProgressBoard() as board:
+        with ProgressBoard(total=len(jobs)) as board:
             run_all(RunContext(run_id, cluster, store, known, results_dir, board.update), jobs)
         state = RunState.FINISHED
     except StoreError as exc:
