@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 import vendors
 from orchestrator import launchers
-from orchestrator.config import knobs, yamlread
+from orchestrator.config import knobs, paths, yamlread
 from orchestrator.config.paths import localise
 from orchestrator.config.problems import config_error, explain
 from orchestrator.model.cluster import Cluster, Host
@@ -46,10 +46,7 @@ def _load(path: Path, installation: bool) -> Tuple[Cluster, Dict[str, Vendor]]:
     cluster, problems = _problems(raw, known)
     if cluster is None or problems:
         raise config_error(path, problems, lines)
-    try:
-        return localise(cluster, path.resolve().parent), known or {}
-    except ValueError as exc:
-        raise ConfigError("%s: %s" % (path, exc)) from None
+    return localise(cluster, path.resolve().parent), known or {}
 
 
 def _read(path: Path) -> str:
@@ -66,8 +63,8 @@ def _problems(
 ) -> Tuple[Optional[Cluster], List[Problem]]:
     """The cluster ``raw`` stands for (None when the models refuse it) and every problem found in it: those
     of its launcher sections and names (on the data as written, so that they are told beside the models'),
-    the models', then, on a valid cluster, its launcher's rules and with ``known`` (this installation's
-    vendors) the runner's knobs and the vendors' rules."""
+    the models', then, on a valid cluster, its launcher's rules, its remote paths (``paths``) and with
+    ``known`` (this installation's vendors) the runner's knobs and the vendors' rules."""
     sections = _section_problems(raw)
     problems = sections + (_vendor_names(raw, known) if known is not None else [])
     try:
@@ -82,6 +79,7 @@ def _problems(
             problems += exc.problems
         except ValueError as exc:
             problems.append(Problem((), str(exc)))
+    problems += paths.problems(cluster)
     if known is not None:
         problems += knobs.problems(cluster) + _vendor_problems(cluster, known)
     return cluster, problems
