@@ -1,5 +1,6 @@
 """Where a cluster file's paths point: control-machine paths resolved against the file's folder, host
-paths of local hosts too (``localise``); remote ones checked: absolute, normalised, no ``..`` (``problems``)."""
+paths of local hosts too (``localise``); remote ones checked: absolute, normalised, no ``..``
+(``problems``)."""
 
 import posixpath
 from pathlib import Path
