@@ -113,6 +113,12 @@ def test_every_problem_is_told_at_once_in_the_order_of_the_file(tmp_path, capsys
         ("batch_size: 8", "batch_size: yes",
          "16: cases[0].batch_size: must be a whole number or a list (got True)"),
         ("batch_size: 8", "batch_size: 0", "16: cases[0].batch_size: must be in 1..65536, got 0"),
+        ("data: {path: val}", "data: {path: val, layout: imagefolders}",
+         "11: hosts[1].data.layout: must be one of auto, imagefolder, flat, tar (got 'imagefolders'); "
+         "did you mean imagefolder?"),
+        ("vendor: cpu", "vendor: cpu\n    mps: ato",
+         "11: hosts[1].mps: must be true or false or auto (got 'ato'); did you mean auto?"),
+        ("vendor: cpu", "vendor: cpu\n    devices: 0", "11: hosts[1].devices: must be a list (got 0)"),
         ("batch_size: 8", "batch_size: [8, 8]", "16: cases[0].batch_size: 8 is listed twice in batch_size"),
     ],
 )  # fmt: skip

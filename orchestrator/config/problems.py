@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Type, get_args
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.config.yamlread import Lines
-from orchestrator.model.fields import ConfigError, Keys, Problem, Problems, dotted, unknown
+from orchestrator.model.fields import ConfigError, Keys, Problem, Problems, did_you_mean, dotted, unknown
 
 #: how pydantic names the member of a Union or the step it tried (``batch_size.list[int]``), not a field
 _UNION_MEMBER = re.compile(r"^(int|str|bool|float|list\[.*\]|dict\[.*\]|literal\[.*\]|function-.*)$")
@@ -40,6 +40,8 @@ _WORDS = {
     "too_long": "has {actual_length} items; at most {max_length} are allowed",
     "too_short": "needs at least {min_length} item(s)",
     "string_pattern_mismatch": "must match {pattern}",
+    "string_too_long": "must be at most {max_length} characters",
+    "string_too_short": "must be at least {min_length} characters",
     "finite_number": "must be a finite number",
 }
 
@@ -72,32 +74,41 @@ def _place(loc: Sequence[Any]) -> Keys:
 
 
 def _problem(keys: Keys, items: List[Dict[str, Any]], model: Type[BaseModel], within: Keys) -> Problem:
-    """One problem of the errors pydantic gave for one place: the type errors of a union's members joined
-    ("must be a whole number or a list"), else the first other error (a list that is too long is that, not
-    "no whole number")."""
+    """One problem of the errors pydantic gave for one place: what a union's members wanted, joined ("must
+    be a whole number or a list", "must be true or false or auto"), else the first other error (a list that
+    is too long is that, not "no whole number")."""
     if items[0].get("own"):
         return Problem(keys, items[0]["msg"])
-    other = [i for i in items if i["type"] not in _KINDS]
-    if _wrong_type(items):
-        kinds = sorted({_KINDS[i["type"]] for i in items}, key=list(_KINDS.values()).index)
-        return Problem(keys, "must be %s%s" % (" or ".join(kinds), _got(items[0].get("input"))))
-    first, ctx = other[0], other[0].get("ctx") or {}
-    kind = first["type"]
+    got = items[0].get("input")
+    if keys[-1] != "[key]" and all(i["type"] in _KINDS or i["type"] == "literal_error" for i in items):
+        choices = [choice for item in items for choice in _choices(item)]
+        said = " or ".join(dict.fromkeys(_wanted(item) for item in items))
+        return Problem(keys, "must be %s%s%s" % (said, _got(got), did_you_mean(got, choices)))
+    first = next(i for i in items if i["type"] not in _KINDS)
+    kind, ctx = first["type"], first.get("ctx") or {}
     at = _model_at(model, keys[len(within) : -1])
     if kind == "extra_forbidden":
         return Problem(keys, unknown("key", keys[-1], at.model_fields if at else ()))
     if kind == "missing" and at is not None and at.model_fields[str(keys[-1])].description:
         return Problem(keys, "required but not given: %s" % at.model_fields[str(keys[-1])].description)
-    if kind == "literal_error":
-        choices = re.findall(r"'([^']*)'", ctx.get("expected", ""))
-        if keys[-1] == "[key]":
-            return Problem(keys[:-1], unknown("key", first["input"], choices))
-        return Problem(keys, "must be one of %s%s" % (", ".join(choices), _got(first.get("input"))))
+    if kind == "literal_error":  # of a mapping's key
+        return Problem(keys[:-1], unknown("key", first["input"], _choices(first)))
     if kind in ("value_error", "assertion_error") and "error" in ctx:
         return Problem(keys, str(ctx["error"]))
     if kind in _WORDS:
         return Problem(keys, _WORDS[kind].format(**ctx) + _got(first.get("input")))
     return Problem(keys, first["msg"] + _got(first.get("input")))
+
+
+def _wanted(item: Dict[str, Any]) -> str:
+    """What a type or literal error asked for: ``a whole number``, ``auto``, ``one of auto, nvjpeg, pil``."""
+    choices = _choices(item)
+    return _KINDS.get(item["type"]) or ("one of " if len(choices) > 1 else "") + ", ".join(choices)
+
+
+def _choices(item: Dict[str, Any]) -> List[str]:
+    """The values a literal error names (``'auto', 'nvjpeg' or 'pil'``); none for other errors."""
+    return re.findall(r"'([^']*)'", (item.get("ctx") or {}).get("expected", ""))
 
 
 def _got(value: object) -> str:
