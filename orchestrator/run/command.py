@@ -141,12 +141,13 @@ def _resume_held(
     else:
         cluster_path = run["cluster_path"]
         stored_cluster, unreadable = read_cell(run["cluster_json"], "cluster_json")
+        if unreadable:
+            raise UsageError("run %s: stored cluster file no longer loads: %s" % (run_id, unreadable))
         try:
-            if unreadable:
-                raise ValueError(unreadable)
             cluster = Cluster.model_validate(stored_cluster)
-        except ValueError as exc:
-            raise UsageError("run %s: stored cluster file no longer loads: %s" % (run_id, exc)) from None
+        except ValidationError as exc:
+            where = "run %s: stored cluster file" % run_id
+            raise UsageError(str(config_error(where, explain(exc, Cluster)))) from None
         known = config_check(cluster, "run %s (stored cluster file)" % run_id)
         _refuse_unasked_changes(console, run, cluster)
     cluster = _offline(cluster, args)
@@ -188,9 +189,8 @@ def _refuse_unasked_changes(console: Console, run: Dict[str, Any], stored: Clust
     try:
         on_disk = load_cluster(path)
     except ConfigError as exc:
-        raise UsageError(
-            "run %s: its cluster file no longer loads (%s); resume with --cluster FILE" % (run_id, exc)
-        ) from None
+        said = "run %s: its cluster file no longer loads; resume with --cluster FILE:" % run_id
+        raise UsageError("%s\n%s" % (said, exc)) from None
     mine, theirs = (c.model_dump(mode="json", exclude={"defaults": {"offline"}}) for c in (stored, on_disk))
     where = _first_difference(mine, theirs, "")
     if where is not None:
