@@ -342,8 +342,9 @@ class Store:
         )
 
     def run(self, run_id: str) -> Optional[Dict[str, Any]]:
+        """The run's row, with the version that made it (None where the store did not keep it)."""
         rows = self._rows("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        return dict(rows[0]) if rows else None
+        return dict(rows[0], version=self._versions().get(run_id)) if rows else None
 
     def runs(self) -> List[Dict[str, Any]]:
         """Every run, oldest first: its row, how many jobs it has and how many ended OK, its hosts and

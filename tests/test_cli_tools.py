@@ -38,6 +38,8 @@ def test_each_run_keeps_the_version_that_made_it_and_ls_shows_it_all(tmp_path):
     assert done.returncode == 1, done.stderr[-2000:]
     (run,) = Store(str(tmp_path / "store.sqlite"), readonly=True).runs()
     assert run["version"] == version() and (run["hosts"], run["vendors"]) == ("here", "cpu")
+    reported = orchestrator("report", "latest", "--store", str(tmp_path / "store.sqlite"), "--format", "json")
+    assert json.loads(reported.stdout)["run"]["version"] == version(), reported.stderr
     listed = orchestrator("ls", "--cluster", str(path), timeout=60)  # the file's store, not the default
     assert listed.returncode == 0, listed.stderr
     header = next(line for line in listed.stdout.splitlines() if "start" in line)
