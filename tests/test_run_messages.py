@@ -21,6 +21,8 @@ def test_a_wrong_data_path_is_told_once_for_the_host_with_the_resume_command(tmp
     said += "data.path %s does not exist on host here" % re.escape(str(missing))
     assert re.fullmatch(said, line), line
     assert "[4/4 jobs done]" in done.stderr  # the progress lines count the jobs that ended
+    assert done.stderr.count("does not exist on host here") == 2  # the first job's line, and the summary
+    assert done.stderr.count("FAILED_START here.d0.") == 4 and "the same reason as above" in done.stderr
     run_id = only_run(tmp_path / "store.sqlite")["run_id"]
     (said,) = [line for line in done.stderr.splitlines() if "did not finish OK" in line]
     command = said.split("rerun them with: ", 1)[1]

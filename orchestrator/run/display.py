@@ -67,6 +67,7 @@ class ProgressBoard:
         self._heartbeat_s = heartbeat_s
         self._stop = threading.Event()
         self._beat: Optional[threading.Thread] = None
+        self._told: Dict[str, Tuple[str, str]] = {}  # host -> the last failure printed: its state and reason
 
     def __enter__(self) -> "ProgressBoard":
         if self.console.is_terminal:
@@ -105,7 +106,12 @@ class ProgressBoard:
                 said = (row.get("figure") if fields["stage"] == JobState.OK else row["note"]) or ""
                 self.ended.append(Ended(host, device, row["job"], row["stage"], said, now - row["since"]))
             if self._live is None and (new_stage or new_step or ended):
-                self._print(self._line((host, device), row, now))
+                again = False
+                if ended and fields["stage"] != JobState.OK:  # a host's jobs failing alike: the reason once
+                    failure = (str(row["stage"]), said)
+                    again, self._told[host] = self._told.get(host) == failure, failure
+                line = self._line((host, device), row, now, "the same reason as above" if again else None)
+                self._print(line)
 
     # -- piped ---------------------------------------------------------------------------
     def _heartbeat(self) -> None:
@@ -121,9 +127,9 @@ class ProgressBoard:
             for line in lines:
                 self._print(line)
 
-    def _line(self, key: Key, row: Dict[str, Any], now: float) -> str:
+    def _line(self, key: Key, row: Dict[str, Any], now: float, said: Optional[str] = None) -> str:
         what = " ".join(str(row[k]) for k in ("stage", "step", "job") if row[k])
-        parts = [what, self._said(row).strip(), "(%s)" % clock(now - row["since"])]
+        parts = [what, (said or self._said(row)).strip(), "(%s)" % clock(now - row["since"])]
         return "[%7.1fs] %-18s %s%s" % (
             now - self._t0, _where(*key), "  ".join(part for part in parts if part), self._count()
         )  # fmt: skip
