@@ -145,11 +145,10 @@ def config_error(where: object, problems: Sequence[Problem], lines: Optional[Lin
     """One ConfigError of ``problems``: a line each, ``WHERE:LINE: field: what`` (the line where the file
     writes the field or the nearest enclosing one, by ``lines``), in the order of the file, each said once."""
     lines = lines or Lines()
-    said = dict.fromkeys((lines.of(p.keys) or 0, dotted(p.keys), p.message) for p in problems)
-    placed = sorted(said, key=lambda t: t[0])
+    unique = dict.fromkeys(
+        (lines.of(p.keys) or 0, "%s: " % dotted(p.keys) if p.keys else "", p.message) for p in problems
+    )  # a problem of the whole file (a launcher's rule) names no field
+    placed = sorted(unique, key=lambda t: t[0])
     return ConfigError(
-        "\n".join(
-            "%s%s: %s: %s" % (where, ":%d" % line if line else "", field, message)
-            for line, field, message in placed
-        )
+        "\n".join("%s%s: %s%s" % (where, ":%d" % at if at else "", field, said) for at, field, said in placed)
     )
