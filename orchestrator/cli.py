@@ -252,7 +252,16 @@ class _ShowVersion(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator",
+        description="Run the ResNet50 inference benchmark on the hosts of a cluster file "
+        "(host_configs/*.yaml), each vendor in its container, and report the results.",
+        epilog="examples:\n  python -m orchestrator plan --cluster host_configs/local.yaml\n"
+        "  python -m orchestrator run --cluster host_configs/local.yaml\n"
+        "  python -m orchestrator report latest\n"
+        "each command tells more: python -m orchestrator COMMAND --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action=_ShowVersion, help="show the version and git revision, and exit")
     # what a terminating signal does, said while it is done and after (only run has jobs to stop)
     parser.set_defaults(stopping="stopping", stopped="stopped")
