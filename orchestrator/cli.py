@@ -1,15 +1,20 @@
-"""python -m orchestrator: plan | run | doctor | report | ls | vendors | bundle."""
+"""python -m orchestrator: plan | run | doctor | report | ls | vendors | bundle | schema."""
 
 import argparse
+import datetime
+import json
+import os
 import sys
-from typing import Callable, Dict, List, Optional, Tuple
+import textwrap
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from rich.console import Console
 from rich.table import Table
 
 import vendors
 from orchestrator.bundle import command as bundle_command
-from orchestrator.config.load import load_checked
+from orchestrator.config.load import load_checked, load_cluster
+from orchestrator.config.schema import cluster_schema
 from orchestrator.host import doctor, images
 from orchestrator.host.prepare import host_image_spec
 from orchestrator.job.plan import expand
@@ -27,6 +32,7 @@ from orchestrator.store import (
     Store,
     StoreError,
 )
+from orchestrator.version import version
 from vendors.vendor import Vendor
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
@@ -94,16 +100,43 @@ def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_ls(args: argparse.Namespace, console: Console) -> int:
-    store = Store(args.store, readonly=True)
-    table = Table(title="runs in %s" % args.store)
-    for column in ("run", "state", "jobs", "ok", "cluster file"):
-        table.add_column(column)
+    path = load_cluster(args.cluster).store if args.cluster else args.store or DEFAULT_STORE
+    store = Store(path, readonly=True)
+    table = Table(title="runs in %s (times UTC)" % path)
+    for column in ("run", "start", "took", "state", "ok/jobs", "hosts", "vendors", "cluster file"):
+        table.add_column(column, overflow="fold")
     for run in store.runs():
         state = run["state"]
-        if state == RunState.RUNNING and not runlock.is_held(args.store, run["run_id"]):
+        if state == RunState.RUNNING and not runlock.is_held(path, run["run_id"]):
             state = "%s, no orchestrator left: --resume it" % state  # killed (SIGKILL) or lost its store
-        table.add_row(run["run_id"], state, str(run["jobs"]), str(run["ok"] or 0), run["cluster_path"])
+        table.add_row(
+            run["run_id"], _when(run["created_at"]), _took(run["created_at"], run["finished_at"], state),
+            state, "%d/%d" % (run["ok"] or 0, run["jobs"]), run["hosts"], run["vendors"], run["cluster_path"],
+        )  # fmt: skip
     console.print(table)
+    return 0
+
+
+def _when(unix: Optional[float]) -> str:
+    """``2026-12-06 18:04`` (UTC) of a stored time; ``?`` where the store has none."""
+    if unix is None:
+        return "?"
+    return datetime.datetime.fromtimestamp(unix, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _took(started: Optional[float], finished: Optional[float], state: str) -> str:
+    """How long a run took from its start to its last end (``1h 05m``, ``42 s``); ``-`` while it runs."""
+    if started is None or finished is None or finished < started or state == RunState.RUNNING:
+        return "-"
+    seconds = round(finished - started)
+    if seconds < 60:
+        return "%d s" % seconds
+    hours, minutes = divmod(seconds // 60, 60)
+    return "%dh %02dm" % (hours, minutes) if hours else "%d min" % minutes
+
+
+def cmd_schema(args: argparse.Namespace, console: Console) -> int:
+    print(json.dumps(cluster_schema(), indent=2, sort_keys=True))
     return 0
 
 
@@ -122,8 +155,115 @@ def cmd_vendors(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+#: each sub-command's --help: what it does (beyond its one line in the list of commands), and examples
+HELP: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "plan": (
+        "Read the cluster file, check it against this installation (vendors, toolkits, the runner's knobs) "
+        "and show the jobs it makes and the Dockerfile each vendor's image is built from. Connects to no "
+        "host and runs nothing: every problem of the file is told here, one line each.",
+        ("plan --cluster host_configs/local.yaml",),
+    ),
+    "run": (
+        "Run every job of the cluster file on its hosts (prepared, image built, jobs one at a time per "
+        "device), store the results and print the tables. A run that did not finish OK is resumed with "
+        "--resume: only its jobs that are not OK run again.",
+        (
+            "run --cluster host_configs/local.yaml",
+            "run --resume 20261206-180102-a1b2c3 --cluster host_configs/local.yaml",
+        ),
+    ),
+    "doctor": (
+        "Check every host of the cluster file before a run: SSH, docker, devices, free disk, data and "
+        "weights (with their checksums). Exit status 1 when a check fails.",
+        ("doctor --cluster host_configs/lab_example.yaml", "doctor --cluster hosts.yaml --no-checksums"),
+    ),
+    "report": (
+        "A stored run as a table, Markdown, CSV, JSON, a self-contained HTML page or an MLPerf-style "
+        "system description; beside another run (--compare) or a baseline (--baseline). RUN_ID 'latest' "
+        "is the run started last.",
+        (
+            "report latest",
+            "report 20261206-180102-a1b2c3 --format html --out report.html",
+            "report latest --baseline reference --force",
+        ),
+    ),
+    "ls": (
+        "The runs of a results store: when each started, how long it took, its state, how many of its "
+        "jobs ended OK, its hosts and vendors, and its cluster file. --cluster FILE lists that file's "
+        "store.",
+        ("ls", "ls --cluster host_configs/local.yaml", "ls --store results/rn50bench.sqlite"),
+    ),
+    "vendors": (
+        "The vendors this installation knows: their image, toolkits and precisions, and the devices whose "
+        "peak FLOP/s it knows (for MFU).",
+        ("vendors",),
+    ),
+    "bundle": (
+        "Carry what a plan needs (images, wheels, the runner) into an air-gapped lab: export on a machine "
+        "with network, verify the copy, import it on the lab's hosts, then run --offline.",
+        (
+            "bundle export --cluster hosts.yaml --out /media/usb/rn50bench",
+            "bundle verify /media/usb/rn50bench",
+        ),
+    ),
+    "bundle export": (
+        "Build (unless there) every image the plan of the cluster file needs and save them, with the "
+        "files they were made from, into DIR; prints the manifest's sha256 to give verify and import.",
+        ("bundle export --cluster hosts.yaml --out /media/usb/rn50bench",),
+    ),
+    "bundle verify": (
+        "Check every file of a bundle against its manifest, and the manifest against --expect.",
+        ("bundle verify /media/usb/rn50bench --expect SHA256",),
+    ),
+    "bundle import": (
+        "Verify a bundle, copy it onto the hosts of the lab's cluster file and load its images there.",
+        ("bundle import /media/usb/rn50bench --cluster lab.yaml --expect SHA256",),
+    ),
+    "schema": (
+        "Print a JSON Schema of the cluster file, for editors that check YAML as it is typed (keys, "
+        "types, defaults); what depends on this installation (vendors, toolkits, knobs) is checked by plan.",
+        ("schema > rn50bench-cluster.schema.json",),
+    ),
+}
+
+
+def _describe(parser: argparse.ArgumentParser, path: str = "") -> None:
+    """Give every sub-command below ``parser`` its description and examples from HELP (KeyError: none)."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for name, child in action.choices.items():
+            key = ("%s %s" % (path, name)).strip()
+            description, examples = HELP[key]
+            child.description = textwrap.fill(description, 100)
+            child.epilog = "examples:\n" + "\n".join("  python -m orchestrator %s" % e for e in examples)
+            child.formatter_class = argparse.RawDescriptionHelpFormatter
+            _describe(child, key)
+
+
+class _ShowVersion(argparse.Action):
+    """``--version``: the version (git run only when asked)."""
+
+    def __init__(self, option_strings: List[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(version())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator",
+        description="Run the ResNet50 inference benchmark on the hosts of a cluster file "
+        "(host_configs/*.yaml), each vendor in its container, and report the results.",
+        epilog="examples:\n  python -m orchestrator plan --cluster host_configs/local.yaml\n"
+        "  python -m orchestrator run --cluster host_configs/local.yaml\n"
+        "  python -m orchestrator report latest\n"
+        "each command tells more: python -m orchestrator COMMAND --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action=_ShowVersion, help="show the version and git revision, and exit")
     # what a terminating signal does, said while it is done and after (only run has jobs to stop)
     parser.set_defaults(stopping="stopping", stopped="stopped")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,14 +310,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="a stored run as tables, HTML, comparisons or system descriptions")
     report_command.add_arguments(p)
     p.set_defaults(func=report_command.run, stopped=READ_ONLY_STOPPED)
-    p = sub.add_parser("ls", help="list stored runs")
-    p.add_argument("--store", default=DEFAULT_STORE)
+    p = sub.add_parser("ls", help="list stored runs: start, duration, state, hosts, vendors")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--store", help="SQLite results store (default: %s)" % DEFAULT_STORE)
+    where.add_argument("--cluster", metavar="FILE", help="list the store this cluster file names")
     p.set_defaults(func=cmd_ls, stopped=READ_ONLY_STOPPED)
     p = sub.add_parser("vendors", help="list vendors, toolkits, precisions and known devices with peaks")
     p.set_defaults(func=cmd_vendors, stopped=READ_ONLY_STOPPED)
     p = sub.add_parser("bundle", help="carry the images and files of a plan into an air-gapped lab")
     bundle_command.add_arguments(p)
     p.set_defaults(func=lambda args, console: bundle_command.run(args, console, load_checked))
+    p = sub.add_parser("schema", help="print a JSON Schema of the cluster file (for editors)")
+    p.set_defaults(func=cmd_schema, stopped=READ_ONLY_STOPPED)
+    _describe(parser)
     return parser
 
 
@@ -192,8 +337,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         command: Callable[[argparse.Namespace, Console], int] = args.func
         return command(args, console)
     except (ConfigError, UsageError, runlock.RunLocked, StoreError, ids.BadId) as exc:
-        print("error: %s" % shown(exc), file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:  # a cluster file's problems: one line each
+            print("error: %s" % shown(line), file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         print("interrupted (%s): %s" % (exc, args.stopped), file=sys.stderr)
         return exc.exit_status if isinstance(exc, signals.Terminated) else 130
+    except BrokenPipeError:  # ``... | head``: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141

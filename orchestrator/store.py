@@ -86,6 +86,10 @@ CREATE TABLE IF NOT EXISTS conditions (
     conditions_json TEXT NOT NULL,
     PRIMARY KEY (run_id, job_id)
 );
+CREATE TABLE IF NOT EXISTS versions (
+    run_id TEXT PRIMARY KEY,
+    version TEXT NOT NULL
+);
 """
 
 #: the way out of a store folder that is not the run user's alone, for its fix
@@ -310,12 +314,19 @@ class Store:
             raise StoreError("store %s: %s" % (self.path, exc)) from None
 
     # -- runs -------------------------------------------------------------------
-    def create_run(self, run_id: str, cluster_path: str, cluster: Dict[str, Any]) -> None:
+    def create_run(
+        self, run_id: str, cluster_path: str, cluster: Dict[str, Any], version: Optional[str] = None
+    ) -> None:
+        """A new run, with the ``version`` of the orchestrator that makes it (orchestrator/version.py)."""
         self._checked_ids(run_id)
-        self._write(
-            "INSERT INTO runs (run_id, created_at, state, cluster_path, cluster_json) VALUES (?, ?, ?, ?, ?)",
-            (run_id, time.time(), RunState.RUNNING, cluster_path, json.dumps(cluster, sort_keys=True)),
-        )
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, created_at, state, cluster_path, cluster_json)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (run_id, time.time(), RunState.RUNNING, cluster_path, json.dumps(cluster, sort_keys=True)),
+            )
+            if version is not None:
+                db.execute("INSERT INTO versions (run_id, version) VALUES (?, ?)", (run_id, version))
 
     def finish_run(self, run_id: str, state: RunState) -> None:
         self._write(
@@ -331,19 +342,39 @@ class Store:
         )
 
     def run(self, run_id: str) -> Optional[Dict[str, Any]]:
+        """The run's row, with the version that made it (None where the store did not keep it)."""
         rows = self._rows("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        return dict(rows[0]) if rows else None
+        return dict(rows[0], version=self._versions().get(run_id)) if rows else None
 
     def runs(self) -> List[Dict[str, Any]]:
-        return [
-            dict(r)
-            for r in self._rows(
-                "SELECT r.run_id, r.created_at, r.finished_at, r.state, r.cluster_path,"
-                " COUNT(j.job_id) AS jobs, SUM(j.state = ?) AS ok"
-                " FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id GROUP BY r.run_id ORDER BY r.run_id",
-                (JobState.OK,),
-            )
-        ]
+        """Every run, oldest first: its row, how many jobs it has and how many ended OK, its hosts and
+        vendors (sorted, comma-separated), and the orchestrator version that made it (None where the store
+        did not keep it)."""
+        rows = self._rows(
+            "SELECT r.run_id, r.created_at, r.finished_at, r.state, r.cluster_path,"
+            " COUNT(j.job_id) AS jobs, SUM(j.state = ?) AS ok,"
+            " GROUP_CONCAT(DISTINCT j.host) AS hosts, GROUP_CONCAT(DISTINCT j.vendor) AS vendors"
+            " FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id GROUP BY r.run_id ORDER BY r.run_id",
+            (JobState.OK,),
+        )
+        versions = self._versions()
+        for row in rows:
+            for key in ("hosts", "vendors"):
+                row[key] = ",".join(sorted(set(str(row[key] or "").split(",")) - {""}))
+            row["version"] = versions.get(row["run_id"])
+        return rows
+
+    def _versions(self) -> Dict[str, str]:
+        """run id -> the version that made it ({} in a store older than the table, read read-only)."""
+        with self._lock, self._errors("read"):
+            if "versions" not in _columns(self._db):
+                return {}
+        return {r["run_id"]: r["version"] for r in self._rows("SELECT run_id, version FROM versions")}
+
+    def latest_run(self) -> Optional[str]:
+        """The id of the run started last; None in a store without runs."""
+        rows = self._rows("SELECT run_id FROM runs ORDER BY created_at DESC, run_id DESC LIMIT 1")
+        return rows[0]["run_id"] if rows else None
 
     # -- jobs -------------------------------------------------------------------
     def add_job(self, run_id: str, job_id: str, host: str, vendor: str, spec: Dict[str, Any]) -> None:

@@ -165,7 +165,10 @@ def test_export_refuses_a_folder_that_is_not_empty(tmp_path: Path, capsys) -> No
     cluster.write_text(
         json.dumps(
             {
-                "hosts": [{"name": "a", "vendor": "cpu", "data": {"path": "/d"}, "weights": "random"}],
+                "hosts": [
+                    {"name": "a", "address": "local", "vendor": "cpu", "data": {"path": "/d"},
+                     "weights": "random"}
+                ],
                 "cases": [{}],
             }
         )  # fmt: skip
@@ -186,7 +189,8 @@ def test_origin_tag_carries_the_manifest_hash_and_content_hash() -> None:
 def test_offline_is_a_cluster_default(tmp_path: Path, text: str, expected: bool) -> None:
     path = tmp_path / "hosts.yaml"
     path.write_text(
-        text + "hosts: [{name: a, vendor: cpu, data: {path: /d}, weights: random}]\ncases: [{}]\n"
+        text
+        + "hosts: [{name: a, address: local, vendor: cpu, data: {path: /d}, weights: random}]\ncases: [{}]\n"
     )
     assert load_cluster(path).defaults.offline is expected
 
@@ -241,7 +245,9 @@ def test_a_path_outside_the_bundle_is_refused_naming_its_field(tmp_path: Path, c
     line = one_error(*verify(tmp_path, capsys)[:2])
     assert line.startswith("error: %s/manifest.json: not a bundle manifest: %s" % (tmp_path, said)), line
     cluster = tmp_path.parent / ("%s.yaml" % tmp_path.name)
-    cluster.write_text("hosts: [{name: a, vendor: cpu, data: {path: /d}, weights: random}]\ncases: [{}]\n")
+    cluster.write_text(
+        "hosts: [{name: a, address: local, vendor: cpu, data: {path: /d}, weights: random}]\ncases: [{}]\n"
+    )
     code = main(["bundle", "import", str(tmp_path), "--cluster", str(cluster)])  # crashed before
     assert one_error(code, capsys.readouterr().err.splitlines()).endswith(
         line.split("not a bundle manifest: ")[1]
@@ -434,7 +440,8 @@ def bare_import(tmp_path: Path):
     runner = images.content_hash(images.runner_files())
     digest = small_bundle(bundle, wheels={WHEEL: b"the wheel that was verified"}, runner=runner)
     path = tmp_path / "hosts.yaml"
-    host = {"name": "b", "vendor": "cpu", "runtime": "bare", "workdir": str(tmp_path / "work"),
+    host = {"name": "b", "address": "local", "vendor": "cpu", "runtime": "bare",
+            "workdir": str(tmp_path / "work"),
             "data": {"path": str(tmp_path)}, "weights": "random"}  # fmt: skip
     path.write_text(json.dumps({"hosts": [host], "cases": [{}]}))
 

@@ -141,7 +141,7 @@ def test_the_host_check_reads_this_machine_and_says_when_there_is_no_governor():
 
 
 def test_two_local_entries_get_a_plan_warning(tmp_path, capsys):
-    host = "  - {name: %s, vendor: cpu, runtime: bare, data: {path: /data}, weights: random}\n"
+    host = "  - {name: %s, address: local, vendor: cpu, runtime: bare, data: {path: /d}, weights: random}\n"
     path = tmp_path / "hosts.yaml"
     path.write_text("hosts:\n" + host % "a" + host % "b" + "cases:\n  - {toolkit: pytorch}\n")
     assert cli.main(["plan", "--cluster", str(path)]) == 0
@@ -227,6 +227,7 @@ CLUSTER = """
 defaults: {isolation: %s, clear_caches: true}
 hosts:
   - name: here
+    address: local
     vendor: cpu
     runtime: bare
     python: %s

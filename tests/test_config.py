@@ -17,6 +17,7 @@ hosts:
     data: {path: /data/imagenet/val}
     weights: /data/weights/resnet50-0676ba61.pth
   - name: local
+    address: local
     vendor: cpu
     data: {path: sample/val}
     weights: random
@@ -91,7 +92,7 @@ def test_mps_is_auto_by_default_and_its_pipe_directory_kept_as_written(tmp_path)
 
 
 def test_duplicate_host_names(tmp_path):
-    with pytest.raises(ConfigError, match="repeated: local"):
+    with pytest.raises(ConfigError, match=r":10: hosts\[1\]\.name: name 'local' is taken by hosts\[0\]"):
         load_cluster(write(tmp_path, GOOD.replace("name: a100-1", "name: local")))
 
 

@@ -48,6 +48,7 @@ def test_a_two_device_host_runs_one_runner_per_device_in_parallel(tmp_path):
     (tmp_path / "hosts.yaml").write_text(
         "hosts:\n"
         "  - name: twin\n"
+        "    address: local\n"
         "    vendor: cpu\n"
         "    runtime: bare\n"
         "    python: %s\n"

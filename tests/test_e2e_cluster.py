@@ -30,6 +30,7 @@ def cluster_file(tmp_path: Path, data: Path, ssh_host, sdk_dir: Path, base_image
         "hosts": [
             {
                 "name": "here",
+                "address": "local",
                 "vendor": "cpu",
                 "workdir": str(tmp_path / "work-here"),
                 "workers": 2,

@@ -77,6 +77,7 @@ def local_entry(
     """A CPU host on this machine, running the tiny data set with random weights; ``extra`` overrides."""
     entry = {
         "name": name,
+        "address": "local",
         "vendor": "cpu",
         "workdir": str(workdir),
         "workers": 2,

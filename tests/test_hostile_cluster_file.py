@@ -21,7 +21,15 @@ from orchestrator.model.cluster import Cluster
 def valid() -> Dict[str, Any]:
     return {
         "store": "s.sqlite",
-        "hosts": [{"name": "here", "vendor": "cpu", "data": {"path": "val"}, "weights": "random"}],
+        "hosts": [
+            {
+                "name": "here",
+                "address": "local",
+                "vendor": "cpu",
+                "data": {"path": "val"},
+                "weights": "random",
+            },
+        ],
         "cases": [{"case": "resnet50", "toolkit": "pytorch", "precision": "fp32", "batch_size": 4}],
     }
 
@@ -141,7 +149,7 @@ def test_a_long_list_is_refused_at_once(tmp_path, capsys):
     started = time.monotonic()
     line = plan(path, capsys)
     assert time.monotonic() - started < 10
-    assert "cases[0].batch_size: List should have at most 1000 items" in line
+    assert "cases[0].batch_size: has 65536 items; at most 1000 are allowed" in line
 
 
 def test_an_alias_bomb_is_refused_while_it_is_composed(tmp_path, capsys):
@@ -162,7 +170,7 @@ def test_aliases_within_bounds_still_work(tmp_path, capsys):
         json.dumps(valid()["hosts"]),
         json.dumps(valid()["cases"]),
     )
-    assert "x_unused: Extra inputs are not permitted" in plan(write(tmp_path, text), capsys)
+    assert ":4: x_unused: unknown key (known: cases, defaults, hosts," in plan(write(tmp_path, text), capsys)
 
 
 @pytest.mark.parametrize("where", ["defaults", "host"])
@@ -177,14 +185,14 @@ def test_a_timeout_longer_than_a_week_is_refused_naming_the_field(tmp_path, caps
         data["hosts"][0]["timeouts"] = {"collect": value}
         field = "hosts[0].timeouts.collect"
     line = plan(write(tmp_path, data), capsys)
-    assert ": %s: Input should be less than or equal to 604800" % field in line
+    assert ": %s: must be at most 604800 (got %s)" % (field, value) in line
 
 
 @pytest.mark.parametrize("field", ["toolkit", "precision", "batch_size"])
 def test_a_repeated_list_item_is_refused_naming_the_field(tmp_path, capsys, field):
     value = {"toolkit": "pytorch", "precision": "fp32", "batch_size": 4}[field]
     line = plan(write(tmp_path, with_case(**{field: [value, value]})), capsys)
-    assert "cases[0].%s: Value error, %r is listed twice in %s" % (field, value, field) in line
+    assert "cases[0].%s: %r is listed twice in %s" % (field, value, field) in line
 
 
 def test_two_entries_making_one_job_are_one_line(tmp_path, capsys):
@@ -192,7 +200,7 @@ def test_two_entries_making_one_job_are_one_line(tmp_path, capsys):
     data["cases"].append(dict(data["cases"][0]))
     line = plan(write(tmp_path, data), capsys)
     assert line.endswith(
-        "cases[1] makes the job of cases[0] again (host here, resnet50 pytorch fp32 batch size 4)"
+        "cases[1]: makes the job of cases[0] again (host here, resnet50 pytorch fp32 batch size 4)"
     )
 
 
@@ -203,7 +211,7 @@ def test_an_infinite_timeout_is_refused(tmp_path, capsys, value):
         json.dumps(valid()["hosts"]),
         json.dumps(valid()["cases"]),
     )
-    assert "defaults.timeouts.run: Input should be" in plan(write(tmp_path, text), capsys)
+    assert "defaults.timeouts.run: must be a finite number (got " in plan(write(tmp_path, text), capsys)
 
 
 # -- item 7: every knob checked at plan ------------------------------------------------------------------
@@ -214,9 +222,7 @@ def test_a_boolean_batch_size_is_refused(tmp_path, capsys, value):
 
 def test_an_unknown_case_is_refused_at_plan(tmp_path, capsys):
     line = plan(write(tmp_path, with_case(case="resnet5O")), capsys)
-    assert line.endswith(
-        "cases[0].case: unknown case 'resnet5O' (the runner has: efficientnet_lite0, resnet50)"
-    )
+    assert line.endswith("cases[0].case: unknown case 'resnet5O'; did you mean resnet50?")
 
 
 def test_an_option_no_toolkit_of_the_entry_reads_is_refused(tmp_path, capsys):
@@ -264,7 +270,7 @@ def test_docker_user_is_refused_at_plan_with_why(tmp_path, capsys):
     data["hosts"][0]["docker"] = {"user": "1000:1000"}
     line = plan(write(tmp_path, data), capsys)
     assert line.endswith(
-        "hosts[0].docker: Value error, user: the container runs as the host's login user, who owns the job "
+        "hosts[0].docker: user: the container runs as the host's login user, who owns the job "
         "folder; another user could not write its results there: remove docker.user (log in as that user "
         "instead)"
     )

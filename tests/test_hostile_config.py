@@ -45,7 +45,13 @@ BASE: Dict[str, Any] = {
             "image": {"base_image": "local/debian:bookworm", "pip_index_url": "https://pypi.lab/simple"},
             "docker": {"shm_size": "8g", "memory": "16g"},
         },
-        {"name": "here", "vendor": "cpu", "data": {"path": "val"}, "weights": "w/resnet50-0676ba61.pth"},
+        {
+            "name": "here",
+            "address": "local",
+            "vendor": "cpu",
+            "data": {"path": "val"},
+            "weights": "w/resnet50-0676ba61.pth",
+        },
     ],
     "cases": [
         {
@@ -95,7 +101,7 @@ FIELDS: List[Tuple[str, str]] = [
     ("cases.0.case", "cases[0].case"),
     ("cases.0.toolkit", "cases[0].toolkit"),
     ("cases.0.precision", "cases[0].precision"),
-    ("cases.0.hosts.0", "unknown hosts"),
+    ("cases.0.hosts.0", "unknown host"),
     ("cases.0.toolkit_options.<key>", "cases[0].toolkit_options"),
     ("cases.0.toolkit_options.<value>", "cases[0].toolkit_options"),
 ]

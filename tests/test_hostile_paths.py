@@ -47,6 +47,7 @@ def bare_entry(data: Path, workdir: Path, **extra: Any) -> Dict[str, Any]:
     """A bare CPU host on this machine: this interpreter (with torch) runs the installed runner."""
     entry = {
         "name": "here",
+        "address": "local",
         "vendor": "cpu",
         "runtime": "bare",
         "python": sys.executable,

@@ -132,5 +132,5 @@ def test_an_unknown_decoder_is_refused_naming_the_field(tmp_path):
 
 
 def test_two_entries_making_the_same_job_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match=r"cases\[1\] makes the job of cases\[0\] again \(host gpu"):
+    with pytest.raises(ConfigError, match=r"cases\[1\]: makes the job of cases\[0\] again \(host gpu"):
         cluster(tmp_path, CLUSTER.replace("decoder: nvjpeg", "decoder: auto"))

@@ -59,6 +59,7 @@ def cpu_host(name: str, tmp_path: Path, data: Path, sdk_dir: Path, base_image: s
     return dict(
         {
             "name": name,
+            "address": "local",
             "vendor": "cpu",
             "workdir": str(tmp_path / "work"),  # "shared" with the node: the node is this machine
             "workers": 2,

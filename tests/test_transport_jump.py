@@ -226,7 +226,7 @@ def cluster_with(tmp_path: Path, entry: dict) -> Path:
     "change, refusal",
     [
         ({"address": "local"}, "jump hosts need an SSH address"),
-        ({"jump": [{"address": "bad host"}]}, "hosts[0].jump[0].address: Value error, must be a host name"),
+        ({"jump": [{"address": "bad host"}]}, "hosts[0].jump[0].address: must be a host name"),
         ({"jump": [{"address": "gate", "user": "Root;"}]}, "hosts[0].jump[0].user"),
         ({"jump": [{"address": "gate", "shell": "x"}]}, "hosts[0].jump[0].shell"),
     ],

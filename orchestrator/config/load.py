@@ -3,56 +3,37 @@ launcher's sections by that launcher's own models (``check_launcher``), its path
 checked against what this installation has: its launchers, vendors and the runner's knobs (``knobs``).
 ``load_checked`` is what every command calls."""
 
-import re
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 import vendors
 from orchestrator import launchers
-from orchestrator.config import knobs, yamlread
+from orchestrator.config import knobs, paths, yamlread
 from orchestrator.config.paths import localise
-from orchestrator.model.cluster import Cluster
-from orchestrator.model.fields import ConfigError, WithSections
+from orchestrator.config.problems import config_error, explain
+from orchestrator.model.cluster import Cluster, Host
+from orchestrator.model.fields import ConfigError, Keys, Problem, Problems, unknown
 from vendors.vendor import Vendor
-
-#: how pydantic names the member of a Union it tried (``batch_size.list[int]``), not a field of the file
-_UNION_MEMBER = re.compile(r"^(int|str|bool|float|list\[.*\]|literal\[.*\])$")
-
-
-def _format_error(where: object, error: ValidationError, within: Tuple[Union[str, int], ...] = ()) -> str:
-    """One line: the first problem, named by its field (under ``within``, the place of the model validated).
-    Of a Union's members, the one whose type the value has speaks (a list of 65536 batch sizes is too long,
-    not "no integer")."""
-    errors = error.errors()
-    first = next((e for e in errors if not e["type"].endswith("_type")), errors[0])
-    loc = [p for i, p in enumerate(first["loc"]) if not (i and isinstance(p, str) and _UNION_MEMBER.match(p))]
-    more = len(errors) - 1
-    return _problem(where, within + tuple(loc), first["msg"], first.get("input"), more)
-
-
-def _problem(
-    where: object, loc: Tuple[Union[str, int], ...], message: str, got: object = None, more: int = 0
-) -> str:
-    """``FILE: hosts[0].slurm.partition: MESSAGE (got VALUE)``, the value shown where it is a scalar."""
-    field = "".join(
-        "[%d]" % part if isinstance(part, int) else (".%s" % part if i else str(part))
-        for i, part in enumerate(loc)
-    )
-    got_text = "" if isinstance(got, (dict, list)) or got is None else " (got %r)" % (got,)
-    suffix = " (+%d more)" % more if more else ""
-    return "%s: %s: %s%s%s" % (where, field or "<top>", message, got_text, suffix)
 
 
 def load_cluster(path: Union[str, Path]) -> Cluster:
-    """Read and validate a cluster file; raise ConfigError with one line on any problem."""
-    path = Path(path)
+    """Read and validate a cluster file with its launcher's sections; ConfigError with a line per problem."""
+    return _load(Path(path), installation=False)[0]
+
+
+def load_checked(path: Union[str, Path]) -> Tuple[Cluster, Dict[str, Vendor]]:
+    """The cluster file read and checked, also against this installation (``check``); ConfigError with a line
+    per problem, every one found (those of the models first: the other checks need a valid file)."""
+    return _load(Path(path), installation=True)
+
+
+def _load(path: Path, installation: bool) -> Tuple[Cluster, Dict[str, Vendor]]:
+    text = _read(path)
     try:
-        raw = yamlread.load(yamlread.read_text(str(path)))
-    except OSError as exc:
-        raise ConfigError("%s: cannot read cluster file: %s" % (path, exc.strerror or exc)) from None
+        raw, lines = yamlread.load(text)
     except yamlread.ReadRefused as exc:
         raise ConfigError("%s: %s" % (path, exc)) from None
     except yaml.YAMLError as exc:
@@ -61,86 +42,140 @@ def load_cluster(path: Union[str, Path]) -> Cluster:
         raise ConfigError("%s%s: not valid YAML: %s" % (path, where, getattr(exc, "problem", exc))) from None
     if not isinstance(raw, dict):
         raise ConfigError("%s: expected a mapping with 'hosts' and 'cases' at the top" % path)
+    known = vendors.discover() if installation else None
+    cluster, problems = _problems(raw, known)
+    if cluster is None or problems:
+        raise config_error(path, problems, lines)
+    return localise(cluster, path.resolve().parent), known or {}
+
+
+def _read(path: Path) -> str:
     try:
-        cluster = Cluster.model_validate(raw)
-        check_launcher(cluster, str(path))
-        return localise(cluster, path.resolve().parent)
-    except ConfigError:
-        raise  # one line already
-    except ValidationError as exc:
-        raise ConfigError(_format_error(path, exc)) from None
-    except ValueError as exc:
+        return yamlread.read_text(str(path))
+    except OSError as exc:
+        raise ConfigError("%s: cannot read cluster file: %s" % (path, exc.strerror or exc)) from None
+    except yamlread.ReadRefused as exc:
         raise ConfigError("%s: %s" % (path, exc)) from None
 
 
-def load_checked(path: Union[str, Path]) -> Tuple[Cluster, Dict[str, Vendor]]:
-    """The cluster file read and checked (``check``); ConfigError with one line naming the file and field."""
-    cluster = load_cluster(path)
-    return cluster, check(cluster, str(path))
+def _problems(
+    raw: Dict[str, Any], known: Optional[Dict[str, Vendor]]
+) -> Tuple[Optional[Cluster], List[Problem]]:
+    """The cluster ``raw`` stands for (None when the models refuse it) and every problem found in it: those
+    of its launcher sections and names (on the data as written, so that they are told beside the models'),
+    the models', then, on a valid cluster, its launcher's rules, its remote paths (``paths``) and with
+    ``known`` (this installation's vendors) the runner's knobs and the vendors' rules."""
+    sections = _section_problems(raw)
+    problems = sections + (_vendor_names(raw, known) if known is not None else [])
+    try:
+        cluster = Cluster.model_validate(raw)
+    except ValidationError as exc:
+        return None, explain(exc, Cluster) + problems
+    chosen = launchers.discover().get(cluster.launcher)
+    if chosen is not None and not sections:  # its rules read its (valid) sections
+        try:
+            chosen.check(cluster)
+        except Problems as exc:
+            problems += exc.problems
+        except ValueError as exc:
+            problems.append(Problem((), str(exc)))
+    problems += paths.problems(cluster)
+    if known is not None:
+        problems += knobs.problems(cluster) + _vendor_problems(cluster, known)
+    return cluster, problems
 
 
 def check(cluster: Cluster, where: str) -> Dict[str, Vendor]:
-    """``cluster`` against this installation: a known launcher and its sections (``check_launcher``); every
-    host names a known vendor, joins MPS only on NVIDIA, and runs privileged only when its vendor needs it and
-    it says so; every case, toolkit option and batch size is one the runner takes. The vendors, by name."""
-    check_launcher(cluster, where)
-    knobs.check(cluster, where)
+    """``cluster`` (one not read from a file: a stored run's) checked as ``load_checked`` checks a file;
+    ConfigError with a line per problem, each naming ``where`` and the field. The vendors, by name."""
     known = vendors.discover()
-    for index, host in enumerate(cluster.hosts):
-        field = "%s: hosts[%d]" % (where, index)
-        vendor = known.get(host.vendor)
-        if vendor is None:
-            raise ConfigError(
-                "%s.vendor: unknown vendor %r (known: %s)" % (field, host.vendor, ", ".join(sorted(known)))
-            )
-        if host.mps is True and not vendor.mps:
-            raise ConfigError(
-                "%s.mps: vendor %s has no MPS daemon to join (CUDA MPS is NVIDIA's); remove it"
-                % (field, vendor.name)
-            )
-        if host.runtime != "docker":
-            continue
-        if vendor.privileged and not host.docker.privileged:
-            raise ConfigError(
-                "%s.docker.privileged: vendor %s runs only in --privileged containers; set it to true to "
-                "allow that on host %s" % (field, vendor.name, host.name)
-            )
-        if host.docker.privileged and not vendor.privileged:
-            raise ConfigError(
-                "%s.docker.privileged: vendor %s does not need --privileged (its containers get only its "
-                "device nodes); remove it" % (field, vendor.name)
-            )
+    _, problems = _problems(cluster.model_dump(mode="json"), known)
+    if problems:
+        raise config_error(where, problems)
     return known
 
 
 def check_launcher(cluster: Cluster, where: str) -> None:
-    """The launcher ``cluster`` names, with its sections and rules. The models keep every key beyond their
-    fields (``slurm:``, ``hosts[].slurm``) as given: each must be the section of a launcher that takes one
-    there (``settings_class``, ``host_settings_class``), the chosen one, and valid by that class; then the
-    launcher's ``check``. ConfigError with one line naming ``where`` and the field."""
-    try:
-        chosen = launchers.get(cluster.launcher)
-    except ValueError as exc:
-        raise ConfigError("%s: launcher: %s" % (where, exc)) from None
+    """``cluster``'s launcher, its sections and rules; ConfigError, a line per problem, naming ``where``."""
+    _, problems = _problems(cluster.model_dump(mode="json"), None)
+    if problems:
+        raise config_error(where, problems)
+
+
+def _vendor_names(raw: Dict[str, Any], known: Dict[str, Vendor]) -> List[Problem]:
+    """Every host names a known vendor."""
+    hosts = raw.get("hosts")
+    return [
+        Problem(("hosts", index, "vendor"), unknown("vendor", host["vendor"], known))
+        for index, host in enumerate(hosts if isinstance(hosts, list) else [])
+        if isinstance(host, dict) and isinstance(host.get("vendor"), str) and host["vendor"] not in known
+    ]
+
+
+def _vendor_problems(cluster: Cluster, known: Dict[str, Vendor]) -> List[Problem]:
+    """Every host of a known vendor joins MPS only on NVIDIA, and runs privileged only when its vendor needs
+    it and it says so."""
+    problems = []
+    for index, host in enumerate(cluster.hosts):
+        vendor = known.get(host.vendor)
+        if vendor is None:
+            continue  # _vendor_names tells
+        if host.mps is True and not vendor.mps:
+            problems.append(Problem(
+                ("hosts", index, "mps"),
+                "vendor %s has no MPS daemon to join (CUDA MPS is NVIDIA's); remove it" % vendor.name,
+            ))  # fmt: skip
+        if host.runtime != "docker":
+            continue
+        if vendor.privileged and not host.docker.privileged:
+            problems.append(Problem(
+                ("hosts", index, "docker", "privileged"),
+                "vendor %s runs only in --privileged containers; set it to true to allow that on host %s"
+                % (vendor.name, host.name),
+            ))  # fmt: skip
+        if host.docker.privileged and not vendor.privileged:
+            problems.append(Problem(
+                ("hosts", index, "docker", "privileged"),
+                "vendor %s does not need --privileged (its containers get only its device nodes); remove it"
+                % vendor.name,
+            ))  # fmt: skip
+    return problems
+
+
+def _section_problems(raw: Dict[str, Any]) -> List[Problem]:
+    """The launcher ``raw`` names and its sections. The models keep every key beyond their fields
+    (``slurm:``, ``hosts[].slurm``) as given: each must be the section of a launcher that takes one there
+    (``settings_class``, ``host_settings_class``), the chosen one, and valid by that class."""
     known = launchers.discover()
-    places: List[Tuple[Tuple[Union[str, int], ...], WithSections, str]] = [((), cluster, "settings_class")]
-    places += [(("hosts", i), host, "host_settings_class") for i, host in enumerate(cluster.hosts)]
-    for within, model, kind in places:
-        for name, value in model.sections().items():
-            owner = known.get(name)
-            settings = getattr(owner, kind, None)
+    name = raw.get("launcher", Cluster.model_fields["launcher"].default)
+    if isinstance(name, str) and name not in known:
+        return [Problem(("launcher",), unknown("launcher", name, known))]
+    hosts = raw.get("hosts")
+    hosts = hosts if isinstance(hosts, list) else []
+    places: List[Tuple[Keys, Any, Type[BaseModel], str]] = [((), raw, Cluster, "settings_class")]
+    places += [(("hosts", i), host, Host, "host_settings_class") for i, host in enumerate(hosts)]
+    problems: List[Problem] = []
+    for within, given, model, kind in places:
+        if not isinstance(given, dict):
+            continue  # the models tell
+        takes = {owner: getattr(known[owner], kind) for owner in known if getattr(known[owner], kind, None)}
+        for section in sorted(set(given) - set(model.model_fields), key=str):
+            value, settings = given[section], takes.get(section)
             if settings is None:
-                raise ConfigError(_problem(where, within + (name,), "Extra inputs are not permitted", value))
-            if value is None:
-                continue  # null: not given
-            if owner is not chosen:
-                message = "set launcher: %s to use these settings" % name
-                raise ConfigError(_problem(where, within + (name,), message))
-            try:
-                settings.model_validate(value)
-            except ValidationError as exc:
-                raise ConfigError(_format_error(where, exc, within + (name,))) from None
+                keys = list(model.model_fields) + list(takes)
+                problems.append(Problem(within + (section,), unknown("key", section, keys)))
+            elif value is not None and section != name:
+                message = "set launcher: %s to use these settings" % section
+                problems.append(Problem(within + (section,), message))
+            elif value is not None:
+                problems += _valid(settings, value, within + (section,))
+    return problems
+
+
+def _valid(model: Type[BaseModel], value: object, within: Keys) -> List[Problem]:
+    """The problems of ``value`` as a ``model`` (a launcher's settings) at ``within`` in the file."""
     try:
-        chosen.check(cluster)
-    except ValueError as exc:
-        raise ConfigError("%s: %s" % (where, exc)) from None
+        model.model_validate(value)
+    except ValidationError as exc:
+        return explain(exc, model, within)
+    return []

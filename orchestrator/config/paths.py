@@ -1,10 +1,12 @@
 """Where a cluster file's paths point: control-machine paths resolved against the file's folder, host
-paths of local hosts too, remote ones checked (absolute, normalised, no ``..``)."""
+paths of local hosts too (``localise``); remote ones checked: absolute, normalised, no ``..``
+(``problems``)."""
 
 import posixpath
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional
 
+from orchestrator.model.fields import Keys, Problem
 from runner_in_container.contract import weights_is_file
 
 if TYPE_CHECKING:
@@ -19,24 +21,40 @@ def _resolve_local(base: Path, value: Optional[str]) -> Optional[str]:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def _check_remote(field: str, value: Optional[str]) -> None:
+def _remote(keys: Keys, value: Optional[str]) -> List[Problem]:
+    """What is wrong with ``value`` as a path on a remote host (or the MPS daemon's own)."""
     if value is None:
-        return
+        return []
     if not value.startswith("/"):
-        raise ValueError("%s: remote paths must be absolute, got %r" % (field, value))
+        return [Problem(keys, "remote paths must be absolute, got %r" % value)]
     if ".." in value.split("/"):
-        raise ValueError("%s: remote paths may not contain '..', got %r" % (field, value))
+        return [Problem(keys, "remote paths may not contain '..', got %r" % value)]
     if posixpath.normpath(value) != value.rstrip("/") and value != "/":
-        raise ValueError("%s: path is not normalised (%r)" % (field, value))
+        return [Problem(keys, "path is not normalised (%r)" % value)]
+    return []
+
+
+def problems(cluster: "Cluster") -> List[Problem]:
+    """The paths of remote hosts, and the MPS pipe directory on every host (the daemon's own path, never
+    resolved), that are not absolute, normalised and free of ``..``."""
+    found: List[Problem] = []
+    for index, host in enumerate(cluster.hosts):
+        found += _remote(("hosts", index, "mps_pipe_directory"), host.mps_pipe_directory)
+        if host.is_local:
+            continue
+        found += _remote(("hosts", index, "data", "path"), host.data.path)
+        found += _remote(("hosts", index, "data", "labels"), host.data.labels)
+        workdir: Keys = ("hosts", index, "workdir") if host.workdir else ("defaults", "workdir")
+        found += _remote(workdir, cluster.host_workdir(host))
+        if weights_is_file(host.weights):
+            found += _remote(("hosts", index, "weights"), host.weights)
+    return found
 
 
 def localise(cluster: "Cluster", base: Path) -> "Cluster":
-    """Resolve relative paths: host paths on local hosts, control paths always; check remote ones, and the
-    MPS pipe directory on every host (the daemon's own path, never resolved)."""
+    """Resolve relative paths: host paths on local hosts, control paths always (remote ones: ``problems``)."""
     hosts = []
-    for index, host in enumerate(cluster.hosts):
-        where = "hosts[%d]" % index
-        _check_remote(where + ".mps_pipe_directory", host.mps_pipe_directory)
+    for host in cluster.hosts:
         if host.is_local:
             data = host.data.model_copy(
                 update={
@@ -47,14 +65,6 @@ def localise(cluster: "Cluster", base: Path) -> "Cluster":
             weights = _resolve_local(base, host.weights) if weights_is_file(host.weights) else host.weights
             workdir = _resolve_local(base, host.workdir or cluster.defaults.workdir)
             host = host.model_copy(update={"data": data, "weights": weights, "workdir": workdir})
-        else:
-            _check_remote(where + ".data.path", host.data.path)
-            _check_remote(where + ".data.labels", host.data.labels)
-            _check_remote(
-                where + ".workdir" if host.workdir else "defaults.workdir", cluster.host_workdir(host)
-            )
-            if weights_is_file(host.weights):
-                _check_remote(where + ".weights", host.weights)
         image = host.image.model_copy(update={"sdk_dir": _resolve_local(base, host.image.sdk_dir)})
         key_file = _resolve_local(base, host.key_file)
         known_hosts = _resolve_local(base, host.known_hosts)

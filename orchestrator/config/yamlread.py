@@ -9,7 +9,7 @@ with one line; the caller names the file.
 """
 
 import codecs
-from typing import Any, Dict, Optional, Sequence, Set, Union
+from typing import Any, Dict, Optional, Sequence, Set, Tuple, Union
 
 import yaml
 
@@ -99,43 +99,46 @@ class _BoundedLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load(text: str) -> Any:
-    """The YAML document in ``text`` as plain data; ReadRefused for the bounds above, yaml.YAMLError for
-    invalid YAML. Strings holding NUL (``"\\0"`` escapes) are refused naming their place."""
-    loader = _BoundedLoader(text)
-    try:
-        data = loader.get_single_data()
-    finally:
-        loader.dispose()
-    _refuse_nul(data, "")
-    return data
-
-
-def line_of(text: str, keys: Sequence[Union[str, int]]) -> Optional[int]:
-    """The line (from 1) where the value at ``keys`` (mapping keys and list indices from the top) is written
-    in the YAML ``text`` (its key's line in a mapping, its own in a list), or where the nearest enclosing
-    one is when it is not written (a default); None when not even the first is, or the text is refused."""
+def load(text: str) -> Tuple[Any, "Lines"]:
+    """The YAML document in ``text`` as plain data, and where each of its values is written; ReadRefused for
+    the bounds above, yaml.YAMLError for invalid YAML. Strings holding NUL (``"\\0"`` escapes) are refused
+    naming their place."""
     loader = _BoundedLoader(text)
     try:
         node = loader.get_single_node()
-    except (yaml.YAMLError, ReadRefused):
-        return None
+        data = None if node is None else loader.construct_document(node)
     finally:
         loader.dispose()
-    line = None
-    for key in keys:
-        if isinstance(node, yaml.MappingNode):
-            found = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(key)]
-            if not found:
+    _refuse_nul(data, "")
+    return data, Lines(node)
+
+
+class Lines:
+    """Where each value of a YAML document is written (its composed ``root``), to name a problem's line."""
+
+    def __init__(self, root: Optional[yaml.Node] = None) -> None:
+        self._root = root
+
+    def of(self, keys: Sequence[Union[str, int]]) -> Optional[int]:
+        """The line (from 1) where the value at ``keys`` (mapping keys and list indices from the top) is
+        written (its key's line in a mapping, its own in a list), or where the nearest enclosing one is when
+        it is not written (a default); None when not even the first is, or there is no text."""
+        node, line = self._root, None
+        for key in keys:
+            if isinstance(node, yaml.MappingNode):
+                found = [
+                    (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(key)
+                ]
+                if not found:
+                    return line
+                key_node, node = found[-1]
+                line = key_node.start_mark.line + 1
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
+                node = node.value[key]
+                line = node.start_mark.line + 1
+            else:
                 return line
-            key_node, node = found[-1]
-            line = key_node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
+        return line
 
 
 def _refuse_nul(value: Any, where: str) -> None:

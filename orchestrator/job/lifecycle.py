@@ -77,10 +77,10 @@ class HostWorker:
             if facts is not None:
                 self.record_environment(facts)
         self._check_cancel()
-        self.say(None, stage=Stage.BUILD)
         build_started = time.monotonic()
         with stage_errors(Stage.BUILD):
             self.build_log = self.host_log("build.log")
+            self.say(None, stage=Stage.BUILD, note="", log=str(self.build_log))
             try:
                 built = self.launcher.build(transport, self.build_log)
             except images.ImageBuildError as exc:
@@ -267,7 +267,7 @@ class HostWorker:
             if host is not None:
                 self.ctx.store.put_host_samples(self.ctx.run_id, job.job_id, host)
         self.say(
-            job.device, note="infer %s img/s" % BY_KEY["p_infer_core"].show(derived.figure("p_infer_core"))
+            job.device, figure="infer %s img/s" % BY_KEY["p_infer_core"].show(derived.figure("p_infer_core"))
         )
         return result
 

@@ -57,7 +57,11 @@ def show_event(event: Dict[str, Any], monitors: Optional[JobMonitors], say: Call
     elif kind == "progress":
         rate = _number(event.get("img_per_s"))
         note = "%s/%s" % (_text(event.get("images_done")), _text(event.get("images_total")))
-        say(stage=stage, note=note + (" %.0f img/s" % rate if rate else ""))
+        fields = {"stage": stage, "note": note + (" %.0f img/s" % rate if rate else "")}
+        index = _number(event.get("pass_index"))
+        if index is not None and 0 <= index < 1000:
+            fields["step"] = "pass %d" % (index + 1)  # a line per pass where output is piped
+        say(**fields)
     elif kind == "metric":
         rate = _number(event.get("throughput_core_img_per_s"))
         say(stage=stage, note="core %.1f img/s" % rate if rate else "")

@@ -29,7 +29,11 @@ from orchestrator.model.cluster import Cluster, Host
 from orchestrator.model.fields import Model
 from orchestrator.outcome import Stage
 from orchestrator.safeio.logs import LogFile
+from orchestrator.safeio.text import one_line
 from orchestrator.transport.base import Transport
+
+#: how much of the build log's last line the display shows
+LOG_LINE_CHARS = 100
 
 
 class Launcher(abc.ABC):
@@ -48,8 +52,8 @@ class Launcher(abc.ABC):
 
     @classmethod  # noqa: B027 (not abstract: a launcher without rules of its own keeps this one)
     def check(cls, cluster: Cluster) -> None:
-        """Rules joining this launcher and its (valid) sections with the rest of ``cluster``: ValueError whose
-        message starts with the field, e.g. ``hosts[0].devices: ...``."""
+        """Rules joining this launcher and its (valid) sections with the rest of ``cluster``: model.fields'
+        Problems, each naming its field (``("hosts", 0, "devices")``)."""
 
     def __init__(self, ctx: RunContext, host: Host) -> None:
         self.ctx = ctx
@@ -88,11 +92,17 @@ class Launcher(abc.ABC):
             return Built(runner_path=runner)
         spec = hostprep.host_image_spec(self.host, worker.vendor)
         with LogFile(log, append=True) as handle:
+
+            def logged(line: str) -> None:  # into the build log, and onto the host's line as it goes
+                handle.write(line + "\n")
+                if line.strip():
+                    worker.say(None, note=one_line(line)[:LOG_LINE_CHARS])
+
             how = images.ensure_image(
                 transport,
                 spec,
                 worker.timeouts.build,
-                lambda line: handle.write(line + "\n"),
+                logged,
                 offline=self.ctx.cluster.defaults.offline,
                 registry=self.host.image.registry,
                 lock_dir=posixpath.join(worker.workdir, "locks"),

@@ -29,7 +29,7 @@ def run_queues(
         ctx.store.finish_job(ctx.run_id, job.job_id, state, reason, log_path, {})
         with lock:
             states[job.job_id] = state
-        ctx.progress(worker.host.name, device_of(job), {"stage": state, "note": reason})
+        ctx.progress(worker.host.name, device_of(job), {"stage": state, "job": job.job_id, "note": reason})
 
     def drain(queue: List[Job]) -> None:
         for job in queue:

@@ -1,12 +1,12 @@
 """What launcher slurm takes from a cluster file: its ``slurm:`` section, a host entry's own sbatch options
 (``hosts[].slurm``), and the rules joining them with the rest of the file."""
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from pydantic import Field, field_validator
 
 from orchestrator.model.cluster import Cluster, Host
-from orchestrator.model.fields import Model, safe_name
+from orchestrator.model.fields import Model, Problem, Problems, safe_name
 
 SLURM_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _GRES = r"[A-Za-z0-9_]+(:[A-Za-z0-9_.-]+)*"  # name[:type][:count]
@@ -79,19 +79,22 @@ def job_spec(cluster: Cluster, host: Host) -> SlurmJobSpec:
 
 def check(cluster: Cluster) -> None:
     """Under launcher slurm, Slurm, not the file, picks devices, and images are built on the nodes; every
-    vendor of slurm.vendors is one a host uses. ValueError naming the field."""
+    vendor of slurm.vendors is one a host uses. Problems naming each field."""
+    problems: List[Problem] = []
     for index, host in enumerate(cluster.hosts):
         if cluster.defaults.offline and host.runtime == "docker":
-            raise ValueError(
-                "defaults.offline: under launcher slurm, images are built on the allocated nodes; "
-                "hosts[%d] runs docker, so offline runs need launcher: ssh" % index
-            )
+            problems.append(Problem(
+                ("defaults", "offline"),
+                "under launcher slurm, images are built on the allocated nodes; hosts[%d] runs docker, so "
+                "offline runs need launcher: ssh" % index,
+            ))  # fmt: skip
         if host.devices != [0]:
-            raise ValueError(
-                "hosts[%d].devices: under launcher slurm, Slurm allocates the device (ask for it with"
-                " gres); leave devices out" % index
-            )
+            problems.append(Problem(
+                ("hosts", index, "devices"),
+                "under launcher slurm, Slurm allocates the device (ask for it with gres); leave devices out",
+            ))  # fmt: skip
     used = {h.vendor for h in cluster.hosts}
-    unused = sorted(set(settings(cluster).vendors) - used)
-    if unused:
-        raise ValueError("slurm.vendors.%s: no host uses vendor %s" % (unused[0], unused[0]))
+    for vendor in sorted(set(settings(cluster).vendors) - used):
+        problems.append(Problem(("slurm", "vendors", vendor), "no host uses vendor %s" % vendor))
+    if problems:
+        raise Problems(problems)

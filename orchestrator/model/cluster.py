@@ -19,7 +19,17 @@ from pydantic import (
 )
 from typing_extensions import Annotated  # typing's from Python 3.9
 
-from orchestrator.model.fields import Model, WithSections, mount_path, runner_option, safe_name, safe_text
+from orchestrator.model.fields import (
+    Model,
+    Problem,
+    Problems,
+    WithSections,
+    mount_path,
+    runner_option,
+    safe_name,
+    safe_text,
+    unknown,
+)
 from runner_in_container.contract import (
     DECODERS,
     LAYOUTS,
@@ -162,7 +172,8 @@ class Host(WithSections):
     """One machine: how to reach it and what runs there; its launcher's own section (``slurm:``) beside."""
 
     name: str
-    address: str = "local"
+    #: always said, never assumed
+    address: str = Field(description="local (this machine), or a host name or IP address reached over SSH")
     port: Optional[int] = Field(None, ge=1, le=65535)  # None: ~/.ssh/config or 22
     user: Optional[str] = Field(None, pattern=SSH_USER)
     key_file: Optional[str] = None
@@ -212,7 +223,7 @@ class Host(WithSections):
     @field_validator("jump")
     @classmethod
     def _jump_needs_ssh(cls, value: List[JumpHost], info: ValidationInfo) -> List[JumpHost]:
-        if value and info.data.get("address", "local") == "local":
+        if value and info.data.get("address") == "local":
             raise ValueError("jump hosts need an SSH address (address is local)")
         return value
 
@@ -341,21 +352,24 @@ class Cluster(WithSections):
     _launcher = field_validator("launcher")(safe_name)
 
     @model_validator(mode="after")
-    def _unique_hosts(self) -> "Cluster":
-        names = [h.name for h in self.hosts]
-        duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
-        if duplicates:
-            raise ValueError("host names must be unique; repeated: %s" % ", ".join(duplicates))
-        for case in self.cases:
-            unknown = sorted(set(case.hosts or []) - set(names))
-            if unknown:
-                raise ValueError(
-                    "case %s names unknown hosts: %s" % (case.case, ", ".join(map(repr, unknown)))
-                )
-        self._check_jobs()
+    def _names_and_jobs(self) -> "Cluster":
+        """Host names unique, the hosts a case names known, the jobs few and each made once: Problems."""
+        problems: List[Problem] = []
+        first: Dict[str, int] = {}
+        for index, host in enumerate(self.hosts):
+            if first.setdefault(host.name, index) != index:
+                taken = "name %r is taken by hosts[%d]; names must be unique" % (host.name, first[host.name])
+                problems.append(Problem(("hosts", index, "name"), taken))
+        for index, case in enumerate(self.cases):
+            for item, name in enumerate(case.hosts or []):
+                if name not in first:
+                    problems.append(Problem(("cases", index, "hosts", item), unknown("host", name, first)))
+        problems += self._job_problems()
+        if problems:
+            raise Problems(problems)
         return self
 
-    def _check_jobs(self) -> None:
+    def _job_problems(self) -> List[Problem]:
         """At most MAX_JOBS jobs (before vendors skip some): a few lines of lists must not make millions;
         and no two case entries make the same job."""
         total = 0
@@ -363,10 +377,11 @@ class Cluster(WithSections):
             devices = sum(len(h.devices) for h in self.hosts if case.hosts is None or h.name in case.hosts)
             total += case.jobs_per_device() * devices
             if total > MAX_JOBS:
-                raise ValueError(
-                    "cases[%d]: the cases make more than %d jobs (lists multiply: toolkit x precision x "
-                    "batch_size x runs x devices); split the file into several runs" % (index, MAX_JOBS)
-                )
+                return [Problem(
+                    ("cases", index),
+                    "the cases make more than %d jobs (lists multiply: toolkit x precision x batch_size x "
+                    "runs x devices); split the file into several runs" % MAX_JOBS,
+                )]  # fmt: skip
         made: Dict[tuple, int] = {}
         for index, case in enumerate(self.cases):
             for host in self.hosts:
@@ -376,10 +391,12 @@ class Cluster(WithSections):
                     key = (host.name, case.case, combo["toolkit"], combo["precision"], combo["batch_size"])
                     first = made.setdefault(key + (case.decoder,), index)
                     if first != index:
-                        raise ValueError(
-                            "cases[%d] makes the job of cases[%d] again (host %s, %s %s %s batch size %d)"
-                            % ((index, first) + key)
-                        )
+                        return [Problem(
+                            ("cases", index),
+                            "makes the job of cases[%d] again (host %s, %s %s %s batch size %d)"
+                            % ((first,) + key),
+                        )]  # fmt: skip
+        return []
 
     def host_workdir(self, host: Host) -> Optional[str]:
         """The workdir the file sets for ``host``; None: the default, found on the host (workdir.py)."""

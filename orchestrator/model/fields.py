@@ -1,8 +1,10 @@
 """What the fields of a cluster file are checked with: names in a safe alphabet, one-line text, paths that
-can become bind mounts, values the runner takes (its contract), and the strict base model."""
+can become bind mounts, values the runner takes (its contract), the strict base model, and the problems
+found in a file (``Problem``: a field's place and what is wrong there, in plain words)."""
 
+import difflib
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict
 
@@ -12,7 +14,49 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
 class ConfigError(ValueError):
-    """The cluster file is invalid; the message is one line naming file and field."""
+    """The cluster file is invalid; the message is one line per problem, each naming file and field."""
+
+
+#: where a value is in the file: mapping keys and list indices from the top (``("cases", 0, "batch_size")``)
+Keys = Tuple[Union[str, int], ...]
+
+
+class Problem(NamedTuple):
+    """One thing wrong in a cluster file: the place of the field (``Keys``) and what, in plain words."""
+
+    keys: Keys
+    message: str
+
+
+class Problems(ValueError):
+    """Problems of a file found together (a model validator's checks, a launcher's): each with its place."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("; ".join("%s: %s" % (dotted(p.keys), p.message) for p in problems))
+        self.problems: List[Problem] = list(problems)
+
+
+def dotted(keys: Sequence[Union[str, int]]) -> str:
+    """``hosts[0].data.path`` for ``("hosts", 0, "data", "path")``; ``<top>`` for the file itself."""
+    text = "".join(
+        "[%d]" % key if isinstance(key, int) else ("." if i else "") + str(key) for i, key in enumerate(keys)
+    )
+    return text or "<top>"
+
+
+def unknown(what: str, value: object, known: Iterable[str]) -> str:
+    """``unknown vendor 'nvidai'; did you mean nvidia?``, or with all the known names where none is close:
+    ``unknown vendor 'xyz' (known: cpu, nvidia)``. ``what`` 'key': the field names the key already."""
+    names = sorted(set(known))
+    guess = did_you_mean(value, names)
+    said = "unknown key" if what == "key" else "unknown %s %r" % (what, value)
+    return said + (guess or " (known: %s)" % ", ".join(names))
+
+
+def did_you_mean(value: object, known: Iterable[str]) -> str:
+    """``; did you mean batch_size?`` with the names of ``known`` closest to ``value`` (difflib), or ''."""
+    close = difflib.get_close_matches(str(value), sorted(set(known)), n=2, cutoff=0.6)
+    return "; did you mean %s?" % " or ".join(close) if close else ""
 
 
 def safe_name(value: str) -> str:
@@ -33,8 +77,14 @@ def runner_option(name: str) -> Any:
 
     def check(value: Any) -> Any:
         for item in value if isinstance(value, list) else [value]:
-            if item is not None:
+            if item is None:
+                continue
+            if option.choices is not None and str(item) not in option.choices:
+                raise ValueError(unknown(name.replace("_", " "), item, option.choices))
+            try:
                 option.check(item)
+            except ValueError as exc:  # "--batch-size: ..." names the runner's flag: the field is named here
+                raise ValueError(str(exc).replace(option.flag + ": ", "", 1)) from None
         return value
 
     return check

@@ -22,11 +22,15 @@ from orchestrator.transport.base import atomic_path
 
 FORMATS = ("table", "md", "html", "json", "csv", "sysdesc")
 DEFAULT_STORE = "results/rn50bench.sqlite"
+#: the RUN_ID that names the run started last
+LATEST = "latest"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The report subcommand's arguments."""
-    parser.add_argument("run_id", metavar="RUN_ID", help="a run in the store (see 'ls')")
+    parser.add_argument(
+        "run_id", metavar="RUN_ID", help="a run in the store (see 'ls'), or %s: the run started last" % LATEST
+    )
     parser.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store (default: %(default)s)")
     parser.add_argument(
         "--format", choices=FORMATS, default="table", help="output format (default: %(default)s)"
@@ -148,7 +152,7 @@ def _csv(data: RunData, comparison: Optional[cmp.Comparison], which: str) -> str
 
 def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> str:
     """The report as text; ReportError when it cannot be made as asked."""
-    data = load_run(store, args.run_id)
+    data = load_run(store, run_id_of(store, args.run_id))
     comparison = None
     if args.compare or args.baseline:
         if args.format == "sysdesc":
@@ -180,6 +184,16 @@ def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> 
     if args.format == "sysdesc":
         return tables.json_text(sysdesc.describe(data))
     return render_html(data, args.lang, comparison)
+
+
+def run_id_of(store: Store, name: str) -> str:
+    """The run ``name`` stands for: itself, or for LATEST the run started last (ReportError: none yet)."""
+    if name != LATEST:
+        return name
+    latest = store.latest_run()
+    if latest is None:
+        raise ReportError("store %s holds no run yet: %s names none" % (store.path, LATEST))
+    return latest
 
 
 def run(args: argparse.Namespace, console: Console) -> int:

@@ -3,6 +3,7 @@ jobs fanned out over the hosts (``scheduler``) under the run's lock, then its re
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -13,6 +14,7 @@ from rich.console import Console
 
 from orchestrator.config.load import check as config_check
 from orchestrator.config.load import check_launcher, load_checked, load_cluster
+from orchestrator.config.problems import config_error, explain
 from orchestrator.host import envinfo
 from orchestrator.host import workdir as workdirs
 from orchestrator.host.prepare import image_overrides
@@ -30,6 +32,7 @@ from orchestrator.run.scheduler import run_all
 from orchestrator.safeio import ids
 from orchestrator.safeio.text import shown
 from orchestrator.store import Store, StoreError, new_run_id, read_cell
+from orchestrator.version import version
 from vendors.vendor import Vendor
 
 
@@ -43,7 +46,7 @@ def _offline(cluster: Cluster, args: argparse.Namespace) -> Cluster:
         offline = Cluster.model_validate(raw)
         check_launcher(offline, "run --offline")
     except ValidationError as exc:
-        raise UsageError("run --offline: %s" % exc.errors()[0]["msg"].replace("Value error, ", "")) from None
+        raise UsageError(str(config_error("run --offline", explain(exc, Cluster)))) from None
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     return offline
@@ -92,7 +95,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     store = Store(args.store or cluster.store)
     hosts = {h.name: h for h in cluster.hosts}
     with runlock.held(store.path, run_id):
-        store.create_run(run_id, str(Path(args.cluster).resolve()), cluster.model_dump(mode="json"))
+        cluster_path = str(Path(args.cluster).resolve())
+        store.create_run(run_id, cluster_path, cluster.model_dump(mode="json"), version())
         for job in jobs:
             store.add_job(run_id, job.job_id, job.host, hosts[job.host].vendor, job.as_dict())
         for item in skipped:
@@ -100,7 +104,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         for line in cluster.shared_machines():
             console.print(line, markup=False, highlight=False)
         console.print("run %s: %d jobs on %d hosts; store %s" % (run_id, len(jobs), len(hosts), store.path))
-        return _execute(console, store, run_id, cluster, known, jobs, results_dir)
+        resume = resume_command(run_id, cluster_path, store.path)
+        return _execute(console, store, run_id, cluster, known, jobs, results_dir, resume)
 
 
 def _resume(args: argparse.Namespace, console: Console) -> int:
@@ -136,12 +141,13 @@ def _resume_held(
     else:
         cluster_path = run["cluster_path"]
         stored_cluster, unreadable = read_cell(run["cluster_json"], "cluster_json")
+        if unreadable:
+            raise UsageError("run %s: stored cluster file no longer loads: %s" % (run_id, unreadable))
         try:
-            if unreadable:
-                raise ValueError(unreadable)
             cluster = Cluster.model_validate(stored_cluster)
-        except ValueError as exc:
-            raise UsageError("run %s: stored cluster file no longer loads: %s" % (run_id, exc)) from None
+        except ValidationError as exc:
+            where = "run %s: stored cluster file" % run_id
+            raise UsageError(str(config_error(where, explain(exc, Cluster)))) from None
         known = config_check(cluster, "run %s (stored cluster file)" % run_id)
         _refuse_unasked_changes(console, run, cluster)
     cluster = _offline(cluster, args)
@@ -165,7 +171,8 @@ def _resume_held(
         "resuming run %s: %d of %d jobs to run, %d finished OK are kept; store %s"
         % (run_id, len(todo), len(jobs), len(jobs) - len(todo), store.path)
     )
-    return _execute(console, store, run_id, cluster, known, todo, results_dir)
+    resume = resume_command(run_id, cluster_path, store.path)
+    return _execute(console, store, run_id, cluster, known, todo, results_dir, resume)
 
 
 def _refuse_unasked_changes(console: Console, run: Dict[str, Any], stored: Cluster) -> None:
@@ -182,9 +189,8 @@ def _refuse_unasked_changes(console: Console, run: Dict[str, Any], stored: Clust
     try:
         on_disk = load_cluster(path)
     except ConfigError as exc:
-        raise UsageError(
-            "run %s: its cluster file no longer loads (%s); resume with --cluster FILE" % (run_id, exc)
-        ) from None
+        said = "run %s: its cluster file no longer loads; resume with --cluster FILE:" % run_id
+        raise UsageError("%s\n%s" % (said, exc)) from None
     mine, theirs = (c.model_dump(mode="json", exclude={"defaults": {"offline"}}) for c in (stored, on_disk))
     where = _first_difference(mine, theirs, "")
     if where is not None:
@@ -232,32 +238,29 @@ def _execute(
     known: Dict[str, Vendor],
     jobs: List[Job],
     results_dir: Path,
+    resume: str,
 ) -> int:
     """Run ``jobs`` of a stored run; on Ctrl-C the unfinished ones end CANCELLED and the run "interrupted".
+    ``resume``: the command that runs again what did not finish OK, told where that is left.
 
     When the store stops taking writes (disk full) the run stops: the result files already fetched stay in
     ``results_dir`` and ``--resume`` stores them without running those jobs again (HostWorker.run_job).
     """
     state: Optional[RunState] = RunState.INTERRUPTED
     try:
-        with ProgressBoard() as board:
+        with ProgressBoard(total=len(jobs)) as board:
             run_all(RunContext(run_id, cluster, store, known, results_dir, board.update), jobs)
         state = RunState.FINISHED
     except StoreError as exc:
         state = None  # nothing more can be marked in it
         raise StoreError(
             "%s; run %s stopped, its fetched results are kept in %s: once the store can be written, resume "
-            "it with: python -m orchestrator run --resume %s --store %s"
-            % (exc, run_id, results_dir, run_id, store.path)
+            "it with: %s" % (exc, run_id, results_dir, resume)
         ) from None
     finally:
         if state == RunState.INTERRUPTED:
             store.cancel_unfinished(run_id, INTERRUPTED)
-            print(
-                "run %s interrupted; resume it with: python -m orchestrator run --resume %s --store %s"
-                % (run_id, run_id, shown(store.path)),
-                file=sys.stderr,
-            )
+            print("run %s interrupted; resume it with: %s" % (run_id, shown(resume)), file=sys.stderr)
         if state is not None:
             store.finish_run(run_id, state)
     print_run(console, store, run_id)
@@ -265,17 +268,39 @@ def _execute(
         console.print(line, markup=False, highlight=False)
     stored = store.jobs(run_id)
     failed = [job for job in stored if job["state"] != JobState.OK]
-    for job in failed:
-        line = "error: job %s: %s: %s" % (job["job_id"], job["state"], job["reason"])
+    for line in failure_lines(failed):
         print(shown(line), file=sys.stderr)
     if failed:
         print(
-            "%d of %d jobs did not finish OK (run %s; rerun them with --resume %s)"
-            % (len(failed), len(stored), run_id, run_id),
+            "%d of %d jobs did not finish OK (run %s); rerun them with: %s"
+            % (len(failed), len(stored), run_id, shown(resume)),
             file=sys.stderr,
         )
         return 1
     return 0
+
+
+def failure_lines(failed: List[Dict[str, Any]]) -> List[str]:
+    """The jobs that did not finish OK, host by host, one line for the jobs of a host that failed alike
+    (a wrong data path fails each of them with the same reason): ``error: job J: STATE: reason``, or
+    ``error: host H, 12 jobs (J1, J2, J3 and 9 more): STATE: reason``."""
+    alike: Dict[Tuple[str, str, str], List[str]] = {}
+    for job in failed:
+        alike.setdefault((job["host"], job["state"], job["reason"] or ""), []).append(job["job_id"])
+    lines = []
+    for (host, state, reason), job_ids in sorted(alike.items(), key=lambda item: item[0][0]):
+        if len(job_ids) == 1:
+            lines.append("error: job %s: %s: %s" % (job_ids[0], state, reason))
+            continue
+        named = ", ".join(job_ids[:3]) + (" and %d more" % (len(job_ids) - 3) if len(job_ids) > 3 else "")
+        lines.append("error: host %s, %d jobs (%s): %s: %s" % (host, len(job_ids), named, state, reason))
+    return lines
+
+
+def resume_command(run_id: str, cluster_path: str, store_path: str) -> str:
+    """The command line that resumes ``run_id``, its cluster file and store named (quoted for a shell)."""
+    argv = ["python", "-m", "orchestrator", "run", "--resume", run_id, "--cluster", cluster_path]
+    return shlex.join(argv + ["--store", store_path])
 
 
 def print_run(console: Console, store: Store, run_id: str) -> None:
