@@ -45,7 +45,6 @@ from orchestrator.outcome import JobState
 from orchestrator.store import Store, StoreError
 from orchestrator.transport import make_transport
 from runner_in_container.data.generate import generate
-from tests.fixtures.cases import one_run
 from vendors.cpu import VENDOR as CPU
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
@@ -101,6 +100,12 @@ def ssh_entry(name: str, ssh_host, data_path: Path, workdir: Path, image: Dict[s
     )
     entry.update(extra)
     return entry
+
+
+def one_run(cases: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """``cases`` with ``runs: 1`` where an entry sets no runs: a test of a job's life runs it once (the
+    default, 3 runs a job, is for figures a lab reads; tests/test_runs.py tests it)."""
+    return [dict({"runs": 1}, **case) for case in cases]
 
 
 def write_cluster(path: Path, tmp: Path, hosts: List[Dict[str, Any]], **extra: Any) -> Path:

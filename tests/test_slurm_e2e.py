@@ -19,7 +19,7 @@ from orchestrator.store import Store
 from orchestrator.transport.base import Cancelled
 from orchestrator.transport.local import LocalTransport
 from runner_in_container.data.generate import generate
-from tests.fixtures.cases import one_run
+from tests.test_faults import one_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ import pytest
 
 from orchestrator.store import Store
 from runner_in_container.data.generate import generate
-from tests.fixtures.cases import one_run
+from tests.test_faults import one_run
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
