@@ -488,15 +488,17 @@ def test_three_passes_give_a_spread_in_every_format_and_one_pass_says_it_has_non
         spread = spreads[key]
         assert spread["n"] == 3 and spread["min"] <= spread["median"] <= spread["max"] and spread["cv"] > 0
     status, out, _ = report(runs, capsys, runs.passes, "--format", "csv")
-    (row,) = csv.DictReader(io.StringIO(out.split("\n\n")[0]))
+    (row,) = csv.DictReader(io.StringIO(out))
     for key in keys:
-        low, mid, high = (float(row["%s_%s" % (key, part)]) for part in ("min", "median", "max"))
-        assert row[key + "_n"] == "3" and low <= mid <= high and float(row[key + "_cv"]) > 0
-        assert "±" not in row[key]  # the figure's own cell stays a number
+        metric = table.BY_KEY[key]
+        low, mid, high = (float(row[csvexport.heading(metric, part)]) for part in ("min", "median", "max"))
+        assert row[key + "_n"] == "3" and low <= mid <= high and float(row[key + "_cv [ratio]"]) > 0
+        float(row[csvexport.heading(metric)])  # the figure's own cell stays a number
     status, out, _ = report(runs, capsys, runs.passes, "--format", "md")
     assert status == 0 and "(R = 3); R = 1: no spread." in out
     for key in keys:
-        assert " %s ±%.2g%% |" % (row[key], 100 * spreads[key]["cv"]) in out
+        shown = table.BY_KEY[key].show(float(row[csvexport.heading(table.BY_KEY[key])]))
+        assert " %s ±%.2g%% |" % (shown, 100 * spreads[key]["cv"]) in out
     status, out, _ = report(runs, capsys, runs.passes, "--format", "html")
     for key in keys:
         assert "<title>%s: min..max over R = 3 passes " % key in out
