@@ -36,6 +36,8 @@ from orchestrator.version import version
 from vendors.vendor import Vendor
 
 DEFAULT_STORE = report_command.DEFAULT_STORE
+#: the width of piped output where COLUMNS names none: the results table's columns side by side
+PIPED_WIDTH = 200
 #: what an interrupted command that only reads (or writes its one output file at the end) has done
 READ_ONLY_STOPPED = "stopped, nothing was written"
 
@@ -330,8 +332,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup()
     console = safe_console()
-    if not console.is_terminal:  # logs and CI: wide enough for the reference columns
-        console = safe_console(width=max(console.width, 200))
+    if not console.is_terminal and not os.environ.get("COLUMNS"):  # logs and CI, unless COLUMNS says
+        console = safe_console(width=PIPED_WIDTH)
     signals.install(args.stopping)
     try:
         command: Callable[[argparse.Namespace, Console], int] = args.func

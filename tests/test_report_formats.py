@@ -526,3 +526,22 @@ def test_latency_shows_its_sample_count(runs, capsys):
     assert whole == 3 * core  # the whole passes' calls: R x the core pass's
     assert "%s infer (n=%d)" % (job.label(), core) in out  # the latency chart's label
     assert "ms (n=%d; coarse: under 100 samples)" % core in out and "ms (n=%d; coarse" % whole in out
+
+
+@pytest.mark.parametrize("width", [100, 120, 200])
+def test_the_tables_fit_the_width_and_no_figure_folds(runs, width):
+    """``report`` piped with COLUMNS=100/120: no line longer than the width, and every figure of the results
+    whole on one line (a number never folds; below the width the table turns into a block per job)."""
+    env = dict(os.environ, COLUMNS=str(width))
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "report", runs.main, "--store", runs.store],
+        cwd=str(REPO), env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    for job in load_run(Store(runs.store), runs.main).ok_jobs():
+        for metric in table.METRICS:
+            if metric.table and job.derived.figure(metric.key) is not None:
+                shown = metric.show(job.derived.figure(metric.key))
+                assert any(shown in line for line in lines), (metric.key, shown)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 
 from orchestrator.report import compare as cmp
@@ -88,16 +88,16 @@ def _block_table(number: int, block: EnvBlock, lang: str) -> Table:
     return table
 
 
-def _tables(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> List[Table]:
+def _tables(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> List[RenderableType]:
     if comparison is not None:
         return [tables.rich_table("\n".join(cmp.notes(comparison)), cmp.rows(comparison), cmp.COLUMNS)]
     rows = tables.result_rows(data)
-    out = [
+    out: List[RenderableType] = [
         tables.rich_table(
             "%s: %s %s" % (labels.word("results", lang), labels.word("run", lang), data.run_id),
             rows,
             labels.result_columns(lang),
-            tables.spread_legend(data),
+            tables.legend(data),
         )
     ]
     out.append(over_runs_table(data, lang))
@@ -105,7 +105,7 @@ def _tables(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> L
     return out
 
 
-def over_runs_table(data: RunData, lang: str = "en") -> Table:
+def over_runs_table(data: RunData, lang: str = "en") -> RenderableType:
     """The figures over each job's runs, or (every job one run) a title saying there is no interval."""
     found = series.of_run(data)
     if not series.any_repeated(found):
@@ -134,7 +134,7 @@ def _markdown(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) ->
     run = tables.md_cell(data.run_id)
     head = "# %s: %s %s\n\n" % (labels.word("report", lang), labels.word("run", lang), run)
     results = tables.as_markdown(tables.result_rows(data), labels.result_columns(lang))
-    legend = tables.spread_legend(data)
+    legend = tables.legend(data)
     results += "\n%s\n" % tables.md_cell(legend) if legend else ""
     return head + "## %s\n\n%s\n%s%s" % (
         labels.word("results", lang),

@@ -75,6 +75,7 @@ def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None
         "numeric": ["bs"] + [column.key for column in tables.FIGURE_COLUMNS],
         "blocks": environment_blocks(data),
         "spread_legend": tables.spread_legend(data),
+        "marks": tables.MARKS,
         "over_runs": _over_runs_context(data),
         "throughput": Markup(
             svg.grouped_bars(

@@ -13,12 +13,11 @@ import io
 import json
 from typing import Any, Dict, List, Sequence, Tuple
 
-from rich.table import Table
-
 from orchestrator.metrics import table
 from orchestrator.metrics.derived import Derived
 from orchestrator.outcome import UNREADABLE
 from orchestrator.report import series
+from orchestrator.report.fit import FittedTable
 from orchestrator.report.load import ReportError, RunData
 
 UNKNOWN = "unknown"
@@ -77,6 +76,19 @@ def spread_cell(column: table.Column, derived: Derived) -> str:
     none is stored."""
     spreads = [derived.spreads[m.key] for m in column.metrics if m.key in derived.spreads]
     return " ".join(spread.compact(PASSES) for spread in spreads)
+
+
+#: what the marks in the results table's cells mean
+MARKS = (
+    "*: the reference's headline figures; /: none (no peak FLOP/s known for the device, so no MFU); "
+    "(n/m): not meaningful (random or unverified weights); unknown: not captured; -: the job stored no "
+    "figures (see state)"
+)
+
+
+def legend(data: RunData) -> str:
+    """The results table's legend: its marks, then what the ± beside the figures means."""
+    return " ".join(part for part in (MARKS + ".", spread_legend(data)) if part)
 
 
 def spread_legend(data: RunData) -> str:
@@ -263,12 +275,7 @@ def as_json(data: RunData) -> str:
 
 def rich_table(
     title: str, rows: Sequence[dict], columns: Sequence[Tuple[str, str]], caption: str = ""
-) -> Table:
-    """A rich table of ``rows`` (dicts), one column per (key, heading) of ``columns``; ``caption`` under
-    it."""
-    table = Table(title=title, caption=caption or None)
-    for _, heading in columns:
-        table.add_column(heading, overflow="fold")
-    for row in rows:
-        table.add_row(*[str(row.get(key, "")) for key, _ in columns])
-    return table
+) -> FittedTable:
+    """A table of ``rows`` (dicts), one column per (key, heading) of ``columns``, that fits the width it is
+    printed at (``fit.FittedTable``); ``caption`` under it."""
+    return FittedTable(title, rows, columns, caption)

@@ -306,6 +306,7 @@ def resume_command(run_id: str, cluster_path: str, store_path: str) -> str:
 def print_run(console: Console, store: Store, run_id: str) -> None:
     data = load_run(store, run_id)
     title = "results of run %s" % run_id
-    console.print(tables.rich_table(title, tables.result_rows(data), tables.RESULT_COLUMNS))
+    rows = tables.result_rows(data)
+    console.print(tables.rich_table(title, rows, tables.RESULT_COLUMNS, tables.legend(data)))
     console.print(over_runs_table(data))
     console.print(tables.rich_table("environment", tables.environment_rows(data), tables.ENV_COLUMNS))
