@@ -218,7 +218,7 @@ def _set_up(
         raise BadInput("--decoder", str(exc)) from exc
     _step("data")
     try:
-        weights = case.resolve_weights(args.weights)
+        weights = case.resolve_weights(args.weights, args.weights_sha256)
     except cases.WeightsError as exc:
         raise BadInput("--weights", str(exc)) from exc
     try:

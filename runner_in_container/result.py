@@ -128,8 +128,6 @@ def skeleton(config: Config) -> Dict:
     ds, weights = config.dataset, config.weights
     meaningful, why = config.case.meaningful_accuracy(weights)
     warnings: List[str] = []
-    if weights.spec != "random" and not weights.verified:
-        warnings.append(f"unverified weights {weights.path}: {why}")
     if config.max_images is not None:
         warnings.append(f"subset: only the first {len(ds.samples)} images were used (--max-images)")
     if config.decoder.warning:

@@ -100,3 +100,29 @@ def test_an_unknown_decoder_is_refused_naming_the_field(tmp_path):
 def test_two_entries_making_the_same_job_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"cases\[1\] makes the job of cases\[0\] again \(host gpu"):
         cluster(tmp_path, CLUSTER.replace("decoder: nvjpeg", "decoder: auto"))
+
+
+def test_weights_sha256_of_the_case_else_the_host_reaches_the_runner_argv(tmp_path):
+    """Issue 32, item 2: a case's weights_sha256 wins over its host's; unset, the job's spec leaves it out."""
+    host_sum, case_sum = "a" * 64, "B" * 64
+    text = CLUSTER.replace("weights: random", "weights: /w/mine.pth\n    weights_sha256: " + host_sum)
+    loaded = cluster(
+        tmp_path, text.replace("decoder: nvjpeg", "decoder: nvjpeg\n    weights_sha256: " + case_sum)
+    )
+    known = vendors.discover()
+    jobs, _ = expand(loaded, known)
+    assert [j.weights_sha256 for j in jobs] == [host_sum] * 4 + [case_sum.lower()] * 2
+    ctx = RunContext("r1", loaded, Store(str(tmp_path / "s.sqlite")), known, tmp_path, lambda *a: None)
+    worker = DirectLauncher(ctx, loaded.hosts[0]).worker
+    worker.runner_path = "/srv/runner/abc"
+    argv = worker.job_command(jobs[-1], "/tmp/work/runs/r1/x").argv(jobs[-1].device)
+    assert argv[argv.index("--weights-sha256") + 1] == case_sum.lower()
+    assert "weights_sha256" not in expand(cluster(tmp_path), known)[0][0].as_dict()
+
+
+def test_a_bad_weights_sha256_is_refused_naming_file_line_and_field(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        cluster(tmp_path, CLUSTER.replace("decoder: nvjpeg", "decoder: nvjpeg\n    weights_sha256: 0676ba61"))
+    assert str(info.value).count("\n") == 0
+    assert "hosts.yaml" in str(info.value) and "cases[1].weights_sha256" in str(info.value)
+    assert "must be 64 hex digits, got '0676ba61'" in str(info.value)

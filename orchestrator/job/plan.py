@@ -1,7 +1,7 @@
 """Expand a cluster file into jobs: cases x hosts x devices, filtered by what each vendor runs."""
 
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from orchestrator.host import images
 from orchestrator.model.cluster import Cluster
@@ -23,9 +23,12 @@ class Job:
     warmup: int
     toolkit_options: Tuple[Tuple[str, str], ...] = ()
     decoder: str = "auto"
+    #: the sha256 the weights file must have where it is not the case's reference weights
+    weights_sha256: Optional[str] = None
 
     def as_dict(self) -> Dict[str, object]:
-        return asdict(self)
+        """The job as stored; a field left None is left out (a spec stored before it existed reads alike)."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                             warmup=entry.warmup,
                             toolkit_options=tuple(sorted(entry.toolkit_options.items())),
                             decoder=entry.decoder,
+                            weights_sha256=entry.own_or_host("weights_sha256", host),
                         )
                     )
     return jobs, skipped  # distinct: Cluster refuses entries that make one job twice

@@ -227,7 +227,7 @@ METRICS: Tuple[Metric, ...] = (
     ),
     Metric(
         "acc_infer_top1", "%", "%.2f", "acc infer top-1 (%)", "推理结果 top-1 (%)",
-        "Top-1 of the infer stage over all N images, percent; n/m when the weights are random or unverified.",
+        "Top-1 of the infer stage over all N images, percent; n/m when the weights are random.",
         True, True, "stages.infer.top1_pct", cell="acc", needs_meaningful_weights=True,
         reference_note="单位为top1分类准确率(acc1)",
     ),

@@ -46,6 +46,11 @@ _T = TypeVar("_T")
 Items = Annotated[List[_T], Field(min_length=1, max_length=MAX_ITEMS)]
 
 
+def sha256(value: Optional[str]) -> Optional[str]:
+    """A sha256 as the runner takes it (--weights-sha256), lowercased as it compares it."""
+    return None if value is None else OPTION["weights_sha256"].check(value)
+
+
 class Timeouts(Model):
     """Seconds each stage of a job may take before it is stopped (at most MAX_TIMEOUT_S)."""
 
@@ -172,6 +177,8 @@ class Host(WithSections):
     workdir: Optional[str] = None
     data: DataSpec
     weights: str
+    #: the sha256 of a weights file other than its case's reference weights (contract.weights_refusal)
+    weights_sha256: Optional[str] = None
     #: runner --workers (8 here, where the runner alone would take min(4, CPUs))
     workers: int = 8
     #: runner --decode-processes: processes decoding with nvJPEG (0: the runner's default, by CPUs and MPS)
@@ -193,6 +200,7 @@ class Host(WithSections):
 
     _name = field_validator("name", "vendor")(safe_name)
     _workers = field_validator("workers")(runner_option("workers"))
+    _weights_sha256 = field_validator("weights_sha256")(sha256)
     _decode_processes = field_validator("decode_processes")(runner_option("decode_processes"))
     _text = field_validator("key_file", "known_hosts")(safe_text)
     _paths = field_validator("weights", "workdir", "mps_pipe_directory")(mount_path)
@@ -247,8 +255,11 @@ class Case(Model):
     #: runner --decoder: auto (nvJPEG on a CUDA device where torchvision decodes there, else PIL), nvjpeg, pil
     # a Literal of the contract's tuple: pydantic reads it, mypy takes it as Any
     decoder: Literal[DECODERS] = OPTION["decoder"].default  # type: ignore[valid-type]
+    #: the hosts' weights_sha256 for this case's jobs (the hosts' own where unset)
+    weights_sha256: Optional[str] = None
 
     _name = field_validator("case")(safe_name)
+    _weights_sha256 = field_validator("weights_sha256")(sha256)
     _toolkits = field_validator("toolkit")(runner_option("toolkit"))
     _precisions = field_validator("precision")(runner_option("precision"))
     _batch_sizes = field_validator("batch_size")(runner_option("batch_size"))
@@ -273,6 +284,11 @@ class Case(Model):
         if twice:
             raise ValueError("%r is listed twice in %s" % (twice[0], info.field_name))
         return value
+
+    def own_or_host(self, name: str, host: Host) -> Any:
+        """This entry's field ``name`` for its jobs on ``host``: its own value, else the host's."""
+        value = getattr(self, name)
+        return getattr(host, name) if value is None else value
 
     def jobs_per_device(self) -> int:
         """How many jobs this entry makes on each device of each of its hosts (without making them)."""
@@ -365,6 +381,10 @@ class Cluster(WithSections):
                             "cases[%d] makes the job of cases[%d] again (host %s, %s %s %s batch size %d)"
                             % ((index, first) + key)
                         )
+
+    def host_cases(self, host: Host) -> List[Case]:
+        """The case entries that run on ``host``."""
+        return [case for case in self.cases if case.hosts is None or host.name in case.hosts]
 
     def host_workdir(self, host: Host) -> Optional[str]:
         """The workdir the file sets for ``host``; None: the default, found on the host (workdir.py)."""

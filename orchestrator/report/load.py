@@ -35,6 +35,7 @@ class StoredSpec:
     warmup: int = schema.counted()
     toolkit_options: List[List[str]] = schema.items()
     decoder: str = schema.text()
+    weights_sha256: Optional[str] = schema.text(present="optional")
 
 
 @dataclass(frozen=True)
