@@ -212,6 +212,7 @@ class Config:
     engine_cache: Optional[str] = text()
     peak_flops: Optional[float] = flops_per_s()
     peak_source: Optional[str] = text()
+    weights_sha256: Optional[str] = text(present="optional")
 
 
 @dataclass(frozen=True)
