@@ -1,6 +1,7 @@
 """End to end: `python -m orchestrator run` on two hosts at once, one local and one reached over SSH in its
 own network namespace, both building and running the real CPU vendor image on a real dockerd."""
 
+import html
 import json
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def cluster_file(tmp_path: Path, data: Path, ssh_host, sdk_dir: Path, base_image
                 "data": {"path": str(data)},
                 "weights": "random",
                 "image": image,
+                "peaks": {"fp32": {"flops": 1e12, "source": "the lab's own figure"}},  # issue 32, item 4
             },
         ],
         "cases": [{"toolkit": "onnxruntime", "precision": "fp32", "batch_size": 4, "warmup": 1}],
@@ -95,7 +97,11 @@ def test_two_hosts_local_and_ssh(tmp_path, sample_set, ssh_host, cpu_image, cpu_
             assert in_pipeline >= figures["throughput_whole_img_per_s"] > 0
             assert figures["throughput_core_img_per_s"] > 0 and figures["core_pass"]["batches"] > 0
         assert derived["tool"] == "onnxruntime" and doc["config"]["batch_size"] == 4
-        assert derived["mfu"] is None and "no peak" in derived["mfu_note"]  # CPUs have no peak table
+        if job["host"] == "here":
+            assert derived["mfu"] is None and "no peak" in derived["mfu_note"]  # CPUs have no peak table
+        else:  # the host's own peak, named as the source
+            assert derived["mfu"] > 0 and derived["peak_flops"] == 1e12 and derived["mfu_note"] is None
+            assert derived["peak_source"] == "the host's peaks: the lab's own figure"
         assert derived["acc_meaningful"] is False
         assert doc["environment"]["versions"]["torch"].startswith("1.13")  # Debian's torch in the image
         assert Path(job["log_path"]).read_text().count('"ev": "result"') == 1
@@ -114,6 +120,12 @@ def test_two_hosts_local_and_ssh(tmp_path, sample_set, ssh_host, cpu_image, cpu_
     )
     assert report.returncode == 0, report.stderr
     assert report.stdout.count("| OK |") == 2
+    page = orchestrator(
+        "report", run["run_id"], "--store", str(tmp_path / "store.sqlite"), "--format", "html"
+    )
+    assert "1e+12, the host's peaks: the lab's own figure" in html.unescape(
+        page.stdout
+    )  # how it was measured
 
 
 def test_second_run_rebuilds_nothing_and_unreachable_host_fails_alone(

@@ -30,8 +30,9 @@ from runner_in_container import protocol, schema
 
 class Inputs(NamedTuple):
     """What a host-side figure is derived from: the typed result, the device's dense peak FLOP/s at the
-    precision that ran (None when the vendor's table has none) and the host monitor's summary of the infer
-    stage (``host.hostmonitor``: {} when the host was not monitored or the window not seen)."""
+    precision that ran (None when neither the host's peaks nor the vendor's table has one) and the host
+    monitor's summary of the infer stage (``host.hostmonitor``: {} when the host was not monitored or the
+    window not seen)."""
 
     result: schema.Result
     peak_flops: Optional[float]
@@ -203,7 +204,7 @@ METRICS: Tuple[Metric, ...] = (
     Metric(
         "mfu", "", "%.1f%%", "*MFU", "*计算卡使用率",
         "flops_per_image x p_infer_core / dense peak FLOP/s of the detected device at the precision that "
-        "ran (vendor's table); no known peak: null, never a guess.",
+        "ran (vendor's table, or the host's peaks); no known peak: null, never a guess.",
         True, True, _mfu, always=False, scale=100, absent="/", bounds=schema.ratio().metadata["rule"],
         reference_note="model flops utilization",
     ),
@@ -215,7 +216,8 @@ METRICS: Tuple[Metric, ...] = (
     ),
     Metric(
         "peak_flops", "FLOP/s", "%.4g", "peak FLOP/s", "峰值算力 (FLOP/s)",
-        "Dense peak of the detected device at the precision that ran (vendor's table); null if unknown.",
+        "Dense peak of the detected device at the precision that ran (vendor's table, or the host's peaks); "
+        "null if unknown.",
         True, False, lambda inputs: inputs.peak_flops, always=False, table=False, absent="/",
         bounds=schema.flops_per_s().metadata["rule"],
     ),

@@ -25,7 +25,9 @@ from runner_in_container.contract import (
     LAYOUTS,
     MPS_DEFAULT_PIPE_DIRECTORY,
     OPTION,
+    PEAK_PRECISIONS,
 )
+from runner_in_container.schema import MAX_FLOPS_PER_S
 
 #: the most jobs one cluster file may make
 MAX_JOBS = 10000
@@ -158,6 +160,21 @@ class JumpHost(Model):
     _text = field_validator("key_file")(safe_text)
 
 
+class HostPeak(Model):
+    """A device's dense peak at one precision, as the lab states it (``hosts[].peaks``), with its source."""
+
+    flops: float = Field(gt=0, le=MAX_FLOPS_PER_S)  # FLOP/s (OP/s for int8), dense, no sparsity
+    source: str = Field(min_length=1, max_length=500)
+
+    _text = field_validator("source")(safe_text)
+
+    @field_validator("flops", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        """YAML reads 1.28e14 (no dot before the e, no sign after it) as text: take it as the number."""
+        return float(value) if isinstance(value, str) and re.match(r"^[0-9.]+[eE][0-9]+$", value) else value
+
+
 class Host(WithSections):
     """One machine: how to reach it and what runs there; its launcher's own section (``slurm:``) beside."""
 
@@ -188,6 +205,9 @@ class Host(WithSections):
     mps: Union[bool, Literal["auto"]] = "auto"
     #: the daemon's CUDA_MPS_PIPE_DIRECTORY on the host (absolute, on a local host too)
     mps_pipe_directory: str = MPS_DEFAULT_PIPE_DIRECTORY
+    #: the devices' dense peaks by precision, for MFU where the vendor's table has none (or in its place)
+    # a Literal of the contract's tuple: pydantic reads it, mypy takes it as Any
+    peaks: Dict[Literal[PEAK_PRECISIONS], HostPeak] = Field(default_factory=dict)  # type: ignore[valid-type]
     image: ImageSpecConfig = Field(default_factory=ImageSpecConfig)
     docker: DockerOptions = Field(default_factory=DockerOptions)
     #: defaults.isolation and defaults.clear_caches, where this host differs
