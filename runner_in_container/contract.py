@@ -36,6 +36,10 @@ TOOLKIT_PRECISIONS: Dict[str, Tuple[str, ...]] = {
     "zxrt": ("fp32", "fp16"),
 }
 TOOLKITS = tuple(sorted(TOOLKIT_PRECISIONS))
+#: toolkits that run an ONNX graph of the model (exported by the runner, or a vendor's own: --onnx-path)
+ONNX_TOOLKITS = ("ixrt", "onnxruntime", "tensorrt", "xtcl", "zxrt")
+#: toolkits that build an engine file from that graph (or run a vendor's own: --engine-path)
+ENGINE_TOOLKITS = ("ixrt", "tensorrt", "zxrt")
 #: the toolkit of the val stage
 VAL_TOOLKIT = "pytorch"
 
@@ -224,6 +228,13 @@ OPTIONS = (
            "have them) (required)", required=True, metavar="PATH|random|package"),
     Option("weights_sha256", "the sha256 (64 hex digits) a --weights file other than the case's reference "
            "weights must have; default: none", parse=sha256_hex, metavar="HEX"),
+    Option("onnx_path", "a vendor's own ONNX graph of the case's model (input 'input', output 'logits', the "
+           "job's batch size) that the infer toolkit runs instead of exporting one; its sha256 is recorded; "
+           "toolkits %s; default: exported in the run" % ", ".join(ONNX_TOOLKITS), metavar="FILE"),
+    Option("engine_path", "a vendor's own engine file (built for this device, SDK, precision and batch size, "
+           "its input 'input', output 'logits') that the infer toolkit loads instead of exporting and "
+           "building one; its sha256 is recorded; toolkits %s; default: built in the run (engine cache)"
+           % ", ".join(ENGINE_TOOLKITS), metavar="FILE"),
     Option("toolkit", "toolkit of the infer stage, a module in runner_in_container/toolkits; default: "
            "%(default)s", default=VAL_TOOLKIT, choices=TOOLKITS),
     Option("precision", "precision of the infer stage; the val stage runs the same, except that int8 runs "
@@ -376,6 +387,12 @@ JOINTS = (
     Joint("peak_flops", ("peak_source",),
           lambda v: bool(v.get("peak_source")) and v.get("peak_flops") is None,
           "required with --peak-source"),
+    Joint("onnx_path", ("toolkit",),
+          lambda v: bool(v.get("onnx_path")) and v.get("toolkit") not in ONNX_TOOLKITS,
+          "applies to the toolkits that run an ONNX graph: %s" % ", ".join(ONNX_TOOLKITS)),
+    Joint("engine_path", ("toolkit",),
+          lambda v: bool(v.get("engine_path")) and v.get("toolkit") not in ENGINE_TOOLKITS,
+          "applies to the toolkits that build an engine: %s" % ", ".join(ENGINE_TOOLKITS)),
     Joint("labels", ("layout",), lambda v: v.get("layout") in ("flat", "tar") and not v.get("labels"),
           "required with the flat and tar layouts (val.txt or LOC_val_solution.csv)"),
     Joint("data_md5", ("layout",),

@@ -35,3 +35,5 @@ class Config(NamedTuple):
     peak_source: Optional[str]
     max_images: Optional[int]
     args: Dict[str, Any]
+    #: the vendor's own files the infer toolkit runs ("onnx", "engine" -> path and sha256; None: made here)
+    artefacts: Dict[str, Optional[Dict[str, str]]]

@@ -174,9 +174,9 @@ def flag() -> Any:
     return _field(Rule(), PRESENT_ALWAYS)
 
 
-def section() -> Any:
+def section(present: str = PRESENT_ALWAYS) -> Any:
     """A nested object (its own dataclass): its fields carry the rules."""
-    return _field(Rule(), PRESENT_ALWAYS)
+    return _field(Rule(), present)
 
 
 @dataclass(frozen=True)
@@ -213,6 +213,8 @@ class Config:
     peak_flops: Optional[float] = flops_per_s()
     peak_source: Optional[str] = text()
     weights_sha256: Optional[str] = text(present="optional")
+    onnx_path: Optional[str] = text(present="optional")
+    engine_path: Optional[str] = text(present="optional")
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,20 @@ class Weights:
     seed: Optional[int] = counted(2**64)
     accuracy_meaningful: bool = flag()
     accuracy_meaningful_reason: str = text()
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """A vendor's own file the infer toolkit ran (--onnx-path, --engine-path)."""
+
+    path: str = text()
+    sha256: str = text()
+
+
+@dataclass(frozen=True)
+class Artefacts:
+    onnx: Optional[Artefact] = section()
+    engine: Optional[Artefact] = section()
 
 
 @dataclass(frozen=True)
@@ -444,6 +460,7 @@ class Result:
     flops_per_image: Optional[int] = counted(MAX_FLOPS_PER_IMAGE, low=1)
     flops_method: Optional[str] = text()
     mfu: Optional[Mfu] = section()
+    artefacts: Optional[Artefacts] = section(present="optional")
 
 
 #: statuses whose documents carry every figure (failed_accuracy: all there, flagged)
