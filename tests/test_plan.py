@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import vendors
-from orchestrator.config.load import load_cluster
+from orchestrator.config.load import load_checked, load_cluster
 from orchestrator.job.plan import expand
 from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher
@@ -126,3 +126,51 @@ def test_a_bad_weights_sha256_is_refused_naming_file_line_and_field(tmp_path):
     assert str(info.value).count("\n") == 0
     assert "hosts.yaml" in str(info.value) and "cases[1].weights_sha256" in str(info.value)
     assert "must be 64 hex digits, got '0676ba61'" in str(info.value)
+
+
+def test_a_vendor_onnx_and_engine_reach_the_runner_mounted_in_docker(tmp_path):
+    """Issue 32, item 3: the case's onnx_path wins over its host's; docker mounts each file read-only."""
+    text = CLUSTER.replace("weights: random", "weights: random\n    onnx_path: /v/host.onnx")
+    text = text.replace("precision: fp16\n    batch_size: 256\n  -", "precision: fp16\n    batch_size: 256\n"
+                        "    engine_path: /v/tuned.engine\n  -")  # fmt: skip
+    text = text.replace("toolkit: [pytorch, inductor]", "toolkit: [tensorrt]").replace(
+        "toolkit: pytorch\n", "toolkit: onnxruntime\n    onnx_path: /v/case.onnx\n"
+    )
+    loaded = cluster(tmp_path, text)
+    known = vendors.discover()
+    jobs, _ = expand(loaded, known)
+    assert [(j.toolkit, j.onnx_path, j.engine_path) for j in jobs] == [
+        ("tensorrt", "/v/host.onnx", "/v/tuned.engine")
+    ] * 2 + [("onnxruntime", "/v/case.onnx", None)] * 2
+    ctx = RunContext("r1", loaded, Store(str(tmp_path / "s.sqlite")), known, tmp_path, lambda *a: None)
+    worker = DirectLauncher(ctx, loaded.hosts[0].model_copy(update={"runtime": "docker"})).worker
+    worker.image, worker.workdir = "rn50bench/nvidia:0123456789abcdef", "/tmp/work"
+    argv = worker.job_command(jobs[0], "/tmp/work/runs/r1/x").argv(jobs[0].device)
+    pairs = list(zip(argv, argv[1:]))
+    assert ("--onnx-path", "/artefacts/onnx_path/host.onnx") in pairs
+    assert ("--engine-path", "/artefacts/engine_path/tuned.engine") in pairs
+    for source, target in (
+        ("/v/host.onnx", "onnx_path/host.onnx"),
+        ("/v/tuned.engine", "engine_path/tuned.engine"),
+    ):
+        assert ("--mount", "type=bind,source=%s,target=/artefacts/%s,readonly" % (source, target)) in pairs
+
+
+@pytest.mark.parametrize(
+    "replace, message",
+    [
+        (("toolkit: pytorch\n", "toolkit: pytorch\n    onnx_path: /v/case.onnx\n"),
+         r"hosts\.yaml:\d+: cases\[1\]\.onnx_path: applies to the toolkits that run an ONNX graph: ixrt, "
+         r"onnxruntime, tensorrt, xtcl, zxrt; with cases\[1\]\.toolkit: pytorch$"),
+        (("weights: random", "weights: random\n    engine_path: /v/tuned.engine"),
+         r"hosts\.yaml:\d+: hosts\[0\]\.engine_path: applies to the toolkits that build an engine: ixrt, "
+         r"tensorrt, zxrt; with cases\[0\]\.toolkit: pytorch$"),
+        (("toolkit: pytorch\n", "toolkit: onnxruntime\n    onnx_path: v/case.onnx\n"),
+         r"hosts\.yaml: cases\[1\]\.onnx_path: remote paths must be absolute, got 'v/case\.onnx'$"),
+    ],
+)  # fmt: skip
+def test_an_artefact_a_job_cannot_take_is_refused_naming_file_line_and_field(tmp_path, replace, message):
+    path = tmp_path / "hosts.yaml"
+    path.write_text(CLUSTER.replace(*replace))
+    with pytest.raises(ConfigError, match=message):
+        load_checked(path)

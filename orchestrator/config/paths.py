@@ -11,6 +11,10 @@ if TYPE_CHECKING:
     from orchestrator.model.cluster import Cluster
 
 
+#: a vendor's own files, per host (resolved on local hosts) and per case entry (absolute)
+ARTEFACTS = ("onnx_path", "engine_path")
+
+
 def _resolve_local(base: Path, value: Optional[str]) -> Optional[str]:
     """Resolve a control-machine path against the cluster file's folder."""
     if value is None:
@@ -46,7 +50,8 @@ def localise(cluster: "Cluster", base: Path) -> "Cluster":
             )
             weights = _resolve_local(base, host.weights) if weights_is_file(host.weights) else host.weights
             workdir = _resolve_local(base, host.workdir or cluster.defaults.workdir)
-            host = host.model_copy(update={"data": data, "weights": weights, "workdir": workdir})
+            update = {name: _resolve_local(base, getattr(host, name)) for name in ARTEFACTS}
+            host = host.model_copy(update=dict(update, data=data, weights=weights, workdir=workdir))
         else:
             _check_remote(where + ".data.path", host.data.path)
             _check_remote(where + ".data.labels", host.data.labels)
@@ -55,12 +60,17 @@ def localise(cluster: "Cluster", base: Path) -> "Cluster":
             )
             if weights_is_file(host.weights):
                 _check_remote(where + ".weights", host.weights)
+            for name in ARTEFACTS:
+                _check_remote("%s.%s" % (where, name), getattr(host, name))
         image = host.image.model_copy(update={"sdk_dir": _resolve_local(base, host.image.sdk_dir)})
         key_file = _resolve_local(base, host.key_file)
         known_hosts = _resolve_local(base, host.known_hosts)
         hosts.append(
             host.model_copy(update={"image": image, "key_file": key_file, "known_hosts": known_hosts})
         )
+    for index, case in enumerate(cluster.cases):  # on any host of the case: absolute
+        for name in ARTEFACTS:
+            _check_remote("cases[%d].%s" % (index, name), getattr(case, name))
     return cluster.model_copy(
         update={
             "hosts": hosts,

@@ -25,6 +25,9 @@ class Job:
     decoder: str = "auto"
     #: the sha256 the weights file must have where it is not the case's reference weights
     weights_sha256: Optional[str] = None
+    #: a vendor's own ONNX graph / engine file on the host, run instead of one exported / built
+    onnx_path: Optional[str] = None
+    engine_path: Optional[str] = None
 
     def as_dict(self) -> Dict[str, object]:
         """The job as stored; a field left None is left out (a spec stored before it existed reads alike)."""
@@ -85,6 +88,8 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                             toolkit_options=tuple(sorted(entry.toolkit_options.items())),
                             decoder=entry.decoder,
                             weights_sha256=entry.own_or_host("weights_sha256", host),
+                            onnx_path=entry.own_or_host("onnx_path", host),
+                            engine_path=entry.own_or_host("engine_path", host),
                         )
                     )
     return jobs, skipped  # distinct: Cluster refuses entries that make one job twice

@@ -196,6 +196,9 @@ class Host(WithSections):
     weights: str
     #: the sha256 of a weights file other than its case's reference weights (contract.weights_refusal)
     weights_sha256: Optional[str] = None
+    #: a vendor's own ONNX graph / engine file on this host, run instead of one exported / built in the run
+    onnx_path: Optional[str] = None
+    engine_path: Optional[str] = None
     #: runner --workers (8 here, where the runner alone would take min(4, CPUs))
     workers: int = 8
     #: runner --decode-processes: processes decoding with nvJPEG (0: the runner's default, by CPUs and MPS)
@@ -223,7 +226,9 @@ class Host(WithSections):
     _weights_sha256 = field_validator("weights_sha256")(sha256)
     _decode_processes = field_validator("decode_processes")(runner_option("decode_processes"))
     _text = field_validator("key_file", "known_hosts")(safe_text)
-    _paths = field_validator("weights", "workdir", "mps_pipe_directory")(mount_path)
+    _paths = field_validator("weights", "workdir", "mps_pipe_directory", "onnx_path", "engine_path")(
+        mount_path
+    )
 
     @field_validator("address")
     @classmethod
@@ -275,10 +280,13 @@ class Case(Model):
     #: runner --decoder: auto (nvJPEG on a CUDA device where torchvision decodes there, else PIL), nvjpeg, pil
     # a Literal of the contract's tuple: pydantic reads it, mypy takes it as Any
     decoder: Literal[DECODERS] = OPTION["decoder"].default  # type: ignore[valid-type]
-    #: the hosts' weights_sha256 for this case's jobs (the hosts' own where unset)
+    #: the hosts' weights_sha256, onnx_path and engine_path for this case's jobs (the hosts' own where unset)
     weights_sha256: Optional[str] = None
+    onnx_path: Optional[str] = None
+    engine_path: Optional[str] = None
 
     _name = field_validator("case")(safe_name)
+    _paths = field_validator("onnx_path", "engine_path")(mount_path)
     _weights_sha256 = field_validator("weights_sha256")(sha256)
     _toolkits = field_validator("toolkit")(runner_option("toolkit"))
     _precisions = field_validator("precision")(runner_option("precision"))

@@ -36,6 +36,8 @@ class StoredSpec:
     toolkit_options: List[List[str]] = schema.items()
     decoder: str = schema.text()
     weights_sha256: Optional[str] = schema.text(present="optional")
+    onnx_path: Optional[str] = schema.text(present="optional")
+    engine_path: Optional[str] = schema.text(present="optional")
 
 
 @dataclass(frozen=True)
