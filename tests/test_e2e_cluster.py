@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from orchestrator.store import Store
+from runner_in_container.cases import discover
 from runner_in_container.data.generate import generate
+from runner_in_container.hashing import sha256_file
+from runner_in_container.toolkits.onnx_export import export_onnx
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
@@ -21,6 +25,15 @@ REPO = Path(__file__).resolve().parent.parent
 def sample_set(tmp_path_factory) -> Path:
     """6 generated images: with batch size 4 the last batch is padded."""
     return Path(generate(str(tmp_path_factory.mktemp("e2e") / "set"), images=6, layout="imagefolder"))
+
+
+@pytest.fixture(scope="module")
+def vendor_onnx(tmp_path_factory) -> Path:
+    """resnet50 (random init) exported for batch size 4 under a vendor's name: issue 32, item 3."""
+    case = discover()["resnet50"]
+    path = tmp_path_factory.mktemp("vendor") / "rn50-vendor-tuned.onnx"
+    export_onnx(case.build(case.resolve_weights("random")), torch.zeros(4, 3, 224, 224), str(path))
+    return path
 
 
 def cluster_file(tmp_path: Path, data: Path, ssh_host, sdk_dir: Path, base_image: str) -> Path:
@@ -72,8 +85,13 @@ def orchestrator(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_two_hosts_local_and_ssh(tmp_path, sample_set, ssh_host, cpu_image, cpu_sdk_dir, base_image):
+def test_two_hosts_local_and_ssh(
+    tmp_path, sample_set, ssh_host, cpu_image, cpu_sdk_dir, base_image, vendor_onnx
+):
     path = cluster_file(tmp_path, sample_set, ssh_host, cpu_sdk_dir, base_image)
+    cluster = json.loads(path.read_text())
+    cluster["hosts"][0]["onnx_path"] = str(vendor_onnx)  # run by onnxruntime there, not exported
+    path.write_text(json.dumps(cluster))
     done = orchestrator("run", "--cluster", str(path))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "results of run" in done.stdout and "environment" in done.stdout
@@ -99,6 +117,11 @@ def test_two_hosts_local_and_ssh(tmp_path, sample_set, ssh_host, cpu_image, cpu_
         assert derived["tool"] == "onnxruntime" and doc["config"]["batch_size"] == 4
         if job["host"] == "here":
             assert derived["mfu"] is None and "no peak" in derived["mfu_note"]  # CPUs have no peak table
+            given = {
+                "path": "/artefacts/onnx_path/rn50-vendor-tuned.onnx",
+                "sha256": sha256_file(str(vendor_onnx)),
+            }
+            assert doc["artefacts"] == {"onnx": given, "engine": None}
         else:  # the host's own peak, named as the source
             assert derived["mfu"] > 0 and derived["peak_flops"] == 1e12 and derived["mfu_note"] is None
             assert derived["peak_source"] == "the host's peaks: the lab's own figure"
@@ -120,6 +143,9 @@ def test_two_hosts_local_and_ssh(tmp_path, sample_set, ssh_host, cpu_image, cpu_
     )
     assert report.returncode == 0, report.stderr
     assert report.stdout.count("| OK |") == 2
+    given = "onnx /artefacts/onnx_path/rn50-vendor-tuned.onnx sha256 %s" % sha256_file(str(vendor_onnx))
+    assert "- Vendor's own artefacts (ONNX, engine): %s\n" % given in report.stdout
+    assert "- Vendor's own artefacts (ONNX, engine): none (made in the run)\n" in report.stdout
     page = orchestrator(
         "report", run["run_id"], "--store", str(tmp_path / "store.sqlite"), "--format", "html"
     )
