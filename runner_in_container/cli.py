@@ -258,8 +258,10 @@ def _set_up(
         engine_path=args.engine_path,
     )
     infer = _toolkit(args.toolkit, infer_settings, "--precision", options)
-    val_settings = settings(protocol.STAGE_VAL, val_precision(args.precision, dev))
-    val = _toolkit(VAL_TOOLKIT, val_settings, "--precision", {})
+    val = None
+    if protocol.STAGE_VAL in args.stages.split(","):
+        val_settings = settings(protocol.STAGE_VAL, val_precision(args.precision, dev))
+        val = _toolkit(VAL_TOOLKIT, val_settings, "--precision", {})
     return Config(
         case=case,
         dataset=dataset,

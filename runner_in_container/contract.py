@@ -42,6 +42,9 @@ ONNX_TOOLKITS = ("ixrt", "onnxruntime", "tensorrt", "xtcl", "zxrt")
 ENGINE_TOOLKITS = ("ixrt", "tensorrt", "zxrt")
 #: the toolkit of the val stage
 VAL_TOOLKIT = "pytorch"
+#: the stages a run may make (--stages): both (the default), or infer alone, with no val stage (a vendor's
+#: sweep that validates elsewhere): the val figures and the agreement are then absent, never zero
+STAGE_CHOICES = ("val,infer", "infer")
 
 #: dataset layouts on disk, and "auto" (detected)
 DATASET_LAYOUTS = ("imagefolder", "flat", "tar")
@@ -235,6 +238,9 @@ OPTIONS = (
            "its input 'input', output 'logits') that the infer toolkit loads instead of exporting and "
            "building one; its sha256 is recorded; toolkits %s; default: built in the run (engine cache)"
            % ", ".join(ENGINE_TOOLKITS), metavar="FILE"),
+    Option("stages", "the stages to run: val,infer, or infer alone (no val stage: its figures and the "
+           "agreement are absent, never zero); default: %(default)s", default=STAGE_CHOICES[0],
+           choices=STAGE_CHOICES),
     Option("toolkit", "toolkit of the infer stage, a module in runner_in_container/toolkits; default: "
            "%(default)s", default=VAL_TOOLKIT, choices=TOOLKITS),
     Option("precision", "precision of the infer stage; the val stage runs the same, except that int8 runs "

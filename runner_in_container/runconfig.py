@@ -17,7 +17,7 @@ class Config(NamedTuple):
     case: Case
     dataset: Dataset
     weights: Weights
-    val_toolkit: Toolkit
+    val_toolkit: Optional[Toolkit]  # None: no val stage (--stages infer)
     infer_toolkit: Toolkit
     calibration: Optional[Dict[str, Any]]  # what int8 calibration reads, for the result
     precision: str

@@ -31,6 +31,7 @@ from typing import (
 )
 
 from . import protocol
+from .contract import STAGE_CHOICES
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance  # the checker's name for any dataclass; no module at run time
@@ -215,6 +216,7 @@ class Config:
     weights_sha256: Optional[str] = text(present="optional")
     onnx_path: Optional[str] = text(present="optional")
     engine_path: Optional[str] = text(present="optional")
+    stages: Optional[str] = text(choices=STAGE_CHOICES, present="optional")
 
 
 @dataclass(frozen=True)
@@ -491,7 +493,10 @@ def parse(doc: Any) -> Result:
     if (result.error is None) == (result.status == protocol.STATUS_FAILED):
         raise Invalid(("error",), doc.get("error"), "must be an object exactly when status is failed")
     if result.status in FIGURES_PRESENT:
+        ran = (result.config.stages or STAGE_CHOICES[0]).split(",")
         for path in _FIGURES:
+            if path[0] == "stages" and path[1] not in ran:  # no val stage: its figures absent
+                continue
             node: Any = result
             for depth, key in enumerate(path, 1):
                 node = getattr(node, key)

@@ -174,3 +174,26 @@ def test_an_artefact_a_job_cannot_take_is_refused_naming_file_line_and_field(tmp
     path.write_text(CLUSTER.replace(*replace))
     with pytest.raises(ConfigError, match=message):
         load_checked(path)
+
+
+def test_an_infer_only_entry_gives_its_jobs_stages_infer(tmp_path):
+    """Issue 32, item 3: stages: [infer] reaches the runner as --stages infer; both: not in the spec."""
+    loaded = cluster(tmp_path, CLUSTER.replace("decoder: nvjpeg", "decoder: nvjpeg\n    stages: [infer]"))
+    known = vendors.discover()
+    jobs, _ = expand(loaded, known)
+    assert [j.stages for j in jobs] == [None] * 4 + ["infer"] * 2
+    assert "stages" not in jobs[0].as_dict() and jobs[-1].as_dict()["stages"] == "infer"
+    ctx = RunContext("r1", loaded, Store(str(tmp_path / "s.sqlite")), known, tmp_path, lambda *a: None)
+    worker = DirectLauncher(ctx, loaded.hosts[0]).worker
+    worker.runner_path = "/srv/runner/abc"
+    argv = worker.job_command(jobs[-1], "/tmp/work/runs/r1/x").argv(jobs[-1].device)
+    assert argv[argv.index("--stages") + 1] == "infer"
+    assert "--stages" not in worker.job_command(jobs[0], "/tmp/work/runs/r1/y").argv(jobs[0].device)
+
+
+@pytest.mark.parametrize("stages", ["[val]", "[infer, val]", "[infer, infer]"])
+def test_stages_without_infer_or_out_of_order_are_refused(tmp_path, stages):
+    with pytest.raises(
+        ConfigError, match=r"cases\[1\]\.stages: Value error, must be \[val, infer\] or \[infer\]"
+    ):
+        cluster(tmp_path, CLUSTER.replace("decoder: nvjpeg", "decoder: nvjpeg\n    stages: %s" % stages))

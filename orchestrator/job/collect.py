@@ -34,7 +34,7 @@ class Figures:
     device: schema.Device
     accuracy_gate: schema.AccuracyGate
     accuracy_meaningful: bool
-    val: schema.Stage
+    val: Optional[schema.Stage]  # None: no val stage (stages: [infer])
     infer: schema.Stage
     #: 2; version 1 wrote "metrics.md/1"
     metric_version: Union[int, str]
@@ -89,7 +89,7 @@ def read(doc: Any) -> Result:
 def _figures(typed: schema.Result) -> Figures:
     """The sections a result with figures carries (``schema.parse`` checked that they are there)."""
     val, infer = typed.stages.val, typed.stages.infer
-    assert val is not None and infer is not None and typed.environment is not None
+    assert infer is not None and typed.environment is not None
     assert typed.memory is not None and typed.accuracy_gate is not None
     assert typed.flops_per_image is not None
     return Figures(

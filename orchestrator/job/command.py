@@ -114,6 +114,7 @@ def runner_options(job: Job, host: Host, vendor: Vendor, paths: Dict[str, Option
         toolkit_option=["%s=%s" % pair for pair in job.toolkit_options],
         data_md5=host.data.md5,
         weights_sha256=job.weights_sha256,
+        stages=job.stages,
         max_images=host.data.max_images,
     )
     try:

@@ -28,6 +28,8 @@ class Job:
     #: a vendor's own ONNX graph / engine file on the host, run instead of one exported / built
     onnx_path: Optional[str] = None
     engine_path: Optional[str] = None
+    #: the runner's --stages where not both ("infer": no val stage)
+    stages: Optional[str] = None
 
     def as_dict(self) -> Dict[str, object]:
         """The job as stored; a field left None is left out (a spec stored before it existed reads alike)."""
@@ -90,6 +92,7 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                             weights_sha256=entry.own_or_host("weights_sha256", host),
                             onnx_path=entry.own_or_host("onnx_path", host),
                             engine_path=entry.own_or_host("engine_path", host),
+                            stages=entry.stages_option(),
                         )
                     )
     return jobs, skipped  # distinct: Cluster refuses entries that make one job twice

@@ -27,6 +27,9 @@ from typing import (
 
 from runner_in_container import protocol, schema
 
+#: what a figure of a stage that did not run shows as (the val stage, with stages: [infer])
+NOT_RUN = "not run"
+
 
 class Inputs(NamedTuple):
     """What a host-side figure is derived from: the typed result, the device's dense peak FLOP/s at the
@@ -179,14 +182,15 @@ METRICS: Tuple[Metric, ...] = (
     ),
     Metric(
         "p_val_whole", "img/s", "%.1f", "p_val_whole", "验证总吞吐量",
-        _WHOLE + "preprocessing, copies, compute, top-k; framework model (val stage).",
-        True, True, "stages.val.throughput_whole_img_per_s",
+        _WHOLE + "preprocessing, copies, compute, top-k; framework model (val stage; not run with stages: "
+        "[infer]).",
+        True, True, "stages.val.throughput_whole_img_per_s", always=False, absent=NOT_RUN,
         reference_note="实际验证图片数除以总验证时间", per_pass="stages.val",
     ),
     Metric(
         "p_val_core", "img/s", "%.1f", "p_val_core", "验证计算吞吐量",
         _CORE + "engine's dtype and layout, timed with device events; framework model (val stage).",
-        True, True, "stages.val.throughput_core_img_per_s",
+        True, True, "stages.val.throughput_core_img_per_s", always=False, absent=NOT_RUN,
         reference_note="不包含IO部分耗时",
     ),
     Metric(
@@ -224,7 +228,8 @@ METRICS: Tuple[Metric, ...] = (
     Metric(
         "acc_val_top1", "%", "%.2f", "acc val top-1 (%)", "验证结果 top-1 (%)",
         "Top-1 of the val stage over all N images, percent.",
-        True, True, "stages.val.top1_pct", cell="acc", needs_meaningful_weights=True,
+        True, True, "stages.val.top1_pct", cell="acc", needs_meaningful_weights=True, always=False,
+        absent=NOT_RUN,
         reference_note="单位为top1分类准确率(acc1)",
     ),
     Metric(

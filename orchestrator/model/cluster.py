@@ -26,6 +26,7 @@ from runner_in_container.contract import (
     MPS_DEFAULT_PIPE_DIRECTORY,
     OPTION,
     PEAK_PRECISIONS,
+    STAGE_CHOICES,
 )
 from runner_in_container.schema import MAX_FLOPS_PER_S
 
@@ -285,8 +286,24 @@ class Case(Model):
     onnx_path: Optional[str] = None
     engine_path: Optional[str] = None
 
+    #: the runner's stages: both, or infer alone (no val stage: its figures absent, shown as not run)
+    stages: Items[Literal["val", "infer"]] = Field(default_factory=lambda: ["val", "infer"])
+
     _name = field_validator("case")(safe_name)
     _paths = field_validator("onnx_path", "engine_path")(mount_path)
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, value: List[str]) -> List[str]:
+        if ",".join(value) not in STAGE_CHOICES:
+            raise ValueError("must be [val, infer] or [infer] (the infer stage is the measurement)")
+        return value
+
+    def stages_option(self) -> Optional[str]:
+        """The runner's --stages for this entry's jobs; None for both stages (its default)."""
+        text = ",".join(self.stages)
+        return None if text == OPTION["stages"].default else text
+
     _weights_sha256 = field_validator("weights_sha256")(sha256)
     _toolkits = field_validator("toolkit")(runner_option("toolkit"))
     _precisions = field_validator("precision")(runner_option("precision"))

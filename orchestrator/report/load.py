@@ -38,6 +38,7 @@ class StoredSpec:
     weights_sha256: Optional[str] = schema.text(present="optional")
     onnx_path: Optional[str] = schema.text(present="optional")
     engine_path: Optional[str] = schema.text(present="optional")
+    stages: Optional[str] = schema.text(present="optional")
 
 
 @dataclass(frozen=True)
