@@ -37,3 +37,18 @@ def test_an_infer_only_run_has_no_val_figures_and_says_so(images, tmp_path):
     for key in ("p_val_whole", "p_val_core", "acc_val_top1"):
         assert derived.figure(key) is None and BY_KEY[key].show(None) == "not run"
     assert derived.figure("p_infer_core") > 0
+
+
+def test_a_job_without_val_compares_with_one_that_ran_it():
+    """The val precision is a condition where both sides ran val; 'not run' is no difference, unknown is."""
+    from orchestrator.metrics.table import NOT_RUN
+    from orchestrator.report import compare as cmp
+
+    def side(name, val):
+        conditions = {name: "x" for name in cmp.CONDITIONS}
+        conditions["precision.val"] = val
+        return cmp.Side(name, [cmp.Entry("h", ("resnet50", "pytorch", "fp16", "256"), {}, conditions)])
+
+    assert cmp.compare(side("a", "fp16"), side("b", NOT_RUN), force=False).differences == []
+    forced = cmp.compare(side("a", "fp16"), side("b", None), force=True)
+    assert forced.differences == ["precision.val (fp16 vs unknown)"]

@@ -197,3 +197,18 @@ def test_stages_without_infer_or_out_of_order_are_refused(tmp_path, stages):
         ConfigError, match=r"cases\[1\]\.stages: Value error, must be \[val, infer\] or \[infer\]"
     ):
         cluster(tmp_path, CLUSTER.replace("decoder: nvjpeg", "decoder: nvjpeg\n    stages: %s" % stages))
+
+
+def test_across_a_batch_size_list_the_val_stage_runs_once_per_device_toolkit_and_precision(tmp_path):
+    """Issue 32, item 3: the first batch size of each (toolkit, precision) runs val on each device; the
+    others run infer alone."""
+    text = CLUSTER.replace(
+        "toolkit: [pytorch, inductor]\n    precision: fp16\n    batch_size: 256",
+        "toolkit: [pytorch, inductor]\n    precision: [fp16, bf16]\n    batch_size: [64, 256]",
+    )
+    jobs, _ = expand(cluster(tmp_path, text), vendors.discover())  # fmt: skip
+    runs_val = sorted(j.job_id for j in jobs if j.stages is None)
+    first = ["gpu.d%d.resnet50.%s.%s.bs64" % (d, t, p) for d in (0, 1) for t in ("pytorch", "inductor")
+             for p in ("fp16", "bf16")]  # fmt: skip
+    assert runs_val == sorted(first + ["gpu.d%d.resnet50.pytorch.fp16.bs256.nvjpeg" % d for d in (0, 1)])
+    assert all(j.stages == "infer" for j in jobs if j.batch_size == 256 and j.decoder == "auto")

@@ -66,6 +66,7 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
             if entry.hosts is not None and host.name not in entry.hosts:
                 continue
             vendor = vendors[host.vendor]
+            validated = set()  # (toolkit, precision) of this entry whose val stage a job already runs here
             for combo in entry.matrix():
                 toolkit, precision, bs = combo["toolkit"], combo["precision"], combo["batch_size"]
                 reason = vendor.unsupported(toolkit, precision)
@@ -73,6 +74,9 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                 if reason:
                     skipped.append(Skipped(host.name, entry.case, toolkit, precision, bs, reason))
                     continue
+                # across a batch-size list, the val stage runs with the first batch size only
+                stages = entry.stages_option() if (toolkit, precision) not in validated else "infer"
+                validated.add((toolkit, precision))
                 for device in host.devices:
                     jobs.append(
                         Job(
@@ -92,7 +96,7 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                             weights_sha256=entry.own_or_host("weights_sha256", host),
                             onnx_path=entry.own_or_host("onnx_path", host),
                             engine_path=entry.own_or_host("engine_path", host),
-                            stages=entry.stages_option(),
+                            stages=stages,
                         )
                     )
     return jobs, skipped  # distinct: Cluster refuses entries that make one job twice
