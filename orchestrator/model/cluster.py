@@ -266,6 +266,11 @@ class Host(WithSections):
         return self.address == "local"
 
 
+#: a stage of the runner (``cases[].stages``)
+Stage = Literal["val", "infer"]
+STAGES: List[Stage] = ["val", "infer"]
+
+
 class Case(Model):
     """One case entry; list values expand into a matrix of jobs."""
 
@@ -285,9 +290,8 @@ class Case(Model):
     weights_sha256: Optional[str] = None
     onnx_path: Optional[str] = None
     engine_path: Optional[str] = None
-
     #: the runner's stages: both, or infer alone (no val stage: its figures absent, shown as not run)
-    stages: Items[Literal["val", "infer"]] = Field(default_factory=lambda: ["val", "infer"])
+    stages: Items[Stage] = Field(default_factory=lambda: list(STAGES))
 
     _name = field_validator("case")(safe_name)
     _paths = field_validator("onnx_path", "engine_path")(mount_path)
