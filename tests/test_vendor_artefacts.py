@@ -103,3 +103,25 @@ def test_a_given_engine_is_loaded_as_it_is_nothing_exported_or_built(tmp_path):
     assert Path(built).read_bytes() == b"built" and calls == ["prepare"]
     assert own.notes == ["engine %s built" % built] and own.durations["compile_s"] > 0
     assert engine_file(toolkit(), ".engine", prepare) == built and calls == ["prepare"] * 2  # from the cache
+
+
+def test_a_hosts_own_artefact_missing_there_fails_the_job_before_any_build(tmp_path):
+    """The host's onnx_path / engine_path must exist there, as its data and weights must (check_paths)."""
+    from orchestrator.host.prepare import check_paths
+    from orchestrator.model.cluster import Host
+    from orchestrator.outcome import Stage, StageFailure
+    from orchestrator.transport.local import LocalTransport
+
+    given = tmp_path / "vendor.onnx"
+    given.write_bytes(b"a graph")
+    base = {"name": "here", "vendor": "cpu", "data": {"path": str(tmp_path)}, "weights": "random"}
+    transport = LocalTransport()
+    try:
+        check_paths(transport, Host.model_validate(dict(base, onnx_path=str(given))), 10.0)
+        missing = Host.model_validate(dict(base, engine_path=str(tmp_path / "none.engine")))
+        with pytest.raises(StageFailure) as failed:
+            check_paths(transport, missing, 10.0)
+    finally:
+        transport.close()
+    assert failed.value.stage == Stage.START
+    assert str(failed.value) == "engine_path %s does not exist on host here" % (tmp_path / "none.engine")
