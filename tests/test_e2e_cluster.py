@@ -149,9 +149,8 @@ def test_two_hosts_local_and_ssh(
     page = orchestrator(
         "report", run["run_id"], "--store", str(tmp_path / "store.sqlite"), "--format", "html"
     )
-    assert "1e+12, the host's peaks: the lab's own figure" in html.unescape(
-        page.stdout
-    )  # how it was measured
+    measured = html.unescape(page.stdout)  # how it was measured
+    assert "1e+12, the host's peaks: the lab's own figure" in measured
 
 
 def test_second_run_rebuilds_nothing_and_unreachable_host_fails_alone(
@@ -162,6 +161,7 @@ def test_second_run_rebuilds_nothing_and_unreachable_host_fails_alone(
     cluster["hosts"][1]["address"] = unreachable_address
     cluster["hosts"][1]["name"] = "down"
     cluster["hosts"][1]["timeouts"] = {"connect": 3}  # the down host only, not the working one
+    cluster["cases"][0]["stages"] = ["infer"]  # issue 32, item 3: no val stage
     path.write_text(json.dumps(cluster))
     done = orchestrator("run", "--cluster", str(path))
     assert done.returncode == 1
@@ -172,3 +172,9 @@ def test_second_run_rebuilds_nothing_and_unreachable_host_fails_alone(
     state, reason = states["down"]
     assert state == "FAILED_CONNECT" and unreachable_address in reason and "\n" not in reason
     assert "down" in done.stdout.splitlines()[-1] or "down" in done.stderr
+    (found,) = store.results(run["run_id"]).values()
+    assert found["result"]["stages"]["val"] is None and found["derived"]["p_val_whole"] is None
+    report = orchestrator(
+        "report", run["run_id"], "--store", str(tmp_path / "store.sqlite"), "--format", "md"
+    )
+    assert report.returncode == 0 and "| not run |" in report.stdout  # the val figures: not run, never 0
