@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from .protocol import PASS_STAGES, STAGE_INFER
+
 #: benchmark cases, one module each in runner_in_container/cases
 CASES = ("efficientnet_lite0", "resnet50")
 
@@ -44,7 +46,7 @@ ENGINE_TOOLKITS = ("ixrt", "tensorrt", "zxrt")
 VAL_TOOLKIT = "pytorch"
 #: the stages a run may make (--stages): both (the default), or infer alone, with no val stage (a vendor's
 #: sweep that validates elsewhere): the val figures and the agreement are then absent, never zero
-STAGE_CHOICES = ("val,infer", "infer")
+STAGE_CHOICES = (",".join(PASS_STAGES), STAGE_INFER)
 
 #: dataset layouts on disk, and "auto" (detected)
 DATASET_LAYOUTS = ("imagefolder", "flat", "tar")
@@ -86,7 +88,7 @@ def weights_is_file(spec: str) -> bool:
 
 
 def reference_weights(case: str, sha256: str) -> Optional[str]:
-    """The published file ``case``'s reference weights with this sha256 are, or None."""
+    """Which of ``case``'s reference weights files (as published) has this sha256, or None."""
     for known, published in REFERENCE_WEIGHTS.get(case, {}).items():
         if sha256.startswith(known):
             return published

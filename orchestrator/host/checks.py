@@ -167,8 +167,8 @@ class StorageChecks:
                 "weights",
                 FAIL,
                 "not a state dict",
-                "%s is not a file torch.save writes (it starts with %s); expected a state dict, e.g. %s"
-                % (weights, first[:4].hex() or "nothing readable", expected),
+                "%s is not a file torch.save writes (it starts with %s); expected a state dict%s"
+                % (weights, first[:4].hex() or "nothing readable", ", e.g. " + expected if expected else ""),
                 "copy the weights again, or point weights at a state dict saved with torch.save",
             )
         if not self.limits.checksums:

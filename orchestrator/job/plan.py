@@ -5,6 +5,7 @@ from typing import Dict, List, Optional, Tuple
 
 from orchestrator.host import images
 from orchestrator.model.cluster import Cluster
+from runner_in_container.protocol import STAGE_INFER
 from vendors.vendor import Vendor
 
 
@@ -75,7 +76,7 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                     skipped.append(Skipped(host.name, entry.case, toolkit, precision, bs, reason))
                     continue
                 # across a batch-size list, the val stage runs with the first batch size only
-                stages = entry.stages_option() if (toolkit, precision) not in validated else "infer"
+                stages = entry.stages_option() if (toolkit, precision) not in validated else STAGE_INFER
                 validated.add((toolkit, precision))
                 for device in host.devices:
                     jobs.append(

@@ -28,6 +28,7 @@ from runner_in_container.contract import (
     PEAK_PRECISIONS,
     STAGE_CHOICES,
 )
+from runner_in_container.protocol import PASS_STAGES
 from runner_in_container.schema import MAX_FLOPS_PER_S
 
 #: the most jobs one cluster file may make
@@ -266,11 +267,6 @@ class Host(WithSections):
         return self.address == "local"
 
 
-#: a stage of the runner (``cases[].stages``)
-Stage = Literal["val", "infer"]
-STAGES: List[Stage] = ["val", "infer"]
-
-
 class Case(Model):
     """One case entry; list values expand into a matrix of jobs."""
 
@@ -291,7 +287,8 @@ class Case(Model):
     onnx_path: Optional[str] = None
     engine_path: Optional[str] = None
     #: the runner's stages: both, or infer alone (no val stage: its figures absent, shown as not run)
-    stages: Items[Stage] = Field(default_factory=lambda: list(STAGES))
+    # a Literal of the contract's tuple: pydantic reads it, mypy takes it as Any
+    stages: Items[Literal[PASS_STAGES]] = Field(default_factory=lambda: list(PASS_STAGES))  # type: ignore[valid-type]
 
     _name = field_validator("case")(safe_name)
     _paths = field_validator("onnx_path", "engine_path")(mount_path)
