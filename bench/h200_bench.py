@@ -55,6 +55,7 @@ from orchestrator.job import collect
 from orchestrator.report.load import dig
 from orchestrator.report.tables import as_markdown
 from runner_in_container import protocol
+from runner_in_container.hashing import sha256_file
 
 START = time.time()  # the budget's start; a child's own e2e starts here, before torch is imported
 REPO = Path(__file__).resolve().parent.parent
@@ -165,8 +166,10 @@ def child_weights(args: argparse.Namespace) -> Dict[str, Any]:
         for batch in BatchLoader(dataset, args.batch_size, case.preprocessing, workers=_nproc()):
             model(normalize(batch.images[: batch.valid].to(dev), case.preprocessing, torch.float32, False))
     model.eval().cpu()
-    path = Path(args.out).parent / "resnet50-random-bnstats.pth"  # no sha256 in the name: unverified
-    torch.save(model.state_dict(), str(path))
+    saved = Path(args.out).parent / "resnet50-random-bnstats.pth"
+    torch.save(model.state_dict(), str(saved))
+    path = saved.with_name("resnet50-random-bnstats-%s.pth" % sha256_file(str(saved))[:8])  # torch.hub name
+    saved.rename(path)
     return dict(info, weights=str(path), recalibrated=True, recalibration_images=len(dataset.samples))
 
 

@@ -20,6 +20,7 @@ from .data import DataError, open_dataset
 from .data.decode_procs import Spawned
 from .data.decoder_choice import decoding_processes, resolve_decoder
 from .data.errors import DecoderUnavailable
+from .hashing import sha256_file
 from .host_batches import calibration_source
 from .runconfig import Config
 from .toolkits.base import Toolkit, ToolkitSettings
@@ -156,6 +157,8 @@ def config_from_args(args: argparse.Namespace, argv: List[str]) -> Request:
     """
     _check_path("--data", args.data)
     _check_path("--labels", args.labels, "file")
+    _check_path("--onnx-path", args.onnx_path, "file")
+    _check_path("--engine-path", args.engine_path, "file")
     _check_dir_target("--out", args.out)
     _check_dir_target("--engine-cache", args.engine_cache)
     options = _options(args.toolkit_option)
@@ -218,7 +221,7 @@ def _set_up(
         raise BadInput("--decoder", str(exc)) from exc
     _step("data")
     try:
-        weights = case.resolve_weights(args.weights)
+        weights = case.resolve_weights(args.weights, args.weights_sha256)
     except cases.WeightsError as exc:
         raise BadInput("--weights", str(exc)) from exc
     try:
@@ -247,10 +250,18 @@ def _set_up(
             dev, precision, args.batch_size, os.path.join(work_dir, stage), args.engine_cache, **extra
         )
 
-    infer_settings = settings(protocol.STAGE_INFER, args.precision, calibration=calibration)
+    infer_settings = settings(
+        protocol.STAGE_INFER,
+        args.precision,
+        calibration=calibration,
+        onnx_path=args.onnx_path,
+        engine_path=args.engine_path,
+    )
     infer = _toolkit(args.toolkit, infer_settings, "--precision", options)
-    val_settings = settings(protocol.STAGE_VAL, val_precision(args.precision, dev))
-    val = _toolkit(VAL_TOOLKIT, val_settings, "--precision", {})
+    val = None
+    if protocol.STAGE_VAL in args.stages.split(","):
+        val_settings = settings(protocol.STAGE_VAL, val_precision(args.precision, dev))
+        val = _toolkit(VAL_TOOLKIT, val_settings, "--precision", {})
     return Config(
         case=case,
         dataset=dataset,
@@ -273,6 +284,10 @@ def _set_up(
         peak_source=args.peak_source,
         max_images=args.max_images,
         args=dict(vars(args), device=str(dev), toolkit_option=options, argv=list(request.argv)),
+        artefacts={
+            name: None if path is None else {"path": os.path.abspath(path), "sha256": sha256_file(path)}
+            for name, path in (("onnx", args.onnx_path), ("engine", args.engine_path))
+        },
     )
 
 

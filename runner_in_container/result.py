@@ -7,6 +7,7 @@ is written.
 import json
 import os
 import traceback
+from dataclasses import fields
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import torch
@@ -123,13 +124,18 @@ def mfu_section(config: Config, flops: int, core_img_per_s: Optional[float]) -> 
     return section
 
 
+def _config(args: Dict[str, Any]) -> Dict[str, Any]:
+    """Every CLI value; an option whose key the schema marks optional (added since) is left out when not
+    given, as documents written before it lack it (read as None either way)."""
+    optional = {f.name for f in fields(schema.Config) if f.metadata["present"] != schema.PRESENT_ALWAYS}
+    return {key: value for key, value in args.items() if value is not None or key not in optional}
+
+
 def skeleton(config: Config) -> Dict:
     """The result document with what is known before anything runs."""
     ds, weights = config.dataset, config.weights
     meaningful, why = config.case.meaningful_accuracy(weights)
     warnings: List[str] = []
-    if weights.spec != "random" and not weights.verified:
-        warnings.append(f"unverified weights {weights.path}: {why}")
     if config.max_images is not None:
         warnings.append(f"subset: only the first {len(ds.samples)} images were used (--max-images)")
     if config.decoder.warning:
@@ -142,7 +148,7 @@ def skeleton(config: Config) -> Dict:
         "error": None,
         "warnings": warnings,
         "case": config.case.name,
-        "config": config.args,
+        "config": _config(config.args),
         "started_at_unix": round(protocol.runner_started_at(), 3),
         "finished_at_unix": None,
         "data": {
@@ -173,6 +179,7 @@ def skeleton(config: Config) -> Dict:
             "accuracy_meaningful": meaningful,
             "accuracy_meaningful_reason": why,
         },
+        "artefacts": config.artefacts,
         "environment": None,
         "durations": {
             "load_s": None,

@@ -32,7 +32,8 @@ from .stage import run_stage
 def _run_stages(
     config: Config, doc: Dict, dev: Device, where: Where, loader: Loader
 ) -> Dict[str, torch.Tensor]:
-    """Load the model, count its FLOPs, run both stages over ``loader``; each stage's last predictions."""
+    """Load the model, count its FLOPs, run the stages asked for (both, or infer alone) over ``loader``;
+    each stage's last predictions."""
     where.enter("load")
     start = time.perf_counter()
     model = config.case.build(config.weights)
@@ -44,6 +45,8 @@ def _run_stages(
 
     preds = {}
     for name, toolkit in zip(protocol.PASS_STAGES, (config.val_toolkit, config.infer_toolkit)):
+        if toolkit is None:  # no val stage (--stages infer): its figures stay absent
+            continue
         doc["stages"][name], doc["memory"]["stages"][name], preds[name] = run_stage(
             name, toolkit, model, config, dev, where, loader, example_u8
         )
@@ -67,7 +70,7 @@ def _measure(config: Config, doc: Dict, dev: Device, where: Where, loader: Loade
     preds = _run_stages(config, doc, dev, where, loader)
 
     where.enter("report")
-    for name in protocol.PASS_STAGES:
+    for name in preds:
         warning = metrics.sharing_warning(name, doc["stages"][name])
         if warning:
             doc["warnings"].append(warning)
@@ -75,7 +78,8 @@ def _measure(config: Config, doc: Dict, dev: Device, where: Where, loader: Loade
     for key in ("export_s", "compile_s", "warmup_s"):
         doc["durations"][key] = infer[key]
     memory["mem_used_gib"] = memory["stages"][protocol.STAGE_INFER]["mem_used_gib"]
-    doc["agreement_top1"] = metrics.agreement(preds[protocol.STAGE_VAL], preds[protocol.STAGE_INFER])
+    if protocol.STAGE_VAL in preds:
+        doc["agreement_top1"] = metrics.agreement(preds[protocol.STAGE_VAL], preds[protocol.STAGE_INFER])
     n = infer["n_images"]
     doc["accuracy_gate"] = config.case.accuracy_gate(
         config.weights, config.precision, n, 100.0 * infer["top1_count"] / n

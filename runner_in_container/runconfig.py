@@ -17,7 +17,7 @@ class Config(NamedTuple):
     case: Case
     dataset: Dataset
     weights: Weights
-    val_toolkit: Toolkit
+    val_toolkit: Optional[Toolkit]  # None: no val stage (--stages infer)
     infer_toolkit: Toolkit
     calibration: Optional[Dict[str, Any]]  # what int8 calibration reads, for the result
     precision: str
@@ -35,3 +35,5 @@ class Config(NamedTuple):
     peak_source: Optional[str]
     max_images: Optional[int]
     args: Dict[str, Any]
+    #: the vendor's own files the infer toolkit runs ("onnx", "engine" -> path and sha256; None: made here)
+    artefacts: Dict[str, Optional[Dict[str, str]]]

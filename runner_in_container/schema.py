@@ -31,6 +31,7 @@ from typing import (
 )
 
 from . import protocol
+from .contract import STAGE_CHOICES
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance  # the checker's name for any dataclass; no module at run time
@@ -174,9 +175,9 @@ def flag() -> Any:
     return _field(Rule(), PRESENT_ALWAYS)
 
 
-def section() -> Any:
+def section(present: str = PRESENT_ALWAYS) -> Any:
     """A nested object (its own dataclass): its fields carry the rules."""
-    return _field(Rule(), PRESENT_ALWAYS)
+    return _field(Rule(), present)
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,10 @@ class Config:
     engine_cache: Optional[str] = text()
     peak_flops: Optional[float] = flops_per_s()
     peak_source: Optional[str] = text()
+    weights_sha256: Optional[str] = text(present="optional")
+    onnx_path: Optional[str] = text(present="optional")
+    engine_path: Optional[str] = text(present="optional")
+    stages: Optional[str] = text(choices=STAGE_CHOICES, present="optional")
 
 
 @dataclass(frozen=True)
@@ -252,6 +257,20 @@ class Weights:
     seed: Optional[int] = counted(2**64)
     accuracy_meaningful: bool = flag()
     accuracy_meaningful_reason: str = text()
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """A vendor's own file the infer toolkit ran (--onnx-path, --engine-path)."""
+
+    path: str = text()
+    sha256: str = text()
+
+
+@dataclass(frozen=True)
+class Artefacts:
+    onnx: Optional[Artefact] = section()
+    engine: Optional[Artefact] = section()
 
 
 @dataclass(frozen=True)
@@ -443,6 +462,7 @@ class Result:
     flops_per_image: Optional[int] = counted(MAX_FLOPS_PER_IMAGE, low=1)
     flops_method: Optional[str] = text()
     mfu: Optional[Mfu] = section()
+    artefacts: Optional[Artefacts] = section(present="optional")
 
 
 #: statuses whose documents carry every figure (failed_accuracy: all there, flagged)
@@ -473,7 +493,10 @@ def parse(doc: Any) -> Result:
     if (result.error is None) == (result.status == protocol.STATUS_FAILED):
         raise Invalid(("error",), doc.get("error"), "must be an object exactly when status is failed")
     if result.status in FIGURES_PRESENT:
+        ran = (result.config.stages or STAGE_CHOICES[0]).split(",")
         for path in _FIGURES:
+            if path[0] == "stages" and path[1] not in ran:  # no val stage: its figures absent
+                continue
             node: Any = result
             for depth, key in enumerate(path, 1):
                 node = getattr(node, key)

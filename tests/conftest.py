@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.slurm_multinode",
     "tests.fixtures.hostile",
     "tests.fixtures.registry",
+    "tests.fixtures.weights",
 ]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
+import torch
 
 import vendors
 from orchestrator.config.load import load_cluster
@@ -39,11 +40,11 @@ def files(tmp_path_factory) -> Dict[str, Path]:
     folder = Path(generate(str(tmp / "folder"), images=2, layout="imagefolder"))
     tar = Path(generate(str(tmp / "tar"), images=2, layout="tar"))
     weights = tmp / "w.pth"
-    weights.write_bytes(b"not really weights, but a file with a known sha256\n")
+    torch.save({"weight": torch.zeros(2)}, str(weights))  # a state dict (doctor reads its first bytes)
     good = tmp / ("resnet50-%s.pth" % hashlib.sha256(weights.read_bytes()).hexdigest()[:8])
     weights.rename(good)
     bad = tmp / "resnet50-deadbeef.pth"
-    bad.write_bytes(b"these bytes do not hash to deadbeef\n")
+    torch.save({"weight": torch.ones(2)}, str(bad))  # that does not hash to deadbeef
     blocker = tmp / "a-file"
     blocker.write_text("")
     stranger = tmp / "stranger_key"  # a key no test sshd authorizes

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import vendors
-from orchestrator.config.load import load_cluster
+from orchestrator.config.load import load_checked, load_cluster
 from orchestrator.job.plan import expand
 from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher
@@ -134,3 +134,115 @@ def test_an_unknown_decoder_is_refused_naming_the_field(tmp_path):
 def test_two_entries_making_the_same_job_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"cases\[1\]: makes the job of cases\[0\] again \(host gpu"):
         cluster(tmp_path, CLUSTER.replace("decoder: nvjpeg", "decoder: auto"))
+
+
+def test_weights_sha256_of_the_case_else_the_host_reaches_the_runner_argv(tmp_path):
+    """Issue 32, item 2: a case's weights_sha256 wins over its host's; unset, the job's spec leaves it out."""
+    host_sum, case_sum = "a" * 64, "B" * 64
+    text = CLUSTER.replace("weights: random", "weights: /w/mine.pth\n    weights_sha256: " + host_sum)
+    loaded = cluster(
+        tmp_path, text.replace("decoder: nvjpeg", "decoder: nvjpeg\n    weights_sha256: " + case_sum)
+    )
+    known = vendors.discover()
+    jobs, _ = expand(loaded, known)
+    assert [j.weights_sha256 for j in jobs] == [host_sum] * 4 + [case_sum.lower()] * 2
+    ctx = RunContext("r1", loaded, Store(str(tmp_path / "s.sqlite")), known, tmp_path, lambda *a: None)
+    worker = DirectLauncher(ctx, loaded.hosts[0]).worker
+    worker.runner_path = "/srv/runner/abc"
+    argv = worker.job_command(jobs[-1], "/tmp/work/runs/r1/x").argv(jobs[-1].device)
+    assert argv[argv.index("--weights-sha256") + 1] == case_sum.lower()
+    assert "weights_sha256" not in expand(cluster(tmp_path), known)[0][0].as_dict()
+
+
+def test_a_bad_weights_sha256_is_refused_naming_file_line_and_field(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        cluster(tmp_path, CLUSTER.replace("decoder: nvjpeg", "decoder: nvjpeg\n    weights_sha256: 0676ba61"))
+    assert str(info.value).count("\n") == 0
+    assert "hosts.yaml" in str(info.value) and "cases[1].weights_sha256" in str(info.value)
+    assert "must be 64 hex digits, got '0676ba61'" in str(info.value)
+
+
+def test_a_vendor_onnx_and_engine_reach_the_runner_mounted_in_docker(tmp_path):
+    """Issue 32, item 3: the case's onnx_path wins over its host's; docker mounts each file read-only."""
+    text = CLUSTER.replace("weights: random", "weights: random\n    onnx_path: /v/host.onnx")
+    text = text.replace("precision: fp16\n    batch_size: 256\n  -", "precision: fp16\n    batch_size: 256\n"
+                        "    engine_path: /v/tuned.engine\n  -")  # fmt: skip
+    text = text.replace("toolkit: [pytorch, inductor]", "toolkit: [tensorrt]").replace(
+        "toolkit: pytorch\n", "toolkit: onnxruntime\n    onnx_path: /v/case.onnx\n"
+    )
+    loaded = cluster(tmp_path, text)
+    known = vendors.discover()
+    jobs, _ = expand(loaded, known)
+    assert [(j.toolkit, j.onnx_path, j.engine_path) for j in jobs] == [
+        ("tensorrt", "/v/host.onnx", "/v/tuned.engine")
+    ] * 2 + [("onnxruntime", "/v/case.onnx", None)] * 2
+    ctx = RunContext("r1", loaded, Store(str(tmp_path / "s.sqlite")), known, tmp_path, lambda *a: None)
+    worker = DirectLauncher(ctx, loaded.hosts[0].model_copy(update={"runtime": "docker"})).worker
+    worker.image, worker.workdir = "rn50bench/nvidia:0123456789abcdef", "/tmp/work"
+    argv = worker.job_command(jobs[0], "/tmp/work/runs/r1/x").argv(jobs[0].device)
+    pairs = list(zip(argv, argv[1:]))
+    assert ("--onnx-path", "/artefacts/onnx_path/host.onnx") in pairs
+    assert ("--engine-path", "/artefacts/engine_path/tuned.engine") in pairs
+    for source, target in (
+        ("/v/host.onnx", "onnx_path/host.onnx"),
+        ("/v/tuned.engine", "engine_path/tuned.engine"),
+    ):
+        assert ("--mount", "type=bind,source=%s,target=/artefacts/%s,readonly" % (source, target)) in pairs
+
+
+@pytest.mark.parametrize(
+    "replace, message",
+    [
+        (("toolkit: pytorch\n", "toolkit: pytorch\n    onnx_path: /v/case.onnx\n"),
+         r"hosts\.yaml:\d+: cases\[1\]\.onnx_path: applies to the toolkits that run an ONNX graph: ixrt, "
+         r"onnxruntime, tensorrt, xtcl, zxrt; with cases\[1\]\.toolkit: pytorch$"),
+        (("weights: random", "weights: random\n    engine_path: /v/tuned.engine"),
+         r"hosts\.yaml:\d+: hosts\[0\]\.engine_path: applies to the toolkits that build an engine: ixrt, "
+         r"tensorrt, zxrt; with cases\[0\]\.toolkit: pytorch$"),
+        (("toolkit: pytorch\n", "toolkit: onnxruntime\n    onnx_path: v/case.onnx\n"),
+         r"hosts\.yaml: cases\[1\]\.onnx_path: remote paths must be absolute, got 'v/case\.onnx'$"),
+    ],
+)  # fmt: skip
+def test_an_artefact_a_job_cannot_take_is_refused_naming_file_line_and_field(tmp_path, replace, message):
+    path = tmp_path / "hosts.yaml"
+    path.write_text(CLUSTER.replace(*replace))
+    with pytest.raises(ConfigError, match=message):
+        load_checked(path)
+
+
+def test_an_infer_only_entry_gives_its_jobs_stages_infer(tmp_path):
+    """Issue 32, item 3: stages: [infer] reaches the runner as --stages infer; both: not in the spec."""
+    loaded = cluster(tmp_path, CLUSTER.replace("decoder: nvjpeg", "decoder: nvjpeg\n    stages: [infer]"))
+    known = vendors.discover()
+    jobs, _ = expand(loaded, known)
+    assert [j.stages for j in jobs] == [None] * 4 + ["infer"] * 2
+    assert "stages" not in jobs[0].as_dict() and jobs[-1].as_dict()["stages"] == "infer"
+    ctx = RunContext("r1", loaded, Store(str(tmp_path / "s.sqlite")), known, tmp_path, lambda *a: None)
+    worker = DirectLauncher(ctx, loaded.hosts[0]).worker
+    worker.runner_path = "/srv/runner/abc"
+    argv = worker.job_command(jobs[-1], "/tmp/work/runs/r1/x").argv(jobs[-1].device)
+    assert argv[argv.index("--stages") + 1] == "infer"
+    assert "--stages" not in worker.job_command(jobs[0], "/tmp/work/runs/r1/y").argv(jobs[0].device)
+
+
+@pytest.mark.parametrize("stages", ["[val]", "[infer, val]", "[infer, infer]"])
+def test_stages_without_infer_or_out_of_order_are_refused(tmp_path, stages):
+    with pytest.raises(
+        ConfigError, match=r"cases\[1\]\.stages: Value error, must be \[val, infer\] or \[infer\]"
+    ):
+        cluster(tmp_path, CLUSTER.replace("decoder: nvjpeg", "decoder: nvjpeg\n    stages: %s" % stages))
+
+
+def test_across_a_batch_size_list_the_val_stage_runs_once_per_device_toolkit_and_precision(tmp_path):
+    """Issue 32, item 3: the first batch size of each (toolkit, precision) runs val on each device; the
+    others run infer alone."""
+    text = CLUSTER.replace(
+        "toolkit: [pytorch, inductor]\n    precision: fp16\n    batch_size: 256",
+        "toolkit: [pytorch, inductor]\n    precision: [fp16, bf16]\n    batch_size: [64, 256]",
+    )
+    jobs, _ = expand(cluster(tmp_path, text), vendors.discover())  # fmt: skip
+    runs_val = sorted(j.job_id for j in jobs if j.stages is None)
+    first = ["gpu.d%d.resnet50.%s.%s.bs64" % (d, t, p) for d in (0, 1) for t in ("pytorch", "inductor")
+             for p in ("fp16", "bf16")]  # fmt: skip
+    assert runs_val == sorted(first + ["gpu.d%d.resnet50.pytorch.fp16.bs256.nvjpeg" % d for d in (0, 1)])
+    assert all(j.stages == "infer" for j in jobs if j.batch_size == 256 and j.decoder == "auto")

@@ -135,7 +135,7 @@ def test_stored_derived_figures_are_read_through_the_same_checks(doc):
         ([], "derived figures: (top level) = a list of 0 items: not an object"),
         (dict(derived, p_infer_core=-1), "derived figures: p_infer_core = -1: not above 0 img/s"),
         (dict(derived, mem_used_gib="lots"), "derived figures: mem_used_gib = 'lots': not a number"),
-        (dict(derived, p_val_core=None), "derived figures: p_val_core = None: not a number"),
+        (dict(derived, p_infer_core=None), "derived figures: p_infer_core = None: not a number"),
     ):
         with pytest.raises(collect.ResultInvalid) as caught:
             collect.read_derived(value)

@@ -25,6 +25,8 @@ from runner_in_container.contract import (
 
 #: the runner's options a cluster file sets on a case entry (same name), and on a host (where below it)
 CASE_OPTIONS = ("case", "toolkit", "precision", "batch_size", "repeat", "warmup", "decoder")
+#: the runner's options a case entry sets for its jobs, else its host does (``Case.own_or_host``)
+CASE_OR_HOST_OPTIONS = ("weights_sha256", "onnx_path", "engine_path")
 HOST_OPTIONS: Dict[str, Tuple[str, ...]] = {
     "workers": ("workers",),
     "decode_processes": ("decode_processes",),
@@ -81,20 +83,24 @@ def _conflict(entry: Case, index: int, host: Host, host_index: int) -> Optional[
     for toolkit in _as_list(entry.toolkit):
         options: Dict[str, Any] = {name: getattr(entry, name) for name in CASE_OPTIONS}
         options.update({name: _get(host, keys) for name, keys in HOST_OPTIONS.items()}, toolkit=toolkit)
+        options.update({name: entry.own_or_host(name, host) for name in CASE_OR_HOST_OPTIONS})
         try:
             check_run(options, entry.toolkit_options)
         except Conflict as exc:
             values = dict(options, **entry.toolkit_options)
             joined = "".join(
-                "; with %s: %s" % (dotted(_keys(name, index, host_index)), values.get(name))
+                "; with %s: %s" % (dotted(_keys(name, entry, index, host_index)), values.get(name))
                 for name in exc.others
             )
-            return Problem(_keys(exc.name, index, host_index), exc.what + joined)
+            return Problem(_keys(exc.name, entry, index, host_index), exc.what + joined)
     return None
 
 
-def _keys(name: str, index: int, host_index: int) -> Keys:
-    """Where the runner's option or knob ``name`` of the job of cases[index] on hosts[host_index] is set."""
+def _keys(name: str, entry: Case, index: int, host_index: int) -> Keys:
+    """Where the runner's option or knob ``name`` of the job of cases[index] (``entry``) on
+    hosts[host_index] is set."""
+    if name in CASE_OR_HOST_OPTIONS:
+        return ("cases", index, name) if getattr(entry, name) is not None else ("hosts", host_index, name)
     if name in HOST_OPTIONS:
         return ("hosts", host_index) + HOST_OPTIONS[name]
     if name in CASE_OPTIONS:

@@ -12,6 +12,9 @@ from runner_in_container.contract import weights_is_file
 if TYPE_CHECKING:
     from orchestrator.model.cluster import Cluster
 
+#: a vendor's own files, per host (resolved on local hosts) and per case entry (absolute)
+ARTEFACTS = ("onnx_path", "engine_path")
+
 
 def _resolve_local(base: Path, value: Optional[str]) -> Optional[str]:
     """Resolve a control-machine path against the cluster file's folder."""
@@ -48,6 +51,11 @@ def problems(cluster: "Cluster") -> List[Problem]:
         found += _remote(workdir, cluster.host_workdir(host))
         if weights_is_file(host.weights):
             found += _remote(("hosts", index, "weights"), host.weights)
+        for name in ARTEFACTS:
+            found += _remote(("hosts", index, name), getattr(host, name))
+    for index, case in enumerate(cluster.cases):  # on any host of the case: absolute
+        for name in ARTEFACTS:
+            found += _remote(("cases", index, name), getattr(case, name))
     return found
 
 
@@ -64,7 +72,8 @@ def localise(cluster: "Cluster", base: Path) -> "Cluster":
             )
             weights = _resolve_local(base, host.weights) if weights_is_file(host.weights) else host.weights
             workdir = _resolve_local(base, host.workdir or cluster.defaults.workdir)
-            host = host.model_copy(update={"data": data, "weights": weights, "workdir": workdir})
+            update = {name: _resolve_local(base, getattr(host, name)) for name in ARTEFACTS}
+            host = host.model_copy(update=dict(update, data=data, weights=weights, workdir=workdir))
         image = host.image.model_copy(update={"sdk_dir": _resolve_local(base, host.image.sdk_dir)})
         key_file = _resolve_local(base, host.key_file)
         known_hosts = _resolve_local(base, host.known_hosts)

@@ -4,19 +4,23 @@ inputs (workdir, docker disk, data, weights). ``doctor`` adds the checks of its 
 
 import posixpath
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from orchestrator.host import workdir as workdirs
 from orchestrator.model.cluster import Cluster, Host
 from orchestrator.safeio.text import one_line
 from orchestrator.transport.base import Completed, Transport, TransportError
-from runner_in_container.contract import HASH_IN_NAME, weights_is_file
+from runner_in_container.contract import expected_weights, weights_is_file, weights_refusal
 from vendors.vendor import Vendor
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 #: md5sum / sha256sum of a whole ImageNet tar (6.4 GB) may take minutes on a slow disk
 CHECKSUM_TIMEOUT = 1800.0
 GIB = 1024.0**3
+#: how a file torch.save writes starts: a zip archive (torch >= 1.6), or the legacy pickle (protocol 2, then
+#: torch's magic number as a 10-byte long)
+TORCH_SAVE_ZIP = b"PK\x03\x04"
+TORCH_SAVE_LEGACY = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,8 @@ class StorageChecks:
         return self._digest("data", "md5sum", spec.path, spec.md5.lower(), "data.md5")
 
     def weights(self) -> Check:
+        """A file torch.save wrote (by its first bytes: the runner loads it as a state dict), whose sha256 is
+        that of the weights each case run here takes (contract.weights_refusal), whatever it is called."""
         weights = self.host.weights
         if not weights_is_file(weights):
             return Check("weights", PASS, weights)
@@ -152,10 +158,37 @@ class StorageChecks:
                 "weights %s is not a file on %s" % (weights, self.host.name),
                 "copy the weights there, or fix weights",
             )
-        match = HASH_IN_NAME.search(posixpath.basename(weights))
-        if not (match and self.limits.checksums):
-            return Check("weights", PASS, "present" + (" (sha256 not checked)" if match else ""))
-        return self._digest("weights", "sha256sum", weights, match.group(1), "the sha256 prefix in its name")
+        cases = self.cluster.host_cases(self.host)
+        head = self.run(["od", "-A", "n", "-t", "x1", "-N", str(len(TORCH_SAVE_LEGACY)), "--", weights])
+        first = bytes.fromhex("".join(head.stdout.split())) if head.returncode == 0 else b""
+        if not first.startswith((TORCH_SAVE_ZIP, TORCH_SAVE_LEGACY)):
+            expected = " or ".join(sorted({expected_weights(case.case) for case in cases}))
+            return Check(
+                "weights",
+                FAIL,
+                "not a state dict",
+                "%s is not a file torch.save writes (it starts with %s); expected a state dict%s"
+                % (weights, first[:4].hex() or "nothing readable", ", e.g. " + expected if expected else ""),
+                "copy the weights again, or point weights at a state dict saved with torch.save",
+            )
+        if not self.limits.checksums:
+            return Check("weights", PASS, "present (sha256 not checked)")
+        sha256, failed = self._sum("weights", "sha256sum", weights)
+        if failed is not None:
+            return failed
+        for case in cases:
+            refused = weights_refusal(
+                case.case, weights, sha256, case.own_or_host("weights_sha256", self.host)
+            )
+            if refused is not None:
+                return Check(
+                    "weights",
+                    FAIL,
+                    "checksum differs",
+                    refused,
+                    "copy the file again (it differs), or give weights_sha256 for weights of your own",
+                )
+        return Check("weights", PASS, "present, sha256 ok")
 
     def _nearest_existing(self, path: str) -> str:
         """``path`` or its nearest ancestor that exists on the host."""
@@ -181,11 +214,17 @@ class StorageChecks:
             return Check(name, WARN, summary, detail + " (warns below %.1f)" % (2 * need), fix)
         return Check(name, PASS, summary)
 
-    def _digest(self, name: str, tool: str, path: str, expected: str, what: str) -> Check:
+    def _sum(self, name: str, tool: str, path: str) -> Tuple[str, Optional[Check]]:
+        """The hex digest of ``path`` by ``tool`` (md5sum, sha256sum), or the failed check where it fails."""
         done = self.run([tool, "--", path], timeout=CHECKSUM_TIMEOUT)
-        if done.returncode != 0:
-            return Check(name, FAIL, "%s failed" % tool, last_line(done), "install coreutils on the host")
-        actual = done.stdout.split()[0] if done.stdout.split() else ""
+        if done.returncode != 0 or not done.stdout.split():
+            return "", Check(name, FAIL, "%s failed" % tool, last_line(done), "install coreutils on the host")
+        return done.stdout.split()[0], None
+
+    def _digest(self, name: str, tool: str, path: str, expected: str, what: str) -> Check:
+        actual, failed = self._sum(name, tool, path)
+        if failed is not None:
+            return failed
         if not actual.startswith(expected):
             return Check(
                 name,

@@ -93,8 +93,10 @@ def login_user(transport: Transport, timeout: float) -> str:
 
 
 def check_paths(transport: Transport, host: Host, timeout: float) -> None:
-    """Data, labels and weights must exist on the host before anything is built or started."""
+    """Data, labels, weights and the host's own artefacts must exist on the host before anything is built
+    or started (a case entry's are checked by the runner)."""
     paths = [("data.path", host.data.path), ("data.labels", host.data.labels)]
+    paths += [("onnx_path", host.onnx_path), ("engine_path", host.engine_path)]
     if weights_is_file(host.weights):
         paths.append(("weights", host.weights))
     for field_name, path in paths:

@@ -8,7 +8,8 @@ peak table for the device model the host's SMI reported, per metrics.md.
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Union
+from types import MappingProxyType
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from orchestrator.metrics import derived
 from orchestrator.metrics.derived import Derived
@@ -33,7 +34,7 @@ class Figures:
     device: schema.Device
     accuracy_gate: schema.AccuracyGate
     accuracy_meaningful: bool
-    val: schema.Stage
+    val: Optional[schema.Stage]  # None: no val stage (stages: [infer])
     infer: schema.Stage
     #: 2; version 1 wrote "metrics.md/1"
     metric_version: Union[int, str]
@@ -88,7 +89,7 @@ def read(doc: Any) -> Result:
 def _figures(typed: schema.Result) -> Figures:
     """The sections a result with figures carries (``schema.parse`` checked that they are there)."""
     val, infer = typed.stages.val, typed.stages.infer
-    assert val is not None and infer is not None and typed.environment is not None
+    assert infer is not None and typed.environment is not None
     assert typed.memory is not None and typed.accuracy_gate is not None
     assert typed.flops_per_image is not None
     return Figures(
@@ -110,13 +111,17 @@ def _figures(typed: schema.Result) -> Figures:
 
 
 def derive(
-    result: Result, vendor: Vendor, device_model: Optional[str], host: Optional[Mapping[str, Any]] = None
+    result: Result,
+    vendor: Vendor,
+    device_model: Optional[str],
+    host: Optional[Mapping[str, Any]] = None,
+    own_peaks: Mapping[str, Tuple[float, str]] = MappingProxyType({}),
 ) -> Derived:
-    """The derived figures of a result with figures (``metrics.derived``: MFU from ``vendor``'s peak table for
-    ``device_model``, the host figures from the host monitor's ``host`` summary of the infer stage);
-    ResultInvalid when one breaks its bounds."""
+    """The derived figures of a result with figures (``metrics.derived``: MFU from the host's ``own_peaks``
+    or ``vendor``'s peak table for ``device_model``, the host figures from the host monitor's ``host``
+    summary of the infer stage); ResultInvalid when one breaks its bounds."""
     try:
-        return derived.derive(result.typed, vendor, device_model, host)
+        return derived.derive(result.typed, vendor, device_model, host, own_peaks)
     except schema.Invalid as exc:
         raise ResultInvalid("derived figures: %s" % exc) from None
 

@@ -96,8 +96,8 @@ class JobCommand:
 
 
 def runner_options(job: Job, host: Host, vendor: Vendor, paths: Dict[str, Optional[str]]) -> List[str]:
-    """The runner's options for ``job``; ``paths``: out, data, labels, weights and engine_cache as the
-    runner sees them."""
+    """The runner's options for ``job``; ``paths``: out, data, labels, weights, engine_cache, onnx_path and
+    engine_path as the runner sees them."""
     values = dict(
         paths,
         case=job.case,
@@ -113,6 +113,8 @@ def runner_options(job: Job, host: Host, vendor: Vendor, paths: Dict[str, Option
         decode_processes=host.decode_processes,
         toolkit_option=["%s=%s" % pair for pair in job.toolkit_options],
         data_md5=host.data.md5,
+        weights_sha256=job.weights_sha256,
+        stages=job.stages,
         max_images=host.data.max_images,
     )
     try:
@@ -141,7 +143,13 @@ def build(
     if host.runtime != "docker":
         assert runner_path is not None
         paths = dict(
-            out=remote_dir, data=spec.path, labels=spec.labels, weights=host.weights, engine_cache=cache_dir
+            out=remote_dir,
+            data=spec.path,
+            labels=spec.labels,
+            weights=host.weights,
+            engine_cache=cache_dir,
+            onnx_path=job.onnx_path,
+            engine_path=job.engine_path,
         )
         env = {"PYTHONPATH": runner_path}
         if mps_pipe is not None:
@@ -162,8 +170,19 @@ def build(
     if weights_is_file(weights):
         mounts.append(containers.Mount(weights, "/weights/" + posixpath.basename(weights)))
         weights = mounts[-1].target
+    artefacts: Dict[str, Optional[str]] = {}
+    for name, path in (("onnx_path", job.onnx_path), ("engine_path", job.engine_path)):
+        if path is not None:
+            mounts.append(containers.Mount(path, "/artefacts/%s/%s" % (name, posixpath.basename(path))))
+            path = mounts[-1].target
+        artefacts[name] = path
     paths = dict(
-        out=CONTAINER_RESULTS, data=data, labels=labels, weights=weights, engine_cache=CONTAINER_CACHE
+        artefacts,
+        out=CONTAINER_RESULTS,
+        data=data,
+        labels=labels,
+        weights=weights,
+        engine_cache=CONTAINER_CACHE,
     )
     docker = host.docker
     run = DockerRun(

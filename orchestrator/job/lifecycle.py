@@ -250,8 +250,9 @@ class HostWorker:
         with stage_errors(Stage.COLLECT):
             model = envinfo.accelerator_models(self.env, [job.device]).get(job.device)
             try:
+                own_peaks = {p: (peak.flops, peak.source) for p, peak in self.host.peaks.items()}
                 derived = collect.derive(
-                    result, self.vendor, model, host["stages"].get(STAGE_INFER) if host else None
+                    result, self.vendor, model, host["stages"].get(STAGE_INFER) if host else None, own_peaks
                 )
             except collect.ResultInvalid as exc:
                 raise StageFailure(Stage.VALIDATE, one_line(str(exc))) from None

@@ -6,10 +6,11 @@ work) spreads over every job instead of biasing the last ones.
 """
 
 from dataclasses import asdict, dataclass, replace
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from orchestrator.host import images
 from orchestrator.model.cluster import Cluster
+from runner_in_container.protocol import STAGE_INFER
 from vendors.vendor import Vendor
 
 
@@ -28,6 +29,13 @@ class Job:
     warmup: int
     toolkit_options: Tuple[Tuple[str, str], ...] = ()
     decoder: str = "auto"
+    #: the sha256 the weights file must have where it is not the case's reference weights
+    weights_sha256: Optional[str] = None
+    #: a vendor's own ONNX graph / engine file on the host, run instead of one exported / built
+    onnx_path: Optional[str] = None
+    engine_path: Optional[str] = None
+    #: the runner's --stages where not both ("infer": no val stage)
+    stages: Optional[str] = None
     #: which of the series' runs this is (1-based), of how many
     run: int = 1
     runs: int = 1
@@ -40,7 +48,10 @@ class Job:
         )
 
     def as_dict(self) -> Dict[str, object]:
-        return dict(asdict(self), series=self.series)
+        """The job as stored, with its series; a field left None is left out (a spec stored before it
+        existed reads alike)."""
+        stored = {key: value for key, value in asdict(self).items() if value is not None}
+        return dict(stored, series=self.series)
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
             if entry.hosts is not None and host.name not in entry.hosts:
                 continue
             vendor = vendors[host.vendor]
+            validated = set()  # (toolkit, precision) of this entry whose val stage a job already runs here
             for combo in entry.matrix():
                 toolkit, precision, bs = combo["toolkit"], combo["precision"], combo["batch_size"]
                 reason = vendor.unsupported(toolkit, precision)
@@ -89,6 +101,9 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                 if reason:
                     skipped.append(Skipped(host.name, entry.case, toolkit, precision, bs, reason))
                     continue
+                # across a batch-size list, the val stage runs with the first batch size only
+                stages = entry.stages_option() if (toolkit, precision) not in validated else STAGE_INFER
+                validated.add((toolkit, precision))
                 for device in host.devices:
                     series.append(
                         Job(
@@ -103,6 +118,10 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                             warmup=entry.warmup,
                             toolkit_options=tuple(sorted(entry.toolkit_options.items())),
                             decoder=entry.decoder,
+                            weights_sha256=entry.own_or_host("weights_sha256", host),
+                            onnx_path=entry.own_or_host("onnx_path", host),
+                            engine_path=entry.own_or_host("engine_path", host),
+                            stages=stages,
                             runs=entry.runs,
                         )
                     )

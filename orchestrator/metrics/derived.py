@@ -111,20 +111,40 @@ def from_stored(doc: Any) -> Derived:
     return Derived(figures, MappingProxyType(spreads), **stored)
 
 
+def peak_of(
+    vendor: Vendor, model: Optional[str], precision: str, own: Mapping[str, Tuple[float, str]]
+) -> Tuple[Optional[Tuple[float, str]], Optional[str]]:
+    """(FLOP/s, source) of the device's dense peak at ``precision`` and, where there is none, why: the
+    host's own (``own``: ``hosts[].peaks``, precision -> (FLOP/s, source)) in place of ``vendor``'s table for
+    the device ``model``, which its source then names."""
+    table_peak = vendor.peak_flops(model, precision) if model else None
+    if precision in own:
+        flops, source = own[precision]
+        text = "the host's peaks: %s" % source
+        if table_peak is not None:
+            text += " (in place of vendor %s's %.4g FLOP/s: %s)" % (vendor.name, table_peak[0], table_peak[1])
+        return (flops, text), None
+    if table_peak is not None:
+        return table_peak, None
+    return None, "no peak for %r at %s in vendor %s or the host's peaks" % (model, precision, vendor.name)
+
+
 def derive(
     result: schema.Result,
     vendor: Vendor,
     device_model: Optional[str],
     host: Optional[Mapping[str, Any]] = None,
+    own_peaks: Mapping[str, Tuple[float, str]] = MappingProxyType({}),
 ) -> Derived:
-    """The derived figures of a result with figures, MFU from ``vendor``'s peak table for ``device_model``
-    (the host's SMI; the runner's device name when the host knows none), the host figures from ``host`` (the
-    host monitor's summary of the infer stage; None: not monitored); ``schema.Invalid`` when a figure
-    breaks its row's bounds (an MFU beyond any physical sense from figures each within their own)."""
+    """The derived figures of a result with figures, MFU from the host's ``own_peaks`` or ``vendor``'s peak
+    table for ``device_model`` (``peak_of``; the host's SMI, the runner's device name when the host knows
+    none), the host figures from ``host`` (the host monitor's summary of the infer stage; None: not
+    monitored); ``schema.Invalid`` when a figure breaks its row's bounds (an MFU beyond any physical sense
+    from figures each within their own)."""
     assert result.environment is not None and result.memory is not None and result.stages.infer is not None
     model = device_model or result.environment.device.name
     precision = result.config.precision
-    peak = vendor.peak_flops(model, precision) if model else None
+    peak, why_none = peak_of(vendor, model, precision, own_peaks)
     inputs = table.Inputs(result, peak[0] if peak else None, host or {})
     stage_memory = result.memory.stages.infer
     record = Derived(
@@ -138,7 +158,7 @@ def derive(
         mem_source=stage_memory.mem_used_source if stage_memory is not None else None,
         device_model=model,
         peak_source=peak[1] if peak else None,
-        mfu_note=None if peak else "no peak for %r at %s in vendor %s" % (model, precision, vendor.name),
+        mfu_note=why_none,
         metric_version=result.metric_version,
     )
     return from_stored(record.as_stored())

@@ -27,11 +27,15 @@ from typing import (
 
 from runner_in_container import protocol, schema
 
+#: what a figure of a stage that did not run shows as (the val stage, with stages: [infer])
+NOT_RUN = "not run"
+
 
 class Inputs(NamedTuple):
     """What a host-side figure is derived from: the typed result, the device's dense peak FLOP/s at the
-    precision that ran (None when the vendor's table has none) and the host monitor's summary of the infer
-    stage (``host.hostmonitor``: {} when the host was not monitored or the window not seen)."""
+    precision that ran (None when neither the host's peaks nor the vendor's table has one) and the host
+    monitor's summary of the infer stage (``host.hostmonitor``: {} when the host was not monitored or the
+    window not seen)."""
 
     result: schema.Result
     peak_flops: Optional[float]
@@ -178,14 +182,15 @@ METRICS: Tuple[Metric, ...] = (
     ),
     Metric(
         "p_val_whole", "img/s", "%.1f", "p_val_whole", "验证总吞吐量",
-        _WHOLE + "preprocessing, copies, compute, top-k; framework model (val stage).",
-        True, True, "stages.val.throughput_whole_img_per_s",
+        _WHOLE + "preprocessing, copies, compute, top-k; framework model (val stage; not run with stages: "
+        "[infer]).",
+        True, True, "stages.val.throughput_whole_img_per_s", always=False, absent=NOT_RUN,
         reference_note="实际验证图片数除以总验证时间", per_pass="stages.val",
     ),
     Metric(
         "p_val_core", "img/s", "%.1f", "p_val_core", "验证计算吞吐量",
         _CORE + "engine's dtype and layout, timed with device events; framework model (val stage).",
-        True, True, "stages.val.throughput_core_img_per_s",
+        True, True, "stages.val.throughput_core_img_per_s", always=False, absent=NOT_RUN,
         reference_note="不包含IO部分耗时",
     ),
     Metric(
@@ -203,7 +208,7 @@ METRICS: Tuple[Metric, ...] = (
     Metric(
         "mfu", "", "%.1f%%", "*MFU", "*计算卡使用率",
         "flops_per_image x p_infer_core / dense peak FLOP/s of the detected device at the precision that "
-        "ran (vendor's table); no known peak: null, never a guess.",
+        "ran (vendor's table, or the host's peaks); no known peak: null, never a guess.",
         True, True, _mfu, always=False, scale=100, absent="/", bounds=schema.ratio().metadata["rule"],
         reference_note="model flops utilization",
     ),
@@ -215,19 +220,21 @@ METRICS: Tuple[Metric, ...] = (
     ),
     Metric(
         "peak_flops", "FLOP/s", "%.4g", "peak FLOP/s", "峰值算力 (FLOP/s)",
-        "Dense peak of the detected device at the precision that ran (vendor's table); null if unknown.",
+        "Dense peak of the detected device at the precision that ran (vendor's table, or the host's peaks); "
+        "null if unknown.",
         True, False, lambda inputs: inputs.peak_flops, always=False, table=False, absent="/",
         bounds=schema.flops_per_s().metadata["rule"],
     ),
     Metric(
         "acc_val_top1", "%", "%.2f", "acc val top-1 (%)", "验证结果 top-1 (%)",
         "Top-1 of the val stage over all N images, percent.",
-        True, True, "stages.val.top1_pct", cell="acc", needs_meaningful_weights=True,
+        True, True, "stages.val.top1_pct", cell="acc", needs_meaningful_weights=True, always=False,
+        absent=NOT_RUN,
         reference_note="单位为top1分类准确率(acc1)",
     ),
     Metric(
         "acc_infer_top1", "%", "%.2f", "acc infer top-1 (%)", "推理结果 top-1 (%)",
-        "Top-1 of the infer stage over all N images, percent; n/m when the weights are random or unverified.",
+        "Top-1 of the infer stage over all N images, percent; n/m when the weights are random.",
         True, True, "stages.infer.top1_pct", cell="acc", needs_meaningful_weights=True,
         reference_note="单位为top1分类准确率(acc1)",
     ),

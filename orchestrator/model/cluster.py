@@ -35,7 +35,11 @@ from runner_in_container.contract import (
     LAYOUTS,
     MPS_DEFAULT_PIPE_DIRECTORY,
     OPTION,
+    PEAK_PRECISIONS,
+    STAGE_CHOICES,
 )
+from runner_in_container.protocol import PASS_STAGES
+from runner_in_container.schema import MAX_FLOPS_PER_S
 
 #: the most jobs one cluster file may make
 MAX_JOBS = 10000
@@ -59,6 +63,11 @@ Seconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
 _T = TypeVar("_T")
 #: a list of 1 to MAX_ITEMS items: ``Items[int]``
 Items = Annotated[List[_T], Field(min_length=1, max_length=MAX_ITEMS)]
+
+
+def sha256(value: Optional[str]) -> Optional[str]:
+    """A sha256 as the runner takes it (--weights-sha256), lowercased as it compares it."""
+    return None if value is None else OPTION["weights_sha256"].check(value)
 
 
 class Timeouts(Model):
@@ -168,6 +177,21 @@ class JumpHost(Model):
     _text = field_validator("key_file")(safe_text)
 
 
+class HostPeak(Model):
+    """A device's dense peak at one precision, as the lab states it (``hosts[].peaks``), with its source."""
+
+    flops: float = Field(gt=0, le=MAX_FLOPS_PER_S)  # FLOP/s (OP/s for int8), dense, no sparsity
+    source: str = Field(min_length=1, max_length=500)
+
+    _text = field_validator("source")(safe_text)
+
+    @field_validator("flops", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        """YAML reads 1.28e14 (no dot before the e, no sign after it) as text: take it as the number."""
+        return float(value) if isinstance(value, str) and re.match(r"^[0-9.]+[eE][0-9]+$", value) else value
+
+
 class Host(WithSections):
     """One machine: how to reach it and what runs there; its launcher's own section (``slurm:``) beside."""
 
@@ -188,6 +212,11 @@ class Host(WithSections):
     workdir: Optional[str] = None
     data: DataSpec
     weights: str
+    #: the sha256 of a weights file other than its case's reference weights (contract.weights_refusal)
+    weights_sha256: Optional[str] = None
+    #: a vendor's own ONNX graph / engine file on this host, run instead of one exported / built in the run
+    onnx_path: Optional[str] = None
+    engine_path: Optional[str] = None
     #: runner --workers (8 here, where the runner alone would take min(4, CPUs))
     workers: int = 8
     #: runner --decode-processes: processes decoding with nvJPEG (0: the runner's default, by CPUs and MPS)
@@ -197,6 +226,9 @@ class Host(WithSections):
     mps: Union[bool, Literal["auto"]] = "auto"
     #: the daemon's CUDA_MPS_PIPE_DIRECTORY on the host (absolute, on a local host too)
     mps_pipe_directory: str = MPS_DEFAULT_PIPE_DIRECTORY
+    #: the devices' dense peaks by precision, for MFU where the vendor's table has none (or in its place)
+    # a Literal of the contract's tuple: pydantic reads it, mypy takes it as Any
+    peaks: Dict[Literal[PEAK_PRECISIONS], HostPeak] = Field(default_factory=dict)  # type: ignore[valid-type]
     image: ImageSpecConfig = Field(default_factory=ImageSpecConfig)
     docker: DockerOptions = Field(default_factory=DockerOptions)
     #: defaults.isolation and defaults.clear_caches, where this host differs
@@ -209,9 +241,12 @@ class Host(WithSections):
 
     _name = field_validator("name", "vendor")(safe_name)
     _workers = field_validator("workers")(runner_option("workers"))
+    _weights_sha256 = field_validator("weights_sha256")(sha256)
     _decode_processes = field_validator("decode_processes")(runner_option("decode_processes"))
     _text = field_validator("key_file", "known_hosts")(safe_text)
-    _paths = field_validator("weights", "workdir", "mps_pipe_directory")(mount_path)
+    _paths = field_validator("weights", "workdir", "mps_pipe_directory", "onnx_path", "engine_path")(
+        mount_path
+    )
 
     @field_validator("address")
     @classmethod
@@ -265,8 +300,30 @@ class Case(Model):
     #: runner --decoder: auto (nvJPEG on a CUDA device where torchvision decodes there, else PIL), nvjpeg, pil
     # a Literal of the contract's tuple: pydantic reads it, mypy takes it as Any
     decoder: Literal[DECODERS] = OPTION["decoder"].default  # type: ignore[valid-type]
+    #: the hosts' weights_sha256, onnx_path and engine_path for this case's jobs (the hosts' own where unset)
+    weights_sha256: Optional[str] = None
+    onnx_path: Optional[str] = None
+    engine_path: Optional[str] = None
+    #: the runner's stages: both, or infer alone (no val stage: its figures absent, shown as not run)
+    # a Literal of the contract's tuple: pydantic reads it, mypy takes it as Any
+    stages: Items[Literal[PASS_STAGES]] = Field(default_factory=lambda: list(PASS_STAGES))  # type: ignore[valid-type]
 
     _name = field_validator("case")(safe_name)
+    _paths = field_validator("onnx_path", "engine_path")(mount_path)
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, value: List[str]) -> List[str]:
+        if ",".join(value) not in STAGE_CHOICES:
+            raise ValueError("must be [val, infer] or [infer] (the infer stage is the measurement)")
+        return value
+
+    def stages_option(self) -> Optional[str]:
+        """The runner's --stages for this entry's jobs; None for both stages (its default)."""
+        text = ",".join(self.stages)
+        return None if text == OPTION["stages"].default else text
+
+    _weights_sha256 = field_validator("weights_sha256")(sha256)
     _toolkits = field_validator("toolkit")(runner_option("toolkit"))
     _precisions = field_validator("precision")(runner_option("precision"))
     _batch_sizes = field_validator("batch_size")(runner_option("batch_size"))
@@ -298,6 +355,11 @@ class Case(Model):
         if twice:
             raise ValueError("%r is listed twice in %s" % (twice[0], info.field_name))
         return value
+
+    def own_or_host(self, name: str, host: Host) -> Any:
+        """This entry's field ``name`` for its jobs on ``host``: its own value, else the host's."""
+        value = getattr(self, name)
+        return getattr(host, name) if value is None else value
 
     def jobs_per_device(self) -> int:
         """How many jobs this entry makes on each device of each of its hosts (without making them): one per
@@ -397,6 +459,10 @@ class Cluster(WithSections):
                             % ((first,) + key),
                         )]  # fmt: skip
         return []
+
+    def host_cases(self, host: Host) -> List[Case]:
+        """The case entries that run on ``host``."""
+        return [case for case in self.cases if case.hosts is None or host.name in case.hosts]
 
     def host_workdir(self, host: Host) -> Optional[str]:
         """The workdir the file sets for ``host``; None: the default, found on the host (workdir.py)."""

@@ -18,10 +18,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from orchestrator.metrics import interval as noise
 from orchestrator.metrics import table
 from orchestrator.metrics.interval import Interval
-from orchestrator.metrics.table import Metric
+from orchestrator.metrics.table import NOT_RUN, Metric
 from orchestrator.report import series as runs
 from orchestrator.report.load import JobData, ReportError, RunData, dig
 from orchestrator.safeio import bounded
+from runner_in_container.contract import STAGE_CHOICES
 from runner_in_container.protocol import STAGE_INFER, STAGE_VAL
 
 BASELINE_FORMAT = "rn50bench.baseline/1"
@@ -49,6 +50,9 @@ CONDITIONS = (
     "precision.infer_input",
     "metric_version",
 )
+
+#: conditions of the val stage, which a job may not run (stages: [infer]; NOT_RUN): compared where both ran it
+VAL_CONDITIONS = ("precision.val",)
 
 Key = Tuple[str, str, str, str]
 #: the fields of ``Key``, which ``--pair-by`` chooses from
@@ -112,7 +116,7 @@ def _job_entry(job: JobData) -> Entry:
         "data.md5": dig(result, "data", "md5"),
         "data.images_counted": infer["images"] // passes if passes else None,
         "preprocessing.method": dig(result, "data", "resize"),
-        "precision.val": dig(result, "stages", STAGE_VAL, "precision"),
+        "precision.val": dig(result, "stages", STAGE_VAL, "precision") if _val_ran(result) else NOT_RUN,
         "precision.infer_input": infer.get("input_dtype"),
         "metric_version": derived.metric_version or dig(result, "metric_version"),
     }
@@ -121,6 +125,11 @@ def _job_entry(job: JobData) -> Entry:
     key = (spec["case"], spec["toolkit"], spec["precision"], str(spec["batch_size"]))
     where = "%s d%s %s" % (job.job["host"], spec["device"], derived.device_model or "")
     return Entry(where.strip(), key, {m.key: derived.figure(m.key) for m in FIGURES}, conditions)
+
+
+def _val_ran(result: Any) -> bool:
+    """Whether the job ran its val stage (not so with stages: [infer])."""
+    return STAGE_VAL in (dig(result, "config", "stages") or STAGE_CHOICES[0]).split(",")
 
 
 def run_side(data: RunData) -> Side:
@@ -212,6 +221,8 @@ def compare(a: Side, b: Side, force: bool, pair_by: Sequence[str] = KEY_FIELDS) 
     for left, right in pairs:
         for name in CONDITIONS:
             one, two = left.conditions.get(name), right.conditions.get(name)
+            if name in VAL_CONDITIONS and NOT_RUN in (one, two):
+                continue
             text = "%s (%s vs %s)" % (name, _show(one), _show(two))
             if one != two and text not in differences:
                 differences.append(text)

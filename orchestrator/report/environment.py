@@ -77,6 +77,7 @@ def environment_blocks(data: RunData) -> List[EnvBlock]:
         block.hardware = [(k, row[k]) for k in ("machine", "cpu", "memory")]
         block.software = [(k, row[k]) for k in ("os", "kernel", "driver", "docker", "image")]
         block.software.append(("framework", framework or UNKNOWN))
+        block.software.append(("artefacts", row["artefacts"]))
         block.dependencies = [(k, str(versions[k])) for k in DEPENDENCIES if versions.get(k)]
         block.toolkits = [
             (name, ", ".join("%s %s" % kv for kv in sorted(components.items()) if kv[1]) or UNKNOWN)

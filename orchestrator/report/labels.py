@@ -38,6 +38,7 @@ ENV_FIELDS: Dict[str, Tuple[str, str]] = {
     "framework": ("Framework version", "训练框架版本"),
     "dependencies": ("Dependencies", "依赖软件版本"),
     "toolkits": ("Inference toolkits", "推理工具包"),
+    "artefacts": ("Vendor's own artefacts (ONNX, engine)", "厂商自带模型文件 (ONNX, 引擎)"),
     "python": ("Python", "Python 版本"),
     "host": ("host", "主机"),
 }

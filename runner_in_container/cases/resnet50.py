@@ -13,7 +13,6 @@ TARGET_TOP1_PCT = 0.99 * REFERENCE_TOP1_PCT
 class ResNet50(Case):
     name = "resnet50"
     preprocessing = Preprocessing(resize=256, crop=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    reference_weights = {"0676ba61": "torchvision IMAGENET1K_V1 (resnet50-0676ba61.pth)"}
     targets = {p: TARGET_TOP1_PCT for p in ("fp32", "tf32", "fp16", "bf16", "int8")}
 
     def architecture(self) -> torch.nn.Module:

@@ -38,6 +38,8 @@ class ToolkitSettings:
         cache_dir: Optional[str] = None,
         calibration: Optional[Callable[[], Iterable[torch.Tensor]]] = None,
         options: Optional[Mapping[str, str]] = None,
+        onnx_path: Optional[str] = None,
+        engine_path: Optional[str] = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError("precision must be one of {}, got {!r}".format(", ".join(PRECISIONS), precision))
@@ -50,6 +52,9 @@ class ToolkitSettings:
         self.calibration = calibration
         # Toolkit-specific knobs (e.g. {"inductor_mode": "reduce-overhead"}); see Toolkit.option().
         self.options = dict(options or {})
+        # A vendor's own ONNX graph / engine file, run instead of one exported / built here (contract).
+        self.onnx_path = onnx_path
+        self.engine_path = engine_path
 
 
 class Toolkit(abc.ABC):

@@ -3,12 +3,16 @@
 An engine is valid only for the exact ONNX graph, SDK version, device model,
 precision and batch size it was built for; its file name is the sha256 of those
 fields, so a change of any of them builds a new engine instead of loading a stale one.
+A vendor's own engine (``--engine-path``) is run as given: nothing exported, nothing built (``engine_file``).
 """
 
 import hashlib
 import json
 import os
-from typing import Callable, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Tuple
+
+if TYPE_CHECKING:
+    from .base import Toolkit
 
 
 def engine_key(
@@ -76,3 +80,24 @@ def cached_build(cache_dir: str, key: str, suffix: str, build: Callable[[str], N
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path, False
+
+
+def engine_file(
+    toolkit: "Toolkit",
+    suffix: str,
+    prepare: Callable[[], Tuple[str, Callable[[str], None]]],
+    what: str = "engine",
+) -> str:
+    """The engine file ``toolkit`` runs: the vendor's own (``settings.engine_path``) as given, else the one of
+    ``prepare()``'s (cache key, build), called only then (it exports the graph), from ``cache_dir`` or built
+    there (the build's time in ``compile_s``); noted either way."""
+    given = toolkit.settings.engine_path
+    if given is not None:
+        toolkit.notes.append(f"{what} {given} given (the vendor's own: not exported, not built)")
+        return given
+    key, build = prepare()
+    path, hit = cached_build(
+        toolkit.settings.cache_dir, key, suffix, lambda tmp: toolkit.timed("compile_s", build, tmp)
+    )
+    toolkit.notes.append("{} {} {}".format(what, path, "loaded from cache" if hit else "built"))
+    return path

@@ -16,12 +16,12 @@ waits for torch's stream before handing the batch over (IXRT runs on its own str
 Only fp16 as FlagPerf ran it: weights fp16, input and output fp32 (W16A32).
 """
 
-from typing import Dict
+from typing import Callable, Dict, Tuple
 
 import torch
 
 from .base import Forward, Toolkit
-from .engine_cache import cached_build, cuda_device_label, engine_key
+from .engine_cache import cuda_device_label, engine_file, engine_key
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_for
 from .sdk import import_sdk, sdk_version
 
@@ -41,32 +41,36 @@ class Ixrt(Toolkit):
     def compile(self, model: torch.nn.Module, example: torch.Tensor) -> Forward:
         ixrt = import_sdk("ixrt")
         version = sdk_version(ixrt)
-        onnx_path, onnx_sha = export_for(self, model, example)
         device = example.device
         index = device.index if device.index is not None else torch.cuda.current_device()
         batch = int(example.shape[0])
-        key = engine_key(onnx_sha, "ixrt", version, cuda_device_label(index), "fp16-w16a32", batch)
 
-        def build(tmp_path: str) -> None:
-            config = ixrt.RuntimeConfig()
-            config.input_shapes = [(INPUT_NAME, list(example.shape))]
-            config.device_idx = index
-            config.runtime_context = ixrt.RuntimeContext(
-                "float16",
-                "nhwc",
-                use_gpu=True,
-                pipeline_sync=True,
-                input_device="gpu",
-                output_device="gpu",
-                **IO_TYPES,
-            )
-            builder = ixrt.IxRT.from_onnx(onnx_path, None, config)
-            builder.BuildEngine()
-            builder.SerializeEngine(tmp_path)
+        def prepare() -> Tuple[str, Callable[[str], None]]:
+            onnx_path, onnx_sha = export_for(self, model, example)
+            key = engine_key(onnx_sha, "ixrt", version, cuda_device_label(index), "fp16-w16a32", batch)
+
+            def build(tmp_path: str) -> None:
+                config = ixrt.RuntimeConfig()
+                config.input_shapes = [(INPUT_NAME, list(example.shape))]
+                config.device_idx = index
+                config.runtime_context = ixrt.RuntimeContext(
+                    "float16",
+                    "nhwc",
+                    use_gpu=True,
+                    pipeline_sync=True,
+                    input_device="gpu",
+                    output_device="gpu",
+                    **IO_TYPES,
+                )
+                builder = ixrt.IxRT.from_onnx(onnx_path, None, config)
+                builder.BuildEngine()
+                builder.SerializeEngine(tmp_path)
+
+            return key, build
+
+        engine_path = engine_file(self, ".ixrt", prepare)
 
         def load() -> Forward:
-            engine_path, hit = cached_build(self.settings.cache_dir, key, ".ixrt", build)
-            self.notes.append("engine {} {}".format(engine_path, "loaded from cache" if hit else "built"))
             runtime = ixrt.IxRT()
             runtime.LoadEngine(engine_path, batch)
             return self._runner(runtime, device)

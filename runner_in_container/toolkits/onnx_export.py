@@ -55,13 +55,20 @@ def export_onnx(
 
 
 def export_for(toolkit: Toolkit, model: torch.nn.Module, example: torch.Tensor) -> Tuple[str, str]:
-    """Export ``model`` for ``toolkit``: in the example's dtype, on the example's device.
+    """Export ``model`` for ``toolkit``: in the example's dtype, on the example's device; or, where the
+    settings name a vendor's own graph (``onnx_path``), that file as given, nothing exported.
 
     The file is ``<work_dir>/<toolkit>-bs<batch>-<dtype>.onnx``; the time (model copy,
     export, hashing) is added to ``toolkit.durations["export_s"]``. The caller's model
     is not modified. Returns (path, sha256).
     """
     settings = toolkit.settings
+    if settings.onnx_path is not None:
+        digest = toolkit.timed("export_s", sha256_file, settings.onnx_path)
+        toolkit.notes.append(
+            f"onnx: {settings.onnx_path} sha256 {digest}, given (the vendor's own, not exported)"
+        )
+        return settings.onnx_path, digest
     dtype_name = str(example.dtype).replace("torch.", "")
     path = os.path.join(settings.work_dir, f"{toolkit.name}-bs{example.shape[0]}-{dtype_name}.onnx")
 

@@ -32,7 +32,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 import torch
 
 from .base import Forward, Toolkit
-from .engine_cache import cached_build, cuda_device_label, engine_key, write_bytes_atomic
+from .engine_cache import cuda_device_label, engine_file, engine_key, write_bytes_atomic
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_for
 from .sdk import import_sdk, major_version, sdk_version
 
@@ -128,23 +128,26 @@ class TensorRT(Toolkit):
     def compile(self, model: torch.nn.Module, example: torch.Tensor) -> Forward:
         trt = import_sdk("tensorrt")
         version = sdk_version(trt)
-        # export in fp32: TensorRT chooses the precision; for fp16 only the network input is half
-        onnx_path, onnx_sha = export_for(self, model, example.float())
         device = example.device
         index = device.index if device.index is not None else torch.cuda.current_device()
-        key = engine_key(
-            onnx_sha, "tensorrt", version, cuda_device_label(index), self.settings.precision, example.shape[0]
-        )
-        calibration_cache = os.path.join(self.settings.cache_dir, key + ".calib")
         logger = trt.Logger(trt.Logger.WARNING)
 
-        def build(tmp_path: str) -> None:
-            blob = self._build(trt, logger, onnx_path, tuple(example.shape), device, calibration_cache)
-            write_bytes_atomic(tmp_path, blob)
+        def prepare() -> Tuple[str, Callable[[str], None]]:
+            # export in fp32: TensorRT chooses the precision; for fp16 only the network input is half
+            onnx_path, onnx_sha = export_for(self, model, example.float())
+            precision, batch = self.settings.precision, example.shape[0]
+            key = engine_key(onnx_sha, "tensorrt", version, cuda_device_label(index), precision, batch)
+            calibration_cache = os.path.join(self.settings.cache_dir, key + ".calib")
+
+            def build(tmp_path: str) -> None:
+                blob = self._build(trt, logger, onnx_path, tuple(example.shape), device, calibration_cache)
+                write_bytes_atomic(tmp_path, blob)
+
+            return key, build
+
+        engine_path = engine_file(self, ".engine", prepare)
 
         def load() -> Forward:
-            engine_path, hit = cached_build(self.settings.cache_dir, key, ".engine", build)
-            self.notes.append("engine {} {}".format(engine_path, "loaded from cache" if hit else "built"))
             with open(engine_path, "rb") as handle:
                 engine = trt.Runtime(logger).deserialize_cuda_engine(handle.read())
             if engine is None:

@@ -15,12 +15,12 @@ host->device and device->host copies. Executables are cached by
 known in this API; use one cache_dir per card model); option ``zxrt_card`` (default "0").
 """
 
-from typing import Dict
+from typing import Callable, Dict, Tuple
 
 import torch
 
 from .base import Forward, Toolkit
-from .engine_cache import cached_build, engine_key
+from .engine_cache import engine_file, engine_key
 from .hostio import to_numpy, to_torch
 from .onnx_export import INPUT_NAME, export_for
 from .sdk import import_sdk, sdk_version
@@ -33,29 +33,28 @@ class Zxrt(Toolkit):
         tops = import_sdk("TopsInference")
         version = sdk_version(tops)
         card = int(self.option("zxrt_card"))
-        # the ONNX graph stays fp32; zxrt builds the fp16 executable from it (KFP16_MIX)
-        onnx_path, onnx_sha = export_for(self, model, example.float())
         fp16 = self.settings.precision == "fp16"
-        key = engine_key(onnx_sha, "zxrt", version, "zixiao", self.settings.precision, example.shape[0])
 
-        def build(tmp_path: str) -> None:
-            parser = tops.create_parser(tops.ONNX_MODEL)
-            parser.set_input_names([INPUT_NAME])
-            parser.set_input_dtypes([tops.DT_FLOAT16 if fp16 else tops.DT_FLOAT32])
-            parser.set_input_shapes(list(example.shape))
-            network = parser.read(onnx_path)
-            optimizer = tops.create_optimizer()
-            if fp16:
-                optimizer.set_build_flag(tops.KFP16_MIX)
-            optimizer.build(network).save_executable(tmp_path)
+        def prepare() -> Tuple[str, Callable[[str], None]]:
+            # the ONNX graph stays fp32; zxrt builds the fp16 executable from it (KFP16_MIX)
+            onnx_path, onnx_sha = export_for(self, model, example.float())
+            key = engine_key(onnx_sha, "zxrt", version, "zixiao", self.settings.precision, example.shape[0])
 
-        def load():
-            self._handler = tops.set_device(card, -1)  # kept: the device stays selected while it lives
-            engine_path, hit = cached_build(self.settings.cache_dir, key, ".zxrt", build)
-            self.notes.append("executable {} {}".format(engine_path, "loaded from cache" if hit else "built"))
-            return tops.load(engine_path)
+            def build(tmp_path: str) -> None:
+                parser = tops.create_parser(tops.ONNX_MODEL)
+                parser.set_input_names([INPUT_NAME])
+                parser.set_input_dtypes([tops.DT_FLOAT16 if fp16 else tops.DT_FLOAT32])
+                parser.set_input_shapes(list(example.shape))
+                network = parser.read(onnx_path)
+                optimizer = tops.create_optimizer()
+                if fp16:
+                    optimizer.set_build_flag(tops.KFP16_MIX)
+                optimizer.build(network).save_executable(tmp_path)
 
-        engine = self.timed("compile_s", load)
+            return key, build
+
+        self._handler = tops.set_device(card, -1)  # kept: the device stays selected while it lives
+        engine = self.timed("compile_s", tops.load, engine_file(self, ".zxrt", prepare, "executable"))
         device = self.settings.device
         where = tops.TIF_ENGINE_RSC_IN_HOST_OUT_HOST
 
