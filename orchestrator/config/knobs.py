@@ -22,10 +22,24 @@ from runner_in_container.contract import (
     Conflict,
     check_run,
     knobs,
+    scenario_settings,
 )
 
 #: the runner's options a cluster file sets on a case entry (same name), and on a host (where below it)
-CASE_OPTIONS = ("case", "toolkit", "precision", "batch_size", "repeat", "warmup", "decoder")
+CASE_OPTIONS = (
+    "case",
+    "toolkit",
+    "precision",
+    "batch_size",
+    "repeat",
+    "warmup",
+    "decoder",
+    "scenario",
+    "mlperf",
+    "mlperf_duration_s",
+    "server_target_qps",
+    "server_latency_ms",
+)
 HOST_OPTIONS: Dict[str, Tuple[str, ...]] = {
     "workers": ("workers",),
     "decode_processes": ("decode_processes",),
@@ -75,9 +89,14 @@ def _check_jobs(entry: Case, index: int, host: Host, host_index: int, where: str
     """The runner's check of its options and knobs together (contract.check_run) on each toolkit's jobs
     of ``entry`` on ``host``; ConfigError naming the file and line of the field at fault, and the fields
     that it does not hold together with."""
-    for toolkit in _as_list(entry.toolkit):
+    scenarios = _as_list(entry.scenario)
+    listed = set().union(*(scenario_settings(scenario) for scenario in scenarios))
+    for toolkit, scenario in ((t, s) for t in _as_list(entry.toolkit) for s in scenarios):
         options: Dict[str, Any] = {name: getattr(entry, name) for name in CASE_OPTIONS}
         options.update({name: _get(host, keys) for name, keys in HOST_OPTIONS.items()}, toolkit=toolkit)
+        options["scenario"] = scenario
+        for name in listed - set(scenario_settings(scenario)):  # read by another scenario of the list
+            del options[name]
         try:
             check_run(options, entry.toolkit_options)
         except Conflict as exc:

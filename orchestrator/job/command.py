@@ -114,6 +114,11 @@ def runner_options(job: Job, host: Host, vendor: Vendor, paths: Dict[str, Option
         toolkit_option=["%s=%s" % pair for pair in job.toolkit_options],
         data_md5=host.data.md5,
         max_images=host.data.max_images,
+        scenario=job.scenario,
+        mlperf=job.mlperf,
+        mlperf_duration_s=job.mlperf_duration_s,
+        server_target_qps=job.server_target_qps,
+        server_latency_ms=job.server_latency_ms,
     )
     try:
         return render_argv(values)

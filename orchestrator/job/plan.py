@@ -1,7 +1,7 @@
 """Expand a cluster file into jobs: cases x hosts x devices, filtered by what each vendor runs."""
 
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from orchestrator.host import images
 from orchestrator.model.cluster import Cluster
@@ -23,6 +23,12 @@ class Job:
     warmup: int
     toolkit_options: Tuple[Tuple[str, str], ...] = ()
     decoder: str = "auto"
+    #: runner --scenario and the LoadGen settings beside it (None: the runner's default)
+    scenario: str = "flagperf"
+    mlperf: str = "short"
+    mlperf_duration_s: Optional[float] = None
+    server_target_qps: Optional[float] = None
+    server_latency_ms: Optional[float] = None
 
     def as_dict(self) -> Dict[str, object]:
         return asdict(self)
@@ -41,12 +47,20 @@ class Skipped:
 
 
 def job_id(
-    host: str, device: int, case: str, toolkit: str, precision: str, batch_size: int, decoder: str = "auto"
+    host: str,
+    device: int,
+    case: str,
+    toolkit: str,
+    precision: str,
+    batch_size: int,
+    decoder: str = "auto",
+    scenario: str = "flagperf",
 ) -> str:
-    """Stable, filesystem- and docker-safe identifier of a job within a run (a decoder other than auto
-    is named at the end)."""
+    """Stable, filesystem- and docker-safe identifier of a job within a run (a decoder other than auto,
+    then a scenario other than flagperf, is named at the end)."""
     name = "%s.d%d.%s.%s.%s.bs%d" % (host, device, case, toolkit, precision, batch_size)
-    return name if decoder == "auto" else "%s.%s" % (name, decoder)
+    name = name if decoder == "auto" else "%s.%s" % (name, decoder)
+    return name if scenario == "flagperf" else "%s.%s" % (name, scenario)
 
 
 def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], List[Skipped]]:
@@ -69,7 +83,14 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                     jobs.append(
                         Job(
                             job_id=job_id(
-                                host.name, device, entry.case, toolkit, precision, bs, entry.decoder
+                                host.name,
+                                device,
+                                entry.case,
+                                toolkit,
+                                precision,
+                                bs,
+                                entry.decoder,
+                                combo["scenario"],
                             ),
                             host=host.name,
                             device=device,
@@ -81,6 +102,8 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                             warmup=entry.warmup,
                             toolkit_options=tuple(sorted(entry.toolkit_options.items())),
                             decoder=entry.decoder,
+                            scenario=combo["scenario"],
+                            **entry.settings_for(combo["scenario"]),
                         )
                     )
     return jobs, skipped  # distinct: Cluster refuses entries that make one job twice

@@ -35,6 +35,11 @@ class StoredSpec:
     warmup: int = schema.counted()
     toolkit_options: List[List[str]] = schema.items()
     decoder: str = schema.text()
+    scenario: Optional[str] = schema.text(present="optional")  # the LoadGen settings: plan.Job
+    mlperf: Optional[str] = schema.text(present="optional")
+    mlperf_duration_s: Optional[float] = schema.seconds(present="optional")
+    server_target_qps: Optional[float] = schema.img_per_s(present="optional")
+    server_latency_ms: Optional[float] = schema.seconds(present="optional")
 
 
 @dataclass(frozen=True)
