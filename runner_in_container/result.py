@@ -190,6 +190,7 @@ def skeleton(config: Config) -> Dict:
         "flops_per_image": None,
         "flops_method": None,
         "mfu": None,
+        "mlperf": None,
     }
 
 

@@ -8,6 +8,7 @@ from .data import Dataset
 from .data.decode_procs import Spawned
 from .data.decoder_choice import Decoder
 from .device import Device
+from .mlperf.settings import Settings as MlperfSettings
 from .toolkits.base import Toolkit
 
 
@@ -34,4 +35,5 @@ class Config(NamedTuple):
     peak_flops: Optional[float]
     peak_source: Optional[str]
     max_images: Optional[int]
+    mlperf: Optional[MlperfSettings]  # a LoadGen scenario's settings; None: flagperf
     args: Dict[str, Any]

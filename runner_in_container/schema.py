@@ -31,6 +31,7 @@ from typing import (
 )
 
 from . import protocol
+from .contract import LOADGEN_SCENARIOS
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance  # the checker's name for any dataclass; no module at run time
@@ -51,6 +52,8 @@ MAX_FLOPS_PER_IMAGE = 1e15
 MAX_FLOPS_PER_S = 1e21
 MAX_UNIX = 1e10  # the year 2286
 MAX_RATIO = 1e6
+#: LoadGen's verdict on a performance run
+MLPERF_VALIDITY = ("VALID", "INVALID")
 
 _T = TypeVar("_T", bound="DataclassInstance")
 
@@ -174,9 +177,9 @@ def flag() -> Any:
     return _field(Rule(), PRESENT_ALWAYS)
 
 
-def section() -> Any:
+def section(present: str = PRESENT_ALWAYS) -> Any:
     """A nested object (its own dataclass): its fields carry the rules."""
-    return _field(Rule(), PRESENT_ALWAYS)
+    return _field(Rule(), present)
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,13 @@ class Config:
     engine_cache: Optional[str] = text()
     peak_flops: Optional[float] = flops_per_s()
     peak_source: Optional[str] = text()
+    scenario: Optional[str] = text(present="optional")  # the LoadGen options: results before them lack them
+    mlperf: Optional[str] = text(present="optional")
+    mlperf_duration_s: Optional[float] = _field(Rule(0, MAX_SECONDS, above_low=True, unit="s"), "optional")
+    server_target_qps: Optional[float] = img_per_s(present="optional")
+    server_latency_ms: Optional[float] = _field(
+        Rule(0, MAX_SECONDS * 1000, above_low=True, unit="ms"), "optional"
+    )
 
 
 @dataclass(frozen=True)
@@ -419,6 +429,53 @@ class Mfu:
 
 
 @dataclass(frozen=True)
+class MlperfRun:
+    """One LoadGen performance run, as its detail log gives it (runner_in_container/mlperf/logs.py)."""
+
+    log_dir: str = text()
+    validity: str = text(choices=MLPERF_VALIDITY)
+    reason: Optional[str] = text()  # why INVALID, in plain words
+    latency_bound_met: Optional[bool] = flag()  # None: the scenario has no bound (Offline)
+    target_qps: Optional[float] = img_per_s()  # Server
+    samples_per_s: Optional[float] = img_per_s()
+    queries: int = counted()
+    samples_per_query: int = counted(low=1)
+    latency_ms: Optional[Latency] = section()
+
+
+@dataclass(frozen=True)
+class MlperfAccuracy:
+    """LoadGen's accuracy run: each sample's top-1 from its accuracy log against the labels."""
+
+    log_dir: str = text()
+    samples: int = counted()
+    top1_count: int = counted()
+    top1_pct: float = percent()
+    reason: Optional[str] = text()  # LoadGen's errors, where it logged any
+
+
+@dataclass(frozen=True)
+class Mlperf:
+    """A LoadGen scenario's runs (docs/result_schema.md, ``mlperf``)."""
+
+    scenario: str = text(choices=LOADGEN_SCENARIOS)
+    loadgen_version: str = text()
+    rules: str = text()
+    compliant: bool = flag()
+    compliance: str = text()  # "compliant: ..." or "not compliant: <why>"
+    min_duration_s: float = seconds()
+    server_latency_ms: Optional[float] = millis()
+    server_qps: Optional[float] = img_per_s()  # the highest good target QPS the search found
+    batch_size: int = counted(low=1)
+    batch_wait_ms: float = millis()
+    performance_samples: int = counted(low=1)
+    performance: MlperfRun = section()
+    search: Optional[List[MlperfRun]] = items(64)
+    accuracy: MlperfAccuracy = section()
+    log_files: List[str] = items(256)
+
+
+@dataclass(frozen=True)
 class Result:
     """A whole result.json (docs/result_schema.md)."""
 
@@ -443,6 +500,7 @@ class Result:
     flops_per_image: Optional[int] = counted(MAX_FLOPS_PER_IMAGE, low=1)
     flops_method: Optional[str] = text()
     mfu: Optional[Mfu] = section()
+    mlperf: Optional[Mlperf] = section(present="optional")  # a LoadGen scenario's runs; None: flagperf
 
 
 #: statuses whose documents carry every figure (failed_accuracy: all there, flagged)
