@@ -127,6 +127,11 @@ def img_per_s(present: str = PRESENT_ALWAYS) -> Any:
     return _field(Rule(0, MAX_IMG_PER_S, above_low=True, unit="img/s"), present)
 
 
+def qps(present: str = PRESENT_ALWAYS) -> Any:
+    """Queries per second (LoadGen's Server target)."""
+    return _field(Rule(0, MAX_IMG_PER_S, above_low=True, unit="QPS"), present)
+
+
 def percent() -> Any:
     return _field(Rule(0, 100, unit="%"), PRESENT_ALWAYS)
 
@@ -218,7 +223,7 @@ class Config:
     scenario: Optional[str] = text(present="optional")  # the LoadGen options: results before them lack them
     mlperf: Optional[str] = text(present="optional")
     mlperf_duration_s: Optional[float] = _field(Rule(0, MAX_SECONDS, above_low=True, unit="s"), "optional")
-    server_target_qps: Optional[float] = img_per_s(present="optional")
+    server_target_qps: Optional[float] = qps(present="optional")
     server_latency_ms: Optional[float] = _field(
         Rule(0, MAX_SECONDS * 1000, above_low=True, unit="ms"), "optional"
     )
@@ -436,7 +441,7 @@ class MlperfRun:
     validity: str = text(choices=MLPERF_VALIDITY)
     reason: Optional[str] = text()  # why INVALID, in plain words
     latency_bound_met: Optional[bool] = flag()  # None: the scenario has no bound (Offline)
-    target_qps: Optional[float] = img_per_s()  # Server
+    target_qps: Optional[float] = qps()  # Server
     samples_per_s: Optional[float] = img_per_s()
     queries: int = counted()
     samples_per_query: int = counted(low=1)
@@ -465,7 +470,7 @@ class Mlperf:
     compliance: str = text()  # "compliant: ..." or "not compliant: <why>"
     min_duration_s: float = seconds()
     server_latency_ms: Optional[float] = millis()
-    server_qps: Optional[float] = img_per_s()  # the highest good target QPS the search found
+    server_qps: Optional[float] = qps()  # the highest good target QPS the search found
     batch_size: int = counted(low=1)
     batch_wait_ms: float = millis()
     performance_samples: int = counted(low=1)

@@ -38,8 +38,8 @@ class StoredSpec:
     scenario: Optional[str] = schema.text(present="optional")  # the LoadGen settings: plan.Job
     mlperf: Optional[str] = schema.text(present="optional")
     mlperf_duration_s: Optional[float] = schema.seconds(present="optional")
-    server_target_qps: Optional[float] = schema.img_per_s(present="optional")
-    server_latency_ms: Optional[float] = schema.seconds(present="optional")
+    server_target_qps: Optional[float] = schema.qps(present="optional")
+    server_latency_ms: Optional[float] = schema.seconds(present="optional")  # ms, under the same ceiling
 
 
 @dataclass(frozen=True)
