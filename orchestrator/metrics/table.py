@@ -82,6 +82,9 @@ class Metric:
     bounds: Optional[schema.Rule] = None
     #: the reference's own note on it (特殊说明), where it has one
     reference_note: str = ""
+    #: the results table shows its column only for a run where some job has the figure (the MLPerf
+    #: scenarios' figures: a run of flagperf jobs alone keeps its table as it was)
+    optional_column: bool = False
     #: the result path of the stage ("stages.val") whose passes give the figure pass by pass (n_images / each
     #: pass's whole wall time, ``pass_whole_s``): its spread over the passes (``spread.Spread``)
     per_pass: str = ""
@@ -176,7 +179,7 @@ def _mlperf_latency(percentile: str) -> Metric:
         "The %s latency over the queries of LoadGen's performance run (SingleStream's figure is p90, "
         "MultiStream's and Server's bound p99); its count is mlperf_queries." % percentile,
         False, True, "mlperf.performance.latency_ms." + percentile, always=False, cell="mlperf_latency",
-        absent="/",
+        absent="/", optional_column=True,
     )  # fmt: skip
 
 
@@ -307,13 +310,13 @@ METRICS: Tuple[Metric, ...] = (
         "mlperf_samples_per_s", "samples/s", "%.1f", "MLPerf samples/s", "MLPerf 每秒样本数",
         "Completed samples per second of LoadGen's performance run (Offline's figure; Server: its best "
         "search run's); null for flagperf.",
-        True, True, "mlperf.performance.samples_per_s", always=False, absent="/",
+        True, True, "mlperf.performance.samples_per_s", always=False, absent="/", optional_column=True,
     ),
     Metric(
-        "mlperf_server_qps", "QPS", "%.1f", "MLPerf Server QPS", "MLPerf Server QPS",
+        "mlperf_server_qps", "QPS", "%.1f", "MLPerf Server QPS", "MLPerf 服务器 QPS",
         "Server: the highest target QPS whose LoadGen run was good (VALID; a short run: p99 within the "
         "bound); null when none was, and for the other scenarios.",
-        True, True, "mlperf.server_qps", always=False, absent="/",
+        True, True, "mlperf.server_qps", always=False, absent="/", optional_column=True,
     ),
     _mlperf_latency("p50"),
     _mlperf_latency("p90"),
@@ -321,13 +324,14 @@ METRICS: Tuple[Metric, ...] = (
     Metric(
         "mlperf_queries", "queries", "%.0f", "MLPerf queries", "MLPerf 查询数",
         "Queries LoadGen's performance run counted: the count of its latency figures.",
-        True, False, "mlperf.performance.queries", always=False, absent="/",
+        True, False, "mlperf.performance.queries", always=False, absent="/", optional_column=True,
     ),
     Metric(
         "mlperf_valid", "", "%.0f%%", "MLPerf VALID", "MLPerf 有效",
         "100% when LoadGen found the performance run VALID, 0% when INVALID (result.json's "
         "mlperf.performance.reason says why); over several runs, the share of VALID ones.",
         True, False, _mlperf_valid, always=False, scale=100, absent="/", bounds=schema.Rule(0, 1),
+        optional_column=True,
     ),
     Metric(
         "mlperf_top1", "%", "%.2f", "MLPerf acc top-1 (%)", "MLPerf 精度 top-1 (%)",

@@ -40,6 +40,7 @@ def _compare_context(comparison: cmp.Comparison) -> Dict[str, Any]:
 def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None) -> str:
     """The report of a run, in ``lang``, with a comparison section when one is given."""
     timeline_groups = figures.timeline_groups(data)
+    rows = tables.result_rows(data)
     names, timeline_rows = figures.timeline_table(timeline_groups)
     context = {
         "lang": lang,
@@ -51,8 +52,8 @@ def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None
         "finished": _when(data.run.get("finished_at")),
         "generated": _when(time.time()),
         "store": data.store.path,
-        "columns": labels.result_columns(lang),
-        "rows": tables.result_rows(data),
+        "columns": tables.shown_columns(labels.result_columns(lang), rows),
+        "rows": rows,
         "numeric": ["bs"] + [column.key for column in tables.FIGURE_COLUMNS],
         "blocks": environment_blocks(data),
         "spread_legend": tables.spread_legend(data),

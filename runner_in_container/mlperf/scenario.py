@@ -37,7 +37,7 @@ STAGE_MLPERF = "mlperf"
 #: a short run's least query count (its duration decides)
 SHORT_MIN_QUERIES = 1
 #: LoadGen's expectations set this much on the safe side of the timed speed (more queries generated than run)
-MARGIN = 2.0
+MARGIN = 4.0
 #: model calls timed for that speed (the median is taken)
 TIMED_CALLS = 5
 
