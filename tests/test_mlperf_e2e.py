@@ -90,7 +90,15 @@ def test_the_server_search_explains_each_invalid_run(mlperf_run):
 
 def test_the_report_shows_the_scenario_figures(mlperf_run):
     tmp, _, run_id, _ = mlperf_run
+    texts = {}
     for fmt in ("md", "csv", "json", "html"):
         report = orchestrator("report", run_id, "--store", str(tmp / "store.sqlite"), "--format", fmt)
         assert report.returncode == 0, report.stderr
         assert "MLPerf" in report.stdout or "mlperf_" in report.stdout, fmt
+        texts[fmt] = report.stdout
+    assert "| scenario |" in texts["md"] and "| server |" in texts["md"]
+    html = texts["html"]
+    assert "<h3>MLPerf Server search</h3>" in html and "<circle" in html  # the latency-throughput chart
+    job_dir = tmp / "results" / run_id / "here.d0.resnet50.pytorch.fp32.bs1.server"
+    link = '<a href="%s">' % (job_dir / "mlperf" / "accuracy" / "mlperf_log_summary.txt").as_uri()
+    assert link in html  # the logs, linked where they were fetched

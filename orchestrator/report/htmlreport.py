@@ -8,7 +8,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from orchestrator.report import compare as cmp
-from orchestrator.report import figures, labels, svg, tables
+from orchestrator.report import figures, labels, mlperf, svg, tables
 from orchestrator.report.environment import environment_blocks
 from orchestrator.report.load import RunData
 
@@ -72,7 +72,10 @@ def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None
         "timeline_rows": timeline_rows,
         "fmt": lambda v: "unknown" if v is None else svg.fmt(v),
         "metrics": labels.definitions(),
-        "jobs": [(job.label(), job.job_id, figures.how_measured(job)) for job in data.jobs],
+        "jobs": [
+            (job.label(), job.job_id, figures.how_measured(job) + mlperf.lines(job)) for job in data.jobs
+        ],
+        "server_search": Markup(mlperf.server_search(data) or ""),
         "compare": _compare_context(comparison) if comparison else None,
     }
     env = Environment(
