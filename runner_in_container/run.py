@@ -24,7 +24,7 @@ from .device import Device
 from .flops import count_flops
 from .hold import hold
 from .host_batches import example_batch
-from .mlperf.scenario import STAGE_MLPERF, run_scenario
+from .mlperf.scenario import STAGE_MLPERF, Model, run_scenario
 from .progress import Where
 from .runconfig import Config
 from .stage import run_stage
@@ -72,10 +72,13 @@ def _measure(config: Config, doc: Dict, dev: Device, where: Where, loader: Loade
     if settings is not None:
         infer = config.infer_toolkit
         doc["mlperf"] = run_scenario(
-            config,
-            fn,
-            infer.input_dtype(),
-            infer.channels_last(),
+            settings,
+            Model(fn, config.batch_size, infer.input_dtype(), infer.channels_last()),
+            config.dataset,
+            config.case.preprocessing,
+            dev,
+            config.workers,
+            config.out,
             lambda step, **fields: where.enter(STAGE_MLPERF, step, scenario=settings.scenario, **fields),
         )
     del fn

@@ -43,7 +43,8 @@ CONDITIONS = (
     "metric_version",
 )
 
-Key = Tuple[str, str, str, str]
+#: case, toolkit, precision, batch size, and the scenario where it is an MLPerf one
+Key = Tuple[str, ...]
 
 
 @dataclass
@@ -93,7 +94,7 @@ def _job_entry(job: JobData) -> Entry:
     }
     for name in ("resize", "crop", "mean", "std"):
         conditions["preprocessing." + name] = dig(result, "data", "preprocessing", name)
-    key = (spec["case"], spec["toolkit"], spec["precision"], str(spec["batch_size"]))
+    key: Key = (spec["case"], spec["toolkit"], spec["precision"], str(spec["batch_size"]))
     key += (spec["scenario"],) if spec.get("scenario", "flagperf") != "flagperf" else ()  # an MLPerf scenario
     where = "%s d%s %s" % (job.job["host"], spec["device"], derived.device_model or "")
     return Entry(where.strip(), key, {m.key: derived.figure(m.key) for m in FIGURES}, conditions)

@@ -58,7 +58,7 @@ def lines(job: JobData) -> List[Tuple[str, Any]]:
 def server_search(data: RunData) -> Optional[str]:
     """The latency-throughput chart of every Server search of the run (p99 over the target QPS of each
     run, the bound dashed), or None when no job searched."""
-    series: List[Tuple[str, Sequence[svg.Point]]] = []
+    series: List[Tuple[str, Sequence[svg.RunPoint]]] = []
     bound = None
     for job in data.jobs:
         section = _mlperf(job)

@@ -260,12 +260,12 @@ def _panel(panel: Panel, names: Dict[str, str], y: float, unit: str, top: float)
     return body
 
 
-#: a point of a latency-throughput chart: (x, y, whether the run was good, its tooltip)
-Point = Tuple[float, float, bool, str]
+#: a run of a latency-throughput chart: (x, y, whether the run was good, its tooltip)
+RunPoint = Tuple[float, float, bool, str]
 
 
 def latency_throughput(
-    series: Sequence[Tuple[str, Sequence[Point]]],
+    series: Sequence[Tuple[str, Sequence[RunPoint]]],
     x_unit: str,
     y_unit: str,
     bound: Optional[float],

@@ -17,8 +17,9 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import torch
 
+from ..data import Dataset
+from ..data.preprocess import Preprocessing
 from ..device import Device
-from ..runconfig import Config
 from . import logs, search
 from .settings import (
     PACKAGE,
@@ -40,6 +41,16 @@ SHORT_MIN_QUERIES = 1
 MARGIN = 4.0
 #: model calls timed for that speed (the median is taken)
 TIMED_CALLS = 5
+
+
+class Model(NamedTuple):
+    """The compiled model LoadGen's queries run through: the infer toolkit's callable at its batch size, and
+    the input it takes."""
+
+    fn: Forward
+    batch_size: int
+    dtype: torch.dtype
+    channels_last: bool
 
 
 class Speed(NamedTuple):
@@ -120,29 +131,34 @@ class Runner:
 
 
 def run_scenario(
-    config: Config, fn: Forward, dtype: torch.dtype, channels_last: bool, step: Callable[..., None]
+    settings: Settings,
+    model: Model,
+    dataset: Dataset,
+    pp: Preprocessing,
+    dev: Device,
+    workers: int,
+    out: str,
+    step: Callable[..., None],
 ) -> Dict[str, Any]:
-    """The scenario of ``config.mlperf`` over ``fn`` (the infer toolkit's compiled model at the run's batch
-    size, taking ``dtype`` inputs); the result's ``mlperf`` section. ``step(name, **fields)`` says which
-    run is under way."""
+    """The scenario of ``settings`` over ``model`` and ``dataset`` (samples preprocessed with ``pp`` by
+    ``workers`` threads), LoadGen's logs under ``out``/mlperf; the result's ``mlperf`` section.
+    ``step(name, **fields)`` says which run is under way."""
     lg = require()
-    settings, dev, dataset = config.mlperf, config.dev, config.dataset
-    assert settings is not None
-    pp, batch_size, n = config.case.preprocessing, config.batch_size, len(dataset.samples)
+    batch_size, n = model.batch_size, len(dataset.samples)
     samples = min(n, PERFORMANCE_SAMPLES)
-    example = torch.zeros((batch_size, 3, pp.crop, pp.crop), dtype=dtype, device=dev.device)
-    if channels_last:
+    example = torch.zeros((batch_size, 3, pp.crop, pp.crop), dtype=model.dtype, device=dev.device)
+    if model.channels_last:
         example = example.contiguous(memory_format=torch.channels_last)
     step("time_model")
-    speed = time_model(fn, example, dev)
+    speed = time_model(model.fn, example, dev)
     del example
-    library = SampleLibrary(dataset, pp, dev.device, dtype, channels_last, config.workers, batch_size)
+    library = SampleLibrary(dataset, pp, dev.device, model.dtype, model.channels_last, workers, batch_size)
     wait_s = SERVER_BATCH_WAIT_MS / 1000 if settings.scenario == "server" else 0.0
-    sut = BatchingSut(lg, fn, library, batch_size, wait_s, dev.device)
+    sut = BatchingSut(lg, model.fn, library, batch_size, wait_s, dev.device)
     qsl = lg.ConstructQSL(n, samples, library.load, library.unload)
-    root = os.path.join(config.out, "mlperf")
+    root = os.path.join(out, "mlperf")
     test = Runner.test_settings(lg, settings, root, speed, batch_size, samples)
-    runner = Runner(lg, sut, qsl, test, root, config.out)
+    runner = Runner(lg, sut, qsl, test, root, out)
     try:
 
         def performance(name: str, qps: float) -> Dict[str, Any]:
@@ -165,7 +181,7 @@ def run_scenario(
             result = performance("performance", qps)
         step("accuracy")
         entries = runner.run("accuracy", True, qps)
-        accuracy = _accuracy(os.path.join(runner.root, "accuracy", logs.ACCURACY), config, entries)
+        accuracy = _accuracy(os.path.join(runner.root, "accuracy", logs.ACCURACY), dataset, entries)
         accuracy["log_dir"] = runner.relative("accuracy")
     finally:
         lg.DestroyQSL(qsl)
@@ -180,9 +196,9 @@ def _point(qps: float, run: Dict[str, Any], settings: Settings) -> search.Point:
     return search.Point(qps, good, run)
 
 
-def _accuracy(path: str, config: Config, entries: Dict[str, Any]) -> Dict[str, Any]:
+def _accuracy(path: str, dataset: Dataset, entries: Dict[str, Any]) -> Dict[str, Any]:
     with open(path) as handle:
-        hits, scored = logs.score_accuracy(handle.read(), [sample.label for sample in config.dataset.samples])
+        hits, scored = logs.score_accuracy(handle.read(), [sample.label for sample in dataset.samples])
     return {
         "samples": scored,
         "top1_count": hits,

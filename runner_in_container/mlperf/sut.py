@@ -11,6 +11,7 @@ samples to LoadGen (``QuerySamplesComplete``): the next batch starts while one c
 """
 
 import collections
+import contextlib
 import queue
 import threading
 import time
@@ -129,8 +130,8 @@ class BatchingSut:
             return [self.pending.popleft() for _ in range(count)]
 
     def _batching(self) -> None:
-        context = torch.cuda.device(self.device) if self.device.type == "cuda" else torch.no_grad()
-        with context, torch.no_grad():
+        on_device = torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
+        with on_device, torch.no_grad():  # grad mode is per thread
             while True:
                 taken = self._take()
                 if taken is None:
