@@ -15,6 +15,7 @@ from orchestrator.job.plan import expand
 from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher
 from orchestrator.store import Store
+from vendors.cpu import LOADGEN_WHEEL
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,3 +128,26 @@ def test_plan_refuses_a_bad_scenario_setting_in_one_line(tmp_path, old, new, lin
     where = str(path) if line is None else "%s:%d" % (path, line)  # the model's checks name no line
     assert proc.stderr.startswith("error: %s: " % where), proc.stderr
     assert what in proc.stderr, proc.stderr
+
+
+def test_a_scenario_whose_loadgen_wheel_is_absent_is_skipped_with_the_reason(tmp_path):
+    sdk = tmp_path / "sdk"
+    sdk.mkdir()  # neither optional wheel: the CPU image is built without onnxruntime and LoadGen
+    text = """\
+hosts:
+  - name: here
+    vendor: cpu
+    data: {path: /data/val}
+    weights: random
+    image: {sdk_dir: %s}
+cases:
+  - toolkit: pytorch
+    batch_size: 4
+    scenario: [flagperf, offline]
+""" % sdk
+    jobs, skipped = expand(load_cluster(write(tmp_path, text)), vendors.discover())
+    assert [job.job_id for job in jobs] == ["here.d0.resnet50.pytorch.fp32.bs4"]
+    (skip,) = skipped
+    assert skip.reason == (
+        "scenario offline needs SDK file %s in image.sdk_dir (%s), which lacks it" % (LOADGEN_WHEEL.name, sdk)
+    )

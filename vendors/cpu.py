@@ -8,6 +8,8 @@ MFU stays null.
 
 from typing import Dict, List, Optional
 
+from runner_in_container.contract import LOADGEN_SCENARIOS
+
 from .image import SdkFile
 from .smi import DeviceInfo
 from .vendor import Vendor
@@ -21,12 +23,13 @@ ONNXRUNTIME_WHEEL = SdkFile(
     toolkits=("onnxruntime",),
 )
 
-#: PyPI's LoadGen 6.0.17 wheel for the same Python (sha256 of the file pip downloads), for the MLPerf scenarios
+#: PyPI's LoadGen 6.0.17 wheel for the same Python (sha256 of the file pip downloads): the MLPerf scenarios
 LOADGEN_WHEEL = SdkFile(
     name="mlcommons_loadgen-6.0.17-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
-    purpose="LoadGen (mlperf_loadgen) for the MLPerf scenarios; without it their jobs fail in one line",
+    purpose="LoadGen (mlperf_loadgen) for the MLPerf scenarios; without it their jobs are skipped",
     sha256="3a9fe6baf81a9c1b9b2ceebb84313773996ab3c4b4ebb0d467b45ff17730ad6b",
     optional=True,
+    scenarios=LOADGEN_SCENARIOS,
 )
 
 

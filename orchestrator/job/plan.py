@@ -75,7 +75,7 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
             for combo in entry.matrix():
                 toolkit, precision, bs = combo["toolkit"], combo["precision"], combo["batch_size"]
                 reason = vendor.unsupported(toolkit, precision)
-                reason = reason or images.lacks_sdk_file(host, vendor, toolkit)
+                reason = reason or images.lacks_sdk_file(host, vendor, toolkit, combo["scenario"])
                 if reason:
                     skipped.append(Skipped(host.name, entry.case, toolkit, precision, bs, reason))
                     continue
