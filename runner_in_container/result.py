@@ -12,10 +12,13 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 import torch
 
 from . import metrics, protocol, schema
+from .contract import MLPERF_SETTINGS, SERVER_SETTINGS
 from .runconfig import Config
 from .toolkits.base import Toolkit
 
 GIB = float(1 << 30)
+#: the options of the runner's config that older results lack: left out where not given
+LATER = MLPERF_SETTINGS + SERVER_SETTINGS
 #: the most keys ``conform`` drops from one document before it gives up
 MAX_DROPPED = 64
 
@@ -142,7 +145,8 @@ def skeleton(config: Config) -> Dict:
         "error": None,
         "warnings": warnings,
         "case": config.case.name,
-        "config": config.args,
+        # the LoadGen settings are keys later than the others: absent when not given, never null
+        "config": {key: value for key, value in config.args.items() if value is not None or key not in LATER},
         "started_at_unix": round(protocol.runner_started_at(), 3),
         "finished_at_unix": None,
         "data": {
@@ -190,8 +194,7 @@ def skeleton(config: Config) -> Dict:
         "flops_per_image": None,
         "flops_method": None,
         "mfu": None,
-        "mlperf": None,
-    }
+    }  # "mlperf": a LoadGen scenario's section, only where one ran
 
 
 def error_section(stage: str, step: Optional[str], exc: BaseException) -> Dict[str, Any]:

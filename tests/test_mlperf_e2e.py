@@ -10,6 +10,7 @@ import pytest
 from orchestrator.store import Store
 from runner_in_container.data.generate import generate
 from tests.test_faults import local_entry, orchestrator, write_cluster
+from tests.test_runner_schema import check_result
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -49,6 +50,7 @@ def test_each_scenario_runs_and_its_figures_come_from_loadgen_logs(mlperf_run):
     results = store.results(run_id)
     for job_id, job in jobs.items():
         assert job["state"] == "OK", (job_id, job["reason"])
+        assert check_result(results[job_id]["result"]) == []  # every key as docs/result_schema.md has it
         mlperf = results[job_id]["result"]["mlperf"]
         scenario = job_id.rsplit(".", 1)[1]
         assert mlperf["scenario"] == scenario and not mlperf["compliant"]
