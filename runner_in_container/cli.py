@@ -22,6 +22,7 @@ from .data.decoder_choice import decoding_processes, resolve_decoder
 from .data.errors import DecoderUnavailable
 from .hashing import sha256_file
 from .host_batches import calibration_source
+from .mlperf import settings as mlperf_settings
 from .runconfig import Config
 from .toolkits.base import Toolkit, ToolkitSettings
 
@@ -169,6 +170,11 @@ def config_from_args(args: argparse.Namespace, argv: List[str]) -> Request:
         if option is None:  # a knob
             raise BadInput("--toolkit-option", str(exc)) from None
         raise BadInput(option.flag, exc.what) from None
+    if mlperf_settings.from_options(vars(args)) is not None:
+        try:
+            mlperf_settings.require()
+        except mlperf_settings.MissingLoadGen as exc:
+            raise BadInput("--scenario", "%s: %s" % (args.scenario, exc)) from None
     return Request(args, argv, options)
 
 
@@ -283,6 +289,7 @@ def _set_up(
         peak_flops=args.peak_flops,
         peak_source=args.peak_source,
         max_images=args.max_images,
+        mlperf=mlperf_settings.from_options(vars(args)),
         args=dict(vars(args), device=str(dev), toolkit_option=options, argv=list(request.argv)),
         artefacts={
             name: None if path is None else {"path": os.path.abspath(path), "sha256": sha256_file(path)}

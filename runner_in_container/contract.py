@@ -52,6 +52,13 @@ STAGE_CHOICES = (",".join(PASS_STAGES), STAGE_INFER)
 DATASET_LAYOUTS = ("imagefolder", "flat", "tar")
 LAYOUTS = ("auto",) + DATASET_LAYOUTS
 
+#: what a run measures: flagperf (the case's val and infer passes), or one of MLPerf's scenarios run by
+#: LoadGen (runner_in_container/mlperf) after those passes, over the infer toolkit's compiled model
+SCENARIOS = ("flagperf", "offline", "server", "singlestream", "multistream")
+LOADGEN_SCENARIOS = SCENARIOS[1:]
+#: LoadGen's durations: short (development; results say "not compliant") or compliant (mlperf.conf's minimums)
+MLPERF_MODES = ("short", "compliant")
+
 #: image decoding: auto (nvjpeg where it works, else pil), nvjpeg (on the CUDA device), pil (CPU threads)
 DECODERS = ("auto", "nvjpeg", "pil")
 #: the most nvJPEG decoding processes chosen by default without MPS (their GPU work is time-sliced with the
@@ -274,6 +281,19 @@ OPTIONS = (
     Option("peak_flops", "dense peak of the device at the infer precision, in FLOP/s (e.g. 9.89e14); with it "
            "the runner computes MFU; default: none (MFU null)", parse=positive_number, metavar="FLOP/s"),
     Option("peak_source", "where --peak-flops comes from (required with --peak-flops)", metavar="TEXT"),
+    Option("scenario", "what the run measures: flagperf (the val and infer passes) or an MLPerf scenario "
+           "run by LoadGen over the infer toolkit's model after them (offline, server, singlestream, "
+           "multistream; needs the mlcommons-loadgen package); default: %(default)s", default="flagperf",
+           choices=SCENARIOS),
+    Option("mlperf", "LoadGen's durations: short (each run --mlperf-duration-s; the result says not "
+           "compliant) or compliant (mlperf.conf's minimums, 600 s a run); default: %(default)s",
+           default="short", choices=MLPERF_MODES),
+    Option("mlperf_duration_s", "the shortest LoadGen run with --mlperf short; default: 10",
+           parse=positive_number, metavar="S"),
+    Option("server_target_qps", "the Server search's first target QPS; default: the model's measured "
+           "throughput at --batch-size", parse=positive_number, metavar="QPS"),
+    Option("server_latency_ms", "the Server latency bound (p99); default: mlperf.conf's 15 ms for resnet50 "
+           "(another bound is not compliant)", parse=positive_number, metavar="MS"),
     Option("toolkit_option", "a knob of the infer toolkit (e.g. inductor_mode=reduce-overhead), repeatable; "
            "recorded in the stage's toolkit_notes; default: none (the toolkit's defaults, or RN50BENCH_<KEY> "
            "variables)", metavar="KEY=VALUE", repeated=True),
@@ -385,7 +405,36 @@ class Joint:
     what: str
 
 
-JOINTS = (
+#: the options of LoadGen's runs, and those of the server scenario alone
+MLPERF_SETTINGS = ("mlperf", "mlperf_duration_s")
+SERVER_SETTINGS = ("server_target_qps", "server_latency_ms")
+
+
+def scenario_settings(scenario: str) -> Tuple[str, ...]:
+    """The options (MLPERF_SETTINGS, SERVER_SETTINGS) a run of ``scenario`` reads."""
+    if scenario not in LOADGEN_SCENARIOS:
+        return ()
+    return MLPERF_SETTINGS + (SERVER_SETTINGS if scenario == "server" else ())
+
+
+def _scenario_joint(name: str) -> "Joint":
+    """The rule that the setting ``name`` is given (not its default) only to a scenario that reads it."""
+    readers = [scenario for scenario in SCENARIOS if name in scenario_settings(scenario)]
+
+    def broken(values: Mapping[str, Any]) -> bool:
+        default = OPTION[name].default
+        scenario = values.get("scenario") or OPTION["scenario"].default
+        return values.get(name, default) not in (None, default) and name not in scenario_settings(scenario)
+
+    what = (
+        "the %s scenario" % readers[0]
+        if len(readers) == 1
+        else "LoadGen's scenarios (%s)" % ", ".join(readers)
+    )
+    return Joint(name, ("scenario",), broken, "applies to %s only" % what)
+
+
+JOINTS = tuple(_scenario_joint(name) for name in MLPERF_SETTINGS + SERVER_SETTINGS) + (
     Joint("decode_processes", ("decoder",),
           lambda v: v.get("decoder") == "pil" and (v.get("decode_processes") or 0) > 1,
           "applies to nvjpeg; the pil decoder decodes in the workers' threads"),
@@ -409,6 +458,9 @@ JOINTS = (
     Joint("cudnn_fused_branches", ("cudnn_fused_graph",),
           lambda v: (v.get("cudnn_fused_branches") or 1) > 1 and v.get("cudnn_fused_graph") is False,
           "more than 1 needs cudnn_fused_graph=1 (the branches run in the graph)"),
+    Joint("mlperf_duration_s", ("mlperf",),
+          lambda v: v.get("mlperf_duration_s") is not None and v.get("mlperf") == "compliant",
+          "applies to short runs; compliant runs last mlperf.conf's minimums"),
 )  # fmt: skip
 
 

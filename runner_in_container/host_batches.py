@@ -16,7 +16,7 @@ CALIBRATION_IMAGES = 500
 EXAMPLE_IMAGES = 16
 
 
-def _decoded(dataset: Dataset, pp: Preprocessing, index: int) -> numpy.ndarray:
+def decoded(dataset: Dataset, pp: Preprocessing, index: int) -> numpy.ndarray:
     return resize_crop_pil(decode_rgb(dataset.read(index), dataset.location(index)), pp)
 
 
@@ -35,7 +35,7 @@ def decoded_batches(
     """
     count = min(count, len(dataset.samples))
     for start in range(0, count, batch_size):
-        arrays = [_decoded(dataset, pp, i) for i in _batch_indices(start, count, batch_size)]
+        arrays = [decoded(dataset, pp, i) for i in _batch_indices(start, count, batch_size)]
         yield torch.from_numpy(numpy.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -44,7 +44,7 @@ def example_batch(dataset: Dataset, pp: Preprocessing, batch_size: int, workers:
     decoded by ``workers`` threads, repeated to fill it (compile and warm-up need its shape, not more)."""
     count = min(EXAMPLE_IMAGES, batch_size, len(dataset.samples))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        arrays = list(pool.map(lambda i: _decoded(dataset, pp, i), range(count)))
+        arrays = list(pool.map(lambda i: decoded(dataset, pp, i), range(count)))
     indices = _batch_indices(0, count, batch_size)
     return torch.from_numpy(numpy.stack([arrays[i] for i in indices])).permute(0, 3, 1, 2).contiguous()
 

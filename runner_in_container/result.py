@@ -197,7 +197,7 @@ def skeleton(config: Config) -> Dict:
         "flops_per_image": None,
         "flops_method": None,
         "mfu": None,
-    }
+    }  # "mlperf": a LoadGen scenario's section, only where one ran
 
 
 def error_section(stage: str, step: Optional[str], exc: BaseException) -> Dict[str, Any]:

@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 import traceback
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -24,16 +24,18 @@ from .device import Device
 from .flops import count_flops
 from .hold import hold
 from .host_batches import example_batch
+from .mlperf.scenario import STAGE_MLPERF, Model, run_scenario
 from .progress import Where
 from .runconfig import Config
 from .stage import run_stage
+from .toolkits.base import Forward
 
 
 def _run_stages(
     config: Config, doc: Dict, dev: Device, where: Where, loader: Loader
-) -> Dict[str, torch.Tensor]:
+) -> Tuple[Dict[str, torch.Tensor], Forward]:
     """Load the model, count its FLOPs, run the stages asked for (both, or infer alone) over ``loader``;
-    each stage's last predictions."""
+    each stage's last predictions, and the infer stage's compiled model."""
     where.enter("load")
     start = time.perf_counter()
     model = config.case.build(config.weights)
@@ -47,7 +49,7 @@ def _run_stages(
     for name, toolkit in zip(protocol.PASS_STAGES, (config.val_toolkit, config.infer_toolkit)):
         if toolkit is None:  # no val stage (--stages infer): its figures stay absent
             continue
-        doc["stages"][name], doc["memory"]["stages"][name], preds[name] = run_stage(
+        doc["stages"][name], doc["memory"]["stages"][name], preds[name], fn = run_stage(
             name, toolkit, model, config, dev, where, loader, example_u8
         )
         doc["environment"]["toolkits"][toolkit.name] = toolkit.versions()
@@ -55,7 +57,7 @@ def _run_stages(
         if loader.cpu_fallbacks is not None:  # decoded on the device
             doc["data"]["cpu_fallback_images"] = sum(loader.cpu_fallbacks.values())
             doc["data"]["cpu_fallback_reasons"] = loader.cpu_fallbacks
-    return preds
+    return preds, fn
 
 
 def _measure(config: Config, doc: Dict, dev: Device, where: Where, loader: Loader) -> None:
@@ -67,7 +69,21 @@ def _measure(config: Config, doc: Dict, dev: Device, where: Where, loader: Loade
     # started first: its decoding processes, if any, get ready while the model loads and compiles
     where.enter(protocol.STAGE_SETUP, "loader")
     loader.start()
-    preds = _run_stages(config, doc, dev, where, loader)
+    preds, fn = _run_stages(config, doc, dev, where, loader)
+    settings = config.mlperf
+    if settings is not None:
+        infer = config.infer_toolkit
+        doc["mlperf"] = run_scenario(
+            settings,
+            Model(fn, config.batch_size, infer.input_dtype(), infer.channels_last()),
+            config.dataset,
+            config.case.preprocessing,
+            dev,
+            config.workers,
+            config.out,
+            lambda step, **fields: where.enter(STAGE_MLPERF, step, scenario=settings.scenario, **fields),
+        )
+    del fn
 
     where.enter("report")
     for name in preds:

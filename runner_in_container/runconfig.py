@@ -8,6 +8,7 @@ from .data import Dataset
 from .data.decode_procs import Spawned
 from .data.decoder_choice import Decoder
 from .device import Device
+from .mlperf.settings import Settings as MlperfSettings
 from .toolkits.base import Toolkit
 
 
@@ -34,6 +35,7 @@ class Config(NamedTuple):
     peak_flops: Optional[float]
     peak_source: Optional[str]
     max_images: Optional[int]
+    mlperf: Optional[MlperfSettings]  # a LoadGen scenario's settings; None: flagperf
     args: Dict[str, Any]
     #: the vendor's own files the infer toolkit runs ("onnx", "engine" -> path and sha256; None: made here)
     artefacts: Dict[str, Optional[Dict[str, str]]]

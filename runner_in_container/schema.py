@@ -31,7 +31,7 @@ from typing import (
 )
 
 from . import protocol
-from .contract import STAGE_CHOICES
+from .contract import LOADGEN_SCENARIOS, STAGE_CHOICES
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance  # the checker's name for any dataclass; no module at run time
@@ -52,6 +52,8 @@ MAX_FLOPS_PER_IMAGE = 1e15
 MAX_FLOPS_PER_S = 1e21
 MAX_UNIX = 1e10  # the year 2286
 MAX_RATIO = 1e6
+#: LoadGen's verdict on a performance run
+MLPERF_VALIDITY = ("VALID", "INVALID")
 
 _T = TypeVar("_T", bound="DataclassInstance")
 
@@ -123,6 +125,11 @@ def unix_time() -> Any:
 
 def img_per_s(present: str = PRESENT_ALWAYS) -> Any:
     return _field(Rule(0, MAX_IMG_PER_S, above_low=True, unit="img/s"), present)
+
+
+def qps(present: str = PRESENT_ALWAYS) -> Any:
+    """Queries per second (LoadGen's Server target)."""
+    return _field(Rule(0, MAX_IMG_PER_S, above_low=True, unit="QPS"), present)
 
 
 def percent() -> Any:
@@ -217,6 +224,13 @@ class Config:
     onnx_path: Optional[str] = text(present="optional")
     engine_path: Optional[str] = text(present="optional")
     stages: Optional[str] = text(choices=STAGE_CHOICES, present="optional")
+    scenario: Optional[str] = text(present="optional")  # the LoadGen options: results before them lack them
+    mlperf: Optional[str] = text(present="optional")
+    mlperf_duration_s: Optional[float] = _field(Rule(0, MAX_SECONDS, above_low=True, unit="s"), "optional")
+    server_target_qps: Optional[float] = qps(present="optional")
+    server_latency_ms: Optional[float] = _field(
+        Rule(0, MAX_SECONDS * 1000, above_low=True, unit="ms"), "optional"
+    )
 
 
 @dataclass(frozen=True)
@@ -438,6 +452,53 @@ class Mfu:
 
 
 @dataclass(frozen=True)
+class MlperfRun:
+    """One LoadGen performance run, as its detail log gives it (runner_in_container/mlperf/logs.py)."""
+
+    log_dir: str = text()
+    validity: str = text(choices=MLPERF_VALIDITY)
+    reason: Optional[str] = text()  # why INVALID, in plain words
+    latency_bound_met: Optional[bool] = flag()  # None: the scenario has no bound (Offline)
+    target_qps: Optional[float] = qps()  # Server
+    samples_per_s: Optional[float] = img_per_s()
+    queries: int = counted()
+    samples_per_query: int = counted(low=1)
+    latency_ms: Optional[Latency] = section()
+
+
+@dataclass(frozen=True)
+class MlperfAccuracy:
+    """LoadGen's accuracy run: each sample's top-1 from its accuracy log against the labels."""
+
+    log_dir: str = text()
+    samples: int = counted()
+    top1_count: int = counted()
+    top1_pct: float = percent()
+    reason: Optional[str] = text()  # LoadGen's errors, where it logged any
+
+
+@dataclass(frozen=True)
+class Mlperf:
+    """A LoadGen scenario's runs (docs/result_schema.md, ``mlperf``)."""
+
+    scenario: str = text(choices=LOADGEN_SCENARIOS)
+    loadgen_version: str = text()
+    rules: str = text()
+    compliant: bool = flag()
+    compliance: str = text()  # "compliant: ..." or "not compliant: <why>"
+    min_duration_s: float = seconds()
+    server_latency_ms: Optional[float] = millis()
+    server_qps: Optional[float] = qps()  # the highest good target QPS the search found
+    batch_size: int = counted(low=1)
+    batch_wait_ms: float = millis()
+    performance_samples: int = counted(low=1)
+    performance: MlperfRun = section()
+    search: Optional[List[MlperfRun]] = items(64)
+    accuracy: MlperfAccuracy = section()
+    log_files: List[str] = items(256)
+
+
+@dataclass(frozen=True)
 class Result:
     """A whole result.json (docs/result_schema.md)."""
 
@@ -463,6 +524,7 @@ class Result:
     flops_method: Optional[str] = text()
     mfu: Optional[Mfu] = section()
     artefacts: Optional[Artefacts] = section(present="optional")
+    mlperf: Optional[Mlperf] = section(present="optional")  # a LoadGen scenario's runs; None: flagperf
 
 
 #: statuses whose documents carry every figure (failed_accuracy: all there, flagged)

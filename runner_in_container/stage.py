@@ -21,7 +21,7 @@ from .data.preprocess import Preprocessing, normalize
 from .device import Device
 from .progress import Progress, Where
 from .runconfig import Config
-from .toolkits.base import Toolkit
+from .toolkits.base import Forward, Toolkit
 
 
 def run_pass(
@@ -79,9 +79,9 @@ def run_stage(
     where: Where,
     loader: Loader,
     example_u8: torch.Tensor,
-) -> Tuple[Dict[str, Any], Dict[str, Any], torch.Tensor]:
+) -> Tuple[Dict[str, Any], Dict[str, Any], torch.Tensor, Forward]:
     """Compile and warm up on ``example_u8``, run R whole passes over ``loader``, then the core pass;
-    (stage section, memory section, last predictions)."""
+    (stage section, memory section, last predictions, the compiled model)."""
     pp, n = config.case.preprocessing, len(config.dataset.samples)
     precision = toolkit.settings.precision
     dev.release()
@@ -166,4 +166,4 @@ def run_stage(
         throughput_core_img_per_s=section["throughput_core_img_per_s"],
         top1_pct=section["top1_pct"],
     )
-    return section, dev.stage_memory(), last
+    return section, dev.stage_memory(), last, fn

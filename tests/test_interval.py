@@ -126,5 +126,6 @@ def test_single_runs_cannot_tell_and_say_how_many_runs_would():
 
 def test_pair_by_names_only_the_key_fields():
     side = cmp.Side("A", [_entry("pytorch", p_infer_core=(1.0,))])
-    with pytest.raises(cmp.ReportError, match="--pair-by: device: give some of case,toolkit,precision,bs"):
+    fields = "case,toolkit,precision,bs,scenario"
+    with pytest.raises(cmp.ReportError, match="--pair-by: device: give some of " + fields):
         cmp.compare(side, side, False, ["case", "device"])

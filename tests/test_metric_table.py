@@ -100,7 +100,9 @@ def check_every_format(root: Path, doc: Optional[Dict[str, Any]] = None) -> List
             plain += " (n/m)" if needs else ""
             assert shown in plain, metric.key
             cell = plain + (" " + spread.compact(tables.PASSES) if spread is not None else "")
-            for lang, title in (("en", column.title), ("zh", column.title_zh)):
+            # an optional column no job of the run fills is not shown (test_mlperf_e2e shows them filled)
+            hidden = column.key in tables.OPTIONAL_COLUMNS and plain in tables.OPTIONAL_COLUMNS[column.key]
+            for lang, title in () if hidden else (("en", column.title), ("zh", column.title_zh)):
                 assert "| %s |" % tables.md_cell(title) in text["md", lang].splitlines()[4], metric.key
                 assert " %s |" % tables.md_cell(cell) in text["md", lang], metric.key
                 assert title in text["table", lang] and cell in text["table", lang], metric.key

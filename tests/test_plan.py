@@ -91,7 +91,7 @@ def test_runs_count_against_the_most_jobs_a_file_may_make(tmp_path):
         "  - toolkit: [pytorch, inductor]\n    precision: fp16\n    batch_size: 256",
         "  - toolkit: [pytorch, inductor]\n    precision: fp16\n    batch_size: [%s]\n    runs: 30" % sizes,
     )
-    with pytest.raises(ConfigError, match="batch_size x runs x devices"):
+    with pytest.raises(ConfigError, match="batch_size x scenario x runs x devices"):
         cluster(tmp_path, text)
 
 

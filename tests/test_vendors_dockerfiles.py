@@ -163,7 +163,8 @@ def _pins_check(text: str) -> Tuple[str, str]:
 def test_pins_name_the_vendor_stack(name):
     pins, _ = _pins_check(render(name))
     expected = {
-        "nvidia": "torch==1.13.0a0+936e930 tensorrt==8.5.1.7 torch_tensorrt==1.3.0 onnxruntime_gpu==1.14.1",
+        "nvidia": "torch==1.13.0a0+936e930 tensorrt==8.5.1.7 torch_tensorrt==1.3.0 onnxruntime_gpu==1.14.1 "
+        "mlcommons_loadgen==6.0.14",
         "iluvatar": "torch==1.13.1+corex.3.2.0 torchvision==0.14.1+corex.3.2.0 ixrt==0.4.0+corex.3.2.0 "
         "numpy==1.23.5 pillow==9.3.0",
         "kunlunxin": "torch==1.13.0+cpu torchvision==0.14.0+cpu onnx==1.14.0 numpy==1.23.5 pillow==9.3.0",

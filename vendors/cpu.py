@@ -1,4 +1,5 @@
-"""CPU only: PyTorch, torch.compile (inductor) and onnxruntime on the host's processors.
+"""CPU only: PyTorch, torch.compile (inductor) and onnxruntime on the host's processors; LoadGen for the
+MLPerf scenarios.
 
 No SMI and no monitor; the inventory is /proc/cpuinfo, one DeviceInfo per physical
 package. No peak table: CPU peaks depend on the SKU's vector units and clocks, so
@@ -6,6 +7,8 @@ MFU stays null.
 """
 
 from typing import Dict, List, Optional
+
+from runner_in_container.contract import LOADGEN_SCENARIOS
 
 from .image import SdkFile
 from .smi import DeviceInfo
@@ -20,13 +23,22 @@ ONNXRUNTIME_WHEEL = SdkFile(
     toolkits=("onnxruntime",),
 )
 
+#: PyPI's LoadGen 6.0.17 wheel for the same Python (sha256 of the file pip downloads): the MLPerf scenarios
+LOADGEN_WHEEL = SdkFile(
+    name="mlcommons_loadgen-6.0.17-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+    purpose="LoadGen (mlperf_loadgen) for the MLPerf scenarios; without it their jobs are skipped",
+    sha256="3a9fe6baf81a9c1b9b2ceebb84313773996ab3c4b4ebb0d467b45ff17730ad6b",
+    optional=True,
+    scenarios=LOADGEN_SCENARIOS,
+)
+
 
 class Cpu(Vendor):
     name = "cpu"
     label = "CPU"
     template = "cpu.Dockerfile.j2"
     image_vars = {"base_image": "local/debian:bookworm"}
-    sdk_files = (ONNXRUNTIME_WHEEL,)
+    sdk_files = (ONNXRUNTIME_WHEEL, LOADGEN_WHEEL)
     toolkits = {
         "pytorch": ("fp32", "bf16"),
         "inductor": ("fp32",),

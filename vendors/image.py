@@ -38,6 +38,8 @@ class SdkFile:
     optional: bool = False
     #: the toolkits the image has only with this file: without it their jobs are skipped, not run to fail
     toolkits: Tuple[str, ...] = ()
+    #: the scenarios (contract.SCENARIOS) the image runs only with this file: likewise
+    scenarios: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _SDK_NAME.match(self.name):

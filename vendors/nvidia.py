@@ -47,6 +47,8 @@ class Nvidia(QueryCsvVendor):
         "torch_tensorrt_version": "1.3.0",
         # not in the reference table; the onnxruntime toolkit needs it: a CUDA 11.x, Python 3.8 build
         "onnxruntime_version": "1.14.1",
+        # LoadGen for the MLPerf scenarios: the last release with a Python 3.8 wheel
+        "loadgen_version": "6.0.14",
     }
     toolkits = {
         "pytorch": ("fp32", "tf32", "fp16", "bf16"),

@@ -32,7 +32,7 @@ from runner_in_container.contract import HASH_IN_NAME
 from vendors.vendor import Vendor
 
 #: what a bare host's Python needs to run the runner (its toolkits come from the vendor's SDK)
-BARE_REQUIREMENTS = ("torch", "torchvision", "numpy", "pillow")
+BARE_REQUIREMENTS = ("torch", "torchvision", "numpy", "pillow", "mlcommons-loadgen")
 #: gzip level of image archives: the fastest (the 1.82 GB CPU image becomes 874 MB)
 GZIP_LEVEL = 1
 _CHUNK = 1 << 20

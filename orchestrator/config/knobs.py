@@ -21,10 +21,24 @@ from runner_in_container.contract import (
     Conflict,
     check_run,
     knobs,
+    scenario_settings,
 )
 
 #: the runner's options a cluster file sets on a case entry (same name), and on a host (where below it)
-CASE_OPTIONS = ("case", "toolkit", "precision", "batch_size", "repeat", "warmup", "decoder")
+CASE_OPTIONS = (
+    "case",
+    "toolkit",
+    "precision",
+    "batch_size",
+    "repeat",
+    "warmup",
+    "decoder",
+    "scenario",
+    "mlperf",
+    "mlperf_duration_s",
+    "server_target_qps",
+    "server_latency_ms",
+)
 #: the runner's options a case entry sets for its jobs, else its host does (``Case.own_or_host``)
 CASE_OR_HOST_OPTIONS = ("weights_sha256", "onnx_path", "engine_path")
 HOST_OPTIONS: Dict[str, Tuple[str, ...]] = {
@@ -80,10 +94,15 @@ def _conflict(entry: Case, index: int, host: Host, host_index: int) -> Optional[
     """The runner's check of its options and knobs together (contract.check_run) on each toolkit's jobs
     of ``entry`` on ``host``: the problem at the field at fault, with the fields it does not hold together
     with; None when they do."""
-    for toolkit in _as_list(entry.toolkit):
+    scenarios = _as_list(entry.scenario)
+    listed = set().union(*(scenario_settings(scenario) for scenario in scenarios))
+    for toolkit, scenario in ((t, s) for t in _as_list(entry.toolkit) for s in scenarios):
         options: Dict[str, Any] = {name: getattr(entry, name) for name in CASE_OPTIONS}
         options.update({name: _get(host, keys) for name, keys in HOST_OPTIONS.items()}, toolkit=toolkit)
         options.update({name: entry.own_or_host(name, host) for name in CASE_OR_HOST_OPTIONS})
+        options["scenario"] = scenario
+        for name in listed - set(scenario_settings(scenario)):  # read by another scenario of the list
+            del options[name]
         try:
             check_run(options, entry.toolkit_options)
         except Conflict as exc:

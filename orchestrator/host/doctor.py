@@ -337,15 +337,16 @@ class _HostProbe(StorageChecks):
         return Check("image", PASS, "%s (to build from %s)" % (spec.tag, base))
 
     def _lacking_toolkits(self) -> List[str]:
-        """Why toolkits the cases ask of this host will be skipped: an optional SDK file is absent."""
+        """Why toolkits or scenarios the cases ask of this host will be skipped: an optional SDK file is
+        absent."""
         asked = {
-            combo["toolkit"]
+            (combo["toolkit"], combo["scenario"])
             for case in self.cluster.cases
             if case.hosts is None or self.host.name in case.hosts
             for combo in case.matrix()
         }
-        reasons = (lacks_sdk_file(self.host, self.vendor, toolkit) for toolkit in sorted(asked))
-        return [reason for reason in reasons if reason]
+        reasons = (lacks_sdk_file(self.host, self.vendor, *pair) for pair in sorted(asked))
+        return list(dict.fromkeys(reason for reason in reasons if reason))
 
 
 def _ssh_fix(exc: TransportError, host: Host) -> Tuple[str, str]:

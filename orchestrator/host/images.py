@@ -476,17 +476,19 @@ def _last_meaningful(lines: Sequence[str]) -> str:
     return "(no output)"
 
 
-def lacks_sdk_file(host: Host, vendor: Vendor, toolkit: str) -> Optional[str]:
-    """Why ``host``'s image will not have ``toolkit``: an optional SDK file it needs is not in image.sdk_dir
-    (the image is built without it); None when nothing is missing."""
+def lacks_sdk_file(host: Host, vendor: Vendor, toolkit: str, scenario: str = "flagperf") -> Optional[str]:
+    """Why ``host``'s image will not have ``toolkit`` or ``scenario``: an optional SDK file it needs is not
+    in image.sdk_dir (the image is built without it); None when nothing is missing."""
     if host.runtime != "docker":
         return None
     sdk_dir = Path(host.image.sdk_dir) if host.image.sdk_dir else None
     for sdk in absent_sdk_files(vendor, sdk_dir):
-        if toolkit in sdk.toolkits:
-            return "toolkit %s needs SDK file %s in image.sdk_dir (%s), which lacks it" % (
-                toolkit,
-                sdk.name,
-                host.image.sdk_dir or "not set",
-            )
+        for kind, name, needs in (("toolkit", toolkit, sdk.toolkits), ("scenario", scenario, sdk.scenarios)):
+            if name in needs:
+                return "%s %s needs SDK file %s in image.sdk_dir (%s), which lacks it" % (
+                    kind,
+                    name,
+                    sdk.name,
+                    host.image.sdk_dir or "not set",
+                )
     return None

@@ -116,6 +116,11 @@ def runner_options(job: Job, host: Host, vendor: Vendor, paths: Dict[str, Option
         weights_sha256=job.weights_sha256,
         stages=job.stages,
         max_images=host.data.max_images,
+        scenario=job.scenario,
+        mlperf=job.mlperf,
+        mlperf_duration_s=job.mlperf_duration_s,
+        server_target_qps=job.server_target_qps,
+        server_latency_ms=job.server_latency_ms,
     )
     try:
         return render_argv(values)

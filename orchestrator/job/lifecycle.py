@@ -17,7 +17,7 @@ from orchestrator.host import conditions, envinfo, images, mps
 from orchestrator.host import prepare as hostprep
 from orchestrator.host import workdir as workdirs
 from orchestrator.host.monitors import JobMonitors
-from orchestrator.job import collect
+from orchestrator.job import collect, mlperf_logs
 from orchestrator.job import command as jobcommand
 from orchestrator.job.launch import Launch
 from orchestrator.job.plan import Job
@@ -233,6 +233,7 @@ class HostWorker:
             result = collect.read_bytes(data)
         except (OSError, collect.ResultInvalid) as exc:
             raise StageFailure(Stage.VALIDATE, one_line(str(exc))) from None
+        mlperf_logs.fetch(transport, remote_dir, job_dir, result.typed, self.timeouts.collect)
         if result.figures is None or outcome.returncode not in (0, EXIT_FAILED_ACCURACY):
             raise StageFailure(outcome.failed_stage(), outcome.reason(result.doc))
         return self._store_result(job, result, outcome)

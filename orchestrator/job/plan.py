@@ -29,6 +29,12 @@ class Job:
     warmup: int
     toolkit_options: Tuple[Tuple[str, str], ...] = ()
     decoder: str = "auto"
+    #: runner --scenario and the LoadGen settings beside it (None: the runner's default)
+    scenario: str = "flagperf"
+    mlperf: str = "short"
+    mlperf_duration_s: Optional[float] = None
+    server_target_qps: Optional[float] = None
+    server_latency_ms: Optional[float] = None
     #: the sha256 the weights file must have where it is not the case's reference weights
     weights_sha256: Optional[str] = None
     #: a vendor's own ONNX graph / engine file on the host, run instead of one exported / built
@@ -44,7 +50,14 @@ class Job:
     def series(self) -> str:
         """The id the K runs of this job share (the job id without its run)."""
         return job_id(
-            self.host, self.device, self.case, self.toolkit, self.precision, self.batch_size, self.decoder
+            self.host,
+            self.device,
+            self.case,
+            self.toolkit,
+            self.precision,
+            self.batch_size,
+            self.decoder,
+            self.scenario,
         )
 
     def as_dict(self) -> Dict[str, object]:
@@ -74,13 +87,15 @@ def job_id(
     precision: str,
     batch_size: int,
     decoder: str = "auto",
+    scenario: str = "flagperf",
     run: int = 1,
     runs: int = 1,
 ) -> str:
-    """Stable, filesystem- and docker-safe identifier of a job within a run (a decoder other than auto
-    is named at the end, then the run of a series of several: ".r2")."""
+    """Stable, filesystem- and docker-safe identifier of a job within a run (a decoder other than auto,
+    then a scenario other than flagperf, is named at the end, then the run of a series of several: ".r2")."""
     name = "%s.d%d.%s.%s.%s.bs%d" % (host, device, case, toolkit, precision, batch_size)
     name = name if decoder == "auto" else "%s.%s" % (name, decoder)
+    name = name if scenario == "flagperf" else "%s.%s" % (name, scenario)
     return name if runs == 1 else "%s.r%d" % (name, run)
 
 
@@ -93,17 +108,18 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
             if entry.hosts is not None and host.name not in entry.hosts:
                 continue
             vendor = vendors[host.vendor]
-            validated = set()  # (toolkit, precision) of this entry whose val stage a job already runs here
+            validated = set()  # (toolkit, precision, scenario) of this entry whose val stage a job runs here
             for combo in entry.matrix():
                 toolkit, precision, bs = combo["toolkit"], combo["precision"], combo["batch_size"]
                 reason = vendor.unsupported(toolkit, precision)
-                reason = reason or images.lacks_sdk_file(host, vendor, toolkit)
+                reason = reason or images.lacks_sdk_file(host, vendor, toolkit, combo["scenario"])
                 if reason:
                     skipped.append(Skipped(host.name, entry.case, toolkit, precision, bs, reason))
                     continue
                 # across a batch-size list, the val stage runs with the first batch size only
-                stages = entry.stages_option() if (toolkit, precision) not in validated else STAGE_INFER
-                validated.add((toolkit, precision))
+                kind = (toolkit, precision, combo["scenario"])
+                stages = entry.stages_option() if kind not in validated else STAGE_INFER
+                validated.add(kind)
                 for device in host.devices:
                     series.append(
                         Job(
@@ -118,6 +134,8 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                             warmup=entry.warmup,
                             toolkit_options=tuple(sorted(entry.toolkit_options.items())),
                             decoder=entry.decoder,
+                            scenario=combo["scenario"],
+                            **entry.settings_for(combo["scenario"]),
                             weights_sha256=entry.own_or_host("weights_sha256", host),
                             onnx_path=entry.own_or_host("onnx_path", host),
                             engine_path=entry.own_or_host("engine_path", host),
@@ -138,5 +156,14 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
 def _run_id(job: Job, run: int) -> str:
     """The id of run ``run`` of ``job``'s series."""
     return job_id(
-        job.host, job.device, job.case, job.toolkit, job.precision, job.batch_size, job.decoder, run, job.runs
+        job.host,
+        job.device,
+        job.case,
+        job.toolkit,
+        job.precision,
+        job.batch_size,
+        job.decoder,
+        job.scenario,
+        run,
+        job.runs,
     )

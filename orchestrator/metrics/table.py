@@ -53,6 +53,7 @@ MAX_WATTS = 1e6
 SHARED_CELLS: Dict[str, Tuple[str, str]] = {
     "acc": ("acc (val/infer)", "推理结果 (验证/推理)"),
     "mem": ("mem (GiB)", "硬件存储使用 (GiB)"),
+    "mlperf_latency": ("MLPerf p50/p90/p99 (ms)", "MLPerf 延迟 p50/p90/p99 (ms)"),
 }
 
 
@@ -85,6 +86,9 @@ class Metric:
     bounds: Optional[schema.Rule] = None
     #: the reference's own note on it (特殊说明), where it has one
     reference_note: str = ""
+    #: the results table shows its column only for a run where some job has the figure (the MLPerf
+    #: scenarios' figures: a run of flagperf jobs alone keeps its table as it was)
+    optional_column: bool = False
     #: the result path of the stage ("stages.val") whose passes give the figure pass by pass (n_images / each
     #: pass's whole wall time, ``pass_whole_s``): its spread over the passes (``spread.Spread``)
     per_pass: str = ""
@@ -163,6 +167,24 @@ def _host(key: str, scale: float = 1.0) -> Callable[[Inputs], Optional[float]]:
         return None if found is None else float(found) * scale
 
     return value
+
+
+def _mlperf_valid(inputs: Inputs) -> Optional[float]:
+    """1 when LoadGen found the scenario's performance run VALID, 0 when INVALID; null for flagperf."""
+    mlperf = inputs.result.mlperf
+    return None if mlperf is None else float(mlperf.performance.validity == "VALID")
+
+
+def _mlperf_latency(percentile: str) -> Metric:
+    """The row of a LoadGen performance run's latency percentile."""
+    return Metric(
+        "mlperf_%s_ms" % percentile, "ms", "%.3f", "MLPerf %s (ms)" % percentile,
+        "MLPerf %s 延迟 (ms)" % percentile,
+        "The %s latency over the queries of LoadGen's performance run (SingleStream's figure is p90, "
+        "MultiStream's and Server's bound p99); its count is mlperf_queries." % percentile,
+        False, True, "mlperf.performance.latency_ms." + percentile, always=False, cell="mlperf_latency",
+        absent="/", optional_column=True,
+    )  # fmt: skip
 
 
 def _infer_core(result: schema.Result) -> Optional[float]:
@@ -290,6 +312,39 @@ METRICS: Tuple[Metric, ...] = (
         "node_power_w x the infer stage's whole-pass wall time / its images; null without node power.",
         False, False, _host("energy_j_per_img"), always=False, table=False, absent="/",
         bounds=schema.Rule(0, MAX_WATTS * schema.MAX_SECONDS, unit="J"),
+    ),
+    Metric(
+        "mlperf_samples_per_s", "samples/s", "%.1f", "MLPerf samples/s", "MLPerf 每秒样本数",
+        "Completed samples per second of LoadGen's performance run (Offline's figure; Server: its best "
+        "search run's); null for flagperf.",
+        True, True, "mlperf.performance.samples_per_s", always=False, absent="/", optional_column=True,
+    ),
+    Metric(
+        "mlperf_server_qps", "QPS", "%.1f", "MLPerf Server QPS", "MLPerf 服务器 QPS",
+        "Server: the highest target QPS whose LoadGen run was good (VALID; a short run: p99 within the "
+        "bound); null when none was, and for the other scenarios.",
+        True, True, "mlperf.server_qps", always=False, absent="/", optional_column=True,
+    ),
+    _mlperf_latency("p50"),
+    _mlperf_latency("p90"),
+    _mlperf_latency("p99"),
+    Metric(
+        "mlperf_queries", "queries", "%.0f", "MLPerf queries", "MLPerf 查询数",
+        "Queries LoadGen's performance run counted: the count of its latency figures.",
+        True, False, "mlperf.performance.queries", always=False, absent="/", optional_column=True,
+    ),
+    Metric(
+        "mlperf_valid", "", "%.0f%%", "MLPerf VALID", "MLPerf 有效",
+        "100% when LoadGen found the performance run VALID, 0% when INVALID (result.json's "
+        "mlperf.performance.reason says why); over several runs, the share of VALID ones.",
+        True, False, _mlperf_valid, always=False, scale=100, absent="/", bounds=schema.Rule(0, 1),
+        optional_column=True,
+    ),
+    Metric(
+        "mlperf_top1", "%", "%.2f", "MLPerf acc top-1 (%)", "MLPerf 精度 top-1 (%)",
+        "Top-1 of LoadGen's accuracy run: each sample's response in its accuracy log against the labels.",
+        True, True, "mlperf.accuracy.top1_pct", always=False, table=False, absent="/",
+        needs_meaningful_weights=True,
     ),
 )  # fmt: skip
 

@@ -33,10 +33,12 @@ from orchestrator.model.fields import (
 from runner_in_container.contract import (
     DECODERS,
     LAYOUTS,
+    MLPERF_MODES,
     MPS_DEFAULT_PIPE_DIRECTORY,
     OPTION,
     PEAK_PRECISIONS,
     STAGE_CHOICES,
+    scenario_settings,
 )
 from runner_in_container.protocol import PASS_STAGES
 from runner_in_container.schema import MAX_FLOPS_PER_S
@@ -300,6 +302,14 @@ class Case(Model):
     #: runner --decoder: auto (nvJPEG on a CUDA device where torchvision decodes there, else PIL), nvjpeg, pil
     # a Literal of the contract's tuple: pydantic reads it, mypy takes it as Any
     decoder: Literal[DECODERS] = OPTION["decoder"].default  # type: ignore[valid-type]
+    #: runner --scenario: flagperf, or an MLPerf scenario LoadGen runs (offline, server, singlestream,
+    #: multistream); a list expands like toolkit
+    scenario: Union[str, Items[str]] = OPTION["scenario"].default
+    #: runner --mlperf and the LoadGen settings beside it (contract.OPTIONS)
+    mlperf: Literal[MLPERF_MODES] = OPTION["mlperf"].default  # type: ignore[valid-type]
+    mlperf_duration_s: Optional[float] = None
+    server_target_qps: Optional[float] = None
+    server_latency_ms: Optional[float] = None
     #: the hosts' weights_sha256, onnx_path and engine_path for this case's jobs (the hosts' own where unset)
     weights_sha256: Optional[str] = None
     onnx_path: Optional[str] = None
@@ -329,6 +339,10 @@ class Case(Model):
     _batch_sizes = field_validator("batch_size")(runner_option("batch_size"))
     _repeat = field_validator("repeat")(runner_option("repeat"))
     _warmup = field_validator("warmup")(runner_option("warmup"))
+    _scenarios = field_validator("scenario")(runner_option("scenario"))
+    _mlperf_duration_s = field_validator("mlperf_duration_s")(runner_option("mlperf_duration_s"))
+    _server_target_qps = field_validator("server_target_qps")(runner_option("server_target_qps"))
+    _server_latency_ms = field_validator("server_latency_ms")(runner_option("server_latency_ms"))
 
     @field_validator("runs")
     @classmethod
@@ -347,7 +361,7 @@ class Case(Model):
                 raise ValueError("option %s: value %r has characters outside [A-Za-z0-9._:+-]" % (key, item))
         return value
 
-    @field_validator("toolkit", "precision", "batch_size")
+    @field_validator("toolkit", "precision", "batch_size", "scenario")
     @classmethod
     def _distinct(cls, value: Any, info: ValidationInfo) -> Any:
         items = value if isinstance(value, list) else [value]
@@ -364,20 +378,25 @@ class Case(Model):
     def jobs_per_device(self) -> int:
         """How many jobs this entry makes on each device of each of its hosts (without making them): one per
         combination and run."""
-        lists = (self.toolkit, self.precision, self.batch_size)
+        lists = (self.toolkit, self.precision, self.batch_size, self.scenario)
         return self.runs * math.prod(len(v) if isinstance(v, list) else 1 for v in lists)
 
+    def settings_for(self, scenario: str) -> Dict[str, Any]:
+        """This entry's LoadGen settings that a job of ``scenario`` reads (contract.scenario_settings)."""
+        return {name: getattr(self, name) for name in scenario_settings(scenario)}
+
     def matrix(self) -> List[Dict[str, Any]]:
-        """The (toolkit, precision, batch_size) combinations this entry stands for."""
+        """The (toolkit, precision, batch_size, scenario) combinations this entry stands for."""
 
         def as_list(value: Any) -> List[Any]:
             return value if isinstance(value, list) else [value]
 
         return [
-            {"toolkit": t, "precision": p, "batch_size": b}
+            {"toolkit": t, "precision": p, "batch_size": b, "scenario": s}
             for t in as_list(self.toolkit)
             for p in as_list(self.precision)
             for b in as_list(self.batch_size)
+            for s in as_list(self.scenario)
         ]
 
 
@@ -442,7 +461,7 @@ class Cluster(WithSections):
                 return [Problem(
                     ("cases", index),
                     "the cases make more than %d jobs (lists multiply: toolkit x precision x batch_size x "
-                    "runs x devices); split the file into several runs" % MAX_JOBS,
+                    "scenario x runs x devices); split the file into several runs" % MAX_JOBS,
                 )]  # fmt: skip
         made: Dict[tuple, int] = {}
         for index, case in enumerate(self.cases):
@@ -451,7 +470,7 @@ class Cluster(WithSections):
                     continue
                 for combo in case.matrix():
                     key = (host.name, case.case, combo["toolkit"], combo["precision"], combo["batch_size"])
-                    first = made.setdefault(key + (case.decoder,), index)
+                    first = made.setdefault(key + (case.decoder, combo["scenario"]), index)
                     if first != index:
                         return [Problem(
                             ("cases", index),

@@ -96,7 +96,7 @@ def _tables(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> L
         tables.rich_table(
             "%s: %s %s" % (labels.word("results", lang), labels.word("run", lang), data.run_id),
             rows,
-            labels.result_columns(lang),
+            tables.shown_columns(labels.result_columns(lang), rows),
             tables.legend(data),
         )
     ]
@@ -133,7 +133,8 @@ def _markdown(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) ->
         )
     run = tables.md_cell(data.run_id)
     head = "# %s: %s %s\n\n" % (labels.word("report", lang), labels.word("run", lang), run)
-    results = tables.as_markdown(tables.result_rows(data), labels.result_columns(lang))
+    rows = tables.result_rows(data)
+    results = tables.as_markdown(rows, tables.shown_columns(labels.result_columns(lang), rows))
     legend = tables.legend(data)
     results += "\n%s\n" % tables.md_cell(legend) if legend else ""
     return head + "## %s\n\n%s\n%s%s" % (

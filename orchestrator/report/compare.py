@@ -54,9 +54,10 @@ CONDITIONS = (
 #: conditions of the val stage, which a job may not run (stages: [infer]; NOT_RUN): compared where both ran it
 VAL_CONDITIONS = ("precision.val",)
 
-Key = Tuple[str, str, str, str]
-#: the fields of ``Key``, which ``--pair-by`` chooses from
-KEY_FIELDS = ("case", "toolkit", "precision", "bs")
+#: case, toolkit, precision, batch size, and the scenario where it is an MLPerf one
+Key = Tuple[str, ...]
+#: the fields of ``Key``, which ``--pair-by`` chooses from (a key without a scenario is flagperf's)
+KEY_FIELDS = ("case", "toolkit", "precision", "bs", "scenario")
 
 
 @dataclass
@@ -122,7 +123,8 @@ def _job_entry(job: JobData) -> Entry:
     }
     for name in ("resize", "crop", "mean", "std"):
         conditions["preprocessing." + name] = dig(result, "data", "preprocessing", name)
-    key = (spec["case"], spec["toolkit"], spec["precision"], str(spec["batch_size"]))
+    key: Key = (spec["case"], spec["toolkit"], spec["precision"], str(spec["batch_size"]))
+    key += (spec["scenario"],) if spec.get("scenario", "flagperf") != "flagperf" else ()  # an MLPerf scenario
     where = "%s d%s %s" % (job.job["host"], spec["device"], derived.device_model or "")
     return Entry(where.strip(), key, {m.key: derived.figure(m.key) for m in FIGURES}, conditions)
 
@@ -198,7 +200,8 @@ def compare(a: Side, b: Side, force: bool, pair_by: Sequence[str] = KEY_FIELDS) 
         )
 
     def key(entry: Entry) -> Tuple[str, ...]:
-        return tuple(part for name, part in zip(KEY_FIELDS, entry.key) if name in pair_by)
+        full = entry.key + ("flagperf",) * (len(KEY_FIELDS) - len(entry.key))
+        return tuple(part for name, part in zip(KEY_FIELDS, full) if name in pair_by)
 
     pool: Dict[Tuple[str, ...], List[Entry]] = {}
     for entry in b.entries:
@@ -301,7 +304,7 @@ def rows(comparison: Comparison) -> List[Dict[str, str]]:
     """One row per pair and figure: both values and A/B."""
     out = []
     for left, right in comparison.pairs:
-        case, tool, precision, bs = left.key
+        case, tool, precision, bs = left.key[:4]
         if tool != right.key[1]:
             tool = "%s vs %s" % (tool, right.key[1])
         for metric in FIGURES:

@@ -15,7 +15,7 @@ TABLES = ("results", "runs", "environment")
 #: the job's own columns of the results table
 JOB_COLUMNS = (
     "job_id", "series", "run", "runs", "host", "vendor", "device", "case", "toolkit", "precision",
-    "batch_size", "decoder", "state", "reason", "conditions", "acc_meaningful",
+    "batch_size", "decoder", "scenario", "state", "reason", "conditions", "acc_meaningful",
 )  # fmt: skip
 #: the parts of a spread over passes, each a column "<key>_<part>"
 SPREAD_PARTS = ("n", "median", "min", "max", "cv")
@@ -68,6 +68,7 @@ def result_rows(data: RunData) -> List[Dict[str, str]]:
             "precision": spec.get("precision", ""),
             "batch_size": str(spec.get("batch_size", "")),
             "decoder": spec.get("decoder", ""),
+            "scenario": spec.get("scenario") or "flagperf",
             "state": state,
             "reason": item.unreadable or job["reason"] or "",
             "conditions": item.conditions.summary() if item.conditions else tables.NOT_CHECKED,

@@ -8,7 +8,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from orchestrator.report import compare as cmp
-from orchestrator.report import figures, labels, series, svg, tables
+from orchestrator.report import figures, labels, mlperf, series, svg, tables
 from orchestrator.report.environment import environment_blocks
 from orchestrator.report.load import RunData
 
@@ -59,6 +59,7 @@ def _over_runs_context(data: RunData) -> Dict[str, Any]:
 def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None) -> str:
     """The report of a run, in ``lang``, with a comparison section when one is given."""
     timeline_groups = figures.timeline_groups(data)
+    rows = tables.result_rows(data)
     names, timeline_rows = figures.timeline_table(timeline_groups)
     context = {
         "lang": lang,
@@ -70,8 +71,8 @@ def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None
         "finished": _when(data.run.get("finished_at")),
         "generated": _when(time.time()),
         "store": data.store.path,
-        "columns": labels.result_columns(lang),
-        "rows": tables.result_rows(data),
+        "columns": tables.shown_columns(labels.result_columns(lang), rows),
+        "rows": rows,
         "numeric": ["bs"] + [column.key for column in tables.FIGURE_COLUMNS],
         "blocks": environment_blocks(data),
         "spread_legend": tables.spread_legend(data),
@@ -92,7 +93,10 @@ def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None
         "timeline_rows": timeline_rows,
         "fmt": lambda v: "unknown" if v is None else svg.fmt(v),
         "metrics": labels.definitions(),
-        "jobs": [(job.label(), job.job_id, figures.how_measured(job)) for job in data.jobs],
+        "jobs": [
+            (job.label(), job.job_id, figures.how_measured(job) + mlperf.lines(job)) for job in data.jobs
+        ],
+        "server_search": Markup(mlperf.server_search(data) or ""),
         "compare": _compare_context(comparison) if comparison else None,
     }
     env = Environment(

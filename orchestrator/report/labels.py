@@ -20,6 +20,7 @@ _JOB_ZH = {
     "tool": "推理工具",
     "precision": "数据精度",
     "bs": "批尺寸",
+    "scenario": "场景",
     "run": "轮次",
     "state": "状态",
     "conditions": "运行条件",
@@ -112,6 +113,13 @@ _JOB_DEFINITIONS: Sequence[Tuple[str, str, str, str]] = (
         "bs",
         "批尺寸",
         "Images per batch; the last partial batch is padded and padded slots are never counted.",
+        "",
+    ),
+    (
+        "scenario",
+        "场景",
+        "flagperf (the val and infer passes), or the MLPerf scenario LoadGen ran over the infer stage's "
+        "model after them (offline, server, singlestream, multistream; metrics.md, Scenarios).",
         "",
     ),
     (

@@ -35,6 +35,11 @@ class StoredSpec:
     warmup: int = schema.counted()
     toolkit_options: List[List[str]] = schema.items()
     decoder: str = schema.text()
+    scenario: Optional[str] = schema.text(present="optional")  # the LoadGen settings: plan.Job
+    mlperf: Optional[str] = schema.text(present="optional")
+    mlperf_duration_s: Optional[float] = schema.seconds(present="optional")
+    server_target_qps: Optional[float] = schema.qps(present="optional")
+    server_latency_ms: Optional[float] = schema.seconds(present="optional")  # ms, under the same ceiling
     weights_sha256: Optional[str] = schema.text(present="optional")
     onnx_path: Optional[str] = schema.text(present="optional")
     engine_path: Optional[str] = schema.text(present="optional")

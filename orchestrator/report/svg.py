@@ -258,3 +258,52 @@ def _panel(panel: Panel, names: Dict[str, str], y: float, unit: str, top: float)
         body.append(_text(x, y + PANEL_H + 14, fmt(tick), "middle", "tick"))
     body.append(_text(LABEL_W + PLOT_W + 28, y + PANEL_H + 14, "s", "start", "tick"))
     return body
+
+
+#: a run of a latency-throughput chart: (x, y, whether the run was good, its tooltip)
+RunPoint = Tuple[float, float, bool, str]
+
+
+def latency_throughput(
+    series: Sequence[Tuple[str, Sequence[RunPoint]]],
+    x_unit: str,
+    y_unit: str,
+    bound: Optional[float],
+    title: str,
+) -> str:
+    """One line of points per series (sorted by x): a filled point for a good run, a hollow one for a bad
+    run; a dashed line at ``bound`` on the y axis (the latency bound), where given."""
+    names = colours([name for name, _ in series])
+    legend, top = _legend(names)
+    height = 260.0
+    xs = [p[0] for _, points in series for p in points] or [1.0]
+    ys = [p[1] for _, points in series for p in points] + ([bound] if bound else []) or [1.0]
+    x_ticks, y_ticks = nice_ticks(max(xs)), nice_ticks(max(ys))
+    left, bottom = float(LABEL_W), top + height
+
+    def at(x: float, y: float) -> Tuple[float, float]:
+        return left + PLOT_W * x / x_ticks[-1], bottom - height * y / y_ticks[-1]
+
+    parts = legend + _axis(top, bottom, x_ticks, x_unit)
+    for tick in y_ticks:
+        y = at(0, tick)[1]
+        parts.append(_text(left - 6, y + 4, fmt(tick), "end", "tick"))
+    parts.append(_text(left - 6, top - 4, y_unit, "end", "tick"))
+    if bound:
+        y = at(0, bound)[1]
+        parts.append(
+            '<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" class="bound"/>' % (left, y, left + PLOT_W, y)
+        )
+    for name, points in series:
+        colour, ordered = names[name], sorted(points)
+        where = [at(x, y) for x, y, _, _ in ordered]
+        if len(where) > 1:
+            path = " ".join("%.1f,%.1f" % xy for xy in where)
+            parts.append('<polyline points="%s" fill="none" stroke="%s"/>' % (path, colour))
+        for (x, y), (_, _, good, tip) in zip(where, ordered):
+            fill = colour if good else "white"
+            parts.append(
+                '<circle cx="%.1f" cy="%.1f" r="4" fill="%s" stroke="%s"><title>%s</title></circle>'
+                % (x, y, fill, colour, escape(tip))
+            )
+    return _svg(bottom + AXIS_H, parts, title)

@@ -30,6 +30,7 @@ JOB_COLUMNS: Sequence[Tuple[str, str]] = (
     ("tool", "tool"),
     ("precision", "precision"),
     ("bs", "bs"),
+    ("scenario", "scenario"),
     ("run", "run"),
 )
 STATE_COLUMN = ("state", "state")
@@ -46,6 +47,12 @@ RESULT_COLUMNS: Sequence[Tuple[str, str]] = (
 )
 #: the letter that counts the samples of a spread over passes (metrics.md: R passes per stage)
 PASSES = "R"
+#: columns the results table shows only for a run where some job's cell differs from these: the
+#: scenario, and the figures only some jobs have (``Metric.optional_column``)
+OPTIONAL_COLUMNS: Dict[str, Tuple[str, ...]] = dict(
+    [("scenario", ("flagperf",))]
+    + [(c.key, ("/", "-")) for c in FIGURE_COLUMNS if all(m.optional_column for m in c.metrics)]
+)
 
 ENV_COLUMNS: Sequence[Tuple[str, str]] = (
     ("host", "host"),
@@ -114,6 +121,17 @@ def spread_legend(data: RunData) -> str:
     )
 
 
+def shown_columns(
+    columns: Sequence[Tuple[str, str]], rows: Sequence[Dict[str, str]]
+) -> List[Tuple[str, str]]:
+    """``columns`` but each optional one (OPTIONAL_COLUMNS) whose cells in ``rows`` all say nothing."""
+    return [
+        (key, title)
+        for key, title in columns
+        if key not in OPTIONAL_COLUMNS or any(row.get(key) not in OPTIONAL_COLUMNS[key] for row in rows)
+    ]
+
+
 def result_rows(data: RunData) -> List[Dict[str, str]]:
     """One row per job of the run, in job order; failed jobs show their state and reason, a job with an
     unreadable stored cell says so. Each figure's cell carries its compact spread over passes."""
@@ -130,6 +148,7 @@ def result_rows(data: RunData) -> List[Dict[str, str]]:
             "tool": spec.get("toolkit", "?"),
             "precision": spec.get("precision", "?"),
             "bs": str(spec.get("batch_size", "?")),
+            "scenario": spec.get("scenario") or "flagperf",  # older stores: flagperf, all there was
             "run": "%s/%s" % (spec.get("run") or 1, spec.get("runs") or 1) if spec else "?",
             "state": "%s: %s" % (state, reason) if reason else state,
             "conditions": item.conditions.summary() if item.conditions else NOT_CHECKED,
