@@ -22,7 +22,15 @@ EXPECTED = "resnet50-0676ba61.pth (torchvision IMAGENET1K_V1)"
 def weights_check(
     tmp_path: Path, weights: Path, host: Dict[str, Any], cases: List[Dict[str, Any]], checksums: bool = True
 ) -> Check:
-    entry = dict({"name": "here", "vendor": "cpu", "data": {"path": str(tmp_path)}, "weights": str(weights)})
+    entry = dict(
+        {
+            "name": "here",
+            "address": "local",
+            "vendor": "cpu",
+            "data": {"path": str(tmp_path)},
+            "weights": str(weights),
+        }
+    )
     entry.update(host)
     path = tmp_path / "cluster.yaml"
     path.write_text(json.dumps({"hosts": [entry], "cases": cases}))

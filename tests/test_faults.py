@@ -122,9 +122,13 @@ def write_cluster(path: Path, tmp: Path, hosts: List[Dict[str, Any]], **extra: A
 
 
 def orchestrator(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``python -m orchestrator ARGS``, its output piped, in this process's environment as Python sees it
+    (a library may have put COLUMNS into the C-level environment only: the tables' width is not for it to
+    say)."""
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
         cwd=str(REPO),
+        env=dict(os.environ),
         capture_output=True,
         text=True,
         timeout=timeout,

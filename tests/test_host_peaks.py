@@ -14,6 +14,7 @@ from orchestrator.model.fields import ConfigError
 CLUSTER = """
 hosts:
   - name: r200
+    address: local
     vendor: kunlunxin
     data: {path: /data/val}
     weights: random
@@ -60,16 +61,13 @@ def test_a_host_peak_in_place_of_the_vendor_table_says_so():
 @pytest.mark.parametrize(
     "peaks, message",
     [
-        ('{fp64: {flops: 1e14, source: "x"}}', r"hosts\[0\]\.peaks\.fp64\.\[key\]: Input should be 'fp32', "),
-        ("{fp16: {flops: 1e14}}", r"hosts\[0\]\.peaks\.fp16\.source: Field required"),
+        ('{fp64: {flops: 1e14, source: "x"}}', r"hosts\[0\]\.peaks\.fp64: unknown key; did you mean fp16\?"),
+        ("{fp16: {flops: 1e14}}", r"hosts\[0\]\.peaks\.fp16\.source: required but not given"),
         (
             '{fp16: {flops: -1, source: "x"}}',
-            r"hosts\[0\]\.peaks\.fp16\.flops: Input should be greater than 0",
+            r"hosts\[0\]\.peaks\.fp16\.flops: must be more than 0 \(got -1\)",
         ),
-        (
-            '{fp16: {flops: 1e14, source: ""}}',
-            r"hosts\[0\]\.peaks\.fp16\.source: String should have at least",
-        ),
+        ('{fp16: {flops: 1e14, source: ""}}', r"hosts\[0\]\.peaks\.fp16\.source: must be at least 1 char"),
     ],
 )
 def test_a_bad_peak_is_refused_in_one_line_naming_the_field(tmp_path, peaks, message):
@@ -77,7 +75,7 @@ def test_a_bad_peak_is_refused_in_one_line_naming_the_field(tmp_path, peaks, mes
         '\n      fp16: {flops: 1.28e14, source: "R200 datasheet, table 2 (dense)"}', " " + peaks
     )
     with pytest.raises(
-        ConfigError, match=r"^%s: %s" % (re.escape(str(tmp_path / "hosts.yaml")), message)
+        ConfigError, match=r"^%s:\d+: %s" % (re.escape(str(tmp_path / "hosts.yaml")), message)
     ) as info:
         load(tmp_path, text)
     assert "\n" not in str(info.value)

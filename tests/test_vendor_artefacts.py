@@ -114,7 +114,13 @@ def test_a_hosts_own_artefact_missing_there_fails_the_job_before_any_build(tmp_p
 
     given = tmp_path / "vendor.onnx"
     given.write_bytes(b"a graph")
-    base = {"name": "here", "vendor": "cpu", "data": {"path": str(tmp_path)}, "weights": "random"}
+    base = {
+        "name": "here",
+        "address": "local",
+        "vendor": "cpu",
+        "data": {"path": str(tmp_path)},
+        "weights": "random",
+    }
     transport = LocalTransport()
     try:
         check_paths(transport, Host.model_validate(dict(base, onnx_path=str(given))), 10.0)

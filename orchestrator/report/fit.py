@@ -8,6 +8,7 @@ of its own, one field per line, so nothing is cut.
 import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 
@@ -19,17 +20,18 @@ _NUMBER = re.compile(r"[-+±]?[\d][\d.,/%±+\-e]*")
 
 
 def _min_width(texts: Iterable[str]) -> int:
-    """The narrowest a column of ``texts`` may be: its longest number, and its longest word up to
-    LONG_WORD."""
+    """The narrowest a column of ``texts`` may be (in terminal cells): its longest number, and its longest
+    word up to LONG_WORD."""
     widest = 1
     for text in texts:
         for token in text.split():
-            widest = max(widest, len(token) if _NUMBER.fullmatch(token) else min(len(token), LONG_WORD))
+            width = cell_len(token)  # a CJK character takes two cells
+            widest = max(widest, width if _NUMBER.fullmatch(token) else min(width, LONG_WORD))
     return widest
 
 
 def _longest_line(texts: Iterable[str]) -> int:
-    return max((len(line) for text in texts for line in text.splitlines() or [""]), default=1)
+    return max((cell_len(line) for text in texts for line in text.splitlines() or [""]), default=1)
 
 
 def widths(columns: Sequence[Sequence[str]], available: int) -> List[int]:
