@@ -26,6 +26,7 @@ from orchestrator.run import command as run_command
 from orchestrator.run import lock as runlock
 from orchestrator.run import signals
 from orchestrator.safeio import ids, logs
+from orchestrator.safeio.fit import FittedTable
 from orchestrator.safeio.text import console as safe_console
 from orchestrator.safeio.text import shown
 from orchestrator.store import (
@@ -46,18 +47,16 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     cluster, known = load_checked(args.cluster)
     dockerfiles = _dockerfiles(cluster, known, args.cluster)
     jobs, skipped = expand(cluster, known)
-    table = Table(title="jobs (%d)" % len(jobs))
     columns = ("job", "host", "vendor", "runtime", "device", "toolkit", "precision", "bs", "repeat", "run")
-    for column in columns:
-        table.add_column(column)
     hosts = {h.name: h for h in cluster.hosts}
-    for job in jobs:
-        host = hosts[job.host]
-        table.add_row(
-            job.job_id, job.host, host.vendor, host.runtime, str(job.device), job.toolkit, job.precision,
-            str(job.batch_size), str(job.repeat), "%d/%d" % (job.run, job.runs),
-        )  # fmt: skip
-    console.print(table)
+    rows = [
+        dict(zip(columns, (
+            job.job_id, job.host, hosts[job.host].vendor, hosts[job.host].runtime, str(job.device),
+            job.toolkit, job.precision, str(job.batch_size), str(job.repeat), "%d/%d" % (job.run, job.runs),
+        )))  # fmt: skip
+        for job in jobs
+    ]
+    console.print(FittedTable("jobs (%d)" % len(jobs), rows, [(c, c) for c in columns]))
     for line in cluster.shared_machines():
         console.print(line, markup=False, highlight=False)
     for item in skipped:
@@ -104,18 +103,17 @@ def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
 def cmd_ls(args: argparse.Namespace, console: Console) -> int:
     path = load_cluster(args.cluster).store if args.cluster else args.store or DEFAULT_STORE
     store = Store(path, readonly=True)
-    table = Table(title="runs in %s (times UTC)" % path)
-    for column in ("run", "start", "took", "state", "ok/jobs", "hosts", "vendors", "cluster file"):
-        table.add_column(column, overflow="fold")
+    columns = ("run", "start", "took", "state", "ok/jobs", "hosts", "vendors", "cluster file")
+    rows = []
     for run in store.runs():
         state = run["state"]
         if state == RunState.RUNNING and not runlock.is_held(path, run["run_id"]):
             state = "%s, no orchestrator left: --resume it" % state  # killed (SIGKILL) or lost its store
-        table.add_row(
+        rows.append(dict(zip(columns, (
             run["run_id"], _when(run["created_at"]), _took(run["created_at"], run["finished_at"], state),
             state, "%d/%d" % (run["ok"] or 0, run["jobs"]), run["hosts"], run["vendors"], run["cluster_path"],
-        )  # fmt: skip
-    console.print(table)
+        ))))  # fmt: skip
+    console.print(FittedTable("runs in %s (times UTC)" % path, rows, [(c, c) for c in columns]))
     return 0
 
 

@@ -1,9 +1,9 @@
-"""Tables that fit their width (orchestrator/report/fit.py): numbers never fold, long words may, and below
+"""Tables that fit their width (orchestrator/safeio/fit.py): numbers never fold, long words may, and below
 the narrowest the columns allow each row becomes a block of its own."""
 
 from rich.console import Console
 
-from orchestrator.report.fit import LONG_WORD, FittedTable, widths
+from orchestrator.safeio.fit import LONG_WORD, FittedTable, widths
 
 ROWS = [
     {"tool": "onnxruntime", "figure": "17268.3 (R = 1: no spread)", "note": "x" * 40},

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from orchestrator.host import envinfo, images, orphans
@@ -31,6 +30,7 @@ from orchestrator.host.checks import FAIL, PASS, SKIP, WARN, Check, Limits, Stor
 from orchestrator.host.images import lacks_sdk_file
 from orchestrator.host.prepare import host_image_spec, host_transport, image_overrides
 from orchestrator.model.cluster import Cluster, Host
+from orchestrator.safeio.fit import Cell, FittedTable
 from orchestrator.safeio.text import one_line, shown
 from orchestrator.transport.base import TransportError
 from vendors.vendor import Vendor
@@ -387,13 +387,12 @@ def _direct_ssh_fix(exc: TransportError, host: Host) -> Tuple[str, str]:
 
 def render(console: Console, report: Report) -> None:
     """The host x check table, then every failure and warning with its fix, and what a check did."""
-    table = Table(title="rn50bench doctor", show_lines=True)
-    table.add_column("host")
-    for name in COLUMNS:
-        table.add_column(name, overflow="fold")
-    for host, checks in report.hosts.items():
-        table.add_row(host, *[_cell(check) for check in checks])
-    console.print(table)
+    rows: List[Dict[str, Cell]] = [
+        dict({"host": host}, **{name: _cell(check) for name, check in zip(COLUMNS, checks)})
+        for host, checks in report.hosts.items()
+    ]
+    columns = [("host", "host")] + [(name, name) for name in COLUMNS]
+    console.print(FittedTable("rn50bench doctor", rows, columns, lines=True))
     problems = [("control", c) for c in report.control if c.status != PASS]
     problems += [
         (host, c) for host, checks in report.hosts.items() for c in checks if c.status in (FAIL, WARN)

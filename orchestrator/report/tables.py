@@ -17,8 +17,8 @@ from orchestrator.metrics import table
 from orchestrator.metrics.derived import Derived
 from orchestrator.outcome import UNREADABLE
 from orchestrator.report import series
-from orchestrator.report.fit import FittedTable
 from orchestrator.report.load import ReportError, RunData
+from orchestrator.safeio.fit import FittedTable
 
 UNKNOWN = "unknown"
 
@@ -51,7 +51,11 @@ PASSES = "R"
 #: scenario, and the figures only some jobs have (``Metric.optional_column``)
 OPTIONAL_COLUMNS: Dict[str, Tuple[str, ...]] = dict(
     [("scenario", ("flagperf",))]
-    + [(c.key, ("/", "-")) for c in FIGURE_COLUMNS if all(m.optional_column for m in c.metrics)]
+    + [
+        (c.key, ("/".join(m.absent for m in c.metrics), "-"))  # every figure absent; no figures at all
+        for c in FIGURE_COLUMNS
+        if all(m.optional_column for m in c.metrics)
+    ]
 )
 
 ENV_COLUMNS: Sequence[Tuple[str, str]] = (
