@@ -85,6 +85,12 @@ def rows(found: Sequence[Series]) -> List[Row]:
     return sorted(groups.values(), key=lambda row: -_core(row.best))
 
 
+def setting(item: Series) -> str:
+    """ "pytorch fp32 bs 4": what a series ran."""
+    spec = item.jobs[0].job["spec"] or {}
+    return "%s %s bs %s" % (spec.get("toolkit"), spec.get("precision"), spec.get("batch_size"))
+
+
 @dataclass
 class HostRow:
     """A host: the sum over its devices of each device's best series."""
@@ -115,10 +121,10 @@ def host_rows(found: Sequence[Series]) -> List[HostRow]:
         first = next((job for job in item.jobs if job.ok), None)
         if first is None or item.interval(CORE) is None:
             continue
-        device = (first.job["host"], str((first.job["spec"] or {}).get("device")))
-        vendors[device[0]] = first.job["vendor"]
-        if device not in best or _core(item) > _core(best[device]):
-            best[device] = item
+        where = (first.job["host"], str((first.job["spec"] or {}).get("device")))
+        vendors[where[0]] = first.job["vendor"]
+        if where not in best or _core(item) > _core(best[where]):
+            best[where] = item
     hosts: Dict[str, HostRow] = {}
     for (host, device), item in best.items():
         hosts.setdefault(host, HostRow(host, vendors[host], [])).devices.append(("d" + device, item))
@@ -170,15 +176,20 @@ def ratio(interval: Optional[Interval], base: Optional[Baseline]) -> str:
     side's (the ratio's bounds when both intervals hold), "" without a baseline."""
     if interval is None or base is None or base.core <= 0:
         return ""
-    text = "%.2f×" % (interval.mean / base.core)
+    text = times(interval.mean / base.core) + "×"
     low, high = interval.low, interval.high
     if base.interval is not None and base.interval.low is not None and base.interval.high is not None:
         if low is not None and high is not None and base.interval.low > 0:
-            return text + " (%.2f–%.2f)" % (low / base.interval.high, high / base.interval.low)
+            return text + " (%s–%s)" % (times(low / base.interval.high), times(high / base.interval.low))
         return text
     if low is not None and high is not None:
-        return text + " (%.2f–%.2f)" % (low / base.core, high / base.core)
+        return text + " (%s–%s)" % (times(low / base.core), times(high / base.core))
     return text
+
+
+def times(value: float) -> str:
+    """A ratio: two decimals, or three significant digits below 0.1 ("1.83", "0.000312")."""
+    return "%.2f" % value if value >= 0.1 else fmt(value)
 
 
 def shown(interval: Optional[Interval]) -> str:
@@ -235,13 +246,11 @@ def verdict(found: List[Row], base: Optional[Baseline]) -> str:
         other = None if len(found) < 2 else baseline(found, found[1].label)
     if other is None:
         return text + " It is the only accelerator and toolkit in the run."
-    text += " %s %s." % (ratio(core, other), other.name)
-    if core.low is None or other.interval is None and other.name.startswith(top.label):
-        return text + " How sure: no interval (runs: 3 or more in the case gives one)."
+    text += " %s the p_infer_core of %s." % (ratio(core, other), other.name)
     if other.interval is None:
-        return text + " The baseline is a table's figure, without interval."
-    if other.interval.high is None:
-        return text + " How sure: the baseline has no interval (K = 1)."
+        return text + " How sure: the baseline is a table's figure, without interval."
+    if core.low is None or other.interval.high is None:
+        return text + " How sure: no interval (K = 1; runs: 3 or more in the case gives one)."
     if core.low > other.interval.high:
         return text + " How sure: the 95% intervals do not overlap: it is faster."
     return text + " How sure: the 95% intervals overlap: no clear difference."

@@ -77,7 +77,7 @@ def _first_page(data: RunData, versus: Optional[str]) -> Dict[str, Any]:
     top_power = max((v for _, lines, _ in power for _, points in lines for _, v in points), default=0.0)
     return {
         "verdict": firstpage.verdict(rows, base),
-        "baseline": base.name if base else "",
+        "baseline": "%s: p_infer_core %s img/s" % (base.name, svg.fmt(base.core)) if base else "",
         "rows": [
             {
                 "label": row.label,
@@ -95,7 +95,7 @@ def _first_page(data: RunData, versus: Optional[str]) -> Dict[str, Any]:
             {
                 "host": host.host,
                 "vendor": host.vendor,
-                "devices": ", ".join("%s: %s" % (d, item.label()) for d, item in host.devices),
+                "devices": ", ".join("%s: %s" % (d, firstpage.setting(item)) for d, item in host.devices),
                 "core": firstpage.summed(host.total(firstpage.CORE)),
                 "whole": firstpage.summed(host.total(firstpage.WHOLE)),
             }

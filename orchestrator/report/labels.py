@@ -79,6 +79,10 @@ WORDS: Dict[str, Tuple[str, str]] = {
     "power_w": ("W", "功耗 (W)"),
     "energy": ("J/img", "能耗 (J/img)"),
     "devices": ("devices (best of each)", "设备 (各自最佳)"),
+    "best_chart": (
+        "Best per accelerator and toolkit (img/s): mean, 95% interval",
+        "每种加速卡与推理工具的最佳结果 (img/s): 均值、95% 置信区间",
+    ),
     "sweep": ("p_infer_core over batch size (img/s)", "推理计算吞吐量与批尺寸 (img/s)"),
     "power": ("Device power over time (W)", "设备功耗随时间 (W)"),
     "utilisation": ("Device utilisation over time (%)", "设备使用率随时间 (%)"),
