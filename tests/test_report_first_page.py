@@ -86,6 +86,7 @@ def test_gathered_runs_name_each_row_in_every_format(runs, capsys):
     status, out, _ = report(runs, capsys, *ids, "--format", "html")
     assert status == 0 and "<th>run id</th>" in out
     assert "<td>%s</td>" % runs.same_data in out and "OK: 3" in first_page(out)
+    assert re.search(r"local d0 bs 4, run (%s|%s)</td>" % ids, first_page(out))  # the best row's run
     status, out, err = report(runs, capsys, *ids, "--format", "sysdesc")
     assert status == 2 and err.count("\n") == 1 and "several runs" in err
     status, out, _ = report(runs, capsys, runs.main, "--format", "csv")
@@ -190,9 +191,10 @@ def test_sweep_first_page_answers_which_is_fastest_by_how_much_how_sure(sweep, c
     stored = report(sweep, capsys, sweep.run, "--format", "html", "--out", str(html_path))
     assert stored[0] == 0
     page = first_page(html_path.read_text())
-    figure = r"[\d,.]+ \(-?[\d,.]+–[\d,.]+, K = 3\)"  # a noisy CPU's interval may reach below 0
+    figure = r"[\d,.]+ \(-?[\d,.]+ \.\. [\d,.]+, K = 3\)"  # a noisy CPU's interval may reach below 0
     assert re.search(r"Fastest: cpu .* on node-[ab] d0 bs [14], p_infer_core %s img/s\." % figure, page)
-    by_how_much = r"\d+\.\d\d× (\(-?[\d.]+–[\d.]+\) )?the p_infer_core of cpu .* (pytorch|onnxruntime) fp32"
+    ratio = r"\d+\.\d\d× (\(-?[\d.]+ \.\. [\d.]+\) )?"
+    by_how_much = ratio + r"the p_infer_core of cpu .* (pytorch|onnxruntime) fp32"
     assert re.search(by_how_much, page) and "How sure: the 95% intervals" in page
     assert "node-a" in page and "node-b" in page and "Σ p_infer_core" in page
     assert "p_infer_core over batch size" in page and page.count("<circle") == 4  # 2 lines x 2 sizes

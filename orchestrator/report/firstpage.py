@@ -172,7 +172,7 @@ def baseline(found: List[Row], versus: Optional[str]) -> Optional[Baseline]:
 
 
 def ratio(interval: Optional[Interval], base: Optional[Baseline]) -> str:
-    """ "1.83x (1.79-1.88)": mean over the baseline's mean, in brackets the interval ends over the other
+    """ "1.83× (1.79 .. 1.88)": mean over the baseline's mean, in brackets the interval ends over the other
     side's (the ratio's bounds when both intervals hold), "" without a baseline."""
     if interval is None or base is None or base.core <= 0:
         return ""
@@ -180,10 +180,10 @@ def ratio(interval: Optional[Interval], base: Optional[Baseline]) -> str:
     low, high = interval.low, interval.high
     if base.interval is not None and base.interval.low is not None and base.interval.high is not None:
         if low is not None and high is not None and base.interval.low > 0:
-            return text + " (%s–%s)" % (times(low / base.interval.high), times(high / base.interval.low))
+            return text + " (%s .. %s)" % (times(low / base.interval.high), times(high / base.interval.low))
         return text
     if low is not None and high is not None:
-        return text + " (%s–%s)" % (times(low / base.core), times(high / base.core))
+        return text + " (%s .. %s)" % (times(low / base.core), times(high / base.core))
     return text
 
 
@@ -193,12 +193,12 @@ def times(value: float) -> str:
 
 
 def shown(interval: Optional[Interval]) -> str:
-    """ "12,699 (12,650–12,748, K = 3)", "157 (K = 1: no interval)", or "unknown"."""
+    """ "12,699 (12,650 .. 12,748, K = 3)", "157 (K = 1: no interval)", or "unknown"."""
     if interval is None:
         return "unknown"
     if interval.low is None or interval.high is None:
         return "%s (K = 1: no interval)" % fmt(interval.mean)
-    return "%s (%s–%s, K = %d)" % (fmt(interval.mean), fmt(interval.low), fmt(interval.high), interval.k)
+    return "%s (%s .. %s, K = %d)" % (fmt(interval.mean), fmt(interval.low), fmt(interval.high), interval.k)
 
 
 def percent(interval: Optional[Interval]) -> str:
@@ -229,7 +229,7 @@ def summed(total: Tuple[Optional[float], Optional[float], Optional[float]]) -> s
     mean, low, high = total
     if mean is None:
         return "unknown"
-    return fmt(mean) + ("" if low is None or high is None else " (%s–%s)" % (fmt(low), fmt(high)))
+    return fmt(mean) + ("" if low is None or high is None else " (%s .. %s)" % (fmt(low), fmt(high)))
 
 
 def verdict(found: List[Row], base: Optional[Baseline]) -> str:

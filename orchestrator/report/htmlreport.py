@@ -8,7 +8,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from orchestrator.report import compare as cmp
-from orchestrator.report import figures, firstpage, labels, series, svg, tables
+from orchestrator.report import figures, firstpage, labels, load, series, svg, tables
 from orchestrator.report.environment import environment_blocks
 from orchestrator.report.load import RunData
 
@@ -60,6 +60,7 @@ def _first_page(data: RunData, versus: Optional[str]) -> Dict[str, Any]:
     """The first page: the verdict, per accelerator and per host, the batch-size sweep, the device
     monitor's power and utilisation over time, the jobs by state."""
     rows = firstpage.rows(series.of_run(data))
+    gathered = load.gathered(data)
     base = firstpage.baseline(rows, versus)
     sweep = firstpage.sweep_lines(rows)
     bars = [
@@ -81,7 +82,7 @@ def _first_page(data: RunData, versus: Optional[str]) -> Dict[str, Any]:
         "rows": [
             {
                 "label": row.label,
-                "where": row.where,
+                "where": row.where + (", run %s" % row.best.jobs[0].job["run_id"] if gathered else ""),
                 "core": firstpage.shown(row.interval(firstpage.CORE)),
                 "whole": firstpage.shown(row.interval(firstpage.WHOLE)),
                 "ratio": firstpage.ratio(row.interval(firstpage.CORE), base),

@@ -6,8 +6,9 @@ spec), so a store edited by hand or by another program shows its job as unreadab
 report goes on.
 """
 
+import math
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Dict, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, TypeGuard
 
 from orchestrator.host import conditions as jobconditions
 from orchestrator.job import collect
@@ -119,10 +120,10 @@ class JobData:
         its end; None where it never started or never ended."""
         timings = self.job.get("timings") or {}
         if timings.get("job_s") is not None:
-            return float(timings["job_s"])
+            return float(timings["job_s"])  # read typed (StoredTimings)
         started, finished = self.job.get("started_at"), self.job.get("finished_at")
-        if started is None or finished is None:
-            return None
+        if not (_finite(started) and _finite(finished)):
+            return None  # never started or ended, or a column edited to another type
         return max(0.0, float(finished) - float(started))
 
     def label(self) -> str:
@@ -257,6 +258,11 @@ def _problem(job: Dict[str, Any]) -> Optional[str]:
         except schema.Invalid as exc:
             return "%s: %s" % (column, exc)
     return None
+
+
+def _finite(value: Any) -> TypeGuard[float]:
+    """A stored time that is a finite number (a column edited by hand may hold anything)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def dig(doc: Optional[Dict[str, Any]], *path: str) -> Any:

@@ -122,7 +122,7 @@ def _svg(height: float, body: List[str], title: str) -> str:
 
 def _error_bar(low: float, high: float, y: float, scale: float, title: str) -> str:
     """A range drawn across a bar at ``y``: a line from ``low`` to ``high`` with a tick at each end."""
-    x1, x2, mid = LABEL_W + low * scale, LABEL_W + high * scale, y + BAR_H / 2
+    x1, x2, mid = LABEL_W + max(low, 0.0) * scale, LABEL_W + high * scale, y + BAR_H / 2  # axis from 0
     line = '<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" class="range"/>'
     parts = [line % (x1, mid, x2, mid)] + [line % (x, y + 2, x, y + BAR_H - 2) for x in (x1, x2)]
     return '<g class="range"><title>%s</title>%s</g>' % (escape(title), "".join(parts))
@@ -282,7 +282,7 @@ def xy_lines(lines: Sequence[Tuple[str, Sequence[XYPoint]]], x_name: str, unit: 
 
     def at(x: float, y: float) -> Tuple[float, float]:
         share = (math.log2(x) - low_x) / span if len(xs) > 1 else 0.5
-        return LABEL_W + 20 + (PLOT_W - 40) * share, top + XY_H * (1 - y / ticks[-1])
+        return LABEL_W + 20 + (PLOT_W - 40) * share, top + XY_H * (1 - max(y, 0.0) / ticks[-1])
 
     for tick in ticks:
         y = at(xs[0] if xs else 1.0, tick)[1]
