@@ -180,10 +180,12 @@ HELP: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "report": (
         "A stored run as a table, Markdown, CSV, JSON, a self-contained HTML page or an MLPerf-style "
         "system description; beside another run (--compare) or a baseline (--baseline). RUN_ID 'latest' "
-        "is the run started last.",
+        "is the run started last; several RUN_IDs gather into one results table. The HTML's first page "
+        "ranks accelerators and toolkits with their 95% intervals, with ratios to --versus.",
         (
             "report latest",
-            "report 20261206-180102-a1b2c3 --format html --out report.html",
+            "report 20261206-180102-a1b2c3 --format html --out report.html --versus reference",
+            "report 20261206-180102-a1b2c3 20261206-190455-d4e5f6 --format csv",
             "report latest --baseline reference --force",
         ),
     ),

@@ -9,168 +9,22 @@ import io
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, NamedTuple
+from typing import Dict
 
 import pytest
 from PIL import Image
 from rich.console import Console
 
-import vendors
-from orchestrator.host import envinfo
-from orchestrator.job import collect
-from orchestrator.job.plan import Job, job_id
 from orchestrator.metrics import table
 from orchestrator.outcome import JobState
 from orchestrator.report import command, csvexport, labels, tables
 from orchestrator.report import compare as cmp
 from orchestrator.report.load import ReportError, load_run
-from orchestrator.store import Store, new_run_id
-from orchestrator.transport.local import LocalTransport
-from runner_in_container.data.generate import generate, labels_path
-from runner_in_container.protocol import RESULT_FILE
-
-REPO = Path(__file__).resolve().parent.parent
-HOST = "local"
-BS = 4
-
-
-class Runs(NamedTuple):
-    store: str
-    main: str  # pytorch + onnxruntime on set 1, and a job the runner refuses (tensorrt on the CPU)
-    same_data: str  # pytorch on set 1 again
-    other_data: str  # pytorch on set 2 (tar layout, md5 checked, fewer images)
-    passes: str  # pytorch on set 1, three passes per stage (repeat 3)
-
-
-def _runner(
-    data: List[str], toolkit: str, precision: str, out: Path, repeat: int
-) -> subprocess.CompletedProcess:
-    argv = [
-        sys.executable,
-        "-m",
-        "runner_in_container",
-        "--case",
-        "resnet50",
-        *data,
-        "--weights",
-        "random",
-        "--toolkit",
-        toolkit,
-        "--precision",
-        precision,
-        "--batch-size",
-        str(BS),
-        "--repeat",
-        str(repeat),
-        "--warmup",
-        "1",
-        "--workers",
-        "1",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-    ]
-    return subprocess.run(argv, cwd=str(REPO), capture_output=True, text=True, timeout=600, check=False)
-
-
-def _store_job(
-    store: Store,
-    run_id: str,
-    env: Dict,
-    data: List[str],
-    toolkit: str,
-    precision: str,
-    out: Path,
-    repeat: int = 1,
-):
-    """Run the runner for one job (``repeat`` passes per stage) and store it as a job does: state, timings,
-    result, derived figures."""
-    spec = Job(
-        job_id(HOST, 0, "resnet50", toolkit, precision, BS),
-        HOST,
-        0,
-        "resnet50",
-        toolkit,
-        precision,
-        BS,
-        repeat,
-        1,
-    )
-    store.add_job(run_id, spec.job_id, HOST, "cpu", spec.as_dict())
-    store.start_job(run_id, spec.job_id)
-    start = time.time()
-    proc = _runner(data, toolkit, precision, out, repeat)
-    timings = {"runner_s": time.time() - start}
-    state, reason = JobState.OK, None
-    if proc.returncode == 0:
-        t0 = time.time()
-        result = collect.read(json.loads((out / RESULT_FILE).read_text()))
-        timings["collect_s"] = time.time() - t0
-        model = envinfo.accelerator_models(env, [0]).get(0)
-        store.put_result(
-            run_id, spec.job_id, result.doc, collect.derive(result, vendors.get("cpu"), model).as_stored()
-        )
-    else:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        state, reason = "FAILED_START", "exit status %d: %s" % (proc.returncode, last)
-    timings["job_s"] = time.time() - start
-    store.finish_job(run_id, spec.job_id, state, reason, str(out / "runner.log"), timings)
-
-
-def _new_run(store: Store, env: Dict) -> str:
-    run_id = new_run_id()
-    store.create_run(run_id, "tests/test_report_formats.py", {"hosts": [{"name": HOST, "vendor": "cpu"}]})
-    store.put_environment(run_id, HOST, env)
-    return run_id
-
-
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory) -> Runs:
-    root = tmp_path_factory.mktemp("report")
-    set1 = generate(str(root / "set1"), 6, layout="imagefolder", size=(160, 120))
-    set2 = generate(str(root / "set2"), 4, layout="tar", size=(160, 120), seed=1)
-    md5 = hashlib.md5(Path(set2).read_bytes()).hexdigest()
-    data1 = ["--data", set1]
-    data2 = ["--data", set2, "--labels", labels_path(str(root / "set2"), "tar"), "--data-md5", md5]
-    env = envinfo.capture_host(LocalTransport(), vendors.get("cpu"), "bare")
-    store = Store(str(root / "bench.sqlite"))
-    main, same, other, passes = (_new_run(store, env) for _ in range(4))
-    jobs = [
-        (main, data1, "pytorch", "fp32", 1),
-        (main, data1, "onnxruntime", "fp32", 1),
-        (main, data1, "tensorrt", "fp16", 1),
-        (same, data1, "pytorch", "fp32", 1),
-        (other, data2, "pytorch", "fp32", 1),
-        (passes, data1, "pytorch", "fp32", 3),
-    ]
-    with ThreadPoolExecutor(2) as pool:
-        futures = [
-            pool.submit(_store_job, store, run, env, data, tk, prec, root / ("out%d" % i), repeat)
-            for i, (run, data, tk, prec, repeat) in enumerate(jobs)
-        ]
-        for future in futures:
-            future.result()
-    for run_id in (main, same, other, passes):
-        store.finish_run(run_id, "finished")
-    store.close()
-    return Runs(str(root / "bench.sqlite"), main, same, other, passes)
-
-
-def report(runs: Runs, capsys, *argv: str):
-    """(exit status, stdout, stderr) of the report command with ``argv``."""
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
-    args = parser.parse_args([*argv, "--store", runs.store])
-    status = command.run(args, Console(width=220))
-    out, err = capsys.readouterr()
-    return status, out, err
+from orchestrator.store import Store
+from tests.fixtures.stored_runs import HOST, REPO, report, screenshot
 
 
 def document_torch(data) -> str:
@@ -421,8 +275,8 @@ def test_html_report(runs, capsys, tmp_path):
     html = out_file.read_text()
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
     assert (
-        "https://" not in html and html.count("<svg") == 5
-    )  # throughput, latency, memory, timelines, compare
+        "https://" not in html and html.count("<svg") == 6
+    )  # the first page's best per accelerator; throughput, latency, memory, timelines, compare
     for heading in ("Results", "Comparison", "Plots", "Job timelines", "Environment", "How measured"):
         assert heading in html
     assert "8178368512" in html and "no peak for" in html  # FLOP per image; why the peak is unknown
@@ -434,29 +288,6 @@ def test_html_report(runs, capsys, tmp_path):
     assert hashlib.md5(b"").hexdigest() not in out  # the tar's md5 is its real one
     md5 = load_run(Store(runs.store), runs.other_data).ok_jobs()[0].result["data"]["md5"]
     assert md5 and md5 in out
-
-
-def screenshot(html: Path, png: Path, profile: Path) -> None:
-    """Headless Chromium's screenshot of ``html`` (no network, no GPU)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "chromium is not installed (scripts/setup_system.sh installs it)"
-    argv = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--user-data-dir=%s" % profile,
-        "--screenshot=%s" % png,
-        "--window-size=1400,2400",
-        html.resolve().as_uri(),
-    ]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0 and png.is_file(), proc.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -84,3 +84,18 @@ def test_labels_cover_every_column_in_both_languages():
     assert zh["precision"] == "数据精度" and zh["bs"] == "批尺寸" and zh["p_infer_core"] == "*推理计算吞吐量"
     assert all(any("\u4e00" <= c <= "\u9fff" for c in title) for _, title in labels.result_columns("zh"))
     assert labels.env_label("driver", "zh") == "加速卡驱动版本" and labels.word("how", "en") == "How measured"
+
+
+def test_figures_read_without_exponents_and_with_thousands_separated():
+    shown = [svg.fmt(v) for v in (12698.7, 157.2, 7.63, 0.64, 1.8e-05, 0.0, -2500.0)]
+    assert shown == ["12,699", "157", "7.6", "0.64", "0.000018", "0.0", "-2,500"]
+
+
+def test_xy_lines_put_batch_sizes_on_a_log_axis_with_intervals():
+    lines = [("tool <a>", [(1.0, 10.0, 8.0, 12.0), (4.0, 40.0, None, None), (16.0, 20.0, 19.0, 21.0)])]
+    root = _parse(svg.xy_lines(lines, "batch size", "img/s", "sweep"))
+    xs = [float(c.get("cx")) for c in root.iter(NS + "circle")]
+    assert len(xs) == 3 and abs((xs[1] - xs[0]) - (xs[2] - xs[1])) < 0.2  # 1, 4, 16: equal steps
+    assert len([ln for ln in root.iter(NS + "line") if ln.get("class") == "range"]) == 2  # 4 has none
+    texts = [t.text for t in root.iter(NS + "text")]
+    assert "tool <a>" in texts and "batch size" in texts and "40.0" in texts and "16" in texts

@@ -1,8 +1,10 @@
-"""``python -m orchestrator report RUN_ID``: a stored run as tables, Markdown, CSV, JSON, HTML or an
-MLPerf-style system description, optionally side by side with another run or a baseline file."""
+"""``python -m orchestrator report RUN_ID [RUN_ID ...]``: stored runs as tables, Markdown, CSV, JSON, HTML
+or an MLPerf-style system description, optionally side by side with another run or a baseline file;
+several runs gather into one results table, each row naming its run."""
 
 import argparse
 import io
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -14,7 +16,7 @@ from orchestrator.report import compare as cmp
 from orchestrator.report import csvexport, labels, series, sysdesc, tables
 from orchestrator.report.environment import EnvBlock, blocks_markdown, environment_blocks
 from orchestrator.report.htmlreport import render as render_html
-from orchestrator.report.load import ReportError, RunData, load_run
+from orchestrator.report.load import ReportError, RunData, gather, load_run
 from orchestrator.safeio.text import console as safe_console
 from orchestrator.safeio.text import shown
 from orchestrator.store import Store, StoreError
@@ -29,7 +31,12 @@ LATEST = "latest"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The report subcommand's arguments."""
     parser.add_argument(
-        "run_id", metavar="RUN_ID", help="a run in the store (see 'ls'), or %s: the run started last" % LATEST
+        "run_id",
+        metavar="RUN_ID",
+        nargs="+",
+        help="a run in the store (see 'ls'), or %s: the run started last; several runs gather into one "
+        "results table (every format but sysdesc; no --compare or --baseline), each row naming its run"
+        % LATEST,
     )
     parser.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store (default: %(default)s)")
     parser.add_argument(
@@ -56,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="put RUN_ID (A) beside a baseline file (B); 'reference' is the reference table (A100 and "
         "others, FlagPerf conventions: needs --force), shipped as orchestrator/report/baselines/%s"
         % cmp.REFERENCE_BASELINE.name,
+    )
+    parser.add_argument(
+        "--versus",
+        metavar="BASELINE",
+        help="with --format html: what the first page's ratios are to: a row of its per-accelerator table "
+        "(its label or a unique part of it), a baseline file, or 'reference' (the reference table's fastest "
+        "row); default: the slowest row",
     )
     parser.add_argument(
         "--pair-by",
@@ -96,7 +110,7 @@ def _tables(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) -> L
         tables.rich_table(
             "%s: %s %s" % (labels.word("results", lang), labels.word("run", lang), data.run_id),
             rows,
-            tables.shown_columns(labels.result_columns(lang), rows),
+            tables.with_run_id(data, tables.shown_columns(labels.result_columns(lang), rows)),
             tables.legend(data),
         )
     ]
@@ -134,7 +148,9 @@ def _markdown(data: RunData, lang: str, comparison: Optional[cmp.Comparison]) ->
     run = tables.md_cell(data.run_id)
     head = "# %s: %s %s\n\n" % (labels.word("report", lang), labels.word("run", lang), run)
     rows = tables.result_rows(data)
-    results = tables.as_markdown(rows, tables.shown_columns(labels.result_columns(lang), rows))
+    results = tables.as_markdown(
+        rows, tables.with_run_id(data, tables.shown_columns(labels.result_columns(lang), rows))
+    )
     legend = tables.legend(data)
     results += "\n%s\n" % tables.md_cell(legend) if legend else ""
     return head + "## %s\n\n%s\n%s%s" % (
@@ -153,7 +169,16 @@ def _csv(data: RunData, comparison: Optional[cmp.Comparison], which: str) -> str
 
 def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> str:
     """The report as text; ReportError when it cannot be made as asked."""
-    data = load_run(store, run_id_of(store, args.run_id))
+    runs = [load_run(store, run_id_of(store, name)) for name in args.run_id]
+    if len(runs) > 1:
+        if args.compare or args.baseline or args.format == "sysdesc":
+            raise ReportError(
+                "several runs gather into one results table: they take no --compare, --baseline or "
+                "--format sysdesc (report one run for those)"
+            )
+        if args.format == "json":
+            return tables.json_text({"runs": [json.loads(tables.as_json(data)) for data in runs]})
+    data = gather(runs)
     comparison = None
     if args.compare or args.baseline:
         if args.format == "sysdesc":
@@ -184,7 +209,7 @@ def render(args: argparse.Namespace, store: Store, console_width: int = 200) -> 
         return tables.as_json(data)
     if args.format == "sysdesc":
         return tables.json_text(sysdesc.describe(data))
-    return render_html(data, args.lang, comparison)
+    return render_html(data, args.lang, comparison, args.versus)
 
 
 def run_id_of(store: Store, name: str) -> str:

@@ -3,7 +3,7 @@ written so that it reads back equal), the unit in each figure's header, an empty
 unknown.
 """
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 from orchestrator.metrics import table
 from orchestrator.outcome import UNREADABLE
@@ -56,6 +56,7 @@ def result_rows(data: RunData) -> List[Dict[str, str]]:
         job, spec = item.job, item.job["spec"] or {}
         state = "%s (stored %s)" % (UNREADABLE, job["state"]) if item.unreadable else job["state"]
         row = {
+            tables.RUN_ID_COLUMN[0]: str(job.get("run_id") or ""),
             "job_id": job["job_id"],
             "series": spec.get("series") or job["job_id"],
             "run": str(spec.get("run") or 1),
@@ -92,5 +93,5 @@ def render(data: RunData, which: str) -> str:
         return tables.as_csv(series.csv_rows(series.of_run(data)), series.CSV_COLUMNS)
     if which == "environment":
         return tables.as_csv(tables.environment_rows(data), tables.ENV_COLUMNS)
-    columns: Sequence[Tuple[str, str]] = [(name, name) for name in RESULT_COLUMNS]
-    return tables.as_csv(result_rows(data), columns)
+    columns = tables.with_run_id(data, [(name, name) for name in RESULT_COLUMNS])
+    return tables.as_csv(result_rows(data), [(key, key) for key, _ in columns])

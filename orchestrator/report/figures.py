@@ -234,6 +234,8 @@ def timeline(job: JobData) -> List[Bar]:
     phases.append(("other", e2e - inside if e2e is not None and inside is not None else None))
     if e2e is None and runner is not None:
         phases.append(("runner", runner))  # no result: only the runner's wall time is known
+    elif e2e is None and job.seconds() is not None:
+        phases.append(("ran", job.seconds()))  # cancelled or interrupted: its start to its end
     phases.append(("collect", timings.get("collect_s")))
     return phases
 

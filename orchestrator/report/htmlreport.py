@@ -8,7 +8,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from orchestrator.report import compare as cmp
-from orchestrator.report import figures, labels, mlperf, series, svg, tables
+from orchestrator.report import figures, firstpage, labels, load, mlperf, series, svg, tables
 from orchestrator.report.environment import environment_blocks
 from orchestrator.report.load import RunData
 
@@ -56,8 +56,73 @@ def _over_runs_context(data: RunData) -> Dict[str, Any]:
     }
 
 
-def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None) -> str:
-    """The report of a run, in ``lang``, with a comparison section when one is given."""
+def _first_page(data: RunData, versus: Optional[str]) -> Dict[str, Any]:
+    """The first page: the verdict, per accelerator and per host, the batch-size sweep, the device
+    monitor's power and utilisation over time, the jobs by state."""
+    rows = firstpage.rows(series.of_run(data))
+    gathered = load.gathered(data)
+    base = firstpage.baseline(rows, versus)
+    sweep = firstpage.sweep_lines(rows)
+    bars = [
+        (row.label, [(key, (i.mean if (i := row.interval(key)) else None)) for key in firstpage.FIGURES])
+        for row in rows
+    ]
+    ranges = {
+        (row.label, key): (i.low, i.high, "95%% interval over K = %d runs" % i.k)
+        for row in rows
+        for key in firstpage.FIGURES
+        if (i := row.interval(key)) is not None and i.low is not None and i.high is not None
+    }
+    power = firstpage.monitor_panels(rows, "power_w")
+    utilisation = firstpage.monitor_panels(rows, "utilization_pct")
+    top_power = max((v for _, lines, _ in power for _, points in lines for _, v in points), default=0.0)
+    return {
+        "verdict": firstpage.verdict(rows, base),
+        "baseline": "%s: p_infer_core %s img/s" % (base.name, svg.fmt(base.core)) if base else "",
+        "rows": [
+            {
+                "label": row.label,
+                "where": row.where + (", run %s" % row.best.jobs[0].job["run_id"] if gathered else ""),
+                "core": firstpage.shown(row.interval(firstpage.CORE)),
+                "whole": firstpage.shown(row.interval(firstpage.WHOLE)),
+                "ratio": firstpage.ratio(row.interval(firstpage.CORE), base),
+                "mfu": firstpage.percent(row.interval("mfu")),
+                "power": firstpage.watts(row),
+                "energy": firstpage.joules(row),
+            }
+            for row in rows
+        ],
+        "hosts": [
+            {
+                "host": host.host,
+                "vendor": host.vendor,
+                "devices": ", ".join("%s: %s" % (d, firstpage.setting(item)) for d, item in host.devices),
+                "core": firstpage.summed(host.total(firstpage.CORE)),
+                "whole": firstpage.summed(host.total(firstpage.WHOLE)),
+            }
+            for host in firstpage.host_rows(series.of_run(data))
+        ],
+        "bars": Markup(svg.grouped_bars(bars, "img/s", "best per accelerator and toolkit", ranges))
+        if bars
+        else None,
+        "sweep": Markup(svg.xy_lines(sweep, "batch size", "img/s", "p_infer_core over batch size"))
+        if sweep
+        else None,
+        "power": Markup(svg.time_series(power, "W", svg.nice_ticks(top_power)[-1], "device power"))
+        if power
+        else None,
+        "utilisation": Markup(svg.time_series(utilisation, "%", 100.0, "device utilisation"))
+        if utilisation
+        else None,
+        "jobs": firstpage.job_summary(data),
+    }
+
+
+def render(
+    data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None, versus: Optional[str] = None
+) -> str:
+    """The report of a run, in ``lang``: the first page (ratios to ``versus``, see ``firstpage.baseline``),
+    then the appendix, with a comparison section when one is given."""
     timeline_groups = figures.timeline_groups(data)
     rows = tables.result_rows(data)
     names, timeline_rows = figures.timeline_table(timeline_groups)
@@ -71,7 +136,7 @@ def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None
         "finished": _when(data.run.get("finished_at")),
         "generated": _when(time.time()),
         "store": data.store.path,
-        "columns": tables.shown_columns(labels.result_columns(lang), rows),
+        "columns": tables.with_run_id(data, tables.shown_columns(labels.result_columns(lang), rows)),
         "rows": rows,
         "numeric": ["bs"] + [column.key for column in tables.FIGURE_COLUMNS],
         "blocks": environment_blocks(data),
@@ -98,6 +163,7 @@ def render(data: RunData, lang: str, comparison: Optional[cmp.Comparison] = None
         ],
         "server_search": Markup(mlperf.server_search(data) or ""),
         "compare": _compare_context(comparison) if comparison else None,
+        "first": _first_page(data, versus),
     }
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),

@@ -68,6 +68,28 @@ WORDS: Dict[str, Tuple[str, str]] = {
         "多次运行吞吐量 (img/s): 均值、95% 置信区间",
     ),
     "failed": ("Failed jobs", "失败的任务"),
+    "summary": ("Summary", "结论"),
+    "per_accelerator": (
+        "Per accelerator and toolkit: the best batch size, mean over runs (95% interval)",
+        "每种加速卡与推理工具: 最佳批尺寸, 多次运行均值 (95% 置信区间)",
+    ),
+    "per_host": ("Per host: the sum over its devices", "每台主机: 各设备之和"),
+    "accelerator": ("accelerator · toolkit precision", "加速卡 · 推理工具 数据精度"),
+    "where": ("host, device, bs", "主机, 设备, 批尺寸"),
+    "ratio": ("ratio to the baseline", "相对基准"),
+    "power_w": ("W", "功耗 (W)"),
+    "energy": ("J/img", "能耗 (J/img)"),
+    "devices": ("devices (best of each)", "设备 (各自最佳)"),
+    "best_chart": (
+        "Best per accelerator and toolkit (img/s): mean, 95% interval",
+        "每种加速卡与推理工具的最佳结果 (img/s): 均值、95% 置信区间",
+    ),
+    "sweep": ("p_infer_core over batch size (img/s)", "推理计算吞吐量与批尺寸 (img/s)"),
+    "power": ("Device power over time (W)", "设备功耗随时间 (W)"),
+    "utilisation": ("Device utilisation over time (%)", "设备使用率随时间 (%)"),
+    "jobs": ("Jobs by state (time they ran)", "任务状态 (运行时间)"),
+    "appendix": ("Appendix: every job", "附录: 全部任务"),
+    "baseline": ("Baseline", "基准"),
 }
 
 

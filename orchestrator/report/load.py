@@ -6,8 +6,9 @@ spec), so a store edited by hand or by another program shows its job as unreadab
 report goes on.
 """
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, List, Optional, Tuple
+import math
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, TypeGuard
 
 from orchestrator.host import conditions as jobconditions
 from orchestrator.job import collect
@@ -119,6 +120,17 @@ class JobData:
         """A result with figures is stored (the runner finished both stages)."""
         return self.result is not None and self.derived is not None
 
+    def seconds(self) -> Optional[float]:
+        """How long the job ran: its stored job time, else (cancelled, interrupted: no timings) its start to
+        its end; None where it never started or never ended."""
+        timings = self.job.get("timings") or {}
+        if timings.get("job_s") is not None:
+            return float(timings["job_s"])  # read typed (StoredTimings)
+        started, finished = self.job.get("started_at"), self.job.get("finished_at")
+        if not (_finite(started) and _finite(finished)):
+            return None  # never started or ended, or a column edited to another type
+        return max(0.0, float(finished) - float(started))
+
     def label(self) -> str:
         """host (vendor) device toolkit precision bs: how plots and timelines name the job."""
         spec = self.job["spec"]
@@ -170,6 +182,40 @@ def load_run(store: Store, run_id: str) -> RunData:
     return RunData(store, run_id, run, jobs, environments)
 
 
+def gather(runs: List[RunData]) -> RunData:
+    """Several runs as one: their jobs in run order, each keeping its ``run_id`` (the tables name it), each
+    series named "RUN_ID/SERIES" so that no series spans runs; a host's environment as its first run
+    captured it; the run's state and span over all."""
+    if len(runs) == 1:
+        return runs[0]
+    jobs = []
+    for data in runs:
+        for item in data.jobs:
+            spec = item.job["spec"]
+            if spec is not None:
+                spec = dict(spec, series="%s/%s" % (data.run_id, spec.get("series") or item.job_id))
+            jobs.append(replace(item, job=dict(item.job, spec=spec)))
+    environments: Dict[str, Dict[str, Any]] = {}
+    for data in runs:
+        for host, env in data.environments.items():
+            environments.setdefault(host, env)
+    created = [d.run["created_at"] for d in runs if d.run.get("created_at") is not None]
+    finished = [d.run["finished_at"] for d in runs if d.run.get("finished_at") is not None]
+    run = dict(
+        runs[0].run,
+        created_at=min(created, default=None),
+        finished_at=max(finished, default=None) if len(finished) == len(runs) else None,
+        state=", ".join(sorted({str(d.run.get("state")) for d in runs})),
+        cluster_path=", ".join(sorted({str(d.run.get("cluster_path")) for d in runs})),
+    )
+    return RunData(runs[0].store, " + ".join(d.run_id for d in runs), run, jobs, environments)
+
+
+def gathered(data: RunData) -> bool:
+    """Whether ``data`` holds the jobs of several runs (``gather``)."""
+    return len({job.job.get("run_id") for job in data.jobs}) > 1
+
+
 def _conditions(doc: Optional[Dict[str, Any]]) -> Optional[jobconditions.Conditions]:
     """A job's stored conditions, typed; None where none are stored or they do not read as conditions."""
     try:
@@ -217,6 +263,11 @@ def _problem(job: Dict[str, Any]) -> Optional[str]:
         except schema.Invalid as exc:
             return "%s: %s" % (column, exc)
     return None
+
+
+def _finite(value: Any) -> TypeGuard[float]:
+    """A stored time that is a finite number (a column edited by hand may hold anything)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def dig(doc: Optional[Dict[str, Any]], *path: str) -> Any:

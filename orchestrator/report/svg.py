@@ -39,12 +39,15 @@ PALETTE = (
 
 
 def fmt(value: float) -> str:
-    """A figure with as many digits as its size needs."""
-    if value >= 100:
-        return "%.0f" % value
-    if value >= 1:
+    """A figure with as many digits as its size needs, thousands separated, never in exponent form
+    ("12,699", "157", "7.6", "0.64", "0.000018")."""
+    size = abs(value)
+    if size >= 100:
+        return "{:,.0f}".format(value)
+    if size >= 1 or size == 0:
         return "%.1f" % value
-    return "%.3g" % value
+    digits = 2 - math.floor(math.log10(size))  # three significant digits
+    return ("%.*f" % (digits, value)).rstrip("0").rstrip(".")
 
 
 def _value(value: Optional[float]) -> str:
@@ -119,7 +122,7 @@ def _svg(height: float, body: List[str], title: str) -> str:
 
 def _error_bar(low: float, high: float, y: float, scale: float, title: str) -> str:
     """A range drawn across a bar at ``y``: a line from ``low`` to ``high`` with a tick at each end."""
-    x1, x2, mid = LABEL_W + low * scale, LABEL_W + high * scale, y + BAR_H / 2
+    x1, x2, mid = LABEL_W + max(low, 0.0) * scale, LABEL_W + high * scale, y + BAR_H / 2  # axis from 0
     line = '<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" class="range"/>'
     parts = [line % (x1, mid, x2, mid)] + [line % (x, y + 2, x, y + BAR_H - 2) for x in (x1, x2)]
     return '<g class="range"><title>%s</title>%s</g>' % (escape(title), "".join(parts))
@@ -307,3 +310,54 @@ def latency_throughput(
                 % (x, y, fill, colour, escape(tip))
             )
     return _svg(bottom + AXIS_H, parts, title)
+
+
+#: a point of a line: (x, y, low, high): low and high the y's interval (None: none)
+XYPoint = Tuple[float, float, Optional[float], Optional[float]]
+XY_H = 220
+
+
+def xy_lines(lines: Sequence[Tuple[str, Sequence[XYPoint]]], x_name: str, unit: str, title: str) -> str:
+    """Lines of y over x (x on a log2 axis: batch sizes), y from 0; each point marked and valued, its
+    interval drawn as a vertical bar where it has one; a legend of the lines."""
+    names = colours([name for name, _ in lines])
+    xs = sorted({x for _, points in lines for x, _, _, _ in points})
+    tops = [max(y, high or 0.0) for _, points in lines for _, y, _, high in points]
+    ticks = nice_ticks(max(tops) if tops else 0.0)
+    body, top = _legend(names)
+    top += 8
+    low_x, high_x = math.log2(xs[0]) if xs else 0.0, math.log2(xs[-1]) if xs else 1.0
+    span = (high_x - low_x) or 1.0
+
+    def at(x: float, y: float) -> Tuple[float, float]:
+        share = (math.log2(x) - low_x) / span if len(xs) > 1 else 0.5
+        return LABEL_W + 20 + (PLOT_W - 40) * share, top + XY_H * (1 - max(y, 0.0) / ticks[-1])
+
+    for tick in ticks:
+        y = at(xs[0] if xs else 1.0, tick)[1]
+        grid = '<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" class="grid"/>'
+        body.append(grid % (LABEL_W, y, LABEL_W + PLOT_W, y))
+        body.append(_text(LABEL_W - 6, y + 4, fmt(tick), "end", "tick"))
+    body.append(_text(LABEL_W - 6, top - 10, unit, "end", "tick"))
+    for x in xs:
+        body.append(_text(at(x, 0)[0], top + XY_H + 16, "%g" % x, "middle", "tick"))
+    body.append(_text(LABEL_W + PLOT_W + 8, top + XY_H + 16, x_name, "start", "tick"))
+    for name, points in lines:
+        ordered = sorted(points)
+        path = " ".join("%.1f,%.1f" % at(x, y) for x, y, _, _ in ordered)
+        body.append(
+            '<polyline points="%s" fill="none" stroke="%s" stroke-width="2"><title>%s</title></polyline>'
+            % (path, names[name], escape(name))
+        )
+        for x, y, low, high in ordered:
+            px, py = at(x, y)
+            if low is not None and high is not None:
+                line = '<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" class="range"/>'
+                body.append(line % (px, at(x, low)[1], px, at(x, high)[1]))
+            tip = "%s, %s %g: %s %s" % (name, x_name, x, fmt(y), unit)
+            body.append(
+                '<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"><title>%s</title></circle>'
+                % (px, py, names[name], escape(tip))
+            )
+            body.append(_text(px + 6, py - 6, fmt(y), "start", "value"))
+    return _svg(top + XY_H + AXIS_H, body, title)

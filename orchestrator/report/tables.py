@@ -17,7 +17,7 @@ from orchestrator.metrics import table
 from orchestrator.metrics.derived import Derived
 from orchestrator.outcome import UNREADABLE
 from orchestrator.report import series
-from orchestrator.report.load import ReportError, RunData
+from orchestrator.report.load import ReportError, RunData, gathered
 from orchestrator.safeio.fit import FittedTable
 
 UNKNOWN = "unknown"
@@ -45,6 +45,8 @@ RESULT_COLUMNS: Sequence[Tuple[str, str]] = (
     + tuple((column.key, column.title) for column in FIGURE_COLUMNS)
     + (STATE_COLUMN, CONDITIONS_COLUMN)
 )
+#: the run a row is of: the first column where the report gathers several runs (``load.gather``)
+RUN_ID_COLUMN = ("run_id", "run id")
 #: the letter that counts the samples of a spread over passes (metrics.md: R passes per stage)
 PASSES = "R"
 #: columns the results table shows only for a run where some job's cell differs from these: the
@@ -146,6 +148,7 @@ def result_rows(data: RunData) -> List[Dict[str, str]]:
         if item.unreadable:  # the stored state stays as stored; what it holds cannot be shown
             state, reason = "%s (stored %s)" % (UNREADABLE, state), item.unreadable
         row = {
+            RUN_ID_COLUMN[0]: str(job.get("run_id") or ""),
             "host": job["host"],
             "vendor": job["vendor"],
             "device": str(spec.get("device", "?")),
@@ -165,6 +168,11 @@ def result_rows(data: RunData) -> List[Dict[str, str]]:
             row[column.key] = (figure_cell(column, derived) + " " + spread_cell(column, derived)).strip()
         rows.append(row)
     return rows
+
+
+def with_run_id(data: RunData, columns: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    """``columns``, led by the run id where ``data`` gathers several runs."""
+    return ([RUN_ID_COLUMN] if gathered(data) else []) + list(columns)
 
 
 def _runner_env(data: RunData) -> Dict[str, Dict[str, Any]]:
