@@ -227,7 +227,8 @@ def _section(
         "compliance": settings.compliance() or "compliant: mlperf.conf's minimums",
         "min_duration_s": settings.duration_s,
         "server_latency_ms": settings.server_latency_ms if server else None,
-        "server_qps": found.qps if found is not None else None,
+        # the highest good run's target as LoadGen logged it (effective_target_qps), as its search entry says
+        "server_qps": (found.run.get("target_qps") or found.qps) if found is not None else None,
         "batch_size": batch_size,
         "batch_wait_ms": wait_s * 1000,
         "performance_samples": samples,
