@@ -5,8 +5,6 @@ CV over them; compare says "within noise" for two identical runs and which toolk
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple
 
@@ -17,11 +15,10 @@ from orchestrator.metrics.interval import over_runs
 from orchestrator.report import series
 from orchestrator.store import Store
 from runner_in_container.data.generate import generate
-from tests.test_faults import local_entry
+from tests.test_faults import local_entry, orchestrator
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parent.parent
 CASE = {"precision": "fp32", "batch_size": 4, "warmup": 1, "runs": 3}
 
 
@@ -29,17 +26,6 @@ class Runs(NamedTuple):
     store: str
     both: str  # pytorch and onnxruntime, 3 runs each
     again: str  # pytorch alone, 3 runs: the first run's pytorch job again
-
-
-def orchestrator(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        cwd=str(REPO),
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        check=False,
-    )
 
 
 def _run(tmp: Path, name: str, data: str, image: Dict[str, str], toolkits: List[str]) -> str:
@@ -51,7 +37,7 @@ def _run(tmp: Path, name: str, data: str, image: Dict[str, str], toolkits: List[
     }
     path = tmp / ("%s.yaml" % name)
     path.write_text(json.dumps(cluster))  # JSON is YAML
-    done = orchestrator("run", "--cluster", str(path))
+    done = orchestrator("run", "--cluster", str(path), timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Over runs" in done.stdout  # run prints the table over runs beside the results
     return Store(str(tmp / "store.sqlite")).runs()[-1]["run_id"]  # the newest: run ids sort by time
