@@ -4,7 +4,6 @@ naming the file, the line and the field (contract.OPTIONS and contract.JOINTS, a
 
 import posixpath
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from orchestrator.job.plan import expand
 from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher
 from orchestrator.store import Store
+from tests.test_faults import orchestrator
 from vendors.cpu import LOADGEN_WHEEL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,13 +46,7 @@ def write(tmp_path: Path, text: str = CLUSTER) -> Path:
 
 
 def plan(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", "plan", "--cluster", str(path)],
-        cwd=str(REPO),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return orchestrator("plan", "--cluster", str(path), timeout=300)
 
 
 def test_a_list_of_scenarios_expands_and_names_each_job(tmp_path):
