@@ -17,8 +17,6 @@ from orchestrator.store import Store
 from tests.test_faults import orchestrator
 from vendors.cpu import LOADGEN_WHEEL
 
-REPO = Path(__file__).resolve().parent.parent
-
 CLUSTER = """\
 store: s.sqlite
 hosts:
