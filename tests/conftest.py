@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.fixtures.hostile",
     "tests.fixtures.registry",
     "tests.fixtures.weights",
+    "tests.fixtures.signals",
     "tests.fixtures.stored_runs",
 ]
 

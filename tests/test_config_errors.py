@@ -2,7 +2,6 @@
 ``file:line: field: plain words``, "did you mean" for unknown keys and names, ``address`` required."""
 
 import re
-import signal
 from pathlib import Path
 from typing import List
 
@@ -34,13 +33,7 @@ cases:
 PYDANTIC = ("Extra inputs", "Value error", "Input should", "batch_size.int", "list[int]", "more)", "<top>")
 
 
-@pytest.fixture(autouse=True)
-def keep_signal_handlers():
-    """cli.main installs the orchestrator's signal handlers: give pytest its own back."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
+pytestmark = pytest.mark.usefixtures("keep_signal_handlers")  # cli.main installs its own handlers
 
 
 def plan_errors(tmp_path: Path, text: str, capsys) -> List[str]:

@@ -7,7 +7,6 @@ never a traceback, an endless read, or millions of jobs.
 import codecs
 import json
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any, Dict
@@ -34,13 +33,7 @@ def valid() -> Dict[str, Any]:
     }
 
 
-@pytest.fixture(autouse=True)
-def keep_signal_handlers():
-    """cli.main installs the orchestrator's signal handlers: give pytest its own back."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
+pytestmark = pytest.mark.usefixtures("keep_signal_handlers")  # cli.main installs its own handlers
 
 
 def plan(path: Path, capsys) -> str:
