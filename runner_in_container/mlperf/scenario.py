@@ -28,10 +28,11 @@ from .settings import (
     SEARCH_RUNS,
     SEARCH_TOLERANCE,
     SERVER_BATCH_WAIT_MS,
+    STREAM_SCENARIOS,
     Settings,
     require,
 )
-from .sut import BatchingSut, Forward, SampleLibrary
+from .sut import BatchingSut, Forward, InlineSut, SampleLibrary, Sut
 
 #: the runner's stage while LoadGen runs (its events and an error's place)
 STAGE_MLPERF = "mlperf"
@@ -76,7 +77,7 @@ def time_model(fn: Forward, example: torch.Tensor, dev: Device) -> Speed:
 class Runner:
     """LoadGen's test runs over one system under test and sample library, their logs under ``root``."""
 
-    def __init__(self, lg: Any, sut: BatchingSut, qsl: Any, test: Any, root: str, out: str) -> None:
+    def __init__(self, lg: Any, sut: Sut, qsl: Any, test: Any, root: str, out: str) -> None:
         self.lg, self.sut, self.qsl, self.test, self.root, self.out = lg, sut, qsl, test, root, out
         self.files: List[str] = []
 
@@ -154,7 +155,11 @@ def run_scenario(
     del example
     library = SampleLibrary(dataset, pp, dev.device, model.dtype, model.channels_last, workers, batch_size)
     wait_s = SERVER_BATCH_WAIT_MS / 1000 if settings.scenario == "server" else 0.0
-    sut = BatchingSut(lg, model.fn, library, batch_size, wait_s, dev.device)
+    sut: Sut
+    if settings.scenario in STREAM_SCENARIOS:
+        sut = InlineSut(lg, model.fn, library, batch_size, dev.device)
+    else:
+        sut = BatchingSut(lg, model.fn, library, batch_size, wait_s, dev.device)
     qsl = lg.ConstructQSL(n, samples, library.load, library.unload)
     root = os.path.join(out, "mlperf")
     test = Runner.test_settings(lg, settings, root, speed, batch_size, samples)

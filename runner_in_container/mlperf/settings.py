@@ -19,6 +19,8 @@ LOADGEN_NAMES = {
     "singlestream": "SingleStream",
     "multistream": "MultiStream",
 }
+#: the scenarios whose queries LoadGen issues one at a time, each once the one before is complete
+STREAM_SCENARIOS = ("singlestream", "multistream")
 #: the benchmark whose rules mlperf.conf gives (Server p99 <= 15 ms, MultiStream 8 samples a query, ...)
 RULES_MODEL = "resnet50"
 #: a short run's least duration, and LoadGen's own minimum (mlperf.conf) for a compliant one

@@ -1,13 +1,17 @@
-"""LoadGen's query sample library over the case's data set, and a system under test over any toolkit's
+"""LoadGen's query sample library over the case's data set, and the systems under test over any toolkit's
 compiled forward call (``Toolkit.compile``'s callable at its batch size).
 
 The library decodes and preprocesses the samples LoadGen asks it to load in its load callback (outside
-LoadGen's timing, as MLPerf does) and holds them on the device as model inputs. The system under test takes
-LoadGen's queries through the fast interface (``ConstructFastSUT``: ids and indices, no sample objects) on
-LoadGen's issue thread and only queues them there; a batching thread gathers up to a batch (waiting at most
-``wait_s`` after a batch's first sample for more), pads it to the compiled batch size, runs the model and the
-top-1 on the device and hands the top-1 copy to a completing thread, which waits for it and reports the
-samples to LoadGen (``QuerySamplesComplete``): the next batch starts while one completes.
+LoadGen's timing, as MLPerf does) and holds them on the device as model inputs. Both systems under test take
+LoadGen's queries through the fast interface (``ConstructFastSUT``: ids and indices, no sample objects).
+
+* ``BatchingSut`` (Offline, Server) only queues a query's samples on LoadGen's issue thread; a batching thread
+  gathers up to a batch (waiting at most ``wait_s`` after a batch's first sample for more), pads it to the
+  compiled batch size, queues the model and the top-1 on the device and hands the top-1 copy to a
+  completing thread, which waits for it and reports the samples to LoadGen (``QuerySamplesComplete``):
+  batches are queued on the device while earlier ones compute and complete.
+* ``InlineSut`` (SingleStream, MultiStream: one query at a time) runs a query on the issue thread and
+  completes it there: no thread hand-off adds to its latency.
 """
 
 import collections
@@ -30,7 +34,10 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
 class SampleLibrary:
-    """The samples LoadGen has loaded, decoded, normalised and held on the device in one tensor."""
+    """The samples LoadGen has loaded, decoded, normalised and held on the device in one tensor.
+
+    A channels_last model's samples are held as NHWC rows: a batch gathered from them is channels_last as it
+    is (a view, no reordering copy)."""
 
     def __init__(
         self,
@@ -56,9 +63,9 @@ class SampleLibrary:
         parts = []
         for start in range(0, len(arrays), self.chunk):
             u8 = torch.from_numpy(numpy.stack(arrays[start : start + self.chunk])).permute(0, 3, 1, 2)
-            parts.append(normalize(u8.to(self.device), self.pp, self.dtype, False))
-        table = torch.cat(parts)
-        self.table = table.contiguous(memory_format=torch.channels_last) if self.channels_last else table
+            x = normalize(u8.to(self.device), self.pp, self.dtype, False)
+            parts.append(x.permute(0, 2, 3, 1).contiguous() if self.channels_last else x)
+        self.table = torch.cat(parts)
         self.rows = {index: row for row, index in enumerate(unique)}
 
     def unload(self, indices: Sequence[int]) -> None:
@@ -66,17 +73,87 @@ class SampleLibrary:
         self.table, self.rows = None, {}
 
     def batch(self, indices: Sequence[int], size: int) -> torch.Tensor:
-        """The model input of samples ``indices``, padded to ``size`` by repeating the first."""
+        """The model input of samples ``indices``, padded to ``size`` by repeating the first. The rows'
+        numbers reach the device from pinned memory without waiting for it (a copy from pageable memory
+        would wait for the work queued before it: no batch could be queued while another computes)."""
         assert self.table is not None, "LoadGen issued samples before loading them"
         rows = [self.rows[index] for index in indices]
         rows += [rows[0]] * (size - len(rows))
-        x = self.table.index_select(0, torch.tensor(rows, device=self.device))
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        numbers = torch.tensor(rows, dtype=torch.int64)
+        if self.device.type == "cuda":
+            numbers = numbers.pin_memory()
+        x = self.table.index_select(0, numbers.to(self.device, non_blocking=True))
+        return x.permute(0, 3, 1, 2) if self.channels_last else x
 
 
-class BatchingSut:
-    """The system under test: LoadGen's samples batched (``wait_s`` at most after a batch's first sample),
-    run through ``fn`` at ``batch_size`` on a batching thread, completed on another."""
+class Sut:
+    """What both systems under test share: LoadGen's fast SUT handle, the model's top-1 of a batch, the
+    completion of samples with their top-1 (the accuracy log's response), and the first error."""
+
+    def __init__(self, lg: Any, fn: Forward, library: SampleLibrary, batch_size: int, device: torch.device):
+        self.lg, self.fn, self.library = lg, fn, library
+        self.batch_size, self.device = batch_size, device
+        self.error: Optional[BaseException] = None
+        self.handle = lg.ConstructFastSUT(self.issue, self.flush)
+
+    def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Nothing waits to be flushed: a batch goes when full or at its deadline."""
+
+    def top1(self, indices: Sequence[int]) -> torch.Tensor:
+        """The model's top-1 classes of samples ``indices`` (at most a batch), int32 on the device."""
+        if self.error is not None:
+            raise self.error
+        x = self.library.batch(indices, self.batch_size)
+        return self.fn(x)[: len(indices)].argmax(dim=1).to(torch.int32)
+
+    def complete(self, ids: Sequence[int], classes: torch.Tensor) -> None:
+        """Report samples ``ids`` done, each with its class (int32, on the host) as its response."""
+        array = numpy.ascontiguousarray(classes.numpy(), dtype=numpy.int32)
+        address = array.ctypes.data
+        size = RESPONSE.size
+        self.lg.QuerySamplesComplete(
+            [self.lg.QuerySampleResponse(i, address + k * size, size) for k, i in enumerate(ids)]
+        )
+
+    def failed(self, ids: Sequence[int], exc: BaseException) -> None:
+        """LoadGen waits for every sample: complete them, keep the first error to raise at close."""
+        self.error = self.error or exc
+        self.complete(ids, torch.zeros(len(ids), dtype=torch.int32))
+
+    def close(self) -> None:
+        """Destroy LoadGen's SUT (after its test returned); the first error a batch raised is raised here."""
+        self.lg.DestroyFastSUT(self.handle)
+        if self.error is not None:
+            raise self.error
+
+
+class InlineSut(Sut):
+    """The stream scenarios' system under test (SingleStream, MultiStream: LoadGen issues a query once the
+    one before is complete): each query runs on LoadGen's issue thread, in batches of ``batch_size``, and is
+    completed there, with no hand-off to another thread on the way."""
+
+    def __init__(self, lg: Any, fn: Forward, library: SampleLibrary, batch_size: int, device: torch.device):
+        super().__init__(lg, fn, library, batch_size, device)
+        self.on_device = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+    def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
+        with self.on_device, torch.no_grad():
+            for start in range(0, len(ids), self.batch_size):
+                part = ids[start : start + self.batch_size]
+                try:
+                    classes = self.top1(indices[start : start + self.batch_size]).cpu()
+                except BaseException as exc:  # noqa: B036 - raised at close, after LoadGen has every sample
+                    self.failed(part, exc)
+                    continue
+                self.complete(part, classes)
+
+
+class BatchingSut(Sut):
+    """The Offline and Server system under test: LoadGen's samples batched (``wait_s`` at most after a
+    batch's first sample), run through ``fn`` at ``batch_size`` on a batching thread, completed on another."""
 
     def __init__(
         self,
@@ -87,14 +164,12 @@ class BatchingSut:
         wait_s: float,
         device: torch.device,
     ) -> None:
-        self.lg, self.fn, self.library = lg, fn, library
-        self.batch_size, self.wait_s, self.device = batch_size, wait_s, device
+        super().__init__(lg, fn, library, batch_size, device)
+        self.wait_s = wait_s
         self.pending: Deque[Tuple[int, int, float]] = collections.deque()  # (id, index, arrival)
         self.ready = threading.Condition()
         self.done = queue.Queue()  # type: queue.Queue[Optional[Tuple[List[int], torch.Tensor, Any]]]
-        self.error: Optional[BaseException] = None
         self.stopping = False
-        self.handle = lg.ConstructFastSUT(self.issue, self.flush)
         self.threads = [
             threading.Thread(target=self._batching, name="sut-batching", daemon=True),
             threading.Thread(target=self._completing, name="sut-completing", daemon=True),
@@ -102,15 +177,12 @@ class BatchingSut:
         for thread in self.threads:
             thread.start()
 
-    # -- LoadGen's callbacks, on its issue thread: queue and return ---------------------------------------
+    # -- LoadGen's callback, on its issue thread: queue and return ----------------------------------------
     def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
         now = time.perf_counter()
         with self.ready:
             self.pending.extend((i, index, now) for i, index in zip(ids, indices))
             self.ready.notify()
-
-    def flush(self) -> None:
-        """Nothing waits to be flushed: a batch goes when full or at its deadline."""
 
     # -- the batching thread ------------------------------------------------------------------------------
     def _take(self) -> Optional[List[Tuple[int, int, float]]]:
@@ -138,18 +210,13 @@ class BatchingSut:
                     break
                 ids = [item[0] for item in taken]
                 try:
-                    if self.error is not None:
-                        raise self.error
-                    x = self.library.batch([item[1] for item in taken], self.batch_size)
-                    top1 = self.fn(x)[: len(ids)].argmax(dim=1).to(torch.int32)
-                    host = top1.to("cpu", non_blocking=self.device.type == "cuda")
+                    host = self.top1([item[1] for item in taken]).to("cpu", non_blocking=True)
                     event = torch.cuda.Event() if self.device.type == "cuda" else None
                     if event is not None:
                         event.record()
                     self.done.put((ids, host, event))
-                except BaseException as exc:  # LoadGen waits for every sample: complete them, raise after
-                    self.error = self.error or exc
-                    self.done.put((ids, torch.zeros(len(ids), dtype=torch.int32), None))
+                except BaseException as exc:  # noqa: B036 - completed as failed, raised at close
+                    self.done.put((ids, exc, None))
         self.done.put(None)
 
     # -- the completing thread ----------------------------------------------------------------------------
@@ -159,25 +226,18 @@ class BatchingSut:
             if item is None:
                 return
             ids, host, event = item
+            if isinstance(host, BaseException):
+                self.failed(ids, host)
+                continue
             if event is not None:
                 event.synchronize()
-            classes = numpy.ascontiguousarray(host.numpy(), dtype=numpy.int32)
-            address = classes.ctypes.data
-            self.lg.QuerySamplesComplete(
-                [
-                    self.lg.QuerySampleResponse(i, address + k * RESPONSE.size, RESPONSE.size)
-                    for k, i in enumerate(ids)
-                ]
-            )
+            self.complete(ids, host)
 
     def close(self) -> None:
-        """Stop both threads (after LoadGen's test returned: nothing is pending) and LoadGen's SUT; the
-        first error a batch raised, if any, is raised here."""
+        """Stop both threads (after LoadGen's test returned: nothing is pending), then as ``Sut.close``."""
         with self.ready:
             self.stopping = True
             self.ready.notify()
         for thread in self.threads:
             thread.join()
-        self.lg.DestroyFastSUT(self.handle)
-        if self.error is not None:
-            raise self.error
+        super().close()
