@@ -28,7 +28,7 @@ from orchestrator.host import envinfo, images, orphans
 from orchestrator.host import python as hostpython
 from orchestrator.host.checks import FAIL, PASS, SKIP, WARN, Check, Limits, StorageChecks, last_line
 from orchestrator.host.images import lacks_sdk_file
-from orchestrator.host.prepare import host_image_spec, host_transport, image_overrides
+from orchestrator.host.prepare import base_image, host_image_spec, host_transport
 from orchestrator.model.cluster import Cluster, Host
 from orchestrator.safeio.fit import Cell, FittedTable
 from orchestrator.safeio.text import one_line, shown
@@ -323,7 +323,7 @@ class _HostProbe(StorageChecks):
             return Check("image", SKIP, "inputs complete; on the host: unknown (docker not reached)")
         if images.image_exists(self.transport, spec.tag):
             return Check("image", PASS, spec.tag)
-        base = image_overrides(self.host).get("base_image") or self.vendor.image_vars["base_image"]
+        base = base_image(self.host, self.vendor)
         if not images.image_exists(self.transport, base):
             return Check(
                 "image",
