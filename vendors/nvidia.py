@@ -110,6 +110,7 @@ class Nvidia(QueryCsvVendor):
     container_renumbers = True
     #: NGC's convention: its images (and the torch2 stack's) have lib64/ and bin/ of it on their paths
     driver_mount = "/usr/local/nvidia"
+    container_toolkit = ("NVIDIA Container Toolkit", "nvidia", "nvidia-container-cli")
     mps = True
     smi = "nvidia-smi"
     inventory_fields = (

@@ -58,6 +58,9 @@ class Vendor:
     #: beside the vendor's own docker_device_args) finds the host's driver folder (lib64/, bin/), mounted
     #: read-only; the vendor's images have it on their library path and PATH. None: no such choice
     driver_mount: Optional[str] = None
+    #: the container toolkit of docker_device_args, as doctor looks for it: its name, the docker runtime it
+    #: registers and its command-line tool; None where docker alone exposes the devices
+    container_toolkit: Optional[Tuple[str, str, str]] = None
     #: whether docker must run the container privileged (no vendor needs it)
     privileged = False
     #: whether jobs can join a CUDA MPS daemon on the host (hosts[].mps)
