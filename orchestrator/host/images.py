@@ -138,9 +138,8 @@ def render_dockerfile(
     except jinja2.TemplateNotFound:
         raise ImageError(f"{where} (template of {owner}) not found") from None
     except jinja2.UndefinedError as exc:
-        hint = f"set it in image_vars of {owner}"
-        hint = "set image.base_image" if "base_image" in str(exc.message) else hint
-        raise ImageError(f"{where}: {exc.message} ({hint})") from None
+        hint = "set image.base_image" if "base_image" in str(exc.message) else "set it in its image_vars"
+        raise ImageError(f"{where}: {exc.message} ({owner}: {hint})") from None
     except jinja2.TemplateError as exc:
         raise ImageError(f"{where}: {exc}") from None
 
@@ -225,9 +224,8 @@ def _sdk_files(
     unknown = sorted(set(checksums) - set(names))
     if unknown:
         raise ImageError(
-            f"sdk_checksums names {', '.join(unknown)}, which image stack {stack.name} of vendor"
-            f" {vendor.name} does not use"
-            f" (it uses: {', '.join(names) or 'none'})"
+            f"sdk_checksums names {', '.join(unknown)}, which vendor {vendor.name} does not use"
+            f" (its image stack {stack.name} uses: {', '.join(names) or 'none'})"
         )
     required = [sdk.name for sdk in stack.sdk_files if not sdk.optional]
     if required and sdk_dir is None:
