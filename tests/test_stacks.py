@@ -2,6 +2,7 @@
 torch2 stack on a lab-made base image that fetches nothing at build time, and the cluster file's refusals."""
 
 import hashlib
+import subprocess
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -10,7 +11,10 @@ import pytest
 import vendors
 from orchestrator import cli
 from orchestrator.host import images
+from orchestrator.transport import LocalTransport
+from tests.fixtures.docker_env import BUILD_TIMEOUT
 from tests.test_config_errors import plan_errors
+from tests.test_images import _rmi
 from tests.test_vendors_dockerfiles import parse_dockerfile
 from vendors.errors import VendorError
 from vendors.image import ImageStack
@@ -119,6 +123,9 @@ def test_torch2_fetches_nothing_and_installs_no_wheel_it_was_not_given() -> None
     assert instructions(text, "FROM") == ["lab/h100-env:1"]
     assert "pip" not in text and "http" not in text and "COPY sdk/" not in text
     assert 'RN50BENCH_PINS="torch==2. torchvision==0."' in text
+    # built without a network: a step that would fetch fails instead
+    assert not images.image_spec(NVIDIA, {"base_image": "lab/h100-env:1"}, None, {}, "torch2").network
+    assert images.image_spec(NVIDIA, {}, None, {}).network  # NGC's pip-installs onnxruntime-gpu and LoadGen
 
 
 def test_torch2_installs_the_given_wheels_offline_and_pins_them(sdk_dir) -> None:
@@ -182,3 +189,32 @@ def test_a_bare_host_needs_no_base_image_and_the_ngc_stack_lacks_nothing(tmp_pat
     path.write_text(text.replace("stack: torch2", "stack: ngc-22.11").replace("onnxruntime]", "tensorrt]"))
     assert cli.main(["plan", "--cluster", str(path)]) == 0, capsys.readouterr().err
 
+
+
+@pytest.mark.docker
+def test_a_torch2_image_builds_offline_on_a_local_python_base(cpu_image) -> None:
+    """Built FROM the CPU test image (Debian's python3 with torch 1.13, torchvision 0.14: a stand-in for a
+    lab's environment, stated in image.pins): the import and pin checks pass, the driver folder is on the
+    paths beside the base image's own; the stack's own prefixes (torch 2.) refuse that base."""
+    overrides = {"base_image": cpu_image.tag, "torch_version": "1.13", "torchvision_version": "0.14"}
+    spec = images.image_spec(NVIDIA, overrides, None, {}, "torch2")
+    lines: List[str] = []
+    try:
+        images.ensure_image(LocalTransport(), spec, BUILD_TIMEOUT, lines.append)
+        assert any("pins ok: torch==1.13 torchvision==0.14" in line for line in lines), lines[-5:]
+        shown = "import os; print(os.environ['PATH']); print(os.environ['LD_LIBRARY_PATH'])"
+        argv = ["docker", "run", "--rm", "--network", "none", spec.tag, "python3", "-c", shown]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
+        path, libraries = done.stdout.split()
+        assert path.endswith(":/usr/local/nvidia/bin") and "/usr/bin" in path.split(":")
+        assert libraries == "/usr/local/nvidia/lib64"
+    finally:
+        _rmi(spec.tag)
+    refused = images.image_spec(NVIDIA, {"base_image": cpu_image.tag}, None, {}, "torch2")
+    try:
+        with pytest.raises(images.ImageBuildError, match="returned a non-zero code"):
+            images.ensure_image(LocalTransport(), refused, BUILD_TIMEOUT, lines.append)
+        refusal = "pinned packages not installed: torch==2. (installed: 1.13"
+        assert any(line.startswith(refusal) for line in lines), lines[-5:]
+    finally:
+        _rmi(refused.tag)

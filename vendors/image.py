@@ -67,6 +67,8 @@ class ImageStack:
     pins: Tuple[str, ...] = ()
     #: toolkit -> why this stack's image cannot run it (the vendor runs it on another stack)
     lacks: Mapping[str, str] = field(default_factory=dict)
+    #: False: the build fetches nothing, and runs without a network (docker build --network none)
+    fetches: bool = True
 
     def lacked(self, toolkit: str) -> Optional[str]:
         """Why this stack's image cannot run ``toolkit``, or None."""

@@ -71,6 +71,7 @@ TORCH2 = ImageStack(
         "torch_tensorrt": "its base image is the lab's torch 2.x environment, without torch_tensorrt (stack "
         "ngc-22.11 has it)",
     },
+    fetches=False,
 )
 
 

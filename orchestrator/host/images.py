@@ -101,6 +101,8 @@ class ImageSpec:
     labels: Tuple[Tuple[str, str], ...]
     #: the image stack, its pins and what it lacks, in one line (ImageStack.describe)
     stack: str = ""
+    #: False: the build fetches nothing and gets no network (ImageStack.fetches)
+    network: bool = True
 
     @property
     def content_hash(self) -> str:
@@ -181,7 +183,9 @@ def image_spec(
         ("rn50bench.created_by", "rn50bench orchestrator.host.images"),
     )
     tag = f"rn50bench/{vendor.name}:{digest}"
-    return ImageSpec(vendor.name, tag, dockerfile, tuple(files), labels, chosen.describe(overrides))
+    return ImageSpec(
+        vendor.name, tag, dockerfile, tuple(files), labels, chosen.describe(overrides), chosen.fetches
+    )
 
 
 def content_hash(files: Sequence[ContextFile]) -> str:
@@ -426,6 +430,7 @@ def _build(transport: Transport, spec: ImageSpec, timeout: float, on_line: Calla
         context = remote + "/context"
         _unpack_on_host(transport, spec.files, context, timeout)
         argv = ["docker", "build", "--force-rm"]  # no intermediate containers left when a step fails
+        argv += [] if spec.network else ["--network", "none"]
         for key, value in spec.labels:
             argv += ["--label", f"{key}={value}"]
         argv += ["-t", spec.tag, context]
