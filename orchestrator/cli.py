@@ -157,6 +157,9 @@ def cmd_vendors(args: argparse.Namespace, console: Console) -> int:
             figures = ", ".join("%s %.1f T" % (p, f / 1e12) for p, f in sorted(peak.flops.items()))
             table.add_row(peak.model, figures, peak.source)
         console.print(table)
+        for stack in vendor.stacks():
+            line = "  image stack %s: dockerfiles/%s" % (stack.describe({}), stack.template)
+            console.print(line, markup=False, highlight=False)
     return 0
 
 
