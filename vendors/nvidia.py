@@ -105,7 +105,8 @@ class Nvidia(QueryCsvVendor):
     visible_devices_env = "CUDA_VISIBLE_DEVICES"
     #: gpu_access nodes: the GPU's node and the two CUDA needs (nvidia-uvm-tools and nvidia-modeset serve
     #: profilers and displays, not CUDA). The NVIDIA Container Toolkit exposes GPUs by these same means
-    #: (their nodes, the device cgroup), so CUDA numbers them from 0 in the container either way.
+    #: (their nodes, the device cgroup), so CUDA numbers them from 0 in the container either way (not yet
+    #: seen on a host of several GPUs: on one, both read 0).
     device_node = "/dev/nvidia{}"
     control_nodes = ("/dev/nvidiactl", "/dev/nvidia-uvm")
     container_renumbers = True

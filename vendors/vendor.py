@@ -91,6 +91,8 @@ class Vendor:
                 reason = unsupported(toolkit, precision)
                 if reason:
                     raise VendorError(f"{where}: toolkits: {reason} (runner_in_container/contract.py)")
+        if self.driver_mount is not None and self.device_node is None:
+            raise VendorError(f"{where}: driver_mount needs device_node (gpu_access nodes gives the nodes)")
         stacks = [stack.name for stack in self.stacks()]
         if len(set(stacks)) != len(stacks):
             raise VendorError(f"{where}: image stacks repeat a name")
