@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 import vendors
 from orchestrator.bundle import command as bundle_command
@@ -62,17 +63,21 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     for item in skipped:
         what = "%s %s/%s/bs%d" % (item.case, item.toolkit, item.precision, item.batch_size)
         console.print("skipped %s on %s: %s" % (what, item.host, item.reason))
-    for host, dockerfile in dockerfiles:
-        console.rule("dockerfiles/%s (rendered for %s)" % (known[host.vendor].template, host.name))
-        console.print(dockerfile, markup=False, highlight=False)
+    for host, spec in dockerfiles:
+        template = known[host.vendor].image_stack(host.image.stack).template
+        title = "dockerfiles/%s (rendered for %s, image stack %s)" % (template, host.name, spec.stack)
+        console.rule(Text(title))
+        console.print(spec.dockerfile, markup=False, highlight=False)
     return 0
 
 
-def _dockerfiles(cluster: Cluster, known: Dict[str, Vendor], where: str) -> List[Tuple[Host, str]]:
-    """The Dockerfile each vendor's first docker host builds, with the SDK files it has; ConfigError naming
+def _dockerfiles(
+    cluster: Cluster, known: Dict[str, Vendor], where: str
+) -> List[Tuple[Host, images.ImageSpec]]:
+    """The image each image stack's first docker host builds, with the SDK files it has; ConfigError naming
     the host when any docker host's image inputs are incomplete (an SDK file missing, not a regular file,
     unreadable or with another checksum), as its build would fail."""
-    out: List[Tuple[Host, str]] = []
+    out: List[Tuple[Host, images.ImageSpec]] = []
     checked = set()
     for index, host in enumerate(cluster.hosts):
         inputs = (host.vendor, host.image.model_dump_json())
@@ -83,8 +88,8 @@ def _dockerfiles(cluster: Cluster, known: Dict[str, Vendor], where: str) -> List
             spec = host_image_spec(host, known[host.vendor])
         except images.ImageError as exc:
             raise ConfigError("%s: hosts[%d].image: %s" % (where, index, exc)) from None
-        if all(other.vendor != host.vendor for other, _ in out):
-            out.append((host, spec.dockerfile))
+        if all((other.vendor, other.image.stack) != (host.vendor, host.image.stack) for other, _ in out):
+            out.append((host, spec))
     return out
 
 
@@ -152,6 +157,9 @@ def cmd_vendors(args: argparse.Namespace, console: Console) -> int:
             figures = ", ".join("%s %.1f T" % (p, f / 1e12) for p, f in sorted(peak.flops.items()))
             table.add_row(peak.model, figures, peak.source)
         console.print(table)
+        for stack in vendor.stacks():
+            line = "  image stack %s: dockerfiles/%s" % (stack.describe({}), stack.template)
+            console.print(line, markup=False, highlight=False)
     return 0
 
 

@@ -182,11 +182,12 @@ def test_disk_thresholds_fail_and_warn(report, base_image):
     path, _ = report
     cluster = load_cluster(path)
     here = next(h for h in cluster.hosts if h.name == "here")
-    free = float(doctor.check_host(cluster, here, vendors.get("cpu"), SMALL)[4].summary.split()[0])
+    workdir = doctor.COLUMNS.index("workdir")
+    free = float(doctor.check_host(cluster, here, vendors.get("cpu"), SMALL)[workdir].summary.split()[0])
     checks = doctor.check_host(cluster, here, vendors.get("cpu"), doctor.Limits(workdir_gib=free * 10))
-    assert checks[4].status == "fail" and "needs" in checks[4].detail
+    assert checks[workdir].status == "fail" and "needs" in checks[workdir].detail
     checks = doctor.check_host(cluster, here, vendors.get("cpu"), doctor.Limits(workdir_gib=free / 1.5))
-    assert checks[4].status == "warn"
+    assert checks[workdir].status == "warn"
 
 
 def test_an_mps_host_needs_the_daemons_control_pipe(report, tmp_path):

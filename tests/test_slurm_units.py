@@ -242,6 +242,9 @@ def test_sbatch_argv_carries_options_script_and_the_job_command_as_separate_word
     ]  # fmt: skip
     assert command[:2] == ["docker", "run"] and '"device=%s"' % DEVICE in command
     assert "--output=/shared/rn50bench/runs/r/%s/slurm.out" % job.job_id in head
+    worker.network = False  # an image stack that fetches nothing (ImageSpec.network)
+    argv = worker.sbatch_argv(job, "/shared/rn50bench/runs/r/%s" % job.job_id)
+    assert argv[argv.index("rn50bench.vendor=nvidia") + 1] == "--no-network"
 
 
 def test_sbatch_argv_for_a_bare_cpu_job_names_no_device_and_escapes_percent_signs(workers):
@@ -332,15 +335,20 @@ def docker(*argv):
     return subprocess.run(["docker", *argv], capture_output=True, text=True, timeout=120, check=False)
 
 
+def staged_context(tmp_path, dockerfile: str) -> Path:
+    """A build context tar holding only ``dockerfile``, as the launcher stages it."""
+    context, data = tmp_path / "context.tar", dockerfile.encode()
+    with tarfile.open(context, "w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return context
+
+
 @pytest.mark.docker
 def test_batch_script_builds_a_missing_image_from_the_staged_context(tmp_path, base_image):
     tag = "rn50bench-test/slurm-build:%s" % uuid.uuid4().hex[:12]
-    dockerfile = ("FROM %s\nLABEL rn50bench.test.layer=yes\n" % base_image).encode()
-    context = tmp_path / "context.tar"
-    with tarfile.open(context, "w") as tar:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tar.addfile(info, io.BytesIO(dockerfile))
+    context = staged_context(tmp_path, "FROM %s\nLABEL rn50bench.test.layer=yes\n" % base_image)
     label = '{{index .Config.Labels "rn50bench.test"}}'
     args = ["--image", tag, "--context", str(context), "--label", "rn50bench.test=from-argv", "--"]
     try:
@@ -350,6 +358,18 @@ def test_batch_script_builds_a_missing_image_from_the_staged_context(tmp_path, b
         assert done.stdout.splitlines()[-1] == "from-argv"
         again = batch(args + ["true"], None)  # present now: nothing is built
         assert again.returncode == 0 and "building" not in again.stdout
+    finally:
+        docker("image", "rm", "--force", tag)
+
+
+@pytest.mark.docker
+def test_batch_script_builds_without_a_network_when_told(tmp_path, base_image):
+    """--no-network (an image stack that fetches nothing): the build's steps see no interface but lo."""
+    tag = "rn50bench-test/slurm-offline:%s" % uuid.uuid4().hex[:12]
+    context = staged_context(tmp_path, "FROM %s\nRUN test ! -e /sys/class/net/eth0\n" % base_image)
+    try:
+        done = batch(["--image", tag, "--context", str(context), "--no-network", "--", "true"], None)
+        assert done.returncode == 0, done.stdout + done.stderr
     finally:
         docker("image", "rm", "--force", tag)
 

@@ -1,8 +1,8 @@
 """What a vendor's image is built from: the SDK files the lab supplies, and the pins vendors share."""
 
 import re
-from dataclasses import dataclass
-from typing import Mapping, Tuple
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Tuple
 
 from .errors import VendorError
 
@@ -46,6 +46,42 @@ class SdkFile:
             raise VendorError(f"SDK file name {self.name!r}: use letters, digits and . _ + - only")
         if self.sha256 and not _SHA256.match(self.sha256):
             raise VendorError(f"SDK file {self.name}: sha256 must be 64 lowercase hex digits")
+
+
+@dataclass(frozen=True)
+class ImageStack:
+    """One way to build a vendor's image: a template, its variables and SDK files, the packages it pins and
+    the toolkits of the vendor that its image lacks.
+
+    A vendor's first stack is made of its own ``template``, ``image_vars``, ``sdk_files`` and ``pins``
+    (``Vendor.stacks``); a host picks another in its cluster file (``image.stack``). A stack whose
+    ``image_vars`` name no ``base_image`` is built only on one the lab names (``image.base_image``).
+    """
+
+    name: str
+    template: str
+    image_vars: Mapping[str, str]
+    sdk_files: Tuple[SdkFile, ...] = ()
+    #: the packages whose versions the template pins, each by the image variable ``<name>_version``; the lab
+    #: may state them in ``image.pins`` (a version prefix each: the build's pin check refuses others)
+    pins: Tuple[str, ...] = ()
+    #: toolkit -> why this stack's image cannot run it (the vendor runs it on another stack)
+    lacks: Mapping[str, str] = field(default_factory=dict)
+    #: False: the build fetches nothing, and runs without a network (docker build --network none)
+    fetches: bool = True
+
+    def lacked(self, toolkit: str) -> Optional[str]:
+        """Why this stack's image cannot run ``toolkit``, or None."""
+        reason = self.lacks.get(toolkit)
+        return None if reason is None else "image stack %s has no %s: %s" % (self.name, toolkit, reason)
+
+    def describe(self, overrides: Mapping[str, str]) -> str:
+        """One line: the stack's name, its pins (with the host's ``overrides``) and the toolkits it lacks."""
+        variables = dict(self.image_vars, **overrides)
+        pins = " ".join("%s==%s" % (name, variables["%s_version" % name]) for name in self.pins)
+        lacks = "lacks " + ", ".join(sorted(self.lacks)) if self.lacks else ""
+        details = "; ".join(part for part in (pins, lacks) if part)
+        return "%s (%s)" % (self.name, details) if details else self.name
 
 
 def cp38_wheel(dist: str, version: str, purpose: str) -> SdkFile:

@@ -6,11 +6,18 @@ torch_tensorrt 1.3.0, PyTorch "1.13.0a0+937e930". No NGC image ships a commit
 8.5.1.7, and FlagPerf's own NVIDIA inference Dockerfile starts FROM
 nvcr.io/nvidia/pytorch:22.11-py3, so "937e930" is a typo in the reference README and
 the pins below are those of 22.11.
+
+A second image stack, ``torch2``, builds on a base image the lab makes of its own torch 2.x environment
+(``docker import`` of a machine's Python, say): nothing is fetched at build time, the onnxruntime-gpu and
+LoadGen wheels come from the SDK folder when the lab puts them there, and TensorRT is not in it.
 """
 
 from typing import List, Sequence
 
+from runner_in_container.contract import LOADGEN_SCENARIOS
+
 from .devices import DeviceRef, device_indices
+from .image import ImageStack, SdkFile
 from .peaks import TERA as T
 from .peaks import Peak
 from .querycsv import QueryCsvVendor
@@ -35,10 +42,46 @@ _H100_PCIE = (
 )
 
 
+#: the CPython 3.12 wheels the torch2 stack installs from the SDK folder when the lab puts them there
+_CP312 = "cp312-cp312-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl"
+TORCH2 = ImageStack(
+    name="torch2",
+    template="nvidia-torch2.Dockerfile.j2",
+    # no base_image: the lab names its own (image.base_image); a version prefix each, or image.pins
+    image_vars={"torch_version": "2.", "torchvision_version": "0."},
+    sdk_files=(
+        SdkFile(
+            "onnxruntime_gpu-1.30.0-" + _CP312,
+            "onnxruntime with the CUDA execution provider, built for the base image's CUDA; without it the "
+            "image has no onnxruntime toolkit",
+            optional=True,
+            toolkits=("onnxruntime",),
+        ),
+        SdkFile(
+            "mlcommons_loadgen-6.0.17-" + _CP312,
+            "LoadGen (mlperf_loadgen) for the MLPerf scenarios; without it their jobs are skipped",
+            optional=True,
+            scenarios=LOADGEN_SCENARIOS,
+        ),
+    ),
+    pins=("torch", "torchvision"),
+    lacks={
+        "tensorrt": "its base image is the lab's torch 2.x environment, without TensorRT (stack ngc-22.11 "
+        "has it)",
+        "torch_tensorrt": "its base image is the lab's torch 2.x environment, without torch_tensorrt (stack "
+        "ngc-22.11 has it)",
+    },
+    fetches=False,
+)
+
+
 class Nvidia(QueryCsvVendor):
     name = "nvidia"
     label = "NVIDIA"
     template = "nvidia.Dockerfile.j2"
+    stack = "ngc-22.11"
+    pins = ("torch", "tensorrt", "torch_tensorrt", "onnxruntime", "loadgen")
+    other_stacks = (TORCH2,)
     image_vars = {
         "base_image": "nvcr.io/nvidia/pytorch:22.11-py3",
         "cuda_version": "11.8",
@@ -60,7 +103,16 @@ class Nvidia(QueryCsvVendor):
     }
     runner_device = "cuda"
     visible_devices_env = "CUDA_VISIBLE_DEVICES"
+    #: gpu_access nodes: the GPU's node and the two CUDA needs (nvidia-uvm-tools and nvidia-modeset serve
+    #: profilers and displays, not CUDA). The NVIDIA Container Toolkit exposes GPUs by these same means
+    #: (their nodes, the device cgroup), so CUDA numbers them from 0 in the container either way (not yet
+    #: seen on a host of several GPUs: on one, both read 0).
+    device_node = "/dev/nvidia{}"
+    control_nodes = ("/dev/nvidiactl", "/dev/nvidia-uvm")
     container_renumbers = True
+    #: NGC's convention: its images (and the torch2 stack's) have lib64/ and bin/ of it on their paths
+    driver_mount = "/usr/local/nvidia"
+    container_toolkit = ("NVIDIA Container Toolkit", "nvidia", "nvidia-container-cli")
     mps = True
     smi = "nvidia-smi"
     inventory_fields = (

@@ -16,7 +16,7 @@ from runner_in_container.contract import unsupported
 
 from .devices import DeviceRef, device_indices
 from .errors import VendorError
-from .image import SdkFile
+from .image import ImageStack, SdkFile
 from .peaks import Peak
 from .smi import DeviceInfo, DeviceProcess, MonitorSample
 
@@ -33,6 +33,13 @@ class Vendor:
     image_vars: Dict[str, str] = {}
     #: installers the build copies from the lab's SDK directory, in install order
     sdk_files: Tuple[SdkFile, ...] = ()
+    #: the name of the image stack that template, image_vars and sdk_files make: the vendor's first, the
+    #: default of hosts[].image.stack
+    stack = "default"
+    #: the packages that stack's template pins (ImageStack.pins)
+    pins: Tuple[str, ...] = ()
+    #: the vendor's other image stacks, which a host may choose (hosts[].image.stack)
+    other_stacks: Tuple[ImageStack, ...] = ()
     #: toolkit name -> precisions it runs on this vendor: the vendor's row of the capability matrix, within
     #: what the toolkit runs anywhere (contract.TOOLKIT_PRECISIONS; ``validate`` checks it)
     toolkits: Dict[str, Tuple[str, ...]] = {}
@@ -47,6 +54,13 @@ class Vendor:
     #: True when the container sees its devices renumbered from 0 (NVIDIA's --gpus); False when
     #: the nodes keep their host names and the visibility variable takes host indices
     container_renumbers = False
+    #: where a container that reaches its devices through their nodes (hosts[].docker.gpu_access: nodes,
+    #: beside the vendor's own docker_device_args) finds the host's driver folder (lib64/, bin/), mounted
+    #: read-only; the vendor's images have it on their library path and PATH. None: no such choice
+    driver_mount: Optional[str] = None
+    #: the container toolkit of docker_device_args, as doctor looks for it: its name, the docker runtime it
+    #: registers and its command-line tool; None where docker alone exposes the devices
+    container_toolkit: Optional[Tuple[str, str, str]] = None
     #: whether docker must run the container privileged (no vendor needs it)
     privileged = False
     #: whether jobs can join a CUDA MPS daemon on the host (hosts[].mps)
@@ -77,9 +91,41 @@ class Vendor:
                 reason = unsupported(toolkit, precision)
                 if reason:
                     raise VendorError(f"{where}: toolkits: {reason} (runner_in_container/contract.py)")
-        names = [sdk.name for sdk in self.sdk_files]
+        if self.driver_mount is not None and self.device_node is None:
+            raise VendorError(f"{where}: driver_mount needs device_node (gpu_access nodes gives the nodes)")
+        stacks = [stack.name for stack in self.stacks()]
+        if len(set(stacks)) != len(stacks):
+            raise VendorError(f"{where}: image stacks repeat a name")
+        for stack in self.stacks():
+            self._validate_stack(stack, f"{where}: image stack {stack.name!r}")
+
+    def _validate_stack(self, stack: ImageStack, where: str) -> None:
+        if not re.match(r"^[a-z0-9][a-z0-9._-]{0,39}$", stack.name):
+            raise VendorError(f"{where}: name must be lowercase letters, digits and . _ -")
+        names = [sdk.name for sdk in stack.sdk_files]
         if len(set(names)) != len(names):
             raise VendorError(f"{where}: sdk_files repeat a name")
+        unknown = sorted(set(stack.lacks) - set(self.toolkits))
+        if unknown:
+            raise VendorError(f"{where}: lacks {', '.join(unknown)}, which the vendor has not")
+        for name in stack.pins:
+            if "%s_version" % name not in stack.image_vars:
+                raise VendorError(f"{where}: pins {name} but image_vars has no {name}_version")
+
+    def stacks(self) -> Tuple[ImageStack, ...]:
+        """The vendor's image stacks, its own first (stack, template, image_vars and sdk_files)."""
+        own = ImageStack(self.stack, self.template, self.image_vars, self.sdk_files, self.pins)
+        return (own,) + self.other_stacks
+
+    def image_stack(self, name: Optional[str] = None) -> ImageStack:
+        """The image stack called ``name`` (None: the first); VendorError listing the vendor's otherwise."""
+        stacks = self.stacks()
+        for stack in stacks:
+            if name is None or stack.name == name:
+                return stack
+        raise VendorError(
+            "vendor %s has no image stack %r (has: %s)" % (self.name, name, ", ".join(s.name for s in stacks))
+        )
 
     def unsupported(self, toolkit: str, precision: str) -> Optional[str]:
         """Why this vendor cannot run ``toolkit`` at ``precision`` (the capability matrix), or None."""
@@ -95,7 +141,12 @@ class Vendor:
 
     # -- containers -------------------------------------------------------------
     def docker_device_args(self, devices: Sequence[DeviceRef]) -> List[str]:
-        """docker run arguments that expose exactly ``devices`` (host indices) to the container."""
+        """docker run arguments that expose exactly ``devices`` (host indices) to the container, the vendor's
+        own way (hosts[].docker.gpu_access: toolkit): by default their device nodes."""
+        return self.device_node_args(devices)
+
+    def device_node_args(self, devices: Sequence[DeviceRef]) -> List[str]:
+        """``--device`` for the node of each of ``devices`` (host indices) and for the control nodes."""
         indices = device_indices(devices)
         if self.device_node is None or not indices:
             return []
@@ -200,6 +251,7 @@ class Vendor:
             "template": self.template,
             "image_vars": dict(self.image_vars),
             "sdk_files": [{"name": s.name, "purpose": s.purpose} for s in self.sdk_files],
+            "stacks": [stack.describe({}) for stack in self.stacks()],
             "toolkits": {k: list(v) for k, v in self.toolkits.items()},
             "runner_device": self.runner_device,
             "visible_devices_env": self.visible_devices_env,

@@ -16,6 +16,7 @@ from orchestrator.config.paths import localise
 from orchestrator.config.problems import config_error, explain
 from orchestrator.model.cluster import Cluster, Host
 from orchestrator.model.fields import ConfigError, Keys, Problem, Problems, unknown
+from vendors.errors import VendorError
 from vendors.vendor import Vendor
 
 
@@ -113,13 +114,15 @@ def _vendor_names(raw: Dict[str, Any], known: Dict[str, Vendor]) -> List[Problem
 
 
 def _vendor_problems(cluster: Cluster, known: Dict[str, Vendor]) -> List[Problem]:
-    """Every host of a known vendor joins MPS only on NVIDIA, and runs privileged only when its vendor needs
-    it and it says so."""
+    """Every host of a known vendor joins MPS only on NVIDIA, runs privileged only when its vendor needs it
+    and it says so, names an image stack of its vendor that it can build (``_stack_problems``) and reaches the
+    GPUs a way its vendor has (``_access_problems``)."""
     problems = []
     for index, host in enumerate(cluster.hosts):
         vendor = known.get(host.vendor)
         if vendor is None:
             continue  # _vendor_names tells
+        problems += _stack_problems(cluster, index, vendor) + _access_problems(host, index, vendor)
         if host.mps is True and not vendor.mps:
             problems.append(Problem(
                 ("hosts", index, "mps"),
@@ -140,6 +143,55 @@ def _vendor_problems(cluster: Cluster, known: Dict[str, Vendor]) -> List[Problem
                 % vendor.name,
             ))  # fmt: skip
     return problems
+
+
+def _stack_problems(cluster: Cluster, index: int, vendor: Vendor) -> List[Problem]:
+    """hosts[index].image names a stack of its vendor, a base image where the stack names none, pins only of
+    what the stack pins; and no case entry of the host asks for a toolkit its stack lacks."""
+    host = cluster.hosts[index]
+    try:
+        stack = vendor.image_stack(host.image.stack)
+    except VendorError as exc:
+        return [Problem(("hosts", index, "image", "stack"), str(exc))]
+    if host.runtime != "docker":
+        return []
+    problems = []
+    if not host.image.base_image and not stack.image_vars.get("base_image"):
+        problems.append(Problem(
+            ("hosts", index, "image"),
+            "image stack %s builds on a base image the lab makes: set image.base_image" % stack.name,
+        ))  # fmt: skip
+    for name in sorted(set(host.image.pins) - set(stack.pins)):
+        problems.append(Problem(
+            ("hosts", index, "image", "pins", name),
+            "image stack %s pins %s, not %s" % (stack.name, ", ".join(stack.pins) or "nothing", name),
+        ))  # fmt: skip
+    for number, case in enumerate(cluster.cases):
+        if case.hosts is not None and host.name not in case.hosts:
+            continue
+        for toolkit in case.toolkit if isinstance(case.toolkit, list) else [case.toolkit]:
+            reason = stack.lacked(toolkit)
+            if reason:
+                problems.append(Problem(
+                    ("cases", number, "toolkit"),
+                    "%s (host %s); remove it, or leave the host out with cases[].hosts" % (reason, host.name),
+                ))  # fmt: skip
+    return problems
+
+
+def _access_problems(host: Host, index: int, vendor: Vendor) -> List[Problem]:
+    """docker.gpu_access nodes only for a vendor with a driver_mount; docker.driver_dir only with it."""
+    if host.docker.gpu_access == "nodes" and vendor.driver_mount is None:
+        return [Problem(
+            ("hosts", index, "docker", "gpu_access"),
+            "vendor %s reaches its devices only its own way (docker_device_args): remove it" % vendor.name,
+        )]  # fmt: skip
+    if host.docker.driver_dir and host.docker.gpu_access != "nodes":
+        return [Problem(
+            ("hosts", index, "docker", "driver_dir"),
+            "only containers of gpu_access: nodes mount a driver folder: set that, or remove driver_dir",
+        )]  # fmt: skip
+    return []
 
 
 def _section_problems(raw: Dict[str, Any]) -> List[Problem]:

@@ -38,11 +38,12 @@ def _remote(keys: Keys, value: Optional[str]) -> List[Problem]:
 
 
 def problems(cluster: "Cluster") -> List[Problem]:
-    """The paths of remote hosts, and the MPS pipe directory on every host (the daemon's own path, never
-    resolved), that are not absolute, normalised and free of ``..``."""
+    """The paths of remote hosts, and the MPS pipe directory and driver folder on every host (paths as the
+    host has them, never resolved), that are not absolute, normalised and free of ``..``."""
     found: List[Problem] = []
     for index, host in enumerate(cluster.hosts):
         found += _remote(("hosts", index, "mps_pipe_directory"), host.mps_pipe_directory)
+        found += _remote(("hosts", index, "docker", "driver_dir"), host.docker.driver_dir)
         if host.is_local:
             continue
         found += _remote(("hosts", index, "data", "path"), host.data.path)

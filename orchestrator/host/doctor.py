@@ -28,13 +28,15 @@ from orchestrator.host import envinfo, images, orphans
 from orchestrator.host import python as hostpython
 from orchestrator.host.checks import FAIL, PASS, SKIP, WARN, Check, Limits, StorageChecks, last_line
 from orchestrator.host.images import lacks_sdk_file
-from orchestrator.host.prepare import host_image_spec, host_transport, image_overrides
+from orchestrator.host.prepare import base_image, driver_dir, host_image_spec, host_transport
 from orchestrator.model.cluster import Cluster, Host
 from orchestrator.safeio.fit import Cell, FittedTable
 from orchestrator.safeio.text import one_line, shown
 from orchestrator.transport.base import TransportError
 from vendors.vendor import Vendor
 
+#: what a driver folder (docker.driver_dir) holds: the driver's libraries and its tools (nvidia-smi)
+DRIVER_PARTS = ("lib64", "bin")
 STYLES = {PASS: "green", WARN: "yellow", FAIL: "bold red", SKIP: "dim"}
 #: the checks of a host, in table order
 COLUMNS = (
@@ -42,6 +44,7 @@ COLUMNS = (
     "docker",
     "smi",
     "device nodes",
+    "gpu access",
     "workdir",
     "docker disk",
     "data",
@@ -113,6 +116,7 @@ def check_host(cluster: Cluster, host: Host, vendor: Vendor, limits: Limits) -> 
             probe.docker,
             probe.smi,
             probe.nodes,
+            probe.gpu_access,
             probe.workdir,
             probe.docker_disk,
             probe.data,
@@ -237,7 +241,9 @@ class _HostProbe(StorageChecks):
         return Check("smi", PASS, "%d x %s%s" % (len(self.host.devices), ", ".join(models), driver))
 
     def nodes(self) -> Check:
-        args = self.vendor.docker_device_args(self.host.devices)
+        by_nodes = driver_dir(self.host, self.vendor) is not None
+        vendor = self.vendor
+        args = (vendor.device_node_args if by_nodes else vendor.docker_device_args)(self.host.devices)
         nodes = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--device"]
         if not nodes:
             how = " ".join(args) if args else "none needed"
@@ -253,6 +259,36 @@ class _HostProbe(StorageChecks):
                 % self.vendor.label,
             )
         return Check("device nodes", PASS, ", ".join(nodes))
+
+    def gpu_access(self) -> Check:
+        """Which ways the host has to give a container its GPUs (the vendor's container toolkit; device nodes
+        and a driver folder), and a warning when docker.gpu_access asks for one it has not."""
+        toolkit, mount = self.vendor.container_toolkit, self.vendor.driver_mount
+        if self.host.runtime != "docker" or toolkit is None or mount is None:
+            return Check("gpu access", PASS, "n/a (no choice)")
+        name, runtime, cli = toolkit
+        runtimes = self.run(["docker", "info", "--format", "{{json .Runtimes}}"])
+        found = runtimes.returncode == 0 and ('"%s"' % runtime) in runtimes.stdout
+        found = found or self.run(["sh", "-c", 'command -v "$1"', "sh", cli]).returncode == 0
+        folder = self.host.docker.driver_dir or mount
+        nodes = all(
+            self.run(["test", "-d", posixpath.join(folder, part)]).returncode == 0 for part in DRIVER_PARTS
+        )
+        offers = ([name] if found else []) + (["driver folder %s" % folder] if nodes else [])
+        neither = "neither %s nor driver folder %s" % (name, folder)
+        said = "host %s has %s" % (self.host.name, " and ".join(offers) or neither)
+        chosen = self.host.docker.gpu_access
+        if chosen == "toolkit" and not found:
+            fix = "set docker.gpu_access: nodes"
+            fix += "" if nodes else ", with docker.driver_dir: the folder of the driver's lib64/ and bin/"
+            detail = "%s (no docker runtime %s, no %s): docker.gpu_access is toolkit" % (said, runtime, cli)
+            return Check("gpu access", WARN, "no %s" % name, detail, fix)
+        if chosen == "nodes" and not nodes:
+            fix = "set docker.driver_dir to the folder of the driver's lib64/ and bin/"
+            fix += ", or docker.gpu_access: toolkit" if found else ""
+            detail = "%s: docker.gpu_access is nodes, but %s lacks lib64/ or bin/" % (said, folder)
+            return Check("gpu access", WARN, "no driver folder", detail, fix)
+        return Check("gpu access", PASS, "%s (%s)" % (chosen, said))
 
     def mps(self) -> Check:
         """With ``mps`` on, the MPS daemon's control pipe must be in its pipe directory."""
@@ -323,7 +359,7 @@ class _HostProbe(StorageChecks):
             return Check("image", SKIP, "inputs complete; on the host: unknown (docker not reached)")
         if images.image_exists(self.transport, spec.tag):
             return Check("image", PASS, spec.tag)
-        base = image_overrides(self.host).get("base_image") or self.vendor.image_vars["base_image"]
+        base = base_image(self.host, self.vendor)
         if not images.image_exists(self.transport, base):
             return Check(
                 "image",

@@ -40,7 +40,8 @@ from orchestrator.host import lock as hostlock
 from orchestrator.host import registry as registry_io
 from orchestrator.model.cluster import Host
 from orchestrator.transport.base import ProcessTransport, Transport, TransportError
-from vendors.image import SdkFile
+from vendors.errors import VendorError
+from vendors.image import ImageStack, SdkFile
 from vendors.vendor import Vendor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,6 +99,10 @@ class ImageSpec:
     dockerfile: str
     files: Tuple[ContextFile, ...]  # sorted by name, Dockerfile included
     labels: Tuple[Tuple[str, str], ...]
+    #: the image stack, its pins and what it lacks, in one line (ImageStack.describe)
+    stack: str = ""
+    #: False: the build fetches nothing and gets no network (ImageStack.fetches)
+    network: bool = True
 
     @property
     def content_hash(self) -> str:
@@ -105,33 +110,48 @@ class ImageSpec:
 
 
 def render_dockerfile(
-    vendor: Vendor, overrides: Mapping[str, str], sdk_names: Optional[Sequence[str]] = None
+    vendor: Vendor,
+    overrides: Mapping[str, str],
+    sdk_names: Optional[Sequence[str]] = None,
+    stack: Optional[str] = None,
 ) -> str:
-    """Render ``dockerfiles/<template>`` with the vendor's image_vars, ``overrides`` and ``sdk_files``.
+    """Render the template of ``vendor``'s image ``stack`` (None: its first) with the stack's image_vars,
+    ``overrides`` and ``sdk_files``.
 
     ``sdk_names`` are the SDK files present in the build context (default: all declared).
     """
-    variables: Dict[str, object] = dict(vendor.image_vars)
+    chosen = _stack(vendor, stack)
+    variables: Dict[str, object] = dict(chosen.image_vars)
     variables.update(overrides)
     for key, value in variables.items():
         if not isinstance(value, str) or any(ch in value for ch in "\n\r\x00"):
             raise ImageError(f"image variable {key} of vendor {vendor.name} must be one line of text")
-    variables["sdk_files"] = list(sdk_names) if sdk_names is not None else [s.name for s in vendor.sdk_files]
+    variables["sdk_files"] = list(sdk_names) if sdk_names is not None else [s.name for s in chosen.sdk_files]
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701 - a Dockerfile, not HTML
     )
-    where = f"dockerfiles/{vendor.template}"
+    where = f"dockerfiles/{chosen.template}"
+    owner = f"image stack {chosen.name} of vendor {vendor.name}"
     try:
-        return env.get_template(vendor.template).render(**variables)
+        return env.get_template(chosen.template).render(**variables)
     except jinja2.TemplateNotFound:
-        raise ImageError(f"{where} (template of vendor {vendor.name}) not found") from None
+        raise ImageError(f"{where} (template of {owner}) not found") from None
     except jinja2.UndefinedError as exc:
-        raise ImageError(f"{where}: {exc.message} (set it in image_vars of vendor {vendor.name})") from None
+        hint = "set image.base_image" if "base_image" in str(exc.message) else "set it in its image_vars"
+        raise ImageError(f"{where}: {exc.message} ({owner}: {hint})") from None
     except jinja2.TemplateError as exc:
         raise ImageError(f"{where}: {exc}") from None
+
+
+def _stack(vendor: Vendor, name: Optional[str]) -> ImageStack:
+    """``vendor``'s image stack ``name`` (None: its first); ImageError naming the vendor's otherwise."""
+    try:
+        return vendor.image_stack(name)
+    except VendorError as exc:
+        raise ImageError(str(exc)) from None
 
 
 def image_spec(
@@ -139,14 +159,17 @@ def image_spec(
     overrides: Mapping[str, str],
     sdk_dir: Optional[Path],
     sdk_checksums: Mapping[str, str],
+    stack: Optional[str] = None,
 ) -> ImageSpec:
-    """Render, collect and hash the build context of ``vendor``'s image.
+    """Render, collect and hash the build context of ``vendor``'s image of image ``stack`` (None: its first).
 
     SDK files come from ``sdk_dir`` on the control machine and are checked against
     ``sdk_checksums`` (per host) or else the sha256 the vendor declares.
     """
-    sdk = _sdk_files(vendor, sdk_dir, sdk_checksums)
-    dockerfile = render_dockerfile(vendor, overrides, [f.name[len(SDK_PREFIX) + 1 :] for f in sdk])
+    chosen = _stack(vendor, stack)
+    sdk = _sdk_files(vendor, chosen, sdk_dir, sdk_checksums)
+    names = [f.name[len(SDK_PREFIX) + 1 :] for f in sdk]
+    dockerfile = render_dockerfile(vendor, overrides, names, chosen.name)
     data = dockerfile.encode("utf-8")
     files = [ContextFile("Dockerfile", hashlib.sha256(data).hexdigest(), data=data)]
     files.extend(runner_files())
@@ -160,7 +183,9 @@ def image_spec(
         ("rn50bench.created_by", "rn50bench orchestrator.host.images"),
     )
     tag = f"rn50bench/{vendor.name}:{digest}"
-    return ImageSpec(vendor.name, tag, dockerfile, tuple(files), labels)
+    return ImageSpec(
+        vendor.name, tag, dockerfile, tuple(files), labels, chosen.describe(overrides), chosen.fetches
+    )
 
 
 def content_hash(files: Sequence[ContextFile]) -> str:
@@ -196,20 +221,22 @@ def runner_files() -> List[ContextFile]:
     return out
 
 
-def _sdk_files(vendor: Vendor, sdk_dir: Optional[Path], checksums: Mapping[str, str]) -> List[ContextFile]:
-    names = [sdk.name for sdk in vendor.sdk_files]
+def _sdk_files(
+    vendor: Vendor, stack: ImageStack, sdk_dir: Optional[Path], checksums: Mapping[str, str]
+) -> List[ContextFile]:
+    names = [sdk.name for sdk in stack.sdk_files]
     unknown = sorted(set(checksums) - set(names))
     if unknown:
         raise ImageError(
             f"sdk_checksums names {', '.join(unknown)}, which vendor {vendor.name} does not use"
-            f" (it uses: {', '.join(names) or 'none'})"
+            f" (its image stack {stack.name} uses: {', '.join(names) or 'none'})"
         )
-    required = [sdk.name for sdk in vendor.sdk_files if not sdk.optional]
+    required = [sdk.name for sdk in stack.sdk_files if not sdk.optional]
     if required and sdk_dir is None:
         raise ImageError(f"vendor {vendor.name} needs SDK files ({', '.join(required)}): set image.sdk_dir")
     out = []
-    absent = absent_sdk_files(vendor, sdk_dir)
-    for sdk in vendor.sdk_files:
+    absent = absent_sdk_files(vendor, sdk_dir, stack.name)
+    for sdk in stack.sdk_files:
         if sdk in absent or sdk_dir is None:  # no sdk_dir: every file is optional (checked above), absent
             continue  # left out of the image (anything there, even a broken link, is checked)
         path = Path(sdk_dir) / sdk.name
@@ -225,11 +252,12 @@ def _sdk_files(vendor: Vendor, sdk_dir: Optional[Path], checksums: Mapping[str, 
     return out
 
 
-def absent_sdk_files(vendor: Vendor, sdk_dir: Optional[Path]) -> List[SdkFile]:
-    """The optional SDK files of ``vendor`` that ``sdk_dir`` lacks: its image is built without them."""
+def absent_sdk_files(vendor: Vendor, sdk_dir: Optional[Path], stack: Optional[str] = None) -> List[SdkFile]:
+    """The optional SDK files of ``vendor``'s image ``stack`` that ``sdk_dir`` lacks: its image is built
+    without them."""
     return [
         sdk
-        for sdk in vendor.sdk_files
+        for sdk in _stack(vendor, stack).sdk_files
         if sdk.optional and (sdk_dir is None or not os.path.lexists(Path(sdk_dir) / sdk.name))
     ]
 
@@ -402,6 +430,7 @@ def _build(transport: Transport, spec: ImageSpec, timeout: float, on_line: Calla
         context = remote + "/context"
         _unpack_on_host(transport, spec.files, context, timeout)
         argv = ["docker", "build", "--force-rm"]  # no intermediate containers left when a step fails
+        argv += [] if spec.network else ["--network", "none"]
         for key, value in spec.labels:
             argv += ["--label", f"{key}={value}"]
         argv += ["-t", spec.tag, context]
@@ -482,7 +511,7 @@ def lacks_sdk_file(host: Host, vendor: Vendor, toolkit: str, scenario: str = "fl
     if host.runtime != "docker":
         return None
     sdk_dir = Path(host.image.sdk_dir) if host.image.sdk_dir else None
-    for sdk in absent_sdk_files(vendor, sdk_dir):
+    for sdk in absent_sdk_files(vendor, sdk_dir, host.image.stack):
         for kind, name, needs in (("toolkit", toolkit, sdk.toolkits), ("scenario", scenario, sdk.scenarios)):
             if name in needs:
                 return "%s %s needs SDK file %s in image.sdk_dir (%s), which lacks it" % (

@@ -5,7 +5,7 @@ Shared by the launchers (their ``check_host`` and ``build``), ``doctor`` and ``c
 
 import logging
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from orchestrator.host import envinfo, images, orphans
 from orchestrator.model.cluster import Host
@@ -40,8 +40,8 @@ def host_transport(host: Host, connect_timeout: float) -> Transport:
 
 
 def image_overrides(host: Host) -> Dict[str, str]:
-    """The image variables ``host`` sets over its vendor's (base image, pip index)."""
-    overrides = {}
+    """The image variables ``host`` sets over its image stack's (base image, pip index, pins)."""
+    overrides = {"%s_version" % name: version for name, version in host.image.pins.items()}
     if host.image.base_image:
         overrides["base_image"] = host.image.base_image
     if host.image.pip_index_url:
@@ -49,14 +49,29 @@ def image_overrides(host: Host) -> Dict[str, str]:
     return overrides
 
 
+def base_image(host: Host, vendor: Vendor) -> str:
+    """The base image ``host``'s vendor image is built from: the host's, else its image stack's."""
+    stack = vendor.image_stack(host.image.stack)
+    return host.image.base_image or stack.image_vars.get("base_image") or "(none: set image.base_image)"
+
+
 def host_image_spec(host: Host, vendor: Vendor) -> images.ImageSpec:
-    """The vendor image ``host`` runs: its template, the host's overrides and SDK files."""
+    """The vendor image ``host`` runs: its image stack's template, the host's overrides and SDK files."""
     return images.image_spec(
         vendor,
         image_overrides(host),
         Path(host.image.sdk_dir) if host.image.sdk_dir else None,
         host.image.sdk_checksums,
+        host.image.stack,
     )
+
+
+def driver_dir(host: Host, vendor: Vendor) -> Optional[str]:
+    """The host's driver folder its containers mount when they reach the GPUs through their device nodes
+    (docker.gpu_access: nodes): docker.driver_dir, else the vendor's driver_mount; None otherwise."""
+    if host.docker.gpu_access != "nodes":
+        return None
+    return host.docker.driver_dir or vendor.driver_mount
 
 
 def check_docker(transport: Transport, host: Host, timeout: float) -> None:
@@ -106,7 +121,7 @@ def check_paths(transport: Transport, host: Host, timeout: float) -> None:
 
 def missing_base(transport: Transport, host: Host, vendor: Vendor) -> str:
     """After a failed build: a note when the base image is not on the host (and so had to be pulled)."""
-    base = image_overrides(host).get("base_image") or vendor.image_vars["base_image"]
+    base = base_image(host, vendor)
     try:
         if images.image_exists(transport, base):
             return ""

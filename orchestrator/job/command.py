@@ -11,6 +11,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from orchestrator.host import prepare
 from orchestrator.host import python as hostpython
 from orchestrator.job import containers
 from orchestrator.job.plan import Job
@@ -43,6 +44,7 @@ class DockerRun:
     privileged: bool
     memory: Optional[str]
     mps_pipe: Optional[str]
+    driver_dir: Optional[str] = None  # gpu_access nodes: the host's driver folder (prepare.driver_dir)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class JobCommand:
             privileged=run.privileged,
             memory=run.memory,
             mps_pipe=run.mps_pipe,
+            driver_dir=run.driver_dir,
         )
 
     def with_placeholder(self) -> Tuple[List[str], bool]:
@@ -87,6 +90,7 @@ class JobCommand:
         if self.docker is not None:
             run = self.docker
             fixed += [run.name, run.image] + [m.source for m in run.mounts] + [m.target for m in run.mounts]
+            fixed += [run.driver_dir] if run.driver_dir else []
         token = str(DEVICE)
         clash = next((value for value in fixed if token in value), None)
         if clash is not None:
@@ -200,6 +204,7 @@ def build(
         docker.privileged,
         docker.memory,
         mps_pipe,
+        prepare.driver_dir(host, vendor),
     )
     runner = ["python3", "-m", RUNNER_MODULE] + runner_options(job, host, vendor, paths)
     return JobCommand(vendor, tuple(runner), docker=run)

@@ -80,6 +80,7 @@ def docker_run_argv(
     privileged: bool = False,
     memory: Optional[str] = None,
     mps_pipe: Optional[str] = None,
+    driver_dir: Optional[str] = None,
 ) -> List[str]:
     """``docker run`` argv for one job of run ``run_id``; raises ContainerError naming any unusable value.
 
@@ -91,6 +92,9 @@ def docker_run_argv(
     ``mps_pipe``, the pipe directory of the host's CUDA MPS control daemon, lets the job join that daemon:
     the host's IPC namespace instead of a private one, the directory mounted read-write at the same path,
     and CUDA_MPS_PIPE_DIRECTORY set to it (over ``env``).
+    ``driver_dir`` (hosts[].docker.gpu_access: nodes), the host's driver folder: the devices are given by
+    their nodes (``vendor.device_node_args``) instead of the vendor's own way, and the folder is mounted
+    read-only where the vendor's images look for it (``vendor.driver_mount``).
     """
     _check(_NAME_RE, name, "container name")
     _check(_IMAGE_RE, image, "image")
@@ -117,7 +121,12 @@ def docker_run_argv(
         if "\x00" in value:
             raise ContainerError(f"environment variable {key} contains a NUL byte")
         argv += ["--env", f"{key}={value}"]
-    argv += vendor.docker_device_args(devices)
+    if driver_dir is None:
+        argv += vendor.docker_device_args(devices)
+    elif vendor.driver_mount is None:
+        raise ContainerError(f"vendor {vendor.name} has no driver folder to mount (gpu_access: nodes)")
+    else:
+        argv += vendor.device_node_args(devices) + Mount(driver_dir, vendor.driver_mount).argv()
     for mount in mounts:
         argv += mount.argv()
     if mps_pipe is not None:

@@ -110,7 +110,7 @@ class Launcher(abc.ABC):
             )
         worker.say(None, stage=Stage.IMAGE, note=f"{how} {spec.tag}")
         facts = origin.image_origin(transport, spec.tag, worker.timeouts.connect)
-        return Built(image=spec.tag, environment=facts)
+        return Built(image=spec.tag, environment=dict(facts, image_stack=spec.stack))
 
     # -- connections and display lines ---------------------------------------------------
     def transport_for(self, device: int) -> Transport:

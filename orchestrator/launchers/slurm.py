@@ -143,6 +143,7 @@ class SlurmLauncher(Launcher):
         self.script: Optional[str] = None  # the batch script on the submit host
         self.context: Optional[str] = None  # the image's build context (a tar) on the shared filesystem
         self.labels: Tuple[Tuple[str, str], ...] = ()
+        self.network = True  # False: the image's build gets no network (ImageSpec.network)
         self._env_lock = threading.Lock()
         self._env_node: Optional[str] = None
         self._slots = threading.local()
@@ -182,6 +183,7 @@ class SlurmLauncher(Launcher):
                     images.write_tar(spec.files, handle)
                 transport.put(tar, self.context, mode=0o644)
         self.labels = spec.labels
+        self.network = spec.network
         worker.say(None, stage=Stage.IMAGE, note="%s: built on each node that lacks it" % spec.tag)
         return Built(image=spec.tag)
 
@@ -234,6 +236,7 @@ class SlurmLauncher(Launcher):
             argv += ["--image", self.worker.image, "--context", self.context]
             for key, value in self.labels:
                 argv += ["--label", "%s=%s" % (key, value)]
+            argv += [] if self.network else ["--no-network"]
             argv += ["--container", containers.container_name(self.ctx.run_id, job.job_id)]
         return argv + ["--"] + command
 

@@ -5,12 +5,14 @@
 # script name to it), so no value from a cluster file is ever read as shell text:
 #
 #   slurm_job.sh [--device-token T --device-from docker|visible]
-#                [--image TAG --context TAR [--label KEY=VALUE]...] [--container NAME] -- COMMAND...
+#                [--image TAG --context TAR [--label KEY=VALUE]... [--no-network]] [--container NAME]
+#                -- COMMAND...
 #
 # --device-token  COMMAND names the device as T; it is replaced by the device Slurm allocated: the node's
 #                 index from SLURM_JOB_GPUS (docker: the engine sees every device) or the first index the
 #                 job sees in CUDA_VISIBLE_DEVICES / GPU_DEVICE_ORDINAL / ROCR_VISIBLE_DEVICES (visible).
 # --image         docker image COMMAND runs; built from the build-context tar TAR when the node lacks it.
+# --no-network    that build runs without a network (an image stack that fetches nothing).
 # --container     name of the container COMMAND starts; removed when Slurm stops the job (time limit,
 #                 scancel), since a killed docker client leaves its container running.
 #
@@ -18,7 +20,7 @@
 set -u
 
 token='' from='' image='' context='' container=''
-labels=()
+labels=() network=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --device-token) token=$2; shift 2 ;;
@@ -26,6 +28,7 @@ while [ $# -gt 0 ]; do
     --image) image=$2; shift 2 ;;
     --context) context=$2; shift 2 ;;
     --label) labels+=(--label "$2"); shift 2 ;;
+    --no-network) network=(--network none); shift ;;
     --container) container=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "rn50bench-slurm: unknown option $1" >&2; exit 2 ;;
@@ -55,7 +58,8 @@ fi
 
 if [ -n "$image" ] && ! docker image inspect "$image" >/dev/null 2>&1; then
   echo "rn50bench-slurm: building $image on $(hostname)"
-  docker build --force-rm ${labels[@]+"${labels[@]}"} -t "$image" - <"$context" || exit 125
+  docker build --force-rm ${labels[@]+"${labels[@]}"} ${network[@]+"${network[@]}"} -t "$image" - <"$context" \
+    || exit 125
 fi
 
 if [ -z "$container" ]; then exec "$@"; fi

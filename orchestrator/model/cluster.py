@@ -101,7 +101,13 @@ class DataSpec(Model):
 class ImageSpecConfig(Model):
     """Inputs of the vendor image build on this host."""
 
+    #: the vendor's image stack (Vendor.stacks; unset: its first)
+    stack: Optional[str] = Field(None, pattern=r"^[a-z0-9][a-z0-9._-]{0,39}$")
     base_image: Optional[str] = Field(None, pattern=r"^[a-z0-9][a-z0-9._/:@-]{0,200}$")
+    #: package -> version (a prefix) of the packages the stack pins (ImageStack.pins), over its own
+    pins: Dict[str, Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")]] = Field(
+        default_factory=dict
+    )
     pip_index_url: Optional[str] = Field(None, pattern=r"^https?://[^\s'\"`$;\\]+$")
     sdk_dir: Optional[str] = None
     sdk_checksums: Dict[str, str] = Field(default_factory=dict)
@@ -140,6 +146,13 @@ class DockerOptions(Model):
     shm_size: str = Field("8g", pattern=r"^[0-9]+[bkmg]?$")
     privileged: bool = False
     memory: Optional[str] = Field(None, pattern=r"^[0-9]+[bkmg]?$")  # docker --memory (and --memory-swap)
+    #: how the container reaches the GPUs: toolkit, the vendor's own way (NVIDIA: --gpus, through the NVIDIA
+    #: Container Toolkit); nodes, their device nodes and the host's driver folder (vendors with driver_mount)
+    gpu_access: Literal["toolkit", "nodes"] = "toolkit"
+    #: nodes: the host's driver folder (lib64/, bin/), mounted read-only; unset: the vendor's driver_mount
+    driver_dir: Optional[str] = None
+
+    _driver_dir = field_validator("driver_dir")(mount_path)
 
     @model_validator(mode="before")
     @classmethod

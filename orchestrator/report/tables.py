@@ -212,10 +212,12 @@ def _versions(env: Dict[str, Any], keys: Sequence[str]) -> str:
 
 
 def _image(env: Dict[str, Any]) -> str:
-    """The image the host ran and, when it came from a bundle, that bundle's manifest sha256."""
+    """The image the host ran, its image stack (with pins and the toolkits it lacks) and, when it came from a
+    bundle, that bundle's manifest sha256."""
     if env.get("runtime") == "bare":
         return "bare (no image)"
     image = env.get("image") or UNKNOWN
+    image = "%s, stack %s" % (image, env["image_stack"]) if env.get("image_stack") else image
     return "%s (bundle %s)" % (image, env["bundle"]) if env.get("bundle") else image
 
 

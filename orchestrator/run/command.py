@@ -17,7 +17,7 @@ from orchestrator.config.load import check_launcher, load_checked, load_cluster
 from orchestrator.config.problems import config_error, explain
 from orchestrator.host import envinfo
 from orchestrator.host import workdir as workdirs
-from orchestrator.host.prepare import image_overrides
+from orchestrator.host.prepare import base_image
 from orchestrator.job.plan import Job, expand
 from orchestrator.job.stages import RunContext
 from orchestrator.model.cluster import Cluster
@@ -222,7 +222,7 @@ def _show_hosts(console: Console, cluster: Cluster, known: Dict[str, Vendor]) ->
     """What a resume runs, host by host: where, how (runtime, python or image) and in which workdir."""
     for host in cluster.hosts:
         if host.runtime == "docker":
-            base = image_overrides(host).get("base_image") or known[host.vendor].image_vars["base_image"]
+            base = base_image(host, known[host.vendor])
             how = "docker, image of vendor %s on %s" % (host.vendor, base)
         else:
             how = "bare, python %s" % host.python
