@@ -4,10 +4,10 @@
 # (the team's H100: /opt/torch/.venv with torch 2.11). python3 in the image is the host's (its folder first
 # on PATH). LD_LIBRARY_PATH is not set: the driver is never baked in, the run mounts it.
 #   bench/base_from_env.sh IMAGE_TAG
-# Left out (paths inside ROOT; a folder's contents, the folder itself is kept as a mount point):
-#   /proc /sys /dev /run /tmp /var/tmp, docker's and containerd's state, /usr/local/nvidia (the driver),
-#   /root/.cache, apt's caches, this repo (REPO), ENGINE_DIR (bench/docker_engine.sh), EXCLUDE, and on
-#   ROOT=/ every other mount of a virtual filesystem (proc, tmpfs, cgroup...: a tmpfs data-root too)
+# Emptied (paths inside ROOT; each folder kept, empty, as a mount point): /proc /sys /dev /run /tmp /var/tmp,
+#   docker's and containerd's state, /usr/local/nvidia (the driver), /root/.cache, apt's caches, and on ROOT=/
+#   every other mount of a virtual filesystem (proc, tmpfs, cgroup...: a tmpfs data-root too).
+# Left out whole: this repo (REPO), ENGINE_DIR (bench/docker_engine.sh) and EXCLUDE.
 # Settings (environment):
 #   ROOT       the tree to import (default /)
 #   PYTHON     the interpreter, as a path inside ROOT (default: python3 on PATH); its folder comes first on PATH
@@ -32,20 +32,20 @@ start=$(date +%s.%N)
 [ -e "$root$PYTHON" ] || [ -L "$root$PYTHON" ] || { echo "base: no $PYTHON in $ROOT" >&2; exit 1; }
 python_dir=$(dirname "$PYTHON")
 
-skip=(/proc /sys /dev /run /tmp /var/tmp /var/lib/docker /var/lib/containerd /usr/local/nvidia /root/.cache
-  /var/cache/apt /var/lib/apt/lists "$REPO" "$ENGINE_DIR")
-read -r -a extra <<<"$EXCLUDE"
-skip+=("${extra[@]}")
+# kept as empty folders (mount points at run time)
+empty=(/proc /sys /dev /run /tmp /var/tmp /var/lib/docker /var/lib/containerd /usr/local/nvidia /root/.cache
+  /var/cache/apt /var/lib/apt/lists)
+# left out whole
+read -r -a drop <<<"$REPO $ENGINE_DIR $EXCLUDE"
 if [ -z "$root" ]; then
   # every other mount of a virtual filesystem (not / itself): /dev/shm, cgroups, a tmpfs data-root...
-  skip+=($(awk '$2 != "/" && $3 ~ /^(proc|sysfs|devtmpfs|devpts|tmpfs|cgroup2?|securityfs|debugfs|tracefs|mqueue|hugetlbfs|pstore|bpf|fusectl|configfs|binfmt_misc|autofs|nsfs|overlay)$/ {print $2}' /proc/self/mounts))
+  empty+=($(awk '$2 != "/" && $3 ~ /^(proc|sysfs|devtmpfs|devpts|tmpfs|cgroup2?|securityfs|debugfs|tracefs|mqueue|hugetlbfs|pstore|bpf|fusectl|configfs|binfmt_misc|autofs|nsfs)$/ {print $2}' /proc/self/mounts))
   data_root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || true)
-  [ -z "$data_root" ] || skip+=("$data_root")
+  [ -z "$data_root" ] || empty+=("$data_root")
 fi
 excludes=()
-for path in "${skip[@]}"; do
-  excludes+=("--exclude=.${path%/}/*")
-done
+for path in "${empty[@]}"; do excludes+=("--exclude=.${path%/}/*"); done
+for path in "${drop[@]}"; do excludes+=("--exclude=.${path%/}"); done
 slimmed=()
 if [ "$SLIM" != none ]; then
   for site in "$root$(dirname "$python_dir")"/lib/python3*/site-packages; do
@@ -60,7 +60,7 @@ if [ "$SLIM" != none ]; then
   done
 fi
 echo "base: $ROOT -> $tag; python3 is $PYTHON"
-echo "base: left out: ${skip[*]}"
+echo "base: left out: ${drop[*]}; emptied: ${empty[*]}"
 echo "base: site-packages left out (SLIM): ${slimmed[*]:-none}"
 
 status=$(mktemp)
