@@ -5,7 +5,8 @@
 #   2. bench/base_from_env.sh BASE_TAG: the machine's own environment as the base image (seconds printed)
 #   3. python -m bench.gpu_product --rows ROWS: x1/real on host_configs/gpu_product.yaml (runtime bare),
 #      dx1/dreal on host_configs/gpu_docker.yaml (runtime docker; the orchestrator builds the nvidia image)
-#   and always bench/docker_engine.sh stop at the end.
+#   4. python -m orchestrator doctor on the first docker row's cluster file ($OUT/doctor.txt)
+#   and always bench/docker_engine.sh stop at the end (its log: $OUT/dockerd.log).
 # Settings (environment): OUT (required: everything is written under it), DEST ($OUT/p), DATA (the generated
 # set, made if missing: .cache/product_data/val), IMAGES (50000), REAL and LABELS (the 630 real images and
 # their val.txt, for the real rows), ROWS (x1,dx1,real,dreal), BASE_TAG (local/h100-env:torch2.11, as
@@ -36,5 +37,13 @@ EXCLUDE="$OUT $(realpath "$DATA" 2>/dev/null || true) ${EXCLUDE:-}" bench/base_f
 docker info >"$OUT/docker_info.txt" 2>&1
 real_args=()
 [ -z "${REAL:-}" ] || real_args=(--real "$REAL" --labels "${LABELS:?set LABELS, the val.txt of REAL}")
+status=0
 "$PY" -m bench.gpu_product --dest "$DEST" --data "$DATA" --images "$IMAGES" --rows "$ROWS" "${real_args[@]}" \
-  ${PRODUCT_ARGS:-}
+  ${PRODUCT_ARGS:-} || status=$?
+# doctor on the first docker row's cluster file (its checks of docker and the GPU access), engine still up
+cluster=$(ls "$DEST"/clusters/*-d*.yaml 2>/dev/null | head -1 || true)
+if [ -n "$cluster" ]; then
+  "$PY" -m orchestrator doctor --cluster "$cluster" --no-checksums >"$OUT/doctor.txt" 2>&1 \
+    || echo "gpu_docker: doctor found problems, see $OUT/doctor.txt"
+fi
+exit $status

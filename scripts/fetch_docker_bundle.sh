@@ -87,7 +87,7 @@ done
 echo "$versions" >"$root/VERSIONS"
 mkdir -p "$out_dir"
 # the x86 filter makes it 3% smaller; xz and Python's lzma both read it
-tar -C "$stage" --owner=0 --group=0 --sort=name -cf - docker-engine | xz --x86 --lzma2=preset=9e -T1 >"$bundle.part"
+tar -C "$stage" --owner=0 --group=0 --sort=name --mtime=@0 -cf - docker-engine | xz --x86 --lzma2=preset=9e -T1 >"$bundle.part"
 mv "$bundle.part" "$bundle"
 echo "$versions" >"$out_dir/VERSIONS"
 du -sh "$root"/* | sed 's/^/bundle: unpacked /'
