@@ -162,6 +162,36 @@ def test_base_from_env_leaves_out_what_a_run_brings(docker_engine: None, tiny_ro
     assert "tini version" in ran.stdout
 
 
+@pytest.mark.docker
+@pytest.mark.slow  # the bundle, the first time
+def test_bundle_runs_where_its_libraries_are_not_installed(base_image: str, docker_bundle: Path) -> None:
+    """The packed engine's binaries start in the Debian base image, which has no libdevmapper."""
+    unpacked = Path(tempfile.mkdtemp(prefix="rn50-bundle-", dir="/tmp"))
+    try:
+        _run(["tar", "-C", str(unpacked), "-xJf", str(docker_bundle)], dict(os.environ))
+        script = "ls /usr/lib/x86_64-linux-gnu | grep -c libdevmapper; for b in dockerd runc containerd; do "
+        script += "/e/docker-engine/bin/$b --version | head -1; done"
+        mount = "type=bind,source=%s,target=/e,readonly" % unpacked
+        argv = [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--mount",
+            mount,
+            base_image,
+            "sh",
+            "-c",
+            script,
+        ]
+        lines = _run(argv, dict(os.environ), check=False).stdout.splitlines()
+    finally:
+        shutil.rmtree(unpacked)
+    assert lines[0] == "0"  # not installed there
+    assert [line.split()[0] for line in lines[1:]] == ["Docker", "runc", "containerd"], lines
+
+
 def test_bundle_packs_every_library_beyond_glibc() -> None:
     listed = _run([str(FETCH), "--libs", "/usr/sbin/dockerd", "/usr/sbin/runc", STATIC], dict(os.environ))
     libs = listed.stdout.split()
