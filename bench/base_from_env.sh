@@ -14,7 +14,7 @@
 #   SLIM       site-packages of PYTHON's environment a ResNet50 benchmark never imports, left out (each
 #              NAME drops NAME and NAME[-_.]*, e.g. its dist-info); SLIM=none keeps them all
 #   EXCLUDE    more paths inside ROOT to leave out, space-separated (e.g. the run's output folder)
-#   REPO, ENGINE_DIR  defaults: this repo, /tmp/rn50bench-engine
+#   REPO, ENGINE_DIR  defaults: this repo, /var/lib/rn50bench-engine
 # Prints what it leaves out, the image's size and the seconds taken.
 set -euo pipefail
 tag=${1:?usage: bench/base_from_env.sh IMAGE_TAG}
@@ -25,7 +25,7 @@ SLIM=${SLIM:-jax jaxlib cupy cupyx cupy_backends fastrlock transformers tokenize
 gpytorch pyro tensorflow tensorboard keras tf_keras flax optax orbax}
 EXCLUDE=${EXCLUDE:-}
 REPO=${REPO:-$(cd "$(dirname "$0")/.." && pwd)}
-ENGINE_DIR=${ENGINE_DIR:-/tmp/rn50bench-engine}
+ENGINE_DIR=${ENGINE_DIR:-/var/lib/rn50bench-engine}
 start=$(date +%s.%N)
 
 [ -d "${root:-/}" ] || { echo "base: ROOT $ROOT is not a folder" >&2; exit 1; }
@@ -39,7 +39,9 @@ empty=(/proc /sys /dev /run /tmp /var/tmp /var/lib/docker /var/lib/containerd /u
 read -r -a drop <<<"$REPO $ENGINE_DIR $EXCLUDE"
 if [ -z "$root" ]; then
   # every other mount of a virtual filesystem (not / itself): /dev/shm, cgroups, a tmpfs data-root...
-  empty+=($(awk '$2 != "/" && $3 ~ /^(proc|sysfs|devtmpfs|devpts|tmpfs|cgroup2?|securityfs|debugfs|tracefs|mqueue|hugetlbfs|pstore|bpf|fusectl|configfs|binfmt_misc|autofs|nsfs)$/ {print $2}' /proc/self/mounts))
+  virtual='^(proc|sysfs|devtmpfs|devpts|tmpfs|cgroup2?|securityfs|debugfs|tracefs|mqueue|hugetlbfs|pstore|bpf'
+  virtual+='|fusectl|configfs|binfmt_misc|autofs|nsfs)$'
+  empty+=($(awk -v virtual="$virtual" '$2 != "/" && $3 ~ virtual {print $2}' /proc/self/mounts))
   data_root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || true)
   [ -z "$data_root" ] || empty+=("$data_root")
 fi

@@ -9,7 +9,8 @@
 #   bench/docker_engine.sh stop    stop dockerd (and its containerd), unmount everything under ENGINE_DIR
 # Settings (environment):
 #   BUNDLE        the bundle (default .cache/docker-bundle/docker-engine.tar.xz)
-#   ENGINE_DIR    where it is unpacked and the engine keeps its state (default /tmp/rn50bench-engine)
+#   ENGINE_DIR    where it is unpacked and the engine keeps its state (default /var/lib/rn50bench-engine:
+#                 not under /tmp, which may be mounted noexec)
 #   DOCKER_SOCKET the engine's socket (default /var/run/docker.sock: the docker CLI and orchestrator find it)
 #   DATA_SIZE     the tmpfs data-root's size (default 48g)
 #   START_TIMEOUT seconds to wait for the engine to answer (default 90)
@@ -18,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE=${BUNDLE:-.cache/docker-bundle/docker-engine.tar.xz}
-ENGINE_DIR=${ENGINE_DIR:-/tmp/rn50bench-engine}
+ENGINE_DIR=${ENGINE_DIR:-/var/lib/rn50bench-engine}
 DOCKER_SOCKET=${DOCKER_SOCKET:-/var/run/docker.sock}
 DATA_SIZE=${DATA_SIZE:-48g}
 START_TIMEOUT=${START_TIMEOUT:-90}

@@ -21,7 +21,7 @@ IMAGES=${IMAGES:-50000}
 ROWS=${ROWS:-x1,dx1,real,dreal}
 BASE_TAG=${BASE_TAG:-local/h100-env:torch2.11}
 PY=${PY:-python3}
-export ENGINE_DIR=${ENGINE_DIR:-/tmp/rn50bench-engine}
+export ENGINE_DIR=${ENGINE_DIR:-/var/lib/rn50bench-engine}
 export PATH=$ENGINE_DIR/docker-engine/bin:$PATH  # the bundle's docker CLI, for the scripts and the orchestrator
 [ -z "${DOCKER_SOCKET:-}" ] || export DOCKER_HOST=unix://$DOCKER_SOCKET  # an engine beside another one
 mkdir -p "$OUT"

@@ -10,7 +10,8 @@
 #   libexec/   the binaries the wrappers run
 #   lib/       the libraries beyond glibc
 #   VERSIONS   the Debian packages and versions packed
-# Idempotent: an existing bundle of the same package versions is kept. Prints its size and sha256.
+# Idempotent: an existing bundle of the same package versions is kept; a rebuild of the same packages gives
+# the same bytes (fixed owners, order and mtimes). Prints its size and sha256.
 #   scripts/fetch_docker_bundle.sh [OUT_DIR]     (default .cache/docker-bundle)
 #   scripts/fetch_docker_bundle.sh --libs BIN... (print the libraries beyond glibc that BINs need, one a line)
 set -euo pipefail
@@ -87,7 +88,8 @@ done
 echo "$versions" >"$root/VERSIONS"
 mkdir -p "$out_dir"
 # the x86 filter makes it 3% smaller; xz and Python's lzma both read it
-tar -C "$stage" --owner=0 --group=0 --sort=name --mtime=@0 -cf - docker-engine | xz --x86 --lzma2=preset=9e -T1 >"$bundle.part"
+tar -C "$stage" --owner=0 --group=0 --sort=name --mtime=@0 -cf - docker-engine \
+  | xz --x86 --lzma2=preset=9e -T1 >"$bundle.part"
 mv "$bundle.part" "$bundle"
 echo "$versions" >"$out_dir/VERSIONS"
 du -sh "$root"/* | sed 's/^/bundle: unpacked /'
