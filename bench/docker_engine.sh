@@ -81,15 +81,21 @@ start() {
   unpack
   ! docker_cli version >/dev/null 2>&1 || fail "another engine answers on $DOCKER_SOCKET; pick another DOCKER_SOCKET"
   mkdir -p "$data_root" "$exec_root"
-  mountpoint -q "$data_root" || mount -t tmpfs -o "size=$DATA_SIZE,mode=0711" rn50bench-engine "$data_root"
+  local where="already mounted: $(findmnt -no FSTYPE "$data_root" 2>/dev/null || echo '?')"
+  if ! mountpoint -q "$data_root"; then
+    mount -t tmpfs -o "size=$DATA_SIZE,mode=0711" rn50bench-engine "$data_root"
+    where="tmpfs $DATA_SIZE"
+  fi
   : >"$log"
   local driver=overlay2
   if ! start_dockerd overlay2; then
-    say "overlay2 failed: $(grep -m1 -i 'overlay' "$log" || tail -1 "$log"); falling back to vfs (every layer a full copy)"
+    local why
+    why=$(grep -E 'level=(error|fatal)|failed to start' "$log" | sed 's/^time="[^"]*" //' | tr '\n' ' ')
+    say "overlay2 failed (${why:-see $log}); falling back to vfs (every layer a full copy)"
     driver=vfs
     start_dockerd vfs || fail "dockerd exited with vfs too; see $log"
   fi
-  say "dockerd pid $(cat "$pidfile") on $DOCKER_SOCKET, data-root $data_root (tmpfs $DATA_SIZE), log $log"
+  say "dockerd pid $(cat "$pidfile") on $DOCKER_SOCKET, data-root $data_root ($where), log $log"
   docker_cli version
   say "storage driver $(docker_cli info --format '{{.Driver}}') (asked: $driver)"
 }

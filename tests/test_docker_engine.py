@@ -123,6 +123,27 @@ def test_engine_beside_running_dockerd(docker_engine: None, docker_bundle: Path,
 
 
 @pytest.mark.docker
+@pytest.mark.slow
+def test_engine_falls_back_to_vfs_on_an_overlay(docker_engine: None, docker_bundle: Path) -> None:
+    """A data-root overlay2 cannot stack on (an overlay, as where / is one): vfs, and it says so."""
+    home = Path(tempfile.mkdtemp(prefix="rn50-eng-", dir="/tmp"))
+    for name in ("l", "u", "w", "data"):
+        (home / name).mkdir()
+    layers = "lowerdir=%s,upperdir=%s,workdir=%s" % (home / "l", home / "u", home / "w")
+    _run(["mount", "-t", "overlay", "overlay", "-o", layers, str(home / "data")], dict(os.environ))
+    env = dict(os.environ, ENGINE_DIR=str(home), DOCKER_SOCKET=str(home / "docker.sock"))
+    try:
+        started = _run([str(ENGINE), "start"], env).stdout
+    finally:
+        _run([str(ENGINE), "stop"], env)
+        left = _mounts_under(home)
+        shutil.rmtree(home, ignore_errors=True)
+    assert "overlay2 failed (" in started and "falling back to vfs" in started, started
+    assert "(already mounted: overlay)" in started and "storage driver vfs" in started, started
+    assert left == []
+
+
+@pytest.mark.docker
 @pytest.mark.slow  # the bundle, the first time
 def test_engine_refuses_a_socket_another_engine_answers(docker_engine: None, docker_bundle: Path) -> None:
     home = Path(tempfile.mkdtemp(prefix="rn50-eng-", dir="/tmp"))
