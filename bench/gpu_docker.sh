@@ -10,8 +10,9 @@
 # Settings (environment): OUT (required: everything is written under it), DEST ($OUT/p), DATA (the generated
 # set, made if missing: .cache/product_data/val), IMAGES (50000), REAL and LABELS (the 630 real images and
 # their val.txt, for the real rows), ROWS (x1,dx1,real,dreal), BASE_TAG (local/h100-env:torch2.11, as
-# gpu_docker.yaml names it), PY (python3), PRODUCT_ARGS (more bench.gpu_product arguments), and those of
-# docker_engine.sh and base_from_env.sh (ENGINE_DIR, DATA_SIZE, DOCKER_SOCKET, ROOT, SLIM, EXCLUDE...).
+# gpu_docker.yaml names it), BASE_TIMEOUT (300 s), PY (python3), PRODUCT_ARGS (more bench.gpu_product
+# arguments), and those of docker_engine.sh and base_from_env.sh (ENGINE_DIR, DATA_SIZE, DOCKER_SOCKET, ROOT,
+# SLIM, EXCLUDE...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT, the folder for everything this writes}"
@@ -21,6 +22,7 @@ IMAGES=${IMAGES:-50000}
 ROWS=${ROWS:-x1,dx1,real,dreal}
 BASE_TAG=${BASE_TAG:-local/h100-env:torch2.11}
 PY=${PY:-python3}
+BASE_TIMEOUT=${BASE_TIMEOUT:-300}
 export ENGINE_DIR=${ENGINE_DIR:-/var/lib/rn50bench-engine}
 export PATH=$ENGINE_DIR/docker-engine/bin:$PATH  # the bundle's docker CLI, for the scripts and the orchestrator
 [ -z "${DOCKER_SOCKET:-}" ] || export DOCKER_HOST=unix://$DOCKER_SOCKET  # an engine beside another one
@@ -31,10 +33,14 @@ finish() {
   cp "$ENGINE_DIR/dockerd.log" "$OUT/" 2>/dev/null || true
 }
 trap finish EXIT
-bench/docker_engine.sh start 2>&1 | tee "$OUT/engine_start.log"
-EXCLUDE="$OUT $(realpath "$DATA" 2>/dev/null || true) ${EXCLUDE:-}" bench/base_from_env.sh "$BASE_TAG" 2>&1 \
-  | tee "$OUT/base.log"
-docker info >"$OUT/docker_info.txt" 2>&1
+# a failed engine or base image fails the docker rows (each says why); the bare rows still run
+if ! bench/docker_engine.sh start 2>&1 | tee "$OUT/engine_start.log"; then
+  echo "gpu_docker: the engine did not start (see $OUT/engine_start.log)"
+elif ! EXCLUDE="$OUT $(realpath "$DATA" 2>/dev/null || true) ${EXCLUDE:-}" \
+  timeout "$BASE_TIMEOUT" bench/base_from_env.sh "$BASE_TAG" 2>&1 | tee "$OUT/base.log"; then
+  echo "gpu_docker: no base image $BASE_TAG (failed or over ${BASE_TIMEOUT}s; see $OUT/base.log)"
+fi
+docker info >"$OUT/docker_info.txt" 2>&1 || true
 real_args=()
 [ -z "${REAL:-}" ] || real_args=(--real "$REAL" --labels "${LABELS:?set LABELS, the val.txt of REAL}")
 status=0
