@@ -136,11 +136,11 @@ def test_engine_falls_back_to_vfs_on_an_overlay(docker_engine: None, docker_bund
         started = _run([str(ENGINE), "start"], env).stdout
     finally:
         _run([str(ENGINE), "stop"], env)
-        left = _mounts_under(home)
+        left = (_mounts_under(home), _processes_from(home))
         shutil.rmtree(home, ignore_errors=True)
     assert "overlay2 failed (" in started and "falling back to vfs" in started, started
     assert "(already mounted: overlay)" in started and "storage driver vfs" in started, started
-    assert left == []
+    assert left == ([], [])
 
 
 @pytest.mark.docker
