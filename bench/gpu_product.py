@@ -15,10 +15,13 @@ Rows (a row may be named several times: each is a run of its own, its log number
   nomps   x5 with mps: false (the decoding processes time-slice the GPU with the model)
   x5pN    x5 with N decoding processes (hosts[].decode_processes) instead of the runner's default
 A row name ending rK (x1r3) runs the job K times (``runs: K``): the row gives each figure's mean over the
-K runs, with the CV and 95% interval of the headline throughputs.
+K runs, with the CV and 95% interval of the headline throughputs. A row name starting with d (dx1, dx1r3,
+dreal) runs that row on the docker twin, host_configs/gpu_docker.yaml (runtime docker; bench/gpu_docker.sh
+starts the engine and makes the base image first), so bare and docker rows stand side by side.
 
 On the GPU host, from the repo root:  python -m bench.gpu_product --dest "$OUT" --real REAL --labels VAL
 Plumbing check on a CPU host:        python -m bench.gpu_product --cpu --images 24 --rows x1 --dest /tmp/p
+(--cpu runs a d row through docker with the CPU image on local/debian:bookworm)
 Writes DEST/product.md (the table), DEST/product.json (every row's derived figures and timeline) and
 DEST/logs/<k>-<row>.log; prints the table. Exit 0 when every row ran.
 """
@@ -45,6 +48,7 @@ from runner_in_container.protocol import PASS_STAGES
 REPO = Path(__file__).resolve().parent.parent
 
 BASE = REPO / "host_configs" / "gpu_product.yaml"
+DOCKER_TWIN = REPO / "host_configs" / "gpu_docker.yaml"
 ROWS = ("x5", "x1", "real", "10k", "nomps")
 ROW_TIMEOUT_S = 240
 #: the figures whose spread over runs the table shows (CV and 95% interval)
@@ -65,18 +69,35 @@ def split_row(row: str) -> Tuple[str, int]:
     return (match.group(1), int(match.group(2))) if match else (row, 1)
 
 
+def row_base(row: str) -> Tuple[Path, str]:
+    """A row's cluster file and its row there: "dx1" -> (DOCKER_TWIN, "x1"), "x1" -> (BASE, "x1")."""
+    return (DOCKER_TWIN, row[1:]) if row.startswith("d") else (BASE, row)
+
+
 def row_cluster(row: str, args: argparse.Namespace, dest: Path) -> Dict[str, Any]:
-    """The cluster file of ``row``: the base file with absolute paths and the row's one change."""
-    cluster = yaml.safe_load(BASE.read_text())
+    """The cluster file of ``row``: its base file with absolute paths and the row's one change."""
+    row, runs = split_row(row)
+    base, row = row_base(row)
+    cluster = yaml.safe_load(base.read_text())
     host = cluster["hosts"][0]
     cluster["store"] = str(dest / "product.sqlite")
     cluster["results_dir"] = str(dest / "results")
     host["workdir"] = str(REPO / ".cache" / "work")
     host["data"] = {"path": str(Path(args.data).resolve()), "layout": "imagefolder"}
+    if "image" in host:
+        host["image"]["sdk_dir"] = str((base.parent / host["image"]["sdk_dir"]).resolve())
     case = cluster["cases"][0]
-    row, case["runs"] = split_row(row)
-    if args.cpu:  # plumbing only: the CPU vendor, pytorch, fp32
-        host.update(vendor="cpu", runtime="bare", python=sys.executable)
+    case["runs"] = runs
+    if args.cpu:  # plumbing only: the CPU vendor, pytorch, fp32 (docker rows: the CPU image)
+        host["vendor"] = "cpu"
+        if host["runtime"] == "bare":
+            host["python"] = sys.executable
+        else:
+            host.pop("docker")
+            host["image"] = {
+                "base_image": "local/debian:bookworm",
+                "sdk_dir": str(REPO / ".cache" / "sdk" / "cpu"),
+            }
         case.update(toolkit="pytorch", precision="fp32", batch_size=4, warmup=1)
     if row == "x1":
         case["repeat"] = 1
@@ -202,7 +223,7 @@ def main() -> int:
         )
     rows = []
     for number, row in enumerate(args.rows.split(",")):
-        if row == "real" and not (args.real and args.labels):
+        if row_base(split_row(row)[0])[1] == "real" and not (args.real and args.labels):
             rows.append({"row": row, "error": "no --real and --labels"})
             continue
         rows.append(run_row(number, row, args, dest))
