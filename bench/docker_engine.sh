@@ -2,8 +2,10 @@
 # A docker engine from the carried bundle (scripts/fetch_docker_bundle.sh) on a host with no docker and no
 # network (the team's H100), as root. Its data-root is a tmpfs (RAM: works whether or not / is an overlay),
 # it makes no bridge and no iptables rules (--bridge=none: containers run with --network none or host), and
-# everything it owns is its own (socket, exec-root, pidfile, containerd, config file), so it also runs beside
-# another engine (the tests run it beside the dev machine's dockerd).
+# everything it owns is its own (socket, exec-root, pidfile, containerd, config file, network namespace), so
+# it also runs beside another engine (the tests run it beside the dev machine's dockerd). dockerd started
+# with --bridge=none deletes a docker0 bridge it finds: in a network namespace of its own (unshare --net) it
+# finds none, and another engine's bridge stays.
 #   bench/docker_engine.sh start   unpack the bundle, mount the tmpfs, start dockerd (overlay2, else vfs),
 #                                  wait until it answers, print its version and storage driver
 #   bench/docker_engine.sh stop    stop dockerd (and its containerd), unmount everything under ENGINE_DIR
@@ -61,7 +63,7 @@ start_dockerd() {
   rm -f "$pidfile"
   # its own config file: never /etc/docker/daemon.json, which belongs to any other engine on the host
   echo '{}' >"$ENGINE_DIR/daemon.json"
-  setsid "$bin/dockerd" --config-file "$ENGINE_DIR/daemon.json" -H "unix://$DOCKER_SOCKET" \
+  setsid unshare --net "$bin/dockerd" --config-file "$ENGINE_DIR/daemon.json" -H "unix://$DOCKER_SOCKET" \
     --data-root "$data_root" --exec-root "$exec_root" --pidfile "$pidfile" --storage-driver "$1" \
     --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
     --userland-proxy=false >>"$log" 2>&1 </dev/null &
