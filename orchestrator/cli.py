@@ -65,7 +65,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         console.print("skipped %s on %s: %s" % (what, item.host, item.reason))
     for host, spec in dockerfiles:
         template = known[host.vendor].image_stack(host.image.stack).template
-        title = "dockerfiles/%s (rendered for %s, image stack %s)" % (template, host.name, spec.stack)
+        stack = ", image stack %s" % spec.stack if spec.stack else ""
+        title = "dockerfiles/%s (rendered for %s%s)" % (template, host.name, stack)
         console.rule(Text(title))
         console.print(spec.dockerfile, markup=False, highlight=False)
     return 0

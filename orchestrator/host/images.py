@@ -99,7 +99,8 @@ class ImageSpec:
     dockerfile: str
     files: Tuple[ContextFile, ...]  # sorted by name, Dockerfile included
     labels: Tuple[Tuple[str, str], ...]
-    #: the image stack, its pins and what it lacks, in one line (ImageStack.describe)
+    #: the image stack, its pins and what it lacks, in one line (ImageStack.describe); empty where the vendor
+    #: has one stack (nothing was chosen)
     stack: str = ""
     #: False: the build fetches nothing and gets no network (ImageStack.fetches)
     network: bool = True
@@ -183,9 +184,8 @@ def image_spec(
         ("rn50bench.created_by", "rn50bench orchestrator.host.images"),
     )
     tag = f"rn50bench/{vendor.name}:{digest}"
-    return ImageSpec(
-        vendor.name, tag, dockerfile, tuple(files), labels, chosen.describe(overrides), chosen.fetches
-    )
+    stack = chosen.describe(overrides) if len(vendor.stacks()) > 1 else ""
+    return ImageSpec(vendor.name, tag, dockerfile, tuple(files), labels, stack, chosen.fetches)
 
 
 def content_hash(files: Sequence[ContextFile]) -> str:
