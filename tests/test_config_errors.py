@@ -49,12 +49,16 @@ def plan_errors(tmp_path: Path, text: str, capsys) -> List[str]:
     return [line[len("error: %s:" % path) :] for line in lines]
 
 
-def edit(*pairs: str) -> str:
-    text = GOOD
+def replaced(text: str, *pairs: str) -> str:
+    """``text`` with each (old, new) of ``pairs`` replaced once, each old there."""
     for old, new in zip(pairs[::2], pairs[1::2]):
         assert old in text, old
         text = text.replace(old, new, 1)
     return text
+
+
+def edit(*pairs: str) -> str:
+    return replaced(GOOD, *pairs)
 
 
 def test_the_good_file_plans(tmp_path, capsys):

@@ -13,7 +13,7 @@ from orchestrator import cli
 from orchestrator.host import images
 from orchestrator.transport import LocalTransport
 from tests.fixtures.docker_env import BUILD_TIMEOUT
-from tests.test_config_errors import plan_errors
+from tests.test_config_errors import plan_errors, replaced
 from tests.test_images import _rmi
 from tests.test_vendors_dockerfiles import parse_dockerfile
 from vendors.errors import VendorError
@@ -46,11 +46,7 @@ cases:
 
 
 def edit(*pairs: str) -> str:
-    text = TORCH2_FILE
-    for old, new in zip(pairs[::2], pairs[1::2]):
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    return text
+    return replaced(TORCH2_FILE, *pairs)
 
 
 @pytest.fixture
@@ -188,7 +184,6 @@ def test_a_bare_host_needs_no_base_image_and_the_ngc_stack_lacks_nothing(tmp_pat
     path = tmp_path / "hosts.yaml"
     path.write_text(text.replace("stack: torch2", "stack: ngc-22.11").replace("onnxruntime]", "tensorrt]"))
     assert cli.main(["plan", "--cluster", str(path)]) == 0, capsys.readouterr().err
-
 
 
 @pytest.mark.docker
