@@ -206,22 +206,24 @@ def percent(interval: Optional[Interval]) -> str:
     return "/" if interval is None else "%.1f%%" % (100 * interval.mean)
 
 
-def watts(row: Row) -> str:
-    """The device's mean power over the infer stage (device monitor), else the node's (host monitor)."""
-    device = row.monitored("infer_mean_power_w")
+def device_else_node(row: Row, device_key: str, node_key: str) -> str:
+    """The device monitor's figure ``device_key``, else the host monitor's ``node_key`` (its mean), each
+    saying which it is; "/" where neither was measured."""
+    device = row.monitored(device_key)
     if device is not None:
         return "%s (device)" % fmt(device)
-    node = row.interval("node_power_w")
+    node = row.interval(node_key)
     return "/" if node is None else "%s (node)" % fmt(node.mean)
+
+
+def watts(row: Row) -> str:
+    """The device's mean power over the infer stage (device monitor), else the node's (host monitor)."""
+    return device_else_node(row, "infer_mean_power_w", "node_power_w")
 
 
 def joules(row: Row) -> str:
     """Energy per image of the infer stage: the device's, else the node's."""
-    device = row.monitored("infer_energy_j_per_img")
-    if device is not None:
-        return "%s (device)" % fmt(device)
-    node = row.interval("node_j_per_img")
-    return "/" if node is None else "%s (node)" % fmt(node.mean)
+    return device_else_node(row, "infer_energy_j_per_img", "node_j_per_img")
 
 
 def summed(total: Tuple[Optional[float], Optional[float], Optional[float]]) -> str:
