@@ -368,6 +368,8 @@ KNOBS = (
     Knob("cudnn_fused_branches", "cudnn_fused", "concurrent branches the graph splits the batch into "
          "(more than 1 only with cudnn_fused_graph=1); default 2 with the graph, else 1",
          parse=integer(1, CUDNN_FUSED_MAX_BRANCHES)),
+    Knob("cudnn_fused_benchmark", "cudnn_fused", "cuDNN times its algorithms for each convolution before the "
+         "graph is captured (process-wide)", parse=switch, default="0"),
     Knob("inductor_mode", "inductor", "torch.compile mode; default reduce-overhead on CUDA, else default",
          choices=INDUCTOR_MODES),
     Knob("inductor_freezing", "inductor", "inline the weights as constants, fold BatchNorm", parse=switch,

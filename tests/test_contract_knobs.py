@@ -136,7 +136,8 @@ def start(imageset: str, out: Path, extra: List[str]) -> subprocess.CompletedPro
         ),
         (
             ["--toolkit-option", "inductor_mdoe=default"],
-            "error: --toolkit-option: inductor_mdoe: no toolkit reads it (knobs: cudnn_fused_branches, ",
+            "error: --toolkit-option: inductor_mdoe: no toolkit reads it (knobs: cudnn_fused_benchmark, "
+            "cudnn_fused_branches, ",
         ),
         (["--peak-flops", "1e15"], "error: --peak-source: required with --peak-flops"),
     ],
@@ -154,7 +155,9 @@ def test_every_knob_is_declared_with_help_a_parser_and_a_toolkit_that_reads_it()
         if knob.default is not None:
             knob.check(knob.default)  # a declared default is a value the knob takes
     assert contract.knobs("pytorch") == (contract.HOLD_KNOB,)
-    assert contract.TOOLKIT_KNOBS["cudnn_fused"] == ("cudnn_fused_branches", "cudnn_fused_graph")
+    assert contract.TOOLKIT_KNOBS["cudnn_fused"] == (
+        "cudnn_fused_benchmark", "cudnn_fused_branches", "cudnn_fused_graph"
+    )
 
 
 def test_check_run_parses_each_knob_and_names_the_one_at_fault():

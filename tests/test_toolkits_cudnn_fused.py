@@ -143,9 +143,13 @@ def test_graph_knob(tmp_path):
         make(tmp_path, cudnn_fused_graph="yes")
     toolkit = make(tmp_path, cudnn_fused_graph="0")
     assert toolkit.graph is False and toolkit.branches == 1
-    assert toolkit.notes == ["cudnn_fused_graph=0 (settings)", "cudnn_fused_branches=1 (default)"]
+    assert toolkit.notes == [
+        "cudnn_fused_graph=0 (settings)",
+        "cudnn_fused_branches=1 (default)",
+        "cudnn_fused_benchmark=0 (default)",
+    ]
     default = make(tmp_path)
-    assert default.graph is True and default.branches == 2
+    assert default.graph is True and default.branches == 2 and default.benchmark is False
     assert make(tmp_path, cudnn_fused_branches="4").branches == 4
     assert toolkit.channels_last() is True and toolkit.input_dtype() == torch.float16
 
@@ -159,6 +163,12 @@ def test_branches_knob_is_checked(tmp_path, value, what):
     with pytest.raises(ValueError) as raised:
         make(tmp_path, cudnn_fused_branches=value)
     assert str(raised.value) == "cudnn_fused_branches: " + what
+
+
+def test_benchmark_knob(tmp_path):
+    assert make(tmp_path, cudnn_fused_benchmark="1").benchmark is True
+    with pytest.raises(ValueError, match="^cudnn_fused_benchmark: must be 0 or 1, got 'on'$"):
+        make(tmp_path, cudnn_fused_benchmark="on")
 
 
 def test_branches_need_the_graph(tmp_path):

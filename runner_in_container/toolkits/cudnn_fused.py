@@ -13,7 +13,10 @@ Knobs: ``cudnn_fused_graph`` ("1"/"0", default "1"): after a warm-up of three ca
 forward is captured in a CUDA graph that each call replays (its output is overwritten by the
 next call). ``cudnn_fused_branches`` (default 2 with the graph): the graph computes the batch
 in that many chunks on concurrent streams, so one chunk's kernels fill the SMs another's
-leave idle. Folding, fusion, cast, warm-up and capture count in ``compile_s``.
+leave idle. ``cudnn_fused_benchmark`` ("1"/"0", default "0"): cuDNN times its algorithms for
+each convolution's shape during the warm-up (``torch.backends.cudnn.benchmark``, process-wide),
+so the graph captures the fastest it found. Folding, fusion, cast, warm-up and capture count in
+``compile_s``.
 
 Measured on the H200 (fp16, bs 256, input on the device): the fused graph 31,401 img/s before
 the bias move, 35,734 after it, 37,140 with 2 branches and 37,658 with 4. Through the runner
@@ -249,8 +252,9 @@ class CudnnFused(Toolkit):
     name = "cudnn_fused"
 
     def check_settings(self) -> None:
-        """CUDA devices only; reads the knobs ``cudnn_fused_graph`` (0/1) and ``cudnn_fused_branches``
-        (1 .. contract.CUDNN_FUSED_MAX_BRANCHES, more than 1 only with the graph: contract.JOINTS);
+        """CUDA devices only; reads the knobs ``cudnn_fused_graph`` (0/1), ``cudnn_fused_branches``
+        (1 .. contract.CUDNN_FUSED_MAX_BRANCHES, more than 1 only with the graph: contract.JOINTS) and
+        ``cudnn_fused_benchmark`` (0/1);
         ValueError naming the knob otherwise."""
         device = self.settings.device
         if device.type != "cuda":
@@ -258,6 +262,7 @@ class CudnnFused(Toolkit):
         self.graph = self.switch("cudnn_fused_graph")
         self.branches = int(self.option("cudnn_fused_branches", DEFAULT_BRANCHES if self.graph else "1"))
         check_joined({"cudnn_fused_graph": self.graph, "cudnn_fused_branches": self.branches})
+        self.benchmark = self.switch("cudnn_fused_benchmark")
 
     def channels_last(self) -> bool:
         return True
@@ -282,6 +287,9 @@ class CudnnFused(Toolkit):
             "{bias_moved}".format(**counts)
         )
         prepared = prepare_model(fused, self.settings.precision, self.settings.device, self.channels_last())
+        if self.benchmark:
+            torch.backends.cudnn.benchmark = True
+            self.notes.append("torch.backends.cudnn.benchmark=True (process-wide): cuDNN's algorithms timed")
         run = _warm_up_and_capture(prepared, example, self.graph, self.branches)
         torch.cuda.synchronize(self.settings.device)
         if self.graph:
