@@ -53,7 +53,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     rows = [
         dict(zip(columns, (
             job.job_id, job.host, hosts[job.host].vendor, hosts[job.host].runtime, str(job.device),
-            job.toolkit, job.precision, str(job.batch_size), str(job.repeat), "%d/%d" % (job.run, job.runs),
+            job.toolkit_label, job.precision, str(job.batch_size), str(job.repeat),
+            "%d/%d" % (job.run, job.runs),
         )))  # fmt: skip
         for job in jobs
     ]

@@ -2,17 +2,20 @@
 job commands that join a CUDA MPS daemon."""
 
 import posixpath
+import re
 from pathlib import Path
 from typing import List
 
 import pytest
 
 import vendors
+from orchestrator import cli
 from orchestrator.config.load import load_checked, load_cluster
-from orchestrator.job.plan import Job, expand
+from orchestrator.job.plan import Job, expand, job_id
 from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher
 from orchestrator.model.fields import ConfigError
+from orchestrator.safeio.ids import ID_RE
 from orchestrator.store import Store
 
 CLUSTER = """
@@ -252,3 +255,78 @@ def test_across_a_batch_size_list_the_val_stage_runs_once_per_device_toolkit_and
              for p in ("fp16", "bf16")]  # fmt: skip
     assert runs_val == sorted(first + ["gpu.d%d.resnet50.pytorch.fp16.bs256.nvjpeg" % d for d in (0, 1)])
     assert all(j.stages == "infer" for j in jobs if j.batch_size == 256 and j.decoder == "auto")
+
+
+#: two entries of one toolkit that differ only in a knob (the second also holds its runs: no other job)
+KNOBS = """
+hosts:
+  - name: gpu
+    address: 198.18.0.2
+    vendor: nvidia
+    runtime: bare
+    devices: [0]
+    data: {path: /data/val}
+    weights: random
+cases:
+  - {toolkit: cudnn_fused, precision: fp16, batch_size: 1, runs: 2, toolkit_options: {cudnn_fused_graph: "1"}}
+  - {toolkit: cudnn_fused, precision: fp16, batch_size: 1, runs: 2, toolkit_options: OPTIONS}
+"""
+
+
+def knob_cluster(tmp_path: Path, options: str):
+    path = tmp_path / "hosts.yaml"
+    path.write_text(KNOBS.replace("OPTIONS", options))
+    return load_checked(path)
+
+
+@pytest.mark.usefixtures("keep_signal_handlers")  # cli.main installs its own handlers
+def test_entries_differing_only_in_toolkit_options_are_two_jobs_named_and_planned_apart(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("COLUMNS", "300")  # each id on one line
+    loaded, known = knob_cluster(tmp_path, '{cudnn_fused_benchmark: "1", cudnn_fused_graph: "1"}')
+    jobs, _ = expand(loaded, known)
+    one = "gpu.d0.resnet50.cudnn_fused.fp16.bs1.cudnn_fused_graph-1"
+    other = "gpu.d0.resnet50.cudnn_fused.fp16.bs1.cudnn_fused_benchmark-1.cudnn_fused_graph-1"
+    assert [j.job_id for j in jobs] == [one + ".r1", other + ".r1", one + ".r2", other + ".r2"]
+    assert [j.series for j in jobs[:2]] == [one, other] and jobs[1].as_dict()["series"] == other
+    assert jobs[1].toolkit_label == "cudnn_fused (cudnn_fused_benchmark=1, cudnn_fused_graph=1)"
+    assert cli.main(["plan", "--cluster", str(tmp_path / "hosts.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert out.count(one) == 2 and out.count(other) == 2  # the runs of each
+    assert "cudnn_fused (cudnn_fused_benchmark=1, cudnn_fused_graph=1)" in out
+
+
+@pytest.mark.parametrize(
+    "options",
+    ['{cudnn_fused_graph: "1"}', '{cudnn_fused_graph: "1", hold_until: go}', '{cudnn_fused_graph: "1", '
+     'inductor_mode: default}'],
+)  # fmt: skip
+def test_entries_making_the_same_job_are_still_refused_whatever_changes_nothing_measured(tmp_path, options):
+    """The hold knob holds the run at its start; another toolkit's knob goes unread."""
+    with pytest.raises(ConfigError) as caught:
+        knob_cluster(tmp_path, options)
+    said = "cases[1]: makes the job of cases[0] again (host gpu, resnet50 cudnn_fused fp16 batch size 1)"
+    assert said in str(caught.value)
+
+
+def test_a_job_without_options_keeps_its_id_and_the_hold_knob_changes_none():
+    pinned = "gpu.d1.resnet50.cudnn_fused.fp16.bs8.pil.server.r2"
+    assert job_id("gpu", 1, "resnet50", "cudnn_fused", "fp16", 8, "pil", "server", run=2, runs=3) == pinned
+    held = [("hold_until", "go"), ("inductor_mode", "default")]  # the runner's knob; inductor's, unread
+    assert job_id("gpu", 1, "resnet50", "cudnn_fused", "fp16", 8, "pil", "server", held, 2, 3) == pinned
+    assert job_id("gpu", 0, "resnet50", "pytorch", "fp32", 4) == "gpu.d0.resnet50.pytorch.fp32.bs4"
+
+
+@pytest.mark.parametrize("value", ["a:b", "1+2", "x" * 60, "..", "", "xpu2.v1-b_2"])
+def test_any_option_value_gives_a_safe_short_stable_id(value):
+    """A free-string knob (xtcl_device_type) may hold any character the cluster file allows; ':' and '+'
+    (no docker name has them) or a long value name the options by a hash."""
+    made = job_id("h", 0, "resnet50", "xtcl", "fp16", 1, options=[("xtcl_device_type", value)])
+    assert ID_RE.match(made) and len(made) <= 100 and "/" not in made
+    assert made == job_id("h", 0, "resnet50", "xtcl", "fp16", 1, options={"xtcl_device_type": value}.items())
+    other = job_id("h", 0, "resnet50", "xtcl", "fp16", 1, options=[("xtcl_device_type", value + "0")])
+    assert other != made
+    readable = bool(re.match(r"^[A-Za-z0-9_.-]{0,40}$", value))
+    assert made.endswith(".xtcl_device_type-" + value) == readable
+    assert re.search(r"\.opts-[0-9a-f]{12}$", made) or readable

@@ -6,9 +6,10 @@ work) spreads over every job instead of biasing the last ones.
 """
 
 from dataclasses import asdict, dataclass, replace
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from orchestrator.host import images
+from orchestrator.model import options as toolkit_options
 from orchestrator.model.cluster import Cluster
 from runner_in_container.protocol import STAGE_INFER
 from vendors.vendor import Vendor
@@ -58,7 +59,13 @@ class Job:
             self.batch_size,
             self.decoder,
             self.scenario,
+            self.toolkit_options,
         )
+
+    @property
+    def toolkit_label(self) -> str:
+        """The toolkit with the options it is measured with: "cudnn_fused (cudnn_fused_benchmark=1)"."""
+        return toolkit_options.labelled(self.toolkit, self.toolkit_options)
 
     def as_dict(self) -> Dict[str, object]:
         """The job as stored, with its series; a field left None is left out (a spec stored before it
@@ -88,14 +95,19 @@ def job_id(
     batch_size: int,
     decoder: str = "auto",
     scenario: str = "flagperf",
+    options: Iterable[Sequence[str]] = (),
     run: int = 1,
     runs: int = 1,
 ) -> str:
     """Stable, filesystem- and docker-safe identifier of a job within a run (a decoder other than auto,
-    then a scenario other than flagperf, is named at the end, then the run of a series of several: ".r2")."""
+    then a scenario other than flagperf, then the toolkit options it is measured with
+    (``options.id_part``: ".cudnn_fused_benchmark-1"), are named at the end, then the run of a series of
+    several: ".r2")."""
     name = "%s.d%d.%s.%s.%s.bs%d" % (host, device, case, toolkit, precision, batch_size)
     name = name if decoder == "auto" else "%s.%s" % (name, decoder)
     name = name if scenario == "flagperf" else "%s.%s" % (name, scenario)
+    written = toolkit_options.id_part(toolkit_options.measured(toolkit, options))
+    name = "%s.%s" % (name, written) if written else name
     return name if runs == 1 else "%s.r%d" % (name, run)
 
 
@@ -164,6 +176,7 @@ def _run_id(job: Job, run: int) -> str:
         job.batch_size,
         job.decoder,
         job.scenario,
+        job.toolkit_options,
         run,
         job.runs,
     )

@@ -30,6 +30,7 @@ from orchestrator.model.fields import (
     safe_text,
     unknown,
 )
+from orchestrator.model.options import measured
 from runner_in_container.contract import (
     DECODERS,
     LAYOUTS,
@@ -465,7 +466,7 @@ class Cluster(WithSections):
 
     def _job_problems(self) -> List[Problem]:
         """At most MAX_JOBS jobs (before vendors skip some): a few lines of lists must not make millions;
-        and no two case entries make the same job."""
+        and no two case entries make the same job (the same measured options too: ``options.measured``)."""
         total = 0
         for index, case in enumerate(self.cases):
             devices = sum(len(h.devices) for h in self.hosts if case.hosts is None or h.name in case.hosts)
@@ -483,7 +484,8 @@ class Cluster(WithSections):
                     continue
                 for combo in case.matrix():
                     key = (host.name, case.case, combo["toolkit"], combo["precision"], combo["batch_size"])
-                    first = made.setdefault(key + (case.decoder, combo["scenario"]), index)
+                    options = measured(combo["toolkit"], case.toolkit_options.items())
+                    first = made.setdefault(key + (case.decoder, combo["scenario"], options), index)
                     if first != index:
                         return [Problem(
                             ("cases", index),
