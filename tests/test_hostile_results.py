@@ -99,11 +99,14 @@ def test_the_stored_spec_declaration_follows_plan_job():
     assert [f for f in StoredSpec.__dataclass_fields__] == stored
 
 
+#: a stored spec as plan makes it, but a toolkit option without its value
+ODD_OPTIONS = dict(Job("j", "h", 0, "resnet50", "pytorch", "fp32", 4, 1, 1).as_dict(), toolkit_options=[[]])
 EDITS = [
     ("results", "result_json", "{", "result_json: Expecting property name"),
     ("results", "derived_json", "[]", "derived_json: not a JSON object"),
     ("jobs", "spec_json", "{}", "spec_json: job_id = None: missing"),
     ("jobs", "spec_json", '{"a": NaN}', "spec_json: NaN is not a number JSON allows"),
+    ("jobs", "spec_json", json.dumps(ODD_OPTIONS), "spec_json: toolkit_options.0: not a (name, value) pair"),
     ("results", "result_json", "[" * 100000 + "]" * 100000, "result_json: nested deeper than 32 levels"),
     ("results", "result_json", '{"schema": "rn50bench.result"}', "result.json: schema_version = None"),
     ("results", "derived_json", '{"tool": 5}', "derived figures: tool = 5: not a string"),

@@ -21,7 +21,9 @@ from PIL import Image
 import vendors
 from orchestrator.host import envinfo
 from orchestrator.host.monitor import Monitor
+from orchestrator.job.plan import Job, job_id
 from orchestrator.outcome import JobState
+from orchestrator.report.firstpage import model_of
 from orchestrator.report.load import load_run
 from orchestrator.store import Store
 from orchestrator.transport.local import LocalTransport
@@ -209,3 +211,61 @@ def test_sweep_first_page_answers_which_is_fastest_by_how_much_how_sure(sweep, c
         assert counts.get(tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)), 0) > 200, hex_colour
     if os.environ.get(KEEP_SCREENSHOT):
         shutil.copyfile(png, REPO / "docs" / "report_first_page.png")
+
+
+#: two settings of one knob, as a lab compares them; the hold knob beside one changes nothing measured
+SETTINGS = ((("cudnn_fused_benchmark", "0"),), (("cudnn_fused_benchmark", "1"), ("hold_until", "go")))
+
+
+def _two_settings(runs: Runs, tmp_path: Path) -> Runs:
+    """A run of two jobs of one toolkit that differ only in a knob (``SETTINGS``), stored as ``plan`` makes
+    them, each with a stored job's result and figures (cudnn_fused runs on CUDA only)."""
+    store = _copy(runs, tmp_path)
+    source = next(j for j in load_run(store, runs.main).ok_jobs() if "pytorch" in j.job_id)
+    run_id = new_run(store, load_run(store, runs.main).environments["local"])
+    for options in SETTINGS:
+        made = job_id("local", 0, "resnet50", "cudnn_fused", "fp32", 4, options=options)
+        spec = Job(made, "local", 0, "resnet50", "cudnn_fused", "fp32", 4, 1, 1, toolkit_options=options)
+        store.add_job(run_id, made, "local", "cpu", spec.as_dict())
+        store.start_job(run_id, made)
+        assert source.result is not None and source.derived is not None
+        store.put_result(run_id, made, source.result, source.derived.as_stored())
+        store.finish_job(run_id, made, JobState.OK, None, "runner.log", dict(source.job["timings"]))
+    store.finish_run(run_id, "finished")
+    store.close()
+    return runs._replace(store=str(tmp_path / "copy.sqlite"), main=run_id)
+
+
+def test_two_settings_of_one_toolkit_are_two_rows_named_apart_in_every_format(runs, capsys, tmp_path):
+    stored = _two_settings(runs, tmp_path)
+    names = ["cudnn_fused (cudnn_fused_benchmark=%s)" % value for value in "01"]
+    ids = ["local.d0.resnet50.cudnn_fused.fp32.bs4.cudnn_fused_benchmark-%s" % value for value in "01"]
+    said = {}
+    for form in ("md", "csv", "json", "html"):
+        status, said[form], _ = report(stored, capsys, stored.main, "--format", form)
+        assert status == 0 and "hold_until" not in said[form].replace('"hold_until"', ""), form
+    status, said["table"], _ = report(stored, capsys, stored.main)
+    assert status == 0
+    for form in ("md", "html"):
+        assert all(name in " ".join(said[form].split()) for name in names), form
+    assert all("(cudnn_fused_benchmark=%s)" % value in said["table"] for value in "01")  # the cell folds
+    rows = list(csv.DictReader(io.StringIO(said["csv"])))
+    assert [(r["job_id"], r["series"], r["toolkit"], r["toolkit_options"]) for r in rows] == [
+        (made, made, "cudnn_fused", "cudnn_fused_benchmark=%s" % value) for made, value in zip(ids, "01")
+    ]
+    doc = json.loads(said["json"])
+    assert set(doc["series"]) == set(ids)
+    assert [job["spec"]["toolkit_options"] for job in doc["jobs"]] == [[list(p) for p in o] for o in SETTINGS]
+    model = model_of(load_run(Store(stored.store, readonly=True), stored.main).ok_jobs()[0])
+    assert all("cpu %s · %s fp32" % (model, name) in first_page(said["html"]) for name in names)
+    args = ("--compare", stored.main, "--pair-by", "case,toolkit,precision,bs,scenario", "--format", "csv")
+    status, out, _ = report(stored, capsys, stored.main, *args)  # the run with itself: its settings paired
+    assert status == 0
+    tools = {row["tool"] for row in csv.DictReader(io.StringIO(out))}
+    assert tools == {"%s vs %s" % (names[0], names[1]), "%s vs %s" % (names[1], names[0])}
+    status, out, _ = report(stored, capsys, stored.main, "--compare", stored.main, "--format", "json")
+    pairs = json.loads(out)["pairs"]  # by default each setting with itself
+    assert [(p["a"]["key"]["options"], p["b"]["key"]["options"]) for p in pairs] == [
+        ("cudnn_fused_benchmark=0", "cudnn_fused_benchmark=0"),
+        ("cudnn_fused_benchmark=1", "cudnn_fused_benchmark=1"),
+    ]

@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=",".join(cmp.KEY_FIELDS),
         metavar="FIELDS",
         help="with --compare or --baseline: the fields rows pair by (default: %(default)s); leave out "
-        "toolkit to put toolkits side by side",
+        "toolkit to put toolkits side by side, options to put one toolkit's settings side by side",
     )
     parser.add_argument(
         "--force",

@@ -2,11 +2,12 @@
 lets one say about them (metrics.md "Spread": beyond noise where the 95% intervals over runs do not overlap).
 
 A run's side has one entry per series (a job's K runs: the mean of each figure and its interval). Entries
-pair by (case, toolkit, precision, batch size), or the fields ``--pair-by`` names (leave out toolkit to put
-toolkits side by side), in job order where a key repeats; an entry pairs with itself (a run compared with
-itself) only where no other entry has its key. Paired entries
-must share their measuring conditions (the data set, its preprocessing, the precision in detail and the
-metric version); where any differs the comparison is refused, naming every field, unless forced.
+pair by (case, toolkit, precision, batch size, scenario, toolkit options), or the fields ``--pair-by``
+names (leave out toolkit to put toolkits side by side, options to put one toolkit's settings side by side),
+in job order where a key repeats; an entry pairs with itself (a run compared with itself) only where no
+other entry has its key. Paired entries must share their measuring conditions (the data set, its
+preprocessing, the precision in detail and the metric version); where any differs the comparison is
+refused, naming every field, unless forced.
 """
 
 import json
@@ -19,6 +20,7 @@ from orchestrator.metrics import interval as noise
 from orchestrator.metrics import table
 from orchestrator.metrics.interval import Interval
 from orchestrator.metrics.table import NOT_RUN, Metric
+from orchestrator.model import options as toolkit_options
 from orchestrator.report import series as runs
 from orchestrator.report.load import JobData, ReportError, RunData, dig
 from orchestrator.safeio import bounded
@@ -54,10 +56,34 @@ CONDITIONS = (
 #: conditions of the val stage, which a job may not run (stages: [infer]; NOT_RUN): compared where both ran it
 VAL_CONDITIONS = ("precision.val",)
 
-#: case, toolkit, precision, batch size, and the scenario where it is an MLPerf one
+#: case, toolkit, precision, batch size, then the scenario and the toolkit options (``options.shown``)
+#: where they are not their defaults (``KEY_DEFAULTS``: a key ends at its last field that is not)
 Key = Tuple[str, ...]
-#: the fields of ``Key``, which ``--pair-by`` chooses from (a key without a scenario is flagperf's)
-KEY_FIELDS = ("case", "toolkit", "precision", "bs", "scenario")
+#: the fields of ``Key``, which ``--pair-by`` chooses from
+KEY_FIELDS = ("case", "toolkit", "precision", "bs", "scenario", "options")
+#: what a key's field is where the key ends before it: flagperf, no options
+KEY_DEFAULTS: Key = ("", "", "", "", "flagperf", "")
+
+
+def make_key(case: str, toolkit: str, precision: str, bs: object, scenario: str, options: str) -> Key:
+    """The key of these fields, ending at its last field that is not its default."""
+    key: Key = (case, toolkit, precision, str(bs), scenario, options)
+    while len(key) > 4 and key[-1] == KEY_DEFAULTS[len(key) - 1]:
+        key = key[:-1]
+    return key
+
+
+def full_key(key: Key) -> Key:
+    """``key`` with every field of KEY_FIELDS, those it leaves out at their defaults."""
+    return key + KEY_DEFAULTS[len(key) :]
+
+
+def key_words(key: Key) -> List[str]:
+    """How the reports name an entry's key: case, the toolkit with its options ("cudnn_fused
+    (cudnn_fused_benchmark=1)"), precision, batch size, and an MLPerf scenario."""
+    case, toolkit, precision, bs, scenario, options = full_key(key)
+    tool = "%s (%s)" % (toolkit, options) if options else toolkit
+    return [case, tool, precision, bs] + ([scenario] if scenario != KEY_DEFAULTS[4] else [])
 
 
 @dataclass
@@ -123,8 +149,9 @@ def _job_entry(job: JobData) -> Entry:
     }
     for name in ("resize", "crop", "mean", "std"):
         conditions["preprocessing." + name] = dig(result, "data", "preprocessing", name)
-    key: Key = (spec["case"], spec["toolkit"], spec["precision"], str(spec["batch_size"]))
-    key += (spec["scenario"],) if spec.get("scenario", "flagperf") != "flagperf" else ()  # an MLPerf scenario
+    scenario = spec.get("scenario") or KEY_DEFAULTS[4]
+    shown = toolkit_options.shown(job.options())
+    key = make_key(spec["case"], spec["toolkit"], spec["precision"], spec["batch_size"], scenario, shown)
     where = "%s d%s %s" % (job.job["host"], spec["device"], derived.device_model or "")
     return Entry(where.strip(), key, {m.key: derived.figure(m.key) for m in FIGURES}, conditions)
 
@@ -200,8 +227,7 @@ def compare(a: Side, b: Side, force: bool, pair_by: Sequence[str] = KEY_FIELDS) 
         )
 
     def key(entry: Entry) -> Tuple[str, ...]:
-        full = entry.key + ("flagperf",) * (len(KEY_FIELDS) - len(entry.key))
-        return tuple(part for name, part in zip(KEY_FIELDS, full) if name in pair_by)
+        return tuple(part for name, part in zip(KEY_FIELDS, full_key(entry.key)) if name in pair_by)
 
     pool: Dict[Tuple[str, ...], List[Entry]] = {}
     for entry in b.entries:
@@ -304,9 +330,10 @@ def rows(comparison: Comparison) -> List[Dict[str, str]]:
     """One row per pair and figure: both values and A/B."""
     out = []
     for left, right in comparison.pairs:
-        case, tool, precision, bs = left.key[:4]
-        if tool != right.key[1]:
-            tool = "%s vs %s" % (tool, right.key[1])
+        case, tool, precision, bs = key_words(left.key)[:4]
+        other = key_words(right.key)[1]
+        if tool != other:
+            tool = "%s vs %s" % (tool, other)
         for metric in FIGURES:
             one, two = left.figures.get(metric.key), right.figures.get(metric.key)
             out.append(
@@ -340,12 +367,12 @@ def notes(comparison: Comparison) -> List[str]:
         "intervals do not overlap; rows pair by %s" % ", ".join(comparison.pair_by)
     )
     for left, right in comparison.pairs:
-        lines.append("%s: A on %s, B on %s" % (" ".join(left.key), left.where, right.where))
+        lines.append("%s: A on %s, B on %s" % (" ".join(key_words(left.key)), left.where, right.where))
     if comparison.differences:
         lines.append("forced despite differences: " + "; ".join(comparison.differences))
     for side, entries in (("A", comparison.only_a), ("B", comparison.only_b)):
         for entry in entries:
-            lines.append("only in %s: %s on %s" % (side, " ".join(entry.key), entry.where))
+            lines.append("only in %s: %s on %s" % (side, " ".join(key_words(entry.key)), entry.where))
     return lines
 
 
@@ -382,6 +409,6 @@ def as_document(comparison: Comparison) -> Dict[str, Any]:
             }
             for left, right in comparison.pairs
         ],
-        "only_a": [" ".join(e.key) for e in comparison.only_a],
-        "only_b": [" ".join(e.key) for e in comparison.only_b],
+        "only_a": [" ".join(key_words(e.key)) for e in comparison.only_a],
+        "only_b": [" ".join(key_words(e.key)) for e in comparison.only_b],
     }

@@ -6,6 +6,7 @@ unknown.
 from typing import Dict, List, Optional, Sequence
 
 from orchestrator.metrics import table
+from orchestrator.model import options
 from orchestrator.outcome import UNREADABLE
 from orchestrator.report import series, tables
 from orchestrator.report.load import RunData
@@ -14,8 +15,8 @@ TABLES = ("results", "runs", "environment")
 
 #: the job's own columns of the results table
 JOB_COLUMNS = (
-    "job_id", "series", "run", "runs", "host", "vendor", "device", "case", "toolkit", "precision",
-    "batch_size", "decoder", "scenario", "state", "reason", "conditions", "acc_meaningful",
+    "job_id", "series", "run", "runs", "host", "vendor", "device", "case", "toolkit", "toolkit_options",
+    "precision", "batch_size", "decoder", "scenario", "state", "reason", "conditions", "acc_meaningful",
 )  # fmt: skip
 #: the parts of a spread over passes, each a column "<key>_<part>"
 SPREAD_PARTS = ("n", "median", "min", "max", "cv")
@@ -66,6 +67,7 @@ def result_rows(data: RunData) -> List[Dict[str, str]]:
             "device": str(spec.get("device", "")),
             "case": spec.get("case", ""),
             "toolkit": spec.get("toolkit", ""),
+            "toolkit_options": options.shown(item.options()),
             "precision": spec.get("precision", ""),
             "batch_size": str(spec.get("batch_size", "")),
             "decoder": spec.get("decoder", ""),

@@ -75,7 +75,7 @@ def rows(found: Sequence[Series]) -> List[Row]:
         if first is None or item.interval(CORE) is None:
             continue
         spec = first.job["spec"] or {}
-        key = (first.job["vendor"], model_of(first), spec.get("toolkit", "?"), spec.get("precision", "?"))
+        key = (first.job["vendor"], model_of(first), first.toolkit(), spec.get("precision", "?"))
         row = groups.setdefault(key, Row(*key, best=item))
         if _core(item) > _core(row.best):
             row.best = item
@@ -88,7 +88,7 @@ def rows(found: Sequence[Series]) -> List[Row]:
 def setting(item: Series) -> str:
     """ "pytorch fp32 bs 4": what a series ran."""
     spec = item.jobs[0].job["spec"] or {}
-    return "%s %s bs %s" % (spec.get("toolkit"), spec.get("precision"), spec.get("batch_size"))
+    return "%s %s bs %s" % (item.jobs[0].toolkit(), spec.get("precision"), spec.get("batch_size"))
 
 
 @dataclass

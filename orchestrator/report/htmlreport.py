@@ -23,7 +23,7 @@ def _compare_context(comparison: cmp.Comparison) -> Dict[str, Any]:
     compared = [metric.key for metric in figures.THROUGHPUT if metric.compare]
     groups = [
         (
-            " ".join(left.key[1:]),
+            " ".join(cmp.key_words(left.key)[1:]),
             [("A " + key, left.figures.get(key)) for key in compared]
             + [("B " + key, right.figures.get(key)) for key in compared],
         )

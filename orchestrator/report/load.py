@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple, TypeGuard
 from orchestrator.host import conditions as jobconditions
 from orchestrator.job import collect
 from orchestrator.metrics.derived import Derived
+from orchestrator.model import options
 from orchestrator.store import Store
 from runner_in_container import schema
 
@@ -131,6 +132,18 @@ class JobData:
             return None  # never started or ended, or a column edited to another type
         return max(0.0, float(finished) - float(started))
 
+    def options(self) -> options.Options:
+        """The toolkit options the job was measured with (``options.measured``); none where its spec is
+        unreadable."""
+        spec = self.job["spec"]
+        return () if spec is None else options.measured(spec["toolkit"], spec["toolkit_options"])
+
+    def toolkit(self) -> str:
+        """The job's toolkit with the options it was measured with (``options.labelled``): how every report
+        names it; "?" where its spec is unreadable."""
+        spec = self.job["spec"]
+        return "?" if spec is None else options.labelled(spec["toolkit"], self.options())
+
     def label(self) -> str:
         """host (vendor) device toolkit precision bs: how plots and timelines name the job."""
         spec = self.job["spec"]
@@ -140,7 +153,7 @@ class JobData:
             self.job["host"],
             self.job["vendor"],
             spec["device"],
-            spec["toolkit"],
+            self.toolkit(),
             spec["precision"],
             spec["batch_size"],
         )
@@ -262,7 +275,9 @@ def _problem(job: Dict[str, Any]) -> Optional[str]:
             schema.parse_as(cls, doc)
         except schema.Invalid as exc:
             return "%s: %s" % (column, exc)
-    return None
+    pairs = job["spec"]["toolkit_options"]
+    odd = next((index for index, pair in enumerate(pairs) if len(pair) != 2), None)
+    return None if odd is None else "spec_json: toolkit_options.%d: not a (name, value) pair" % odd
 
 
 def _finite(value: Any) -> TypeGuard[float]:

@@ -152,7 +152,7 @@ def result_rows(data: RunData) -> List[Dict[str, str]]:
             "host": job["host"],
             "vendor": job["vendor"],
             "device": str(spec.get("device", "?")),
-            "tool": spec.get("toolkit", "?"),
+            "tool": item.toolkit(),
             "precision": spec.get("precision", "?"),
             "bs": str(spec.get("batch_size", "?")),
             "scenario": spec.get("scenario") or "flagperf",  # older stores: flagperf, all there was
