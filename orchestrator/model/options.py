@@ -18,8 +18,9 @@ Options = Tuple[Tuple[str, str], ...]
 
 #: the longest options part of a job id written out; a longer one is a hash (ids.ID_RE: 128 in all)
 MAX_ID_PART = 64
-#: the characters a value may keep in a job id (a file name, a docker name); others make it a hash
-ID_VALUE_RE = re.compile(r"^[A-Za-z0-9_.-]*$")
+#: the characters a value may keep in a job id (a file name, a docker name; no '.', which separates the
+#: pairs, so that two sets of options never read alike); others make it a hash
+ID_VALUE_RE = re.compile(r"^[A-Za-z0-9_-]*$")
 #: how a job id names options it cannot write out: this prefix and the first hex digits of their sha256
 HASHED_PREFIX, HASHED_DIGITS = "opts-", 12
 
@@ -37,7 +38,7 @@ def measured(toolkit: str, options: Iterable[Sequence[str]]) -> Options:
 
 def id_part(options: Options) -> str:
     """The options as a job id's last part before its run: "cudnn_fused_benchmark-1.cudnn_fused_graph-0";
-    "opts-<sha256 prefix>" where a value has a character outside [A-Za-z0-9_.-] or the part would be longer
+    "opts-<sha256 prefix>" where a value has a character outside [A-Za-z0-9_-] or the part would be longer
     than MAX_ID_PART; "" for none."""
     written = ".".join("%s-%s" % pair for pair in options)
     if len(written) <= MAX_ID_PART and all(ID_VALUE_RE.match(value) for _, value in options):
