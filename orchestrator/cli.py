@@ -62,8 +62,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     for line in cluster.shared_machines():
         console.print(line, markup=False, highlight=False)
     for item in skipped:
-        what = "%s %s/%s/bs%d" % (item.case, item.toolkit, item.precision, item.batch_size)
-        console.print("skipped %s on %s: %s" % (what, item.host, item.reason))
+        console.print(item.line(), markup=False, highlight=False)
     for host, spec in dockerfiles:
         template = known[host.vendor].image_stack(host.image.stack).template
         stack = ", image stack %s" % spec.stack if spec.stack else ""

@@ -11,7 +11,7 @@ import pytest
 import vendors
 from orchestrator import cli
 from orchestrator.config.load import load_checked, load_cluster
-from orchestrator.job.plan import Job, expand, job_id
+from orchestrator.job.plan import Job, Skipped, expand, job_id
 from orchestrator.job.stages import RunContext
 from orchestrator.launchers.ssh import DirectLauncher
 from orchestrator.model.fields import ConfigError
@@ -330,3 +330,12 @@ def test_any_option_value_gives_a_safe_short_stable_id(value):
     readable = bool(re.match(r"^[A-Za-z0-9_-]{0,40}$", value))
     assert made.endswith(".xtcl_device_type-" + value) == readable
     assert re.search(r"\.opts-[0-9a-f]{12}$", made) or readable
+
+
+def test_a_skipped_line_names_the_toolkit_with_the_options_it_would_be_measured_with():
+    held = (("hold_until", "go"),)
+    skipped = Skipped("gpu", "resnet50", "tensorrt", "fp16", 256, "no [b]TensorRT[/b]", held)
+    assert skipped.line() == "skipped resnet50 tensorrt/fp16/bs256 on gpu: no [b]TensorRT[/b]"
+    options = (("cudnn_fused_benchmark", "1"),)
+    skipped = Skipped("gpu", "resnet50", "cudnn_fused", "fp16", 1, "why", options)
+    assert skipped.line() == "skipped resnet50 cudnn_fused (cudnn_fused_benchmark=1)/fp16/bs1 on gpu: why"

@@ -84,6 +84,14 @@ class Skipped:
     precision: str
     batch_size: int
     reason: str
+    toolkit_options: Tuple[Tuple[str, str], ...] = ()
+
+    def line(self) -> str:
+        """ "skipped resnet50 tensorrt (knob=1)/fp16/bs256 on gpu: why" as plan and run print it."""
+        toolkit = toolkit_options.labelled(self.toolkit, self.toolkit_options)
+        return "skipped %s %s/%s/bs%d on %s: %s" % (
+            self.case, toolkit, self.precision, self.batch_size, self.host, self.reason
+        )
 
 
 def job_id(
@@ -126,7 +134,8 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                 reason = vendor.unsupported(toolkit, precision)
                 reason = reason or images.lacks_sdk_file(host, vendor, toolkit, combo["scenario"])
                 if reason:
-                    skipped.append(Skipped(host.name, entry.case, toolkit, precision, bs, reason))
+                    options = tuple(sorted(entry.toolkit_options.items()))
+                    skipped.append(Skipped(host.name, entry.case, toolkit, precision, bs, reason, options))
                     continue
                 # across a batch-size list, the val stage runs with the first batch size only
                 kind = (toolkit, precision, combo["scenario"])

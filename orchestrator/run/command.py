@@ -100,7 +100,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         for job in jobs:
             store.add_job(run_id, job.job_id, job.host, hosts[job.host].vendor, job.as_dict())
         for item in skipped:
-            console.print("skipped %s/%s on %s: %s" % (item.toolkit, item.precision, item.host, item.reason))
+            console.print(item.line(), markup=False, highlight=False)
         for line in cluster.shared_machines():
             console.print(line, markup=False, highlight=False)
         console.print("run %s: %d jobs on %d hosts; store %s" % (run_id, len(jobs), len(hosts), store.path))
