@@ -129,12 +129,12 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                 continue
             vendor = vendors[host.vendor]
             validated = set()  # (toolkit, precision, scenario) of this entry whose val stage a job runs here
+            options = tuple(sorted(entry.toolkit_options.items()))
             for combo in entry.matrix():
                 toolkit, precision, bs = combo["toolkit"], combo["precision"], combo["batch_size"]
                 reason = vendor.unsupported(toolkit, precision)
                 reason = reason or images.lacks_sdk_file(host, vendor, toolkit, combo["scenario"])
                 if reason:
-                    options = tuple(sorted(entry.toolkit_options.items()))
                     skipped.append(Skipped(host.name, entry.case, toolkit, precision, bs, reason, options))
                     continue
                 # across a batch-size list, the val stage runs with the first batch size only
@@ -153,7 +153,7 @@ def expand(cluster: Cluster, vendors: Dict[str, Vendor]) -> Tuple[List[Job], Lis
                             batch_size=bs,
                             repeat=entry.repeat,
                             warmup=entry.warmup,
-                            toolkit_options=tuple(sorted(entry.toolkit_options.items())),
+                            toolkit_options=options,
                             decoder=entry.decoder,
                             scenario=combo["scenario"],
                             **entry.settings_for(combo["scenario"]),

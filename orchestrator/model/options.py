@@ -55,5 +55,10 @@ def shown(options: Options) -> str:
 def labelled(toolkit: str, options: Iterable[Sequence[str]]) -> str:
     """How the reports and ``plan`` name a job's toolkit: "cudnn_fused (cudnn_fused_benchmark=1)", or the
     toolkit alone where it is measured with no option."""
-    said = shown(measured(toolkit, options))
+    return named(toolkit, shown(measured(toolkit, options)))
+
+
+def named(toolkit: str, said: str) -> str:
+    """``toolkit`` with its options as ``shown`` says them: "cudnn_fused (cudnn_fused_benchmark=1)"; the
+    toolkit alone where ``said`` is empty."""
     return "%s (%s)" % (toolkit, said) if said else toolkit

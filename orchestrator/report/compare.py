@@ -82,8 +82,8 @@ def key_words(key: Key) -> List[str]:
     """How the reports name an entry's key: case, the toolkit with its options ("cudnn_fused
     (cudnn_fused_benchmark=1)"), precision, batch size, and an MLPerf scenario."""
     case, toolkit, precision, bs, scenario, options = full_key(key)
-    tool = "%s (%s)" % (toolkit, options) if options else toolkit
-    return [case, tool, precision, bs] + ([scenario] if scenario != KEY_DEFAULTS[4] else [])
+    mlperf = [scenario] if scenario != KEY_DEFAULTS[4] else []
+    return [case, toolkit_options.named(toolkit, options), precision, bs] + mlperf
 
 
 @dataclass
