@@ -78,11 +78,15 @@ def responses_are_the_models(section, dataset, out: Path) -> None:
 
 
 @pytest.mark.parametrize("scenario,batch_size", [("singlestream", 1), ("multistream", 4)])
-def test_a_stream_scenario_runs_each_query_on_loadgens_issue_thread(scenario, batch_size, dataset, tmp_path):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_a_stream_scenario_runs_each_query_on_loadgens_issue_thread(
+    scenario, batch_size, channels_last, dataset, tmp_path
+):
     model = StandIn()
-    section = run(scenario, model, dataset, tmp_path, batch_size)
+    section = run(scenario, model, dataset, tmp_path, batch_size, channels_last)
     assert len(model.threads) > TIMED_CALLS
     assert set(model.threads) == {"MainThread"}  # LoadGen issues on the thread that started the test
+    assert all(model.channels_last[TIMED_CALLS:]) == channels_last  # a sample's view keeps the layout
     assert section["performance"]["validity"] in ("VALID", "INVALID")
     responses_are_the_models(section, dataset, tmp_path)
 

@@ -37,7 +37,8 @@ class SampleLibrary:
     """The samples LoadGen has loaded, decoded, normalised and held on the device in one tensor.
 
     A channels_last model's samples are held as NHWC rows: a batch gathered from them is channels_last as it
-    is (a view, no reordering copy)."""
+    is (a view, no reordering copy); another model's as NCHW rows (the decoded pixels are NHWC: reordered
+    once, here, not by each batch's copy into the model's input)."""
 
     def __init__(
         self,
@@ -64,7 +65,7 @@ class SampleLibrary:
         for start in range(0, len(arrays), self.chunk):
             u8 = torch.from_numpy(numpy.stack(arrays[start : start + self.chunk])).permute(0, 3, 1, 2)
             x = normalize(u8.to(self.device), self.pp, self.dtype, False)
-            parts.append(x.permute(0, 2, 3, 1).contiguous() if self.channels_last else x)
+            parts.append(x.permute(0, 2, 3, 1).contiguous() if self.channels_last else x.contiguous())
         self.table = torch.cat(parts)
         self.rows = {index: row for row, index in enumerate(unique)}
 
@@ -73,16 +74,22 @@ class SampleLibrary:
         self.table, self.rows = None, {}
 
     def batch(self, indices: Sequence[int], size: int) -> torch.Tensor:
-        """The model input of samples ``indices``, padded to ``size`` by repeating the first. The rows'
-        numbers reach the device from pinned memory without waiting for it (a copy from pageable memory
-        would wait for the work queued before it: no batch could be queued while another computes)."""
+        """The model input of samples ``indices``, padded to ``size`` by repeating the first.
+
+        Rows that follow one another and fill the batch (always so for one sample: SingleStream's query) are
+        a view of the table: no copy and no kernel before the model's. Other rows are gathered on the device,
+        their numbers sent from pinned memory without waiting for it (a copy from pageable memory would wait
+        for the work queued before it: no batch could be queued while another computes)."""
         assert self.table is not None, "LoadGen issued samples before loading them"
         rows = [self.rows[index] for index in indices]
         rows += [rows[0]] * (size - len(rows))
-        numbers = torch.tensor(rows, dtype=torch.int64)
-        if self.device.type == "cuda":
-            numbers = numbers.pin_memory()
-        x = self.table.index_select(0, numbers.to(self.device, non_blocking=True))
+        if rows == list(range(rows[0], rows[0] + size)):
+            x = self.table.narrow(0, rows[0], size)
+        else:
+            numbers = torch.tensor(rows, dtype=torch.int64)
+            if self.device.type == "cuda":
+                numbers = numbers.pin_memory()
+            x = self.table.index_select(0, numbers.to(self.device, non_blocking=True))
         return x.permute(0, 3, 1, 2) if self.channels_last else x
 
 
