@@ -49,7 +49,7 @@ PASS_STAGES = (STAGE_VAL, STAGE_INFER)
 STAGE_MLPERF = "mlperf"
 STEP_TIME_MODEL = "time_model"
 STEP_PERFORMANCE = "performance"
-STEP_SEARCH = "search-%d"
+STEP_SEARCH = "search-"
 STEP_ACCURACY = "accuracy"
 
 #: exit status of ``python -m runner_in_container``

@@ -132,7 +132,7 @@ def test_device_power_and_utilisation_over_time(runs, capsys, tmp_path):
         monitor.samples.append((start + 0.5 * i, sample))
     monitor.mark("infer", "start", start + 2.5)
     monitor.mark("infer", "end", start + 7.0)
-    store.put_samples(runs.main, job.job_id, monitor.summary(infer_images=600))
+    store.put_samples(runs.main, job.job_id, monitor.summary({"infer": 600}))
     store.close()
     status, html, _ = report(
         runs._replace(store=str(tmp_path / "copy.sqlite")), capsys, runs.main, "--format", "html"

@@ -173,7 +173,7 @@ def run_scenario(
         if settings.scenario == "server":
             made = itertools.count(1)
             points = search.find_peak(
-                lambda qps: _point(qps, performance(STEP_SEARCH % next(made), qps), settings),
+                lambda qps: _point(qps, performance(STEP_SEARCH + str(next(made)), qps), settings),
                 settings.server_target_qps or round(speed.samples_per_s, 3),
                 SEARCH_RUNS,
                 SEARCH_TOLERANCE,
