@@ -235,7 +235,7 @@ def test_the_reports_say_the_clock_and_the_throttle_reasons_only_where_sampled()
     }  # fmt: skip
     line = figures._monitor_line(stored)
     assert line == (
-        "nvidia-smi (host side, every 0.5 s); peak used 3e+04 MiB; mlperf: mean power 689.5 W, energy 0.0123 "
+        "nvidia-smi (host side, every 0.5 s); peak used 30,000 MiB; mlperf: mean power 690 W, energy 0.0123 "
         "J/img; SM 1755 MHz; SwPowerCap 94% of samples"
     )
     basic = {key: value for key, value in stored.items() if "clock" not in key and "throttle" not in key}

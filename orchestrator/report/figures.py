@@ -187,7 +187,7 @@ def _monitor_line(samples: Dict[str, Any]) -> str:
 
     def shown(value: Any) -> str:
         number = _number(value)
-        return "unknown" if number is None else "%.4g" % number
+        return "unknown" if number is None else fmt(number)
 
     shares = monitor.figure(samples, "throttle")
     clocks = firstpage.clocks(
