@@ -44,6 +44,13 @@ STAGE_VAL = "val"
 STAGE_INFER = "infer"
 #: the stages that pass over the data set, in order: result.json's "stages" keys
 PASS_STAGES = (STAGE_VAL, STAGE_INFER)
+#: the stage while LoadGen runs (an MLPerf job), and its steps in order: the model timed, the performance run
+#: (Server: the QPS search's runs, "search-1", "search-2", ...), the accuracy run
+STAGE_MLPERF = "mlperf"
+STEP_TIME_MODEL = "time_model"
+STEP_PERFORMANCE = "performance"
+STEP_SEARCH = "search-"
+STEP_ACCURACY = "accuracy"
 
 #: exit status of ``python -m runner_in_container``
 EXIT_OK = 0

@@ -24,8 +24,9 @@ from .device import Device
 from .flops import count_flops
 from .hold import hold
 from .host_batches import example_batch
-from .mlperf.scenario import STAGE_MLPERF, Model, run_scenario
+from .mlperf.scenario import Model, run_scenario
 from .progress import Where
+from .protocol import STAGE_MLPERF
 from .runconfig import Config
 from .stage import run_stage
 from .toolkits.base import Forward

@@ -142,7 +142,7 @@ def test_the_monitor_samples_a_real_host_and_summarises_the_stage_windows(workin
         monitor.mark(STAGE_INFER, "end")
     finally:
         monitor.stop()
-    out = monitor.summary(infer_images=100)
+    out = monitor.summary({STAGE_INFER: 100})
     assert out["error"] is None and out["power"] == {"available": True, "reason": None}
     assert len(out["samples"]) >= 5 and all(0 <= row["cpu_pct"] <= 100 for row in out["samples"])
     infer = out["stages"][STAGE_INFER]
@@ -158,7 +158,7 @@ def test_the_window_mean_weights_each_interval_by_its_overlap():
     cpu = [(0, 0, 0, 0, 0, 0, 0, 0), (100, 0, 0, 0, 0, 0, 0, 0), (100, 0, 0, 100, 0, 0, 0, 0)]
     monitor.readings = [(10.0 + i, HostReading(c, 4096, 1024 * (3 - i), None)) for i, c in enumerate(cpu)]
     monitor.windows = {STAGE_INFER: [10.5, 11.5], STAGE_VAL: [5.0, 6.0], "hold": [11.0, 12.0]}
-    out = monitor.summary(infer_images=10)
+    out = monitor.summary({STAGE_INFER: 10})
     assert [(row["cpu_pct"], row["mem_used_mib"]) for row in out["samples"]] == [(100.0, 2.0), (0.0, 3.0)]
     infer = out["stages"][STAGE_INFER]  # half of the busy second, half of the idle one
     assert (infer["cpu_pct_mean"], infer["mem_used_peak_mib"], infer["intervals"]) == (50.0, 3.0, 2)

@@ -104,3 +104,15 @@ def test_the_report_shows_the_scenario_figures(mlperf_run):
     job_dir = tmp / "results" / run_id / "here.d0.resnet50.pytorch.fp32.bs1.server"
     link = '<a href="%s">' % (job_dir / "mlperf" / "accuracy" / "mlperf_log_summary.txt").as_uri()
     assert link in html  # the logs, linked where they were fetched
+
+
+def test_each_jobs_loadgen_runs_have_a_monitor_window_that_gives_its_host_figures(mlperf_run):
+    """The runner's real step events open the LoadGen window at the performance (Server: first search) run
+    and close it at the accuracy run; the job's host figures are that window's."""
+    _, store, run_id, _ = mlperf_run
+    hosts = store.host_samples(run_id)
+    assert len(hosts) == len(SCENARIOS)
+    for job_id, host in hosts.items():
+        start, end = host["windows"]["mlperf"]
+        assert host["windows"]["infer"][1] < start < end and host["figure_window"] == "mlperf", job_id
+        assert host["stages"]["mlperf"]["window_s"] == pytest.approx(end - start)

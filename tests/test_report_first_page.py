@@ -128,11 +128,14 @@ def test_device_power_and_utilisation_over_time(runs, capsys, tmp_path):
     start = 1_700_000_000.0
     for i in range(20):
         busy = 5 <= i < 15
-        sample = MonitorSample(0, 1000.0 + i, 97.0 if busy else 3.0, 310.0 if busy else 62.0)
+        clock, throttle = (1755.0, ("SwPowerCap",)) if 5 <= i < 14 else (1980.0, ("GpuIdle",))
+        sample = MonitorSample(
+            0, 1000.0 + i, 97.0 if busy else 3.0, 310.0 if busy else 62.0, None, clock, throttle
+        )
         monitor.samples.append((start + 0.5 * i, sample))
     monitor.mark("infer", "start", start + 2.5)
     monitor.mark("infer", "end", start + 7.0)
-    store.put_samples(runs.main, job.job_id, monitor.summary(infer_images=600))
+    store.put_samples(runs.main, job.job_id, monitor.summary({"infer": 600}))
     store.close()
     status, html, _ = report(
         runs._replace(store=str(tmp_path / "copy.sqlite")), capsys, runs.main, "--format", "html"
@@ -141,6 +144,7 @@ def test_device_power_and_utilisation_over_time(runs, capsys, tmp_path):
     assert status == 0 and "Device power over time (W)" in page and "Device utilisation over time (%)" in page
     assert page.count("<polyline") == 2 and "310 (device)" in page  # the infer window's mean power
     assert "2.3 (device)" in page  # J/img: 310 W x 4.5 s / 600 images
+    assert "310 (device); SM 1778 MHz; SwPowerCap 90% of samples" in page  # 9 of the window's 10 samples
 
 
 class Sweep(NamedTuple):

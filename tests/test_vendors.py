@@ -311,7 +311,7 @@ def test_monitor_summary_takes_power_and_utilisation_inside_the_infer_window_onl
         (20.0, MonitorSample(0, 4.0, 70.0, 200.0)),
         (20.5, MonitorSample(0, 8.0, 1.0, 900.0)),  # after it
     ]
-    out = monitor.summary(infer_images=1000)
+    out = monitor.summary({STAGE_INFER: 1000})
     assert (out["infer_mean_power_w"], out["infer_power_samples"]) == (150.0, 2)
     assert out["infer_energy_j_per_img"] == pytest.approx(150.0 * 10.0 / 1000)
     assert out["infer_mean_utilization_pct"] == 60.0

@@ -115,6 +115,37 @@ def test_nvidia_monitor_tolerates_missing_values():
     assert NVIDIA.parse_monitor_line(line) == [MonitorSample(1, None, None, None)]
 
 
+def test_nvidia_richer_monitor_queries_add_the_sm_clock_and_the_throttle_mask_last():
+    head = "--query-gpu=index,timestamp,utilization.gpu,memory.total,memory.used,power.draw,clocks.sm,"
+    tail = ["--format=csv,noheader,nounits", "-i", "0"]
+    assert NVIDIA.richer_sample_argvs([0]) == [
+        ["nvidia-smi", head + "clocks_event_reasons.active"] + tail,  # drivers from 535 on
+        ["nvidia-smi", head + "clocks_throttle_reasons.active"] + tail,  # older ones
+    ]
+    richer = NVIDIA.richer_sample_argvs([0])[1]
+    assert NVIDIA.repeat_sample_argv(richer, 0.5) == richer + ["-lms", "500"]  # streamed as the basic one
+    assert ILUVATAR.richer_sample_argvs([0]) == [] and vendors.get("zixiao").richer_sample_argvs([0]) == []
+
+
+def test_nvidia_monitor_reads_the_sm_clock_and_throttle_reasons_of_the_richer_query():
+    samples = _samples(NVIDIA, "nvidia-h100-monitor-clocks-reconstructed.csv")
+    assert samples[0] == MonitorSample(0, 30000.0, 100.0, 689.12, None, 1755.0, ("SwPowerCap",))
+    assert [(s.sm_clock_mhz, s.throttle) for s in samples[1:]] == [
+        (1740.0, ("SwPowerCap",)), (1980.0, ()), (1980.0, ("GpuIdle",)), (None, None),
+    ]  # fmt: skip
+    assert samples[-1] == MonitorSample(0, 30000.0, 0.0, None)  # [N/A]: not read, never guessed
+
+
+def test_the_basic_query_reads_no_clock_and_no_throttle():
+    """The captured rows of the basic query: the same parser, the two figures None (not sampled)."""
+    samples = _samples(NVIDIA, "nvidia-h200-monitor-rn50bench-fields.csv")
+    assert samples and all(s.sm_clock_mhz is None and s.throttle is None for s in samples)
+    # a vendor without optional fields does not read cells beyond its own as a clock
+    assert ILUVATAR.parse_monitor_line("0, 87, 27996, 151.2, 1755, 0x4") == [
+        MonitorSample(0, 27996.0, 87.0, 151.2)
+    ]
+
+
 def test_nvidia_per_process_memory():
     assert NVIDIA.parse_process_memory(_text("nvidia-h200-compute-apps-busy.csv")) == {420: 1002.0}
     assert NVIDIA.parse_process_memory(_text("nvidia-h200-compute-apps-busy-rn50bench.csv")) == {438: 1542.0}

@@ -123,6 +123,8 @@ class Nvidia(QueryCsvVendor):
     lists_processes = True
     #: the name of drivers from 535 on, then the older one (deprecated since)
     throttle_fields = ("clocks_event_reasons.active", "clocks_throttle_reasons.active")
+    #: the SM clock and the throttle mask, by either name (a driver that knows neither: the basic monitor)
+    monitor_optional = tuple(("clocks.sm", name) for name in throttle_fields)
     loop_ms_flag = True
     peaks = (
         Peak("NVIDIA H200 SXM", r"\bH200\b(?!.*\bNVL\b)", _HOPPER_SXM_FLOPS, _H200),

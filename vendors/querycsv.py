@@ -25,6 +25,9 @@ class QueryCsvVendor(Vendor):
     inventory_fields: Tuple[str, ...] = ("index", "name", "memory.total", "driver_version")
     #: fields of the monitor query
     monitor_fields: Tuple[str, ...] = ("index", "utilization.gpu", "memory.used", "power.draw")
+    #: optional fields asked for after ``monitor_fields``: sets tried richest first (``richer_sample_argvs``),
+    #: each read in ``_OPTIONAL``'s order (the SM clock in MHz, the clock-throttle mask); () for none
+    monitor_optional: Tuple[Tuple[str, ...], ...] = ()
     #: fields of the per-process query (None: the SMI cannot list processes, or it is unverified)
     process_fields: Optional[Tuple[str, ...]] = None
     #: whether the SMI lists compute processes like nvidia-smi's ``--query-compute-apps``
@@ -34,6 +37,8 @@ class QueryCsvVendor(Vendor):
     #: whether the SMI has nvidia-smi's ``-lms`` loop flag (else the query is repeated by sh)
     loop_ms_flag = False
     _FORMAT = "--format=csv,noheader,nounits"
+    #: what the parser reads the optional fields of a monitor line as, in order (whatever the set's names)
+    _OPTIONAL = ("sm_clock", "throttle_mask")
 
     def inventory_argv(self) -> Optional[List[str]]:
         return [self._tool(), "--query-gpu=" + ",".join(self.inventory_fields), self._FORMAT]
@@ -59,21 +64,32 @@ class QueryCsvVendor(Vendor):
         return out
 
     def monitor_argv(self, devices: Sequence[int], interval_s: float) -> Optional[List[str]]:
-        query = self._query_gpu(devices, self.monitor_fields)  # sample_argv's, repeated
+        return self.repeat_sample_argv(self._query_gpu(devices, self.monitor_fields), interval_s)
+
+    def richer_sample_argvs(self, devices: Sequence[int]) -> List[List[str]]:
+        return [self._query_gpu(devices, self.monitor_fields + extra) for extra in self.monitor_optional]
+
+    def repeat_sample_argv(self, argv: Sequence[str], interval_s: float) -> List[str]:
         if self.loop_ms_flag:
             interval_text(interval_s)  # validates
-            return query + ["-lms", str(max(1, round(interval_s * 1000)))]
-        return repeat_argv(query, interval_s)
+            return list(argv) + ["-lms", str(max(1, round(interval_s * 1000)))]
+        return repeat_argv(argv, interval_s)
 
     def parse_monitor_line(self, line: str) -> List[MonitorSample]:
+        """Samples of any of the monitor's queries: ``monitor_fields``, then the optional ones if asked."""
         out = []
-        for rec in csv_records(line, self.monitor_fields):
+        fields = self.monitor_fields + (self._OPTIONAL if self.monitor_optional else ())
+        for rec in csv_records(line, fields, required=len(self.monitor_fields)):
+            mask = rec.get("throttle_mask")
+            names = throttle_names(mask) if mask is not None else None
             out.append(
                 MonitorSample(
                     device=int(rec["index"]),
                     memory_used_mib=parse_number(rec.get("memory.used")),
                     utilization_pct=parse_number(rec.get("utilization.gpu")),
                     power_w=parse_number(rec.get("power.draw")),
+                    sm_clock_mhz=parse_number(rec.get("sm_clock")),
+                    throttle=tuple(names) if names is not None else None,
                 )
             )
         return out

@@ -3,7 +3,7 @@
 import csv
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 #: values an SMI prints where a field is missing
 MISSING = ("", "n/a", "[n/a]", "[not supported]", "not supported", "-", "--", "[unknown error]")
@@ -35,6 +35,10 @@ class MonitorSample:
     power_w: Optional[float] = None
     #: set by SMIs that report memory only as a share of the total
     memory_used_pct: Optional[float] = None
+    #: the SM clock (MHz), where the SMI was asked for it
+    sm_clock_mhz: Optional[float] = None
+    #: the active clock-throttle reasons (``throttle_names``; () for none), None where not sampled
+    throttle: Optional[Tuple[str, ...]] = None
 
 
 @dataclass(frozen=True)

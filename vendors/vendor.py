@@ -18,7 +18,7 @@ from .devices import DeviceRef, device_indices
 from .errors import VendorError
 from .image import ImageStack, SdkFile
 from .peaks import Peak
-from .smi import DeviceInfo, DeviceProcess, MonitorSample
+from .smi import DeviceInfo, DeviceProcess, MonitorSample, repeat_argv
 
 
 class Vendor:
@@ -186,6 +186,17 @@ class Vendor:
         ``device`` they asked for.
         """
         return None
+
+    def richer_sample_argvs(self, devices: Sequence[int]) -> List[List[str]]:
+        """One-shot queries that read more than ``sample_argv`` (the SM clock, the throttle reasons), richest
+        first; the monitor streams (``repeat_sample_argv``) the first that gives a sample of its device,
+        else ``monitor_argv``. An SMI fails a whole query for one field it does not know, so each is tried
+        before; none where the SMI reads nothing more."""
+        return []
+
+    def repeat_sample_argv(self, argv: Sequence[str], interval_s: float) -> List[str]:
+        """argv that prints the one-shot query ``argv``'s reading every ``interval_s`` until killed."""
+        return repeat_argv(argv, interval_s)
 
     def parse_monitor_line(self, line: str) -> List[MonitorSample]:
         """Samples in one line of ``monitor_argv()`` output (empty for headers, blanks and noise)."""

@@ -10,12 +10,11 @@ share of all CPUs' time.
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from orchestrator.host.sampler import Sampler, mean, peak
+from orchestrator.host.sampler import PROBE_TIMEOUT_S, SUMMARISED, Sampler, mean, peak
 from orchestrator.safeio.text import one_line
 from orchestrator.transport.base import Transport, TransportError
-from runner_in_container.protocol import PASS_STAGES, STAGE_INFER
 from vendors.smi import repeat_argv
 
 #: /proc/stat's all-CPU fields in order (guest time is counted in user and nice already)
@@ -23,8 +22,6 @@ CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "stea
 #: modes that are not busy
 IDLE_MODES = ("idle", "iowait")
 POWER_ARGV = ["ipmitool", "dcmi", "power", "reading"]
-#: how long the power probe may take
-PROBE_TIMEOUT_S = 15.0
 #: where the script reads the kernel's counters
 PROC = "/proc"
 #: a constant script, values only as positional parameters: $1 = 1 reads node power too, $2 is PROC. One
@@ -169,9 +166,10 @@ class HostMonitor(Sampler):
             "energy_j_per_img": power * (end - start) / images if power is not None and images else None,
         }
 
-    def summary(self, infer_images: Optional[int] = None) -> Dict[str, Any]:
-        """The series and, per pass stage whose window was seen (val, infer; whatever else the runner named is
-        kept in ``windows`` only), its summary; energy per image for the infer stage only."""
+    def summary(self, images: Mapping[str, int]) -> Dict[str, Any]:
+        """The series and, per summarised window that was seen (val, infer, mlperf; whatever else the runner
+        named is kept in ``windows`` only), its summary, with energy per image where ``images`` counts the
+        window's images; ``figure_window`` names the window the job's figures were measured under."""
         rows = self.rows()
         return {
             "source": self.source,
@@ -181,9 +179,10 @@ class HostMonitor(Sampler):
             "power": {"available": self.power_unavailable is None, "reason": self.power_unavailable},
             "samples": rows,
             "windows": self.windows,
+            "figure_window": self.figure_window(),
             "stages": {
-                stage: self.stage_summary(rows, stage, infer_images if stage == STAGE_INFER else None)
-                for stage in PASS_STAGES
+                stage: self.stage_summary(rows, stage, images.get(stage))
+                for stage in SUMMARISED
                 if stage in self.windows
             },
         }

@@ -7,9 +7,34 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.transport.base import Transport, TransportError
+from runner_in_container.protocol import (
+    PASS_STAGES,
+    STAGE_INFER,
+    STAGE_MLPERF,
+    STEP_ACCURACY,
+    STEP_PERFORMANCE,
+    STEP_SEARCH,
+)
 
-#: stage -> [start, end] wall times of its whole passes, as the orchestrator saw the runner's events
+#: stage -> [start, end] wall times of its window, as the orchestrator saw the runner's events
+#: (``window_edge``)
 Windows = Dict[str, List[float]]
+#: the windows the monitors summarise: each pass stage's whole passes, an MLPerf job's LoadGen runs
+SUMMARISED = PASS_STAGES + (STAGE_MLPERF,)
+#: how long a one-shot command before the stream (a probe) may take
+PROBE_TIMEOUT_S = 15.0
+
+
+def window_edge(stage: str, step: str) -> Optional[str]:
+    """The edge ('start'/'end') of ``stage``'s window that the runner entering ``step`` marks, else None: a
+    pass stage's whole passes begin ('passes') and end as its core pass begins ('core'); an MLPerf job's
+    LoadGen window opens with its performance run (Server: its search's first run) and closes as its accuracy
+    run begins."""
+    if stage == STAGE_MLPERF:
+        if step == STEP_PERFORMANCE or step.startswith(STEP_SEARCH):
+            return "start"
+        return "end" if step == STEP_ACCURACY else None
+    return {"passes": "start", "core": "end"}.get(step)
 
 
 class Sampler(abc.ABC):
@@ -49,13 +74,21 @@ class Sampler(abc.ABC):
         return self._stop.is_set()
 
     def mark(self, stage: str, edge: str, at: Optional[float] = None) -> None:
-        """Record the wall time (now, or ``at``) at which a runner stage started or ended ('start'/'end')."""
-        self.windows.setdefault(stage, [0.0, 0.0])[0 if edge == "start" else 1] = at or time.time()
+        """Record the wall time (now, or ``at``) at which a stage's window opened or closed ('start'/'end');
+        it opens once (a Server search's later runs are inside its window)."""
+        window = self.windows.setdefault(stage, [0.0, 0.0])
+        if edge != "start" or not window[0]:
+            window[0 if edge == "start" else 1] = at or time.time()
 
     def window(self, stage: str) -> Optional[Tuple[float, float]]:
         """The stage's (start, end) when both edges were seen, in order; else None."""
         start, end = self.windows.get(stage, [0.0, 0.0])
         return (start, end) if start and end > start else None
+
+    def figure_window(self) -> str:
+        """The window the job's figures were measured under: an MLPerf job's LoadGen runs where that window
+        was seen, else the infer stage's whole passes."""
+        return STAGE_MLPERF if self.window(STAGE_MLPERF) is not None else STAGE_INFER
 
     def stop(self) -> None:
         self._stop.set()

@@ -15,7 +15,7 @@ from orchestrator.metrics import derived
 from orchestrator.metrics.derived import Derived
 from orchestrator.safeio import bounded
 from runner_in_container import schema
-from runner_in_container.protocol import STATUS_FAILED_ACCURACY
+from runner_in_container.protocol import STAGE_INFER, STAGE_MLPERF, STATUS_FAILED_ACCURACY
 from vendors.vendor import Vendor
 
 #: the largest result.json read (a real one is about 10 KiB)
@@ -110,6 +110,18 @@ def _figures(typed: schema.Result) -> Figures:
     )
 
 
+def window_images(typed: schema.Result) -> Dict[str, int]:
+    """The images run in each monitor window of a result with figures: the infer stage's, and an MLPerf job's
+    LoadGen performance runs' (Server: all its search runs'; queries x samples per query, a sample one
+    image)."""
+    assert typed.stages.infer is not None
+    out = {STAGE_INFER: typed.stages.infer.images}
+    if typed.mlperf is not None:
+        runs = typed.mlperf.search if typed.mlperf.search is not None else [typed.mlperf.performance]
+        out[STAGE_MLPERF] = sum(run.queries * run.samples_per_query for run in runs)
+    return out
+
+
 def derive(
     result: Result,
     vendor: Vendor,
@@ -119,7 +131,8 @@ def derive(
 ) -> Derived:
     """The derived figures of a result with figures (``metrics.derived``: MFU from the host's ``own_peaks``
     or ``vendor``'s peak table for ``device_model``, the host figures from the host monitor's ``host``
-    summary of the infer stage); ResultInvalid when one breaks its bounds."""
+    summary of the window the job's figures were measured under); ResultInvalid when one breaks its
+    bounds."""
     try:
         return derived.derive(result.typed, vendor, device_model, host, own_peaks)
     except schema.Invalid as exc:

@@ -29,7 +29,7 @@ from orchestrator.outcome import INTERRUPTED, JobState, Stage, StageFailure
 from orchestrator.safeio.text import one_line
 from orchestrator.store import StoreError
 from orchestrator.transport.base import Cancelled, CommandTimeout, FetchRefused, Transport, TransportError
-from runner_in_container.protocol import EXIT_FAILED_ACCURACY, RESULT_FILE, STAGE_INFER
+from runner_in_container.protocol import EXIT_FAILED_ACCURACY, RESULT_FILE
 
 
 class HostWorker:
@@ -245,16 +245,15 @@ class HostWorker:
         result that an earlier orchestrator fetched but could not store."""
         monitors = outcome.monitors if outcome is not None else None
         assert result.figures is not None
-        infer_images = result.figures.infer.images
-        host = monitors.host.summary(infer_images=infer_images) if monitors is not None else None
+        images = collect.window_images(result.typed)
+        host = monitors.host.summary(images) if monitors is not None else None
         device = monitors.device if monitors is not None else None
         with stage_errors(Stage.COLLECT):
             model = envinfo.accelerator_models(self.env, [job.device]).get(job.device)
             try:
                 own_peaks = {p: (peak.flops, peak.source) for p, peak in self.host.peaks.items()}
-                derived = collect.derive(
-                    result, self.vendor, model, host["stages"].get(STAGE_INFER) if host else None, own_peaks
-                )
+                figure_host = host["stages"].get(host["figure_window"]) if host else None
+                derived = collect.derive(result, self.vendor, model, figure_host, own_peaks)
             except collect.ResultInvalid as exc:
                 raise StageFailure(Stage.VALIDATE, one_line(str(exc))) from None
             derived = dataclasses.replace(
@@ -264,7 +263,7 @@ class HostWorker:
             )
             self.ctx.store.put_result(self.ctx.run_id, job.job_id, result.doc, derived.as_stored())
             if device is not None:
-                summary = device.summary(infer_images=infer_images)
+                summary = device.summary(images)
                 self.ctx.store.put_samples(self.ctx.run_id, job.job_id, summary)
             if host is not None:
                 self.ctx.store.put_host_samples(self.ctx.run_id, job.job_id, host)

@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable, Dict, Optional
 
 from orchestrator.host.monitors import JobMonitors
+from orchestrator.host.sampler import window_edge
 from orchestrator.job.containers import REFUSED
 from orchestrator.outcome import Stage, StageFailure
 from orchestrator.safeio.logs import LogFile
@@ -50,9 +51,9 @@ def show_event(event: Dict[str, Any], monitors: Optional[JobMonitors], say: Call
     stage = _text(event.get("stage", "?"))
     if kind == "stage":
         step = _text(event.get("step") or "")
-        edge = {"passes": "start", "core": "end"}.get(step)
+        edge = window_edge(stage, step)
         if monitors is not None and edge is not None:
-            monitors.mark(stage, edge)  # the stage's whole passes begin, or end as its core pass begins
+            monitors.mark(stage, edge)  # its window (whole passes, LoadGen's runs) opens or closes
         say(stage=stage, note=step)
     elif kind == "progress":
         rate = _number(event.get("img_per_s"))

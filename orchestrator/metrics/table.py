@@ -34,8 +34,9 @@ NOT_RUN = "not run"
 class Inputs(NamedTuple):
     """What a host-side figure is derived from: the typed result, the device's dense peak FLOP/s at the
     precision that ran (None when neither the host's peaks nor the vendor's table has one) and the host
-    monitor's summary of the infer stage (``host.hostmonitor``: {} when the host was not monitored or the
-    window not seen)."""
+    monitor's summary of the window the job's figures were measured under (``host.hostmonitor``: the infer
+    stage's whole passes, an MLPerf job's LoadGen runs; {} when the host was not monitored or the window not
+    seen)."""
 
     result: schema.Result
     peak_flops: Optional[float]
@@ -160,7 +161,7 @@ def _mfu_flagperf(inputs: Inputs) -> Optional[float]:
 
 
 def _host(key: str, scale: float = 1.0) -> Callable[[Inputs], Optional[float]]:
-    """The figure ``key`` of the host monitor's infer summary, times ``scale``."""
+    """The figure ``key`` of the host monitor's summary of the figure window, times ``scale``."""
 
     def value(inputs: Inputs) -> Optional[float]:
         found = inputs.host.get(key)
@@ -192,6 +193,8 @@ def _infer_core(result: schema.Result) -> Optional[float]:
     return infer.throughput_core_img_per_s if infer is not None else None
 
 
+#: the window the host figures are taken over (the device monitor's power too: docs/metrics.md, Energy)
+_HOST_WINDOW = "the infer stage's whole passes (an MLPerf job: its LoadGen performance runs)"
 _WHOLE = "R x N / wall time of the stage's passes, data pipeline already started: reading, decoding, "
 _CORE = "N / the core pass's device time of the model call alone, input already on the device in the "
 
@@ -289,27 +292,27 @@ METRICS: Tuple[Metric, ...] = (
     ),
     Metric(
         "host_cpu_pct", "%", "%.1f", "host CPU (%)", "主机 CPU 使用率 (%)",
-        "Mean busy share of all the host's CPUs (/proc/stat) over the infer stage's whole passes.",
+        "Mean busy share of all the host's CPUs (/proc/stat) over %s." % _HOST_WINDOW,
         False, False, _host("cpu_pct_mean"), always=False, table=False, absent="/",
         bounds=schema.Rule(0, 100, unit="%"),
     ),
     Metric(
         "host_mem_used_gib", "GiB", "%.2f", "host mem used (GiB)", "主机内存使用 (GiB)",
-        "Peak host memory in use (MemTotal - MemAvailable, /proc/meminfo) over the infer stage's whole "
-        "passes.",
+        "Peak host memory in use (MemTotal - MemAvailable, /proc/meminfo) over %s." % _HOST_WINDOW,
         False, False, _host("mem_used_peak_mib", 1 / 1024), always=False, table=False, absent="/",
         bounds=schema.Rule(0, schema.MAX_GIB, unit="GiB"),
     ),
     Metric(
         "node_power_w", "W", "%.0f", "node power (W)", "整机功耗 (W)",
-        "Mean node power (ipmitool dcmi power reading) over the infer stage's whole passes; null where IPMI "
-        "DCMI gives none.",
+        "Mean node power (ipmitool dcmi power reading) over %s; null where IPMI DCMI gives none."
+        % _HOST_WINDOW,
         False, False, _host("power_mean_w"), always=False, table=False, absent="/",
         bounds=schema.Rule(0, MAX_WATTS, unit="W"),
     ),
     Metric(
         "node_j_per_img", "J/img", "%.3g", "node energy (J/img)", "整机能耗 (J/img)",
-        "node_power_w x the infer stage's whole-pass wall time / its images; null without node power.",
+        "node_power_w x the window's wall time / the images run in it (an MLPerf job: LoadGen's samples); "
+        "null without node power.",
         False, False, _host("energy_j_per_img"), always=False, table=False, absent="/",
         bounds=schema.Rule(0, MAX_WATTS * schema.MAX_SECONDS, unit="J"),
     ),

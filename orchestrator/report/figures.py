@@ -4,8 +4,10 @@ import json
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from orchestrator.host import monitor
 from orchestrator.metrics import table
 from orchestrator.outcome import Stage
+from orchestrator.report import firstpage
 from orchestrator.report.load import JobData, RunData, dig
 from orchestrator.report.series import Series
 from orchestrator.report.svg import Bar, Group, Panel, Ranges, fmt
@@ -174,17 +176,49 @@ def _numbers(row: Any, *keys: Any) -> bool:
     )
 
 
+def _number(value: Any) -> Optional[float]:
+    """``value`` where it is a finite number (a stored summary is read as it is), else None."""
+    return float(value) if _numbers({"value": value}, "value") else None
+
+
+def _monitor_line(samples: Dict[str, Any]) -> str:
+    """The device monitor's source, peak memory, and its figures over the window the job's figures were
+    measured under: mean power, energy, SM clock, throttle reasons."""
+
+    def shown(value: Any) -> str:
+        number = _number(value)
+        return "unknown" if number is None else fmt(number)
+
+    shares = monitor.figure(samples, "throttle")
+    clocks = firstpage.clocks(
+        _number(monitor.figure(samples, "mean_sm_clock_mhz")), shares if isinstance(shares, dict) else None
+    )
+    return "%s; peak used %s MiB; %s: mean power %s W, energy %s J/img%s" % (
+        samples.get("source"),
+        shown(samples.get("peak_memory_used_mib")),
+        samples.get("figure_window") or STAGE_INFER,
+        shown(monitor.figure(samples, "mean_power_w")),
+        shown(monitor.figure(samples, "energy_j_per_img")),
+        "; " + clocks if clocks else "",
+    )
+
+
 def _host_line(host: Dict[str, Any]) -> str:
-    """The host monitor's source, its summary of the infer stage, and why node power is missing."""
-    infer = _dict(_dict(host.get("stages")).get(STAGE_INFER))
+    """The host monitor's source, its summary of the window the job's figures were measured under, and why
+    node power is missing."""
+    window = host.get("figure_window") or STAGE_INFER
+    stage = _dict(_dict(host.get("stages")).get(window))
     power = _dict(host.get("power"))
     parts = [
         str(host.get("source")),
         "%d samples" % len(_list(host.get("samples"))),
-        "infer: mean CPU %s %%, peak memory used %s MiB, mean node power %s W, node energy %s J/img"
-        % tuple(
-            "%.4g" % infer[key] if _numbers(infer, key) else "unknown"
-            for key in ("cpu_pct_mean", "mem_used_peak_mib", "power_mean_w", "energy_j_per_img")
+        "%s: mean CPU %s %%, peak memory used %s MiB, mean node power %s W, node energy %s J/img"
+        % (
+            (window,)
+            + tuple(
+                "%.4g" % stage[key] if _numbers(stage, key) else "unknown"
+                for key in ("cpu_pct_mean", "mem_used_peak_mib", "power_mean_w", "energy_j_per_img")
+            )
         ),
         "node power " + ("read" if power.get("available") else "unavailable: %s" % power.get("reason")),
     ]
@@ -317,18 +351,7 @@ def how_measured(job: JobData) -> List[Tuple[str, str]]:
     ]
     samples = job.samples or {}
     if samples:
-        lines.append(
-            (
-                "monitor",
-                "%s; peak used %s MiB; infer mean power %s W; energy %s J/img"
-                % (
-                    text(samples.get("source")),
-                    text(samples.get("peak_memory_used_mib")),
-                    text(samples.get("infer_mean_power_w")),
-                    text(samples.get("infer_energy_j_per_img")),
-                ),
-            )
-        )
+        lines.append(("monitor", _monitor_line(samples)))
     if job.host_samples:
         lines.append(("host monitor", _host_line(job.host_samples)))
     for warning in result.get("warnings") or []:

@@ -9,8 +9,9 @@ best row of a baseline file (``compare.load_baseline``; "reference": the referen
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from orchestrator.host import monitor
 from orchestrator.metrics.interval import Interval
 from orchestrator.outcome import JobState
 from orchestrator.report import compare as cmp
@@ -56,10 +57,24 @@ class Row:
     def interval(self, key: str) -> Optional[Interval]:
         return self.best.interval(key)
 
-    def monitored(self, key: str) -> Optional[float]:
-        """The device monitor's ``key`` (infer_mean_power_w, ...) averaged over the best series' runs."""
-        values = [j.samples[key] for j in self.best.jobs if j.samples and j.samples.get(key) is not None]
+    def _figures(self, name: str) -> List[Any]:
+        """The device monitor's figure ``name`` (``monitor.figure``) of each of the best series' runs that has
+        it."""
+        found = (monitor.figure(j.samples, name) for j in self.best.jobs if j.samples)
+        return [value for value in found if value is not None]
+
+    def monitored(self, name: str) -> Optional[float]:
+        """The device monitor's figure ``name`` (mean_power_w, ...) over the window the job's figures were
+        measured under, averaged over the best series' runs."""
+        values = [float(v) for v in self._figures(name) if isinstance(v, (int, float))]
         return sum(values) / len(values) if values else None
+
+    def throttle(self) -> Optional[Dict[str, float]]:
+        """Each throttle reason's share of the samples (the device monitor's), averaged over the best series'
+        runs that read the reasons; None where none did."""
+        found = [shares for shares in self._figures("throttle") if isinstance(shares, dict)]
+        names = sorted({name for shares in found for name in shares})
+        return {n: sum(float(s.get(n, 0.0)) for s in found) / len(found) for n in names} if found else None
 
 
 def _core(item: Series) -> float:
@@ -217,13 +232,30 @@ def device_else_node(row: Row, device_key: str, node_key: str) -> str:
 
 
 def watts(row: Row) -> str:
-    """The device's mean power over the infer stage (device monitor), else the node's (host monitor)."""
-    return device_else_node(row, "infer_mean_power_w", "node_power_w")
+    """The device's mean power (device monitor) with its SM clock and throttle reasons where sampled, else
+    the node's (host monitor); over the window the figures were measured under (the infer stage's passes,
+    an MLPerf job's LoadGen runs)."""
+    shown = (
+        device_else_node(row, "mean_power_w", "node_power_w"),
+        clocks(row.monitored("mean_sm_clock_mhz"), row.throttle()),
+    )
+    return "; ".join(part for part in shown if part)
+
+
+def clocks(sm_mhz: Optional[float], throttle: Optional[Mapping[str, float]]) -> str:
+    """ "SM 1755 MHz; SwPowerCap 94% of samples" (reasons most often active first; "no throttle reason"
+    where they were read and none was active); "" where neither was sampled."""
+    parts = [] if sm_mhz is None else ["SM %.0f MHz" % sm_mhz]
+    if throttle is not None:
+        ranked = sorted(throttle.items(), key=lambda item: (-item[1], item[0]))
+        seen = ", ".join("%s %.0f%%" % (name, 100 * share) for name, share in ranked)
+        parts.append(seen + " of samples" if seen else "no throttle reason")
+    return "; ".join(parts)
 
 
 def joules(row: Row) -> str:
-    """Energy per image of the infer stage: the device's, else the node's."""
-    return device_else_node(row, "infer_energy_j_per_img", "node_j_per_img")
+    """Energy per image over the same window as ``watts``: the device's, else the node's."""
+    return device_else_node(row, "energy_j_per_img", "node_j_per_img")
 
 
 def summed(total: Tuple[Optional[float], Optional[float], Optional[float]]) -> str:

@@ -20,6 +20,7 @@ import torch
 from ..data import Dataset
 from ..data.preprocess import Preprocessing
 from ..device import Device
+from ..protocol import STEP_ACCURACY, STEP_PERFORMANCE, STEP_SEARCH, STEP_TIME_MODEL
 from . import logs, search
 from .settings import (
     PACKAGE,
@@ -34,8 +35,6 @@ from .settings import (
 )
 from .sut import BatchingSut, Forward, InlineSut, SampleLibrary, Sut
 
-#: the runner's stage while LoadGen runs (its events and an error's place)
-STAGE_MLPERF = "mlperf"
 #: a short run's least query count (its duration decides)
 SHORT_MIN_QUERIES = 1
 #: LoadGen's expectations set this much on the safe side of the timed speed (more queries generated than run)
@@ -150,7 +149,7 @@ def run_scenario(
     example = torch.zeros((batch_size, 3, pp.crop, pp.crop), dtype=model.dtype, device=dev.device)
     if model.channels_last:
         example = example.contiguous(memory_format=torch.channels_last)
-    step("time_model")
+    step(STEP_TIME_MODEL)
     speed = time_model(model.fn, example, dev)
     del example
     library = SampleLibrary(dataset, pp, dev.device, model.dtype, model.channels_last, workers, batch_size)
@@ -174,7 +173,7 @@ def run_scenario(
         if settings.scenario == "server":
             made = itertools.count(1)
             points = search.find_peak(
-                lambda qps: _point(qps, performance("search-%d" % next(made), qps), settings),
+                lambda qps: _point(qps, performance(STEP_SEARCH + str(next(made)), qps), settings),
                 settings.server_target_qps or round(speed.samples_per_s, 3),
                 SEARCH_RUNS,
                 SEARCH_TOLERANCE,
@@ -183,8 +182,8 @@ def run_scenario(
             result, qps = top.run, top.qps
         else:
             qps = speed.samples_per_s
-            result = performance("performance", qps)
-        step("accuracy")
+            result = performance(STEP_PERFORMANCE, qps)
+        step(STEP_ACCURACY)
         entries = runner.run("accuracy", True, qps)
         accuracy = _accuracy(os.path.join(runner.root, "accuracy", logs.ACCURACY), dataset, entries)
         accuracy["log_dir"] = runner.relative("accuracy")
