@@ -19,6 +19,7 @@ from orchestrator.job.runner_output import show_event
 from orchestrator.report import figures, firstpage
 from orchestrator.transport.local import LocalTransport
 from runner_in_container.protocol import STAGE_INFER, STAGE_MLPERF
+from tests.fixtures.samplers import through_window, wait_until
 from vendors.smi import MonitorSample
 
 NVIDIA = vendors.get("nvidia")
@@ -52,13 +53,6 @@ while [ -n "$loop" ]; do echo "$line"; sleep 0.05; done
 """
 
 
-def _wait(condition: Callable[[], bool], what: str, deadline_s: float = 30.0) -> None:
-    end = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < end, what
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def stand_in_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
     """Puts the stand-in nvidia-smi first on PATH, knowing the fields given (space-separated)."""
@@ -75,14 +69,7 @@ def _monitored_infer() -> Tuple[Monitor, Dict[str, Any]]:
     """The NVIDIA monitor run against the stand-in through an infer window of three samples or more."""
     monitor = Monitor.start(LocalTransport(), NVIDIA, 0, 0.05)
     assert monitor is not None
-    try:
-        _wait(lambda: len(monitor.samples) >= 2, "two samples")
-        monitor.mark(STAGE_INFER, "start")
-        count = len(monitor.samples)
-        _wait(lambda: len(monitor.samples) >= count + 3, "three samples in the window")
-        monitor.mark(STAGE_INFER, "end")
-    finally:
-        monitor.stop()
+    through_window(monitor, lambda: len(monitor.samples), STAGE_INFER)
     return monitor, monitor.summary({STAGE_INFER: 100})
 
 
@@ -151,7 +138,7 @@ def _feed(monitors: JobMonitors, events: List[Tuple[str, Any]]) -> Dict[str, Tup
         show_event({"ev": "stage", "stage": stage, "step": step, "scenario": "server"}, monitors, _ignore)
         after = time.time()
         seen[str(step)] = (before, after)
-        _wait(lambda: time.time() > after, "the clock to move on")  # noqa: B023 (each edge its own time)
+        wait_until(lambda: time.time() > after, "the clock to move on")  # noqa: B023 (each edge its own time)
     return seen
 
 

@@ -8,9 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -25,6 +23,7 @@ from orchestrator.store import SCHEMA, Store
 from orchestrator.transport.local import LocalTransport
 from runner_in_container.data.generate import generate
 from runner_in_container.protocol import STAGE_INFER, STAGE_VAL
+from tests.fixtures.samplers import through_window
 from tests.test_metric_table import _report
 from vendors.cpu import VENDOR as CPU
 
@@ -125,23 +124,11 @@ def test_a_deactivated_reading_is_unavailable(tmp_path, monkeypatch):
 
 
 # -- the monitor through a job's stage windows --------------------------------------------------
-def _wait(condition: Callable[[], bool], what: str, deadline_s: float = 30.0) -> None:
-    end = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < end, what
-        time.sleep(0.02)
 
 
 def test_the_monitor_samples_a_real_host_and_summarises_the_stage_windows(working_ipmitool):
     monitor = HostMonitor.start(LocalTransport(), 0.1)
-    try:
-        _wait(lambda: len(monitor.readings) >= 3, "three readings")
-        monitor.mark(STAGE_INFER, "start")
-        count = len(monitor.readings)
-        _wait(lambda: len(monitor.readings) >= count + 3, "three readings in the window")
-        monitor.mark(STAGE_INFER, "end")
-    finally:
-        monitor.stop()
+    through_window(monitor, lambda: len(monitor.readings), STAGE_INFER, before=3)
     out = monitor.summary({STAGE_INFER: 100})
     assert out["error"] is None and out["power"] == {"available": True, "reason": None}
     assert len(out["samples"]) >= 5 and all(0 <= row["cpu_pct"] <= 100 for row in out["samples"])
