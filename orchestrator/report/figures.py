@@ -1,14 +1,13 @@
 """What the HTML report plots and lists per job, taken from the stored result, derived figures and timings."""
 
 import json
-import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.host import monitor
 from orchestrator.metrics import table
 from orchestrator.outcome import Stage
 from orchestrator.report import firstpage
-from orchestrator.report.load import JobData, RunData, dig
+from orchestrator.report.load import JobData, RunData, dig, finite
 from orchestrator.report.series import Series
 from orchestrator.report.svg import Bar, Group, Panel, Ranges, fmt
 from runner_in_container.protocol import PASS_STAGES, STAGE_INFER, STAGE_SETUP, STAGE_VAL
@@ -170,15 +169,12 @@ def _dict(value: Any) -> Dict[Any, Any]:
 
 def _numbers(row: Any, *keys: Any) -> bool:
     """``row`` is a dict with a finite number at each of ``keys`` (a stored summary is read as it is)."""
-    return isinstance(row, dict) and all(
-        isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) and math.isfinite(row[k])
-        for k in keys
-    )
+    return isinstance(row, dict) and all(finite(row.get(k)) for k in keys)
 
 
 def _number(value: Any) -> Optional[float]:
     """``value`` where it is a finite number (a stored summary is read as it is), else None."""
-    return float(value) if _numbers({"value": value}, "value") else None
+    return float(value) if finite(value) else None
 
 
 def _monitor_line(samples: Dict[str, Any]) -> str:

@@ -128,7 +128,7 @@ class JobData:
         if timings.get("job_s") is not None:
             return float(timings["job_s"])  # read typed (StoredTimings)
         started, finished = self.job.get("started_at"), self.job.get("finished_at")
-        if not (_finite(started) and _finite(finished)):
+        if not (finite(started) and finite(finished)):
             return None  # never started or ended, or a column edited to another type
         return max(0.0, float(finished) - float(started))
 
@@ -280,8 +280,8 @@ def _problem(job: Dict[str, Any]) -> Optional[str]:
     return None if odd is None else "spec_json: toolkit_options.%d: not a (name, value) pair" % odd
 
 
-def _finite(value: Any) -> TypeGuard[float]:
-    """A stored time that is a finite number (a column edited by hand may hold anything)."""
+def finite(value: Any) -> TypeGuard[float]:
+    """A stored figure that is a finite number (a column edited by hand may hold anything)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
