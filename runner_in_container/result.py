@@ -26,6 +26,12 @@ def rounded_s(seconds: float) -> float:
     return round(seconds, 6)
 
 
+def since_start(unix_times: Dict[str, float]) -> Dict[str, float]:
+    """{name: Unix time} as seconds after the runner started (never below 0)."""
+    started = protocol.runner_started_at()
+    return {name: rounded_s(max(0.0, when - started)) for name, when in unix_times.items()}
+
+
 class StageRun(NamedTuple):
     """What a stage measured (stage.py's run_stage), before it becomes the stage's section."""
 

@@ -55,6 +55,8 @@ def _run_stages(
         )
         doc["environment"]["toolkits"][toolkit.name] = toolkit.versions()
         doc["durations"]["loader_start_s"] = result.rounded_s(loader.wait_started())
+        if loader.start_phases is not None:
+            doc["data"]["decode_start_s"] = result.since_start(loader.start_phases)
         if loader.cpu_fallbacks is not None:  # decoded on the device
             doc["data"]["cpu_fallback_images"] = sum(loader.cpu_fallbacks.values())
             doc["data"]["cpu_fallback_reasons"] = loader.cpu_fallbacks

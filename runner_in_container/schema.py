@@ -258,6 +258,9 @@ class Data:
     preprocessing: Preprocessing = section()
     decoded_image_cache: bool = flag()
     workers: int = counted()
+    #: when the decoding processes were spawned and the slowest ended each phase of its start, seconds after
+    #: the runner started (decode_procs.START_PHASES); absent without decoding processes
+    decode_start_s: Optional[Dict[str, float]] = items(8, 0, MAX_SECONDS, "s", present="optional")
 
 
 @dataclass(frozen=True)

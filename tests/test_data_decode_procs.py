@@ -115,8 +115,12 @@ def test_the_processes_start_and_warm_up_before_the_first_pass(flat):
     try:
         assert loader._processes == []  # made, not started
         loader.start()  # returns at once: the processes start on their own
-        assert _alive(loader) == 2 and loader.start_s is None
+        assert _alive(loader) == 2 and loader.start_s is None and loader.start_phases is None
         assert loader.wait_started() == loader.start_s > 0
+        phases = loader.start_phases
+        assert list(phases) == ["spawned", "imported", "set_up", "ready"]  # no device known ahead
+        assert list(phases.values()) == sorted(phases.values())
+        assert phases["ready"] - phases["spawned"] == pytest.approx(loader.start_s, abs=0.05)
         assert len(list(loader)) == 3
     finally:
         loader.close()
@@ -134,6 +138,8 @@ def test_processes_spawned_ahead_serve_their_loader_or_are_stopped(flat):
         want = [b.images for b in device_loader.DeviceBatchLoader(ds, 4, PP, CPU, workers=1)]
         assert all(torch.equal(b.images, w) for b, w in zip(loader, want))
         assert loader.start_s >= 0
+        assert list(loader.start_phases) == ["spawned", "imported", "device", "set_up", "ready"]
+        assert list(loader.start_phases.values()) == sorted(loader.start_phases.values())
     finally:
         loader.close()
     assert not any(p.is_alive() for p in spawned.members)

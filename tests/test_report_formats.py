@@ -20,7 +20,7 @@ from rich.console import Console
 
 from orchestrator.metrics import table
 from orchestrator.outcome import JobState
-from orchestrator.report import command, csvexport, labels, tables
+from orchestrator.report import command, csvexport, figures, labels, tables
 from orchestrator.report import compare as cmp
 from orchestrator.report.load import ReportError, load_run
 from orchestrator.store import Store
@@ -288,6 +288,18 @@ def test_html_report(runs, capsys, tmp_path):
     assert hashlib.md5(b"").hexdigest() not in out  # the tar's md5 is its real one
     md5 = load_run(Store(runs.store), runs.other_data).ok_jobs()[0].result["data"]["md5"]
     assert md5 and md5 in out
+
+
+def test_how_measured_tells_the_decoding_processes_start_only_where_there_were_some(runs):
+    job = load_run(Store(runs.store), runs.main).ok_jobs()[0]
+    assert job.result["data"].get("decode_start_s") is None  # PIL: no decoding processes
+    assert "decoding processes' start" not in dict(figures.how_measured(job))
+    phases = {"spawned": 1.25, "imported": 7.9, "device": 9.04, "set_up": 12.3, "ready": 21.66}
+    job.result["data"].update(decode_processes=8, decode_start_s=phases)
+    assert dict(figures.how_measured(job))["decoding processes' start"] == (
+        "8 processes (the slowest at each phase, seconds after the runner started): spawned 1.2 s, "
+        "imported 7.9 s, device 9.0 s, set_up 12.3 s, ready 21.7 s"
+    )
 
 
 @pytest.mark.slow

@@ -338,6 +338,10 @@ def how_measured(job: JobData) -> List[Tuple[str, str]]:
                 pairs(data, ("decoded_image_cache",)),
             ),
         ),
+    ]
+    if data.get("decode_start_s"):
+        lines.append(("decoding processes' start", decode_start_line(data)))
+    lines += [
         ("weights", pairs(weights, ("spec", "path", "sha256", "verified", "reference", "seed"))),
         (
             "accuracy",
@@ -355,6 +359,16 @@ def how_measured(job: JobData) -> List[Tuple[str, str]]:
     if not job.ok:
         lines.append(("state", "%s: %s" % (job.job["state"], text(job.job.get("reason")))))
     return lines
+
+
+def decode_start_line(data: Dict[str, Any]) -> str:
+    """The decoding processes' start, phase by phase, seconds after the runner started (the slowest process
+    at each phase): "8 processes (...): spawned 2.1 s, imported 7.9 s, ..."."""
+    phases = ", ".join("%s %.1f s" % (phase, seconds) for phase, seconds in data["decode_start_s"].items())
+    return "%s processes (the slowest at each phase, seconds after the runner started): %s" % (
+        data.get("decode_processes"),
+        phases,
+    )
 
 
 def timeline_table(groups: List[Group]) -> Tuple[List[str], List[Dict[str, Any]]]:

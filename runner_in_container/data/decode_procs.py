@@ -45,6 +45,9 @@ POLL_S = 0.2
 #: seconds a process gets to leave on its own when the loader closes, before it is terminated
 LEAVE_S = 5.0
 PASS = "pass"
+#: a decoding process's start, in order: its function entered (interpreter, imports, unpickling), its device
+#: context and decoder warmed (where its device was known ahead), its set-up received, its loader warm
+START_PHASES = ("imported", "device", "set_up", "ready")
 
 
 class _Stopped(Exception):
@@ -95,7 +98,8 @@ def _serve(
     rank: int, processes: int, channels: Tuple[Any, Any, Any], stop: Any, device: Optional[torch.device]
 ) -> None:
     """A decoding process: its device warmed (when ``device`` is known ahead), then each pass ordered, its
-    batches into its ring slots, then its CPU-path counts."""
+    batches into its ring slots, then its CPU-path counts. "ready" carries when each START_PHASES ended."""
+    phases = {"imported": time.time()}
     os.dup2(2, 1)  # the parent's stdout carries progress events: nothing of this process goes there
     torch.set_num_threads(1)  # its CPU tensors are small; intra-op pools in every process would oversubscribe
     orders, results, free = channels
@@ -104,7 +108,9 @@ def _serve(
             if device.type == "cuda" and device.index is not None:
                 torch.cuda.set_device(device)
             warm_device(device)
+            phases["device"] = time.time()
         setup = _wait(orders, stop)
+        phases["set_up"] = time.time()
         device, ring = setup.device, setup.ring
         if device.type == "cuda" and device.index is not None:
             torch.cuda.set_device(device)
@@ -114,7 +120,8 @@ def _serve(
             shard, setup.batch_size, setup.pp, device, workers=setup.workers, batched=setup.batched
         )
         loader.wait_started()
-        results.put(("ready", time.time()))
+        phases["ready"] = time.time()
+        results.put(("ready", phases))
         while _wait(orders, stop) == PASS:
             for batch in loader:
                 slot = _wait(free, stop)
@@ -216,14 +223,20 @@ class ProcessBatchLoader(Loader):
             orders.put(setup)
 
     def _wait(self) -> Optional[float]:
-        """Every process's "ready"; when the last one was ready, on this process's clock."""
+        """Every process's "ready"; when the last one was ready, on this process's clock. ``start_phases``:
+        when the processes were spawned and when the slowest ended each of its START_PHASES (Unix time)."""
         try:
-            last = max(self._receive(rank, "ready") for rank in range(self.processes))
+            phases = [self._receive(rank, "ready") for rank in range(self.processes)]
         except BaseException:
             self.close()
             raise
         assert self._spawned is not None
-        return self._began + (last - self._spawned.began_unix)
+        self.start_phases = {"spawned": self._spawned.began_unix}
+        for phase in START_PHASES:
+            ended = [times[phase] for times in phases if phase in times]
+            if ended:
+                self.start_phases[phase] = max(ended)
+        return self._began + (self.start_phases["ready"] - self._spawned.began_unix)
 
     def _receive(self, rank: int, kind: str) -> Any:
         """Process ``rank``'s next message, which must be ``kind``; its error raised here."""

@@ -72,7 +72,8 @@ class Loader:
     pipeline is warm, so that start-up overlaps the model's load and compile), ``wait_started()`` waits
     for it (``_wait``), ``start_s`` is how long starting took. Iterating starts it when nobody did.
     ``cpu_fallbacks``: after a complete pass, {reason: images} of the images a device decoder left to the
-    CPU; None where there is no device decoder.
+    CPU; None where there is no device decoder. ``start_phases``: once started, {phase: Unix time} of a
+    pipeline whose start has phases worth telling apart (decoding processes), else None.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, pp: Preprocessing, workers: int, **positive: int):
@@ -83,6 +84,7 @@ class Loader:
         self.workers = workers
         self.cpu_fallbacks: Optional[Dict[str, int]] = None
         self.start_s: Optional[float] = None
+        self.start_phases: Optional[Dict[str, float]] = None
         self._began: Optional[float] = None
         self._start_returned = 0.0
 
