@@ -150,6 +150,7 @@ def figures(store: Path, row: str) -> Dict[str, Any]:
     out["other_pct"] = round(100.0 * phases.get("other", 0.0) / e2e, 1) if e2e else None
     out["decoder"] = job.result["data"]["decoder"]
     out["decode_processes"] = job.result["data"]["decode_processes"]
+    out["decode_start_s"] = job.result["data"].get("decode_start_s")
     out["passes_s"] = {s: [j.result["stages"][s]["pass_whole_s"] for j in jobs] for s in PASS_STAGES}
     out["core_pass"] = {s: job.result["stages"][s]["core_pass"] for s in PASS_STAGES}
     return out
