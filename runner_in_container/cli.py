@@ -17,9 +17,10 @@ import torch
 from . import cases, contract, device, protocol, run, toolkits
 from .contract import VAL_TOOLKIT
 from .data import DataError, open_dataset
-from .data.decode_procs import Spawned
-from .data.decoder_choice import decoding_processes, resolve_decoder
+from .data.decoder_choice import resolve_decoder
 from .data.errors import DecoderUnavailable
+from .data.process_count import decoding_processes, usable_cpus
+from .data.spawned import Spawned
 from .hashing import sha256_file
 from .host_batches import calibration_source
 from .mlperf import settings as mlperf_settings
@@ -57,7 +58,7 @@ DEFAULT_WORKERS = 4
 
 
 def _default_workers() -> int:
-    return max(1, min(DEFAULT_WORKERS, device.usable_cpus()))
+    return max(1, min(DEFAULT_WORKERS, usable_cpus()))
 
 
 def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -182,18 +183,26 @@ def _step(name: str) -> None:
     protocol.emit("stage", stage=protocol.STAGE_SETUP, step=name)
 
 
-def _spawn_decoders(requested: str, dev: torch.device, processes: int) -> Optional[Spawned]:
-    """Decoding processes spawned now where nvJPEG may decode in several: they import torch while the
-    rest is set up (the loader takes them, or stops them when the decoder turns out otherwise)."""
-    if requested == "pil" or dev.type != "cuda":
-        return None
-    count = decoding_processes(processes, device.usable_cpus())
-    return Spawned(count, device=dev) if count > 1 else None
+def _spawn_decoders(
+    requested: str, dev: torch.device, processes: int, ahead: Optional[Spawned]
+) -> Optional[Spawned]:
+    """The decoding processes where nvJPEG may decode in several: those spawned ahead (ahead.py) when they
+    are the ones needed, else spawned now (the loader takes them, or stops them when the decoder turns out
+    otherwise). Either may make its device context from now on: the memory baseline is taken."""
+    wanted = 0 if requested == "pil" or dev.type != "cuda" else decoding_processes(processes, usable_cpus())
+    if ahead is not None and (ahead.device, ahead.processes) != (str(dev), wanted):
+        ahead.close()
+        ahead = None
+    spawned = ahead or (Spawned(wanted, device=str(dev)) if wanted > 1 else None)
+    if spawned is not None:
+        spawned.use_device()
+    return spawned
 
 
-def set_up(request: Request) -> Config:
-    """The run's Config: the device opened (its memory baseline taken), decoding processes spawned, the
-    decoder probed, weights and data set opened (hashes checked), toolkits built; BadInput on a problem."""
+def set_up(request: Request, ahead: Optional[Spawned] = None) -> Config:
+    """The run's Config: the device opened (its memory baseline taken), decoding processes spawned (or
+    those spawned ahead taken), the decoder probed, weights and data set opened (hashes checked), toolkits
+    built; BadInput on a problem."""
     args, options = request.args, request.options
     case = cases.discover()[args.case]
     _step("device")
@@ -203,7 +212,7 @@ def set_up(request: Request) -> Config:
         raise BadInput("--device", str(exc)) from exc
     opened = device.open_device(dev)
     opened.take_baseline()
-    spawned = _spawn_decoders(args.decoder, dev, args.decode_processes)
+    spawned = _spawn_decoders(args.decoder, dev, args.decode_processes, ahead)
     try:
         return _set_up(request, case, opened, spawned, options)
     except BaseException:
@@ -222,7 +231,7 @@ def _set_up(
     args, dev = request.args, opened.device
     _step("decoder")
     try:
-        decoder = resolve_decoder(args.decoder, dev, args.decode_processes, device.usable_cpus())
+        decoder = resolve_decoder(args.decoder, dev, args.decode_processes, usable_cpus())
     except DecoderUnavailable as exc:
         raise BadInput("--decoder", str(exc)) from exc
     _step("data")
@@ -298,9 +307,9 @@ def _set_up(
     )
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Parse, emit the start event, set up, run; bad input (before or after the start event) exits 2 with
-    one line on stderr and nothing written."""
+def main(argv: Optional[List[str]] = None, ahead: Optional[Spawned] = None) -> int:
+    """Parse, emit the start event, set up (taking the decoding processes spawned ``ahead``, if any), run;
+    bad input (before or after the start event) exits 2 with one line on stderr and nothing written."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
@@ -314,7 +323,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             repeat=args.repeat,
             batch_size=args.batch_size,
         )
-        config = set_up(request)
+        config = set_up(request, ahead)
     except BadInput as exc:
         _fail(str(exc))
     return run.run(config)

@@ -15,6 +15,8 @@ from typing import Dict, Optional
 
 import torch
 
+from .data.process_count import usable_cpus
+
 GIB = float(1 << 30)
 
 
@@ -86,13 +88,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask), else the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _meminfo_total_bytes() -> Optional[int]:

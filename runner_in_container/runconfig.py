@@ -5,8 +5,8 @@ from typing import Any, Dict, NamedTuple, Optional
 
 from .cases import Case, Weights
 from .data import Dataset
-from .data.decode_procs import Spawned
 from .data.decoder_choice import Decoder
+from .data.spawned import Spawned
 from .device import Device
 from .mlperf.settings import Settings as MlperfSettings
 from .toolkits.base import Toolkit

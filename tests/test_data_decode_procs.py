@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from runner_in_container.data import DataError, decoder_choice, device_loader, open_dataset
-from runner_in_container.data.decode_procs import ProcessBatchLoader, Spawned, shard_indices
+from runner_in_container.data.decode_procs import ProcessBatchLoader
+from runner_in_container.data.decode_serve import shard_indices
 from runner_in_container.data.generate import generate, labels_path
 from runner_in_container.data.layouts import Subset
 from runner_in_container.data.pipeline import open_loader
 from runner_in_container.data.preprocess import Preprocessing
+from runner_in_container.data.spawned import Spawned
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
 
@@ -129,7 +131,7 @@ def test_the_processes_start_and_warm_up_before_the_first_pass(flat):
 def test_processes_spawned_ahead_serve_their_loader_or_are_stopped(flat):
     ds = open_dataset(*flat)
     nvjpeg = decoder_choice.Decoder("nvjpeg", "d", "r", True, None, 2)
-    spawned = Spawned(2, device=CPU)  # warmed on a probe image while waiting for their set-up
+    spawned = Spawned(2, device="cpu")  # warmed on a probe image once the loader lets them use the device
     loader = open_loader(nvjpeg, ds, 4, PP, CPU, 1, False, spawned)
     try:
         assert loader._spawned is spawned and _alive(loader) == 0  # not started: the loader has none yet

@@ -26,7 +26,7 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from runner_in_container import cli, run
-from runner_in_container.data import DataError, decoder_choice, device_loader, open_dataset
+from runner_in_container.data import DataError, decoder_choice, device_loader, open_dataset, process_count
 from runner_in_container.data.decode import decode_rgb
 from runner_in_container.data.errors import DecoderUnavailable
 from runner_in_container.data.generate import encode, generate, labels_path, render
@@ -261,24 +261,24 @@ def test_decoder_choice_on_the_cpu():
 
 @pytest.mark.parametrize("cpus, processes", [(1, 1), (7, 1), (8, 2), (12, 3), (16, 4), (128, 4)])
 def test_default_decoding_processes(cpus, processes):
-    assert decoder_choice.default_processes(cpus, mps=False) == processes
+    assert process_count.default_processes(cpus, mps=False) == processes
 
 
 @pytest.mark.parametrize("cpus, processes", [(1, 1), (3, 1), (8, 4), (12, 6), (16, 8), (128, 64)])
 def test_default_decoding_processes_with_mps(cpus, processes):
-    assert decoder_choice.default_processes(cpus, mps=True) == processes
+    assert process_count.default_processes(cpus, mps=True) == processes
 
 
 def test_the_mps_control_pipe_is_found_where_the_cuda_driver_looks(tmp_path, monkeypatch):
     pipes = tmp_path / "mps"
-    assert decoder_choice.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) is None  # no directory
+    assert process_count.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) is None  # no directory
     pipes.mkdir()
-    assert decoder_choice.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) is None  # no daemon
+    assert process_count.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) is None  # no daemon
     os.mkfifo(pipes / "control")
-    assert decoder_choice.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) == str(pipes / "control")
-    monkeypatch.setattr(decoder_choice, "MPS_DEFAULT_PIPE_DIRECTORY", str(pipes))
-    assert decoder_choice.mps_control_pipe({}) == str(pipes / "control")  # the driver's default directory
-    assert decoder_choice.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}) is None
+    assert process_count.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(pipes)}) == str(pipes / "control")
+    monkeypatch.setattr(process_count, "MPS_DEFAULT_PIPE_DIRECTORY", str(pipes))
+    assert process_count.mps_control_pipe({}) == str(pipes / "control")  # the driver's default directory
+    assert process_count.mps_control_pipe({"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}) is None
     assert "MPS daemon of " + str(pipes / "control") in decoder_choice.gpu_sharing(str(pipes / "control"))
     assert "time-sliced" in decoder_choice.gpu_sharing(None)
 

@@ -15,163 +15,28 @@ event that a releaser thread waits for: the consumer itself never waits for the 
 
 ``start()`` spawns the processes and returns: their start-up (torch's import, the device context, the ring,
 their own loader started and warmed on their first batch) overlaps the model's load and compile; each
-says when it is ready, and ``start_s`` runs to the last of them. Processes spawned ahead (``Spawned``, with
-their device) make their device context and warm their decoder and resize kernels on a probe image while
-the runner still sets up, before their set-up comes. They serve every pass of both stages;
+says when it is ready, and ``start_s`` runs to the last of them. Processes spawned ahead (spawned.py's
+``Spawned``, first thing in the runner: ahead.py) import while the runner imports, and, given their device,
+make its context and warm their decoder and resize kernels on a probe image while the runner still sets
+up, before their set-up comes. They serve every pass of both stages;
 every pass reads and decodes the files again. On the CPU the ring is shared memory and the
 same code runs (the tests run it so). A pass left half-way, or a process that dies, closes the loader.
 """
 
-import multiprocessing
-import os
-import pickle
 import queue
 import threading
 import time
 from collections import Counter
-from typing import Any, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Iterator, List, Optional
 
 import torch
-import torch.multiprocessing as torch_mp
+import torch.multiprocessing  # noqa: F401 - torch's reductions: the ring reaches the processes by CUDA IPC
 
-from .device_loader import DeviceBatchLoader
-from .layouts import Dataset, Subset
-from .loader import Batch, Loader, batch_count, batch_labels, require_positive
-from .nvjpeg_probe import warm_device
+from .decode_serve import PASS, POLL_S, START_PHASES, Setup
+from .layouts import Dataset
+from .loader import Batch, Loader, batch_labels
 from .preprocess import Preprocessing
-
-#: seconds between checks, while waiting, that the other side is still there
-POLL_S = 0.2
-#: seconds a process gets to leave on its own when the loader closes, before it is terminated
-LEAVE_S = 5.0
-PASS = "pass"
-#: a decoding process's start, in order: its function entered (interpreter, imports, unpickling), its device
-#: context and decoder warmed (where its device was known ahead), its set-up received, its loader warm
-START_PHASES = ("imported", "device", "set_up", "ready")
-
-
-class _Stopped(Exception):
-    """The loader is closing, or the parent has gone: the process leaves."""
-
-
-def shard_indices(images: int, batch_size: int, rank: int, processes: int) -> List[int]:
-    """The sample indices of batches ``rank``, ``rank + processes``, ... of a set of ``images``."""
-    batches = range(rank, batch_count(images, batch_size), processes)
-    return [i for b in batches for i in range(b * batch_size, min((b + 1) * batch_size, images))]
-
-
-def _portable(exc: BaseException) -> BaseException:
-    """``exc``, or a RuntimeError saying the same when it cannot be pickled to the parent."""
-    try:
-        pickle.dumps(exc)
-        return exc
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-
-
-def _wait(source: Any, stop: Any) -> Any:
-    """The next item of the multiprocessing queue ``source``; _Stopped once ``stop`` is set or the parent
-    has gone."""
-    parent = multiprocessing.parent_process()
-    while not stop.is_set() and (parent is None or parent.is_alive()):
-        try:
-            return source.get(timeout=POLL_S)
-        except queue.Empty:
-            continue
-    raise _Stopped()
-
-
-class _Setup(NamedTuple):
-    """What a decoding process gets through its order queue, once started (a spawned process's arguments
-    are read while it starts; sent this way, every process imports torch and opens the ring at once)."""
-
-    dataset: Dataset
-    batch_size: int
-    pp: Preprocessing
-    device: torch.device
-    workers: int
-    batched: bool
-    ring: torch.Tensor
-
-
-def _serve(
-    rank: int, processes: int, channels: Tuple[Any, Any, Any], stop: Any, device: Optional[torch.device]
-) -> None:
-    """A decoding process: its device warmed (when ``device`` is known ahead), then each pass ordered, its
-    batches into its ring slots, then its CPU-path counts. "ready" carries when each START_PHASES ended."""
-    phases = {"imported": time.time()}
-    os.dup2(2, 1)  # the parent's stdout carries progress events: nothing of this process goes there
-    torch.set_num_threads(1)  # its CPU tensors are small; intra-op pools in every process would oversubscribe
-    orders, results, free = channels
-    try:
-        if device is not None:
-            if device.type == "cuda" and device.index is not None:
-                torch.cuda.set_device(device)
-            warm_device(device)
-            phases["device"] = time.time()
-        setup = _wait(orders, stop)
-        phases["set_up"] = time.time()
-        device, ring = setup.device, setup.ring
-        if device.type == "cuda" and device.index is not None:
-            torch.cuda.set_device(device)
-        images = len(setup.dataset.samples)
-        shard = Subset(setup.dataset, shard_indices(images, setup.batch_size, rank, processes))
-        loader = DeviceBatchLoader(
-            shard, setup.batch_size, setup.pp, device, workers=setup.workers, batched=setup.batched
-        )
-        loader.wait_started()
-        phases["ready"] = time.time()
-        results.put(("ready", phases))
-        while _wait(orders, stop) == PASS:
-            for batch in loader:
-                slot = _wait(free, stop)
-                ring[slot].copy_(batch.images)
-                if device.type == "cuda":
-                    torch.cuda.current_stream(device).synchronize()
-                results.put(("batch", slot))
-            results.put(("end", loader.cpu_fallbacks or {}))
-    except _Stopped:
-        return
-    except BaseException as exc:  # noqa: B036 - the parent raises it, in batch order
-        results.put(("error", _portable(exc)))
-
-
-class Spawned:
-    """Decoding processes spawned ahead of their loader, each waiting for its set-up: they import torch
-    and, given ``device``, warm it while the run sets up (``ProcessBatchLoader`` spawns its own when it
-    gets none)."""
-
-    def __init__(self, processes: int, slots: int = 3, device: Optional[torch.device] = None) -> None:
-        require_positive("Spawned", processes=processes, slots=slots)
-        self.processes, self.slots = processes, slots
-        self.began_unix = time.time()
-        context = torch_mp.get_context("spawn")
-        self.stop = context.Event()
-        self.channels = [(context.Queue(), context.Queue(), context.Queue()) for _ in range(processes)]
-        for rank, (_, _, free) in enumerate(self.channels):
-            for slot in range(rank * slots, (rank + 1) * slots):
-                free.put(slot)
-        self.members = [
-            context.Process(
-                target=_serve,
-                args=(rank, processes, self.channels[rank], self.stop, device),
-                name=f"rn50bench-decode-{rank}",
-                daemon=True,
-            )
-            for rank in range(processes)
-        ]
-        for process in self.members:
-            process.start()
-
-    def close(self) -> None:
-        """Stop the processes: each leaves on its own within LEAVE_S, or is terminated."""
-        self.stop.set()
-        for process in self.members:
-            process.join(LEAVE_S)
-        for process in self.members:
-            if process.is_alive():
-                process.terminate()
-                process.join()
+from .spawned import Spawned
 
 
 class ProcessBatchLoader(Loader):
@@ -206,6 +71,7 @@ class ProcessBatchLoader(Loader):
         """Spawn the processes (unless spawned ahead, whose start then counts from their spawning) and
         send each its set-up; they start and warm up on their own."""
         spawned = self._spawned = self._spawned or Spawned(self.processes, self.slots)
+        spawned.use_device()
         self._began -= max(0.0, time.time() - spawned.began_unix)
         self._channels, self._processes = spawned.channels, spawned.members
         crop = self.pp.crop
@@ -216,7 +82,7 @@ class ProcessBatchLoader(Loader):
         )
         if self.device.type != "cuda":
             self._ring.share_memory_()
-        setup = _Setup(
+        setup = Setup(
             self.dataset, self.batch_size, self.pp, self.device, self.workers, self.batched, self._ring
         )
         for orders, _, _ in self._channels:

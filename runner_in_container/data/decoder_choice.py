@@ -9,15 +9,10 @@ import PIL
 import torch
 import torchvision
 
-from ..contract import (
-    CPUS_PER_PROCESS,
-    CPUS_PER_PROCESS_MPS,
-    DECODERS,
-    MAX_DEFAULT_PROCESSES,
-    MPS_DEFAULT_PIPE_DIRECTORY,
-)
+from ..contract import DECODERS
 from .errors import DecoderUnavailable
 from .nvjpeg_probe import probe_device_decoder
+from .process_count import decoding_processes, mps_control_pipe
 from .resample import DESCRIPTION
 
 PIL_RESIZE = "torchvision.transforms.functional.resize bilinear antialias"
@@ -37,35 +32,6 @@ class Decoder(NamedTuple):
 
 def pil_decoder(fallback_reason: Optional[str] = None) -> Decoder:
     return Decoder("pil", "PIL " + PIL.__version__, PIL_RESIZE, False, fallback_reason, 1)
-
-
-def mps_control_pipe(environ: Mapping[str, str]) -> Optional[str]:
-    """The control pipe of the MPS daemon that this process's CUDA driver joins, None without one.
-
-    The driver looks in ``CUDA_MPS_PIPE_DIRECTORY`` (default /tmp/nvidia-mps) when CUDA starts.
-    """
-    directory = environ.get("CUDA_MPS_PIPE_DIRECTORY") or MPS_DEFAULT_PIPE_DIRECTORY
-    pipe = os.path.join(directory, "control")
-    return pipe if os.path.exists(pipe) else None
-
-
-def default_processes(cpus: int, mps: bool) -> int:
-    """Decoding processes for ``cpus`` usable CPUs. Each runs a reader, a decode and a resize thread.
-
-    Without MPS one per 4 CPUs, at most 4: more processes take the model more GPU time slices (H200,
-    16 CPUs, runner whole: 2 processes 10,286 img/s, 4 11,262). With MPS their kernels run beside the
-    model's and each process's CPU share bounds its decoding, so one per 2 CPUs, however many (H200,
-    16 CPUs, MPS: 4 processes 11,735 img/s, 6 15,733; README "Measured" for more).
-    """
-    if mps:
-        return max(1, cpus // CPUS_PER_PROCESS_MPS)
-    return max(1, min(MAX_DEFAULT_PROCESSES, cpus // CPUS_PER_PROCESS))
-
-
-def decoding_processes(requested: int, cpus: int) -> int:
-    """The nvJPEG decoding processes for ``--decode-processes`` ``requested`` (0: ``default_processes``,
-    more where an MPS daemon is there to join)."""
-    return requested or default_processes(cpus, mps_control_pipe(os.environ) is not None)
 
 
 def mps_missing(environ: Mapping[str, str], processes: int) -> Optional[str]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .decode import decode_rgb
-from .errors import DataError
+from .errors import DataError, require_positive
 from .layouts import Dataset
 from .preprocess import Preprocessing, resize_crop_pil
 
@@ -35,13 +35,6 @@ class Batch(NamedTuple):
 
 
 _InFlight = Tuple[Batch, List["Future[None]"]]
-
-
-def require_positive(owner: str, **settings: int) -> None:
-    """ValueError naming ``owner`` and the setting when one of ``settings`` is below 1."""
-    for field, value in settings.items():
-        if value < 1:
-            raise ValueError(f"{owner}: {field} must be at least 1, got {value}")
 
 
 def batch_count(images: int, batch_size: int) -> int:

@@ -4,12 +4,13 @@ from typing import Optional
 
 import torch
 
-from .decode_procs import ProcessBatchLoader, Spawned
+from .decode_procs import ProcessBatchLoader
 from .decoder_choice import Decoder
 from .device_loader import DeviceBatchLoader
 from .layouts import Dataset
 from .loader import BatchLoader, Loader
 from .preprocess import Preprocessing
+from .spawned import Spawned
 
 
 def open_loader(
