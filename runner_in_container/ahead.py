@@ -11,6 +11,7 @@ import argparse
 import re
 from typing import List, NoReturn, Optional, Tuple
 
+from .contract import OPTION
 from .data.process_count import decoding_processes, usable_cpus
 from .data.spawned import Spawned
 
@@ -29,8 +30,8 @@ def wanted(argv: List[str]) -> Optional[Tuple[str, int]]:
     if "-h" in argv or "--help" in argv:
         return None
     parser = _Quiet(add_help=False, allow_abbrev=False)
-    for flag in ("--device", "--decoder", "--decode-processes"):
-        parser.add_argument(flag)
+    for name in ("device", "decoder", "decode_processes"):
+        parser.add_argument(OPTION[name].flag, dest=name)
     try:
         known, _ = parser.parse_known_args(argv)
         requested = int(known.decode_processes or 0)
