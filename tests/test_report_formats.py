@@ -294,7 +294,7 @@ def test_how_measured_tells_the_decoding_processes_start_only_where_there_were_s
     job = load_run(Store(runs.store), runs.main).ok_jobs()[0]
     assert job.result["data"].get("decode_start_s") is None  # PIL: no decoding processes
     assert "decoding processes' start" not in dict(figures.how_measured(job))
-    phases = {"spawned": 1.25, "imported": 7.9, "device": 9.04, "set_up": 12.3, "ready": 21.66}
+    phases = {"device": 9.04, "imported": 7.9, "ready": 21.66, "set_up": 12.3, "spawned": 1.25}  # as stored
     job.result["data"].update(decode_processes=8, decode_start_s=phases)
     assert dict(figures.how_measured(job))["decoding processes' start"] == (
         "8 processes (the slowest at each phase, seconds after the runner started): spawned 1.2 s, "

@@ -362,9 +362,10 @@ def how_measured(job: JobData) -> List[Tuple[str, str]]:
 
 
 def decode_start_line(data: Dict[str, Any]) -> str:
-    """The decoding processes' start, phase by phase, seconds after the runner started (the slowest process
-    at each phase): "8 processes (...): spawned 2.1 s, imported 7.9 s, ..."."""
-    phases = ", ".join("%s %.1f s" % (phase, seconds) for phase, seconds in data["decode_start_s"].items())
+    """The decoding processes' start, phase by phase in the order they ended, seconds after the runner
+    started (the slowest process at each phase): "8 processes (...): spawned 2.1 s, imported 7.9 s, ..."."""
+    ordered = sorted(data["decode_start_s"].items(), key=lambda item: item[1])  # a store sorts the keys
+    phases = ", ".join("%s %.1f s" % (phase, seconds) for phase, seconds in ordered)
     return "%s processes (the slowest at each phase, seconds after the runner started): %s" % (
         data.get("decode_processes"),
         phases,
