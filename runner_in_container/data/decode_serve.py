@@ -44,24 +44,28 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
+def _still_wanted(stop: Any) -> None:
+    """_Stopped once ``stop`` is set or the parent has gone."""
+    parent = multiprocessing.parent_process()
+    if stop.is_set() or (parent is not None and not parent.is_alive()):
+        raise _Stopped()
+
+
 def _wait(source: Any, stop: Any) -> Any:
     """The next item of the multiprocessing queue ``source``; _Stopped once ``stop`` is set or the parent
     has gone."""
-    parent = multiprocessing.parent_process()
-    while not stop.is_set() and (parent is None or parent.is_alive()):
+    while True:
+        _still_wanted(stop)
         try:
             return source.get(timeout=POLL_S)
         except queue.Empty:
             continue
-    raise _Stopped()
 
 
 def _wait_set(event: Any, stop: Any) -> None:
     """Return once ``event`` is set; _Stopped once ``stop`` is set or the parent has gone."""
-    parent = multiprocessing.parent_process()
     while not event.wait(POLL_S):
-        if stop.is_set() or (parent is not None and not parent.is_alive()):
-            raise _Stopped()
+        _still_wanted(stop)
 
 
 class Setup(NamedTuple):
