@@ -16,6 +16,7 @@ Rows (a row may be named several times: each is a run of its own, its log number
           that means something
   nomps   x5 with mps: false (the decoding processes time-slice the GPU with the model)
   x5pN    x5 with N decoding processes (hosts[].decode_processes) instead of the runner's default
+  x1pN    the same with x1
 A row name ending rK (x1r3) runs the job K times (``runs: K``): the row gives each figure's mean over the
 K runs, with the CV and 95% interval of the headline throughputs. A row name starting with d (dx1, dx1r3,
 dreal) runs that row on the docker twin, host_configs/gpu_docker.yaml (runtime docker; bench/gpu_docker.sh
@@ -116,8 +117,10 @@ def row_cluster(row: str, args: argparse.Namespace, dest: Path) -> Dict[str, Any
             case["case"], host["weights"] = "efficientnet_lite0", "package"
     elif row == "nomps":
         host["mps"] = False
-    elif row.startswith("x5p"):
+    elif re.fullmatch(r"x[15]p\d+", row):
         host["decode_processes"] = int(row[3:])
+        if row.startswith("x1"):
+            case["repeat"] = 1
     return cluster
 
 
