@@ -13,7 +13,7 @@ import pytest
 import vendors
 from orchestrator.host.hostmonitor import HostMonitor, HostReading
 from orchestrator.host.monitor import Monitor, figure, throttle_shares
-from orchestrator.host.monitors import JobMonitors
+from orchestrator.host.monitors import LATENCY_INTERVAL_S, JobMonitors
 from orchestrator.job import collect
 from orchestrator.job.runner_output import show_event
 from orchestrator.report import figures, firstpage
@@ -108,6 +108,24 @@ def test_the_isolation_check_query_is_the_basic_one_still(stand_in_smi):
     done = LocalTransport().run(NVIDIA.sample_argv([0]), timeout=30)
     assert done.returncode == 0
     assert NVIDIA.parse_monitor_line(done.stdout) == [MonitorSample(0, 30000.0, 100.0, 689.12)]
+
+
+@pytest.mark.parametrize(
+    "scenario, interval",
+    [("flagperf", 0.05), ("offline", 0.05)]
+    + [(s, LATENCY_INTERVAL_S) for s in ("server", "singlestream", "multistream")],
+)
+def test_a_latency_scenarios_job_is_sampled_no_more_often_than_the_latency_interval(
+    stand_in_smi, scenario, interval
+):
+    stand_in_smi(BASIC)
+    monitors = JobMonitors.start(LocalTransport(), NVIDIA, 0, 0.05, scenario)
+    try:
+        assert monitors.device is not None and monitors.device.interval_s == interval
+        assert monitors.host.interval_s == interval
+        assert monitors.device.argv[-2:] == ["-lms", str(int(interval * 1000))]
+    finally:
+        monitors.stop()
 
 
 def test_throttle_shares_leave_out_gpu_idle_and_count_each_reason():

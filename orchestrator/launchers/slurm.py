@@ -358,7 +358,7 @@ class SlurmLauncher(Launcher):
         probe = SrunTransport(transport, watch.slurm_id)
         device = int(visible) if visible.isdigit() else 0  # the index the job's own steps see
         watch.monitors = JobMonitors.start(
-            probe, worker.vendor, device, self.ctx.cluster.defaults.monitor_interval_s
+            probe, worker.vendor, device, self.ctx.cluster.defaults.monitor_interval_s, job.scenario
         )
         with self._env_lock:
             if self._env_node is not None:

@@ -53,7 +53,7 @@ class DirectLauncher(Launcher):
             return self.ctx.cancel.is_set()
 
         monitors = JobMonitors.start(
-            transport, worker.vendor, job.device, self.ctx.cluster.defaults.monitor_interval_s
+            transport, worker.vendor, job.device, self.ctx.cluster.defaults.monitor_interval_s, job.scenario
         )
         outcome.monitors = monitors
         with JobLog(log_path) as log:
