@@ -9,9 +9,18 @@ heuristics, or timed for each shape), times ``--calls`` calls one after another,
 runner_in_container/mlperf/sut.py's InlineSut (the forward, the top-1 and its copy to the host), and
 ``device`` the forward's GPU time from CUDA events around back-to-back calls. One table of p50/p90/p99
 (ms). Random weights: latency does not depend on them.
+
+    python -m bench.stream_latency --loadgen DATA --calls 0      (DATA: a folder of JPEGs, imagefolder)
+
+runs the product's own SingleStream (runner_in_container/mlperf/scenario.py: LoadGen, InlineSut, the sample
+library over DATA) at batch size 1 for ``--duration`` seconds, as the runner does after its infer pass
+(``--processes N``: with N decoding processes alive and idle, after one pass of theirs over DATA, as in a
+job; under an MPS daemon when the command runs in one), then the same with Python's garbage collector
+frozen and off through the run; one table of LoadGen's p50/p90/p99.
 """
 
 import argparse
+import gc
 import sys
 import tempfile
 import time
@@ -22,6 +31,11 @@ import torch
 
 from runner_in_container import toolkits
 from runner_in_container.cases import discover
+from runner_in_container.data import open_dataset
+from runner_in_container.data.decode_procs import ProcessBatchLoader
+from runner_in_container.device import open_device
+from runner_in_container.mlperf.scenario import Model, run_scenario
+from runner_in_container.mlperf.settings import Settings
 from runner_in_container.toolkits.base import ToolkitSettings
 
 
@@ -54,22 +68,58 @@ def device_times(call: Callable[[], object], calls: int) -> List[float]:
     return [start.elapsed_time(end) / 1e3 for start, end in pairs]
 
 
+def compiled(model: torch.nn.Module, bs: int, benchmark: str, args: argparse.Namespace, work: str):
+    """``model`` through cudnn_fused at ``bs`` (``cudnn_fused_benchmark`` ``benchmark``), and its example."""
+    dev = torch.device(args.device)
+    torch.backends.cudnn.benchmark = False
+    settings = ToolkitSettings(dev, args.precision, bs, work, options={"cudnn_fused_benchmark": benchmark})
+    toolkit = toolkits.load("cudnn_fused")(settings)
+    toolkit.check_settings()
+    example = torch.randn(bs, 3, 224, 224, device=dev).half().to(memory_format=torch.channels_last)
+    return toolkit.compile(model, example), example
+
+
 def row(model: torch.nn.Module, bs: int, benchmark: str, args: argparse.Namespace) -> str:
     """One table row: the model compiled at ``bs`` with ``cudnn_fused_benchmark`` ``benchmark``, timed."""
     dev = torch.device(args.device)
-    torch.backends.cudnn.benchmark = False
     with tempfile.TemporaryDirectory() as work, torch.no_grad():
-        options = {"cudnn_fused_benchmark": benchmark}
-        settings = ToolkitSettings(dev, args.precision, bs, work, options=options)
-        toolkit = toolkits.load("cudnn_fused")(settings)
-        toolkit.check_settings()
-        example = torch.randn(bs, 3, 224, 224, device=dev).half().to(memory_format=torch.channels_last)
-        fn = toolkit.compile(model, example)
+        fn, example = compiled(model, bs, benchmark, args, work)
         x = example.clone()
         graph = waited(lambda: fn(x), args.calls, dev)
         query = waited(lambda: fn(x)[:bs].argmax(dim=1).cpu(), args.calls, dev)
         device = device_times(lambda: fn(x), args.calls)
     return f"| {bs} | {benchmark} | {percentiles(graph)} | {percentiles(query)} | {percentiles(device)} |"
+
+
+def loadgen_rows(model: torch.nn.Module, args: argparse.Namespace) -> None:
+    """The product's SingleStream at batch size 1 on ``args.loadgen``, garbage collector as is, then off."""
+    dev = open_device(torch.device(args.device))
+    case = discover()["resnet50"]
+    dataset = open_dataset(args.loadgen)
+    processes = None
+    if args.processes:
+        processes = ProcessBatchLoader(dataset, 256, case.preprocessing, dev.device, args.processes)
+        sum(batch.valid for batch in processes)  # one pass, then they wait, as after a job's infer pass
+    settings = Settings("singlestream", False, args.duration, None, 15.0)
+    print("| SingleStream, bs 1 | p50 / p90 / p99 (ms) | queries | LoadGen's verdict |")
+    print("|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as work:
+        fn, _ = compiled(model, 1, "0", args, work)
+        for name in ("garbage collector as is", "garbage collector frozen and off"):
+            if "off" in name:
+                gc.collect()
+                gc.freeze()
+                gc.disable()
+            model_in = Model(fn, 1, torch.float16, True)
+            found = run_scenario(
+                settings, model_in, dataset, case.preprocessing, dev, 8, work, lambda *a, **k: None
+            )
+            perf = found["performance"]
+            ms = " / ".join("%.3f" % perf["latency_ms"][key] for key in ("p50", "p90", "p99"))
+            print(f"| {name} | {ms} | {perf['queries']} | {perf['validity']} |", flush=True)
+            gc.enable()
+    if processes is not None:
+        processes.close()
 
 
 def main() -> int:
@@ -78,17 +128,25 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--precision", default="fp16")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--loadgen", help="a folder of JPEGs: run the product's SingleStream on it too")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of each LoadGen run")
+    parser.add_argument(
+        "--processes", type=int, default=8, help="decoding processes alive in the LoadGen runs"
+    )
     args = parser.parse_args()
     dev = torch.device(args.device)
     case = discover()["resnet50"]
     model = case.build(case.resolve_weights("random")).eval().to(dev)
-    print(f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}, {args.calls} calls a row")
-    print("| bs | cudnn_fused_benchmark | graph p50/p90/p99 (ms) | query p50/p90/p99 | device p50/p90/p99 |")
-    print("|---|---|---|---|---|")
-    for bs in (int(v) for v in args.batch_sizes.split(",")):
-        for benchmark in ("0", "1"):
-            print(row(model, bs, benchmark, args), flush=True)
-            torch.cuda.empty_cache()
+    print(f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}")
+    if args.calls:
+        print(f"| bs | cudnn_fused_benchmark | {args.calls} calls: graph p50/p90/p99 (ms) | query | device |")
+        print("|---|---|---|---|---|")
+        for bs in (int(v) for v in args.batch_sizes.split(",")):
+            for benchmark in ("0", "1"):
+                print(row(model, bs, benchmark, args), flush=True)
+                torch.cuda.empty_cache()
+    if args.loadgen:
+        loadgen_rows(model, args)
     return 0
 
 

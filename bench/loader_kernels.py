@@ -1,0 +1,54 @@
+"""Where one decoding process's device time goes: torch.profiler over a pass of data/device_loader.py's
+loader (read, nvJPEG decode, resize and crop), one table of the GPU's kernels and copies by total time.
+
+    python -m bench.loader_kernels --data /tmp/set/val --images 5120      (on the H100)
+
+The loader is started (warmed on the first batch) before the profile; the pass decodes the set's first
+``--images`` images at batch size 256. GPU time per image of each kernel family (decode, resize, copies)
+is what the model's kernels share the GPU with in a job, in every decoding process.
+"""
+
+import argparse
+import sys
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from runner_in_container.cases import discover
+from runner_in_container.data import open_dataset
+from runner_in_container.data.device_loader import DeviceBatchLoader
+from runner_in_container.data.layouts import Subset
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--images", type=int, default=5120)
+    parser.add_argument("--rows", type=int, default=25, help="kernels shown")
+    args = parser.parse_args()
+    dev = torch.device("cuda")
+    dataset = open_dataset(args.data)
+    shard = Subset(dataset, list(range(min(args.images, len(dataset.samples)))))
+    loader = DeviceBatchLoader(shard, 256, discover()["resnet50"].preprocessing, dev)
+    loader.wait_started()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        images = sum(batch.valid for batch in loader)
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA" or e.self_device_time_total > 0]
+    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    total = sum(e.self_device_time_total for e in events)
+    print(f"{images} images; GPU time {total / 1e3:.1f} ms, {total / images:.1f} us an image")
+    print("| kernel or copy | calls | GPU ms | us an image | share |")
+    print("|---|---|---|---|---|")
+    for event in events[: args.rows]:
+        name = event.key if len(event.key) <= 70 else event.key[:67] + "..."
+        time_us = event.self_device_time_total
+        print(
+            f"| {name} | {event.count} | {time_us / 1e3:.1f} | {time_us / images:.2f} | {time_us / total:.1%}"
+        )
+    loader.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
