@@ -14,6 +14,9 @@ Each is a module run from the repo root, e.g. ``python -m bench.h200_bench --des
 - ``real_accuracy``: the fast paths' accuracy with real weights on real images;
 - ``fanout``: what one more SSH host costs the orchestrator (as root; hosts from ``sshlab``, which the
   tests' sshd fixtures use too);
+- ``spawn_ahead``: the decoding processes spawned before or after the runner's imports, side by side;
+- ``gpu_docker.sh`` (with ``docker_engine.sh`` and ``base_from_env.sh``): bare and docker rows of
+  ``gpu_product`` side by side on a GPU host that has no docker;
 - ``h200_spine.sh``: the orchestrator end to end on the H200, runtime bare (``make bench-spine``).
 
 The GPU benches import torch; the orchestrator, the vendors and the runner never import ``bench``.
