@@ -58,10 +58,10 @@ REAL_ROWS = ("real", "lite")
 ROW_TIMEOUT_S = 240
 #: the figures whose spread over runs the table shows (CV and 95% interval)
 SPREAD_OVER_RUNS = ("p_infer_core", "p_infer_whole")
-#: the row, the share of e2e outside the listed stages, every figure of the metric table (a mean over the
-#: row's runs), the spread over runs, the row's settings
+#: the row, its runs and images, the share of e2e outside the listed stages, every figure of the metric table
+#: (a mean over the row's runs), the spread over runs, the row's settings
 COLUMNS = (
-    (("row", "row"), ("runs", "K"), ("other_pct", "other (%)"))
+    (("row", "row"), ("runs", "K"), ("images", "images"), ("other_pct", "other (%)"))
     + tuple((metric.key, metric.title) for metric in metric_table.METRICS)
     + tuple(("%s_over_runs" % key, "%s over runs" % key) for key in SPREAD_OVER_RUNS)
     + (("conditions", "conditions"), ("mps", "MPS"), ("decode_processes", "decoding processes"))
@@ -151,6 +151,7 @@ def figures(store: Path, row: str) -> Dict[str, Any]:
     )
     e2e = out["e2e_time_s"]
     out["other_pct"] = round(100.0 * phases.get("other", 0.0) / e2e, 1) if e2e else None
+    out["images"] = job.result["stages"]["infer"]["n_images"]  # the set it ran on, as the runner found it
     out["decoder"] = job.result["data"]["decoder"]
     out["decode_processes"] = job.result["data"]["decode_processes"]
     out["decode_start_s"] = job.result["data"].get("decode_start_s")
