@@ -32,3 +32,9 @@ def test_the_lite_rows_run_efficientnet_lite0_with_its_weights_on_the_real_image
         host, (case,) = cluster["hosts"][0], cluster["cases"]
         assert (case["case"], host["weights"], case["repeat"]) == ("efficientnet_lite0", "package", 1)
         assert host["data"]["path"] == "/real"
+
+
+def test_the_process_rows_set_the_decoding_processes_and_their_passes(tmp_path: Path) -> None:
+    for row, repeat in (("x1p12", 1), ("x5p12", 5)):
+        cluster = gpu_product.row_cluster(row, _args(), tmp_path)
+        assert cluster["hosts"][0]["decode_processes"] == 12 and cluster["cases"][0]["repeat"] == repeat
