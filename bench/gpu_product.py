@@ -46,7 +46,7 @@ from orchestrator.report import series
 from orchestrator.report.figures import timeline
 from orchestrator.report.load import load_run
 from orchestrator.store import Store
-from runner_in_container.protocol import PASS_STAGES
+from runner_in_container.protocol import PASS_STAGES, STAGE_INFER
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -151,7 +151,7 @@ def figures(store: Path, row: str) -> Dict[str, Any]:
     )
     e2e = out["e2e_time_s"]
     out["other_pct"] = round(100.0 * phases.get("other", 0.0) / e2e, 1) if e2e else None
-    out["images"] = job.result["stages"]["infer"]["n_images"]  # the set it ran on, as the runner found it
+    out["images"] = job.result["stages"][STAGE_INFER]["n_images"]  # the set it ran on, as the runner found it
     out["decoder"] = job.result["data"]["decoder"]
     out["decode_processes"] = job.result["data"]["decode_processes"]
     out["decode_start_s"] = job.result["data"].get("decode_start_s")
