@@ -1,5 +1,6 @@
 """Where one decoding process's device time goes: torch.profiler over a pass of data/device_loader.py's
-loader (read, nvJPEG decode, resize and crop), one table of the GPU's kernels and copies by total time.
+loader (read, nvJPEG decode, resize and crop), one table of the GPU's kernels and copies by total time, for
+each resize: resample.py's products, then resample_kernels.py's integer kernels (where they run).
 
     python -m bench.loader_kernels --data /tmp/set/val --images 5120      (on the H100)
 
@@ -15,9 +16,31 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from runner_in_container.cases import discover
-from runner_in_container.data import open_dataset
+from runner_in_container.data import open_dataset, resample_kernels
 from runner_in_container.data.device_loader import DeviceBatchLoader
 from runner_in_container.data.layouts import Subset
+
+
+def profiled(shard: Subset, dev: torch.device, kernels: bool, rows: int) -> None:
+    """One pass of the loader over ``shard``, profiled; its table printed."""
+    loader = DeviceBatchLoader(shard, 256, discover()["resnet50"].preprocessing, dev, kernels=kernels)
+    loader.wait_started()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        images = sum(batch.valid for batch in loader)
+        torch.cuda.synchronize()
+    loader.close()
+    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA" or e.self_device_time_total > 0]
+    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    total = sum(e.self_device_time_total for e in events)
+    resize = "integer kernels" if kernels else "products"
+    print(f"resize by {resize}: {images} images; GPU {total / 1e3:.1f} ms, {total / images:.1f} us an image")
+    print("| kernel or copy | calls | GPU ms | us an image | share |")
+    print("|---|---|---|---|---|")
+    for event in events[:rows]:
+        name = event.key if len(event.key) <= 70 else event.key[:67] + "..."
+        time_us = event.self_device_time_total
+        share = time_us / total
+        print(f"| {name} | {event.count} | {time_us / 1e3:.1f} | {time_us / images:.2f} | {share:.1%} |")
 
 
 def main() -> int:
@@ -29,24 +52,12 @@ def main() -> int:
     dev = torch.device("cuda")
     dataset = open_dataset(args.data)
     shard = Subset(dataset, list(range(min(args.images, len(dataset.samples)))))
-    loader = DeviceBatchLoader(shard, 256, discover()["resnet50"].preprocessing, dev)
-    loader.wait_started()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        images = sum(batch.valid for batch in loader)
-        torch.cuda.synchronize()
-    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA" or e.self_device_time_total > 0]
-    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
-    total = sum(e.self_device_time_total for e in events)
-    print(f"{images} images; GPU time {total / 1e3:.1f} ms, {total / images:.1f} us an image")
-    print("| kernel or copy | calls | GPU ms | us an image | share |")
-    print("|---|---|---|---|---|")
-    for event in events[: args.rows]:
-        name = event.key if len(event.key) <= 70 else event.key[:67] + "..."
-        time_us = event.self_device_time_total
-        print(
-            f"| {name} | {event.count} | {time_us / 1e3:.1f} | {time_us / images:.2f} | {time_us / total:.1%}"
-        )
-    loader.close()
+    why_not = resample_kernels.usable(dev)
+    for kernels in (False, True):
+        if kernels and why_not is not None:
+            print(f"integer kernels: not run ({why_not})")
+            continue
+        profiled(shard, dev, kernels, args.rows)
     return 0
 
 

@@ -3,10 +3,12 @@ one table.
 
     python -m bench.loader_profile --data /tmp/loader_set --images 5000     (on the H200)
 Generates the set (imagefolder layout) when DATA/val is missing. img/s per part, on one pass each (for
-several decoding processes, the second pass: the first one starts them).
+several decoding processes, the second pass: the first one starts them). The resize is timed both ways where
+the integer kernels run (resample_kernels.py), and the loaders resize as a run would.
 """
 
 import argparse
+import functools
 import subprocess
 import sys
 import time
@@ -17,7 +19,7 @@ import torch
 import torchvision
 
 from runner_in_container.cases import discover
-from runner_in_container.data import open_dataset
+from runner_in_container.data import open_dataset, resample_kernels
 from runner_in_container.data.decode_procs import ProcessBatchLoader
 from runner_in_container.data.device_loader import DeviceBatchLoader, _Arena
 from runner_in_container.data.jpeg_info import cpu_reason, read_header
@@ -78,17 +80,27 @@ def main() -> int:
         lambda: decoded.extend(torchvision.io.decode_jpeg(c, mode=mode, device=dev) for c in calls),
     )
 
-    def resize_all() -> None:
+    def resize_all(kernels: bool) -> None:
         for images in decoded:
             out = torch.empty((bs, 3, pp.crop, pp.crop), dtype=torch.uint8, device=dev)
-            resize_crop_into(out, list(images), list(range(len(images))), pp)
+            slots = list(range(len(images)))
+            if kernels:
+                shapes = [(int(image.shape[1]), int(image.shape[2])) for image in images]
+                geometries = [geometry(h, w, pp) for h, w in shapes]
+                resample_kernels.resize_crop_into(out, list(images), slots, pp, geometries)
+            else:
+                resize_crop_into(out, list(images), slots, pp)
 
-    resize_all()  # warm-up
-    timed("resize + crop (matmuls)", resize_all)
-    loader = DeviceBatchLoader(dataset, bs, pp, dev, workers=4, batched=batched)
+    kernels = resample_kernels.usable(dev) is None  # the loaders below resize as a run would
+    for name, which in [("matmuls", False)] + ([("integer kernels", True)] if kernels else []):
+        resize_all(which)  # warm-up
+        timed(f"resize + crop ({name})", functools.partial(resize_all, which))
+    loader = DeviceBatchLoader(dataset, bs, pp, dev, workers=4, batched=batched, kernels=kernels)
     timed("DeviceBatchLoader (the whole loader, one process)", lambda: [b.valid for b in loader])
     for processes in args.processes:
-        procs = ProcessBatchLoader(dataset, bs, pp, dev, processes, workers=4, batched=batched)
+        procs = ProcessBatchLoader(
+            dataset, bs, pp, dev, processes, workers=4, batched=batched, kernels=kernels
+        )
         try:
             [b.valid for b in procs]  # the processes start and warm up
             timed(f"ProcessBatchLoader, {processes} processes", lambda: [b.valid for b in procs])  # noqa: B023

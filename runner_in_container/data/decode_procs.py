@@ -53,6 +53,7 @@ class ProcessBatchLoader(Loader):
         processes: int,
         workers: int = 4,
         batched: bool = True,
+        kernels: bool = False,
         slots: int = 3,
         spawned: Optional[Spawned] = None,
     ) -> None:
@@ -62,6 +63,7 @@ class ProcessBatchLoader(Loader):
         self.device = device
         self.processes = processes
         self.batched = batched
+        self.kernels = kernels
         self.slots = slots
         self._spawned = spawned
         self._closed = False
@@ -83,7 +85,14 @@ class ProcessBatchLoader(Loader):
         if self.device.type != "cuda":
             self._ring.share_memory_()
         setup = Setup(
-            self.dataset, self.batch_size, self.pp, self.device, self.workers, self.batched, self._ring
+            self.dataset,
+            self.batch_size,
+            self.pp,
+            self.device,
+            self.workers,
+            self.batched,
+            self.kernels,
+            self._ring,
         )
         for orders, _, _ in self._channels:
             orders.put(setup)

@@ -78,6 +78,7 @@ class Setup(NamedTuple):
     device: torch.device
     workers: int
     batched: bool
+    kernels: bool
     ring: torch.Tensor
 
 
@@ -107,7 +108,13 @@ def serve(
         images = len(setup.dataset.samples)
         shard = Subset(setup.dataset, shard_indices(images, setup.batch_size, rank, processes))
         loader = DeviceBatchLoader(
-            shard, setup.batch_size, setup.pp, device, workers=setup.workers, batched=setup.batched
+            shard,
+            setup.batch_size,
+            setup.pp,
+            device,
+            workers=setup.workers,
+            batched=setup.batched,
+            kernels=setup.kernels,
         )
         loader.wait_started()
         phases["ready"] = time.time()

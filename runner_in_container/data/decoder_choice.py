@@ -10,10 +10,10 @@ import torch
 import torchvision
 
 from ..contract import DECODERS
+from . import resample, resample_kernels
 from .errors import DecoderUnavailable
 from .nvjpeg_probe import probe_device_decoder
 from .process_count import decoding_processes, mps_control_pipe
-from .resample import DESCRIPTION
 
 PIL_RESIZE = "torchvision.transforms.functional.resize bilinear antialias"
 
@@ -28,6 +28,7 @@ class Decoder(NamedTuple):
     fallback_reason: Optional[str]  # why "auto" chose PIL
     processes: int  # decoding processes (decode_procs.py); 1: in the runner's own
     warning: Optional[str] = None  # for the result's warnings: an MPS daemon asked for and not there
+    kernels: bool = False  # the resize and crop by resample_kernels.py's Triton kernels, else resample.py's
 
 
 def pil_decoder(fallback_reason: Optional[str] = None) -> Decoder:
@@ -81,4 +82,8 @@ def resolve_decoder(requested: str, device: torch.device, processes: int, cpus: 
     )
     description = f"nvJPEG: torchvision {torchvision.__version__} decode_jpeg on {device}, {how}, {where}"
     warning = mps_missing(os.environ, processes)
-    return Decoder("nvjpeg", description, DESCRIPTION, batched, None, processes, warning)
+    why_not = resample_kernels.usable(device)
+    resize = resample_kernels.DESCRIPTION
+    if why_not is not None:
+        resize = f"{resample.DESCRIPTION} (the exact integer kernels not used: {why_not})"
+    return Decoder("nvjpeg", description, resize, batched, None, processes, warning, why_not is None)

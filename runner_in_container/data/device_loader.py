@@ -1,4 +1,6 @@
-"""Batches decoded on the device: nvJPEG through torchvision's ``decode_jpeg``, resized by resample.py.
+"""Batches decoded on the device: nvJPEG through torchvision's ``decode_jpeg``, resized and cropped by
+resample_kernels.py's integer kernels (``kernels``: where they run, decoder_choice.py says), else by
+resample.py's matrix products.
 
 Per pass (one iteration over the loader), these threads:
 
@@ -33,6 +35,7 @@ import numpy as np
 import torch
 import torchvision
 
+from . import resample_kernels
 from .decode import decode_rgb
 from .jpeg_info import cpu_reason, read_header
 from .layouts import Dataset
@@ -97,11 +100,13 @@ class DeviceBatchLoader(Loader):
         workers: int = 4,
         prefetch: int = 2,
         batched: bool = True,
+        kernels: bool = False,
     ) -> None:
         super().__init__(dataset, batch_size, pp, workers, prefetch=prefetch)
         self.device = device
         self.prefetch = prefetch
         self.batched = batched
+        self._resize = resample_kernels.resize_crop_into if kernels else resize_crop_into
         cuda = device.type == "cuda"
         self._stream = torch.cuda.Stream(device) if cuda else None  # the decode thread's
         self._resize_stream = torch.cuda.Stream(device) if cuda else None
@@ -224,7 +229,7 @@ class DeviceBatchLoader(Loader):
         images = torch.empty((bs, 3, crop, crop), dtype=torch.uint8, device=self.device)
         if valid < bs:
             images[valid:].zero_()
-        resize_crop_into(images, decoded.images, decoded.slots, self.pp, decoded.geometries)
+        self._resize(images, decoded.images, decoded.slots, self.pp, decoded.geometries)
         if decoded.cpu:
             host = torch.from_numpy(np.stack([item.pixels.result() for item in decoded.cpu]))
             if self._stream is not None:

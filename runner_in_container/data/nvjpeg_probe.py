@@ -11,10 +11,11 @@ import torch
 import torchvision
 from PIL import Image
 
+from . import resample_kernels
 from .decode import decode_rgb
 from .errors import DecoderUnavailable
 from .preprocess import Preprocessing
-from .resample import resize_crop_into
+from .resample import geometry, resize_crop_into
 
 #: largest mean |difference| (levels) between the device decoder and PIL on the smooth probe image
 PROBE_TOLERANCE = 8.0
@@ -79,5 +80,11 @@ def warm_device(device: torch.device) -> None:
     pp = Preprocessing()
     out = torch.empty((1, 3, pp.crop, pp.crop), dtype=torch.uint8, device=device)
     resize_crop_into(out, [image], [0], pp)
+    if resample_kernels.available(device):
+        try:  # compiled now, beside the runner's set-up (resample_kernels.usable says whether they are used)
+            shape = (int(image.shape[1]), int(image.shape[2]))
+            resample_kernels.resize_crop_into(out, [image], [0], pp, [geometry(*shape, pp)])
+        except Exception:  # noqa: BLE001,S110 - the runner's probe says why, and resizes with the products
+            pass
     if device.type == "cuda":
         torch.cuda.synchronize(device)

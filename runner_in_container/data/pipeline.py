@@ -39,6 +39,9 @@ def open_loader(
             decoder.processes,
             workers=workers,
             batched=decoder.batched,
+            kernels=decoder.kernels,
             spawned=spawned,
         )
-    return DeviceBatchLoader(dataset, batch_size, pp, device, workers=workers, batched=decoder.batched)
+    return DeviceBatchLoader(
+        dataset, batch_size, pp, device, workers=workers, batched=decoder.batched, kernels=decoder.kernels
+    )
