@@ -3,8 +3,8 @@ one table.
 
     python -m bench.loader_profile --data /tmp/loader_set --images 5000     (on the H200)
 Generates the set (imagefolder layout) when DATA/val is missing. img/s per part, on one pass each (for
-several decoding processes, the second pass: the first one starts them). The resize is timed both ways where
-the integer kernels run (resample_kernels.py), and the loaders resize as a run would.
+several decoding processes, the second pass: the first one starts them). Where the integer kernels run
+(resample_kernels.py), the resize and the loaders are timed both ways, side by side.
 """
 
 import argparse
@@ -23,10 +23,16 @@ from runner_in_container.data import open_dataset, resample_kernels
 from runner_in_container.data.decode_procs import ProcessBatchLoader
 from runner_in_container.data.device_loader import DeviceBatchLoader, _Arena
 from runner_in_container.data.jpeg_info import cpu_reason, read_header
+from runner_in_container.data.loader import Loader
 from runner_in_container.data.nvjpeg_probe import probe_device_decoder
 from runner_in_container.data.resample import geometry, resize_crop_into
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def passed(loader: Loader) -> int:
+    """One pass of ``loader``: its images."""
+    return sum(batch.valid for batch in loader)
 
 
 def main() -> int:
@@ -91,21 +97,24 @@ def main() -> int:
             else:
                 resize_crop_into(out, list(images), slots, pp)
 
-    kernels = resample_kernels.usable(dev) is None  # the loaders below resize as a run would
-    for name, which in [("matmuls", False)] + ([("integer kernels", True)] if kernels else []):
-        resize_all(which)  # warm-up
-        timed(f"resize + crop ({name})", functools.partial(resize_all, which))
-    loader = DeviceBatchLoader(dataset, bs, pp, dev, workers=4, batched=batched, kernels=kernels)
-    timed("DeviceBatchLoader (the whole loader, one process)", lambda: [b.valid for b in loader])
-    for processes in args.processes:
-        procs = ProcessBatchLoader(
-            dataset, bs, pp, dev, processes, workers=4, batched=batched, kernels=kernels
-        )
-        try:
-            [b.valid for b in procs]  # the processes start and warm up
-            timed(f"ProcessBatchLoader, {processes} processes", lambda: [b.valid for b in procs])  # noqa: B023
-        finally:
-            procs.close()
+    resizes = [("matmuls", False)]
+    if resample_kernels.usable(dev) is None:
+        resizes.append(("integer kernels", True))
+    for name, kernels in resizes:  # each resize alone, then each loader resizing that way
+        resize_all(kernels)  # warm-up
+        timed(f"resize + crop ({name})", functools.partial(resize_all, kernels))
+    for name, kernels in resizes:
+        loader = DeviceBatchLoader(dataset, bs, pp, dev, workers=4, batched=batched, kernels=kernels)
+        timed(f"DeviceBatchLoader, {name} (the whole loader, one process)", functools.partial(passed, loader))
+        for processes in args.processes:
+            procs = ProcessBatchLoader(
+                dataset, bs, pp, dev, processes, workers=4, batched=batched, kernels=kernels
+            )
+            try:
+                passed(procs)  # the processes start and warm up
+                timed(f"ProcessBatchLoader, {name}, {processes} processes", functools.partial(passed, procs))
+            finally:
+                procs.close()
     width = max(len(name) for name, _ in rows)
     print(f"{'part':<{width}}  img/s  ({n} images of {root}, bs {bs}, {dev})")
     for name, rate in rows:
