@@ -9,7 +9,7 @@ Each is a module run from the repo root, e.g. ``python -m bench.h200_bench --des
 - ``decode_contention``: JPEG decoding on the GPU beside the model (with ``nvjpeg_hw``, nvJPEG's hardware
   backend through ctypes);
 - ``loader_profile``: where the device loader's time goes, part by part;
-- ``loader_kernels``: one decoding process's GPU time by kernel (torch.profiler);
+- ``loader_kernels``: one decoding process's GPU time by kernel (torch.profiler), for each resize;
 - ``stream_latency``: the latency floor of one small query (the model, its top-1, LoadGen's SingleStream);
 - ``real_accuracy``: the fast paths' accuracy with real weights on real images;
 - ``fanout``: what one more SSH host costs the orchestrator (as root; hosts from ``sshlab``, which the
