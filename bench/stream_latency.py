@@ -35,7 +35,7 @@ from runner_in_container.data import open_dataset
 from runner_in_container.data.decode_procs import ProcessBatchLoader
 from runner_in_container.device import open_device
 from runner_in_container.mlperf.scenario import Model, run_scenario
-from runner_in_container.mlperf.settings import Settings
+from runner_in_container.mlperf.settings import SERVER_LATENCY_MS, Settings
 from runner_in_container.toolkits.base import ToolkitSettings
 
 
@@ -100,7 +100,7 @@ def loadgen_rows(model: torch.nn.Module, args: argparse.Namespace) -> None:
     if args.processes:
         processes = ProcessBatchLoader(dataset, 256, case.preprocessing, dev.device, args.processes)
         sum(batch.valid for batch in processes)  # one pass, then they wait, as after a job's infer pass
-    settings = Settings("singlestream", False, args.duration, None, 15.0)
+    settings = Settings("singlestream", False, args.duration, None, SERVER_LATENCY_MS)
     print("| SingleStream, bs 1 | p50 / p90 / p99 (ms) | queries | LoadGen's verdict |")
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
