@@ -14,6 +14,7 @@ at once (its taps one row apart, the vertical pass). Each image's place in memor
 fields, so one launch serves images of every size.
 """
 
+import contextlib
 import itertools
 from typing import NamedTuple, Optional, Sequence
 
@@ -164,15 +165,17 @@ def resize_crop_into(
     bases = [0] + list(itertools.accumulate(int(image.numel()) for image in images))[:-1]
     rows = _taps([g.rows for g in geometries], crop, device)
     cols = _taps([g.cols for g in geometries], crop, device)
-    for vertical_first in (False, True):
-        chosen = [i for i, g in enumerate(geometries) if g.vertical_first == vertical_first]
-        if not chosen:
-            continue
-        places = [(i, bases[i], slots[i] * 3 * crop * crop, geometries[i]) for i in chosen]
-        if vertical_first:
-            _vertical_first(flat, out, places, crop, rows, cols)
-        else:
-            _horizontal_first(flat, out, places, crop, rows, cols)
+    on_device = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    with on_device:  # Triton launches on the current device: ``out``'s, whatever the caller's is
+        for vertical_first in (False, True):
+            chosen = [i for i, g in enumerate(geometries) if g.vertical_first == vertical_first]
+            if not chosen:
+                continue
+            places = [(i, bases[i], slots[i] * 3 * crop * crop, geometries[i]) for i in chosen]
+            if vertical_first:
+                _vertical_first(flat, out, places, crop, rows, cols)
+            else:
+                _horizontal_first(flat, out, places, crop, rows, cols)
 
 
 def _horizontal_first(flat, out, places, crop: int, rows: _Taps, cols: _Taps) -> None:
