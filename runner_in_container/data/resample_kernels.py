@@ -192,10 +192,8 @@ def _horizontal_first(flat, out, places, crop: int, rows: _Taps, cols: _Taps) ->
         second.append(
             [i, mid, lines * crop, 0, 1, crop, r.start, r.span - 1, crop, slot, crop * crop, 1, crop]
         )
-    n = 3 * len(places)
-    _along[(n, lines)](flat, between, _on(torch.tensor(first), out.device), *cols, crop, BLOCK=_block(crop))
-    grid = (n, crop, triton.cdiv(crop, ACROSS_BLOCK))
-    _across[grid](between, out, _on(torch.tensor(second), out.device), *rows, crop, BLOCK=ACROSS_BLOCK)
+    _pass_along(flat, between, first, cols, lines, crop)
+    _pass_across(between, out, second, rows, crop, crop)
 
 
 def _vertical_first(flat, out, places, crop: int, rows: _Taps, cols: _Taps) -> None:
@@ -212,15 +210,21 @@ def _vertical_first(flat, out, places, crop: int, rows: _Taps, cols: _Taps) -> N
         second.append(
             [i, mid, crop * lines, 0, lines, 1, c.start, c.span - 1, crop, slot, crop * crop, crop, 1]
         )
-    n = 3 * len(places)
-    grid = (n, crop, triton.cdiv(lines, ACROSS_BLOCK))
-    _across[grid](flat, between, _on(torch.tensor(first), out.device), *rows, crop, BLOCK=ACROSS_BLOCK)
-    _along[(n, crop)](between, out, _on(torch.tensor(second), out.device), *cols, crop, BLOCK=_block(crop))
+    _pass_across(flat, between, first, rows, lines, crop)
+    _pass_along(between, out, second, cols, crop, crop)
 
 
-def _block(count: int) -> int:
-    """The power of two at least ``count``: an ``_along`` program's lanes."""
-    return 1 << max(0, (count - 1).bit_length())
+def _pass_along(src: torch.Tensor, dst: torch.Tensor, table, taps: _Taps, lines: int, count: int) -> None:
+    """``_along`` over the images of ``table`` (rows of FIELDS), at most ``lines`` lines each."""
+    rows = _on(torch.tensor(table), dst.device)
+    lanes = 1 << max(0, (count - 1).bit_length())  # the power of two at least ``count``
+    _along[(3 * len(table), lines)](src, dst, rows, *taps, count, BLOCK=lanes)
+
+
+def _pass_across(src: torch.Tensor, dst: torch.Tensor, table, taps: _Taps, lines: int, count: int) -> None:
+    """``_across`` over the images of ``table`` (rows of FIELDS), at most ``lines`` lines each."""
+    grid = (3 * len(table), count, triton.cdiv(lines, ACROSS_BLOCK))
+    _across[grid](src, dst, _on(torch.tensor(table), dst.device), *taps, count, BLOCK=ACROSS_BLOCK)
 
 
 def usable(device: torch.device) -> Optional[str]:
