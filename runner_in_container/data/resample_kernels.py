@@ -16,7 +16,7 @@ fields, so one launch serves images of every size.
 
 import contextlib
 import itertools
-from typing import NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -121,6 +121,11 @@ if triton is not None:
         tl.store(target + lines * _field(table, k, 11), out, mask=mask)
 
 
+#: an image of a pass order: its index in the batch, its first byte in the joined buffer, its output slot's
+#: first byte, its geometry
+Place = Tuple[int, int, int, Geometry]
+
+
 class _Taps(NamedTuple):
     """One axis's taps for each image: the first tap's position in the image [n, count] int32, the
     coefficients [n, taps, count] int32 (PIL's fixed point), and the most taps an output pixel has."""
@@ -178,11 +183,14 @@ def resize_crop_into(
                 _horizontal_first(flat, out, places, crop, rows, cols)
 
 
-def _horizontal_first(flat, out, places, crop: int, rows: _Taps, cols: _Taps) -> None:
+def _horizontal_first(
+    flat: torch.Tensor, out: torch.Tensor, places: List[Place], crop: int, rows: _Taps, cols: _Taps
+) -> None:
     """Along each kept row of each image (crop outputs a row), then across those rows into ``out``."""
     lines = max(g.rows.span for _, _, _, g in places)
     between = torch.empty((len(places), 3, lines, crop), dtype=torch.uint8, device=out.device)
-    first, second = [], []
+    first: List[List[int]] = []
+    second: List[List[int]] = []
     for k, (i, base, slot, g) in enumerate(places):
         r, size = g.rows, g.rows.size * g.cols.size
         mid = k * 3 * lines * crop
@@ -196,11 +204,14 @@ def _horizontal_first(flat, out, places, crop: int, rows: _Taps, cols: _Taps) ->
     _pass_across(between, out, second, rows, crop, crop)
 
 
-def _vertical_first(flat, out, places, crop: int, rows: _Taps, cols: _Taps) -> None:
+def _vertical_first(
+    flat: torch.Tensor, out: torch.Tensor, places: List[Place], crop: int, rows: _Taps, cols: _Taps
+) -> None:
     """Across each kept column of each image (crop outputs a column), then along those rows into ``out``."""
     lines = max(g.cols.span for _, _, _, g in places)
     between = torch.empty((len(places), 3, crop, lines), dtype=torch.uint8, device=out.device)
-    first, second = [], []
+    first: List[List[int]] = []
+    second: List[List[int]] = []
     for k, (i, base, slot, g) in enumerate(places):
         c, size, width = g.cols, g.rows.size * g.cols.size, g.cols.size
         mid = k * 3 * crop * lines
@@ -214,14 +225,18 @@ def _vertical_first(flat, out, places, crop: int, rows: _Taps, cols: _Taps) -> N
     _pass_along(between, out, second, cols, crop, crop)
 
 
-def _pass_along(src: torch.Tensor, dst: torch.Tensor, table, taps: _Taps, lines: int, count: int) -> None:
+def _pass_along(
+    src: torch.Tensor, dst: torch.Tensor, table: List[List[int]], taps: _Taps, lines: int, count: int
+) -> None:
     """``_along`` over the images of ``table`` (rows of FIELDS), at most ``lines`` lines each."""
     rows = _on(torch.tensor(table), dst.device)
     lanes = 1 << max(0, (count - 1).bit_length())  # the power of two at least ``count``
     _along[(3 * len(table), lines)](src, dst, rows, *taps, count, BLOCK=lanes)
 
 
-def _pass_across(src: torch.Tensor, dst: torch.Tensor, table, taps: _Taps, lines: int, count: int) -> None:
+def _pass_across(
+    src: torch.Tensor, dst: torch.Tensor, table: List[List[int]], taps: _Taps, lines: int, count: int
+) -> None:
     """``_across`` over the images of ``table`` (rows of FIELDS), at most ``lines`` lines each."""
     grid = (3 * len(table), count, triton.cdiv(lines, ACROSS_BLOCK))
     _across[grid](src, dst, _on(torch.tensor(table), dst.device), *taps, count, BLOCK=ACROSS_BLOCK)
