@@ -102,7 +102,9 @@ def _encoded(jobs: Sequence[_Job], workers: int) -> Iterator[bytes]:
     if workers == 1:
         yield from map(encode, jobs)
         return
-    with multiprocessing.Pool(workers) as pool:
+    # spawned, not forked: a fork of a process that runs threads (a test runner, torch's) can leave a worker
+    # waiting forever on a lock that was held at the fork
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
         yield from pool.imap(encode, jobs, chunksize=8)
 
 
