@@ -1,7 +1,8 @@
 """The systems under test against the real LoadGen, on the CPU with a stand-in model: the stream scenarios run
 each query on LoadGen's issue thread, Offline batches on the batching thread; every sample's response is the
 model's top-1 of that very sample (read back from LoadGen's accuracy log); a channels_last model gets
-channels_last batches; a model that fails completes every sample and the run raises its error."""
+channels_last batches; a model that fails completes every sample and the run raises its error; at most
+``IN_FLIGHT`` batches are queued ahead of their completion (against a stand-in LoadGen that holds it)."""
 
 import threading
 from pathlib import Path
@@ -19,6 +20,7 @@ from runner_in_container.host_batches import decoded
 from runner_in_container.mlperf import logs
 from runner_in_container.mlperf.scenario import TIMED_CALLS, Model, run_scenario
 from runner_in_container.mlperf.settings import Settings
+from runner_in_container.mlperf.sut import IN_FLIGHT, BatchingSut, SampleLibrary
 
 pytest.importorskip("mlperf_loadgen")
 
@@ -104,3 +106,54 @@ def test_offline_batches_on_the_batching_thread_in_the_models_layout(dataset, tm
 def test_a_failing_model_completes_every_sample_and_the_run_raises_its_error(scenario, dataset, tmp_path):
     with pytest.raises(RuntimeError, match="the stand-in model fails"):
         run(scenario, StandIn(fail_at=8), dataset, tmp_path, 2)
+
+
+class HeldLoadGen:
+    """LoadGen's fast-SUT calls, their completions held until ``released``: a device behind its queue. The
+    model notes how many samples were complete when each batch reached it."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.released = threading.Event()
+        self.completed: List[int] = []
+        self.complete_at_call: List[int] = []
+
+    def model(self, x: torch.Tensor) -> torch.Tensor:
+        with self.changed:
+            self.complete_at_call.append(len(self.completed))
+            self.changed.notify_all()
+        return torch.zeros((x.shape[0], 1000))
+
+    def ConstructFastSUT(self, issue, flush):  # noqa: N802 - LoadGen's names
+        return "handle"
+
+    def DestroyFastSUT(self, handle) -> None:  # noqa: N802
+        pass
+
+    def QuerySampleResponse(self, sample_id: int, address: int, size: int) -> int:  # noqa: N802
+        return sample_id
+
+    def QuerySamplesComplete(self, responses: List[int]) -> None:  # noqa: N802
+        assert self.released.wait(timeout=60)
+        with self.changed:
+            self.completed.extend(responses)
+            self.changed.notify_all()
+
+
+def test_a_batch_is_queued_only_once_the_one_before_the_last_is_complete(dataset):
+    lg, batch_size = HeldLoadGen(), 2
+    library = SampleLibrary(dataset, PP, torch.device("cpu"), torch.float32, False, 2, IMAGES)
+    library.load(list(range(IMAGES)))
+    sut = BatchingSut(lg, lg.model, library, batch_size, 0.0, torch.device("cpu"))
+    sut.issue(list(range(IMAGES)), list(range(IMAGES)))
+    with lg.changed:  # unbounded, the batching thread would run every batch at once: it has every sample
+        ran_ahead = lg.changed.wait_for(lambda: len(lg.complete_at_call) > IN_FLIGHT, timeout=0.5)
+        assert not ran_ahead and len(lg.complete_at_call) == IN_FLIGHT
+    lg.released.set()
+    with lg.changed:
+        assert lg.changed.wait_for(lambda: len(lg.completed) == IMAGES, timeout=60)
+    sut.close()
+    assert sorted(lg.completed) == list(range(IMAGES))
+    assert len(lg.complete_at_call) == IMAGES // batch_size
+    for call, complete in enumerate(lg.complete_at_call):  # batch k waited for batch k - IN_FLIGHT
+        assert complete >= (call - IN_FLIGHT + 1) * batch_size
