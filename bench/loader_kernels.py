@@ -15,6 +15,7 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from bench.kernel_table import print_kernel_table
 from runner_in_container.cases import discover
 from runner_in_container.data import open_dataset, resample_kernels
 from runner_in_container.data.device_loader import DeviceBatchLoader
@@ -29,18 +30,10 @@ def profiled(shard: Subset, dev: torch.device, kernels: bool, rows: int) -> None
         images = sum(batch.valid for batch in loader)
         torch.cuda.synchronize()
     loader.close()
-    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA" or e.self_device_time_total > 0]
-    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
-    total = sum(e.self_device_time_total for e in events)
     resize = "integer kernels" if kernels else "products"
-    print(f"resize by {resize}: {images} images; GPU {total / 1e3:.1f} ms, {total / images:.1f} us an image")
-    print("| kernel or copy | calls | GPU ms | us an image | share |")
-    print("|---|---|---|---|---|")
-    for event in events[:rows]:
-        name = event.key if len(event.key) <= 70 else event.key[:67] + "..."
-        time_us = event.self_device_time_total
-        share = time_us / total
-        print(f"| {name} | {event.count} | {time_us / 1e3:.1f} | {time_us / images:.2f} | {share:.1%} |")
+    print(f"resize by {resize}: {images} images")
+    per_image = print_kernel_table(prof, images, "image", rows)
+    print(f"GPU {per_image * images / 1e3:.1f} ms, {per_image:.1f} us an image")
 
 
 def main() -> int:

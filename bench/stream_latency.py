@@ -10,6 +10,14 @@ runner_in_container/mlperf/sut.py's InlineSut (the forward, the top-1 and its co
 ``device`` the forward's GPU time from CUDA events around back-to-back calls. One table of p50/p90/p99
 (ms). Random weights: latency does not depend on them.
 
+    python -m bench.stream_latency --kernels --batch-sizes 1 --calls 2000
+
+profiles the model's forward at each batch size (eager: the same kernels the graph captures, which the
+profiler does not see inside a replay): one table of its kernels by GPU time a forward, their sum beside the
+graph's device time (the difference is what the replay adds between kernels); then the graph's device time
+with each downsample convolution (ResNet's only branch) issued on a side stream, concurrent with its block's
+main path.
+
     python -m bench.stream_latency --loadgen DATA --calls 0      (DATA: a folder of JPEGs, imagefolder)
 
 runs the product's own SingleStream (runner_in_container/mlperf/scenario.py: LoadGen, InlineSut, the sample
@@ -24,11 +32,14 @@ import gc
 import sys
 import tempfile
 import time
-from typing import Callable, List
+from typing import Any, Callable, Dict, List
 
 import numpy as np
 import torch
+import torch.fx as fx
+from torch.profiler import ProfilerActivity, profile
 
+from bench.kernel_table import print_kernel_table
 from runner_in_container import toolkits
 from runner_in_container.cases import discover
 from runner_in_container.data import open_dataset
@@ -37,6 +48,8 @@ from runner_in_container.device import open_device
 from runner_in_container.mlperf.scenario import Model, run_scenario
 from runner_in_container.mlperf.settings import SERVER_LATENCY_MS, Settings
 from runner_in_container.toolkits.base import ToolkitSettings
+from runner_in_container.toolkits.cudnn_fused import fold_and_fuse
+from runner_in_container.toolkits.precision import prepare_model
 
 
 def percentiles(samples: List[float]) -> str:
@@ -68,11 +81,13 @@ def device_times(call: Callable[[], object], calls: int) -> List[float]:
     return [start.elapsed_time(end) / 1e3 for start, end in pairs]
 
 
-def compiled(model: torch.nn.Module, bs: int, benchmark: str, args: argparse.Namespace, work: str):
-    """``model`` through cudnn_fused at ``bs`` (``cudnn_fused_benchmark`` ``benchmark``), and its example."""
+def compiled(model: torch.nn.Module, bs: int, benchmark: str, args: argparse.Namespace, work: str, graph="1"):
+    """``model`` through cudnn_fused at ``bs`` (``cudnn_fused_benchmark`` ``benchmark``, ``cudnn_fused_graph``
+    ``graph``), and its example."""
     dev = torch.device(args.device)
     torch.backends.cudnn.benchmark = False
-    settings = ToolkitSettings(dev, args.precision, bs, work, options={"cudnn_fused_benchmark": benchmark})
+    options = {"cudnn_fused_benchmark": benchmark, "cudnn_fused_graph": graph}
+    settings = ToolkitSettings(dev, args.precision, bs, work, options=options)
     toolkit = toolkits.load("cudnn_fused")(settings)
     toolkit.check_settings()
     example = torch.randn(bs, 3, 224, 224, device=dev).half().to(memory_format=torch.channels_last)
@@ -89,6 +104,80 @@ def row(model: torch.nn.Module, bs: int, benchmark: str, args: argparse.Namespac
         query = waited(lambda: fn(x)[:bs].argmax(dim=1).cpu(), args.calls, dev)
         device = device_times(lambda: fn(x), args.calls)
     return f"| {bs} | {benchmark} | {percentiles(graph)} | {percentiles(query)} | {percentiles(device)} |"
+
+
+class SideBranches(fx.Interpreter):
+    """Runs a fused model's downsample convolutions on a side stream, each joined where its output is used."""
+
+    def __init__(self, gm: fx.GraphModule, side: torch.cuda.Stream) -> None:
+        super().__init__(gm)
+        self.side = side
+        self.joins: Dict[fx.Node, torch.cuda.Event] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        main = torch.cuda.current_stream()
+        if "downsample" in str(n.target):
+            self.side.wait_stream(main)
+            with torch.cuda.stream(self.side):
+                out = super().run_node(n)
+            self.joins[n] = self.side.record_event()
+            return out
+        for arg in n.all_input_nodes:
+            if arg in self.joins:
+                main.wait_event(self.joins[arg])
+        return super().run_node(n)
+
+
+def side_branched(model: torch.nn.Module, args: argparse.Namespace) -> fx.GraphModule:
+    """cudnn_fused's model (folded, fused, cast, channels_last), each downsample conv moved to just after
+    its input."""
+    gm, _ = fold_and_fuse(model)
+    for node in list(gm.graph.nodes):
+        if "downsample" in str(node.target):
+            node.all_input_nodes[0].append(node)
+    gm.recompile()
+    return prepare_model(gm, args.precision, torch.device(args.device), True)
+
+
+def captured(call: Callable[[torch.Tensor], object], x: torch.Tensor) -> torch.cuda.CUDAGraph:
+    """``call(x)`` captured in a CUDA graph, after three warm-up calls on a side stream."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            call(x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        call(x)
+    return graph
+
+
+def kernel_rows(model: torch.nn.Module, bs: int, args: argparse.Namespace) -> None:
+    """The forward's kernels at ``bs``, then the graph's device time as the product captures it and with
+    the downsample convolutions on a side stream."""
+    forwards = 50
+    with tempfile.TemporaryDirectory() as work, torch.no_grad():
+        eager, x = compiled(model, bs, "0", args, work, graph="0")
+        for _ in range(5):
+            eager(x)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(forwards):
+                eager(x)
+            torch.cuda.synchronize()
+        print(f"batch size {bs}: the forward's kernels")
+        kernels_us = print_kernel_table(prof, forwards, "forward", args.rows)
+        fn, _ = compiled(model, bs, "0", args, work)
+        side = torch.cuda.Stream()
+        branched = side_branched(model, args)
+        static = x.clone()
+        graph = captured(lambda t: SideBranches(branched, side).run(t), static)
+        print(f"| bs {bs} | p50 / p90 / p99 (ms) |\n|---|---|")
+        print(f"| the kernels' GPU time, summed | {kernels_us / 1e3:.3f} |")
+        print(f"| the graph, device time | {percentiles(device_times(lambda: fn(x), args.calls))} |")
+        side_ms = percentiles(device_times(lambda: (static.copy_(x), graph.replay()), args.calls))
+        print(f"| the graph, downsample on a side stream | {side_ms} |")
 
 
 def loadgen_rows(model: torch.nn.Module, args: argparse.Namespace) -> None:
@@ -128,6 +217,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--precision", default="fp16")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--kernels", action="store_true", help="the forward's kernels, instead of the calls")
+    parser.add_argument("--rows", type=int, default=15, help="kernels shown with --kernels")
     parser.add_argument("--loadgen", help="a folder of JPEGs: run the product's SingleStream on it too")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of each LoadGen run")
     parser.add_argument(
@@ -138,7 +229,10 @@ def main() -> int:
     case = discover()["resnet50"]
     model = case.build(case.resolve_weights("random")).eval().to(dev)
     print(f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}")
-    if args.calls:
+    if args.kernels:
+        for bs in (int(v) for v in args.batch_sizes.split(",")):
+            kernel_rows(model, bs, args)
+    elif args.calls:
         print(f"| bs | cudnn_fused_benchmark | {args.calls} calls: graph p50/p90/p99 (ms) | query | device |")
         print("|---|---|---|---|---|")
         for bs in (int(v) for v in args.batch_sizes.split(",")):
