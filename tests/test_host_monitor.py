@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from orchestrator.store import SCHEMA, Store
 from orchestrator.transport.local import LocalTransport
 from runner_in_container.data.generate import generate
 from runner_in_container.protocol import STAGE_INFER, STAGE_VAL
-from tests.fixtures.samplers import through_window
+from tests.fixtures.samplers import through_window, wait_until
 from tests.test_metric_table import _report
 from vendors.cpu import VENDOR as CPU
 
@@ -138,6 +139,19 @@ def test_the_monitor_samples_a_real_host_and_summarises_the_stage_windows(workin
     assert infer["power_mean_w"] == 412.0
     assert infer["energy_j_per_img"] == pytest.approx(412.0 * (end - start) / 100)
     json.dumps(out, allow_nan=False)  # what the store keeps
+
+
+def test_a_window_at_the_end_shorter_than_the_interval_still_gets_its_figures():
+    monitor = HostMonitor.start(LocalTransport(), 60.0)  # one streamed reading in this test, no second
+    try:
+        wait_until(lambda: len(monitor.readings) >= 1, "the first reading")
+        monitor.mark(STAGE_INFER, "start")
+        monitor.mark(STAGE_INFER, "end", time.time() + 0.01)
+    finally:
+        monitor.stop()  # the job's end: one reading more closes the interval the window lies in
+    assert len(monitor.readings) == 2
+    infer = monitor.summary({STAGE_INFER: 6})["stages"][STAGE_INFER]
+    assert infer["intervals"] == 1 and 0 <= infer["cpu_pct_mean"] <= 100 and infer["mem_used_peak_mib"] > 0
 
 
 def test_the_window_mean_weights_each_interval_by_its_overlap():

@@ -102,6 +102,8 @@ class HostMonitor(Sampler):
         #: why node power is not read ("not probed" until the probe has run); None when it is
         self.power_unavailable: Optional[str] = "not probed"
         self.readings: List[Tuple[float, HostReading]] = []
+        #: the sampling command run once (set once the power probe has run)
+        self.once_argv: List[str] = []
 
     @classmethod
     def start(cls, transport: Transport, interval_s: float) -> "HostMonitor":
@@ -113,7 +115,22 @@ class HostMonitor(Sampler):
         """Probe node power once; the sampling command reads it only where the probe got a reading."""
         self.power_unavailable = probe_power(self.transport)
         flag = "1" if self.power_unavailable is None else "0"
-        self.argv = repeat_argv(["sh", "-c", SAMPLE_SCRIPT, "rn50bench-host", flag, PROC], self.interval_s)
+        self.once_argv = ["sh", "-c", SAMPLE_SCRIPT, "rn50bench-host", flag, PROC]
+        self.argv = repeat_argv(self.once_argv, self.interval_s)
+
+    def stop(self) -> None:
+        """Stop the stream, then take one reading more, so that the interval a job's last window ended in
+        is closed: a window shorter than ``interval_s`` at a job's end (a small set's infer stage) would
+        otherwise lie past the last reading, with no figure at all."""
+        super().stop()
+        if not self.once_argv:
+            return
+        try:
+            done = self.transport.run(self.once_argv, timeout=PROBE_TIMEOUT_S)
+        except TransportError:
+            return
+        for line in done.stdout.splitlines():
+            self.on_line(line)
 
     @property
     def source(self) -> str:
