@@ -358,6 +358,8 @@ class Knob:
 HOLD_KNOB = "hold_until"
 #: cudnn_fused: the most concurrent branches its CUDA graph splits a batch into
 CUDNN_FUSED_MAX_BRANCHES = 8
+#: cudnn_fused's graph is split into branches by default from this batch size on (toolkits/cudnn_fused.py)
+CUDNN_FUSED_BRANCHED_FROM = 64
 INDUCTOR_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 TORCH_TENSORRT_IRS = ("ts", "dynamo")
 
@@ -366,7 +368,8 @@ KNOBS = (
     Knob("cudnn_fused_graph", "cudnn_fused", "capture one forward in a CUDA graph that each call replays",
          parse=switch, default="1"),
     Knob("cudnn_fused_branches", "cudnn_fused", "concurrent branches the graph splits the batch into "
-         "(more than 1 only with cudnn_fused_graph=1); default 2 with the graph, else 1",
+         "(more than 1 only with cudnn_fused_graph=1); default 2 with the graph at batch sizes of %d "
+         "or more, else 1" % CUDNN_FUSED_BRANCHED_FROM,
          parse=integer(1, CUDNN_FUSED_MAX_BRANCHES)),
     Knob("cudnn_fused_benchmark", "cudnn_fused", "cuDNN times its algorithms for each convolution before the "
          "graph is captured (process-wide)", parse=switch, default="0"),

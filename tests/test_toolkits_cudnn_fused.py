@@ -18,8 +18,8 @@ from runner_in_container.toolkits.cudnn_fused import CudnnFused, FusedConvReLU, 
 CUDA = torch.device("cuda")
 
 
-def make(tmp_path, device=CUDA, **options):
-    return CudnnFused(ToolkitSettings(device, "fp16", 2, str(tmp_path), options=options))
+def make(tmp_path, device=CUDA, batch_size=64, **options):
+    return CudnnFused(ToolkitSettings(device, "fp16", batch_size, str(tmp_path), options=options))
 
 
 def called_modules(gm):
@@ -151,6 +151,8 @@ def test_graph_knob(tmp_path):
     default = make(tmp_path)
     assert default.graph is True and default.branches == 2 and default.benchmark is False
     assert make(tmp_path, cudnn_fused_branches="4").branches == 4
+    assert make(tmp_path, batch_size=63).branches == 1  # small batches: one chunk is faster than two
+    assert make(tmp_path, batch_size=8, cudnn_fused_branches="2").branches == 2  # as asked
     assert toolkit.channels_last() is True and toolkit.input_dtype() == torch.float16
 
 

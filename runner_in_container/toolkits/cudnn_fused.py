@@ -11,9 +11,10 @@ to the precision's dtype and channels_last. Other patterns (ReLU6, ...) run as t
 
 Knobs: ``cudnn_fused_graph`` ("1"/"0", default "1"): after a warm-up of three calls, one
 forward is captured in a CUDA graph that each call replays (its output is overwritten by the
-next call). ``cudnn_fused_branches`` (default 2 with the graph): the graph computes the batch
-in that many chunks on concurrent streams, so one chunk's kernels fill the SMs another's
-leave idle. ``cudnn_fused_benchmark`` ("1"/"0", default "0"): cuDNN times its algorithms for
+next call). ``cudnn_fused_branches`` (default: 2 with the graph at batch sizes of
+``contract.CUDNN_FUSED_BRANCHED_FROM`` or more, else 1): the graph computes the batch in that
+many chunks on concurrent streams, so one chunk's kernels fill the SMs another's leave idle.
+``cudnn_fused_benchmark`` ("1"/"0", default "0"): cuDNN times its algorithms for
 each convolution's shape during the warm-up (``torch.backends.cudnn.benchmark``, process-wide),
 so the graph captures the fastest it found. Folding, fusion, cast, warm-up and capture count in
 ``compile_s``.
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
-from ..contract import check_joined
+from ..contract import CUDNN_FUSED_BRANCHED_FROM, check_joined
 from .base import Forward, Toolkit, ToolkitUnavailable
 from .precision import prepare_model, tf32_flags
 from .pytorch import torch_versions
@@ -47,7 +48,10 @@ RELU_FUNCTIONS = (torch.relu, F.relu)
 ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 WARMUP_CALLS = 3
 #: the batch split into this many concurrent chunks in the graph, by default (H200, fp16, bs 256:
-#: 1 branch 35,734 img/s, 2 branches 37,140, 4 branches 37,658)
+#: 1 branch 35,734 img/s, 2 branches 37,140, 4 branches 37,658), from contract.CUDNN_FUSED_BRANCHED_FROM on:
+#: smaller batches' kernels leave SMs idle anyway, and two chunks take longer than one (H100, fp16, the
+#: graph's device time with 1 and 2 branches: bs 8 0.503 / 0.636 ms, 16 0.707 / 0.838, 32 1.208 / 1.267,
+#: 64 2.206 / 2.140, 128 4.180 / 3.887, 256 8.038 / 7.763)
 DEFAULT_BRANCHES = "2"
 
 
@@ -260,7 +264,8 @@ class CudnnFused(Toolkit):
         if device.type != "cuda":
             raise ValueError(f"toolkit {self.name} runs on CUDA devices (cuDNN); got {device.type}")
         self.graph = self.switch("cudnn_fused_graph")
-        self.branches = int(self.option("cudnn_fused_branches", DEFAULT_BRANCHES if self.graph else "1"))
+        branched = self.graph and self.settings.batch_size >= CUDNN_FUSED_BRANCHED_FROM
+        self.branches = int(self.option("cudnn_fused_branches", DEFAULT_BRANCHES if branched else "1"))
         check_joined({"cudnn_fused_graph": self.graph, "cudnn_fused_branches": self.branches})
         self.benchmark = self.switch("cudnn_fused_benchmark")
 
