@@ -18,6 +18,11 @@ graph's device time (the difference is what the replay adds between kernels); th
 with each downsample convolution (ResNet's only branch) issued on a side stream, concurrent with its block's
 main path.
 
+    python -m bench.stream_latency --branches --batch-sizes 8,16,32,64,128,256 --calls 40000
+
+gives the graph's device time at each batch size with the batch in 1 and in 2 concurrent branches
+(``cudnn_fused_branches``), over ``--calls`` images (200 calls at least).
+
     python -m bench.stream_latency --loadgen DATA --calls 0      (DATA: a folder of JPEGs, imagefolder)
 
 runs the product's own SingleStream (runner_in_container/mlperf/scenario.py: LoadGen, InlineSut, the sample
@@ -28,6 +33,7 @@ frozen and off through the run; one table of LoadGen's p50/p90/p99.
 """
 
 import argparse
+import functools
 import gc
 import sys
 import tempfile
@@ -81,12 +87,14 @@ def device_times(call: Callable[[], object], calls: int) -> List[float]:
     return [start.elapsed_time(end) / 1e3 for start, end in pairs]
 
 
-def compiled(model: torch.nn.Module, bs: int, benchmark: str, args: argparse.Namespace, work: str, graph="1"):
-    """``model`` through cudnn_fused at ``bs`` (``cudnn_fused_benchmark`` ``benchmark``, ``cudnn_fused_graph``
-    ``graph``), and its example."""
+def compiled(
+    model: torch.nn.Module, bs: int, benchmark: str, args: argparse.Namespace, work: str, **knobs: str
+):
+    """``model`` through cudnn_fused at ``bs`` (``cudnn_fused_benchmark`` ``benchmark``, other knobs as
+    given), and its example."""
     dev = torch.device(args.device)
     torch.backends.cudnn.benchmark = False
-    options = {"cudnn_fused_benchmark": benchmark, "cudnn_fused_graph": graph}
+    options = dict(knobs, cudnn_fused_benchmark=benchmark)
     settings = ToolkitSettings(dev, args.precision, bs, work, options=options)
     toolkit = toolkits.load("cudnn_fused")(settings)
     toolkit.check_settings()
@@ -158,7 +166,7 @@ def kernel_rows(model: torch.nn.Module, bs: int, args: argparse.Namespace) -> No
     the downsample convolutions on a side stream."""
     forwards = 50
     with tempfile.TemporaryDirectory() as work, torch.no_grad():
-        eager, x = compiled(model, bs, "0", args, work, graph="0")
+        eager, x = compiled(model, bs, "0", args, work, cudnn_fused_graph="0")
         for _ in range(5):
             eager(x)
         torch.cuda.synchronize()
@@ -178,6 +186,20 @@ def kernel_rows(model: torch.nn.Module, bs: int, args: argparse.Namespace) -> No
         print(f"| the graph, device time | {percentiles(device_times(lambda: fn(x), args.calls))} |")
         side_ms = percentiles(device_times(lambda: (static.copy_(x), graph.replay()), args.calls))
         print(f"| the graph, downsample on a side stream | {side_ms} |")
+
+
+def branch_rows(model: torch.nn.Module, args: argparse.Namespace) -> None:
+    """The graph's device time at each batch size, the batch in 1 and in 2 concurrent branches."""
+    print("| bs | 1 branch: p50 / p90 / p99 (ms) | 2 branches |\n|---|---|---|")
+    for bs in (int(v) for v in args.batch_sizes.split(",")):
+        cells = []
+        for branches in ("1", "2"):
+            with tempfile.TemporaryDirectory() as work, torch.no_grad():
+                fn, x = compiled(model, bs, "0", args, work, cudnn_fused_branches=branches)
+                call = functools.partial(fn, x)
+                cells.append(percentiles(device_times(call, max(200, args.calls // bs))))
+            torch.cuda.empty_cache()
+        print(f"| {bs} | {cells[0]} | {cells[1]} |", flush=True)
 
 
 def loadgen_rows(model: torch.nn.Module, args: argparse.Namespace) -> None:
@@ -218,6 +240,9 @@ def main() -> int:
     parser.add_argument("--precision", default="fp16")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--kernels", action="store_true", help="the forward's kernels, instead of the calls")
+    parser.add_argument(
+        "--branches", action="store_true", help="the graph in 1 and 2 branches, instead of the calls"
+    )
     parser.add_argument("--rows", type=int, default=15, help="kernels shown with --kernels")
     parser.add_argument("--loadgen", help="a folder of JPEGs: run the product's SingleStream on it too")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of each LoadGen run")
@@ -229,7 +254,9 @@ def main() -> int:
     case = discover()["resnet50"]
     model = case.build(case.resolve_weights("random")).eval().to(dev)
     print(f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}")
-    if args.kernels:
+    if args.branches:
+        branch_rows(model, args)
+    elif args.kernels:
         for bs in (int(v) for v in args.batch_sizes.split(",")):
             kernel_rows(model, bs, args)
     elif args.calls:
